@@ -1,0 +1,68 @@
+"""Small shared validators; each raises InvalidParameterError with the standard message."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from deepscope.errors import invalid_parameter
+
+__all__ = ["check_int", "check_float", "check_choice", "check_probability"]
+
+
+def check_int(value: Any, name: str, owner: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` as an int, or raise if it is not an int within [minimum, maximum]."""
+    bounds = _bounds_text(minimum, maximum)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid_parameter(name, owner, f"an int{bounds}", value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise invalid_parameter(name, owner, f"an int{bounds}", value)
+    return value
+
+
+def check_float(
+    value: Any,
+    name: str,
+    owner: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    strict_minimum: bool = False,
+) -> float:
+    """Return ``value`` as a finite float within the bounds, or raise."""
+    op = ">" if strict_minimum else ">="
+    bounds = _bounds_text(minimum, maximum, op)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        raise invalid_parameter(name, owner, f"a finite float{bounds}", value)
+    value = float(value)
+    too_small = minimum is not None and (value <= minimum if strict_minimum else value < minimum)
+    if too_small or (maximum is not None and value > maximum):
+        raise invalid_parameter(name, owner, f"a finite float{bounds}", value)
+    return value
+
+
+def check_probability(value: Any, name: str, owner: str) -> float:
+    """A float strictly between 0 and 1 (a confidence parameter such as delta)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
+        raise invalid_parameter(name, owner, "a float in the open interval (0, 1)", value)
+    return float(value)
+
+
+def check_choice(value: Any, name: str, owner: str, choices: Iterable[Any]) -> Any:
+    """Return ``value`` if it is one of ``choices``, else raise listing them."""
+    choices = list(choices)
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise invalid_parameter(name, owner, f"one of {listed}", value)
+    return value
+
+
+def _bounds_text(minimum: Any, maximum: Any, op: str = ">=") -> str:
+    if minimum is not None and maximum is not None:
+        return f" in [{minimum}, {maximum}]"
+    if minimum is not None:
+        return f" {op} {minimum}"
+    if maximum is not None:
+        return f" <= {maximum}"
+    return ""

@@ -1,0 +1,64 @@
+"""The one error root of deepscope and its few subclasses.
+
+Every validation failure raises a :class:`DeepscopeError` subclass whose message names the
+parameter, what was expected and what was received, in one shape::
+
+    The 'k' parameter of hessian_eigenvalues must be an int >= 1. Got 0 instead.
+
+The CLI catches :class:`DeepscopeError`, prints ``error: <message>`` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "DeepscopeError",
+    "InvalidParameterError",
+    "DataError",
+    "UnsafeFileError",
+    "UnsupportedModelError",
+    "invalid_parameter",
+    "describe",
+]
+
+
+class DeepscopeError(Exception):
+    """Root of every error deepscope raises on purpose."""
+
+
+class InvalidParameterError(DeepscopeError, ValueError):
+    """An argument has the wrong type, shape or value."""
+
+
+class DataError(DeepscopeError, ValueError):
+    """Data that cannot be used: empty, NaN, mismatched shapes, labels out of range, missing file."""
+
+
+class UnsafeFileError(DeepscopeError):
+    """A file would need full unpickling (arbitrary code execution) and the caller did not opt in."""
+
+
+class UnsupportedModelError(DeepscopeError):
+    """The model contains a layer or structure an analysis cannot handle exactly."""
+
+
+def describe(value: Any) -> str:
+    """A short, human description of ``value`` for error messages (type and shape, not contents)."""
+    shape = getattr(value, "shape", None)
+    if shape is not None and hasattr(value, "dtype"):
+        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {value.dtype}"
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return text
+
+
+def invalid_parameter(
+    name: str, owner: str, expected: str, got: Any, *, cls: type[DeepscopeError] = InvalidParameterError
+) -> DeepscopeError:
+    """Build the standard error: ``The 'name' parameter of owner must be expected. Got ... instead.``
+
+    Returns the exception (the caller raises it) so tracebacks point at the validation site.
+    """
+    return cls(f"The '{name}' parameter of {owner} must be {expected}. Got {describe(got)} instead.")

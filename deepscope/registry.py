@@ -1,0 +1,142 @@
+"""The registry of public analyses, and the ``@analysis`` decorator that guards them.
+
+Every public analysis is declared with :func:`analysis`. The decorator
+
+* wraps the function so that it runs inside :func:`deepscope.guard.model_guard` on the model it
+  receives (the first argument, an ``nn.Module``, or ``problem.model`` for a Problem);
+* records it in :data:`ANALYSES`, which the conformance test
+  (``tests/test_conformance.py``) iterates: each entry is called on a standard fixture from
+  :mod:`deepscope.testing` whose model is in train mode, with hooks, grads and frozen
+  parameters, and the test asserts the model comes back bit-identical.
+
+``takes`` says what the first argument is, so the conformance test can build it:
+
+* ``"problem"`` — a :class:`deepscope.Problem`;
+* ``"model_inputs"`` — ``(model, inputs)``; ``"model"`` — just the model.
+
+``fixture`` picks the standard fixture (see :func:`deepscope.testing.make_fixture`):
+``"mlp"`` (tabular classifier), ``"relu_mlp"`` (piecewise-linear, 2-D input), ``"cnn"``
+(images with a conv layer and BatchNorm), ``"sequence"`` (one-hot DNA, 1-D conv).
+``example_kwargs`` are cheap options that make the call fast in the test.
+
+Example:
+    >>> @analysis(takes="model_inputs", family="example", register=False)
+    ... def output_norm(model, inputs):
+    ...     return float(model(inputs).norm())
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from torch import nn
+
+from deepscope._validation import check_choice
+from deepscope.errors import invalid_parameter
+from deepscope.guard import model_guard
+
+__all__ = ["AnalysisSpec", "ANALYSES", "analysis", "find_model", "load_all_analyses"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisSpec:
+    """One registered public analysis."""
+
+    name: str
+    function: Callable[..., Any]
+    takes: str
+    family: str
+    fixture: str
+    example_kwargs: Mapping[str, Any]
+    guard_mode: str
+
+
+ANALYSES: dict[str, AnalysisSpec] = {}
+
+_TAKES = ("problem", "model_inputs", "model")
+_FIXTURES = ("mlp", "relu_mlp", "cnn", "sequence")
+
+
+def find_model(first_argument: Any) -> nn.Module | None:
+    """The model an analysis works on: the argument itself, or its ``.model`` (a Problem)."""
+    if isinstance(first_argument, nn.Module):
+        return first_argument
+    model = getattr(first_argument, "model", None)
+    return model if isinstance(model, nn.Module) else None
+
+
+def analysis(
+    name: str | None = None,
+    *,
+    takes: str,
+    family: str,
+    fixture: str = "mlp",
+    example_kwargs: Mapping[str, Any] | None = None,
+    guard_mode: str = "eval",
+    register: bool = True,
+) -> Callable[[F], F]:
+    """Declare a public analysis: guard it and (by default) add it to :data:`ANALYSES`.
+
+    Args:
+        name: registry name (defaults to the function's name).
+        takes: "problem", "model_inputs" or "model" — what the first argument is.
+        family: "foundation", "attribution", "generalization", "curvature", "dynamics" or
+            "expressivity".
+        fixture: which standard fixture the conformance test uses.
+        example_kwargs: cheap keyword arguments for the conformance test.
+        guard_mode: the model_guard mode ("eval" by default; "train" for analyses that must
+            see train-mode behaviour and handle it themselves).
+        register: False for helpers and doctests that should not join the registry.
+    """
+    check_choice(takes, "takes", "analysis", _TAKES)
+    check_choice(fixture, "fixture", "analysis", _FIXTURES)
+
+    def decorate(function: F) -> F:
+        spec_name = name or function.__name__
+
+        @functools.wraps(function)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if not args:
+                raise invalid_parameter(
+                    "model" if takes != "problem" else "problem", spec_name, "given as the first argument", None
+                )
+            model = find_model(args[0])
+            if model is None:
+                expected = "a deepscope.Problem" if takes == "problem" else "a torch.nn.Module"
+                raise invalid_parameter("problem" if takes == "problem" else "model", spec_name, expected, args[0])
+            with model_guard(model, mode=guard_mode):
+                return function(*args, **kwargs)
+
+        guarded.__deepscope_analysis__ = spec_name  # type: ignore[attr-defined]
+        if register:
+            ANALYSES[spec_name] = AnalysisSpec(
+                name=spec_name,
+                function=guarded,
+                takes=takes,
+                family=family,
+                fixture=fixture,
+                example_kwargs=dict(example_kwargs or {}),
+                guard_mode=guard_mode,
+            )
+        return guarded  # type: ignore[return-value]
+
+    return decorate
+
+
+def load_all_analyses() -> dict[str, AnalysisSpec]:
+    """Import every deepscope module so that all ``@analysis`` declarations are registered."""
+    import importlib
+    import pkgutil
+
+    import deepscope
+
+    for info in pkgutil.walk_packages(deepscope.__path__, prefix="deepscope."):
+        if info.name.startswith("deepscope.cli"):
+            continue
+        importlib.import_module(info.name)
+    return ANALYSES

@@ -1,0 +1,26 @@
+"""The report: a section registry, an HTML template and inline-SVG helpers."""
+
+from deepscope.report.sections import (
+    SECTIONS,
+    AuditContext,
+    Figure,
+    Html,
+    Section,
+    Table,
+    Text,
+    register_section,
+)
+from deepscope.report.svg import figure_to_svg, new_figure
+
+__all__ = [
+    "SECTIONS",
+    "AuditContext",
+    "Section",
+    "Text",
+    "Table",
+    "Figure",
+    "Html",
+    "register_section",
+    "figure_to_svg",
+    "new_figure",
+]

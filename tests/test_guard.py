@@ -1,0 +1,116 @@
+import pytest
+import torch
+from torch import nn
+
+from deepscope import model_guard
+from deepscope.errors import InvalidParameterError, UnsupportedModelError
+from deepscope.guard import bitwise_equal, current_guard_report, stochastic_modules
+from deepscope.testing import check_model_untouched, fingerprint_differences, make_fixture, model_fingerprint
+
+
+def vandalise(model, inputs):
+    """Everything an analysis must not leave behind."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    for p in model.parameters():
+        p.requires_grad_(True)
+        p.grad = torch.ones_like(p)
+        p.register_hook(lambda g: g)
+    model.register_forward_hook(lambda m, a, o: None)
+    model[0].register_forward_pre_hook(lambda m, a: None)
+    model.train()
+    model(inputs)  # BatchNorm running stats move
+    model[-1].weight = nn.Parameter(torch.zeros_like(model[-1].weight))
+    model.add_module("extra", nn.Identity())
+    torch.nn.modules.module.register_module_forward_hook(lambda m, a, o: None)
+    model.eval()
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "sequence", "relu_mlp"])
+def test_guard_restores_everything(kind):
+    fixture = make_fixture(kind)
+    before = model_fingerprint(fixture.model)
+    with model_guard(fixture.model):
+        vandalise(fixture.model, fixture.inputs)
+    assert fingerprint_differences(before, model_fingerprint(fixture.model)) == []
+    assert not torch.nn.modules.module._global_forward_hooks
+
+
+def test_guard_restores_on_error():
+    fixture = make_fixture("mlp")
+    before = model_fingerprint(fixture.model)
+    with pytest.raises(RuntimeError, match="boom"):
+        with model_guard(fixture.model):
+            vandalise(fixture.model, fixture.inputs)
+            raise RuntimeError("boom")
+    assert fingerprint_differences(before, model_fingerprint(fixture.model)) == []
+
+
+def test_guard_switches_to_eval_and_reports():
+    fixture = make_fixture("mlp")
+    assert fixture.model.training
+    with model_guard(fixture.model) as report:
+        assert not any(m.training for m in fixture.model.modules())
+        assert current_guard_report(fixture.model) is report
+        assert report.switched_to_eval == ["1", "3"]
+        assert "eval semantics" in report.note
+        # deterministic: Dropout inactive inside the guard
+        assert torch.equal(fixture.model(fixture.inputs), fixture.model(fixture.inputs))
+    assert fixture.model.training and current_guard_report(fixture.model) is None
+
+
+def test_guard_train_and_refuse_modes():
+    fixture = make_fixture("mlp")
+    with model_guard(fixture.model, mode="train") as report:
+        assert fixture.model.training and report.switched_to_eval == []
+    with pytest.raises(UnsupportedModelError, match="train-mode stochastic"):
+        with model_guard(fixture.model, mode="refuse"):
+            pass
+    fixture.model.eval()
+    assert stochastic_modules(fixture.model) == []
+    with model_guard(fixture.model, mode="refuse"):
+        pass
+
+
+def test_guard_does_not_bump_version_when_nothing_changed():
+    """A user's pending autograd graph must survive an analysis that only reads the weights."""
+    model = nn.Linear(3, 1)
+    loss = (model(torch.randn(4, 3)) ** 2).sum()
+    versions = [p._version for p in model.parameters()]
+    with model_guard(model):
+        model(torch.randn(2, 3))
+    assert [p._version for p in model.parameters()] == versions
+    loss.backward()  # would raise if the saved weights had been modified in place
+
+
+def test_guard_nested_is_free_and_validates():
+    model = nn.Linear(2, 2)
+    with model_guard(model) as outer:
+        with model_guard(model) as inner:
+            assert inner is outer
+    with pytest.raises(InvalidParameterError, match="'model' parameter of model_guard must be a torch.nn.Module"):
+        with model_guard("not a model"):
+            pass
+    with pytest.raises(InvalidParameterError, match="'mode' parameter"):
+        with model_guard(model, mode="sideways"):
+            pass
+
+
+def test_bitwise_equal_handles_nan_and_signed_zero():
+    nan = torch.tensor([float("nan")])
+    assert bitwise_equal(nan, nan.clone())
+    assert not bitwise_equal(torch.tensor([0.0]), torch.tensor([-0.0]))
+    assert not bitwise_equal(torch.zeros(2), torch.zeros(3))
+    assert bitwise_equal(None, None) and not bitwise_equal(None, torch.zeros(1))
+
+
+def test_check_model_untouched_detects_a_leaky_function():
+    fixture = make_fixture("mlp")
+
+    def leaky(model):
+        with torch.no_grad():
+            model[0].weight.mul_(2)
+
+    with pytest.raises(AssertionError, match="changed the caller's model"):
+        check_model_untouched(leaky, fixture.model, fixture.model)
