@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks against reference libraries (not part of the test suite)."""
