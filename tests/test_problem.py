@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from deepscope import Problem
+from deepscope.data import DatasetSplits
+from deepscope.errors import DataError, InvalidParameterError
+from deepscope.testing import make_fixture
+
+
+def small_data(n=20, d=3, classes=2):
+    generator = torch.Generator().manual_seed(1)
+    return torch.randn(n, d, generator=generator), torch.randint(0, classes, (n,), generator=generator)
+
+
+def test_tensors_dataset_and_loader_iterate_identically():
+    x, y = small_data()
+    model = nn.Linear(3, 2)
+    sources = [(x, y), (x.numpy(), y.numpy()), TensorDataset(x, y), DataLoader(TensorDataset(x, y), batch_size=7)]
+    evaluations = [Problem(model, s, batch_size=6).evaluate() for s in sources]
+    for evaluation in evaluations:
+        assert evaluation.n == 20
+        # same examples, different batch boundaries: the means agree to float32 round-off
+        assert evaluation.loss == pytest.approx(evaluations[0].loss, rel=1e-6)
+        assert evaluation.accuracy == evaluations[0].accuracy
+
+
+def test_evaluate_matches_direct_computation():
+    x, y = small_data()
+    model = nn.Linear(3, 2)
+    problem = Problem(model, (x, y), (x[:5], y[:5]), batch_size=4)
+    with torch.no_grad():
+        output = model(x)
+    expected = nn.functional.cross_entropy(output, y).item()
+    assert problem.evaluate().loss == pytest.approx(expected, rel=1e-6)
+    assert problem.evaluate().accuracy == pytest.approx((output.argmax(1) == y).float().mean().item())
+    assert problem.evaluate("test").n == 5
+    assert problem.num_classes == 2
+
+
+def test_functional_view_substitutes_parameters_without_touching_model():
+    x, y = small_data()
+    model = nn.Linear(3, 2)
+    problem = Problem(model, (x, y))
+    zeros = {name: torch.zeros_like(p) for name, p in problem.parameters().items()}
+    assert torch.equal(problem.forward(zeros, x), torch.zeros(20, 2))
+    assert problem.loss(zeros, x, y).item() == pytest.approx(np.log(2), rel=1e-6)
+    assert model.weight.abs().sum() > 0
+
+
+def test_max_samples_and_tensors():
+    x, y = small_data()
+    problem = Problem(nn.Linear(3, 2), (x, y), batch_size=8)
+    xs, ys = problem.tensors(max_samples=11)
+    assert xs.shape == (11, 3) and torch.equal(ys, y[:11])
+    assert sum(len(b[0]) for b in problem.batches(max_samples=11)) == 11
+
+
+def test_mse_and_callable_losses():
+    x = torch.randn(10, 3)
+    y = torch.randn(10)
+    problem = Problem(nn.Linear(3, 1), (x, y), loss="mse")
+    assert problem.num_classes is None and problem.evaluate().accuracy is None
+    custom = Problem(nn.Linear(3, 1), (x, y), loss=lambda out, target: (out.squeeze(1) - target).abs().mean())
+    assert custom.evaluate().loss > 0
+
+
+def test_problem_keeps_model_flags_and_from_dataset():
+    fixture = make_fixture("mlp")
+    problem = fixture.problem()
+    assert fixture.model.training
+    splits = DatasetSplits("toy", *small_data(), *small_data(8), num_classes=2)
+    problem = Problem.from_dataset(nn.Linear(3, 2), splits)
+    assert len(problem.test) == 8
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ((torch.randn(5, 3), torch.zeros(4, dtype=torch.long)), "as many targets as inputs"),
+        ((torch.full((5, 3), float("nan")), torch.zeros(5, dtype=torch.long)), "NaN or infinite values in 5 example"),
+        ((torch.randn(0, 3), torch.zeros(0, dtype=torch.long)), "empty"),
+        ((torch.randn(5, 3), torch.full((5,), 7)), r"Labels must lie in \[0, 1\].*Got labels in \[7, 7\]"),
+        ((torch.randn(5, 3), torch.zeros(5)), "labels must be integers"),
+        ((torch.randn(5, 4), torch.zeros(5, dtype=torch.long)), "cannot take the training inputs of shape \\(4,\\)"),
+        ("not data", "a pair \\(X, y\\)"),
+    ],
+)
+def test_bad_data_gives_clear_errors(data, message):
+    with pytest.raises(DataError, match=message):
+        Problem(nn.Linear(3, 2), data)
+
+
+def test_bad_parameters_give_standard_messages():
+    x, y = small_data()
+    with pytest.raises(InvalidParameterError, match="The 'loss' parameter of Problem must be one of"):
+        Problem(nn.Linear(3, 2), (x, y), loss="hinge")
+    with pytest.raises(InvalidParameterError, match="The 'model' parameter of Problem must be a torch.nn.Module"):
+        Problem("model", (x, y))
+    with pytest.raises(InvalidParameterError, match="'batch_size' parameter of Problem must be an int >= 1. Got 0"):
+        Problem(nn.Linear(3, 2), (x, y), batch_size=0)
+    with pytest.raises(DataError, match="no test data"):
+        Problem(nn.Linear(3, 2), (x, y)).evaluate("test")
+    with pytest.raises(DataError, match="init_state\\['weight'\\] has shape"):
+        Problem(nn.Linear(3, 2), (x, y), init_state={"weight": torch.zeros(1), "bias": torch.zeros(2)})
+
+
+def test_nan_in_loader_batch_is_reported_on_iteration():
+    x, y = small_data()
+    x[15] = float("nan")
+    problem = Problem(nn.Linear(3, 2), DataLoader(TensorDataset(x, y), batch_size=10))
+    with pytest.raises(DataError, match="Batch 1 of the train data contains NaN"):
+        problem.evaluate()

@@ -1,0 +1,41 @@
+import pytest
+import torch
+from torch import nn
+
+from deepscope.errors import InvalidParameterError
+from deepscope.guard import current_guard_report
+from deepscope.registry import ANALYSES, analysis
+
+
+def test_analysis_runs_inside_the_guard_and_registers():
+    seen = {}
+
+    @analysis("test_probe_analysis", takes="model", family="foundation")
+    def probe(model):
+        seen["report"] = current_guard_report(model)
+        with torch.no_grad():
+            model.weight.zero_()
+        return "done"
+
+    try:
+        model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))[0]
+        before = model.weight.clone()
+        assert probe(model) == "done"
+        assert seen["report"] is not None
+        assert torch.equal(model.weight, before)
+        assert ANALYSES["test_probe_analysis"].function is probe
+    finally:
+        ANALYSES.pop("test_probe_analysis", None)
+
+
+def test_analysis_rejects_a_non_model_first_argument():
+    @analysis(takes="model_inputs", family="foundation", register=False)
+    def needs_model(model, inputs):
+        return 1
+
+    with pytest.raises(InvalidParameterError, match="'model' parameter of needs_model must be a torch.nn.Module"):
+        needs_model("not a model", None)
+    with pytest.raises(InvalidParameterError):
+        needs_model()
+    with pytest.raises(InvalidParameterError, match="'takes' parameter of analysis"):
+        analysis(takes="anything", family="x")
