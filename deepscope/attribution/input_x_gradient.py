@@ -1,0 +1,76 @@
+"""Input × gradient: the first-order Taylor contribution of each feature."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepscope.attribution._base import (
+    DEFAULT_MAX_BATCH,
+    Attribution,
+    OutputFn,
+    evaluate_selected,
+    finish,
+    prepare,
+    prepare_baseline,
+    relative_completeness_error,
+    selected_gradients,
+)
+from deepscope.registry import analysis
+
+__all__ = ["input_x_gradient"]
+
+
+@analysis(takes="model_inputs", family="attribution", fixture="cnn")
+def input_x_gradient(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: Any = None,
+    *,
+    baseline: Any = None,
+    output_fn: OutputFn | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> Attribution:
+    """Input × gradient, (x − x') ⊙ ∂F/∂x (Shrikumar et al., 2016; with x' = 0 as in Captum).
+
+    For a linear model F(x) = w·x + b this equals w ⊙ (x − x') and is complete; for a ReLU
+    network without biases and x' = 0 it sums to F(x) (Euler's theorem for homogeneous functions).
+
+    Args:
+        model: the classifier; ``model(inputs)`` gives ``(batch, classes)``.
+        inputs: ``(batch, *features)`` float tensor.
+        target: None (predicted class), an int, ``(batch,)`` ints, or several targets.
+        baseline: reference x' (None = zeros): a number or a tensor shaped like the inputs.
+        output_fn: maps a tuple/dict model output to ``(batch, classes)``.
+        max_batch: rows per forward pass.
+
+    Returns:
+        An :class:`Attribution`; diagnostics hold ``completeness_error`` (relative, see
+        ``integrated_gradients``), which is small only for (locally) linear models.
+
+    Example:
+        >>> net = torch.nn.Linear(3, 1, bias=False)
+        >>> a = input_x_gradient(net, torch.ones(2, 3), target=0)
+        >>> bool(torch.allclose(a.values.sum(1), net(torch.ones(2, 3))[:, 0]))
+        True
+    """
+    owner = "input_x_gradient"
+    prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch)
+    reference = prepare_baseline(baseline, prepared.inputs, owner)
+    selected, gradients = selected_gradients(prepared.forward, prepared.inputs, prepared.targets, prepared.max_batch)
+    values = (prepared.inputs - reference).unsqueeze(0) * gradients
+    at_baseline = evaluate_selected(prepared.forward, reference, prepared.targets, prepared.max_batch)
+    totals = values.flatten(2).sum(2)
+    error = relative_completeness_error(totals, selected - at_baseline)
+    return finish(
+        model,
+        values=values,
+        targets=prepared.targets,
+        multi=prepared.multi,
+        method=owner,
+        diagnostics={"completeness_error": error},
+        evaluations=prepared.evaluations + 2 * prepared.inputs.shape[0],
+        options={"max_batch": prepared.max_batch},
+    )

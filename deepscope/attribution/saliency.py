@@ -1,0 +1,57 @@
+"""Saliency: the gradient of the target score with respect to the input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepscope.attribution._base import DEFAULT_MAX_BATCH, Attribution, OutputFn, finish, prepare, selected_gradients
+from deepscope.registry import analysis
+
+__all__ = ["saliency"]
+
+
+@analysis(takes="model_inputs", family="attribution", fixture="cnn")
+def saliency(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: Any = None,
+    *,
+    absolute: bool = True,
+    output_fn: OutputFn | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> Attribution:
+    """Saliency map: the input gradient of the target score, |∂F/∂x| (Simonyan et al., 2014).
+
+    Args:
+        model: the classifier; ``model(inputs)`` gives ``(batch, classes)`` (see ``output_fn``).
+        inputs: ``(batch, *features)`` float tensor.
+        target: None (predicted class), an int, ``(batch,)`` ints, or several targets (list or
+            ``(n_targets, batch)``).
+        absolute: take the absolute value (Captum's default); False keeps the signed gradient.
+        output_fn: maps a tuple/dict model output to ``(batch, classes)``.
+        max_batch: rows per forward pass.
+
+    Returns:
+        An :class:`Attribution` with ``values`` shaped like ``inputs``.
+
+    Example:
+        >>> net = torch.nn.Linear(3, 2)
+        >>> saliency(net, torch.ones(1, 3), target=0).values.shape
+        torch.Size([1, 3])
+    """
+    prepared = prepare(model, inputs, target, owner="saliency", output_fn=output_fn, max_batch=max_batch)
+    _, gradients = selected_gradients(prepared.forward, prepared.inputs, prepared.targets, prepared.max_batch)
+    values = gradients.abs() if absolute else gradients
+    return finish(
+        model,
+        values=values,
+        targets=prepared.targets,
+        multi=prepared.multi,
+        method="saliency",
+        diagnostics={},
+        evaluations=prepared.evaluations + prepared.inputs.shape[0],
+        options={"absolute": absolute, "max_batch": prepared.max_batch},
+    )
