@@ -1,5 +1,7 @@
 """The report: a section registry, an HTML template and inline-SVG helpers."""
 
+from deepscope.report.audit import audit
+from deepscope.report.html import ReportPaths, write_report
 from deepscope.report.sections import (
     SECTIONS,
     AuditContext,
@@ -23,4 +25,7 @@ __all__ = [
     "register_section",
     "figure_to_svg",
     "new_figure",
+    "write_report",
+    "audit",
+    "ReportPaths",
 ]

@@ -1,0 +1,438 @@
+"""The report writer: every registered section into one self-contained ``report.html`` and ``results.json``.
+
+The HTML page has inline CSS and inline SVG figures, no scripts and no external URLs, so it opens
+offline and makes no network requests. Each section runs inside its own ``try``: a section that
+raises is shown with its error (and its traceback, collapsed) and the others are still written;
+``results.json`` records ``{"status": "error", "error": ...}`` for it. Both files carry a
+``generator: deepscope`` marker, so a later run may replace them but never a file the user wrote.
+
+Example:
+    >>> import torch, tempfile
+    >>> from deepscope import Problem
+    >>> from deepscope.report import AuditContext
+    >>> problem = Problem(torch.nn.Linear(3, 2), (torch.randn(8, 3), torch.randint(0, 2, (8,))))
+    >>> paths = write_report(AuditContext(problem), tempfile.mkdtemp(), sections=[])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import importlib
+import json
+import os
+import pkgutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from tqdm.auto import tqdm
+
+from deepscope.errors import DeepscopeError, invalid_parameter
+from deepscope.guard import GuardReport, stochastic_modules
+from deepscope.report.sections import SECTIONS, AuditContext, Figure, Html, Section, Table, Text, ordered_sections
+from deepscope.results import format_value, to_jsonable
+
+__all__ = ["ReportPaths", "write_report", "import_all_modules", "GENERATOR_META", "MAX_TABLE_ROWS"]
+
+GENERATOR_META = '<meta name="generator" content="deepscope">'
+MAX_TABLE_ROWS = 200  # longer tables are cut in the page (results.json keeps everything)
+_HTML_NAME, _JSON_NAME = "report.html", "results.json"
+
+
+class ReportPaths(NamedTuple):
+    """Where the report was written."""
+
+    html: Path
+    json: Path
+
+
+def import_all_modules() -> list[tuple[str, str]]:
+    """Import every deepscope module so every ``register_section`` and ``@analysis`` runs.
+
+    Returns the modules that failed to import as ``(name, "ErrorType: message")`` pairs (empty
+    when all imported); one broken module never stops the report.
+    """
+    from deepscope.registry import load_all_analyses
+
+    try:
+        load_all_analyses()
+        return []
+    except Exception:  # noqa: BLE001 - find which module failed, import the others anyway
+        pass
+    import deepscope
+
+    failures: dict[str, str] = {}
+
+    def on_error(name: str) -> None:
+        failures.setdefault(name, _describe_error(sys.exc_info()[1]))
+
+    for info in pkgutil.walk_packages(deepscope.__path__, prefix="deepscope.", onerror=on_error):
+        if info.name.startswith("deepscope.cli") or info.name == "deepscope.__main__":
+            continue
+        try:
+            importlib.import_module(info.name)
+        except Exception as error:  # noqa: BLE001
+            failures.setdefault(info.name, _describe_error(error))
+    return sorted(failures.items())
+
+
+def write_report(
+    context: AuditContext,
+    out_dir: str | os.PathLike[str],
+    *,
+    sections: Sequence[str] | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> ReportPaths:
+    """Run the selected report sections on ``context`` and write ``report.html`` and ``results.json``.
+
+    Args:
+        context: the :class:`~deepscope.report.AuditContext` (problem, dataset, history, budget, seed).
+        out_dir: output directory (created if missing).
+        sections: section keys to run (default: every registered section), rendered in registry order.
+        overwrite: replace a report.html/results.json that deepscope did not write. Files an earlier
+            deepscope run wrote are always replaced.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        ``ReportPaths(html, json)``.
+
+    Raises:
+        InvalidParameterError: an unknown section key or a bad argument.
+        DeepscopeError: the directory holds report files deepscope did not write and overwrite is False.
+    """
+    if not isinstance(context, AuditContext):
+        raise invalid_parameter("context", "write_report", "an AuditContext", context)
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise invalid_parameter("out_dir", "write_report", "a directory path", out_dir)
+    import_failures = import_all_modules()
+    selected = _select_sections(sections)
+    out = Path(out_dir)
+    html_path, json_path = out / _HTML_NAME, out / _JSON_NAME
+    _check_overwrite(out, (html_path, json_path), overwrite)
+
+    started = time.perf_counter()
+    outcomes = []
+    bar = tqdm(selected, desc="deepscope report", unit="section", disable=not progress, file=sys.stderr)
+    for spec in bar:
+        bar.set_postfix_str(spec.key)
+        outcomes.append(_run_section(spec, context))
+    bar.close()
+    header = _header_facts(context, import_failures)
+    header["seconds"] = round(time.perf_counter() - started, 3)
+
+    payload = {
+        "generator": "deepscope",
+        **header,
+        "sections": {outcome["key"]: outcome["json"] for outcome in outcomes},
+    }
+    json_text = json.dumps(to_jsonable(payload), indent=2, allow_nan=False)
+    page = _render_page(header, outcomes)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(json_path, json_text + "\n")
+    _atomic_write(html_path, page)
+    return ReportPaths(html=html_path, json=json_path)
+
+
+# ----------------------------------------------------------------------------------- selection
+def _select_sections(sections: Sequence[str] | None) -> list[Any]:
+    ordered = ordered_sections()
+    if sections is None:
+        return ordered
+    known = ", ".join(spec.key for spec in ordered) or "none registered"
+    expected = f"a non-empty list of registered section keys ({known})"
+    if isinstance(sections, str) or not isinstance(sections, Sequence) or not sections:
+        raise invalid_parameter("sections", "write_report", expected, sections)
+    unknown = [key for key in sections if key not in SECTIONS]
+    if unknown:
+        raise invalid_parameter("sections", "write_report", expected, unknown)
+    wanted = set(sections)
+    return [spec for spec in ordered if spec.key in wanted]
+
+
+# ----------------------------------------------------------------------------------- running
+def _run_section(spec: Any, context: AuditContext) -> dict[str, Any]:
+    """Build and render one section; any exception becomes an error entry, never escapes."""
+    started = time.perf_counter()
+    try:
+        with torch.random.fork_rng(devices=[]):  # every section sees the same seed, whatever ran before
+            torch.manual_seed(context.seed)
+            section = spec.builder(context)
+        if not isinstance(section, Section):
+            raise TypeError(f"the section builder returned {type(section).__name__}, expected a Section")
+        body = "".join(_render_block(block) for block in section.blocks)
+        results = to_jsonable(section.results)
+        seconds = time.perf_counter() - started
+        return {
+            "key": spec.key,
+            "title": spec.title,
+            "status": "ok",
+            "summary": str(section.summary),
+            "body": body,
+            "seconds": seconds,
+            "json": {
+                "title": spec.title,
+                "status": "ok",
+                "summary": str(section.summary),
+                "seconds": round(seconds, 3),
+                "results": results,
+            },
+        }
+    except Exception as error:  # noqa: BLE001 - a failing section must not stop the report
+        seconds = time.perf_counter() - started
+        trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        message = _describe_error(error)
+        return {
+            "key": spec.key,
+            "title": spec.title,
+            "status": "error",
+            "summary": f"This section failed: {message}",
+            "body": _render_error(error, trace),
+            "seconds": seconds,
+            "json": {
+                "title": spec.title,
+                "status": "error",
+                "error": message,
+                "error_type": type(error).__name__,
+                "traceback": trace,
+                "seconds": round(seconds, 3),
+            },
+        }
+
+
+def _describe_error(error: BaseException | None) -> str:
+    if error is None:
+        return "unknown error"
+    message = str(error).strip()
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _header_facts(context: AuditContext, import_failures: list[tuple[str, str]]) -> dict[str, Any]:
+    import deepscope
+
+    problem = context.problem
+    model = getattr(problem, "model", None)
+    facts: dict[str, Any] = {
+        "deepscope_version": deepscope.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "model_name": str(context.model_name),
+        "budget": context.budget,
+        "seed": context.seed,
+    }
+    if isinstance(model, torch.nn.Module):
+        facts["model"] = {
+            "class": type(model).__name__,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        }
+        facts["guard_note"] = GuardReport(mode="eval", switched_to_eval=stochastic_modules(model)).note
+    dataset = context.dataset
+    if dataset is not None and hasattr(dataset, "summary"):
+        facts["dataset"] = dict(dataset.summary())
+        facts["dataset"]["description"] = getattr(dataset, "description", "")
+    elif problem is not None and hasattr(problem, "train"):
+        test = getattr(problem, "test", None)
+        facts["dataset"] = {"train_size": len(problem.train), "test_size": len(test) if test is not None else 0}
+    facts["loss"] = getattr(problem, "loss_name", None)
+    facts["import_failures"] = [{"module": name, "error": error} for name, error in import_failures]
+    return facts
+
+
+# ----------------------------------------------------------------------------------- files
+def _written_by_deepscope(path: Path) -> bool:
+    try:
+        if path.suffix == ".html":
+            with path.open("r", encoding="utf-8", errors="replace") as handle:
+                return GENERATOR_META in handle.read(4096)
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("generator") == "deepscope"
+
+
+def _check_overwrite(out: Path, targets: tuple[Path, ...], overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise DeepscopeError(f"The output path '{out}' exists and is not a directory; choose another --out.")
+    for path in targets:
+        if path.is_dir():
+            raise DeepscopeError(f"'{path}' is a directory; cannot write the report there. Choose another --out.")
+        if path.exists() and not overwrite and not _written_by_deepscope(path):
+            raise DeepscopeError(
+                f"'{path}' exists and was not written by deepscope; pass overwrite=True (CLI: --overwrite) "
+                "to replace it, or choose another output directory."
+            )
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file next to ``path`` and rename it over ``path``."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+# ----------------------------------------------------------------------------------- rendering
+_CSS = """
+:root { --ink: #1d2733; --muted: #5b6775; --line: #d9dee5; --accent: #2457a6; --bad: #b3261e; --bg: #ffffff; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
+  background: var(--bg); }
+main { max-width: 980px; margin: 0 auto; padding: 24px 20px 64px; }
+header.report { border-bottom: 3px solid var(--accent); padding-bottom: 12px; margin-bottom: 16px; }
+h1 { font-size: 26px; margin: 0 0 6px; } h2 { font-size: 21px; margin: 0 0 8px; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 8px 0; }
+dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; }
+.note { background: #fff7e0; border-left: 4px solid #e0a800; padding: 6px 10px; margin: 8px 0; }
+nav.toc { background: #f4f6f9; border: 1px solid var(--line); border-radius: 6px; padding: 8px 16px; }
+nav.toc ol { margin: 4px 0; padding-left: 20px; } nav.toc a { color: var(--accent); text-decoration: none; }
+.badge { font-size: 12px; color: var(--muted); margin-left: 6px; } .badge.error { color: var(--bad); }
+section.report-section { border-top: 1px solid var(--line); margin-top: 24px; padding-top: 16px; }
+p.summary { font-size: 16px; font-weight: 600; margin: 4px 0 12px; }
+table { border-collapse: collapse; margin: 8px 0 16px; font-size: 13px; display: block; overflow-x: auto; }
+caption { text-align: left; color: var(--muted); padding-bottom: 4px; }
+th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f4f6f9; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: 8px 0 16px; } figure svg { max-width: 100%; height: auto; }
+figcaption { color: var(--muted); font-size: 13px; }
+.error-box { border: 1px solid var(--bad); background: #fdf0ef; border-radius: 6px; padding: 8px 12px; }
+.error-box strong { color: var(--bad); } pre { white-space: pre-wrap; font-size: 12px; overflow-x: auto; }
+footer.timing { color: var(--muted); font-size: 12px; margin-top: 8px; }
+"""
+
+
+def _escape(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _render_block(block: Any) -> str:
+    if isinstance(block, Text):
+        return f"<p>{_escape(block.text)}</p>"
+    if isinstance(block, Table):
+        return _render_table(block)
+    if isinstance(block, Figure):
+        svg = str(block.svg)
+        if not svg.lstrip().startswith("<svg"):
+            raise TypeError("a Figure block must hold an inline <svg> string (use deepscope.report.figure_to_svg)")
+        caption = f"<figcaption>{_escape(block.caption)}</figcaption>" if block.caption else ""
+        return f"<figure>{svg}{caption}</figure>"
+    if isinstance(block, Html):
+        return str(block.html)
+    raise TypeError(f"unknown report block {type(block).__name__}; use Text, Table, Figure or Html")
+
+
+def _render_table(table: Table) -> str:
+    rows = list(table.rows)
+    columns = list(table.columns) if table.columns else []
+    if not table.columns:
+        for row in rows:
+            columns.extend(key for key in row if key not in columns)
+    caption = f"<caption>{_escape(table.caption)}</caption>" if table.caption else ""
+    head = "".join(f"<th>{_escape(column)}</th>" for column in columns)
+    body = []
+    for row in rows[:MAX_TABLE_ROWS]:
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            cells.append(f"<td{' class=num' if numeric else ''}>{_escape(format_value(value))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = len(rows) - MAX_TABLE_ROWS
+    if more > 0:
+        body.append(f'<tr><td colspan="{len(columns)}">... {more} more rows in results.json</td></tr>')
+    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _render_error(error: BaseException, trace: str) -> str:
+    return (
+        '<div class="error-box"><p><strong>'
+        + _escape(type(error).__name__)
+        + "</strong>: "
+        + _escape(str(error))
+        + "</p><details><summary>Traceback</summary><pre>"
+        + _escape(trace)
+        + "</pre></details></div>"
+    )
+
+
+def _dataset_line(dataset: dict[str, Any] | None) -> str:
+    if not dataset:
+        return "unknown"
+    parts = [str(dataset["name"])] if dataset.get("name") else []
+    parts.append(f"{dataset.get('train_size', '?')} train / {dataset.get('test_size', 0)} test examples")
+    if dataset.get("input_shape"):
+        parts.append("input shape (" + ", ".join(map(str, dataset["input_shape"])) + ")")
+    if dataset.get("num_classes"):
+        parts.append(f"{dataset['num_classes']} classes")
+    line = ", ".join(parts)
+    return line + (f". {dataset['description']}" if dataset.get("description") else "")
+
+
+def _render_page(header: dict[str, Any], outcomes: list[dict[str, Any]]) -> str:
+    model = header.get("model") or {}
+    model_text = header["model_name"]
+    if model:
+        model_text += (
+            f" ({model['class']}, {model['parameters']:,} parameters, {model['trainable_parameters']:,} trainable)"
+        )
+    facts = [
+        ("Model", model_text),
+        ("Data", _dataset_line(header.get("dataset"))),
+        ("Loss", header.get("loss") or "unknown"),
+        ("Budget", f"{header['budget']} (seed {header['seed']})"),
+        ("deepscope", header["deepscope_version"]),
+        ("Created", header["created"]),
+        ("Run time", f"{header['seconds']:.1f} s"),
+    ]
+    notes = []
+    if header.get("guard_note"):
+        notes.append(header["guard_note"])
+    for failure in header.get("import_failures", []):
+        notes.append(f"Module {failure['module']} failed to import ({failure['error']}); its sections are missing.")
+    toc, sections = [], []
+    for outcome in outcomes:
+        anchor = "section-" + outcome["key"]
+        status = "error" if outcome["status"] == "error" else ""
+        badge_text = "failed" if status else f"{outcome['seconds']:.1f} s"
+        toc.append(
+            f'<li><a href="#{anchor}">{_escape(outcome["title"])}</a>'
+            f'<span class="badge {status}">{badge_text}</span></li>'
+        )
+        sections.append(
+            f'<section class="report-section" id="{anchor}" data-status="{outcome["status"]}">'
+            f"<h2>{_escape(outcome['title'])}</h2>"
+            f'<p class="summary">{_escape(outcome["summary"])}</p>'
+            f"{outcome['body']}"
+            f'<footer class="timing">{_escape(outcome["key"])}: {outcome["seconds"]:.2f} s</footer></section>'
+        )
+    fact_html = "".join(f"<dt>{_escape(name)}</dt><dd>{_escape(value)}</dd>" for name, value in facts)
+    note_html = "".join(f'<p class="note">{_escape(note)}</p>' for note in notes)
+    toc_html = f'<nav class="toc"><strong>Contents</strong><ol>{"".join(toc)}</ol></nav>' if toc else ""
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f"{GENERATOR_META}"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'
+        f"<title>deepscope report: {_escape(header['model_name'])}</title>"
+        f"<style>{_CSS}</style></head>\n<body><main>"
+        f'<header class="report"><h1>deepscope report: {_escape(header["model_name"])}</h1>'
+        f'<dl class="facts">{fact_html}</dl>{note_html}</header>'
+        f"{toc_html}{''.join(sections)}"
+        "</main></body></html>\n"
+    )
