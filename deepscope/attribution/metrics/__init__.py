@@ -1,5 +1,6 @@
 """Attribution metrics (``deepscope.attribution.metrics``): are the maps faithful, robust, sane, local?"""
 
+from deepscope.attribution.metrics.complexity import Complexity, attribution_entropy, complexity, sparseness
 from deepscope.attribution.metrics.faithfulness import (
     FaithfulnessCorrelation,
     Infidelity,
@@ -9,13 +10,31 @@ from deepscope.attribution.metrics.faithfulness import (
     infidelity,
     insertion_curve,
 )
+from deepscope.attribution.metrics.localisation import (
+    Localisation,
+    attribution_auroc,
+    localisation,
+    precision_at_k,
+    relevance_mass_accuracy,
+    relevance_rank_accuracy,
+)
 
 __all__ = [
     "PerturbationCurve",
     "FaithfulnessCorrelation",
     "Infidelity",
+    "Localisation",
+    "Complexity",
     "deletion_curve",
     "insertion_curve",
     "faithfulness_correlation",
     "infidelity",
+    "localisation",
+    "attribution_auroc",
+    "precision_at_k",
+    "relevance_rank_accuracy",
+    "relevance_mass_accuracy",
+    "complexity",
+    "sparseness",
+    "attribution_entropy",
 ]
