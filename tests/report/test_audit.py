@@ -1,0 +1,122 @@
+"""Tests for audit(): it builds the Problem and AuditContext right and leaves the model untouched."""
+
+import json
+
+import pytest
+import torch
+
+from deepscope import DataError, InvalidParameterError
+from deepscope.data import DatasetSplits
+from deepscope.report import SECTIONS, Section, audit, register_section
+from deepscope.testing import make_fixture, model_fingerprint
+
+SEEN = []
+
+
+def _recording_section(context):
+    """Record the context and measure something that depends on the model."""
+    SEEN.append(context)
+    train_eval = context.problem.evaluate("train")
+    return Section(summary="Recorded.", results={"train_loss": train_eval.loss, "n": train_eval.n})
+
+
+@pytest.fixture
+def recording_section():
+    SEEN.clear()
+    register_section("zz_recording", title="Recording", order=1001)(_recording_section)
+    yield "zz_recording"
+    SECTIONS.pop("zz_recording", None)
+    SEEN.clear()
+
+
+def _tabular():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
+    train = (torch.randn(30, 5), torch.randint(0, 3, (30,)))
+    test = (torch.randn(10, 5), torch.randint(0, 3, (10,)))
+    return model, train, test
+
+
+def test_pair_data_builds_problem_and_context(recording_section, tmp_path):
+    model, train, test = _tabular()
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    history = {"epoch": [1]}
+    paths = audit(
+        model, (train, test), out=tmp_path, sections=[recording_section], budget="full", history=history,
+        learning_rate=0.05, seed=7, init_state=init,
+    )  # fmt: skip
+    (context,) = SEEN
+    assert context.problem.model is model
+    assert len(context.problem.train) == 30 and len(context.problem.test) == 10
+    assert context.problem.loss_name == "cross_entropy"
+    assert context.dataset is None
+    assert context.history is history
+    assert (context.learning_rate, context.budget, context.seed) == (0.05, "full", 7)
+    assert context.model_name == "Sequential"
+    assert torch.equal(context.problem.init_state["0.weight"], init["0.weight"])
+    results = json.loads(paths.json.read_text())
+    # Oracle: the section's training loss is the plain cross-entropy of the model on the train split.
+    with torch.no_grad():
+        expected = float(torch.nn.functional.cross_entropy(model(train[0]), train[1]))
+    assert results["sections"][recording_section]["results"]["train_loss"] == pytest.approx(expected, rel=1e-6)
+    assert results["budget"] == "full" and results["seed"] == 7
+
+
+def test_dataset_splits_and_custom_loss(recording_section, tmp_path):
+    model, train, test = _tabular()
+    splits = DatasetSplits("toy", train[0], train[1], test[0], test[1], num_classes=3, description="A toy set.")
+    paths = audit(model, splits, out=tmp_path, sections=[recording_section], loss="nll", model_name="toy mlp")
+    (context,) = SEEN
+    assert context.dataset is splits
+    assert context.problem.loss_name == "nll"
+    results = json.loads(paths.json.read_text())
+    assert results["dataset"]["name"] == "toy" and results["dataset"]["description"] == "A toy set."
+    assert results["model_name"] == "toy mlp"
+    assert "toy, 30 train / 10 test examples, input shape (5), 3 classes. A toy set." in paths.html.read_text()
+
+
+def test_every_registered_section_leaves_the_model_untouched(tmp_path):
+    fixture = make_fixture("cnn")  # train mode, BatchNorm + Dropout, a hook, grads, a frozen parameter
+    before = model_fingerprint(fixture.model)
+    half = len(fixture.inputs) // 2
+    data = ((fixture.inputs[:half], fixture.targets[:half]), (fixture.inputs[half:], fixture.targets[half:]))
+    paths = audit(fixture.model, data, out=tmp_path, budget="quick")
+    after = model_fingerprint(fixture.model)
+    assert before.keys() == after.keys()
+    for key in before:
+        if key in ("data", "grads"):
+            for name, tensor in before[key].items():
+                other = after[key][name]
+                assert (tensor is None and other is None) or torch.equal(tensor, other), (key, name)
+        else:
+            assert before[key] == after[key], key
+    results = json.loads(paths.json.read_text())
+    assert set(results["sections"]) == set(SECTIONS)
+    for entry in results["sections"].values():
+        assert entry["status"] in ("ok", "error")
+
+
+def test_shape_mismatch_is_a_data_error(tmp_path):
+    model, train, test = _tabular()
+    wrong = ((torch.randn(8, 7), torch.randint(0, 3, (8,))), None)
+    with pytest.raises(DataError, match="cannot take the training inputs"):
+        audit(model, wrong, out=tmp_path)
+    assert not (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"budget": "medium"}, "'budget' parameter of audit"),
+        ({"seed": -1}, "'seed' parameter of audit"),
+        ({"learning_rate": 0.0}, "'learning_rate' parameter of audit"),
+        ({"model_name": 3}, "'model_name' parameter of audit"),
+        ({"data": "digits"}, "'data' parameter of audit"),
+        ({"model": "model.pt"}, "'model' parameter of audit"),
+    ],
+)
+def test_bad_arguments(tmp_path, overrides, match):
+    model, train, test = _tabular()
+    arguments = {"model": model, "data": (train, test), "out": tmp_path, **overrides}
+    with pytest.raises(InvalidParameterError, match=match):
+        audit(arguments.pop("model"), arguments.pop("data"), **arguments)
