@@ -1,0 +1,197 @@
+"""Shared checks and helpers for every dataset source: validation, stratified split, standardisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepscope._validation import check_choice
+from deepscope.errors import DataError, invalid_parameter
+
+__all__ = [
+    "as_inputs",
+    "as_labels",
+    "infer_task",
+    "stratified_split",
+    "subsample",
+    "standardise",
+    "check_seed",
+    "check_test_fraction",
+    "check_n_samples",
+]
+
+TASKS = ("classification", "regression")
+
+
+def check_seed(seed: Any, owner: str) -> int:
+    """A seed is a non-negative int (numpy's generators refuse negatives)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise invalid_parameter("seed", owner, "an int >= 0", seed)
+    return int(seed)
+
+
+def check_test_fraction(test_fraction: Any, owner: str) -> float:
+    """The held-out share: a float strictly between 0 and 1."""
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)):
+        raise invalid_parameter("test_fraction", owner, "a float in the open interval (0, 1)", test_fraction)
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise invalid_parameter("test_fraction", owner, "a float in the open interval (0, 1)", test_fraction)
+    return float(test_fraction)
+
+
+def check_n_samples(n_samples: Any, owner: str, *, minimum: int = 2, maximum: int | None = None) -> int | None:
+    """``None`` (the source's default) or an int in ``[minimum, maximum]``."""
+    if n_samples is None:
+        return None
+    bounds = f"an int >= {minimum}" if maximum is None else f"an int in [{minimum}, {maximum}]"
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
+        raise invalid_parameter("n_samples", owner, f"None or {bounds}", n_samples)
+    if n_samples < minimum or (maximum is not None and n_samples > maximum):
+        raise invalid_parameter("n_samples", owner, f"None or {bounds}", n_samples)
+    return int(n_samples)
+
+
+def as_inputs(x: Any, source: str, split: str = "train") -> torch.Tensor:
+    """Inputs as a float32 tensor ``(n, *features)``; refuses empty, scalar, non-numeric or non-finite data."""
+    try:
+        array = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise DataError(f"{source}: the {split} inputs are not a numeric array ({error}).") from error
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise DataError(f"{source}: the {split} inputs must be numeric; got dtype {array.dtype}.")
+    if array.ndim < 2:
+        raise DataError(
+            f"{source}: the {split} inputs must have shape (n_examples, *features); got shape {tuple(array.shape)}."
+        )
+    if array.shape[0] == 0:
+        raise DataError(f"{source}: the {split} split contains no examples.")
+    array = array.astype(np.float32, copy=False)
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad_rows = np.flatnonzero(~finite.reshape(len(array), -1).all(axis=1))
+        kind = "NaN" if np.isnan(array).any() else "infinite"
+        raise DataError(
+            f"{source}: the {split} inputs contain {kind} values in {len(bad_rows)} example(s), "
+            f"first at row {int(bad_rows[0])}; remove or impute them."
+        )
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def infer_task(y: Any) -> str:
+    """'classification' when every label is an integer value and ``y`` is 1-D, else 'regression'."""
+    array = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.number):
+        return "regression" if array.ndim == 2 else "classification"
+    if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+        return "classification"
+    finite = array[np.isfinite(array)]
+    return "classification" if np.all(finite == np.round(finite)) else "regression"
+
+
+def as_labels(
+    y: Any, source: str, task: str, *, num_classes: int | None = None, split: str = "train"
+) -> tuple[torch.Tensor, int | None]:
+    """Labels as int64 ``(n,)`` in ``0..C-1`` (classification) or float32 (regression); returns ``(y, C)``.
+
+    For classification, ``C`` is ``num_classes`` when given, else ``max(y) + 1``; without an explicit
+    ``num_classes`` every class ``0..C-1`` must occur in the training labels (a gap usually means
+    1-based or otherwise non-contiguous labels).
+    """
+    check_choice(task, "task", "deepscope.datasets.load", TASKS)
+    try:
+        array = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise DataError(f"{source}: the {split} labels are not a numeric array ({error}).") from error
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise DataError(f"{source}: the {split} labels must be numeric; got dtype {array.dtype}.")
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim == 0 or array.shape[0] == 0:
+        raise DataError(f"{source}: the {split} split contains no labels.")
+    if not np.isfinite(array.astype(np.float64)).all():
+        raise DataError(f"{source}: the {split} labels contain NaN or infinite values.")
+    if task == "regression":
+        return torch.from_numpy(np.ascontiguousarray(array.astype(np.float32))), None
+    if array.ndim != 1:
+        raise DataError(
+            f"{source}: classification labels must have shape (n_examples,); got shape {tuple(array.shape)}."
+        )
+    as_float = array.astype(np.float64)
+    if not np.all(as_float == np.round(as_float)):
+        raise DataError(
+            f"{source}: classification labels must be integers 0..C-1; the {split} labels contain "
+            f"non-integer values such as {float(as_float[as_float != np.round(as_float)][0])!r} "
+            "(pass task='regression' for a real-valued target)."
+        )
+    labels = as_float.astype(np.int64)
+    low, high = int(labels.min()), int(labels.max())
+    classes = num_classes if num_classes is not None else high + 1
+    if low < 0 or high >= classes:
+        raise DataError(
+            f"{source}: classification labels must be integers 0..{classes - 1}; the {split} labels range over "
+            f"{low}..{high}. Re-encode them as 0..C-1 (e.g. sklearn.preprocessing.LabelEncoder)."
+        )
+    if num_classes is None and split == "train":
+        missing = sorted(set(range(classes)) - set(np.unique(labels).tolist()))
+        if missing:
+            shown = ", ".join(str(m) for m in missing[:5]) + (", ..." if len(missing) > 5 else "")
+            raise DataError(
+                f"{source}: classification labels must be the integers 0..C-1, but class(es) {shown} never "
+                f"occur among the {split} labels {low}..{high}. Re-encode them as 0..C-1, or pass "
+                f"num_classes={classes} if those classes are simply absent."
+            )
+    return torch.from_numpy(labels), int(classes)
+
+
+def stratified_split(
+    labels: np.ndarray | None, n: int, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of ``range(n)`` into sorted (train, test) index arrays, per class when labels are given.
+
+    Each class with ``n_c`` members sends ``round(n_c * test_fraction)`` of them to the test split
+    (at most ``n_c - 1``, so every class stays in training). Without labels (regression) the split is
+    a plain seeded permutation.
+    """
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        order = rng.permutation(n)
+        n_test = min(max(int(round(n * test_fraction)), 1), n - 1)
+        return np.sort(order[n_test:]), np.sort(order[:n_test])
+    test_parts = []
+    for value in np.unique(labels):
+        members = np.flatnonzero(labels == value)
+        members = members[rng.permutation(len(members))]
+        n_test = min(int(round(len(members) * test_fraction)), len(members) - 1)
+        test_parts.append(members[:n_test])
+    test = np.sort(np.concatenate(test_parts)) if test_parts else np.zeros(0, dtype=np.int64)
+    keep = np.ones(n, dtype=bool)
+    keep[test] = False
+    return np.flatnonzero(keep), test
+
+
+def subsample(labels: np.ndarray | None, n: int, n_samples: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded (stratified when labels are given) subset of size ``n_samples`` of ``range(n)``."""
+    if n_samples >= n:
+        return np.arange(n)
+    _, chosen = stratified_split(labels, n, n_samples / n, seed)
+    if len(chosen) != n_samples:  # per-class rounding can miss by a few; fix up with a seeded top-up or trim
+        rng = np.random.default_rng(seed + 1)
+        if len(chosen) > n_samples:
+            chosen = np.sort(rng.choice(chosen, n_samples, replace=False))
+        else:
+            rest = np.setdiff1d(np.arange(n), chosen)
+            chosen = np.sort(np.concatenate([chosen, rng.choice(rest, n_samples - len(chosen), replace=False)]))
+    return chosen
+
+
+def standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, list[float]]]:
+    """Scale features to zero mean, unit variance using TRAIN statistics only (constant features keep std 1)."""
+    mean = x_train.mean(axis=0)
+    std = x_train.std(axis=0)
+    std = np.where(std > 1e-12, std, 1.0)
+    stats = {"mean": mean.astype(float).tolist(), "std": std.astype(float).tolist()}
+    return ((x_train - mean) / std).astype(np.float32), ((x_test - mean) / std).astype(np.float32), stats
