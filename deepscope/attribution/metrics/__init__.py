@@ -18,6 +18,12 @@ from deepscope.attribution.metrics.localisation import (
     relevance_mass_accuracy,
     relevance_rank_accuracy,
 )
+from deepscope.attribution.metrics.randomisation import (
+    RandomisationCheck,
+    model_parameter_randomisation,
+    structural_similarity,
+)
+from deepscope.attribution.metrics.robustness import MaxSensitivity, max_sensitivity
 
 __all__ = [
     "PerturbationCurve",
@@ -25,6 +31,11 @@ __all__ = [
     "Infidelity",
     "Localisation",
     "Complexity",
+    "MaxSensitivity",
+    "RandomisationCheck",
+    "model_parameter_randomisation",
+    "structural_similarity",
+    "max_sensitivity",
     "deletion_curve",
     "insertion_curve",
     "faithfulness_correlation",

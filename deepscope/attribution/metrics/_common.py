@@ -75,7 +75,7 @@ def attribution_function(method: Any, owner: str, name: str = "method") -> Calla
 
     def explain(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         result = function(model, inputs, target=targets)
-        values = getattr(result, "values", result)
+        values = result if isinstance(result, torch.Tensor) else getattr(result, "values", result)
         if not isinstance(values, torch.Tensor) or tuple(values.shape) != tuple(inputs.shape):
             raise invalid_parameter(name, owner, f"a method returning values of shape {tuple(inputs.shape)}", values)
         return values.detach().to(inputs.dtype)
