@@ -1,0 +1,439 @@
+"""A small, seeded trainer: same seed, same numbers, bit for bit on CPU.
+
+``train(model, dataset, ...)`` trains a DEEP COPY of the model with mini-batch gradient descent
+(Adam, Kingma & Ba 2015; AdamW, Loshchilov & Hutter 2019; or SGD with momentum, Polyak 1964) on
+the empirical risk ``L(w) = (1/n) Σ ℓ(f_w(x_i), y_i)``. The caller's model is never changed.
+Shuffling uses its own ``torch.Generator`` and Dropout draws from torch's global generator
+seeded inside ``torch.random.fork_rng``, so the caller's random state is left as it was and two
+calls with the same seed give bit-identical weights and history on CPU. After every epoch the
+copy is evaluated in eval mode on the whole train and test splits (epoch 0 is the initial model).
+
+Example:
+    >>> import torch
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> run = train(torch.nn.Linear(4, 2), ((x, y), (x, y)), epochs=2)
+    >>> len(run.history.epoch)
+    3
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from deepscope._validation import check_float, check_int
+from deepscope.data._base import DatasetSplits
+from deepscope.errors import DataError, DeepscopeError, invalid_parameter
+from deepscope.models.gap import GapEstimate, generalization_gap
+from deepscope.problem import resolve_loss
+from deepscope.results import Result, to_jsonable
+
+__all__ = ["train", "TrainingRun", "TrainingHistory", "OPTIMIZERS"]
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingHistory(Result):
+    """Per-epoch learning curves (index 0 is the model before training).
+
+    Attributes:
+        epoch: epoch numbers ``0 .. epochs``.
+        train_loss, test_loss: mean loss on the whole split, in eval mode (test: None without a test split).
+        train_accuracy, test_accuracy: accuracy for classification, None for regression.
+        n_train, n_test: split sizes (n_test is 0 without a test split).
+        steps: optimizer steps taken.
+        monitor: the training Monitor's result, when a monitor was given.
+    """
+
+    epoch: list[int]
+    train_loss: list[float]
+    test_loss: list[float | None]
+    train_accuracy: list[float | None]
+    test_accuracy: list[float | None]
+    n_train: int
+    n_test: int
+    steps: int
+    monitor: Any = None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per epoch."""
+        return [
+            {
+                "epoch": e,
+                "train_loss": tl,
+                "test_loss": vl,
+                "train_accuracy": ta,
+                "test_accuracy": va,
+            }
+            for e, tl, vl, ta, va in zip(
+                self.epoch, self.train_loss, self.test_loss, self.train_accuracy, self.test_accuracy
+            )
+        ]
+
+    @property
+    def generalization_gap(self) -> GapEstimate | None:
+        """Final test error minus train error with a 95% Wilson interval (None without a test split)."""
+        if not self.n_test or self.test_loss[-1] is None:
+            return None
+        return generalization_gap(
+            self.train_accuracy[-1],
+            self.test_accuracy[-1],
+            self.n_test,
+            n_train=self.n_train,
+            train_loss=self.train_loss[-1],
+            test_loss=self.test_loss[-1],
+        )
+
+    def plot(self, ax=None):
+        """Learning curves: loss (left) and accuracy (right, classification only). Returns the Figure."""
+        from deepscope.report.svg import new_figure
+
+        has_accuracy = self.train_accuracy[0] is not None
+        if ax is None:
+            figure, axes = new_figure(width=7.0 if has_accuracy else 4.5, height=3.0, ncols=2 if has_accuracy else 1)
+            axes = list(axes) if has_accuracy else [axes]
+        else:
+            figure, axes = ax.figure, [ax]
+        panels = [("loss", self.train_loss, self.test_loss)]
+        if has_accuracy:
+            panels.append(("accuracy", self.train_accuracy, self.test_accuracy))
+        for axis, (label, train_values, test_values) in zip(axes, panels):
+            axis.plot(self.epoch, train_values, marker="o", markersize=3, label="train")
+            if self.n_test:
+                axis.plot(self.epoch, test_values, marker="s", markersize=3, label="test")
+            axis.set_xlabel("epoch")
+            axis.set_ylabel(label)
+            axis.grid(alpha=0.3)
+            axis.legend()
+        return figure
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingRun(Result):
+    """What :func:`train` returns.
+
+    Attributes:
+        model: the trained copy, in eval mode, with no ``.grad`` tensors.
+        init_state: the copy's ``state_dict`` before the first step (cloned).
+        history: the :class:`TrainingHistory`.
+        monitor: ``monitor.result()`` when a monitor was given, else None.
+        config: the training settings (epochs, lr, optimizer, batch_size, weight_decay, seed, loss, device).
+        seconds: wall-clock training time (not part of the reproducible numbers).
+    """
+
+    model: nn.Module
+    init_state: dict[str, torch.Tensor]
+    history: TrainingHistory
+    monitor: Any
+    config: dict[str, Any]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Settings, history and monitor (weights are left out: save them with deepscope.io.save_model)."""
+        return {
+            "config": to_jsonable(self.config),
+            "history": self.history.to_dict(),
+            "monitor": to_jsonable(self.monitor),
+            "seconds": self.seconds,
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per epoch (the history's table)."""
+        return self.history.rows()
+
+    def plot(self, ax=None):
+        """The learning curves."""
+        return self.history.plot(ax)
+
+
+def _unpack(dataset: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, str]:
+    """``(x_train, y_train, x_test, y_test, task)`` from a DatasetSplits or ``((X, y), (X, y) | None)``."""
+    if isinstance(dataset, DatasetSplits):
+        has_test = len(dataset.x_test) > 0
+        return (
+            dataset.x_train,
+            dataset.y_train,
+            dataset.x_test if has_test else None,
+            dataset.y_test if has_test else None,
+            dataset.task,
+        )
+    expected = "a DatasetSplits or a pair ((X_train, y_train), (X_test, y_test) or None)"
+    if not isinstance(dataset, (tuple, list)) or len(dataset) != 2:
+        raise invalid_parameter("dataset", "train", expected, dataset, cls=DataError)
+    train_pair, test_pair = dataset
+    if isinstance(train_pair, torch.Tensor) or not isinstance(train_pair, (tuple, list)) or len(train_pair) != 2:
+        raise invalid_parameter("dataset", "train", expected, dataset, cls=DataError)
+    if test_pair is not None and (not isinstance(test_pair, (tuple, list)) or len(test_pair) != 2):
+        raise invalid_parameter("dataset", "train", expected, dataset, cls=DataError)
+    x_train, y_train = (_tensor(v, f"train {w}") for v, w in zip(train_pair, ("inputs", "targets")))
+    x_test = y_test = None
+    if test_pair is not None:
+        x_test, y_test = (_tensor(v, f"test {w}") for v, w in zip(test_pair, ("inputs", "targets")))
+    task = "classification" if not y_train.is_floating_point() else "regression"
+    return x_train, y_train, x_test, y_test, task
+
+
+def _tensor(value: Any, what: str) -> torch.Tensor:
+    try:
+        return value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise DataError(f"The {what} must be a tensor or an array. Got {type(value).__name__} instead.") from error
+
+
+def _check_split(x: torch.Tensor, y: torch.Tensor, split: str, task: str) -> None:
+    if len(x) != len(y):
+        raise DataError(f"The {split} data has {len(x)} inputs but {len(y)} targets.")
+    if len(x) == 0:
+        raise DataError(f"The {split} data is empty: at least one example is needed.")
+    if not x.is_floating_point():
+        raise DataError(f"The {split} inputs must be floating point. Got dtype {x.dtype}.")
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).reshape(len(x), -1).any(dim=1).sum())
+        raise DataError(f"The {split} inputs contain NaN or infinite values in {bad} example(s).")
+    if task == "classification" and (y.is_floating_point() or y.is_complex()):
+        raise DataError(f"The {split} labels must be integers for classification. Got dtype {y.dtype}.")
+    if y.is_floating_point() and not bool(torch.isfinite(y).all()):
+        raise DataError(f"The {split} targets contain NaN or infinite values.")
+
+
+def _make_optimizer(
+    optimizer: str | Callable[..., torch.optim.Optimizer], params: list[nn.Parameter], lr: float, wd: float, mom: float
+) -> torch.optim.Optimizer:
+    if callable(optimizer) and not isinstance(optimizer, str):
+        built = optimizer(params)
+        if not isinstance(built, torch.optim.Optimizer):
+            raise invalid_parameter("optimizer", "train", "a callable returning a torch.optim.Optimizer", built)
+        return built
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=mom, weight_decay=wd)
+    raise invalid_parameter(
+        "optimizer", "train", "one of 'adam', 'adamw', 'sgd' or a callable params -> optimizer", optimizer
+    )
+
+
+def _evaluate(
+    model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Tensor, classify: bool, device, dtype, batch: int
+) -> tuple[float, float | None]:
+    total, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(x), batch):
+            xb = x[start : start + batch].to(device=device, dtype=dtype)
+            yb = y[start : start + batch].to(device)
+            output = model(xb)
+            total += float(loss_fn(output, yb)) * len(xb)
+            if classify:
+                correct += int((output.argmax(dim=-1) == yb).sum())
+    return total / len(x), (correct / len(x) if classify else None)
+
+
+def train(
+    model: nn.Module,
+    dataset: Any,
+    *,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    optimizer: str | Callable[..., torch.optim.Optimizer] = "adam",
+    batch_size: int = 64,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    seed: int = 0,
+    loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    monitor: Any = None,
+    progress: bool = False,
+    device: torch.device | str | None = None,
+) -> TrainingRun:
+    """Train a deep copy of ``model`` on ``dataset`` with a fixed seed and return it with its history.
+
+    Args:
+        model: any ``nn.Module`` (left untouched: a deep copy is trained).
+        dataset: a :class:`~deepscope.data.DatasetSplits`, or ``((X_train, y_train), (X_test, y_test))``
+            (the test pair may be None). ``X``: ``(n, *input_shape)`` floats; ``y``: ``(n,)`` integer
+            labels (classification) or floats (regression).
+        epochs: passes over the training data (0 only evaluates).
+        lr: learning rate (ignored when ``optimizer`` is a callable).
+        optimizer: "adam", "adamw", "sgd", or a callable ``params -> torch.optim.Optimizer``.
+        batch_size: mini-batch size (a final batch of one example is skipped, for BatchNorm).
+        weight_decay: L2 penalty (decoupled for "adamw").
+        momentum: SGD momentum.
+        seed: seeds the shuffling generator and Dropout; same seed => bit-identical result on CPU.
+        loss: a loss name or callable; default "cross_entropy" for classification, "mse" for regression.
+        monitor: an object with ``attach(model, loss_fn)``, ``step(loss=, lr=, inputs=, targets=)``
+            and ``result()`` (e.g. ``deepscope.dynamics.Monitor``), called around every optimizer step.
+        progress: show a tqdm progress bar (on stderr).
+        device: where to train; defaults to the model's device.
+
+    Returns:
+        A :class:`TrainingRun` with the trained copy (eval mode), its initial ``state_dict`` and
+        the per-epoch :class:`TrainingHistory` (``history.generalization_gap`` gives the final gap).
+
+    Raises:
+        DataError: empty data, NaN inputs, mismatched shapes, labels outside the model's outputs.
+        DeepscopeError: the loss became NaN or infinite (diverged).
+    """
+    if not isinstance(model, nn.Module):
+        raise invalid_parameter("model", "train", "a torch.nn.Module", model)
+    epochs = check_int(epochs, "epochs", "train", minimum=0)
+    batch_size = check_int(batch_size, "batch_size", "train", minimum=1)
+    seed = check_int(seed, "seed", "train", minimum=0)
+    if isinstance(optimizer, str) or not callable(optimizer):
+        if optimizer not in OPTIMIZERS:
+            raise invalid_parameter(
+                "optimizer", "train", "one of 'adam', 'adamw', 'sgd' or a callable params -> optimizer", optimizer
+            )
+        lr = check_float(lr, "lr", "train", minimum=0.0, strict_minimum=True)
+        weight_decay = check_float(weight_decay, "weight_decay", "train", minimum=0.0)
+        momentum = check_float(momentum, "momentum", "train", minimum=0.0, maximum=1.0)
+    if monitor is not None and not all(callable(getattr(monitor, m, None)) for m in ("attach", "step", "result")):
+        raise invalid_parameter("monitor", "train", "an object with attach(), step() and result() methods", monitor)
+
+    x_train, y_train, x_test, y_test, task = _unpack(dataset)
+    _check_split(x_train, y_train, "train", task)
+    if x_test is not None and y_test is not None:
+        _check_split(x_test, y_test, "test", task)
+        if tuple(x_test.shape[1:]) != tuple(x_train.shape[1:]):
+            raise DataError(
+                f"Train and test inputs differ in shape: {tuple(x_train.shape[1:])} vs {tuple(x_test.shape[1:])} per example."
+            )
+    loss_name, loss_fn = resolve_loss(
+        loss if loss is not None else ("cross_entropy" if task == "classification" else "mse"), "train"
+    )
+    classify = task == "classification" and loss_name not in ("mse", "bce_with_logits")
+
+    first = next(iter(model.parameters()), None)
+    target_device = (
+        torch.device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
+    )
+    trained = copy.deepcopy(model).to(target_device)
+    params = [p for p in trained.parameters() if p.requires_grad]
+    if not params:
+        raise invalid_parameter("model", "train", "a module with at least one trainable parameter", model)
+    dtype = next((p.dtype for p in trained.parameters() if p.is_floating_point()), torch.float32)
+    for p in trained.parameters():
+        p.grad = None
+
+    fork_devices = [target_device.index or 0] if target_device.type == "cuda" else []
+    started = time.perf_counter()
+    with torch.random.fork_rng(devices=fork_devices):
+        torch.manual_seed(seed)
+        shuffler = torch.Generator().manual_seed(seed)
+        init_state = {k: v.detach().clone() for k, v in trained.state_dict().items()}
+        _probe(trained, loss_fn, x_train, y_train, x_test, y_test, classify, target_device, dtype)
+        opt = _make_optimizer(optimizer, params, lr, weight_decay, momentum)
+        if monitor is not None:
+            monitor.attach(trained, loss_fn)
+        curves: dict[str, list[Any]] = {
+            k: [] for k in ("epoch", "train_loss", "test_loss", "train_accuracy", "test_accuracy")
+        }
+        eval_batch = max(batch_size, 256)
+
+        def record(epoch: int) -> None:
+            trained.eval()
+            train_loss, train_acc = _evaluate(
+                trained, loss_fn, x_train, y_train, classify, target_device, dtype, eval_batch
+            )
+            test_loss = test_acc = None
+            if x_test is not None:
+                test_loss, test_acc = _evaluate(
+                    trained, loss_fn, x_test, y_test, classify, target_device, dtype, eval_batch
+                )
+            for key, value in zip(curves, (epoch, train_loss, test_loss, train_acc, test_acc)):
+                curves[key].append(value)
+
+        record(0)
+        steps, n = 0, len(x_train)
+        bar = tqdm(range(1, epochs + 1), desc="training", unit="epoch", disable=not progress, leave=False)
+        for epoch in bar:
+            trained.train()
+            order = torch.randperm(n, generator=shuffler)
+            for start in range(0, n, batch_size):
+                index = order[start : start + batch_size]
+                if len(index) == 1 and n > 1:
+                    continue
+                xb = x_train[index].to(device=target_device, dtype=dtype)
+                yb = y_train[index].to(target_device)
+                opt.zero_grad(set_to_none=True)
+                value = loss_fn(trained(xb), yb)
+                if not bool(torch.isfinite(value)):
+                    raise DeepscopeError(
+                        f"Training diverged: the loss became {float(value)} at epoch {epoch}, step {steps + 1}. "
+                        "Try a smaller learning rate."
+                    )
+                value.backward()
+                opt.step()
+                steps += 1
+                if monitor is not None:
+                    monitor.step(loss=float(value), lr=float(opt.param_groups[0]["lr"]), inputs=xb, targets=yb)
+            record(epoch)
+            postfix = {"train_loss": f"{curves['train_loss'][-1]:.4f}"}
+            if curves["test_accuracy"][-1] is not None:
+                postfix["test_acc"] = f"{curves['test_accuracy'][-1]:.3f}"
+            bar.set_postfix(postfix)
+        bar.close()
+    seconds = time.perf_counter() - started
+    trained.eval()
+    opt.zero_grad(set_to_none=True)
+    monitor_result = monitor.result() if monitor is not None else None
+    history = TrainingHistory(
+        **curves, n_train=n, n_test=0 if x_test is None else len(x_test), steps=steps, monitor=monitor_result
+    )
+    config = {
+        "epochs": epochs,
+        "lr": lr if isinstance(optimizer, str) else None,
+        "optimizer": optimizer if isinstance(optimizer, str) else getattr(optimizer, "__name__", "callable"),
+        "batch_size": batch_size,
+        "weight_decay": weight_decay,
+        "momentum": momentum,
+        "seed": seed,
+        "loss": loss_name,
+        "device": str(target_device),
+    }
+    return TrainingRun(trained, init_state, history, monitor_result, config, seconds)
+
+
+def _probe(model, loss_fn, x_train, y_train, x_test, y_test, classify, device, dtype) -> None:
+    """Run one small eval batch to check input shape, output width and label range (clear errors)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(x_train[:2].to(device=device, dtype=dtype))
+    except (RuntimeError, TypeError, ValueError, IndexError) as error:
+        raise DataError(
+            f"The model cannot take inputs of shape {tuple(x_train.shape[1:])} per example: {str(error).splitlines()[0]}"
+        ) from error
+    finally:
+        model.train(was_training)
+    if not isinstance(output, torch.Tensor):
+        raise DataError(f"The model must return a tensor. Got {type(output).__name__}.")
+    if classify:
+        classes = output.shape[-1] if output.ndim > 1 else 1
+        for split, y in (("train", y_train), ("test", y_test)):
+            if y is None:
+                continue
+            low, high = int(y.min()), int(y.max())
+            if low < 0 or high >= classes:
+                raise DataError(
+                    f"The {split} labels must lie in [0, {classes - 1}] for a model with {classes} outputs. "
+                    f"Got labels in [{low}, {high}]."
+                )
+    else:
+        try:
+            with torch.no_grad():
+                loss_fn(output, y_train[:2].to(device))
+        except (RuntimeError, ValueError) as error:
+            raise DataError(
+                f"The targets of shape {tuple(y_train.shape[1:])} per example do not fit the model's output "
+                f"of shape {tuple(output.shape[1:])}: {str(error).splitlines()[0]}"
+            ) from error
