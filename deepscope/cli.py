@@ -33,12 +33,18 @@ _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 @functools.cache
-def _sections() -> dict[str, Any]:
-    """Import every deepscope module once; the registered sections by key, in render order."""
+def _import_everything() -> None:
+    """Import every deepscope module once, so that every report section is registered."""
     from deepscope.report.html import import_all_modules
-    from deepscope.report.sections import ordered_sections
 
     import_all_modules()
+
+
+def _sections() -> dict[str, Any]:
+    """The registered report sections by key, in render order."""
+    from deepscope.report.sections import ordered_sections
+
+    _import_everything()
     return {spec.key: spec for spec in ordered_sections()}
 
 
@@ -83,7 +89,8 @@ def _load_history(path: Path | None) -> tuple[Any, float | None]:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         fields = record["history"]
-        history = TrainingHistory(**{key: fields[key] for key in TrainingHistory.__dataclass_fields__})
+        names = [name for name in TrainingHistory.__dataclass_fields__ if name != "monitor"]
+        history = TrainingHistory(**{name: fields[name] for name in names})
     except (ValueError, KeyError, TypeError) as error:
         raise DataError(f"'{path}' is not a history.json written by 'deepscope train' ({error}).") from error
     learning_rate = record.get("learning_rate")
@@ -128,11 +135,11 @@ def _run_audit(
     from deepscope.io import load_model
     from deepscope.report.audit import audit
 
+    dataset = _load_dataset(data, seed)
     model = load_model(model_path, arch=arch, trust_pickle=trust_pickle)
     init_state = None
     if init_path is not None:
         init_state = load_model(init_path, arch=arch, trust_pickle=trust_pickle).state_dict()
-    dataset = _load_dataset(data, seed)
     history, recorded_rate = _load_history(history_path)
     paths = audit(
         model,
