@@ -1,4 +1,11 @@
-"""Attribution metrics (``deepscope.attribution.metrics``): are the maps faithful, robust, sane, local?"""
+"""Attribution metrics (``deepscope.attribution.metrics``): are the maps faithful, robust, sane, local?
+
+Faithfulness: :func:`deletion_curve`, :func:`insertion_curve`, :func:`faithfulness_correlation`,
+:func:`infidelity`, :func:`road`. Robustness: :func:`max_sensitivity`. Sanity:
+:func:`model_parameter_randomisation`. Localisation against a ground-truth mask: :func:`localisation`
+and its parts. Complexity: :func:`complexity`, :func:`sparseness`, :func:`attribution_entropy`.
+:func:`summary_metrics` is the cheap set the report shows.
+"""
 
 from deepscope.attribution.metrics.complexity import Complexity, attribution_entropy, complexity, sparseness
 from deepscope.attribution.metrics.faithfulness import (
@@ -23,15 +30,21 @@ from deepscope.attribution.metrics.randomisation import (
     model_parameter_randomisation,
     structural_similarity,
 )
+from deepscope.attribution.metrics.road import ROAD, noisy_linear_imputation, road
 from deepscope.attribution.metrics.robustness import MaxSensitivity, max_sensitivity
+from deepscope.attribution.metrics.summary import summary_metrics
 
 __all__ = [
+    "summary_metrics",
     "PerturbationCurve",
     "FaithfulnessCorrelation",
     "Infidelity",
     "Localisation",
     "Complexity",
     "MaxSensitivity",
+    "ROAD",
+    "road",
+    "noisy_linear_imputation",
     "RandomisationCheck",
     "model_parameter_randomisation",
     "structural_similarity",
