@@ -1,0 +1,419 @@
+"""Safe model loading and saving: safetensors + JSON config, TorchScript, weights-only checkpoints.
+
+A pickle is a program: ``torch.load(weights_only=False)`` on a file from the internet can run any
+code (Trail of Bits, "Never a dill moment", 2021; PyTorch's own warning since 2.4). deepscope therefore
+reads weights with safetensors or ``torch.load(weights_only=True)`` and unpickles a whole module
+only when the caller opts in with ``trust_pickle=True`` (CLI: ``--trust-pickle``).
+
+Supported files:
+    - ``model.safetensors`` (+ ``model.json`` written by :func:`save_model`, or ``arch=...``);
+    - TorchScript archives (``torch.jit.save``; any extension, detected from the archive);
+    - ``.pt``/``.pth``/``.ckpt``/``.bin`` checkpoints holding a state_dict (needs ``arch``),
+      also nested under "state_dict"/"model_state_dict"/"model" (Lightning-style prefixes are stripped);
+    - full pickles of an ``nn.Module`` only with ``trust_pickle=True``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pickle
+import re
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepscope.errors import DataError, DeepscopeError, InvalidParameterError, UnsafeFileError, invalid_parameter
+
+__all__ = ["load_model", "save_model", "CONFIG_FORMAT", "CONFIG_VERSION"]
+
+CONFIG_FORMAT = "deepscope-model"
+CONFIG_VERSION = 1
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".ts", ".torchscript", ".jit")
+SUFFIXES = (".safetensors", ".json", *CHECKPOINT_SUFFIXES)
+_NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "weights")
+Architecture = str | Callable[..., nn.Module]
+
+
+def load_model(
+    path: str | Path,
+    *,
+    arch: Architecture | None = None,
+    trust_pickle: bool = False,
+    map_location: str | torch.device = "cpu",
+    arch_kwargs: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """Load a model without executing code from the file (unless ``trust_pickle=True``).
+
+    Architecture resolution for weight files: ``arch`` (argument) or the ``"arch"`` of the
+    ``<stem>.json`` beside the weights; a string ``"package.module:factory"`` is imported and called
+    with ``arch_kwargs`` (the JSON's ``"arch_kwargs"`` updated by the argument), a plain name such as
+    ``"cnn2d"`` goes to :func:`deepscope.models.build`, a callable is called. Importing the factory
+    runs that module's code: name only code you trust.
+
+    Args:
+        path: the model file (``.safetensors``, its ``.json``, ``.pt``/``.pth``/``.ckpt``/``.bin``,
+            or a TorchScript archive).
+        arch: how to build the module the weights go into.
+        trust_pickle: allow full unpickling of a ``.pt`` that is not weights-only. Unpickling runs
+            code chosen by whoever wrote the file: only for files from a trusted source.
+        map_location: device for the loaded weights (``"cpu"``, ``"cuda:0"``, a ``torch.device``).
+        arch_kwargs: keyword arguments for the factory (override the JSON's).
+
+    Returns:
+        The model in eval mode (freshly built, so this touches nobody's module).
+
+    Raises:
+        DataError: missing file, directory, unsupported extension, unreadable file, weights that do not
+            fit the architecture (names the tensor and both shapes), a state_dict without ``arch``.
+        UnsafeFileError: a full pickle without ``trust_pickle=True``.
+        InvalidParameterError: an ``arch`` that cannot be imported or called.
+
+    Example:
+        >>> import tempfile, os
+        >>> from deepscope.models import build
+        >>> path = save_model(build("mlp", (4,), 3), os.path.join(tempfile.mkdtemp(), "net"))
+        >>> type(load_model(path)).__name__
+        'MLP'
+    """
+    path = _check_existing(path)
+    if not isinstance(trust_pickle, bool):
+        raise invalid_parameter("trust_pickle", "load_model", "a bool", trust_pickle)
+    if not isinstance(map_location, (str, torch.device)):
+        raise invalid_parameter("map_location", "load_model", "a device string or torch.device", map_location)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        _read_config(path)  # fail early on a config that is not ours
+        path = path.with_suffix(".safetensors")
+        if not path.is_file():
+            raise DataError(f"'{path.name}' (the weights for config '{path.stem}.json') does not exist.")
+        suffix = ".safetensors"
+    if suffix == ".safetensors":
+        state = _read_safetensors(path, map_location)
+        model = _build_and_fill(state, path, arch, arch_kwargs)
+    elif suffix in CHECKPOINT_SUFFIXES:
+        model = _load_checkpoint(path, arch, arch_kwargs, trust_pickle, map_location)
+    else:
+        raise DataError(
+            f"Cannot load '{path.name}': model files must end in {', '.join(SUFFIXES)} "
+            "(safetensors weights, a TorchScript archive or a torch.save checkpoint)."
+        )
+    return model.to(map_location).eval()
+
+
+def save_model(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    arch: str | None = None,
+    arch_kwargs: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``<stem>.safetensors`` (parameters and buffers) and ``<stem>.json`` (how to rebuild it).
+
+    The JSON is ``{"format": "deepscope-model", "version": 1, "arch": ..., "arch_kwargs": {...}}``.
+    Without ``arch``, a model from :func:`deepscope.models.build` records its own
+    (``model.deepscope_config``); otherwise ``"arch": null`` and :func:`load_model` needs ``arch=``.
+    Tied (shared) tensors are stored once. Both files are written atomically.
+
+    Args:
+        model: the module to save (not modified).
+        path: ``dir/name.safetensors`` or ``dir/name`` (missing folders are created).
+        arch: ``"package.module:factory"`` or a built-in architecture name.
+        arch_kwargs: JSON-serialisable keyword arguments for the factory.
+        overwrite: replace existing files (default: refuse).
+
+    Returns:
+        The path of the ``.safetensors`` file.
+
+    Example:
+        >>> import tempfile, os, torch
+        >>> save_model(torch.nn.Linear(2, 1), os.path.join(tempfile.mkdtemp(), "lin"), arch="torch.nn:Linear",
+        ...            arch_kwargs={"in_features": 2, "out_features": 1}).name
+        'lin.safetensors'
+    """
+    from safetensors.torch import save_model as save_tensors
+
+    if not isinstance(model, nn.Module):
+        raise invalid_parameter("model", "save_model", "a torch.nn.Module", model)
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in ("", ".safetensors"):
+        raise invalid_parameter("path", "save_model", "a path ending in .safetensors or without extension", str(path))
+    weights = path.with_suffix(".safetensors") if path.suffix else path.with_name(path.name + ".safetensors")
+    config_path = weights.with_suffix(".json")
+    if arch is not None and not isinstance(arch, str):
+        raise invalid_parameter("arch", "save_model", "None, 'package.module:factory' or a built-in name", arch)
+    recorded = getattr(model, "deepscope_config", None)
+    if isinstance(recorded, Mapping) and (arch is None or arch == recorded.get("arch")):
+        arch = recorded.get("arch")
+        arch_kwargs = {**dict(recorded.get("arch_kwargs") or {}), **dict(arch_kwargs or {})}
+    config = {
+        "format": CONFIG_FORMAT,
+        "version": CONFIG_VERSION,
+        "arch": arch,
+        "arch_kwargs": dict(arch_kwargs or {}),
+    }
+    try:
+        text = json.dumps(config, indent=2, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise invalid_parameter("arch_kwargs", "save_model", "JSON-serialisable values", arch_kwargs) from error
+    existing = [str(p) for p in (weights, config_path) if p.exists()]
+    if existing and not overwrite:
+        raise InvalidParameterError(f"'{existing[0]}' already exists; pass overwrite=True to replace it.")
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(weights, lambda tmp: save_tensors(model, tmp, metadata={"format": "pt"}))
+    _atomic_write(config_path, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    return weights
+
+
+def _check_existing(path: Any) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise invalid_parameter("path", "load_model", "a file path", path)
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise DataError(f"'{path}' is a directory; give the model file itself (e.g. {path / 'model.safetensors'}).")
+    if not path.exists():
+        raise DataError(f"Model file '{path}' does not exist.")
+    return path
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"Cannot read model config '{path.name}': {error}") from error
+    if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
+        raise DataError(f'\'{path.name}\' is not a deepscope model config (expected "format": "{CONFIG_FORMAT}").')
+    version = config.get("version")
+    if not isinstance(version, int) or version > CONFIG_VERSION:
+        raise DataError(
+            f"'{path.name}' has config version {version!r}; this deepscope reads version {CONFIG_VERSION} "
+            "(upgrade deepscope to read newer files)."
+        )
+    if config.get("arch_kwargs") is not None and not isinstance(config["arch_kwargs"], dict):
+        raise DataError(f"'{path.name}': \"arch_kwargs\" must be a JSON object.")
+    return config
+
+
+def _read_safetensors(path: Path, map_location: str | torch.device) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device=str(map_location))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise DataError(f"Cannot read '{path.name}' as safetensors: {error}") from error
+
+
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives are zips holding ``<name>/constants.pkl`` and ``<name>/code/``."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    return any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
+def _load_checkpoint(
+    path: Path,
+    arch: Architecture | None,
+    arch_kwargs: Mapping[str, Any] | None,
+    trust_pickle: bool,
+    map_location: str | torch.device,
+) -> nn.Module:
+    if _is_torchscript(path):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return torch.jit.load(str(path), map_location=map_location)
+        except RuntimeError as error:
+            raise DataError(f"Cannot load TorchScript archive '{path.name}': {error}") from error
+    try:
+        loaded = torch.load(path, map_location=map_location, weights_only=not trust_pickle)
+    except Exception as error:
+        if not trust_pickle and isinstance(error, pickle.UnpicklingError):
+            raise _refusal(path, error) from error
+        if isinstance(error, DeepscopeError):
+            raise
+        # a trusted pickle runs its own code, which may raise anything: report it as unreadable data
+        raise DataError(f"Cannot read '{path.name}' with torch.load ({type(error).__name__}: {error}).") from error
+    if isinstance(loaded, nn.Module):
+        return loaded
+    state = _find_state_dict(loaded)
+    if state is None:
+        raise DataError(
+            f"'{path.name}' holds a {type(loaded).__name__} that is neither a module nor a state_dict of tensors "
+            f"(looked at the top level and under {', '.join(repr(k) for k in _NESTED_KEYS)})."
+        )
+    if isinstance(state, nn.Module):
+        return state
+    return _build_and_fill(state, path, arch, arch_kwargs)
+
+
+def _refusal(path: Path, error: Exception) -> UnsafeFileError:
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    what = f"it is a full pickle that imports {found.group(1)}" if found else "it is not a weights-only file"
+    return UnsafeFileError(
+        f"Refusing to load '{path.name}': {what}, and unpickling it could execute arbitrary code. "
+        "If you trust its source, pass trust_pickle=True (CLI: --trust-pickle); better, re-save it "
+        "with deepscope.io.save_model (safetensors)."
+    )
+
+
+def _find_state_dict(loaded: Any) -> dict[str, torch.Tensor] | nn.Module | None:
+    if not isinstance(loaded, Mapping):
+        return None
+    if loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        return {str(k): v for k, v in loaded.items()}
+    for key in _NESTED_KEYS:
+        inner = loaded.get(key)
+        if isinstance(inner, nn.Module):
+            return inner
+        if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+            return {str(k): v for k, v in inner.items()}
+    return None
+
+
+def _build_and_fill(
+    state: dict[str, torch.Tensor], path: Path, arch: Architecture | None, arch_kwargs: Mapping[str, Any] | None
+) -> nn.Module:
+    config_path = path.with_suffix(".json")
+    config = _read_config(config_path) if config_path.is_file() else {}
+    kwargs = dict(arch_kwargs or {})
+    if arch is None:
+        arch = config.get("arch")
+        kwargs = {**(config.get("arch_kwargs") or {}), **kwargs}
+    elif arch == config.get("arch"):
+        kwargs = {**(config.get("arch_kwargs") or {}), **kwargs}
+    if arch is None:
+        raise DataError(
+            f"'{path.name}' holds weights only, so deepscope needs the architecture: pass "
+            "arch='package.module:factory' or a built-in name (CLI: --arch), or keep the "
+            f"'{path.stem}.json' written by deepscope.io.save_model next to it."
+        )
+    model = _build(arch, kwargs)
+    _fill(model, state, path.name, _arch_label(arch))
+    return model
+
+
+def _arch_label(arch: Architecture) -> str:
+    return arch if isinstance(arch, str) else getattr(arch, "__qualname__", repr(arch))
+
+
+def _build(arch: Architecture, kwargs: dict[str, Any]) -> nn.Module:
+    owner = "load_model"
+    if callable(arch):
+        factory, label = arch, _arch_label(arch)
+    elif isinstance(arch, str) and ":" in arch:
+        module_name, _, attribute = arch.partition(":")
+        try:
+            factory = importlib.import_module(module_name)
+        except ImportError as error:
+            raise invalid_parameter(
+                "arch", owner, "'package.module:factory' naming an importable module", arch
+            ) from error
+        for part in attribute.split("."):
+            factory = getattr(factory, part, None)
+            if factory is None:
+                raise invalid_parameter("arch", owner, f"a factory that exists in module '{module_name}'", arch)
+        if not callable(factory):
+            raise invalid_parameter("arch", owner, "a callable factory (a class or function)", arch)
+        label = arch
+    elif isinstance(arch, str):
+        try:
+            from deepscope.models import build
+        except ImportError as error:  # pragma: no cover - only while deepscope.models is missing
+            raise DeepscopeError(f"Built-in architectures are unavailable ({error}); use 'module:factory'.") from error
+        missing = [k for k in ("input_shape", "num_classes") if k not in kwargs]
+        if missing:
+            raise invalid_parameter(
+                "arch_kwargs", owner, f"the {' and '.join(missing)} that built-in arch '{arch}' needs", kwargs
+            )
+        rest = {k: v for k, v in kwargs.items() if k not in ("input_shape", "num_classes")}
+        return build(arch, tuple(kwargs["input_shape"]), int(kwargs["num_classes"]), **rest)
+    else:
+        raise invalid_parameter("arch", owner, "None, 'package.module:factory', a built-in name or a callable", arch)
+    try:
+        model = factory(**kwargs)
+    except TypeError as error:
+        raise invalid_parameter(
+            "arch_kwargs", owner, f"keyword arguments that {label} accepts ({error})", kwargs
+        ) from error
+    if not isinstance(model, nn.Module):
+        raise invalid_parameter("arch", owner, "a factory returning a torch.nn.Module", model)
+    return model
+
+
+def _fill(model: nn.Module, state: dict[str, torch.Tensor], file_name: str, arch: str) -> None:
+    """Copy ``state`` into ``model`` after checking names and shapes, with messages a user can act on."""
+    expected = model.state_dict()
+    state = _strip_common_prefix(state, expected)
+    for name, wanted in expected.items():  # in the model's order, so the first mismatch is reported
+        if name in state and tuple(state[name].shape) != tuple(wanted.shape):
+            raise DataError(
+                f"Weight '{name}' in '{file_name}' has shape {tuple(state[name].shape)} but the model built by arch "
+                f"'{arch}' expects {tuple(wanted.shape)}; the architecture or its arch_kwargs do not match."
+            )
+    by_storage: dict[int, list[str]] = {}
+    for name, tensor in expected.items():
+        by_storage.setdefault(tensor.data_ptr(), []).append(name)
+    for names in by_storage.values():  # tied tensors are stored once (safetensors): fill the aliases
+        present = [n for n in names if n in state]
+        for name in names:
+            if name not in state and present:
+                state[name] = state[present[0]]
+    missing = [n for n in expected if n not in state]
+    unexpected = [n for n in state if n not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {_few(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {_few(unexpected)}")
+        raise DataError(
+            f"The weights in '{file_name}' do not fit the model built by arch '{arch}': {'; '.join(parts)}."
+        )
+    float_dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
+    model_dtypes = {t.dtype for t in expected.values() if t.is_floating_point()}
+    if len(float_dtypes) == 1 and float_dtypes != model_dtypes:
+        model.to(next(iter(float_dtypes)))  # keep the file's precision (e.g. a float64 model)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise DataError(f"Cannot load the weights of '{file_name}' into arch '{arch}': {error}") from error
+
+
+def _strip_common_prefix(state: dict[str, torch.Tensor], expected: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Drop a wrapper prefix such as ``model.`` (Lightning) or ``module.`` (DataParallel) when that makes names fit."""
+    if set(state) & set(expected) or not state:
+        return dict(state)
+    first = next(iter(state)).split(".", 1)[0] + "."
+    if all(k.startswith(first) for k in state):
+        stripped = {k[len(first) :]: v for k, v in state.items()}
+        if set(stripped) & set(expected):
+            return stripped
+    return dict(state)
+
+
+def _few(names: list[str]) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _atomic_write(path: Path, write: Callable[[str], Any]) -> None:
+    handle, tmp_name = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(tmp_name)
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)

@@ -1,0 +1,232 @@
+"""deepscope.io: safetensors round trips, weights-only checkpoints, TorchScript, and pickle refusal."""
+
+import json
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from deepscope.errors import DataError, InvalidParameterError, UnsafeFileError
+from deepscope.io import load_model, save_model
+
+
+class TinyNet(nn.Module):
+    def __init__(self, width: int = 5, classes: int = 3):
+        super().__init__()
+        self.fc = nn.Linear(4, width)
+        self.norm = nn.BatchNorm1d(width)
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.norm(self.fc(x))))
+
+
+def make_net(width: int = 5, classes: int = 3) -> nn.Module:
+    return TinyNet(width, classes)
+
+
+class TiedNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Linear(3, 3, bias=False)
+        self.decoder = nn.Linear(3, 3, bias=False)
+        self.decoder.weight = self.encoder.weight
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+
+FACTORY = f"{__name__}:make_net"
+
+
+def _trained_net():
+    net = make_net(width=6)
+    net.train()
+    net(torch.randn(16, 4))  # moves BatchNorm running statistics away from their defaults
+    return net
+
+
+def _same_outputs(a, b):
+    x = torch.randn(8, 4)
+    a.eval()
+    return torch.equal(a(x), b(x))
+
+
+def test_safetensors_round_trip_with_factory_and_config(tmp_path):
+    net = _trained_net()
+    path = save_model(net, tmp_path / "net", arch=FACTORY, arch_kwargs={"width": 6})
+    assert path == tmp_path / "net.safetensors"
+    config = json.loads((tmp_path / "net.json").read_text())
+    assert config == {"format": "deepscope-model", "version": 1, "arch": FACTORY, "arch_kwargs": {"width": 6}}
+    loaded = load_model(path)
+    assert isinstance(loaded, TinyNet) and not loaded.training
+    for name, tensor in net.state_dict().items():  # parameters and buffers, bit for bit
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+    assert _same_outputs(net, loaded)
+    assert isinstance(load_model(tmp_path / "net.json"), TinyNet)  # the config path works too
+
+
+def test_save_refuses_to_overwrite(tmp_path):
+    net = make_net()
+    save_model(net, tmp_path / "m.safetensors", arch=FACTORY)
+    with pytest.raises(InvalidParameterError, match="already exists; pass overwrite=True"):
+        save_model(net, tmp_path / "m.safetensors", arch=FACTORY)
+    save_model(make_net(width=2), tmp_path / "m.safetensors", arch=FACTORY, arch_kwargs={"width": 2}, overwrite=True)
+    assert load_model(tmp_path / "m.safetensors").fc.out_features == 2
+    with pytest.raises(InvalidParameterError, match="'path' parameter of save_model"):
+        save_model(net, tmp_path / "m.pt")
+    with pytest.raises(InvalidParameterError, match="'arch_kwargs' parameter of save_model"):
+        save_model(net, tmp_path / "other", arch=FACTORY, arch_kwargs={"width": object()})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]  # no temporary files left
+
+
+def test_builtin_architecture_round_trip(tmp_path):
+    models = pytest.importorskip("deepscope.models")
+    net = models.build("mlp", (4,), 3)
+    path = save_model(net, tmp_path / "mlp")  # the arch comes from net.deepscope_config
+    assert json.loads((tmp_path / "mlp.json").read_text())["arch"] == "mlp"
+    loaded = load_model(path)
+    assert type(loaded) is type(net) and _same_outputs(net, loaded)
+    (tmp_path / "mlp.json").unlink()
+    with pytest.raises(InvalidParameterError, match="input_shape and num_classes"):
+        load_model(path, arch="mlp")
+    assert _same_outputs(net, load_model(path, arch="mlp", arch_kwargs={"input_shape": [4], "num_classes": 3}))
+
+
+def test_weights_without_architecture_ask_for_arch(tmp_path):
+    path = save_model(make_net(), tmp_path / "bare")
+    assert json.loads((tmp_path / "bare.json").read_text())["arch"] is None
+    with pytest.raises(DataError, match="needs the architecture: pass arch='package.module:factory'"):
+        load_model(path)
+    assert isinstance(load_model(path, arch=FACTORY), TinyNet)
+    assert isinstance(load_model(path, arch=make_net), TinyNet)  # a callable works as well
+
+
+def test_shape_mismatch_names_the_weight_and_both_shapes(tmp_path):
+    path = save_model(make_net(width=6), tmp_path / "w6", arch=FACTORY, arch_kwargs={"width": 6})
+    with pytest.raises(
+        DataError, match=r"Weight 'fc.weight' in 'w6.safetensors' has shape \(6, 4\) .* expects \(5, 4\)"
+    ):
+        load_model(path, arch=FACTORY, arch_kwargs={"width": 5})
+
+
+def test_missing_and_unexpected_weights(tmp_path):
+    path = tmp_path / "partial.pt"
+    state = make_net().state_dict()
+    state.pop("head.bias")
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(state, path)
+    with pytest.raises(DataError, match="missing 'head.bias'; unexpected 'extra.weight'"):
+        load_model(path, arch=FACTORY)
+
+
+def test_state_dict_checkpoints_plain_nested_and_prefixed(tmp_path):
+    net = _trained_net()
+    plain = tmp_path / "plain.pth"
+    torch.save(net.state_dict(), plain)
+    assert _same_outputs(net, load_model(plain, arch=FACTORY, arch_kwargs={"width": 6}))
+    lightning = tmp_path / "epoch=3.ckpt"
+    torch.save({"epoch": 3, "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()}}, lightning)
+    assert _same_outputs(net, load_model(lightning, arch=FACTORY, arch_kwargs={"width": 6}))
+    with pytest.raises(DataError, match="holds weights only"):
+        load_model(plain)
+    junk = tmp_path / "junk.pt"
+    torch.save({"epoch": 3}, junk)
+    with pytest.raises(DataError, match="neither a module nor a state_dict"):
+        load_model(junk, arch=FACTORY)
+
+
+def test_full_pickled_module_needs_trust(tmp_path):
+    net = _trained_net()
+    path = tmp_path / "whole.pt"
+    torch.save(net, path)
+    with pytest.raises(UnsafeFileError, match="full pickle that imports .*TinyNet.*trust_pickle=True"):
+        load_model(path)
+    loaded = load_model(path, trust_pickle=True)
+    assert isinstance(loaded, TinyNet) and _same_outputs(net, loaded)
+
+
+class MaliciousPayload:
+    """Unpickling this object calls exec(), which creates a marker file: a stand-in for any attack."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+def test_malicious_pickle_is_not_executed_by_default(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"state_dict": MaliciousPayload(marker)}, path)
+    assert not marker.exists()
+    with pytest.raises(UnsafeFileError, match="full pickle that imports exec"):
+        load_model(path, arch=FACTORY)
+    assert not marker.exists()  # refused before any code ran
+    # opting in really does unpickle (and so runs the payload): the flag is what protects users
+    with pytest.raises(DataError, match="neither a module nor a state_dict"):
+        load_model(path, arch=FACTORY, trust_pickle=True)
+    assert marker.exists()
+
+
+def test_torchscript_archive(tmp_path):
+    net = _trained_net().eval()
+    path = tmp_path / "scripted.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(net), path)
+    loaded = load_model(path)
+    x = torch.randn(8, 4)
+    assert torch.equal(loaded(x), net(x)) and not loaded.training
+
+
+def test_tied_weights_and_float64_survive(tmp_path):
+    tied = TiedNet()
+    path = save_model(tied, tmp_path / "tied", arch=f"{__name__}:TiedNet")
+    loaded = load_model(path)
+    assert loaded.decoder.weight is loaded.encoder.weight and torch.equal(loaded.encoder.weight, tied.encoder.weight)
+    double = make_net().double()
+    path = save_model(double, tmp_path / "double", arch=FACTORY)
+    loaded = load_model(path)
+    assert loaded.fc.weight.dtype == torch.float64 and torch.equal(loaded.fc.weight, double.fc.weight)
+
+
+def test_path_and_arch_errors(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_model(tmp_path / "nope.safetensors")
+    with pytest.raises(DataError, match="is a directory"):
+        load_model(tmp_path)
+    wrong = tmp_path / "model.onnx"
+    wrong.write_bytes(b"\x00")
+    with pytest.raises(DataError, match="must end in .safetensors, .json, .pt"):
+        load_model(wrong)
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"not a safetensors file")
+    with pytest.raises(DataError, match="Cannot read 'corrupt.safetensors' as safetensors"):
+        load_model(corrupt, arch=FACTORY)
+    path = save_model(make_net(), tmp_path / "ok")
+    with pytest.raises(InvalidParameterError, match="importable module"):
+        load_model(path, arch="no_such_package.nowhere:make")
+    with pytest.raises(InvalidParameterError, match="factory that exists"):
+        load_model(path, arch=f"{__name__}:missing_factory")
+    with pytest.raises(InvalidParameterError, match="'arch_kwargs' parameter of load_model"):
+        load_model(path, arch=FACTORY, arch_kwargs={"depth": 3})
+    newer = tmp_path / "ok.json"
+    newer.write_text(json.dumps({"format": "deepscope-model", "version": 99, "arch": FACTORY}))
+    with pytest.raises(DataError, match="config version 99"):
+        load_model(path)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"garbage bytes")
+    with pytest.raises(UnsafeFileError, match="not a weights-only file"):
+        load_model(garbage, arch=FACTORY)
+    with pytest.raises(DataError, match="Cannot read 'garbage.pt'"):
+        load_model(garbage, arch=FACTORY, trust_pickle=True)
+
+
+def test_save_does_not_modify_the_model(tmp_path):
+    net = _trained_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    save_model(net, tmp_path / "n", arch=FACTORY, arch_kwargs={"width": 6})
+    assert net.training and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
