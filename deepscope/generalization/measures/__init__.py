@@ -1,0 +1,16 @@
+"""Generalization measures (Jiang et al. 2020): norms, margins, sharpness, gradients, spectra."""
+
+from deepscope.generalization.measures._context import MeasureValue
+from deepscope.generalization.measures.spectral import LayerSpectrum, SpectralMetrics, fit_power_law, spectral_metrics
+from deepscope.generalization.measures.table import FAMILIES, MeasuresResult, measures
+
+__all__ = [
+    "FAMILIES",
+    "LayerSpectrum",
+    "MeasureValue",
+    "MeasuresResult",
+    "SpectralMetrics",
+    "fit_power_law",
+    "measures",
+    "spectral_metrics",
+]

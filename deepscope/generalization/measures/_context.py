@@ -1,0 +1,122 @@
+"""What every measure needs, computed once: weights (folded), initial weights, train data, margins.
+
+A :class:`MeasureContext` is built by :func:`deepscope.generalization.measures` inside the model
+guard. It never modifies the caller's model: parameters are detached copies and every forward pass
+goes through ``Problem.forward`` (``torch.func.functional_call``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+
+from deepscope.errors import UnsupportedModelError
+from deepscope.generalization.measures._folding import FoldedLayer, LayerStructure, discover_layers, fold_layers
+
+__all__ = ["MeasureValue", "MeasureContext", "build_context"]
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureValue:
+    """One measure: value, family, reference; ``log_scale`` says the value is already a logarithm."""
+
+    name: str
+    value: float
+    family: str
+    reference: str
+    meaning: str
+    log_scale: bool = False
+    note: str = ""
+
+
+@dataclasses.dataclass
+class MeasureContext:
+    """Shared inputs of the measures (mutable only in its counters and caches)."""
+
+    problem: Any
+    params: dict[str, torch.Tensor]
+    buffers: dict[str, torch.Tensor]
+    init_params: dict[str, torch.Tensor] | None
+    init_buffers: dict[str, torch.Tensor] | None
+    structure: LayerStructure
+    folded: list[FoldedLayer]
+    folded_init: list[FoldedLayer] | None
+    x: torch.Tensor
+    y: torch.Tensor
+    m: int
+    seed: int
+    forward_passes: int = 0
+    cache: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def depth(self) -> int:
+        return len(self.folded)
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.params.values())
+
+    def outputs(self, params: dict[str, torch.Tensor] | None = None, chunk: int = 1024) -> torch.Tensor:
+        """Model outputs on the measure's training subset (chunked, no grad)."""
+        params = self.params if params is None else params
+        pieces = []
+        with torch.no_grad():
+            for start in range(0, len(self.x), chunk):
+                pieces.append(self.problem.forward(params, self.x[start : start + chunk]))
+        self.forward_passes += len(self.x)
+        return torch.cat(pieces)
+
+    def accuracy(self, params: dict[str, torch.Tensor] | None = None) -> float:
+        return float((self.outputs(params).argmax(dim=-1) == self.y).double().mean())
+
+    def margins(self) -> torch.Tensor:
+        """Output margins ``f(x)_y − max_{j≠y} f(x)_j`` on the training subset (cached)."""
+        if "margins" not in self.cache:
+            out = self.outputs().double()
+            true = out.gather(1, self.y[:, None]).squeeze(1)
+            others = out.scatter(1, self.y[:, None], -math.inf)
+            self.cache["margins"] = true - others.max(dim=1).values
+        return self.cache["margins"]
+
+    def margin(self) -> float:
+        """γ: the 10th percentile of the training margins (Jiang et al. 2020)."""
+        return float(torch.quantile(self.margins(), 0.1))
+
+
+def build_context(problem: Any, *, max_samples: int | None, seed: int) -> MeasureContext:
+    """Collect weights, folded layers, initial weights and a training subset for the measures."""
+    if problem.num_classes is None:
+        raise UnsupportedModelError(
+            f"The generalization measures need a classification loss (cross_entropy or nll). Got {problem.loss_name!r}."
+        )
+    x, y = problem.tensors("train", max_samples=max_samples)
+    params = problem.parameters(trainable_only=False)
+    buffers = {k: v.detach() for k, v in problem.buffers().items()}
+    structure = discover_layers(problem.model, x[: min(len(x), 8)])
+    if not structure.layers:
+        raise UnsupportedModelError(
+            "The model has no Linear or Conv layer, so norm-, margin- and spectrum-based measures are undefined."
+        )
+    folded = fold_layers(structure, params, buffers)
+    init_params = init_buffers = folded_init = None
+    if problem.init_state is not None:
+        init_params = {k: problem.init_state[k].detach().to(v.dtype) for k, v in params.items()}
+        init_buffers = {k: problem.init_state.get(k, v).detach() for k, v in buffers.items()}
+        folded_init = fold_layers(structure, init_params, init_buffers)
+    return MeasureContext(
+        problem=problem,
+        params=params,
+        buffers=buffers,
+        init_params=init_params,
+        init_buffers=init_buffers,
+        structure=structure,
+        folded=folded,
+        folded_init=folded_init,
+        x=x,
+        y=y.long(),
+        m=len(problem.train),
+        seed=seed,
+    )

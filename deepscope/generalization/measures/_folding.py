@@ -1,0 +1,230 @@
+"""The weight layers of a model, with BatchNorm folded into the preceding Linear/Conv layer.
+
+Norm-based measures (Jiang et al. 2020, "BN folded first") need the linear maps the network
+actually applies. A BatchNorm in eval semantics is an affine per-channel map
+``y = γ (x − μ) / √(σ² + ε) + β``; following the Linear/Conv ``x = W a + b`` it folds into
+
+    W' = W · diag(γ / √(σ² + ε)),   b' = (b − μ) · γ / √(σ² + ε) + β      (per output channel)
+
+The structure (which layer feeds which BatchNorm, each layer's input shape) is discovered once
+from the execution order of one forward pass (hooks removed in ``finally``); the folding itself is
+a pure function of a parameter/buffer dict, so perturbed or initial weights fold the same way.
+
+Example:
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU())
+    >>> structure = discover_layers(net.eval(), torch.randn(2, 3))
+    >>> [(layer.name, layer.batchnorm) for layer in structure.layers]
+    [('0', '1')]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+__all__ = ["LayerSpec", "LayerStructure", "discover_layers", "fold_layers", "FoldedLayer", "folded_state"]
+
+_WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+# parameter-free modules the norm measures understand (piecewise-linear, positively homogeneous)
+_HOMOGENEOUS = (
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.Flatten,
+    nn.Dropout,
+    nn.Identity,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSpec:
+    """One Linear/Conv layer: its module name, parameter keys, folded BatchNorm and input shape."""
+
+    name: str
+    module: nn.Module
+    kind: str  # "linear" or "conv"
+    weight_key: str
+    bias_key: str | None
+    batchnorm: str | None
+    input_shape: tuple[int, ...]  # per example, as seen in the forward pass
+    batchnorm_eps: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerStructure:
+    """The weight layers in execution order and what the norm measures cannot handle.
+
+    Attributes:
+        layers: Linear/Conv layers (BatchNorm folded where it directly follows one).
+        unsupported: "name (Type)" of modules with parameters that are neither Linear/Conv nor a
+            foldable BatchNorm (their weights are not part of the norm measures).
+        non_homogeneous: "name (Type)" of parameter-free modules that are not piecewise-linear
+            and positively homogeneous (Tanh, GELU, ...): path norm and margin-normalised products
+            assume ReLU-like networks.
+    """
+
+    layers: list[LayerSpec]
+    unsupported: list[str]
+    non_homogeneous: list[str]
+
+
+def _kind(module: nn.Module) -> str:
+    return "linear" if isinstance(module, nn.Linear) else "conv"
+
+
+def _channels(module: nn.Module) -> int:
+    return module.out_features if isinstance(module, nn.Linear) else module.out_channels
+
+
+def discover_layers(model: nn.Module, example: torch.Tensor) -> LayerStructure:
+    """Run ``model(example)`` once (no grad) and record its leaf modules in execution order.
+
+    A BatchNorm is folded into the leaf that ran just before it when that leaf is a Linear/Conv
+    with as many outputs as the BatchNorm has features (the usual ``conv → bn`` pattern, also
+    inside residual blocks).
+
+    Args:
+        model: the network (call inside the model guard, in eval semantics).
+        example: a small batch of inputs, ``(batch, *features)``.
+    """
+    names = {module: name for name, module in model.named_modules()}
+    order: list[tuple[str, nn.Module, tuple[int, ...]]] = []
+    seen: set[int] = set()
+
+    def record(module: nn.Module, inputs: tuple) -> None:
+        if id(module) in seen:
+            return
+        seen.add(id(module))
+        first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+        order.append((names[module], module, tuple(first.shape[1:]) if first is not None else ()))
+
+    handles = [m.register_forward_pre_hook(record) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    layers: list[LayerSpec] = []
+    unsupported: list[str] = []
+    non_homogeneous: list[str] = []
+    previous: tuple[str, nn.Module] | None = None
+    for name, module, shape in order:
+        has_params = any(True for _ in module.parameters(recurse=False))
+        if isinstance(module, _WEIGHT_LAYERS):
+            prefix = f"{name}." if name else ""
+            layers.append(
+                LayerSpec(
+                    name=name,
+                    module=module,
+                    kind=_kind(module),
+                    weight_key=prefix + "weight",
+                    bias_key=prefix + "bias" if module.bias is not None else None,
+                    batchnorm=None,
+                    input_shape=shape,
+                )
+            )
+        elif isinstance(module, _BATCHNORMS):
+            foldable = (
+                previous is not None
+                and isinstance(previous[1], _WEIGHT_LAYERS)
+                and _channels(previous[1]) == module.num_features
+                and module.track_running_stats
+                and layers
+                and layers[-1].batchnorm is None
+            )
+            if foldable:
+                layers[-1] = dataclasses.replace(layers[-1], batchnorm=name, batchnorm_eps=module.eps)
+            else:
+                unsupported.append(f"{name} ({type(module).__name__}, not after a Linear/Conv)")
+        elif has_params:
+            unsupported.append(f"{name} ({type(module).__name__})")
+        elif not isinstance(module, _HOMOGENEOUS):
+            non_homogeneous.append(f"{name} ({type(module).__name__})")
+        previous = (name, module)
+    # parametrised modules the forward pass never reached are listed too, never silently dropped
+    for name, module in model.named_modules():
+        if not list(module.children()) and id(module) not in seen and any(True for _ in module.parameters(False)):
+            unsupported.append(f"{name} ({type(module).__name__}, not used in the forward pass)")
+    return LayerStructure(layers=layers, unsupported=unsupported, non_homogeneous=non_homogeneous)
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldedLayer:
+    """A layer's folded weight (out, in, *kernel) and bias (out,), with its spec."""
+
+    spec: LayerSpec
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
+    def matrix(self) -> torch.Tensor:
+        """The weight reshaped to (out, in · kernel) — the kernel matrix, not the conv operator."""
+        return self.weight.reshape(self.weight.shape[0], -1)
+
+
+def fold_layers(
+    structure: LayerStructure, params: Mapping[str, torch.Tensor], buffers: Mapping[str, torch.Tensor]
+) -> list[FoldedLayer]:
+    """The folded weights of every layer in ``structure`` for the given parameters and buffers."""
+    folded = []
+    for spec in structure.layers:
+        weight = params[spec.weight_key]
+        bias = params[spec.bias_key] if spec.bias_key is not None else None
+        if spec.batchnorm is not None:
+            prefix = f"{spec.batchnorm}."
+            variance = buffers[prefix + "running_var"]
+            mean = buffers[prefix + "running_mean"]
+            gamma = params.get(prefix + "weight", torch.ones_like(variance))
+            beta = params.get(prefix + "bias", torch.zeros_like(variance))
+            scale = gamma / torch.sqrt(variance + spec.batchnorm_eps)
+            weight = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
+            bias = ((bias if bias is not None else torch.zeros_like(mean)) - mean) * scale + beta
+        folded.append(FoldedLayer(spec=spec, weight=weight, bias=bias))
+    return folded
+
+
+def folded_state(
+    structure: LayerStructure,
+    folded: list[FoldedLayer],
+    params: Mapping[str, torch.Tensor],
+    buffers: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Parameters and buffers that make the model compute with folded layers and identity BatchNorms.
+
+    The folded weights replace the layer weights; each folded BatchNorm gets mean 0, variance
+    ``1 − eps``, γ = 1 and β = 0, so it computes the identity. The network's function is unchanged
+    (up to rounding), which the tests check.
+    """
+    params = dict(params)
+    buffers = dict(buffers)
+    for layer in folded:
+        spec = layer.spec
+        params[spec.weight_key] = layer.weight
+        if spec.bias_key is not None:
+            params[spec.bias_key] = layer.bias
+        if spec.batchnorm is None:
+            continue
+        prefix = f"{spec.batchnorm}."
+        variance = buffers[prefix + "running_var"]
+        buffers[prefix + "running_mean"] = torch.zeros_like(variance)
+        buffers[prefix + "running_var"] = torch.full_like(variance, 1.0 - spec.batchnorm_eps)
+        if spec.bias_key is None:
+            # the folded bias has nowhere to go but the BatchNorm's shift
+            params[prefix + "bias"] = layer.bias
+        else:
+            params[prefix + "bias"] = torch.zeros_like(variance)
+        params[prefix + "weight"] = torch.ones_like(variance)
+    return params, buffers

@@ -1,0 +1,231 @@
+"""Flatness measures: PAC-Bayes sharpness σ, magnitude-aware σ', worst-case sharpness α.
+
+Following Jiang et al. (2020, Sec. C; Keskar et al. 2017; Neyshabur et al. 2017):
+
+* σ is the largest standard deviation of isotropic Gaussian weight noise ``u ~ N(0, σ² I)`` for
+  which the expected training accuracy drops by at most 0.1. It is found by bisection on σ, each
+  step a Monte-Carlo average over ``samples`` noise draws. Measures:
+  ``pac_bayes_orig = ‖w‖²/(4σ²) + log(m/σ) + 10``, ``pac_bayes_init = ‖w − w⁰‖²/(4σ²) + log(m/σ) + 10``,
+  ``pac_bayes_flatness = 1/σ²``.
+* σ' is the same search for magnitude-aware noise ``u_i ~ N(0, σ'² w_i² + ε²)``, ε = 1e-3:
+  ``pac_bayes_mag_init = ¼ Σ_i log((ε² + (σ'² + 1) ‖w − w⁰‖²/ω) / (ε² + σ'² (w_i − w⁰_i)²)) + log(m/σ') + 10``
+  (``orig`` with ``w`` in place of ``w − w⁰``) and ``pac_bayes_mag_flatness = 1/σ'²``.
+* α is the largest box radius for which gradient ascent on the weights (``|u_i| ≤ α``, projected
+  sign-gradient steps on the training cross-entropy) lowers training accuracy by at most 0.1:
+  ``sharpness_orig = ‖w‖² log(2ω)/(4α²) + log(m/α) + 10`` (and ``_init``), ``sharpness_flatness = 1/α²``.
+
+All perturbations are applied to a new parameter dict passed to ``torch.func.functional_call``; the
+caller's module is never modified. Every search reports its forward-pass count and sample counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from deepscope.generalization.measures._context import MeasureContext, MeasureValue
+
+__all__ = ["SharpnessSearch", "pac_bayes_sigma", "worst_case_sharpness", "sharpness_measures"]
+
+_EPSILON = 1e-3
+_TARGET_DROP = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class SharpnessSearch:
+    """The outcome of a bisection: radius found, estimated accuracy drop there and its cost."""
+
+    radius: float
+    accuracy_drop: float
+    standard_error: float
+    steps: int
+    samples_per_step: int
+    forward_passes: int
+    capped: bool = False  # no radius up to the cap lowered accuracy by 0.1 (e.g. a chance-level model)
+
+
+_MAX_DOUBLINGS = 12
+
+
+def _bisect(drop_at, low: float, high: float, steps: int) -> tuple[float, float, float, bool]:
+    """Largest radius with drop <= 0.1: bracket by doubling ``high`` (at most 12 times), then bisect
+    in log space. The last element says the bracket hit the cap (radius reported is the cap)."""
+    drop, error = drop_at(high)
+    doublings = 0
+    while drop <= _TARGET_DROP:
+        if doublings == _MAX_DOUBLINGS:
+            return high, drop, error, True
+        low, high = high, high * 2.0
+        drop, error = drop_at(high)
+        doublings += 1
+    best = (low, 0.0, 0.0)
+    for _ in range(steps):
+        middle = math.sqrt(low * high)
+        drop, error = drop_at(middle)
+        if drop <= _TARGET_DROP:
+            low, best = middle, (middle, drop, error)
+        else:
+            high = middle
+    return (*best, False)
+
+
+def pac_bayes_sigma(
+    ctx: MeasureContext, *, magnitude_aware: bool = False, samples: int = 8, steps: int = 10
+) -> SharpnessSearch:
+    """σ (or σ' when ``magnitude_aware``): largest Gaussian noise that costs <= 0.1 train accuracy."""
+    start = ctx.forward_passes
+    base = ctx.accuracy()
+    generator = torch.Generator(device="cpu").manual_seed(ctx.seed)
+
+    def drop_at(sigma: float) -> tuple[float, float]:
+        drops = []
+        for _ in range(samples):
+            noisy = {}
+            for name, w in ctx.params.items():
+                z = torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device)
+                scale = torch.sqrt(sigma**2 * w**2 + _EPSILON**2) if magnitude_aware else sigma
+                noisy[name] = w + scale * z
+            drops.append(base - ctx.accuracy(noisy))
+        values = torch.tensor(drops, dtype=torch.float64)
+        return float(values.mean()), float(values.std() / math.sqrt(samples)) if samples > 1 else 0.0
+
+    radius, drop, error, capped = _bisect(drop_at, 0.0, 1e-3 if not magnitude_aware else 1e-2, steps)
+    return SharpnessSearch(radius, drop, error, steps, samples, ctx.forward_passes - start, capped)
+
+
+def worst_case_sharpness(ctx: MeasureContext, *, ascent_steps: int = 5, steps: int = 10) -> SharpnessSearch:
+    """α: largest box radius where projected sign-gradient ascent costs <= 0.1 train accuracy."""
+    start = ctx.forward_passes
+    base = ctx.accuracy()
+    generator = torch.Generator(device="cpu").manual_seed(ctx.seed + 1)
+    names = list(ctx.params)
+
+    def loss_of(flat_params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return ctx.problem.criterion(ctx.problem.forward(flat_params, ctx.x), ctx.y)
+
+    def drop_at(alpha: float) -> tuple[float, float]:
+        u = {
+            n: (torch.rand(p.shape, generator=generator, dtype=p.dtype).to(p.device) * 2 - 1) * alpha
+            for n, p in ctx.params.items()
+        }
+        for _ in range(ascent_steps):
+            leaves = {n: u[n].clone().requires_grad_(True) for n in names}
+            with torch.enable_grad():
+                loss = loss_of({n: ctx.params[n] + leaves[n] for n in names})
+                grads = torch.autograd.grad(loss, [leaves[n] for n in names], allow_unused=True)
+            ctx.forward_passes += 2 * len(ctx.x)  # forward + backward
+            for n, g in zip(names, grads, strict=True):
+                if g is not None:
+                    u[n] = (u[n] + 0.5 * alpha * g.sign()).clamp(-alpha, alpha).detach()
+        return base - ctx.accuracy({n: ctx.params[n] + u[n] for n in names}), 0.0
+
+    radius, drop, error, capped = _bisect(drop_at, 0.0, 1e-3, steps)
+    return SharpnessSearch(radius, drop, error, steps, 1, ctx.forward_passes - start, capped)
+
+
+def _squared_norm(tensors) -> float:
+    return float(sum(t.double().pow(2).sum() for t in tensors))
+
+
+def sharpness_measures(ctx: MeasureContext, *, samples: int = 8, steps: int = 10) -> list[MeasureValue]:
+    """The PAC-Bayes and sharpness measures of Jiang et al. (2020) with their search costs in notes."""
+    jiang = "Jiang et al. 2020"
+    omega = ctx.num_params
+    w_sq = _squared_norm(ctx.params.values())
+    has_init = ctx.init_params is not None
+    diff = {k: ctx.params[k] - ctx.init_params[k] for k in ctx.params} if has_init else None
+    d_sq = _squared_norm(diff.values()) if has_init else math.nan
+    init_note = "" if has_init else "needs the initial weights (Problem(init_state=...))"
+
+    sigma = pac_bayes_sigma(ctx, samples=samples, steps=steps)
+    mag = pac_bayes_sigma(ctx, magnitude_aware=True, samples=samples, steps=steps)
+    alpha = worst_case_sharpness(ctx, steps=steps)
+
+    def cost(search: SharpnessSearch) -> str:
+        return (
+            f"radius {search.radius:.3g}, drop {search.accuracy_drop:.3f} ± {search.standard_error:.3f}, "
+            f"{search.steps} bisection steps × {search.samples_per_step} samples, {search.forward_passes} forward passes"
+            + (" (capped: accuracy never dropped by 0.1)" if search.capped else "")
+        )
+
+    def safe(value_fn, radius):
+        return value_fn() if radius > 0 else math.nan
+
+    s, a, sm = sigma.radius, alpha.radius, mag.radius
+    log_m = math.log(ctx.m)
+
+    def mag_measure(vector: dict[str, torch.Tensor] | None) -> float:
+        if vector is None or sm <= 0:
+            return math.nan
+        total_sq = _squared_norm(vector.values())
+        numerator = _EPSILON**2 + (sm**2 + 1) * total_sq / omega
+        terms = sum(
+            float(torch.log(numerator / (_EPSILON**2 + sm**2 * v.double() ** 2)).sum()) for v in vector.values()
+        )
+        return 0.25 * terms + log_m - math.log(sm) + 10
+
+    return [
+        MeasureValue(
+            "pac_bayes_sigma",
+            s,
+            "sharpness",
+            jiang,
+            "σ: largest isotropic weight noise, −0.1 train acc.",
+            note=cost(sigma),
+        ),
+        MeasureValue(
+            "pac_bayes_orig",
+            safe(lambda: w_sq / (4 * s**2) + log_m - math.log(s) + 10, s),
+            "sharpness",
+            jiang,
+            "‖w‖²/(4σ²) + log(m/σ) + 10",
+        ),
+        MeasureValue(
+            "pac_bayes_init",
+            safe(lambda: d_sq / (4 * s**2) + log_m - math.log(s) + 10, s),
+            "sharpness",
+            jiang,
+            "‖w−w⁰‖²/(4σ²) + log(m/σ) + 10",
+            note=init_note,
+        ),
+        MeasureValue("pac_bayes_flatness", safe(lambda: 1 / s**2, s), "sharpness", jiang, "1/σ²"),
+        MeasureValue(
+            "pac_bayes_mag_sigma", sm, "sharpness", jiang, "σ': largest magnitude-aware noise", note=cost(mag)
+        ),
+        MeasureValue("pac_bayes_mag_orig", mag_measure(ctx.params), "sharpness", jiang, "magnitude-aware PAC-Bayes, w"),
+        MeasureValue(
+            "pac_bayes_mag_init",
+            mag_measure(diff),
+            "sharpness",
+            jiang,
+            "magnitude-aware PAC-Bayes, w − w⁰",
+            note=init_note,
+        ),
+        MeasureValue("pac_bayes_mag_flatness", safe(lambda: 1 / sm**2, sm), "sharpness", jiang, "1/σ'²"),
+        MeasureValue(
+            "worst_case_sharpness_alpha",
+            a,
+            "sharpness",
+            "Keskar et al. 2017",
+            "α: largest adversarial box radius",
+            note=cost(alpha),
+        ),
+        MeasureValue(
+            "sharpness_orig",
+            safe(lambda: w_sq * math.log(2 * omega) / (4 * a**2) + log_m - math.log(a) + 10, a),
+            "sharpness",
+            jiang,
+            "‖w‖² log(2ω)/(4α²) + log(m/α) + 10",
+        ),
+        MeasureValue(
+            "sharpness_init",
+            safe(lambda: d_sq * math.log(2 * omega) / (4 * a**2) + log_m - math.log(a) + 10, a),
+            "sharpness",
+            jiang,
+            "‖w−w⁰‖² log(2ω)/(4α²) + log(m/α) + 10",
+            note=init_note,
+        ),
+        MeasureValue("sharpness_flatness", safe(lambda: 1 / a**2, a), "sharpness", jiang, "1/α²"),
+    ]

@@ -1,0 +1,41 @@
+"""Oracles: for a bias-free linear model ⟨w, ∇_w ℓ⟩ = ⟨∂ℓ/∂f, f⟩ = ⟨softmax(f) − e_y, f⟩; gradient
+noise against a per-example autograd loop."""
+
+import pytest
+import torch
+from torch import nn
+
+from deepscope import Problem
+from deepscope.generalization.measures._context import build_context
+from deepscope.generalization.measures.fisher_rao import fisher_rao_norm, gradient_noise
+
+
+def _setup(model, d_in):
+    x = torch.randn(30, d_in)
+    y = torch.randint(0, 3, (30,))
+    return build_context(Problem(model, (x, y)), max_samples=None, seed=0), x, y
+
+
+def test_fisher_rao_linear_closed_form():
+    model = nn.Linear(4, 3, bias=False)
+    ctx, x, y = _setup(model, 4)
+    with torch.no_grad():
+        f = model(x).double()
+        inner = ((torch.softmax(f, 1) - nn.functional.one_hot(y, 3)) * f).sum(1)
+    expected = (1 + 1) ** 2 * float(inner.pow(2).mean())  # d = 1 layer
+    assert fisher_rao_norm(ctx) == pytest.approx(expected, rel=1e-5)  # float32 forward pass
+
+
+def test_gradient_noise_matches_autograd_loop():
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
+    ctx, x, y = _setup(model, 4)
+    grads = []
+    for i in range(30):
+        model.zero_grad()
+        nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]).double())
+    g = torch.stack(grads)
+    expected = float((g - g.mean(0)).pow(2).sum(1).mean())
+    value, n = gradient_noise(ctx, chunk=7)
+    assert n == 30
+    assert value == pytest.approx(expected, rel=1e-5)

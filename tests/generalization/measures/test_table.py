@@ -1,0 +1,44 @@
+"""measures(): all families on the standard fixtures, unsupported layers listed, bad input refused."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from deepscope import Problem
+from deepscope.errors import DeepscopeError, InvalidParameterError, UnsupportedModelError
+from deepscope.generalization.measures import measures
+from deepscope.testing import make_fixture
+
+
+def test_all_families_on_the_cnn_fixture():
+    result = measures(make_fixture("cnn").problem(), max_samples=16, sharpness_samples=2, bisection_steps=2)
+    names = {row["name"] for row in result.rows()}
+    for expected in ("path_norm", "spectral_margin_orig", "pac_bayes_mag_sigma", "fisher_rao_norm", "mean_alpha"):
+        assert expected in names
+    assert result.forward_passes > 0 and result.samples_used == 8
+    assert "eval semantics" in result.note
+    for row in result.rows():
+        value, normalised = row["value"], row["normalised"]
+        if math.isfinite(value) and value >= 0 and row["name"] in ("parameter_count", "l2_distance"):
+            assert normalised == pytest.approx(math.sqrt(value / result.train_size))
+    assert result.value("parameter_count") == sum(p.numel() for p in make_fixture("cnn").model.parameters())
+
+
+def test_tanh_network_lists_the_activation():
+    result = measures(make_fixture("mlp").problem(), families=("norm",), max_samples=16)
+    assert any("Tanh" in entry for entry in result.unsupported_layers)
+    assert math.isnan(result.value("path_norm"))
+
+
+def test_bad_input():
+    x, y = torch.randn(10, 3), torch.randint(0, 2, (10,))
+    with pytest.raises(UnsupportedModelError, match="no Linear or Conv"):
+        measures(Problem(nn.Sequential(nn.Flatten()), (torch.randn(10, 2), y)))
+    with pytest.raises(UnsupportedModelError, match="classification"):
+        measures(Problem(nn.Linear(3, 1), (x, torch.randn(10, 1)), loss="mse"))
+    with pytest.raises(InvalidParameterError, match="families"):
+        measures(Problem(nn.Linear(3, 2), (x, y)), families=("bogus",))
+    with pytest.raises(DeepscopeError, match="Labels"):
+        Problem(nn.Linear(3, 2), (x, y + 5))
