@@ -1,0 +1,23 @@
+"""Curvature of the loss: Hessian-vector products, spectrum, trace, density, NTK and landscape."""
+
+from deepscope.curvature.hvp import (
+    HessianOperator,
+    ParameterSpace,
+    dense_hessian,
+    gauss_newton_vector_product,
+    hessian_vector_product,
+)
+from deepscope.curvature.lanczos import EigenResult, hessian_eigenvalues
+from deepscope.curvature.trace import TraceResult, hessian_trace
+
+__all__ = [
+    "HessianOperator",
+    "ParameterSpace",
+    "dense_hessian",
+    "gauss_newton_vector_product",
+    "hessian_vector_product",
+    "EigenResult",
+    "hessian_eigenvalues",
+    "TraceResult",
+    "hessian_trace",
+]

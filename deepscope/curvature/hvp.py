@@ -1,0 +1,431 @@
+"""Hessian- and Gauss-Newton-vector products of a model's mean loss, on flat parameter vectors.
+
+The Hessian of the mean loss ``L(θ) = (1/N) Σ_i ℓ(f(x_i; θ), y_i)`` over ``N`` samples is applied
+to a vector without forming it (Pearlmutter, 1994): ``Hv = ∇_θ (∇_θ L · v)``. Two ways:
+
+* **double backward** — one gradient with ``create_graph=True``, then one backward of ``g·v``
+  per product. For a fixed batch the gradient graph is kept, so each further product costs one
+  backward pass only.
+* **forward-over-reverse** — ``torch.func.jvp`` of ``torch.func.grad`` (no graph kept; lower peak
+  memory, usually a little slower on CPU).
+
+The generalised Gauss-Newton matrix ``G = Jᵀ H_ℓ J`` (Schraudolph, 2002), where ``J`` is the
+Jacobian of the outputs and ``H_ℓ`` the Hessian of the loss in the outputs, is positive
+semi-definite for convex losses; ``Gv`` is one jvp, one output-space Hessian product and one vjp.
+
+Over several batches the products are summed with weights ``n_b / N`` (the loss is the mean over
+all samples); batches are streamed, never all held at once. A list of parameter names restricts
+the operator to that block (the other parameters stay fixed).
+
+Example:
+    >>> import torch
+    >>> from deepscope import Problem
+    >>> net = torch.nn.Linear(3, 1, bias=False)
+    >>> x = torch.randn(20, 3)
+    >>> problem = Problem(net, (x, torch.randn(20, 1)), loss="mse")
+    >>> operator = HessianOperator.from_problem(problem)
+    >>> torch.allclose(operator.matvec(torch.ones(3)), 2 * x.T @ x @ torch.ones(3) / 20, atol=1e-5)
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepscope._validation import check_choice, check_int
+from deepscope.errors import DataError, DeepscopeError, UnsupportedModelError, invalid_parameter
+from deepscope.registry import analysis
+
+__all__ = [
+    "ParameterSpace",
+    "HessianOperator",
+    "hessian_vector_product",
+    "gauss_newton_vector_product",
+    "dense_hessian",
+]
+
+Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_METHODS = ("auto", "double_backward", "forward_over_reverse")
+_KINDS = ("hessian", "gauss_newton")
+
+
+class ParameterSpace:
+    """Names, shapes and offsets of a set of parameters: converts dicts to flat vectors and back."""
+
+    def __init__(self, params: Mapping[str, torch.Tensor]) -> None:
+        self.names = list(params)
+        self.shapes = [tuple(params[n].shape) for n in self.names]
+        self.sizes = [math.prod(s) for s in self.shapes]
+        self.offsets = [0]
+        for size in self.sizes:
+            self.offsets.append(self.offsets[-1] + size)
+        self.numel = self.offsets[-1]
+
+    def flatten(self, tensors: Mapping[str, torch.Tensor] | Sequence[torch.Tensor]) -> torch.Tensor:
+        """Concatenate tensors (a dict keyed by name, or a sequence in name order) into one vector."""
+        items = [tensors[n] for n in self.names] if isinstance(tensors, Mapping) else list(tensors)
+        return torch.cat([t.reshape(-1) for t in items])
+
+    def unflatten(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Split a vector of length ``numel`` into a dict of tensors shaped like the parameters."""
+        return {
+            name: vector[start:end].view(shape)
+            for name, shape, start, end in zip(self.names, self.shapes, self.offsets, self.offsets[1:])
+        }
+
+    def slice_of(self, name: str) -> slice:
+        """The positions of parameter ``name`` in the flat vector."""
+        index = self.names.index(name)
+        return slice(self.offsets[index], self.offsets[index + 1])
+
+
+class HessianOperator:
+    """The Hessian (or Gauss-Newton matrix) of a mean loss as a linear operator on flat vectors.
+
+    Args:
+        model: the module evaluated with ``torch.func.functional_call`` (never modified).
+        loss_fn: ``(output, target) -> scalar`` mean loss of one batch.
+        params: base point, a dict of tensors by name (detached; every trainable parameter).
+        batches: a callable returning a fresh iterable of ``(x, y)`` batches (streamed per product).
+        buffers: the module's buffers (copied so that train-mode BatchNorm cannot change them).
+        parameter_names: restrict the operator to these parameters (default: all of ``params``).
+        kind: "hessian" or "gauss_newton".
+        method: "double_backward", "forward_over_reverse" or "auto" (double backward, with the
+            gradient graph kept when all samples fit in one batch).
+
+    Attributes:
+        n_params: dimension of the operator; n_products: products applied so far (one product is
+        one application to one vector over all samples); n_samples: number of samples.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        params: Mapping[str, torch.Tensor],
+        batches: Batches,
+        *,
+        buffers: Mapping[str, torch.Tensor] | None = None,
+        parameter_names: Sequence[str] | None = None,
+        kind: str = "hessian",
+        method: str = "auto",
+        owner: str = "HessianOperator",
+    ) -> None:
+        check_choice(kind, "kind", owner, _KINDS)
+        check_choice(method, "method", owner, _METHODS)
+        self.model, self.loss_fn, self.kind, self.owner = model, loss_fn, kind, owner
+        self.method = "double_backward" if method == "auto" else method
+        self.base = {n: p.detach() for n, p in params.items()}
+        self.buffers = {n: b.detach().clone() for n, b in (buffers or {}).items()}
+        names = list(self.base) if parameter_names is None else list(parameter_names)
+        self._check_names(names)
+        self.space = ParameterSpace({n: self.base[n] for n in names})
+        self.n_params = self.space.numel
+        self.dtype, self.device = self.base[names[0]].dtype, self.base[names[0]].device
+        self._batches = batches
+        self.n_products = 0
+        self._checked = False
+        self._cached: list[tuple[float, list[torch.Tensor], list[torch.Tensor]]] | None = None
+        self.n_samples = 0
+        cached: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for x, y in batches():
+            self.n_samples += len(x)
+            if len(cached) < 2:
+                cached.append((x, y))
+        if self.n_samples == 0:
+            raise DataError(f"{owner} needs at least one sample.")
+        # a single batch: keep its gradient graph across products (one backward per product).
+        self._single_batch = cached[0] if len(cached) == 1 else None
+
+    # --------------------------------------------------------------------------- construction
+    @classmethod
+    def from_problem(
+        cls,
+        problem: Any,
+        *,
+        split: str = "train",
+        max_samples: int | None = None,
+        batch_size: int | None = None,
+        parameter_names: Sequence[str] | None = None,
+        kind: str = "hessian",
+        method: str = "auto",
+        owner: str = "HessianOperator",
+    ) -> HessianOperator:
+        """The operator of ``problem``'s mean loss over the first ``max_samples`` samples of ``split``."""
+        if max_samples is not None:
+            check_int(max_samples, "max_samples", owner, minimum=1)
+        if batch_size is not None:
+            check_int(batch_size, "batch_size", owner, minimum=1)
+        problem.source(split)  # raises DataError for a missing split
+        return cls(
+            problem.model,
+            problem.criterion,
+            problem.parameters(trainable_only=True),
+            lambda: problem.batches(split, batch_size=batch_size, max_samples=max_samples),
+            buffers=problem.buffers(),
+            parameter_names=parameter_names,
+            kind=kind,
+            method=method,
+            owner=owner,
+        )
+
+    def _check_names(self, names: list[str]) -> None:
+        if not self.base:
+            raise UnsupportedModelError(
+                f"{self.owner} found no trainable parameters: every parameter has requires_grad=False."
+            )
+        unknown = [n for n in names if n not in self.base]
+        if unknown or not names:
+            raise invalid_parameter(
+                "parameter_names",
+                self.owner,
+                f"a non-empty list of trainable parameter names from {list(self.base)[:6]}",
+                unknown or names,
+            )
+        floating = [n for n in names if not self.base[n].is_floating_point()]
+        if floating:
+            raise UnsupportedModelError(
+                f"{self.owner} needs floating-point parameters; {floating[:3]} are {self.base[floating[0]].dtype}."
+            )
+
+    # --------------------------------------------------------------------------- evaluation
+    def _loss(self, varied: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        params = {**self.base, **varied}
+        output = torch.func.functional_call(self.model, (params, self.buffers), (x,), strict=False)
+        return self.loss_fn(output, y)
+
+    def _check_loss(self, loss: torch.Tensor) -> None:
+        if loss.ndim != 0:
+            raise DeepscopeError(f"The loss must be a scalar (a mean over the batch). Got shape {tuple(loss.shape)}.")
+        if not bool(torch.isfinite(loss.detach())):
+            raise DataError(f"The loss is not finite ({float(loss.detach())}); curvature is undefined there.")
+
+    def _gradient_graph(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        leaves = [self.base[n].detach().requires_grad_(True) for n in self.space.names]
+        with torch.enable_grad():
+            loss = self._loss(dict(zip(self.space.names, leaves)), x, y)
+            self._check_loss(loss)
+            if not loss.requires_grad:
+                raise DeepscopeError(f"The loss does not depend on the parameters {self.space.names[:4]}.")
+            grads = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True)
+        if all(g is None for g in grads):
+            raise DeepscopeError(f"The loss does not depend on the parameters {self.space.names[:4]}.")
+        grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, leaves)]
+        return leaves, grads
+
+    def _double_backward(self, leaves: list[torch.Tensor], grads: list[torch.Tensor], v: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            dot = sum((g * t).sum() for g, t in zip(grads, self.space.unflatten(v).values()))
+            if not dot.requires_grad:  # the gradient is constant: the Hessian block is zero
+                return torch.zeros_like(v)
+            products = torch.autograd.grad(dot, leaves, retain_graph=True, allow_unused=True)
+        return self.space.flatten([torch.zeros_like(p) if h is None else h for h, p in zip(products, leaves)])
+
+    def _forward_over_reverse(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        def gradient(varied: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return torch.func.grad(lambda p: self._loss(p, x, y))(varied)
+
+        primal = {n: self.base[n] for n in self.space.names}
+        if not self._checked:
+            with torch.no_grad():
+                self._check_loss(self._loss(primal, x, y))
+            self._checked = True
+        _, tangent = torch.func.jvp(gradient, (primal,), (self.space.unflatten(v),))
+        return self.space.flatten(tangent)
+
+    def _gauss_newton(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        primal = {n: self.base[n] for n in self.space.names}
+
+        def outputs(varied: dict[str, torch.Tensor]) -> torch.Tensor:
+            return torch.func.functional_call(self.model, ({**self.base, **varied}, self.buffers), (x,), strict=False)
+
+        output, output_tangent = torch.func.jvp(outputs, (primal,), (self.space.unflatten(v),))  # J v
+        with torch.enable_grad():
+            output = output.detach().requires_grad_(True)
+            loss = self.loss_fn(output, y)
+            self._check_loss(loss)
+            (loss_gradient,) = torch.autograd.grad(loss, output, create_graph=True)
+            dot = (loss_gradient * output_tangent.detach()).sum()
+            curvature_tangent = (  # H_ℓ J v
+                torch.autograd.grad(dot, output)[0] if dot.requires_grad else torch.zeros_like(output)
+            )
+        _, pullback = torch.func.vjp(outputs, primal)
+        return self.space.flatten(pullback(curvature_tangent.detach().clone())[0])  # Jᵀ H_ℓ J v
+
+    def _batch_product(self, x: torch.Tensor, y: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        """Products with each column of ``vectors`` (n_params, m) for one batch."""
+        if self.kind == "gauss_newton":
+            return torch.stack([self._gauss_newton(x, y, v) for v in vectors.T], dim=1)
+        if self.method == "forward_over_reverse":
+            return torch.stack([self._forward_over_reverse(x, y, v) for v in vectors.T], dim=1)
+        if self._single_batch is not None:
+            if self._cached is None:
+                self._cached = [(1.0, *self._gradient_graph(x, y))]
+            _, leaves, grads = self._cached[0]
+        else:
+            leaves, grads = self._gradient_graph(x, y)
+        return torch.stack([self._double_backward(leaves, grads, v) for v in vectors.T], dim=1)
+
+    def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
+        """``H @ vectors`` for ``vectors`` of shape (n_params, m); counts ``m`` products."""
+        if vectors.ndim != 2 or vectors.shape[0] != self.n_params:
+            raise invalid_parameter(
+                "vectors", f"{self.owner}.matmat", f"a tensor of shape ({self.n_params}, m)", vectors
+            )
+        vectors = vectors.to(device=self.device, dtype=self.dtype)
+        result = torch.zeros_like(vectors)
+        batches = [self._single_batch] if self._single_batch is not None else self._batches()
+        for x, y in batches:
+            result += self._batch_product(x, y, vectors).detach() * (len(x) / self.n_samples)
+        self.n_products += vectors.shape[1]
+        return result
+
+    def matvec(self, vector: torch.Tensor) -> torch.Tensor:
+        """``H @ vector`` for a flat vector of length ``n_params``; counts one product."""
+        if vector.ndim != 1 or vector.shape[0] != self.n_params:
+            raise invalid_parameter(
+                "vector", f"{self.owner}.matvec", f"a flat tensor of length {self.n_params}", vector
+            )
+        return self.matmat(vector[:, None])[:, 0]
+
+    __matmul__ = matvec
+
+    def dense(self, chunk: int = 64) -> torch.Tensor:
+        """The full (n_params, n_params) matrix, symmetrised, built ``chunk`` columns at a time."""
+        eye = torch.eye(self.n_params, dtype=self.dtype, device=self.device)
+        columns = [self.matmat(eye[:, start : start + chunk]) for start in range(0, self.n_params, chunk)]
+        matrix = torch.cat(columns, dim=1)
+        return (matrix + matrix.T) / 2
+
+    def __repr__(self) -> str:
+        return f"HessianOperator(kind={self.kind!r}, n_params={self.n_params}, n_samples={self.n_samples}, method={self.method!r})"
+
+
+def batches_of(inputs: torch.Tensor, targets: torch.Tensor, batch_size: int | None = None) -> Batches:
+    """A batch source over in-memory tensors (for the operator and the Monitor)."""
+    size = len(inputs) if batch_size is None else batch_size
+
+    def iterate() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(inputs), size):
+            yield inputs[start : start + size], targets[start : start + size]
+
+    return iterate
+
+
+def _operator(problem: Any, owner: str, **options: Any) -> HessianOperator:
+    return HessianOperator.from_problem(problem, owner=owner, **options)
+
+
+@analysis(takes="problem", family="curvature", example_kwargs={"max_samples": 8})
+def hessian_vector_product(
+    problem: Any,
+    vector: torch.Tensor | None = None,
+    *,
+    max_samples: int | None = None,
+    parameter_names: Sequence[str] | None = None,
+    method: str = "auto",
+    split: str = "train",
+) -> torch.Tensor:
+    """``H v`` for the Hessian of the problem's mean loss over its first ``max_samples`` samples.
+
+    ``Hv = ∇(∇L·v)`` (Pearlmutter, 1994), by double backward or forward-over-reverse.
+
+    Args:
+        problem: a :class:`deepscope.Problem`.
+        vector: flat vector (n_params,) in the order of ``problem.parameters()`` (restricted to
+            ``parameter_names`` when given); default: all ones.
+        max_samples: number of training samples in the mean (default all).
+        parameter_names: restrict to these parameters.
+        method: "auto", "double_backward" or "forward_over_reverse".
+
+    Returns:
+        The product, a flat tensor (n_params,).
+
+    Example:
+        >>> hv = hessian_vector_product(problem, torch.ones(n_params))  # doctest: +SKIP
+    """
+    operator = _operator(
+        problem,
+        "hessian_vector_product",
+        max_samples=max_samples,
+        parameter_names=parameter_names,
+        method=method,
+        split=split,
+    )
+    vector = torch.ones(operator.n_params, dtype=operator.dtype, device=operator.device) if vector is None else vector
+    return operator.matvec(vector)
+
+
+@analysis(takes="problem", family="curvature", example_kwargs={"max_samples": 8})
+def gauss_newton_vector_product(
+    problem: Any,
+    vector: torch.Tensor | None = None,
+    *,
+    max_samples: int | None = None,
+    parameter_names: Sequence[str] | None = None,
+    split: str = "train",
+) -> torch.Tensor:
+    """``G v`` for the generalised Gauss-Newton matrix ``G = Jᵀ H_ℓ J`` (Schraudolph, 2002).
+
+    Args and returns as :func:`hessian_vector_product`.
+
+    Example:
+        >>> gv = gauss_newton_vector_product(problem, torch.ones(n_params))  # doctest: +SKIP
+    """
+    operator = _operator(
+        problem,
+        "gauss_newton_vector_product",
+        max_samples=max_samples,
+        parameter_names=parameter_names,
+        kind="gauss_newton",
+        split=split,
+    )
+    vector = torch.ones(operator.n_params, dtype=operator.dtype, device=operator.device) if vector is None else vector
+    return operator.matvec(vector)
+
+
+@analysis(takes="problem", family="curvature", example_kwargs={"max_samples": 8})
+def dense_hessian(
+    problem: Any,
+    *,
+    max_samples: int | None = None,
+    parameter_names: Sequence[str] | None = None,
+    kind: str = "hessian",
+    max_params: int = 5000,
+    split: str = "train",
+) -> torch.Tensor:
+    """The exact (n_params, n_params) Hessian (or Gauss-Newton matrix) of the mean loss, for small models.
+
+    Built column by column from ``n_params`` products (the gradient graph of each batch is
+    computed once and reused for every column).
+
+    Args:
+        problem: a :class:`deepscope.Problem`.
+        max_samples: number of training samples in the mean (default all).
+        parameter_names: restrict to these parameters (a diagonal block of the Hessian).
+        kind: "hessian" or "gauss_newton".
+        max_params: refuse larger problems (the matrix needs n_params² numbers).
+
+    Returns:
+        A symmetric tensor (n_params, n_params) in the order of ``problem.parameters()``.
+
+    Example:
+        >>> H = dense_hessian(problem)  # doctest: +SKIP
+        >>> torch.linalg.eigvalsh(H)    # doctest: +SKIP
+    """
+    check_int(max_params, "max_params", "dense_hessian", minimum=1)
+    operator = _operator(
+        problem, "dense_hessian", max_samples=max_samples, parameter_names=parameter_names, kind=kind, split=split
+    )
+    if operator.n_params > max_params:
+        raise invalid_parameter(
+            "max_params", "dense_hessian", f"at least the number of parameters ({operator.n_params})", max_params
+        )
+    # large chunks: each batch's gradient graph is built once per chunk of columns
+    return operator.dense(chunk=min(operator.n_params, 512))

@@ -1,0 +1,143 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from deepscope import Problem
+from deepscope.curvature.hvp import (
+    HessianOperator,
+    ParameterSpace,
+    dense_hessian,
+    gauss_newton_vector_product,
+    hessian_vector_product,
+)
+from deepscope.errors import DataError, DeepscopeError, InvalidParameterError, UnsupportedModelError
+
+from .conftest import least_squares, tiny_classifier
+
+
+def autograd_hessian(problem: Problem) -> torch.Tensor:
+    """Reference: torch.autograd.functional.hessian of the full-data mean loss."""
+    params = problem.parameters()
+    space = ParameterSpace(params)
+    x, y = problem.tensors()
+    return torch.autograd.functional.hessian(lambda v: problem.loss(space.unflatten(v), x, y), space.flatten(params))
+
+
+@pytest.mark.parametrize("batch_size", [7, 256])
+def test_dense_hessian_of_least_squares_is_two_xtx_over_n(batch_size):
+    problem, exact = least_squares(batch_size=batch_size)
+    # float64 throughout: only rounding separates the two (1e-12 is ~1e4 ulp of entries of size ~10)
+    torch.testing.assert_close(dense_hessian(problem), exact, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["double_backward", "forward_over_reverse"])
+@pytest.mark.parametrize("batch_size", [10, 256])
+def test_hvp_matches_autograd_hessian_on_tiny_net(method, batch_size):
+    problem = tiny_classifier(batch_size=batch_size)
+    reference = autograd_hessian(problem)
+    vector = torch.randn(reference.shape[0], dtype=torch.float64)
+    product = hessian_vector_product(problem, vector, method=method)
+    # batch contributions weighted by size (48 = 10+10+10+10+8) must reproduce the full mean exactly
+    torch.testing.assert_close(product, reference @ vector, atol=1e-12, rtol=1e-10)
+
+
+def test_operator_counts_products_and_keeps_graph_for_one_batch():
+    problem = tiny_classifier()
+    operator = HessianOperator.from_problem(problem)
+    vector = torch.randn(operator.n_params, dtype=torch.float64)
+    first = operator.matvec(vector)
+    second = operator.matvec(vector)
+    assert operator.n_products == 2 and operator._cached is not None
+    torch.testing.assert_close(first, second, atol=0, rtol=0)
+
+
+def test_max_samples_restricts_the_mean():
+    problem = tiny_classifier(batch_size=10)
+    full = dense_hessian(problem, max_samples=25)
+    x, y = problem.tensors(max_samples=25)
+    sub = Problem(problem.model, (x, y))
+    torch.testing.assert_close(full, dense_hessian(sub), atol=1e-12, rtol=1e-10)
+
+
+def test_parameter_block_is_the_diagonal_block():
+    problem = tiny_classifier()
+    full = dense_hessian(problem)
+    space = ParameterSpace(problem.parameters())
+    block = dense_hessian(problem, parameter_names=["2.weight"])
+    where = space.slice_of("2.weight")
+    torch.testing.assert_close(block, full[where, where], atol=1e-12, rtol=1e-10)
+
+
+def test_gauss_newton_equals_hessian_for_linear_least_squares_and_is_psd_otherwise():
+    problem, exact = least_squares()
+    torch.testing.assert_close(dense_hessian(problem, kind="gauss_newton"), exact, atol=1e-12, rtol=1e-12)
+    classifier = tiny_classifier()
+    gauss_newton = dense_hessian(classifier, kind="gauss_newton")
+    # explicit oracle: G = Σ_i Jᵢᵀ H_ℓ,ᵢ Jᵢ / n with H_ℓ = diag(p) − ppᵀ for softmax cross-entropy
+    params = classifier.parameters()
+    space = ParameterSpace(params)
+    x, y = classifier.tensors()
+    jacobian = torch.autograd.functional.jacobian(
+        lambda v: classifier.forward(space.unflatten(v), x), space.flatten(params)
+    )
+    probabilities = classifier.forward(params, x).softmax(-1)
+    reference = sum(
+        jacobian[i].T @ (torch.diag(p) - torch.outer(p, p)) @ jacobian[i] for i, p in enumerate(probabilities)
+    ) / len(x)
+    torch.testing.assert_close(gauss_newton, reference, atol=1e-12, rtol=1e-10)
+    vector = torch.randn(space.numel, dtype=torch.float64)
+    torch.testing.assert_close(
+        gauss_newton_vector_product(classifier, vector), reference @ vector, atol=1e-12, rtol=1e-10
+    )
+
+
+def test_all_frozen_parameters_are_refused():
+    problem = tiny_classifier()
+    model = copy.deepcopy(problem.model).requires_grad_(False)
+    x, y = problem.tensors()
+    with pytest.raises(UnsupportedModelError, match="no trainable parameters"):
+        dense_hessian(Problem(model, (x, y)))
+
+
+def test_loss_independent_of_parameters_is_refused():
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    problem = Problem(nn.Linear(3, 2), (x, y), loss=lambda output, target: target.float().mean())
+    with pytest.raises(DeepscopeError, match="does not depend"):
+        hessian_vector_product(problem)
+
+
+def test_non_finite_loss_is_refused():
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    model = nn.Linear(3, 2)
+    with torch.no_grad():
+        model.bias.fill_(float("inf"))
+    problem = Problem(model, (x, y), loss=lambda output, target: output.mean())
+    with pytest.raises(DataError, match="not finite"):
+        hessian_vector_product(problem)
+
+
+def test_integer_valued_model_is_refused():
+    class IntegerModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = nn.Parameter(torch.arange(6).reshape(3, 2), requires_grad=False)
+
+        def forward(self, x):
+            return x.float() @ self.table.float()
+
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    problem = Problem(IntegerModel(), (x, y))
+    with pytest.raises(UnsupportedModelError):
+        dense_hessian(problem)
+
+
+def test_bad_vector_and_names_raise_the_standard_message():
+    problem = tiny_classifier()
+    with pytest.raises(InvalidParameterError, match="'vector' parameter"):
+        hessian_vector_product(problem, torch.ones(3, dtype=torch.float64))
+    with pytest.raises(InvalidParameterError, match="'parameter_names' parameter"):
+        dense_hessian(problem, parameter_names=["nope"])
+    with pytest.raises(InvalidParameterError, match="'max_params' parameter"):
+        dense_hessian(problem, max_params=3)
