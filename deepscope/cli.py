@@ -264,10 +264,10 @@ def train_command(
         progress=True,
     )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    model_path = save_model(run.model, out / "model.safetensors")
+    model_path = save_model(run.model, out / "model.safetensors", overwrite=True)  # checked above
     initial = copy.deepcopy(run.model)
     initial.load_state_dict(run.init_state)
-    init_path = save_model(initial, out / "init.safetensors")
+    init_path = save_model(initial, out / "init.safetensors", overwrite=True)
     record = {
         "generator": "deepscope",
         "deepscope_version": deepscope.__version__,
