@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-
-from scipy import stats
+from statistics import NormalDist
 
 from deepscope._validation import check_float, check_int, check_probability
 from deepscope.results import Result
@@ -71,7 +70,7 @@ def wilson_interval(errors: int, n: int, confidence: float = 0.95) -> tuple[floa
     n = check_int(n, "n", "wilson_interval", minimum=1)
     errors = check_int(errors, "errors", "wilson_interval", minimum=0, maximum=n)
     confidence = check_probability(confidence, "confidence", "wilson_interval")
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
     p = errors / n
     denominator = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denominator

@@ -299,6 +299,8 @@ def train(
         raise invalid_parameter("monitor", "train", "an object with attach(), step() and result() methods", monitor)
 
     x_train, y_train, x_test, y_test, task = _unpack(dataset)
+    if loss in ("cross_entropy", "nll"):
+        task = "classification"  # float labels then give a clear error below
     _check_split(x_train, y_train, "train", task)
     if x_test is not None and y_test is not None:
         _check_split(x_test, y_test, "test", task)
@@ -367,14 +369,14 @@ def train(
                 value = loss_fn(trained(xb), yb)
                 if not bool(torch.isfinite(value)):
                     raise DeepscopeError(
-                        f"Training diverged: the loss became {float(value)} at epoch {epoch}, step {steps + 1}. "
+                        f"Training diverged: the loss became {float(value.detach())} at epoch {epoch}, step {steps + 1}. "
                         "Try a smaller learning rate."
                     )
                 value.backward()
                 opt.step()
                 steps += 1
                 if monitor is not None:
-                    monitor.step(loss=float(value), lr=float(opt.param_groups[0]["lr"]), inputs=xb, targets=yb)
+                    monitor.step(loss=float(value.detach()), lr=float(opt.param_groups[0]["lr"]), inputs=xb, targets=yb)
             record(epoch)
             postfix = {"train_loss": f"{curves['train_loss'][-1]:.4f}"}
             if curves["test_accuracy"][-1] is not None:

@@ -1,0 +1,195 @@
+import json
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from deepscope.errors import DataError, DeepscopeError, InvalidParameterError
+from deepscope.guard import bitwise_equal
+from deepscope.models import TrainingHistory, TrainingRun, build, train
+from deepscope.testing import check_model_untouched, make_fixture
+
+
+def fixture_data(kind="mlp"):
+    fixture = make_fixture(kind)
+    half = len(fixture.inputs) // 2
+    data = ((fixture.inputs[:half], fixture.targets[:half]), (fixture.inputs[half:], fixture.targets[half:]))
+    return fixture, data
+
+
+def test_same_seed_gives_bit_identical_weights_and_history():
+    # the fixture has Dropout and BatchNorm, so both shuffling and dropout randomness are exercised
+    fixture, data = fixture_data()
+    first = train(fixture.model, data, epochs=3, batch_size=5, seed=7)
+    second = train(fixture.model, data, epochs=3, batch_size=5, seed=7)
+    assert first.history.to_dict() == second.history.to_dict()
+    for (name, a), b in zip(first.model.state_dict().items(), second.model.state_dict().values()):
+        assert bitwise_equal(a, b), name
+
+
+def test_different_seeds_give_different_weights():
+    fixture, data = fixture_data()
+    first = train(fixture.model, data, epochs=2, batch_size=5, seed=0)
+    second = train(fixture.model, data, epochs=2, batch_size=5, seed=1)
+    assert not all(torch.equal(a, b) for a, b in zip(first.model.parameters(), second.model.parameters()))
+
+
+def test_callers_model_and_random_state_are_untouched():
+    fixture, data = fixture_data("cnn")
+    rng_before = torch.get_rng_state()
+    run = check_model_untouched(train, fixture.model, fixture.model, data, epochs=2, batch_size=4)
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    assert run.model is not fixture.model
+    assert fixture.model.training and not run.model.training
+    assert all(p.grad is None for p in run.model.parameters())
+    # init_state is the caller's weights; the frozen first parameter stayed frozen and unchanged
+    for name, value in fixture.model.state_dict().items():
+        assert bitwise_equal(run.init_state[name], value), name
+    first_name, first_param = next(iter(run.model.named_parameters()))
+    assert not first_param.requires_grad
+    assert torch.equal(first_param, fixture.model.state_dict()[first_name])
+
+
+def test_reaches_high_accuracy_on_digits_quickly(digits):
+    torch.manual_seed(0)
+    model = build("cnn2d", digits.input_shape, digits.num_classes)
+    started = time.perf_counter()
+    run = train(model, digits, epochs=4, lr=3e-3)
+    elapsed = time.perf_counter() - started
+    assert run.history.test_accuracy[-1] > 0.90
+    assert run.history.test_accuracy[-1] > run.history.test_accuracy[0] + 0.5
+    assert run.history.n_train == 1347 and run.history.n_test == 450
+    assert elapsed < 60  # generous: ~1 s alone on one core; the machine is shared
+
+
+def test_full_batch_sgd_step_matches_the_formula():
+    # oracle: one full-batch step of SGD with weight decay is w - lr * (∇L(w) + wd * w) exactly
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    x, y = torch.randn(10, 3), torch.randint(0, 2, (10,))
+    loss = nn.functional.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, [model.weight, model.bias])
+    run = train(model, ((x, y), None), epochs=1, optimizer="sgd", lr=0.1, weight_decay=0.01, batch_size=10)
+    expected = [p - 0.1 * (g + 0.01 * p) for p, g in zip([model.weight, model.bias], grads)]
+    # the batch is shuffled, so the mean gradient is summed in another order: float32 round-off
+    torch.testing.assert_close(run.model.weight, expected[0], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(run.model.bias, expected[1], rtol=1e-6, atol=1e-7)
+    assert run.history.test_loss == [None, None]
+    assert run.history.generalization_gap is None
+
+
+def test_callable_optimizer_equals_the_named_one():
+    fixture, data = fixture_data()
+    named = train(fixture.model, data, epochs=2, optimizer="sgd", lr=0.05, momentum=0.9)
+    custom = train(fixture.model, data, epochs=2, optimizer=lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9))
+    assert all(bitwise_equal(a, b) for a, b in zip(named.model.parameters(), custom.model.parameters()))
+    with pytest.raises(InvalidParameterError, match="optimizer"):
+        train(fixture.model, data, optimizer=lambda p: "not an optimizer")
+
+
+def test_monitor_protocol():
+    class RecordingMonitor:
+        def __init__(self):
+            self.attached, self.steps = None, []
+
+        def attach(self, model, loss_fn):
+            self.attached = (model, loss_fn)
+
+        def step(self, *, loss, lr, inputs, targets):
+            self.steps.append((loss, lr, inputs.shape[0], targets.shape[0]))
+
+        def result(self):
+            return {"steps": len(self.steps)}
+
+    fixture, data = fixture_data()
+    monitor = RecordingMonitor()
+    run = train(fixture.model, data, epochs=2, batch_size=6, lr=0.01, monitor=monitor)
+    assert monitor.attached[0] is run.model
+    assert float(monitor.attached[1](torch.zeros(1, 3), torch.tensor([0]))) == pytest.approx(1.0986, abs=1e-4)
+    # 16 examples in batches of 6 -> 3 steps per epoch (6, 6, 4)
+    assert len(monitor.steps) == run.history.steps == 6
+    assert all(lr == 0.01 and isinstance(loss, float) and n == m for loss, lr, n, m in monitor.steps)
+    assert run.monitor == run.history.monitor == {"steps": 6}
+
+
+def test_regression_uses_mse_and_loss_gap():
+    x = torch.randn(40, 3)
+    y = x @ torch.tensor([1.0, -2.0, 0.5])
+    run = train(nn.Sequential(nn.Linear(3, 1), nn.Flatten(0)), ((x[:30], y[:30]), (x[30:], y[30:])), epochs=5, lr=0.05)
+    assert run.config["loss"] == "mse"
+    assert run.history.train_accuracy == [None] * 6
+    assert run.history.train_loss[-1] < run.history.train_loss[0]
+    assert run.history.generalization_gap.metric == "loss"
+
+
+def test_zero_epochs_only_evaluates():
+    fixture, data = fixture_data()
+    run = train(fixture.model, data, epochs=0)
+    assert run.history.epoch == [0] and run.history.steps == 0
+    assert all(bitwise_equal(run.model.state_dict()[k], v) for k, v in run.init_state.items())
+
+
+def test_divergence_is_reported():
+    fixture, data = fixture_data()
+    with pytest.raises(DeepscopeError, match="diverged"):
+        train(fixture.model, data, epochs=1, loss=lambda output, target: output.sum() * float("nan"))
+
+
+def test_results_serialise_and_plot(capsys):
+    fixture, data = fixture_data()
+    run = train(fixture.model, data, epochs=2, progress=True)
+    assert isinstance(run, TrainingRun) and isinstance(run.history, TrainingHistory)
+    text = json.loads(run.to_json())
+    assert text["history"]["epoch"] == [0, 1, 2] and "state" not in json.dumps(text)
+    assert [row["epoch"] for row in run.rows()] == [0, 1, 2]
+    assert len(run.plot().axes) == 2
+    assert "<table>" in run.history._repr_html_()
+    gap = run.history.generalization_gap
+    assert gap.gap == pytest.approx(
+        run.history.test_accuracy[0] * 0 + (1 - run.history.test_accuracy[-1]) - (1 - run.history.train_accuracy[-1])
+    )
+    assert "training" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "change,error,match",
+    [
+        (lambda x, y: ((x, y + 5), None), DataError, r"labels must lie in \[0, 2\]"),
+        (lambda x, y: ((x[:, :4], y), None), DataError, "cannot take inputs of shape"),
+        (lambda x, y: ((x.masked_fill(x > 2, float("nan")), y), None), DataError, "NaN"),
+        (lambda x, y: ((x[:0], y[:0]), None), DataError, "empty"),
+        (lambda x, y: ((x, y[:-1]), None), DataError, "targets"),
+        (lambda x, y: ((x, y.float()), None), DataError, "labels must be integers"),
+        (lambda x, y: ((x, y), (x[:, :4], y)), DataError, "differ in shape"),
+        (lambda x, y: (x, y, x), DataError, "dataset"),
+    ],
+)
+def test_bad_data_gives_clear_errors(change, error, match):
+    fixture, _ = fixture_data()
+    x, y = fixture.inputs, fixture.targets
+    data = change(x, y)
+    if match == "labels must be integers":
+        with pytest.raises(error, match=match):
+            train(fixture.model, data, loss="cross_entropy")
+        return
+    with pytest.raises(error, match=match):
+        train(fixture.model, data)
+
+
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"epochs": -1}, "epochs"),
+        ({"lr": 0.0}, "lr"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"optimizer": "lbfgs"}, "optimizer"),
+        ({"seed": -1}, "seed"),
+        ({"weight_decay": -0.1}, "weight_decay"),
+        ({"monitor": object()}, "monitor"),
+    ],
+)
+def test_bad_options_name_the_parameter(kwargs, name):
+    fixture, data = fixture_data()
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of train"):
+        train(fixture.model, data, **kwargs)
