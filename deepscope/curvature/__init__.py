@@ -1,5 +1,6 @@
 """Curvature of the loss: Hessian-vector products, spectrum, trace, density, NTK and landscape."""
 
+from deepscope.curvature.density import DensityResult, hessian_density
 from deepscope.curvature.hvp import (
     HessianOperator,
     ParameterSpace,
@@ -8,6 +9,7 @@ from deepscope.curvature.hvp import (
     hessian_vector_product,
 )
 from deepscope.curvature.lanczos import EigenResult, hessian_eigenvalues
+from deepscope.curvature.layers import LayerCurvatureResult, hessian_by_layer
 from deepscope.curvature.trace import TraceResult, hessian_trace
 
 __all__ = [
@@ -20,4 +22,8 @@ __all__ = [
     "hessian_eigenvalues",
     "TraceResult",
     "hessian_trace",
+    "DensityResult",
+    "hessian_density",
+    "LayerCurvatureResult",
+    "hessian_by_layer",
 ]
