@@ -153,8 +153,9 @@ def stratified_split(
     """Seeded split of ``range(n)`` into sorted (train, test) index arrays, per class when labels are given.
 
     Each class with ``n_c`` members sends ``round(n_c * test_fraction)`` of them to the test split
-    (at most ``n_c - 1``, so every class stays in training). Without labels (regression) the split is
-    a plain seeded permutation.
+    (at most ``n_c - 1``, so every class stays in training); if that rounds to an empty test split,
+    one example of the largest class is held out. Without labels (regression) the split is a plain
+    seeded permutation.
     """
     rng = np.random.default_rng(seed)
     if labels is None:
@@ -168,6 +169,11 @@ def stratified_split(
         n_test = min(int(round(len(members) * test_fraction)), len(members) - 1)
         test_parts.append(members[:n_test])
     test = np.sort(np.concatenate(test_parts)) if test_parts else np.zeros(0, dtype=np.int64)
+    if len(test) == 0 and n >= 2:  # tiny data: rounding sent nothing to test; hold out one of the largest class
+        values, counts = np.unique(labels, return_counts=True)
+        if counts.max() >= 2:
+            members = np.flatnonzero(labels == values[np.argmax(counts)])
+            test = members[rng.integers(len(members))][None]
     keep = np.ones(n, dtype=bool)
     keep[test] = False
     return np.flatnonzero(keep), test

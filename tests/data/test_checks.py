@@ -25,6 +25,12 @@ def test_stratified_split_never_empties_a_class_from_training():
     assert set(labels[train].tolist()) == {0, 1}
 
 
+def test_tiny_data_still_gets_a_test_example():
+    labels = np.array([0, 1, 0, 1])  # round(2 * 0.25) = 0 per class
+    train, test = stratified_split(labels, 4, 0.25, seed=0)
+    assert len(test) == 1 and set(labels[train].tolist()) == {0, 1}
+
+
 def test_subsample_has_exact_size():
     labels = np.repeat([0, 1, 2], [33, 33, 34])
     for size in (7, 10, 50, 99):
