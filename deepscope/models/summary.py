@@ -138,12 +138,14 @@ class ModelSummary(Result):
             figure = ax.figure
         labels = [f"{row['name']} ({row['type']})" for row in rows]
         positions = list(range(len(rows)))
-        ax.barh(positions, [row["parameters"] for row in rows], color="#4c78a8")
+        counts = [row["parameters"] for row in rows]
+        ax.barh(positions, counts, color="#4c78a8")
+        for position, count in zip(positions, counts):
+            ax.text(count, position, f" {count:,}", va="center", fontsize=7)
         ax.set_yticks(positions, labels, fontsize=7)
         ax.invert_yaxis()
+        ax.set_xlim(0, 1.18 * max(counts, default=1))
         ax.set_xlabel("parameters")
-        if rows and max(row["parameters"] for row in rows) > 50 * max(1, min(row["parameters"] for row in rows)):
-            ax.set_xscale("log")
         ax.set_title(f"{self.total_parameters:,} parameters", fontsize=9)
         return figure
 

@@ -63,14 +63,23 @@ def _totals(summary: ModelSummary) -> list[dict[str, Any]]:
 def model_card_section(context: AuditContext) -> Section:
     """Architecture table, parameter counts, layer types and activation functions of the audited model."""
     summary = model_summary(context.problem.model, input_shape=_input_shape(context))
-    rows = [{**row, "output_shape": _shape_text(row["output_shape"])} for row in summary.rows()]
-    blocks: list[Any] = [Text(summary.sentence(context.model_name)), Table(_totals(summary), caption="Totals")]
+    rows = [
+        {
+            "layer": row["name"],
+            "type": row["type"],
+            "output shape": _shape_text(row["output_shape"]),
+            "parameters": row["parameters"],
+            "trainable": row["trainable"],
+            "calls": row["calls"],
+        }
+        for row in summary.rows()
+    ]
+    blocks: list[Any] = [Table(_totals(summary), caption="Totals")]
     if summary.note:
         blocks.append(Text(summary.note))
     blocks.append(
         Table(
             rows,
-            columns=["name", "type", "output_shape", "parameters", "trainable", "calls"],
             caption="Architecture: one row per layer (output shape for one example; calls in one forward pass)",
         )
     )
@@ -109,8 +118,8 @@ def _gap_blocks(gap: GapEstimate | None) -> list[Any]:
         return [Text("There is no test split, so the generalisation gap cannot be measured.")]
     rows = [
         {
-            "train": gap.train_error,
-            "test": gap.test_error,
+            f"train {gap.metric}": gap.train_error,
+            f"test {gap.metric}": gap.test_error,
             "gap": gap.gap,
             f"{gap.confidence:.0%} interval": "" if gap.lower is None else f"[{gap.lower:+.4f}, {gap.upper:+.4f}]",
             "test examples": gap.n_test,
@@ -139,8 +148,9 @@ def training_section(context: AuditContext) -> Section:
             )
         else:
             summary = f"After {final_epoch} epochs the train loss is {history.train_loss[-1]:.4g}."
-        blocks: list[Any] = [Text(summary)]
-        blocks.append(Figure(figure_to_svg(history.plot()), caption="Learning curves (epoch 0 = initial weights)"))
+        blocks: list[Any] = [
+            Figure(figure_to_svg(history.plot()), caption="Learning curves (epoch 0 = initial weights)")
+        ]
         blocks += _gap_blocks(gap)
         blocks.append(Table(history.rows(), caption="Per-epoch history (evaluated in eval mode)"))
         return Section(summary=summary, blocks=blocks, results={"history": history, "generalization_gap": gap})

@@ -34,7 +34,7 @@ def test_model_card_on_a_small_problem():
     assert Table in kinds and Figure in kinds
     assert section.blocks[-1].svg.startswith("<svg")
     architecture = [b for b in section.blocks if isinstance(b, Table) and b.caption.startswith("Architecture")][0]
-    assert architecture.rows[0]["output_shape"] == "4 × 8 × 8"
+    assert architecture.rows[0]["output shape"] == "4 × 8 × 8"
     assert strict_json(section.results)["model_summary"]["total_parameters"] == total
 
 
