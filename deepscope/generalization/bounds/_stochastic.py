@@ -1,0 +1,132 @@
+"""The stochastic predictor certified by a PAC-Bayes bound: a diagonal Gaussian over the weights.
+
+Each prediction draws weights ``w = μ + σ ⊙ ε`` (ε ~ N(0, I)) and runs the network with them
+(``torch.func.functional_call`` on a private deep copy of the model, so the caller's module is
+never used or changed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepscope._validation import check_int
+from deepscope.errors import DataError, invalid_parameter
+from deepscope.results import Result
+
+__all__ = ["GaussianPosterior", "StochasticError"]
+
+
+@dataclasses.dataclass(frozen=True)
+class StochasticError(Result):
+    """Monte-Carlo estimate of the 0-1 error of the stochastic predictor on some data.
+
+    Attributes:
+        error: mean over weight samples of the error on all examples.
+        standard_error: standard error of that mean over the weight samples.
+        samples: weight samples drawn; n: examples; forward_passes: samples × n.
+    """
+
+    error: float
+    standard_error: float
+    samples: int
+    n: int
+    forward_passes: int
+
+
+class GaussianPosterior:
+    """A diagonal Gaussian over the parameters of ``model``: the certified stochastic predictor.
+
+    Args:
+        model: the network (a deep copy is kept; it is run in eval mode).
+        mean: parameter means by name.
+        std: parameter standard deviations by name (same shapes).
+        buffers: buffers used in every forward pass (BatchNorm statistics).
+
+    Example:
+        >>> net = nn.Linear(2, 2)
+        >>> q = GaussianPosterior(net, dict(net.named_parameters()), {k: torch.full_like(v, 0.01) for k, v in net.named_parameters()})
+        >>> sorted(q.sample())
+        ['bias', 'weight']
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mean: dict[str, torch.Tensor],
+        std: dict[str, torch.Tensor],
+        buffers: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        import copy
+
+        self.model = copy.deepcopy(model).eval()
+        for hooks in ("_forward_hooks", "_forward_pre_hooks"):
+            for module in self.model.modules():
+                getattr(module, hooks).clear()  # the caller's hooks stay on the caller's model
+        self.mean = {k: v.detach().clone() for k, v in mean.items()}
+        self.std = {k: v.detach().clone() for k, v in std.items()}
+        self.buffers = {k: v.detach().clone() for k, v in (buffers or {}).items()}
+
+    def __repr__(self) -> str:
+        count = sum(v.numel() for v in self.mean.values())
+        mean_std = sum(float(v.sum()) for v in self.std.values()) / max(count, 1)
+        return f"GaussianPosterior({count} parameters, mean std {mean_std:.3g})"
+
+    def sample(self, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """One draw of the weights ``μ + σ ⊙ ε``."""
+        drawn = {}
+        for name, mu in self.mean.items():
+            noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+            drawn[name] = mu + self.std[name] * noise
+        return drawn
+
+    def forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The network's output with the given weights."""
+        return torch.func.functional_call(self.model, (params, self.buffers), (x,), strict=False)
+
+    def predict(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Class predictions of one weight sample, ``(batch,)``."""
+        with torch.no_grad():
+            return self.forward(self.sample(generator), x).argmax(dim=-1)
+
+    def errors_per_sample(
+        self, x: torch.Tensor, y: torch.Tensor, samples: int, generator: torch.Generator, batch_size: int = 4096
+    ) -> torch.Tensor:
+        """The 0-1 error on ``(x, y)`` of each of ``samples`` weight draws, ``(samples,)``."""
+        errors = torch.empty(samples, dtype=torch.float64)
+        with torch.no_grad():
+            for s in range(samples):
+                params = self.sample(generator)
+                wrong = 0
+                for start in range(0, len(x), batch_size):
+                    out = self.forward(params, x[start : start + batch_size])
+                    wrong += int((out.argmax(dim=-1) != y[start : start + batch_size]).sum())
+                errors[s] = wrong / len(x)
+        return errors
+
+    def stochastic_error(self, data: Any, samples: int = 100, seed: int = 0) -> StochasticError:
+        """Monte-Carlo 0-1 error of the stochastic predictor on ``data = (X, y)``.
+
+        Args:
+            data: a pair of tensors ``X: (n, *features)``, ``y: (n,)`` integer labels.
+            samples: weight samples (each evaluated on all of ``data``).
+            seed: seed of the weight samples.
+        """
+        samples = check_int(samples, "samples", "GaussianPosterior.stochastic_error", minimum=1)
+        if not (isinstance(data, (tuple, list)) and len(data) == 2):
+            raise invalid_parameter("data", "GaussianPosterior.stochastic_error", "a pair (X, y) of tensors", data)
+        x, y = (torch.as_tensor(v) for v in data)
+        if len(x) == 0 or len(x) != len(y):
+            raise DataError(
+                f"stochastic_error needs as many labels as inputs, at least one. Got {len(x)} and {len(y)}."
+            )
+        first = next(iter(self.mean.values()))
+        x, y = x.to(device=first.device, dtype=first.dtype), y.to(first.device).long()
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        errors = self.errors_per_sample(x, y, samples, generator)
+        spread = float(errors.std()) / math.sqrt(samples) if samples > 1 else math.nan
+        return StochasticError(float(errors.mean()), spread, samples, len(x), samples * len(x))
