@@ -10,6 +10,7 @@ from deepscope.curvature.hvp import (
 )
 from deepscope.curvature.lanczos import EigenResult, hessian_eigenvalues
 from deepscope.curvature.layers import LayerCurvatureResult, hessian_by_layer
+from deepscope.curvature.ntk import NTKResult, ntk
 from deepscope.curvature.trace import TraceResult, hessian_trace
 
 __all__ = [
@@ -26,4 +27,6 @@ __all__ = [
     "hessian_density",
     "LayerCurvatureResult",
     "hessian_by_layer",
+    "NTKResult",
+    "ntk",
 ]
