@@ -7,11 +7,13 @@ iterate it).
 
 from deepscope.attribution._base import Attribution
 from deepscope.attribution.input_x_gradient import input_x_gradient
+from deepscope.attribution.integrated_gradients import integrated_gradients
 from deepscope.attribution.saliency import saliency
 
 METHODS = {
     "saliency": saliency,
     "input_x_gradient": input_x_gradient,
+    "integrated_gradients": integrated_gradients,
 }
 
-__all__ = ["Attribution", "METHODS", "saliency", "input_x_gradient"]
+__all__ = ["Attribution", "METHODS", "saliency", "input_x_gradient", "integrated_gradients"]
