@@ -80,3 +80,15 @@ def test_unwritable_cache_warns_and_still_returns(tmp_path, monkeypatch):
         data = load_mnist1d(seed=0, n_samples=20)
     assert len(data.y_test) == 5
     assert mnist1d_set.cache_dir() == blocker / "sub"
+
+
+@pytest.mark.slow
+def test_sixty_thousand_samples_balanced_and_cached(cache):
+    data = load_mnist1d(seed=0, n_samples=60000)  # about 12 s on one core
+    assert data.x_train.shape == (45000, 1, 40) and data.x_test.shape == (15000, 1, 40)
+    counts = torch.bincount(torch.cat([data.y_train, data.y_test]), minlength=10)
+    assert counts.tolist() == [6000] * 10  # make_dataset draws num_samples // 10 examples per class
+    # the package standardises the whole set: mean 0, std 1 up to float32 rounding
+    everything = torch.cat([data.x_train, data.x_test])
+    assert abs(float(everything.mean())) < 1e-4 and abs(float(everything.std()) - 1.0) < 1e-4
+    assert load_mnist1d(seed=0, n_samples=60000).info["from_cache"] is True
