@@ -9,6 +9,7 @@ from deepscope.curvature.hvp import (
     hessian_vector_product,
 )
 from deepscope.curvature.lanczos import EigenResult, hessian_eigenvalues
+from deepscope.curvature.landscape import InterpolationResult, SurfaceResult, loss_interpolation, loss_surface
 from deepscope.curvature.layers import LayerCurvatureResult, hessian_by_layer
 from deepscope.curvature.ntk import NTKResult, ntk
 from deepscope.curvature.trace import TraceResult, hessian_trace
@@ -29,4 +30,8 @@ __all__ = [
     "hessian_by_layer",
     "NTKResult",
     "ntk",
+    "InterpolationResult",
+    "SurfaceResult",
+    "loss_interpolation",
+    "loss_surface",
 ]
