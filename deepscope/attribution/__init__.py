@@ -6,14 +6,30 @@ iterate it).
 """
 
 from deepscope.attribution._base import Attribution
+from deepscope.attribution.expected_gradients import expected_gradients, gradient_shap
 from deepscope.attribution.input_x_gradient import input_x_gradient
 from deepscope.attribution.integrated_gradients import integrated_gradients
 from deepscope.attribution.saliency import saliency
+from deepscope.attribution.smoothgrad import smoothgrad, vargrad
 
 METHODS = {
     "saliency": saliency,
     "input_x_gradient": input_x_gradient,
     "integrated_gradients": integrated_gradients,
+    "smoothgrad": smoothgrad,
+    "vargrad": vargrad,
+    "expected_gradients": expected_gradients,
+    "gradient_shap": gradient_shap,
 }
 
-__all__ = ["Attribution", "METHODS", "saliency", "input_x_gradient", "integrated_gradients"]
+__all__ = [
+    "Attribution",
+    "METHODS",
+    "saliency",
+    "input_x_gradient",
+    "integrated_gradients",
+    "smoothgrad",
+    "vargrad",
+    "expected_gradients",
+    "gradient_shap",
+]
