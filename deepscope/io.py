@@ -56,7 +56,8 @@ def load_model(
     ``<stem>.json`` beside the weights; a string ``"package.module:factory"`` is imported and called
     with ``arch_kwargs`` (the JSON's ``"arch_kwargs"`` updated by the argument), a plain name such as
     ``"cnn2d"`` goes to :func:`deepscope.models.build`, a callable is called. Importing the factory
-    runs that module's code: name only code you trust.
+    runs that module's code: name only code you trust. A factory named by the JSON (not by you) must
+    be a built-in name or an ``nn.Module`` class; a function named there needs your ``arch=``.
 
     Args:
         path: the model file (``.safetensors``, its ``.json``, ``.pt``/``.pth``/``.ckpt``/``.bin``,
@@ -197,6 +198,8 @@ def _read_config(path: Path) -> dict[str, Any]:
             f"'{path.name}' has config version {version!r}; this deepscope reads version {CONFIG_VERSION} "
             "(upgrade deepscope to read newer files)."
         )
+    if config.get("arch") is not None and not isinstance(config["arch"], str):
+        raise DataError(f"'{path.name}': \"arch\" must be a string or null.")
     if config.get("arch_kwargs") is not None and not isinstance(config["arch_kwargs"], dict):
         raise DataError(f"'{path.name}': \"arch_kwargs\" must be a JSON object.")
     return config
@@ -287,6 +290,7 @@ def _build_and_fill(
     config_path = path.with_suffix(".json")
     config = _read_config(config_path) if config_path.is_file() else {}
     kwargs = dict(arch_kwargs or {})
+    from_file = arch is None
     if arch is None:
         arch = config.get("arch")
         kwargs = {**(config.get("arch_kwargs") or {}), **kwargs}
@@ -298,7 +302,7 @@ def _build_and_fill(
             "arch='package.module:factory' or a built-in name (CLI: --arch), or keep the "
             f"'{path.stem}.json' written by deepscope.io.save_model next to it."
         )
-    model = _build(arch, kwargs)
+    model = _build(arch, kwargs, named_by=config_path.name if from_file else None)
     _fill(model, state, path.name, _arch_label(arch))
     return model
 
@@ -307,7 +311,13 @@ def _arch_label(arch: Architecture) -> str:
     return arch if isinstance(arch, str) else getattr(arch, "__qualname__", repr(arch))
 
 
-def _build(arch: Architecture, kwargs: dict[str, Any]) -> nn.Module:
+def _build(arch: Architecture, kwargs: dict[str, Any], named_by: str | None = None) -> nn.Module:
+    """Build the module; ``named_by`` is the config file when the architecture came from a file, not the caller.
+
+    A file is data, so it may only name a built-in architecture or an ``nn.Module`` subclass; calling
+    any other callable with the file's keyword arguments (say ``subprocess:getoutput``) could run
+    commands, so a function factory named by a file needs the caller to pass it as ``arch=``.
+    """
     owner = "load_model"
     if callable(arch):
         factory, label = arch, _arch_label(arch)
@@ -325,6 +335,12 @@ def _build(arch: Architecture, kwargs: dict[str, Any]) -> nn.Module:
                 raise invalid_parameter("arch", owner, f"a factory that exists in module '{module_name}'", arch)
         if not callable(factory):
             raise invalid_parameter("arch", owner, "a callable factory (a class or function)", arch)
+        if named_by is not None and not (isinstance(factory, type) and issubclass(factory, nn.Module)):
+            raise UnsafeFileError(
+                f"'{named_by}' names the factory '{arch}', which is not an nn.Module class; deepscope calls only "
+                "module classes named in a file, since calling anything else with the file's arguments could run "
+                f"commands. If you trust it, pass arch='{arch}' (CLI: --arch {arch})."
+            )
         label = arch
     elif isinstance(arch, str):
         try:

@@ -38,6 +38,7 @@ class TiedNet(nn.Module):
 
 
 FACTORY = f"{__name__}:make_net"
+CLASS = f"{__name__}:TinyNet"
 
 
 def _trained_net():
@@ -53,12 +54,12 @@ def _same_outputs(a, b):
     return torch.equal(a(x), b(x))
 
 
-def test_safetensors_round_trip_with_factory_and_config(tmp_path):
+def test_safetensors_round_trip_with_module_class_and_config(tmp_path):
     net = _trained_net()
-    path = save_model(net, tmp_path / "net", arch=FACTORY, arch_kwargs={"width": 6})
+    path = save_model(net, tmp_path / "net", arch=CLASS, arch_kwargs={"width": 6})
     assert path == tmp_path / "net.safetensors"
     config = json.loads((tmp_path / "net.json").read_text())
-    assert config == {"format": "deepscope-model", "version": 1, "arch": FACTORY, "arch_kwargs": {"width": 6}}
+    assert config == {"format": "deepscope-model", "version": 1, "arch": CLASS, "arch_kwargs": {"width": 6}}
     loaded = load_model(path)
     assert isinstance(loaded, TinyNet) and not loaded.training
     for name, tensor in net.state_dict().items():  # parameters and buffers, bit for bit
@@ -67,12 +68,30 @@ def test_safetensors_round_trip_with_factory_and_config(tmp_path):
     assert isinstance(load_model(tmp_path / "net.json"), TinyNet)  # the config path works too
 
 
+def test_function_factory_named_by_a_file_needs_the_callers_consent(tmp_path):
+    path = save_model(make_net(width=6), tmp_path / "fn", arch=FACTORY, arch_kwargs={"width": 6})
+    with pytest.raises(UnsafeFileError, match="not an nn.Module class; .* pass arch="):
+        load_model(path)
+    assert load_model(path, arch=FACTORY).fc.out_features == 6  # the caller names it: trusted, config kwargs kept
+
+
+def test_config_cannot_make_deepscope_run_a_command(tmp_path):
+    marker = tmp_path / "pwned"
+    path = save_model(make_net(), tmp_path / "evil")
+    config = {"format": "deepscope-model", "version": 1, "arch": "subprocess:getoutput",
+              "arch_kwargs": {"cmd": f"touch {marker}"}}  # fmt: skip
+    (tmp_path / "evil.json").write_text(json.dumps(config))
+    with pytest.raises(UnsafeFileError, match="'evil.json' names the factory 'subprocess:getoutput'"):
+        load_model(path)
+    assert not marker.exists()
+
+
 def test_save_refuses_to_overwrite(tmp_path):
     net = make_net()
-    save_model(net, tmp_path / "m.safetensors", arch=FACTORY)
+    save_model(net, tmp_path / "m.safetensors", arch=CLASS)
     with pytest.raises(InvalidParameterError, match="already exists; pass overwrite=True"):
-        save_model(net, tmp_path / "m.safetensors", arch=FACTORY)
-    save_model(make_net(width=2), tmp_path / "m.safetensors", arch=FACTORY, arch_kwargs={"width": 2}, overwrite=True)
+        save_model(net, tmp_path / "m.safetensors", arch=CLASS)
+    save_model(make_net(width=2), tmp_path / "m.safetensors", arch=CLASS, arch_kwargs={"width": 2}, overwrite=True)
     assert load_model(tmp_path / "m.safetensors").fc.out_features == 2
     with pytest.raises(InvalidParameterError, match="'path' parameter of save_model"):
         save_model(net, tmp_path / "m.pt")
@@ -188,7 +207,7 @@ def test_tied_weights_and_float64_survive(tmp_path):
     loaded = load_model(path)
     assert loaded.decoder.weight is loaded.encoder.weight and torch.equal(loaded.encoder.weight, tied.encoder.weight)
     double = make_net().double()
-    path = save_model(double, tmp_path / "double", arch=FACTORY)
+    path = save_model(double, tmp_path / "double", arch=CLASS)
     loaded = load_model(path)
     assert loaded.fc.weight.dtype == torch.float64 and torch.equal(loaded.fc.weight, double.fc.weight)
 
