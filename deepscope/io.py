@@ -1,16 +1,9 @@
 """Safe model loading and saving: safetensors + JSON config, TorchScript, weights-only checkpoints.
 
-A pickle is a program: ``torch.load(weights_only=False)`` on a file from the internet can run any
-code (Trail of Bits, "Never a dill moment", 2021; PyTorch's own warning since 2.4). deepscope therefore
-reads weights with safetensors or ``torch.load(weights_only=True)`` and unpickles a whole module
-only when the caller opts in with ``trust_pickle=True`` (CLI: ``--trust-pickle``).
-
-Supported files:
-    - ``model.safetensors`` (+ ``model.json`` written by :func:`save_model`, or ``arch=...``);
-    - TorchScript archives (``torch.jit.save``; any extension, detected from the archive);
-    - ``.pt``/``.pth``/``.ckpt``/``.bin`` checkpoints holding a state_dict (needs ``arch``),
-      also nested under "state_dict"/"model_state_dict"/"model" (Lightning-style prefixes are stripped);
-    - full pickles of an ``nn.Module`` only with ``trust_pickle=True``.
+A pickle is a program: ``torch.load(weights_only=False)`` on a downloaded file can run any code
+(Trail of Bits, "Never a dill moment", 2021). deepscope reads weights with safetensors or
+``torch.load(weights_only=True)`` and unpickles a whole module only when the caller opts in with
+``trust_pickle=True`` (CLI: ``--trust-pickle``). See docs/data.md for the supported files.
 """
 
 from __future__ import annotations
