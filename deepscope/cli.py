@@ -57,8 +57,9 @@ class _SectionGroup(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         command = super().get_command(ctx, name)
-        if command is None and name in _sections():
-            command = _section_command(name)
+        key = name.replace("-", "_")  # `deepscope model-card` works as well as `deepscope model_card`
+        if command is None and key in _sections():
+            command = _section_command(key)
         return command
 
 

@@ -91,6 +91,7 @@ def test_section_commands_come_from_the_registry(quick_section):
     assert code == 0 and quick_section in stdout
     code, stdout, _ = run_cli(quick_section, "--help")
     assert code == 0 and "CLI quick" in stdout and "--sections" not in stdout
+    assert run_cli("zz-cli-quick", "--help")[0] == 0  # hyphens work too
 
 
 def test_missing_model_file(tmp_path):
