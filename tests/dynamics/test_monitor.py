@@ -1,0 +1,87 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from deepscope import Problem
+from deepscope.curvature.hvp import dense_hessian
+from deepscope.dynamics.monitor import Monitor
+from deepscope.errors import DeepscopeError
+
+
+def data(n=32, d=4, seed=0, dtype=torch.float32):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=generator, dtype=dtype)
+    return x, (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+
+
+def train(model, x, y, steps, lr, monitor=None, seed=0):
+    torch.manual_seed(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        if monitor is not None:
+            monitor.step(loss=loss.item(), lr=lr, inputs=x, targets=y)
+    return model
+
+
+def test_monitor_does_not_change_training():
+    x, y = data()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
+    plain = train(copy.deepcopy(model), x, y, 12, 0.1)
+    watched_model = copy.deepcopy(model)
+    monitor = Monitor(watched_model, loss_fn=nn.functional.cross_entropy, every=3)
+    watched = train(watched_model, x, y, 12, 0.1, monitor)
+    # dropout draws from the global generator: identical weights prove the Monitor drew nothing
+    for a, b in zip(plain.state_dict().values(), watched.state_dict().values()):
+        assert torch.equal(a, b)
+    history = monitor.result()
+    assert history.step == list(range(12)) and history.measured_step == [0, 3, 6, 9]
+    assert history.plot() is not None and len(history.rows()) == 4
+
+
+def test_sharpness_is_the_top_eigenvalue_of_the_batch_hessian():
+    x, y = data(dtype=torch.float64)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)).double()
+    monitor = Monitor(model, loss_fn=nn.functional.cross_entropy, every=5, sharpness_tol=1e-8, sharpness_max_iter=60)
+    train(model, x, y, 6, 0.5, monitor)
+    expected = float(torch.linalg.eigvalsh(dense_hessian(Problem(model, (x, y)))).max())
+    # measured at step 5 on the weights after the 6th update = the final weights; tol 1e-8 residual
+    assert monitor.result().sharpness[-1] == pytest.approx(expected, rel=1e-6)
+    history = monitor.result()
+    assert history.two_over_lr == [4.0, 4.0]
+    # warm start: the second measurement starts from the previous top eigenvector
+    assert history.sharpness_hvps[1] <= history.sharpness_hvps[0]
+
+
+def test_per_step_records_against_their_definitions():
+    x, y = data(dtype=torch.float64)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)).double()
+    with torch.no_grad():
+        model[0].bias.fill_(-100.0)  # every hidden ReLU is dead on this data
+    start = copy.deepcopy(model)
+    monitor = Monitor(model, loss_fn=nn.functional.cross_entropy, every=1)
+    train(model, x, y, 2, 0.1, monitor)
+    history = monitor.result()
+    assert history.layers == ["0", "2"]
+    # plain SGD: Δθ = −η g for the last step, so the ratio is η‖g_l‖/‖θ_l‖ exactly
+    last_weights = torch.cat([model[2].weight.reshape(-1), model[2].bias]).detach()
+    assert history.update_ratios[-1][1] == pytest.approx(
+        0.1 * history.layer_gradient_norms[-1][1] / float(last_weights.norm()), rel=1e-9
+    )
+    assert history.pl_estimate[-1] == pytest.approx(history.gradient_norm[-1] ** 2 / (2 * history.loss[-1]), rel=1e-12)
+    distance = torch.cat([(p - q).reshape(-1) for p, q in zip(model.parameters(), start.parameters())]).norm()
+    assert history.distance_from_init[-1] == pytest.approx(float(distance), rel=1e-9)
+    assert history.dead_relu_fraction == [1.0, 1.0]
+
+
+def test_step_before_attach_is_refused():
+    with pytest.raises(DeepscopeError, match="before attach"):
+        Monitor().step(loss=1.0, lr=0.1)
