@@ -66,7 +66,7 @@ def as_inputs(x: Any, source: str, split: str = "train") -> torch.Tensor:
             f"{source}: the {split} inputs must have shape (n_examples, *features); got shape {tuple(array.shape)}."
         )
     if array.shape[0] == 0:
-        raise DataError(f"{source}: the {split} split contains no examples.")
+        raise DataError(f"{source}: the {split} split is empty (no examples).")
     array = array.astype(np.float32, copy=False)
     finite = np.isfinite(array)
     if not finite.all():
@@ -111,7 +111,7 @@ def as_labels(
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim == 0 or array.shape[0] == 0:
-        raise DataError(f"{source}: the {split} split contains no labels.")
+        raise DataError(f"{source}: the {split} labels are empty (no examples).")
     if not np.isfinite(array.astype(np.float64)).all():
         raise DataError(f"{source}: the {split} labels contain NaN or infinite values.")
     if task == "regression":

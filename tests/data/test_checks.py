@@ -67,7 +67,7 @@ def test_inputs_reject_nan_empty_and_non_numeric():
         as_inputs(np.array([[0.0, 1.0], [np.nan, 1.0]]), "src")
     with pytest.raises(DataError, match="infinite"):
         as_inputs(np.array([[np.inf, 1.0]]), "src")
-    with pytest.raises(DataError, match="no examples"):
+    with pytest.raises(DataError, match="is empty \\(no examples\\)"):
         as_inputs(np.zeros((0, 3)), "src")
     with pytest.raises(DataError, match="numeric"):
         as_inputs(np.array([["a", "b"]]), "src")
