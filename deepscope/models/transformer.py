@@ -4,7 +4,8 @@ Pre-norm encoder blocks (Vaswani et al. 2017, "Attention is all you need"; pre-L
 Xiong et al. 2020): ``h = h + MHA(LN(h))``, ``h = h + MLP(LN(h))`` with scaled dot-product
 attention ``softmax(QKᵀ/√d_head) V``. Inputs become tokens as follows:
 
-* sequences ``(C, L)``: each of the L positions is a token with C features (one-hot DNA, mnist1d);
+* sequences ``(C, L)``: windows of ``patch_size`` consecutive positions are tokens with
+  ``C * patch_size`` features (one-hot DNA, mnist1d); ``patch_size=1`` makes every position a token;
 * images ``(C, H, W)``: non-overlapping ``patch_size`` x ``patch_size`` patches (ViT, Dosovitskiy
   et al. 2021), each flattened to ``C * p * p`` features;
 * tabular ``(d,)``: each feature is a token with one value (FT-Transformer style, Gorishniy et
@@ -31,12 +32,17 @@ from deepscope.models._layers import check_classes, check_dropout, check_input_s
 __all__ = ["Transformer", "EncoderBlock", "default_patch_size"]
 
 
-def default_patch_size(height: int, width: int, min_tokens: int = 16) -> int:
-    """The largest common divisor p of H and W that still leaves at least ``min_tokens`` patches (else 1)."""
-    common = math.gcd(height, width)
+def default_patch_size(height: int, width: int = 1, min_tokens: int = 16) -> int:
+    """The largest common divisor p of H and W that still leaves at least ``min_tokens`` patches (else 1).
+
+    For a sequence of length L call ``default_patch_size(L)``: windows of p positions, at least
+    ``min_tokens`` of them (so long sequences do not pay for attention over every position).
+    """
+    common = math.gcd(height, width) if width > 1 else height
     best = 1
     for size in range(1, common + 1):
-        if common % size == 0 and (height // size) * (width // size) >= min_tokens:
+        tokens = (height // size) * (width // size if width > 1 else 1)
+        if common % size == 0 and tokens >= min_tokens:
             best = size
     return best
 
@@ -51,7 +57,7 @@ class Tokenizer(nn.Module):
         if len(input_shape) == 1:
             self.num_tokens, self.token_dim = input_shape[0], 1
         elif len(input_shape) == 2:
-            self.num_tokens, self.token_dim = input_shape[1], input_shape[0]
+            self.num_tokens, self.token_dim = input_shape[1] // patch_size, input_shape[0] * patch_size
         else:
             channels, height, width = input_shape
             self.num_tokens = (height // patch_size) * (width // patch_size)
@@ -62,7 +68,9 @@ class Tokenizer(nn.Module):
         if len(self.input_shape) == 1:
             return x.unsqueeze(-1)
         if len(self.input_shape) == 2:
-            return x.transpose(1, 2)
+            channels, length = self.input_shape
+            windows = x.reshape(-1, channels, length // self.patch_size, self.patch_size).permute(0, 2, 1, 3)
+            return windows.reshape(-1, self.num_tokens, self.token_dim)
         channels, height, width = self.input_shape
         p = self.patch_size
         patches = x.reshape(-1, channels, height // p, p, width // p, p).permute(0, 2, 4, 1, 3, 5)
@@ -123,7 +131,8 @@ class Transformer(nn.Module):
         heads: attention heads.
         mlp_ratio: hidden width of each block's MLP, as a multiple of ``dim``.
         dropout: dropout on attention weights and residual branches.
-        patch_size: patch side for images (default: :func:`default_patch_size`; must divide H and W).
+        patch_size: patch side for images, window length for sequences (default:
+            :func:`default_patch_size`, at least 16 tokens; must divide H and W, or L).
 
     Inputs ``(batch, *input_shape)`` give logits ``(batch, num_classes)``.
 
@@ -155,12 +164,14 @@ class Transformer(nn.Module):
         ratio = check_int(mlp_ratio, "mlp_ratio", "Transformer", minimum=1)
         rate = check_dropout(dropout, "Transformer")
         patch = 1
-        if len(shape) == 3:
-            patch = default_patch_size(shape[1], shape[2]) if patch_size is None else patch_size
+        if len(shape) > 1:
+            spatial = shape[1:]
+            patch = default_patch_size(*spatial) if patch_size is None else patch_size
             patch = check_int(patch, "patch_size", "Transformer", minimum=1)
-            if shape[1] % patch or shape[2] % patch:
+            if any(size % patch for size in spatial):
+                size_text = "x".join(str(s) for s in spatial)
                 raise invalid_parameter(
-                    "patch_size", "Transformer", f"a divisor of the image size {shape[1]}x{shape[2]}", patch_size
+                    "patch_size", "Transformer", f"a divisor of the input size {size_text}", patch_size
                 )
         self.tokenizer = Tokenizer(shape, patch)
         self.embed = nn.Linear(self.tokenizer.token_dim, width)

@@ -28,11 +28,23 @@ def test_sequence_positions_are_tokens():
     torch.testing.assert_close(Tokenizer((4, 7), 1)(x), x.transpose(1, 2))
 
 
+def test_sequence_windows_are_tokens():
+    x = torch.randn(2, 4, 12)
+    tokens = Tokenizer((4, 12), 3)(x)
+    assert tokens.shape == (2, 4, 12)
+    # token 2 of example 1 is the flattened window x[1, :, 6:9] (channel-major)
+    torch.testing.assert_close(tokens[1, 2], x[1, :, 6:9].reshape(-1))
+    assert Transformer((4, 100), 2).tokenizer.num_tokens == 20  # default window 5 on one-hot DNA
+
+
 def test_default_patch_size():
     assert default_patch_size(8, 8) == 2
     assert default_patch_size(16, 16) == 4
     assert default_patch_size(28, 28) == 7
     assert default_patch_size(3, 5) == 1
+    assert default_patch_size(100) == 5
+    assert default_patch_size(40) == 2
+    assert default_patch_size(20) == 1
 
 
 def test_attention_matches_torch_scaled_dot_product():
