@@ -379,8 +379,7 @@ def _dataset_line(dataset: dict[str, Any] | None) -> str:
         parts.append("input shape (" + ", ".join(map(str, dataset["input_shape"])) + ")")
     if dataset.get("num_classes"):
         parts.append(f"{dataset['num_classes']} classes")
-    line = ", ".join(parts)
-    return line + (f". {dataset['description']}" if dataset.get("description") else "")
+    return ", ".join(parts)
 
 
 def _render_page(header: dict[str, Any], outcomes: list[dict[str, Any]]) -> str:
@@ -393,6 +392,7 @@ def _render_page(header: dict[str, Any], outcomes: list[dict[str, Any]]) -> str:
     facts = [
         ("Model", model_text),
         ("Data", _dataset_line(header.get("dataset"))),
+        ("Source", (header.get("dataset") or {}).get("description") or ""),
         ("Loss", header.get("loss") or "unknown"),
         ("Budget", f"{header['budget']} (seed {header['seed']})"),
         ("deepscope", header["deepscope_version"]),
@@ -420,7 +420,7 @@ def _render_page(header: dict[str, Any], outcomes: list[dict[str, Any]]) -> str:
             f"{outcome['body']}"
             f'<footer class="timing">{_escape(outcome["key"])}: {outcome["seconds"]:.2f} s</footer></section>'
         )
-    fact_html = "".join(f"<dt>{_escape(name)}</dt><dd>{_escape(value)}</dd>" for name, value in facts)
+    fact_html = "".join(f"<dt>{_escape(name)}</dt><dd>{_escape(value)}</dd>" for name, value in facts if value)
     note_html = "".join(f'<p class="note">{_escape(note)}</p>' for note in notes)
     toc_html = f'<nav class="toc"><strong>Contents</strong><ol>{"".join(toc)}</ol></nav>' if toc else ""
     return (

@@ -72,7 +72,9 @@ def test_dataset_splits_and_custom_loss(recording_section, tmp_path):
     results = json.loads(paths.json.read_text())
     assert results["dataset"]["name"] == "toy" and results["dataset"]["description"] == "A toy set."
     assert results["model_name"] == "toy mlp"
-    assert "toy, 30 train / 10 test examples, input shape (5), 3 classes. A toy set." in paths.html.read_text()
+    page = paths.html.read_text()
+    assert "<dt>Data</dt><dd>toy, 30 train / 10 test examples, input shape (5), 3 classes</dd>" in page
+    assert "<dt>Source</dt><dd>A toy set.</dd>" in page
 
 
 def test_every_registered_section_leaves_the_model_untouched(tmp_path):
