@@ -223,11 +223,13 @@ def _read_pt(path: Path) -> dict[str, Any]:
 def _read_csv(path: Path, label_column: str) -> dict[str, Any]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as stream:
-            rows = [row for row in csv.reader(stream) if any(cell.strip() for cell in row)]
+            reader = csv.reader(stream)
+            numbered = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"Cannot read '{path.name}' as CSV ({type(error).__name__}: {error}).") from error
-    if not rows:
+    if not numbered:
         raise DataError(f"CSV file '{path.name}' is empty.")
+    rows = [row for _, row in numbered]
     header = [cell.strip() for cell in rows[0]]
     if all(_is_number(cell) for cell in header):
         raise DataError(
@@ -244,28 +246,39 @@ def _read_csv(path: Path, label_column: str) -> dict[str, Any]:
     body = rows[1:]
     if not body:
         raise DataError(f"CSV file '{path.name}' has a header but no data rows.")
-    values = np.empty((len(body), len(header)), dtype=np.float64)
-    for row_number, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise DataError(
-                f"CSV file '{path.name}', line {row_number}: {len(row)} values but the header has {len(header)} columns."
-            )
-        for column, cell in enumerate(row):
-            text = cell.strip()
-            try:
-                values[row_number - 2, column] = float(text)
-            except ValueError:
-                what = "is empty" if not text else f"has the non-numeric value {text[:30]!r}"
-                raise DataError(
-                    f"CSV file '{path.name}': column '{header[column]}' {what} at line {row_number}; "
-                    "every feature and label must be a number (encode categories as integers 0..C-1)."
-                ) from None
+    try:  # fast path: numpy parses every cell; on any problem the slow path below names the culprit
+        values = np.array(body, dtype=np.float64)
+        if values.shape != (len(body), len(header)):
+            raise ValueError("ragged rows")
+    except ValueError:
+        values = _parse_cells(path.name, header, numbered[1:])
     features = [i for i in range(len(header)) if i != label_index]
     return {
         "x": values[:, features],
         "y": values[:, label_index],
         "feature_names": tuple(header[i] for i in features),
     }
+
+
+def _parse_cells(file_name: str, header: list[str], numbered: list[tuple[int, list[str]]]) -> np.ndarray:
+    """Parse cell by cell, raising a DataError that names the line and column of the first bad cell."""
+    values = np.empty((len(numbered), len(header)), dtype=np.float64)
+    for index, (line, row) in enumerate(numbered):
+        if len(row) != len(header):
+            raise DataError(
+                f"CSV file '{file_name}', line {line}: {len(row)} values but the header has {len(header)} columns."
+            )
+        for column, cell in enumerate(row):
+            text = cell.strip()
+            try:
+                values[index, column] = float(text)
+            except ValueError:
+                what = "is empty" if not text else f"has the non-numeric value {text[:30]!r}"
+                raise DataError(
+                    f"CSV file '{file_name}': column '{header[column]}' {what} at line {line}; "
+                    "every feature and label must be a number (encode categories as integers 0..C-1)."
+                ) from None
+    return values
 
 
 def _is_number(text: str) -> bool:

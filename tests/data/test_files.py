@@ -70,6 +70,7 @@ def test_csv_label_column_header_and_standardize(tmp_path):
         ("a,b,label\n1,2,cat\n3,4,dog\n", "column 'label' has the non-numeric value 'cat'"),
         ("a,b,label\n1,nan,0\n3,4,1\n", "NaN values"),
         ("a,b,label\n1,2,1\n3,4,2\n", "class\\(es\\) 0 never occur"),
+        ("a,b,label\n\n1,2,0\n3,?,1\n", "column 'b' has the non-numeric value '\\?' at line 4"),  # blank lines count
     ],
 )
 def test_csv_errors(tmp_path, text, match):
