@@ -81,10 +81,10 @@ def _load_dataset(data: str, seed: int):
     return load(data, seed=seed)
 
 
-def _load_history(path: Path | None) -> tuple[Any, float | None]:
-    """The TrainingHistory and learning rate from a ``history.json`` written by ``deepscope train``."""
+def _load_history(path: Path | None) -> tuple[Any, float | None, int | None]:
+    """The TrainingHistory, learning rate and data seed from a ``history.json`` written by ``deepscope train``."""
     if path is None:
-        return None, None
+        return None, None, None
     from deepscope.models import TrainingHistory
 
     try:
@@ -95,7 +95,12 @@ def _load_history(path: Path | None) -> tuple[Any, float | None]:
     except (ValueError, KeyError, TypeError) as error:
         raise DataError(f"'{path}' is not a history.json written by 'deepscope train' ({error}).") from error
     learning_rate = record.get("learning_rate")
-    return history, float(learning_rate) if isinstance(learning_rate, (int, float)) else None
+    seed = record.get("seed")
+    return (
+        history,
+        float(learning_rate) if isinstance(learning_rate, (int, float)) else None,
+        seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+    )
 
 
 def _check_sections(keys: Sequence[str]) -> list[str]:
@@ -128,7 +133,7 @@ def _run_audit(
     sections: list[str] | None,
     budget: str,
     overwrite: bool,
-    seed: int,
+    seed: int | None,
     history_path: Path | None,
     init_path: Path | None,
     learning_rate: float | None,
@@ -136,12 +141,19 @@ def _run_audit(
     from deepscope.io import load_model
     from deepscope.report.audit import audit
 
+    history, recorded_rate, recorded_seed = _load_history(history_path)
+    if seed is not None and recorded_seed is not None and seed != recorded_seed:
+        # The seed fixes the train/test split: another seed would put training examples in the test split.
+        raise DataError(
+            f"--seed {seed} differs from the seed {recorded_seed} the model was trained with ({history_path}); "
+            f"the test split would contain training examples. Leave --seed out to use {recorded_seed}."
+        )
+    seed = seed if seed is not None else (recorded_seed if recorded_seed is not None else 0)
     dataset = _load_dataset(data, seed)
     model = load_model(model_path, arch=arch, trust_pickle=trust_pickle)
     init_state = None
     if init_path is not None:
         init_state = load_model(init_path, arch=arch, trust_pickle=trust_pickle).state_dict()
-    history, recorded_rate = _load_history(history_path)
     paths = audit(
         model,
         dataset,
@@ -169,7 +181,7 @@ def _audit_options(default_out: str) -> Callable[[Callable[..., Any]], Callable[
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out, show_default=True, help="Output directory for report.html and results.json."),
         click.option("--budget", type=click.Choice(["quick", "full"]), default="quick", show_default=True, help="How much compute the analyses may spend."),
         click.option("--overwrite", is_flag=True, help="Replace report files in --out that deepscope did not write."),
-        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed for data splits and estimates."),
+        click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the data split and the estimates; must match training (default: the seed in --history, else 0)."),
         click.option("--history", "history_path", type=existing_file, default=None, help="history.json from 'deepscope train' (adds learning curves)."),
         click.option("--init", "init_path", type=existing_file, default=None, help="Weights at initialisation (init.safetensors from 'deepscope train')."),
         click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Training learning rate, when known (default: from --history)."),
@@ -288,7 +300,7 @@ def train_command(
     click.echo(
         f"next:    deepscope audit --model {model_path} --data {data} --history {history_path} "
         f"--init {init_path} --out {out / 'report'}"
-    )
+    )  # the seed (hence the same train/test split) comes from history.json
 
 
 def _written_by_train(path: Path) -> bool:

@@ -198,6 +198,11 @@ def test_train_then_audit_with_history(files, tmp_path, quick_section):
         "--init", out / "init.safetensors", "--out", out / "report", "--sections", quick_section,
     )  # fmt: skip
     assert code == 0, stderr
+    # The audit reuses the training seed, so its test split is the one the model never saw.
+    results = json.loads((out / "report" / "results.json").read_text())
+    assert results["seed"] == 1
+    wrong_seed = ("audit", "--model", out / "model.safetensors", "--data", files["data"], "--history")
+    assert_one_line_error(run_cli(*wrong_seed, out / "history.json", "--seed", "0"), "--seed 0 differs from the seed 1")
     # Training again into the same directory replaces deepscope's own files; a foreign file is refused.
     assert run_cli("train", "--data", files["data"], "--epochs", "1", "--out", out)[0] == 0
     other = tmp_path / "other"
