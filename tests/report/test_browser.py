@@ -72,6 +72,11 @@ def browser(tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    if not _browser_available():
+        pytest.fail(
+            f"DEEPSCOPE_REQUIRE_BROWSER is set but {CHROMIUM} or {CHROMEDRIVER} is missing: "
+            "apt-get install -y chromium chromium-driver (scripts/test.sh does this)"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in (
