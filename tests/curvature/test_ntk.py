@@ -26,6 +26,8 @@ def test_jacobian_and_product_methods_agree():
     model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
     by_jacobian = ntk(model, x, mode="full", method="jacobian")
     by_products = ntk(model, x, mode="full", method="products", chunk_size=5)
+    by_loop = ntk(model, x, mode="full", method="loop")
+    torch.testing.assert_close(by_jacobian.kernel, by_loop.kernel, atol=1e-12, rtol=1e-10)
     torch.testing.assert_close(by_jacobian.kernel, by_products.kernel, atol=1e-12, rtol=1e-10)
     assert ntk(model, x, memory_budget_mb=1e-9).method == "products"
 

@@ -1,0 +1,42 @@
+import json
+
+import torch
+from torch import nn
+
+from deepscope.curvature.report_section import build_curvature_section
+from deepscope.dynamics.monitor import Monitor
+from deepscope.report.sections import SECTIONS, AuditContext, Figure, Table
+from deepscope.testing import check_model_untouched, make_fixture
+
+
+def test_section_is_registered_with_its_order():
+    assert SECTIONS["curvature"].order == 60 and SECTIONS["curvature"].title == "Curvature"
+
+
+def test_quick_section_on_the_cnn_fixture_with_learning_rate_and_monitor_history():
+    fixture = make_fixture("cnn")
+    problem = fixture.problem()
+    # a short monitored run on a copy gives a dynamics history for the section
+    import copy
+
+    student = copy.deepcopy(fixture.model)
+    monitor = Monitor(student, loss_fn=nn.functional.cross_entropy, every=2)
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.05)
+    for _ in range(3):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(student(fixture.inputs), fixture.targets)
+        loss.backward()
+        optimizer.step()
+        monitor.step(loss=loss.item(), lr=0.05, inputs=fixture.inputs, targets=fixture.targets)
+    context = AuditContext(problem=problem, learning_rate=0.05, history={"monitor": monitor.result()}, budget="quick")
+    section = check_model_untouched(build_curvature_section, fixture.model, context)
+    assert "largest Hessian eigenvalue" in section.summary and "2/η" in section.summary
+    assert sum(isinstance(b, Figure) for b in section.blocks) == 4  # density, 1-D, 2-D, dynamics
+    assert any(isinstance(b, Table) for b in section.blocks)
+    results = json.loads(json.dumps(section.results, allow_nan=True))
+    # the reported sharpness ratio is the top eigenvalue over 2/η
+    ratio = results["sharpness_vs_two_over_lr"]
+    assert abs(ratio["ratio"] - ratio["sharpness"] * 0.05 / 2) < 1e-12
+    assert {"hessian_eigenvalues", "hessian_trace", "ntk", "loss_surface", "loss_interpolation", "dynamics"} <= set(
+        results
+    )
