@@ -9,7 +9,9 @@ from deepscope.attribution._base import Attribution
 from deepscope.attribution.expected_gradients import expected_gradients, gradient_shap
 from deepscope.attribution.input_x_gradient import input_x_gradient
 from deepscope.attribution.integrated_gradients import integrated_gradients
+from deepscope.attribution.occlusion import occlusion
 from deepscope.attribution.saliency import saliency
+from deepscope.attribution.shapley import shapley
 from deepscope.attribution.smoothgrad import smoothgrad, vargrad
 
 METHODS = {
@@ -20,16 +22,8 @@ METHODS = {
     "vargrad": vargrad,
     "expected_gradients": expected_gradients,
     "gradient_shap": gradient_shap,
+    "occlusion": occlusion,
+    "shapley": shapley,
 }
 
-__all__ = [
-    "Attribution",
-    "METHODS",
-    "saliency",
-    "input_x_gradient",
-    "integrated_gradients",
-    "smoothgrad",
-    "vargrad",
-    "expected_gradients",
-    "gradient_shap",
-]
+__all__ = ["Attribution", "METHODS", *METHODS]

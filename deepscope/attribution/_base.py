@@ -340,9 +340,15 @@ def finish(
     )
 
 
-def relative_completeness_error(total: torch.Tensor, difference: torch.Tensor, floor: float = 1e-12) -> torch.Tensor:
-    """|Σ attr − (F(x) − F(x'))| / |F(x) − F(x')| per example (the denominator floored at ``floor``)."""
-    return (total - difference).abs() / difference.abs().clamp_min(floor)
+def relative_completeness_error(total: torch.Tensor, at_input: torch.Tensor, at_baseline: torch.Tensor) -> torch.Tensor:
+    """|Σ attr − (F(x) − F(x'))| / |F(x) − F(x')| per example.
+
+    The denominator is floored at 1e-7·(|F(x)| + |F(x')|) + 1e-12, so that a difference lost in
+    rounding (F(x) ≈ F(x')) does not turn rounding noise into a large relative error.
+    """
+    difference = at_input - at_baseline
+    floor = 1e-7 * (at_input.abs() + at_baseline.abs()) + 1e-12
+    return (total - difference).abs() / torch.maximum(difference.abs(), floor)
 
 
 @dataclasses.dataclass

@@ -63,7 +63,7 @@ def input_x_gradient(
     values = (prepared.inputs - reference).unsqueeze(0) * gradients
     at_baseline = evaluate_selected(prepared.forward, reference, prepared.targets, prepared.max_batch)
     totals = values.flatten(2).sum(2)
-    error = relative_completeness_error(totals, selected - at_baseline)
+    error = relative_completeness_error(totals, selected, at_baseline)
     return finish(
         model,
         values=values,

@@ -163,7 +163,6 @@ def integrated_gradients(
     at_input = evaluate_selected(forward, x, targets, prepared.max_batch)
     at_baseline = evaluate_selected(forward, reference, targets, prepared.max_batch)
     difference = at_input - at_baseline
-    floor = 1e-7 * (at_input.abs() + at_baseline.abs()) + 1e-12
     evaluations = prepared.evaluations + 2 * n
     delta = (x - reference).unsqueeze(0)
 
@@ -188,14 +187,14 @@ def integrated_gradients(
             evaluations += pending.numel() * count
             used[pending.cpu()] = count
             totals = values[:, pending].flatten(2).sum(2)
-            error = relative_completeness_error(totals, difference[:, pending])
-            error = torch.where(difference[:, pending].abs() <= floor[:, pending], 0.0, error).max(dim=0).values
+            error = relative_completeness_error(totals, at_input[:, pending], at_baseline[:, pending])
+            error = error.max(dim=0).values
             count *= 2
             if count > max_steps:
                 break
             pending = pending[error >= tol]
     totals = values.flatten(2).sum(2)
-    error = (totals - difference).abs() / torch.maximum(difference.abs(), floor)
+    error = relative_completeness_error(totals, at_input, at_baseline)
     diagnostics: dict[str, Any] = {
         "completeness_error": error,
         "delta": difference,

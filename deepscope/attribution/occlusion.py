@@ -1,0 +1,119 @@
+"""Occlusion: how much the target score drops when a sliding window is replaced by a baseline."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepscope.attribution._base import (
+    DEFAULT_MAX_BATCH,
+    Attribution,
+    OutputFn,
+    evaluate_outputs,
+    finish,
+    prepare,
+    prepare_baseline,
+)
+from deepscope.errors import invalid_parameter
+from deepscope.registry import analysis
+
+__all__ = ["occlusion", "occlusion_windows"]
+
+
+def _as_shape(value: Any, name: str, dims: int) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,) * dims
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != dims
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+    ):
+        raise invalid_parameter(name, "occlusion", f"an int >= 1 or a tuple of {dims} ints >= 1", value)
+    return tuple(value)
+
+
+def occlusion_windows(feature_shape: tuple[int, ...], window: Any, strides: Any = None) -> torch.Tensor:
+    """Boolean masks ``(windows, *feature_shape)`` of every window position (Captum's layout: windows
+    start at multiples of the stride, the last one in each dimension is cut at the border).
+
+    Example:
+        >>> occlusion_windows((4,), 2).int().tolist()
+        [[1, 1, 0, 0], [0, 0, 1, 1]]
+    """
+    dims = len(feature_shape)
+    window = _as_shape(window, "window", dims)
+    strides = window if strides is None else _as_shape(strides, "strides", dims)
+    if any(w > size for w, size in zip(window, feature_shape)):
+        raise invalid_parameter("window", "occlusion", f"no larger than the feature shape {feature_shape}", window)
+    starts = [
+        [k * s for k in range(math.ceil((size - w) / s) + 1)] for size, w, s in zip(feature_shape, window, strides)
+    ]
+    masks = []
+    for corner in itertools.product(*starts):
+        mask = torch.zeros(feature_shape, dtype=torch.bool)
+        mask[tuple(slice(c, c + w) for c, w in zip(corner, window))] = True
+        masks.append(mask)
+    return torch.stack(masks)
+
+
+@analysis(takes="model_inputs", family="attribution", fixture="cnn", example_kwargs={"window": (1, 4, 4)})
+def occlusion(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: Any = None,
+    *,
+    window: Any = 1,
+    strides: Any = None,
+    baseline: Any = None,
+    output_fn: OutputFn | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> Attribution:
+    """Occlusion (Zeiler & Fergus, 2014): φ_i = mean over windows W ∋ i of F(x) − F(x with W set to x').
+
+    Args:
+        model, inputs, target, output_fn, max_batch: as for every method.
+        window: the sliding window shape over the feature dimensions (an int for every dimension,
+            or a tuple, e.g. ``(1, 3, 3)`` for images with a channel dimension).
+        strides: the step between windows (default: the window, i.e. no overlap).
+        baseline: the replacement value (None = zeros), a number or a tensor shaped like the inputs.
+
+    Returns:
+        An :class:`Attribution`; ``diagnostics["windows"]`` is the number of window positions.
+
+    Example:
+        >>> net = torch.nn.Linear(4, 1, bias=False)
+        >>> a = occlusion(net, torch.ones(1, 4), target=0)
+        >>> bool(torch.allclose(a.values, net.weight))
+        True
+    """
+    owner = "occlusion"
+    prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch)
+    x, targets = prepared.inputs, prepared.targets
+    reference = prepare_baseline(baseline, x, owner)
+    masks = occlusion_windows(tuple(x.shape[1:]), window, strides).to(x.device)
+    n, windows = x.shape[0], masks.shape[0]
+    scores = torch.empty(targets.shape[0], n, windows, dtype=x.dtype, device=x.device)
+    full = evaluate_outputs(prepared.forward, x, prepared.max_batch).gather(1, targets.t()).t()
+    for start in range(0, n * windows, prepared.max_batch):
+        flat = torch.arange(start, min(start + prepared.max_batch, n * windows), device=x.device)
+        example, position = flat // windows, flat % windows
+        occluded = torch.where(masks[position], reference[example], x[example])
+        outputs = evaluate_outputs(prepared.forward, occluded, prepared.max_batch)
+        scores[:, example, position] = full[:, example] - outputs.gather(1, targets[:, example].t()).t()
+    flat_masks = masks.flatten(1).to(x.dtype)
+    counts = flat_masks.sum(0)
+    values = (scores @ flat_masks) / counts
+    return finish(
+        model,
+        values=values.reshape(targets.shape[0], *x.shape),
+        targets=targets,
+        multi=prepared.multi,
+        method=owner,
+        diagnostics={"windows": torch.full(targets.shape, windows)},
+        evaluations=prepared.evaluations + n * (windows + 1),
+        options={"max_batch": prepared.max_batch},
+    )
