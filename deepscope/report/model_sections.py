@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from deepscope.models.gap import GapEstimate, generalization_gap
+from deepscope.models.history import TrainingHistory
 from deepscope.models.summary import ModelSummary, model_summary
-from deepscope.models.trainer import TrainingHistory
 from deepscope.report.sections import AuditContext, Figure, Section, Table, Text, register_section
 from deepscope.report.svg import figure_to_svg
 

@@ -1,4 +1,3 @@
-import json
 import time
 
 import pytest
@@ -7,7 +6,7 @@ from torch import nn
 
 from deepscope.errors import DataError, DeepscopeError, InvalidParameterError
 from deepscope.guard import bitwise_equal
-from deepscope.models import TrainingHistory, TrainingRun, build, train
+from deepscope.models import build, train
 from deepscope.testing import check_model_untouched, make_fixture
 
 
@@ -136,22 +135,6 @@ def test_divergence_is_reported():
     fixture, data = fixture_data()
     with pytest.raises(DeepscopeError, match="diverged"):
         train(fixture.model, data, epochs=1, loss=lambda output, target: output.sum() * float("nan"))
-
-
-def test_results_serialise_and_plot(capsys):
-    fixture, data = fixture_data()
-    run = train(fixture.model, data, epochs=2, progress=True)
-    assert isinstance(run, TrainingRun) and isinstance(run.history, TrainingHistory)
-    text = json.loads(run.to_json())
-    assert text["history"]["epoch"] == [0, 1, 2] and "state" not in json.dumps(text)
-    assert [row["epoch"] for row in run.rows()] == [0, 1, 2]
-    assert len(run.plot().axes) == 2
-    assert "<table>" in run.history._repr_html_()
-    gap = run.history.generalization_gap
-    assert gap.gap == pytest.approx(
-        run.history.test_accuracy[0] * 0 + (1 - run.history.test_accuracy[-1]) - (1 - run.history.train_accuracy[-1])
-    )
-    assert "training" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@ import json
 import torch
 
 from deepscope.models import build, train
-from deepscope.models.trainer import TrainingHistory
+from deepscope.models.history import TrainingHistory
 from deepscope.problem import Problem
 from deepscope.report.model_sections import as_history, model_card_section, training_section
 from deepscope.report.sections import SECTIONS, AuditContext, Figure, Table, Text
