@@ -22,6 +22,7 @@ import importlib
 import json
 import os
 import pkgutil
+import re
 import sys
 import tempfile
 import time
@@ -41,6 +42,10 @@ from deepscope.results import format_value, to_jsonable
 __all__ = ["ReportPaths", "write_report", "import_all_modules", "GENERATOR_META", "MAX_TABLE_ROWS"]
 
 GENERATOR_META = '<meta name="generator" content="deepscope">'
+# Inline SVG in HTML needs neither matplotlib's RDF metadata nor namespace declarations (the HTML parser
+# puts <svg> and xlink:href in their namespaces itself); dropping them leaves no URL at all in the page.
+_SVG_METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.DOTALL)
+_SVG_NAMESPACES = re.compile(r'\s+xmlns(?::xlink)?="http://www\.w3\.org/(?:2000/svg|1999/xlink)"')
 MAX_TABLE_ROWS = 200  # longer tables are cut in the page (results.json keeps everything)
 _HTML_NAME, _JSON_NAME = "report.html", "results.json"
 
@@ -329,6 +334,7 @@ def _render_block(block: Any) -> str:
         svg = str(block.svg)
         if not svg.lstrip().startswith("<svg"):
             raise TypeError("a Figure block must hold an inline <svg> string (use deepscope.report.figure_to_svg)")
+        svg = _SVG_NAMESPACES.sub("", _SVG_METADATA.sub("", svg, count=1), count=2)
         caption = f"<figcaption>{_escape(block.caption)}</figcaption>" if block.caption else ""
         return f"<figure>{svg}{caption}</figure>"
     if isinstance(block, Html):

@@ -108,6 +108,9 @@ def test_report_renders_in_headless_chromium(report, browser):
     browser.get(paths.html.resolve().as_uri())
     severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert severe == []
+    # Nothing was fetched over the network (resource timing lists every http(s) font, image, script, style).
+    assert browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)") == []
+    assert "http://" not in browser.page_source and "https://" not in browser.page_source
     headings = [element.text for element in browser.find_elements(By.CSS_SELECTOR, "section h2")]
     assert headings == titles
     assert "Browser curve" in headings and "Browser failing" in headings
