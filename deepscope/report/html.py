@@ -154,6 +154,8 @@ def _select_sections(sections: Sequence[str] | None) -> list[Any]:
     expected = f"a non-empty list of registered section keys ({known})"
     if isinstance(sections, str) or not isinstance(sections, Sequence) or not sections:
         raise invalid_parameter("sections", "write_report", expected, sections)
+    if not all(isinstance(key, str) for key in sections):
+        raise invalid_parameter("sections", "write_report", expected, list(sections))
     unknown = [key for key in sections if key not in SECTIONS]
     if unknown:
         raise invalid_parameter("sections", "write_report", expected, unknown)

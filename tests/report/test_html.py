@@ -188,7 +188,7 @@ def test_output_path_that_is_a_file_is_refused(context, temporary_sections, tmp_
         write_report(context, target, sections=["zz_seed"])
 
 
-@pytest.mark.parametrize("sections", [["no_such_section"], [], "zz_seed"])
+@pytest.mark.parametrize("sections", [["no_such_section"], [], "zz_seed", [["zz_seed"]], {"zz_seed"}])
 def test_bad_section_selection_is_refused(context, temporary_sections, tmp_path, sections):
     with pytest.raises(InvalidParameterError, match="The 'sections' parameter of write_report must be"):
         write_report(context, tmp_path, sections=sections)
