@@ -7,8 +7,10 @@ iterate it).
 
 from deepscope.attribution._base import Attribution
 from deepscope.attribution.expected_gradients import expected_gradients, gradient_shap
+from deepscope.attribution.grad_cam import grad_cam
 from deepscope.attribution.input_x_gradient import input_x_gradient
 from deepscope.attribution.integrated_gradients import integrated_gradients
+from deepscope.attribution.ism import ism
 from deepscope.attribution.occlusion import occlusion
 from deepscope.attribution.saliency import saliency
 from deepscope.attribution.shapley import shapley
@@ -24,6 +26,8 @@ METHODS = {
     "gradient_shap": gradient_shap,
     "occlusion": occlusion,
     "shapley": shapley,
+    "ism": ism,
+    "grad_cam": grad_cam,
 }
 
 __all__ = ["Attribution", "METHODS", *METHODS]
