@@ -57,3 +57,28 @@ def test_default_architecture_from_input_shape():
 
 def test_default_architecture_on_a_loaded_dataset(digits):
     assert default_architecture(digits) == "cnn2d"
+
+
+@pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script` is deprecated:DeprecationWarning"
+)  # torch's own jvp decompositions
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_forward_over_reverse_hvp_matches_double_backward(name):
+    # curvature analyses use torch.func.jvp(grad(...)); oracle: reverse-over-reverse on the same
+    # model and batch; float32 round-off over a few thousand parameters -> rtol 1e-4
+    shape = (4, 12) if name in ("cnn1d", "transformer") else TYPICAL[name] if name != "resnet" else (1, 8, 8)
+    model = build(name, shape, 3).eval()
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    x, y = torch.randn(4, *shape), torch.tensor([0, 1, 2, 0])
+
+    def loss(p):
+        return torch.nn.functional.cross_entropy(torch.func.functional_call(model, p, (x,)), y)
+
+    vector = {k: torch.randn_like(v) for k, v in params.items()}
+    _, forward = torch.func.jvp(torch.func.grad(loss), (params,), (vector,))
+    leaves = {k: v.clone().requires_grad_() for k, v in params.items()}
+    grads = torch.autograd.grad(loss(leaves), list(leaves.values()), create_graph=True)
+    dot = sum((g * vector[k]).sum() for g, k in zip(grads, leaves))
+    reverse = dict(zip(leaves, torch.autograd.grad(dot, list(leaves.values()))))
+    for key in params:
+        torch.testing.assert_close(forward[key], reverse[key], rtol=1e-4, atol=1e-5)
