@@ -1,6 +1,29 @@
 """Expressivity and architecture: exact linear regions, capacity bounds, signal propagation, Lipschitz."""
 
+from deepscope.expressivity.activations import (
+    ACTIVATIONS,
+    ANALYTIC_LIPSCHITZ,
+    ActivationCatalogue,
+    ActivationProfile,
+    activation_catalogue,
+)
 from deepscope.expressivity.capacity import Capacity, capacity, montufar_lower_bound, serra_upper_bound
 from deepscope.expressivity.regions import LinearRegions, linear_regions
+from deepscope.expressivity.signal_propagation import SignalPropagation, initialization_verdict, signal_propagation
 
-__all__ = ["Capacity", "LinearRegions", "capacity", "linear_regions", "montufar_lower_bound", "serra_upper_bound"]
+__all__ = [
+    "ACTIVATIONS",
+    "ANALYTIC_LIPSCHITZ",
+    "ActivationCatalogue",
+    "ActivationProfile",
+    "Capacity",
+    "LinearRegions",
+    "SignalPropagation",
+    "activation_catalogue",
+    "capacity",
+    "initialization_verdict",
+    "linear_regions",
+    "montufar_lower_bound",
+    "serra_upper_bound",
+    "signal_propagation",
+]
