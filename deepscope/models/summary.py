@@ -29,6 +29,7 @@ from deepscope.results import Result
 __all__ = ["model_summary", "ModelSummary", "functional_activations"]
 
 _EXCLUDED_ACTIVATION_MODULES = (nn.MultiheadAttention,)
+_MAX_BARS = 40  # the parameter chart shows at most this many layers (the largest), in model order
 
 _FUNCTIONS = {
     F.relu: "relu",
@@ -132,6 +133,11 @@ class ModelSummary(Result):
         from deepscope.report.svg import new_figure
 
         rows = [row for row in self.layers if row["parameters"]]
+        title = f"{self.total_parameters:,} parameters"
+        if len(rows) > _MAX_BARS:
+            largest = sorted(rows, key=lambda row: row["parameters"], reverse=True)[:_MAX_BARS]
+            rows = [row for row in rows if row in largest]
+            title += f" ({_MAX_BARS} largest layers shown)"
         if ax is None:
             figure, ax = new_figure(width=6.0, height=max(1.6, 0.28 * len(rows) + 0.9))
         else:
@@ -146,7 +152,7 @@ class ModelSummary(Result):
         ax.invert_yaxis()
         ax.set_xlim(0, 1.18 * max(counts, default=1))
         ax.set_xlabel("parameters")
-        ax.set_title(f"{self.total_parameters:,} parameters", fontsize=9)
+        ax.set_title(title, fontsize=9)
         return figure
 
 
@@ -192,13 +198,17 @@ def _shape_text(output: Any) -> tuple[int, ...] | str | None:
 
 
 @analysis(takes="model", family="foundation", fixture="cnn", example_kwargs={"input_shape": (1, 8, 8)})
-def model_summary(model: nn.Module, input_shape: Sequence[int] | None = None) -> ModelSummary:
+def model_summary(
+    model: nn.Module, input_shape: Sequence[int] | None = None, *, example_inputs: torch.Tensor | None = None
+) -> ModelSummary:
     """Describe a model: one row per layer with output shape and parameter counts, plus activations.
 
     Args:
         model: any ``nn.Module`` (left untouched; runs inside the model guard in eval semantics).
         input_shape: shape of ONE example, e.g. ``(1, 8, 8)``; when given, a forward pass on a
             batch of two zero inputs records each layer's output shape.
+        example_inputs: a real batch ``(batch, *input_shape)`` to trace instead of zeros (for
+            integer inputs such as token ids, or data-dependent models); sets ``input_shape``.
 
     Returns:
         A :class:`ModelSummary`; ``sum(row["parameters"]) == total_parameters == Σ p.numel()``.
@@ -210,6 +220,12 @@ def model_summary(model: nn.Module, input_shape: Sequence[int] | None = None) ->
         (58, (8,))
     """
     shape = None
+    if example_inputs is not None:
+        if not isinstance(example_inputs, torch.Tensor) or example_inputs.ndim < 1 or len(example_inputs) == 0:
+            raise invalid_parameter(
+                "example_inputs", "model_summary", "a non-empty tensor (batch, *input_shape)", example_inputs
+            )
+        input_shape = tuple(example_inputs.shape[1:])
     if input_shape is not None:
         try:
             shape = tuple(int(s) for s in input_shape)
@@ -220,13 +236,11 @@ def model_summary(model: nn.Module, input_shape: Sequence[int] | None = None) ->
                 "input_shape", "model_summary", "a sequence of positive ints (one example, no batch)", input_shape
             )
 
-    owner_of: dict[str, str] = {}
     counts: Counter[str] = Counter()
     trainable: Counter[str] = Counter()
     total = trainable_total = memory = 0
     for name, parameter in model.named_parameters():
         owner = name.rpartition(".")[0]
-        owner_of[name] = owner
         counts[owner] += parameter.numel()
         trainable[owner] += parameter.numel() if parameter.requires_grad else 0
         total += parameter.numel()
@@ -253,8 +267,12 @@ def model_summary(model: nn.Module, input_shape: Sequence[int] | None = None) ->
                         lambda module, args, output, name=name: calls[name].append(_shape_text(output))
                     )
                 )
+            if example_inputs is not None:
+                batch = example_inputs.to(device=device, dtype=dtype if example_inputs.is_floating_point() else None)
+            else:
+                batch = torch.zeros((2, *shape), device=device, dtype=dtype)
             with torch.no_grad():
-                output = model(torch.zeros((2, *shape), device=device, dtype=dtype))
+                output = model(batch)
             output_shape = _shape_text(output) if isinstance(output, torch.Tensor) else None
         except (RuntimeError, TypeError, ValueError, IndexError) as error:
             raise DataError(

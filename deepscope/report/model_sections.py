@@ -22,12 +22,10 @@ from deepscope.report.svg import figure_to_svg
 __all__ = ["model_card_section", "training_section", "as_history"]
 
 
-def _input_shape(context: AuditContext) -> tuple[int, ...]:
-    dataset = context.dataset
-    if dataset is not None and getattr(dataset, "input_shape", None):
-        return tuple(dataset.input_shape)
-    x, _ = next(context.problem.batches("train", batch_size=1))
-    return tuple(x.shape[1:])
+def _example_inputs(context: AuditContext):
+    """Two real training inputs, so the trace sees the data's dtype and values (not zeros)."""
+    x, _ = next(context.problem.batches("train", batch_size=2))
+    return x
 
 
 def _shape_text(shape: Any) -> str:
@@ -62,7 +60,7 @@ def _totals(summary: ModelSummary) -> list[dict[str, Any]]:
 @register_section("model_card", title="Model card", order=10)
 def model_card_section(context: AuditContext) -> Section:
     """Architecture table, parameter counts, layer types and activation functions of the audited model."""
-    summary = model_summary(context.problem.model, input_shape=_input_shape(context))
+    summary = model_summary(context.problem.model, example_inputs=_example_inputs(context))
     rows = [
         {
             "layer": row["name"],

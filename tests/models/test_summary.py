@@ -104,3 +104,19 @@ def test_bad_input_shape():
         model_summary(nn.Linear(3, 2), input_shape="3")
     with pytest.raises(DataError, match="cannot take inputs"):
         model_summary(nn.Linear(3, 2), input_shape=(4,))
+
+
+def test_example_inputs_trace_integer_token_models():
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(12, 2))
+    summary = model_summary(model, example_inputs=torch.tensor([[1, 2, 3], [4, 5, 6]]))
+    assert summary.input_shape == (3,)
+    assert [row["output_shape"] for row in summary.layers] == [(3, 4), (12,), (2,)]
+    with pytest.raises(InvalidParameterError, match="example_inputs"):
+        model_summary(model, example_inputs=[[1, 2, 3]])
+
+
+def test_chart_of_a_deep_model_shows_the_largest_layers():
+    model = nn.Sequential(*(nn.Linear(3, 3) for _ in range(45)), nn.Linear(3, 50))
+    figure = model_summary(model).plot()
+    assert len(figure.axes[0].patches) == 40
+    assert "40 largest" in figure.axes[0].get_title()
