@@ -4,7 +4,7 @@ The spectral norm of a convolution is that of the linear operator ``x ↦ conv(x
 the layer's actual shape (with its stride, padding and dilation), not that of the reshaped kernel
 matrix ``W ∈ R^{out × in·k}`` — the two differ by up to a factor √(k) (Sedghi et al. 2019).
 We find it by power iteration on ``AᵀA`` where ``Aᵀ`` is applied by autograd (the transposed
-convolution), stopping when the estimate moves less than ``tolerance`` (relative).
+convolution), stopping when the eigen-residual ``‖AᵀAx − σ²x‖`` falls below ``tolerance · σ²``.
 
 Example:
     >>> import torch
@@ -15,6 +15,8 @@ Example:
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -45,7 +47,7 @@ def conv_operator_spectral_norm(
         weight: the (possibly BatchNorm-folded) kernel, ``(out, in/groups, *kernel)``.
         input_shape: one input's shape ``(in, *spatial)``.
         iterations: at most this many power iterations.
-        tolerance: stop when the estimate changes by less than this, relatively.
+        tolerance: stop when the residual ‖AᵀAx − σ²x‖ is below ``tolerance · σ²``.
         seed: seed of the random start vector.
 
     Returns:
@@ -61,16 +63,17 @@ def conv_operator_spectral_norm(
         x.requires_grad_(True)
         with torch.enable_grad():
             y = _apply_conv(module, weight, x)
-            (back,) = torch.autograd.grad(y, x, grad_outputs=y)
-        estimate = float(y.detach().norm())
+            (back,) = torch.autograd.grad(y, x, grad_outputs=y)  # AᵀA x
+        back = back.detach()
+        squared = float(y.detach().pow(2).sum())  # Rayleigh quotient xᵀAᵀAx = ‖Ax‖² (x has norm 1)
+        sigma = math.sqrt(squared)
         norm = back.norm()
         if float(norm) == 0.0:
             return 0.0, used
-        x = (back / norm).detach()
-        if abs(estimate - sigma) <= tolerance * max(estimate, 1e-30):
-            sigma = estimate
+        residual = float((back - squared * x.detach()).norm())  # ‖AᵀAx − σ²x‖: zero at a singular vector
+        x = back / norm
+        if residual <= tolerance * squared:
             break
-        sigma = estimate
     # one last application at the converged vector (the Rayleigh estimate is a lower bound)
     with torch.no_grad():
         sigma = max(sigma, float(_apply_conv(module, weight, x).norm()))

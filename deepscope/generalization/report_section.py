@@ -1,0 +1,229 @@
+"""The report's "Generalization" section: measures, certificates and bounds, memorisation.
+
+Budgets: "quick" (a few seconds on the demo CNN) uses small subsets, a short post-hoc PAC-Bayes
+scaling and a short memorisation probe; "full" uses the library defaults, an optimised f-quad
+posterior, and adds the learning curve (when no training history is given), label-noise
+sensitivity and the regularisation comparison. Every number carries its sample counts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from deepscope.errors import DeepscopeError
+from deepscope.generalization.bounds.classic import classic_bounds
+from deepscope.generalization.bounds.pac_bayes import pac_bayes_certificate
+from deepscope.generalization.bounds.test_set import test_set_bound
+from deepscope.generalization.diagnostics import (
+    gap_estimate,
+    label_noise_sensitivity,
+    learning_curve,
+    memorisation_probe,
+    regularisation_comparison,
+)
+from deepscope.generalization.measures import measures, spectral_metrics
+from deepscope.report.sections import AuditContext, Figure, Section, Table, Text, register_section
+from deepscope.report.svg import figure_to_svg
+
+__all__ = ["build_generalization_section"]
+
+_BUDGETS: dict[str, dict[str, Any]] = {
+    "quick": {
+        "measure_samples": 128,
+        "sharpness_samples": 2,
+        "bisection_steps": 3,
+        "objective": "scale",
+        "iterations": 30,
+        "mc_samples": 10,
+        "bound_samples": 512,
+        "test_samples": 5,
+        "memo_epochs": 8,
+        "memo_samples": 128,
+        "extras": False,
+    },
+    "full": {
+        "measure_samples": 2048,
+        "sharpness_samples": 8,
+        "bisection_steps": 10,
+        "objective": "f-quad",
+        "iterations": 500,
+        "mc_samples": 200,
+        "bound_samples": None,
+        "test_samples": 50,
+        "memo_epochs": 50,
+        "memo_samples": 512,
+        "extras": True,
+    },
+}
+
+
+def _measure_rows(result) -> list[dict]:
+    return [
+        {
+            "measure": row["name"],
+            "value": row["value"],
+            "normalised": row["normalised"],
+            "meaning": row["meaning"],
+            "reference": row["reference"],
+            "note": row["note"],
+        }
+        for row in result.rows()
+    ]
+
+
+def _certificate_block(problem, budget, seed) -> tuple[list[Any], dict[str, Any], str]:
+    prior = "init" if problem.init_state is not None else "data"
+    certificate = pac_bayes_certificate(
+        problem,
+        objective=budget["objective"],
+        prior=prior,
+        iterations=budget["iterations"],
+        prior_iterations=budget["iterations"],
+        mc_samples=budget["mc_samples"],
+        max_samples=budget["bound_samples"],
+        seed=seed,
+    )
+    rows = [
+        {"term": "certificate on the stochastic predictor's error", "value": certificate.certificate},
+        {"term": "confidence (1 − δ − δ')", "value": certificate.confidence},
+        {
+            "term": f"Monte-Carlo training error L̂_S ({certificate.mc_samples} weight samples)",
+            "value": certificate.empirical_risk_mc,
+        },
+        {"term": "its upper bound L̂⁺ = kl⁻¹(L̂_S, log(2/δ')/S)", "value": certificate.empirical_risk_bound},
+        {"term": "KL(Q‖P) in nats", "value": certificate.kl},
+        {
+            "term": f"(KL + log(2√n·G/δ))/n, n = {certificate.n_bound}, G = {certificate.grid_size}",
+            "value": certificate.kl_term,
+        },
+        {
+            "term": f"prior σ_P (prior at {'initialisation' if prior == 'init' else 'weights learned on held-out data'})",
+            "value": certificate.prior_sigma,
+        },
+    ]
+    results = {"pac_bayes_certificate": certificate.to_dict()}
+    comparison = ""
+    if problem.test is not None and len(problem.test):
+        measured = certificate.stochastic_error(problem.tensors("test"), samples=budget["test_samples"], seed=seed)
+        rows.append(
+            {
+                "term": f"measured stochastic test error ({measured.samples} samples × {measured.n} examples)",
+                "value": measured.error,
+            }
+        )
+        results["stochastic_test_error"] = measured.to_dict()
+        comparison = (
+            f" against a measured stochastic test error of {measured.error:.3f} ± {measured.standard_error:.3f}"
+        )
+    chance = 1.0 - 1.0 / problem.num_classes  # the error of guessing: a certificate above it says nothing
+    verdict = "vacuous" if certificate.certificate >= chance else "non-vacuous"
+    text = (
+        f"PAC-Bayes certificate ({certificate.objective}, {certificate.iterations} optimisation steps): with probability "
+        f"{certificate.confidence:.0%} the Gaussian stochastic version of the network errs at most "
+        f"{certificate.certificate:.3f} ({verdict}){comparison}. A certificate close to 1 means the weights moved too "
+        "far from the prior, relative to their noise tolerance, for this many training examples."
+    )
+    blocks = [Text(text), Table(rows, caption="Certificate and each of its terms (Pérez-Ortiz et al. 2021)")]
+    return blocks, results, f"the PAC-Bayes certificate is {certificate.certificate:.3f} ({verdict})"
+
+
+@register_section("generalization", title="Generalization", order=30)
+def build_generalization_section(context: AuditContext) -> Section:
+    """Measures table, test-set bound, PAC-Bayes certificate, classic bounds and memorisation probe."""
+    budget = _BUDGETS.get(context.budget, _BUDGETS["quick"])
+    problem, seed = context.problem, context.seed
+    if problem.num_classes is None:
+        return Section(
+            summary="Generalization measures and bounds are defined for classifiers; this model has a regression loss.",
+            blocks=[
+                Text(f"Loss {problem.loss_name!r}: the margin-, 0-1-error- and PAC-Bayes-based analyses do not apply.")
+            ],
+        )
+    blocks: list[Any] = []
+    results: dict[str, Any] = {}
+    sentences: list[str] = []
+
+    if problem.test is not None and len(problem.test):
+        gap = gap_estimate(problem)
+        bound = test_set_bound(round(gap.test_error * gap.n_test), gap.n_test, 0.05)
+        results.update(gap=gap.to_dict(), test_set_bound=bound.to_dict())
+        blocks.append(Text(gap.sentence() + " " + bound.summary() + " (binomial tail inversion, Langford 2005)"))
+        sentences.append(f"the test error is at most {bound.bound:.3f} with 95% confidence")
+
+    table = measures(
+        problem,
+        max_samples=budget["measure_samples"],
+        sharpness_samples=budget["sharpness_samples"],
+        bisection_steps=budget["bisection_steps"],
+        seed=seed,
+    )
+    results["measures"] = table.to_dict()
+    blocks.append(
+        Table(
+            _measure_rows(table),
+            caption=(
+                f"Generalization measures (Jiang et al. 2020) on {table.samples_used} training examples, BatchNorm folded; "
+                f"normalised = √(μ/m) or (μ − log m)/2 for log-scale measures; {table.forward_passes} example-forward passes."
+            ),
+        )
+    )
+    if table.unsupported_layers:
+        blocks.append(Text("Not covered by the norm measures: " + "; ".join(table.unsupported_layers) + "."))
+    spectra = spectral_metrics(problem.model, min_eigenvalues=20)
+    blocks.append(
+        Figure(
+            figure_to_svg(spectra.plot()),
+            caption="Power-law α of each layer's eigenvalue spectrum (grey: unreliable fit)",
+        )
+    )
+
+    try:
+        cert_blocks, cert_results, sentence = _certificate_block(problem, budget, seed)
+        blocks += cert_blocks
+        results.update(cert_results)
+        sentences.append(sentence)
+    except DeepscopeError as error:
+        blocks.append(Text(f"PAC-Bayes certificate skipped: {error}"))
+
+    classic = classic_bounds(problem, max_samples=budget["bound_samples"])
+    results["classic_bounds"] = classic.to_dict()
+    blocks.append(
+        Text(classic.summary() + " Classic bounds hold for every network of the class, which is why they are loose.")
+    )
+    blocks.append(Table(classic.rows(), caption="Classic bounds on the 0-1 error: training term + complexity term"))
+    finite = [b.value for b in classic.bounds if math.isfinite(b.value)]
+    if finite:
+        sentences.append(f"the classic bounds reach up to {max(finite):.3g}")
+
+    probe = memorisation_probe(
+        problem, epochs=budget["memo_epochs"], max_samples=budget["memo_samples"], lr=3e-3, seed=seed
+    )
+    results["memorisation"] = probe.to_dict()
+    blocks.append(Text("Memorisation probe (Zhang et al. 2017): " + probe.summary()))
+    blocks.append(
+        Figure(
+            figure_to_svg(probe.plot()),
+            caption=f"Train accuracy of copies on true and random labels ({probe.n} examples)",
+        )
+    )
+
+    if budget["extras"] and problem.test is not None:
+        if context.history is None:
+            curve = learning_curve(problem, seed=seed)
+            results["learning_curve"] = curve.to_dict()
+            blocks.append(Figure(figure_to_svg(curve.plot()), caption="Learning curve in the training-set size"))
+        noise = label_noise_sensitivity(problem, epochs=10, seed=seed)
+        regular = regularisation_comparison(problem, epochs=10, seed=seed)
+        results.update(label_noise=noise.to_dict(), regularisation=regular.to_dict())
+        blocks.append(Table(noise.rows(), caption="Label-noise sensitivity (copies retrained with corrupted labels)"))
+        blocks.append(Table(regular.rows(), caption="Regularisation comparison: gap and measures per setting"))
+        if regular.not_defined:
+            blocks.append(Text("Not defined for this model/data: " + "; ".join(regular.not_defined) + "."))
+    elif context.history is None:
+        blocks.append(
+            Text("Learning curves: the model was not trained by deepscope; run with budget 'full' to retrain copies.")
+        )
+
+    summary = ("On this model, " + "; ".join(sentences) + ".") if sentences else "Generalization measures computed."
+    return Section(summary=summary[0].upper() + summary[1:], blocks=blocks, results=results)

@@ -1,0 +1,32 @@
+"""The Generalization report section: builds on the fixtures, JSON-able results, no raise on regression."""
+
+import json
+
+import torch
+from torch import nn
+
+from deepscope import Problem
+from deepscope.generalization.report_section import build_generalization_section
+from deepscope.report.sections import SECTIONS, AuditContext, Figure, Table
+from deepscope.results import to_jsonable
+from deepscope.testing import check_model_untouched, make_fixture
+
+
+def test_section_on_the_cnn_fixture():
+    fixture = make_fixture("cnn")
+    context = AuditContext(problem=fixture.problem(), budget="quick")
+    section = check_model_untouched(build_generalization_section, fixture.model, context)
+    assert SECTIONS["generalization"].order == 30
+    assert section.summary.startswith("On this model") and "certificate" in section.summary
+    assert any(isinstance(block, Table) for block in section.blocks)
+    assert any(isinstance(block, Figure) and block.svg.startswith("<svg") for block in section.blocks)
+    json.dumps(to_jsonable(section.results), allow_nan=False)
+    assert {"measures", "pac_bayes_certificate", "classic_bounds", "memorisation", "test_set_bound"} <= set(
+        section.results
+    )
+
+
+def test_section_does_not_raise_on_regression():
+    problem = Problem(nn.Linear(3, 1), (torch.randn(8, 3), torch.randn(8, 1)), loss="mse")
+    section = build_generalization_section(AuditContext(problem=problem))
+    assert "regression" in section.summary
