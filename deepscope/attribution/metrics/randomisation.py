@@ -212,7 +212,7 @@ def model_parameter_randomisation(
     summaries = [mean_and_standard_error(row) for row in spearman]
     means = [s[0] for s in summaries]
     return RandomisationCheck(
-        layers=names,
+        layers=[name or "(root parameters)" for name in names],
         spearman=spearman,
         mean_spearman=means,
         spearman_standard_error=[s[1] for s in summaries],
