@@ -240,33 +240,37 @@ def train(
         record(0)
         steps, n = 0, len(x_train)
         bar = tqdm(range(1, epochs + 1), desc="training", unit="epoch", disable=not progress, leave=False)
-        for epoch in bar:
-            trained.train()
-            order = torch.randperm(n, generator=shuffler)
-            for start in range(0, n, batch_size):
-                index = order[start : start + batch_size]
-                if len(index) == 1 and n > 1:
-                    continue
-                xb = x_train[index].to(device=target_device, dtype=dtype)
-                yb = y_train[index].to(target_device)
-                opt.zero_grad(set_to_none=True)
-                value = loss_fn(trained(xb), yb)
-                if not bool(torch.isfinite(value)):
-                    raise DeepscopeError(
-                        f"Training diverged: the loss became {float(value.detach())} at epoch {epoch}, step {steps + 1}. "
-                        "Try a smaller learning rate."
-                    )
-                value.backward()
-                opt.step()
-                steps += 1
-                if monitor is not None:
-                    monitor.step(loss=float(value.detach()), lr=float(opt.param_groups[0]["lr"]), inputs=xb, targets=yb)
-            record(epoch)
-            postfix = {"train_loss": f"{curves['train_loss'][-1]:.4f}"}
-            if curves["test_accuracy"][-1] is not None:
-                postfix["test_acc"] = f"{curves['test_accuracy'][-1]:.3f}"
-            bar.set_postfix(postfix)
-        bar.close()
+        try:
+            for epoch in bar:
+                trained.train()
+                order = torch.randperm(n, generator=shuffler)
+                for start in range(0, n, batch_size):
+                    index = order[start : start + batch_size]
+                    if len(index) == 1 and n > 1:
+                        continue
+                    xb = x_train[index].to(device=target_device, dtype=dtype)
+                    yb = y_train[index].to(target_device)
+                    opt.zero_grad(set_to_none=True)
+                    value = loss_fn(trained(xb), yb)
+                    if not bool(torch.isfinite(value)):
+                        raise DeepscopeError(
+                            f"Training diverged: the loss became {float(value.detach())} at epoch {epoch}, step {steps + 1}. "
+                            "Try a smaller learning rate."
+                        )
+                    value.backward()
+                    opt.step()
+                    steps += 1
+                    if monitor is not None:
+                        monitor.step(
+                            loss=float(value.detach()), lr=float(opt.param_groups[0]["lr"]), inputs=xb, targets=yb
+                        )
+                record(epoch)
+                postfix = {"train_loss": f"{curves['train_loss'][-1]:.4f}"}
+                if curves["test_accuracy"][-1] is not None:
+                    postfix["test_acc"] = f"{curves['test_accuracy'][-1]:.3f}"
+                bar.set_postfix(postfix)
+        finally:
+            bar.close()
     seconds = time.perf_counter() - started
     trained.eval()
     opt.zero_grad(set_to_none=True)
