@@ -6,6 +6,7 @@ iterate it).
 """
 
 from deepscope.attribution._base import Attribution
+from deepscope.attribution.deeplift import deeplift
 from deepscope.attribution.expected_gradients import expected_gradients, gradient_shap
 from deepscope.attribution.grad_cam import grad_cam
 from deepscope.attribution.input_x_gradient import input_x_gradient
@@ -28,6 +29,7 @@ METHODS = {
     "shapley": shapley,
     "ism": ism,
     "grad_cam": grad_cam,
+    "deeplift": deeplift,
 }
 
 __all__ = ["Attribution", "METHODS", *METHODS]

@@ -1,0 +1,105 @@
+import pytest
+import torch
+from captum.attr import DeepLift
+from torch import nn
+from torch.nn import functional as F
+
+from deepscope.attribution import deeplift
+from deepscope.errors import UnsupportedModelError
+
+
+def test_matches_captum_on_a_sequential_relu_net(mlp_and_rows):
+    model, rows = mlp_and_rows
+    baseline = torch.randn_like(rows)
+    ours = deeplift(model, rows, target=1, baseline=baseline)
+    reference = DeepLift(model).attribute(rows, baselines=baseline, target=1)
+    # the same multipliers in float64
+    torch.testing.assert_close(ours.values, reference, rtol=1e-10, atol=1e-12)
+    assert ours.diagnostics["completeness_error"].max() < 1e-10
+
+
+def pooled_cnn(relu_before_pool: bool) -> nn.Module:
+    torch.manual_seed(1)
+    first = [nn.Conv2d(1, 3, 3, padding=1)] + ([nn.ReLU()] if relu_before_pool else [])
+    rest = [nn.MaxPool2d(2), nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3)]
+    return nn.Sequential(*first, *rest).double()
+
+
+def test_matches_captum_on_a_cnn_with_max_pooling(cnn_and_images):
+    _, images = cnn_and_images
+    model = pooled_cnn(relu_before_pool=False)
+    ours = deeplift(model, images, target=[0, 2], max_batch=4)
+    for t, target in enumerate([0, 2]):
+        reference = DeepLift(model).attribute(images, target=target)
+        # the same multipliers (Captum's max-pool rule) in float64
+        torch.testing.assert_close(ours.values[t], reference, rtol=1e-8, atol=1e-12)
+    assert ours.diagnostics["completeness_error"].max() < 1e-8
+
+
+def test_relu_then_max_pool_stays_complete_where_captum_does_not(cnn_and_images):
+    # Captum's module hooks on ReLU -> MaxPool give sums that miss F(x) - F(x') (its own
+    # convergence delta is of the size of the difference); the graph rules here sum exactly
+    _, images = cnn_and_images
+    model = pooled_cnn(relu_before_pool=True)
+    baseline = torch.rand(images.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    ours = deeplift(model, images, target=0, baseline=baseline)
+    assert ours.diagnostics["completeness_error"].max() < 1e-10
+    _, captum_delta = DeepLift(model).attribute(images, baselines=baseline, target=0, return_convergence_delta=True)
+    assert (captum_delta.abs() > 1e-3 * ours.diagnostics["delta"].abs()).any()
+
+
+class Functional(nn.Module):
+    """The same net as a Sequential, but with one ReLU module used twice and a functional sigmoid."""
+
+    def __init__(self, sequential):
+        super().__init__()
+        self.first, self.second, self.third = sequential[0], sequential[2], sequential[4]
+        self.shared = nn.ReLU()
+
+    def forward(self, x):
+        hidden = self.shared(self.first(x))
+        hidden = self.shared(self.second(hidden))
+        return torch.sigmoid(self.third(hidden))
+
+
+class FunctionalRelu(Functional):
+    def forward(self, x):
+        return self.third(F.relu(self.second(F.relu(self.first(x)))))
+
+
+def test_functional_and_reused_activations(mlp_and_rows):
+    model, rows = mlp_and_rows
+    sequential = nn.Sequential(*model, nn.Sigmoid())
+    ours = deeplift(Functional(model), rows, target=0)
+    # the graph rules give the Sequential's answer, which Captum computes correctly
+    torch.testing.assert_close(ours.values, DeepLift(sequential).attribute(rows, target=0), rtol=1e-10, atol=1e-12)
+    assert ours.diagnostics["completeness_error"].max() < 1e-10
+    # Captum hooks modules only and refuses the reused ReLU
+    with pytest.raises(RuntimeError, match="used more than once"):
+        DeepLift(Functional(model)).attribute(rows, target=0)
+    functional = deeplift(FunctionalRelu(model), rows, target=2).values
+    torch.testing.assert_close(functional, DeepLift(model).attribute(rows, target=2), rtol=1e-10, atol=1e-12)
+
+
+def test_consecutive_activations_stay_complete(mlp_and_rows):
+    model, rows = mlp_and_rows
+    stacked = nn.Sequential(*model, nn.ReLU(), nn.Sigmoid())
+    assert deeplift(stacked, rows, target=0).diagnostics["completeness_error"].max() < 1e-10
+
+
+def test_products_of_activations_are_refused(mlp_and_rows):
+    _, rows = mlp_and_rows
+
+    class Square(nn.Module):
+        def forward(self, x):
+            return x * x
+
+    with pytest.raises(UnsupportedModelError, match="two input-dependent"):
+        deeplift(Square(), rows, target=0)
+
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(UnsupportedModelError, match="trace"):
+        deeplift(Branchy(), rows, target=0)
