@@ -6,6 +6,9 @@ from captum.metrics import sensitivity_max
 from deepscope.attribution.metrics import max_sensitivity
 from deepscope.errors import DeepscopeError
 
+# Captum's Saliency warns that it set requires_grad on our inputs; harmless here
+pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
+
 
 def test_max_sensitivity_matches_captum_on_the_same_perturbations(cnn_and_images):
     model, x = cnn_and_images
