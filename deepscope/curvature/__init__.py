@@ -12,6 +12,7 @@ from deepscope.curvature.lanczos import EigenResult, hessian_eigenvalues
 from deepscope.curvature.landscape import InterpolationResult, SurfaceResult, loss_interpolation, loss_surface
 from deepscope.curvature.layers import LayerCurvatureResult, hessian_by_layer
 from deepscope.curvature.ntk import NTKResult, ntk
+from deepscope.curvature.ntk_dynamics import NTKDynamicsResult, ntk_dynamics
 from deepscope.curvature.trace import TraceResult, hessian_trace
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "hessian_by_layer",
     "NTKResult",
     "ntk",
+    "NTKDynamicsResult",
+    "ntk_dynamics",
     "InterpolationResult",
     "SurfaceResult",
     "loss_interpolation",

@@ -111,14 +111,7 @@ def trace_of_operator(
         sketch = min(n, sketch_size if sketch_size is not None else min(max(10, max_hvps // 20), 50))
         if 2 * sketch >= n or sketch == n:
             # cheaper to take the exact trace from n products with the unit vectors
-            exact = sum(
-                float(
-                    torch.diagonal(
-                        operator.matmat(torch.eye(n, dtype=like.dtype, device=like.device)[:, i : i + 256])[i : i + 256]
-                    ).sum()
-                )
-                for i in range(0, n, 256)
-            )
+            exact = _exact_trace(operator, like)
             return _result(
                 exact,
                 0.0,
@@ -178,6 +171,15 @@ def trace_of_operator(
         running_hvps,
         operator,
     )
+
+
+def _exact_trace(operator: HessianOperator, like: torch.Tensor, chunk: int = 256) -> float:
+    """Σ_i e_iᵀ H e_i from ``n`` products with unit vectors, ``chunk`` columns at a time."""
+    n, total = operator.n_params, 0.0
+    for start in range(0, n, chunk):
+        columns = torch.eye(n, dtype=like.dtype, device=like.device)[:, start : start + chunk]
+        total += float(torch.diagonal(operator.matmat(columns)[start : start + chunk]).sum())
+    return total
 
 
 def _mean_and_error(samples: list[float], exact_part: float) -> tuple[float, float]:
