@@ -85,3 +85,20 @@ def test_per_step_records_against_their_definitions():
 def test_step_before_attach_is_refused():
     with pytest.raises(DeepscopeError, match="before attach"):
         Monitor().step(loss=1.0, lr=0.1)
+
+
+def test_trainer_protocol_attach_step_result():
+    models = pytest.importorskip("deepscope.models")
+    x, y = data(n=64)
+    xt, yt = data(n=16, seed=1)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    before = copy.deepcopy(model.state_dict())
+    run = models.train(
+        model, ((x, y), (xt, yt)), epochs=2, lr=0.05, optimizer="sgd", batch_size=16, monitor=Monitor(every=3)
+    )
+    history = run.monitor
+    # 64/16 = 4 steps per epoch, 2 epochs; measured on steps 0, 3, 6
+    assert history.step == list(range(8)) and history.measured_step == [0, 3, 6]
+    assert all(v > 0 for v in history.sharpness) and history.two_over_lr == [40.0, 40.0, 40.0]
+    assert all(torch.equal(a, b) for a, b in zip(before.values(), model.state_dict().values()))
