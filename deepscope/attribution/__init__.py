@@ -13,6 +13,7 @@ from deepscope.attribution.input_x_gradient import input_x_gradient
 from deepscope.attribution.integrated_gradients import integrated_gradients
 from deepscope.attribution.ism import ism
 from deepscope.attribution.occlusion import occlusion
+from deepscope.attribution.lrp import lrp
 from deepscope.attribution.saliency import saliency
 from deepscope.attribution.shapley import shapley
 from deepscope.attribution.smoothgrad import smoothgrad, vargrad
@@ -30,6 +31,7 @@ METHODS = {
     "ism": ism,
     "grad_cam": grad_cam,
     "deeplift": deeplift,
+    "lrp": lrp,
 }
 
 __all__ = ["Attribution", "METHODS", *METHODS]

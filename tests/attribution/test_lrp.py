@@ -1,0 +1,93 @@
+import copy
+
+import pytest
+import torch
+from captum.attr import LRP
+from torch import nn
+
+from deepscope.attribution import lrp
+from deepscope.errors import InvalidParameterError, UnsupportedModelError
+
+
+class CaptumCompatible(nn.Module):
+    """The same CNN with a functional flatten (Captum's LRP has no rule for nn.Flatten)."""
+
+    def __init__(self, sequential):
+        super().__init__()
+        self.features = copy.deepcopy(sequential[:5])
+        self.head = copy.deepcopy(sequential[6])
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
+
+
+def test_epsilon_matches_captum(cnn_and_images):
+    model, images = cnn_and_images
+    ours = lrp(model, images, target=[1, 2])
+    reference = LRP(CaptumCompatible(model)).attribute(images, target=1)
+    # same epsilon rule (1e-9, sign(0) = +1) in float64
+    torch.testing.assert_close(ours.values[0], reference, rtol=1e-7, atol=1e-10)
+
+
+def test_conservation_is_exact_for_a_bias_free_relu_net(make_relu_mlp):
+    model = make_relu_mlp(bias=False)
+    rows = torch.randn(5, 5, dtype=torch.float64)
+    for rule in ["epsilon", "gamma"]:
+        # without biases and stabiliser every layer passes its relevance on whole (float64 rounding only);
+        # alpha-beta conserves only where a unit has both positive and negative contributions
+        result = lrp(model, rows, target=[0, 2], rule=rule, epsilon=0.0)
+        assert result.diagnostics["conservation_error"].max() < 1e-9, rule
+
+
+def test_single_linear_layer_rules_by_hand():
+    layer = nn.Linear(3, 1, bias=False).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[2.0, -1.0, 0.5]]))
+    x = torch.tensor([[1.0, 2.0, 4.0]], dtype=torch.float64)  # z = 2 - 2 + 2 = 2
+    epsilon = lrp(layer, x, target=0, epsilon=0.0).values
+    torch.testing.assert_close(epsilon, torch.tensor([[2.0, -2.0, 2.0]], dtype=torch.float64))
+    # z+: only positive a·w (2 and 2): R = 2 * [2, 0, 2] / 4
+    zplus = lrp(layer, x, target=0, rule="zplus", epsilon=0.0).values
+    torch.testing.assert_close(zplus, torch.tensor([[1.0, 0.0, 1.0]], dtype=torch.float64))
+    # gamma = 1: ρ(w) = w + w⁺ = [4, -1, 1]: contributions [4, -2, 4] / 6 of R = 2
+    gamma = lrp(layer, x, target=0, rule="gamma", gamma=1.0, epsilon=0.0).values
+    torch.testing.assert_close(gamma, torch.tensor([[4 / 3, -2 / 3, 4 / 3]], dtype=torch.float64))
+    # α = 2, β = 1: 2·[2, 0, 2]/4·2 − 1·[0, -2, 0]/(-2)·2 = [2, -2, 2]
+    alpha_beta = lrp(layer, x, target=0, rule="alpha_beta", alpha=2.0, beta=1.0, epsilon=0.0).values
+    torch.testing.assert_close(alpha_beta, torch.tensor([[2.0, -2.0, 2.0]], dtype=torch.float64))
+
+
+def test_batchnorm_is_merged_into_the_preceding_layer():
+    torch.manual_seed(0)
+    with_bn = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2)).double()
+    with torch.no_grad():
+        with_bn[1].running_mean.uniform_(-1, 1)
+        with_bn[1].running_var.uniform_(0.5, 2)
+        with_bn[1].weight.uniform_(0.5, 2)
+    with_bn.eval()
+    merged = nn.Linear(4, 6).double()
+    bn = with_bn[1]
+    factor = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    with torch.no_grad():
+        merged.weight.copy_(with_bn[0].weight * factor[:, None])
+        merged.bias.copy_((with_bn[0].bias - bn.running_mean) * factor + bn.bias)
+    folded = nn.Sequential(merged, nn.ReLU(), with_bn[3])
+    rows = torch.randn(5, 4, dtype=torch.float64)
+    torch.testing.assert_close(lrp(with_bn, rows, target=1).values, lrp(folded, rows, target=1).values)
+
+
+def test_composites_and_refusals(cnn_and_images):
+    model, images = cnn_and_images
+    composite = lrp(model, images, target=0, rule="epsilon_plus")
+    assert composite.values.shape == images.shape
+    by_type = lrp(model, images, target=0, rule={nn.Conv2d: "zplus", "Linear": "epsilon"})
+    torch.testing.assert_close(composite.values, by_type.values)
+    with pytest.raises(InvalidParameterError, match="rule"):
+        lrp(model, images, rule="magic")
+
+    class Residual(nn.Module):
+        def forward(self, x):
+            return x + 1
+
+    with pytest.raises(UnsupportedModelError, match="Sequential"):
+        lrp(nn.Sequential(Residual(), nn.Flatten(), nn.Linear(64, 2).double()), images)
