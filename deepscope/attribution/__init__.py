@@ -12,8 +12,8 @@ from deepscope.attribution.grad_cam import grad_cam
 from deepscope.attribution.input_x_gradient import input_x_gradient
 from deepscope.attribution.integrated_gradients import integrated_gradients
 from deepscope.attribution.ism import ism
-from deepscope.attribution.occlusion import occlusion
 from deepscope.attribution.lrp import lrp
+from deepscope.attribution.occlusion import occlusion
 from deepscope.attribution.saliency import saliency
 from deepscope.attribution.shapley import shapley
 from deepscope.attribution.smoothgrad import smoothgrad, vargrad
