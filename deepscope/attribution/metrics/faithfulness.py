@@ -456,9 +456,10 @@ def infidelity(
     flat_x = x.reshape(batch, -1)
     for start in range(0, total_rows, prepared.max_batch):
         rows = torch.arange(start, min(start + prepared.max_batch, total_rows), device=x.device)
-        sample, example = rows // batch, rows % batch
+        example = rows % batch
         if perturbations is not None:
-            noise = perturbations.reshape(n_samples, batch, -1)[sample, example].to(x.device, x.dtype)
+            # rows are sample-major (row = sample * batch + example): a contiguous slice, no gather
+            noise = perturbations.reshape(total_rows, -1)[start : start + len(rows)].to(x.device, x.dtype)
         else:
             noise = (torch.randn(len(rows), flat_x.shape[1], generator=generator) * noise_std).to(x.device, x.dtype)
         points = (flat_x[example] - noise).reshape(len(rows), *x.shape[1:])
