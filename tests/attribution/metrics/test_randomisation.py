@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from scipy.stats import spearmanr
@@ -71,3 +73,23 @@ def test_named_layers_and_bad_arguments(cnn_and_images):
         model_parameter_randomisation(torch.nn.Linear(3, 2), torch.randn(2, 3), ssim=True)
     with pytest.raises(DeepscopeError, match="threshold"):
         model_parameter_randomisation(model, x, threshold=2.0)
+
+
+def test_sum_channels_compares_per_position_maps():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv1d(4, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(18, 2))
+    x = torch.nn.functional.one_hot(torch.randint(0, 4, (6, 8)), 4).permute(0, 2, 1).float()
+    recorded = []
+
+    def recording_input_x_gradient(net, inputs, target=None):
+        from deepscope.attribution import input_x_gradient
+
+        recorded.append(input_x_gradient(net, inputs, target=target).values)
+        return recorded[-1]
+
+    check = model_parameter_randomisation(model, x, 1, method=recording_input_x_gradient, sum_channels=True)
+    for step in range(len(check.layers)):
+        for i in range(6):
+            ours = check.spearman[step, i].item()
+            reference = spearmanr(recorded[step + 1][i].abs().sum(0), recorded[0][i].abs().sum(0))[0]
+            assert ours == pytest.approx(reference, abs=1e-10) or (math.isnan(ours) and math.isnan(reference))
