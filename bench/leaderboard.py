@@ -13,7 +13,8 @@ test examples for their true class, and is scored on:
   sequences; occlusion hides a whole position on sequences; other methods use their defaults, with
   32 integration steps and 16 samples where they take them;)
 * the cascading model-parameter randomisation sanity check (Adebayo et al. 2018): passed when the
-  Spearman correlation of |a| with the original map falls below 0.5 after every layer is re-initialised.
+  Spearman correlation of |a| with the original map falls below 0.5 after every layer is re-initialised
+  (per position, |a| summed over channels, on sequences).
 
 A method that does not apply (raises a DeepscopeError) is listed with the reason. The whole run is
 bounded (a few minutes on 2 CPU cores); the tables go to bench/results/attribution_leaderboard.json.
@@ -123,6 +124,7 @@ def evaluate_method(
             inputs[:sanity_examples],
             targets[:sanity_examples],
             method=lambda m, x, target: explain(m, x, target),
+            sum_channels=sequences,
         )
         row["sanity"] = (check.passed, check.mean_spearman[-1])
     return row
