@@ -309,7 +309,7 @@ def main() -> None:
         "this covers three modalities). Scores are mean ± standard error over the evaluated examples. "
         "Deletion/insertion: target probability as features are set to 0 / restored from 0 in attribution "
         "order (5% per step). Sanity check: cascading parameter randomisation, passed when the Spearman "
-        f"correlation of |a| falls below 0.5. Total run time {elapsed:.0f} s."
+        f"correlation of |a| (per position on sequences) falls below 0.5. Total run time {elapsed:.0f} s."
     )
     command = "python -m bench.leaderboard"
     markdown = intro + ("\n\n" + timing_note if timing_note else "") + "\n\n" + "\n\n".join(tables)
