@@ -20,7 +20,8 @@ def test_lanczos_on_a_known_diagonal_matrix():
     )
     # exact spectrum; 1e-8 absolute is far above float64 rounding, far below any eigenvalue gap (1)
     np.testing.assert_allclose(values, [100, 99, 98, 1, 2, 3], atol=1e-8)
-    assert converged and n_products <= 100 and max(residuals) < 1e-8
+    # stopping is on the error bound ‖r‖²/gap ≤ tol·|λ| with gap 1: residuals up to √(1e-10·100) = 1e-4
+    assert converged and n_products <= 100 and max(residuals) < 1e-4
 
 
 def test_least_squares_spectrum_matches_analytic_xtx_over_n():
