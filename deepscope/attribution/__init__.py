@@ -34,4 +34,6 @@ METHODS = {
     "lrp": lrp,
 }
 
-__all__ = ["Attribution", "METHODS", *METHODS]
+from deepscope.attribution.axioms import CLAIMED_AXIOMS, AxiomReport, check_axioms  # noqa: E402
+
+__all__ = ["Attribution", "METHODS", "check_axioms", "AxiomReport", "CLAIMED_AXIOMS", *METHODS]
