@@ -98,6 +98,7 @@ class HessianOperator:
         kind: "hessian" or "gauss_newton".
         method: "double_backward", "forward_over_reverse" or "auto" (double backward, with the
             gradient graph kept when all samples fit in one batch).
+        n_samples: total number of samples ``batches`` yields, when known (saves a pass over the data).
 
     Attributes:
         n_params: dimension of the operator; n_products: products applied so far (one product is
@@ -116,6 +117,7 @@ class HessianOperator:
         kind: str = "hessian",
         method: str = "auto",
         owner: str = "HessianOperator",
+        n_samples: int | None = None,
     ) -> None:
         check_choice(kind, "kind", owner, _KINDS)
         check_choice(method, "method", owner, _METHODS)
@@ -132,12 +134,15 @@ class HessianOperator:
         self.n_products = 0
         self._checked = False
         self._cached: list[tuple[float, list[torch.Tensor], list[torch.Tensor]]] | None = None
-        self.n_samples = 0
         cached: list[tuple[torch.Tensor, torch.Tensor]] = []
-        for x, y in batches():
-            self.n_samples += len(x)
+        counted = 0
+        for x, y in batches():  # only the first two batches are read when n_samples is known
+            counted += len(x)
             if len(cached) < 2:
                 cached.append((x, y))
+            if len(cached) == 2 and n_samples is not None:
+                break
+        self.n_samples = counted if n_samples is None or len(cached) == 1 else n_samples
         if self.n_samples == 0:
             raise DataError(f"{owner} needs at least one sample.")
         # a single batch: keep its gradient graph across products (one backward per product).
@@ -162,7 +167,8 @@ class HessianOperator:
             check_int(max_samples, "max_samples", owner, minimum=1)
         if batch_size is not None:
             check_int(batch_size, "batch_size", owner, minimum=1)
-        problem.source(split)  # raises DataError for a missing split
+        source = problem.source(split)  # raises DataError for a missing split
+        total = len(source) if max_samples is None else min(max_samples, len(source))
         return cls(
             problem.model,
             problem.criterion,
@@ -173,6 +179,7 @@ class HessianOperator:
             kind=kind,
             method=method,
             owner=owner,
+            n_samples=total,
         )
 
     def _check_names(self, names: list[str]) -> None:

@@ -141,3 +141,26 @@ def test_bad_vector_and_names_raise_the_standard_message():
         dense_hessian(problem, parameter_names=["nope"])
     with pytest.raises(InvalidParameterError, match="'max_params' parameter"):
         dense_hessian(problem, max_params=3)
+
+
+def test_a_dataloader_is_streamed_batch_by_batch():
+    problem = tiny_classifier()
+    x, y = problem.tensors()
+    reads = {"n": 0}
+
+    class CountingDataset(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, index):
+            reads["n"] += 1
+            return x[index], y[index]
+
+    loader = torch.utils.data.DataLoader(CountingDataset(), batch_size=7)
+    streamed = Problem(problem.model, loader)
+    reads["n"] = 0
+    operator = HessianOperator.from_problem(streamed, max_samples=30)
+    assert operator.n_samples == 30 and reads["n"] <= 14 + 7  # set-up reads two batches, not the data set
+    vector = torch.randn(operator.n_params, dtype=torch.float64)
+    expected = HessianOperator.from_problem(problem, max_samples=30).matvec(vector)
+    torch.testing.assert_close(operator.matvec(vector), expected, atol=1e-12, rtol=1e-10)
