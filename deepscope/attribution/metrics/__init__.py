@@ -10,13 +10,12 @@ and its parts. Complexity: :func:`complexity`, :func:`sparseness`, :func:`attrib
 from deepscope.attribution.metrics.complexity import Complexity, attribution_entropy, complexity, sparseness
 from deepscope.attribution.metrics.faithfulness import (
     FaithfulnessCorrelation,
-    Infidelity,
     PerturbationCurve,
     deletion_curve,
     faithfulness_correlation,
-    infidelity,
     insertion_curve,
 )
+from deepscope.attribution.metrics.infidelity import Infidelity, infidelity
 from deepscope.attribution.metrics.localisation import (
     Localisation,
     attribution_auroc,
