@@ -1,4 +1,4 @@
-"""Faithfulness of attributions: deletion/insertion curves, faithfulness correlation, infidelity.
+"""Faithfulness of attributions: deletion/insertion curves and faithfulness correlation.
 
 * Deletion / insertion (pixel flipping; Bach et al. 2015, Samek et al. 2017, Petsiuk et al. 2018):
   replace features by a baseline value in the order of decreasing attribution and follow the
