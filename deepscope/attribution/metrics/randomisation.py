@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from deepscope._validation import check_float
 from deepscope.attribution._base import guard_note
@@ -169,6 +170,7 @@ def model_parameter_randomisation(
     sum_channels: bool = False,
     threshold: float = 0.5,
     seed: int = 0,
+    progress: bool = False,
     output_fn: Any = None,
     max_batch: int = DEFAULT_MAX_BATCH,
 ) -> RandomisationCheck:
@@ -189,7 +191,8 @@ def model_parameter_randomisation(
             one-hot sequences, where input-multiplied maps are zero on the absent letters whatever
             the weights, which alone keeps the element-wise correlation high.
         threshold: the check passes when the final mean correlation is below it.
-        seed: seed of the re-initialisation. output_fn, max_batch: as for the methods.
+        seed: seed of the re-initialisation. progress: show a tqdm bar over the layers.
+        output_fn, max_batch: as for the methods.
 
     Returns:
         :class:`RandomisationCheck`.
@@ -213,7 +216,7 @@ def model_parameter_randomisation(
     copy_ = copy.deepcopy(model)
     modules = dict(copy_.named_modules())
     correlations, similarities = [], []
-    for step, name in enumerate(names):
+    for step, name in enumerate(tqdm(names, desc="randomising layers", disable=not progress)):
         _randomise(modules[name], seed + step)
         randomised = explain(copy_, x, targets)
         correlations.append(row_spearman(_magnitudes(randomised, sum_channels), _magnitudes(original, sum_channels)))

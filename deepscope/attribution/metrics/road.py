@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from deepscope._validation import check_float
 from deepscope.attribution._base import guard_note
@@ -172,6 +173,7 @@ def road(
     noise_std: float = 0.01,
     output: str = "probability",
     seed: int = 0,
+    progress: bool = False,
     output_fn: Any = None,
     max_batch: int = DEFAULT_MAX_BATCH,
 ) -> ROAD:
@@ -182,7 +184,8 @@ def road(
         target: None (predicted class), an int or ``(batch,)`` ints.
         attributions: tensor shaped like inputs, an Attribution, a method name or callable (None = saliency).
         fractions: removal levels, each in (0, 1). noise_std: σ of the imputation noise (0.01 as in the paper).
-        output: "probability" or "logit". seed: noise seed. output_fn, max_batch: as for the methods.
+        output: "probability" or "logit". seed: noise seed. progress: show a tqdm bar over the levels.
+        output_fn, max_batch: as for the methods.
 
     Returns:
         :class:`ROAD`.
@@ -215,7 +218,7 @@ def road(
     ranks.scatter_(1, order, torch.arange(size, device=x.device).expand_as(order).contiguous())
     generator = torch.Generator().manual_seed(seed)
     curves = torch.empty(2, len(levels), batch, dtype=torch.float64)
-    for j, fraction in enumerate(levels):
+    for j, fraction in enumerate(tqdm(levels, desc="ROAD levels", disable=not progress)):
         count = round(fraction * size)
         for k, removed in enumerate((ranks < count, ranks >= size - count)):  # MoRF, LeRF
             imputed = noisy_linear_imputation(
