@@ -88,10 +88,10 @@ def _certificate_block(problem, budget, seed) -> tuple[list[Any], dict[str, Any]
         {"term": "certificate on the stochastic predictor's error", "value": certificate.certificate},
         {"term": "confidence (1 − δ − δ')", "value": certificate.confidence},
         {
-            "term": f"Monte-Carlo training error L̂_S ({certificate.mc_samples} weight samples)",
+            "term": f"Monte-Carlo training error L̂_S ({certificate.mc_draws} per-example weight draws)",
             "value": certificate.empirical_risk_mc,
         },
-        {"term": "its upper bound L̂⁺ = kl⁻¹(L̂_S, log(2/δ')/S)", "value": certificate.empirical_risk_bound},
+        {"term": "its upper bound L̂⁺ = kl⁻¹(L̂_S, log(2/δ')/N)", "value": certificate.empirical_risk_bound},
         {"term": "KL(Q‖P) in nats", "value": certificate.kl},
         {
             "term": f"(KL + log(2√n·G/δ))/n, n = {certificate.n_bound}, G = {certificate.grid_size}",

@@ -3,12 +3,12 @@
 The certified predictor is a Gaussian ``Q = N(μ, diag σ²)`` over the weights, started at the trained
 weights. The prior is ``P = N(w_P, σ_P² I)`` with ``w_P`` the weights at initialisation (``prior="init"``)
 or weights trained on a held-out part of the training set (``prior="data"``; the bound then uses only
-the remaining ``n`` examples). ``σ_P`` is the KL-minimising value
+the remaining ``n`` examples, and Q starts at the prior's mean, as in Pérez-Ortiz et al.). ``σ_P`` is the KL-minimising value
 ``σ_P² = (Σ σ_i² + ‖μ − w_P‖²)/d`` for the current Q, finally rounded (in log scale) to the nearest
 point of a grid of ``G`` values, paid for by a union bound (δ/G). With probability ≥ 1 − δ − δ' over
-the bound set and the Monte-Carlo draws (Maurer 2004; Langford & Caruana 2001):
+the bound set and the Monte-Carlo draws (Maurer 2004; Langford & Caruana 2001; Hoeffding 1963 for the N independent draws):
 
-    L̂⁺ = kl⁻¹(L̂_S, log(2/δ')/S)                    (S weight samples, each on all n examples)
+    L̂⁺ = kl⁻¹(L̂_S, log(2/δ')/N)            (N = n·S draws: each example gets its own weight draw, S passes)
     L(Q) ≤ kl⁻¹(L̂⁺, (KL(Q‖P) + log(2√n/(δ/G))) / n)
 
 with ``KL(Q‖P) = Σ_i [log(σ_P/σ_i) + (σ_i² + (μ_i − w_P,i)²)/(2σ_P²) − ½]``. Q is trained on a deep
@@ -57,8 +57,9 @@ class PacBayesCertificate(Result):
     Attributes:
         certificate: the risk bound, holding with probability at least ``confidence``.
         confidence: 1 − delta − delta_mc.
-        empirical_risk_mc: L̂_S, mean 0-1 error of the ``mc_samples`` weight draws on the bound set.
-        empirical_risk_bound: L̂⁺ = kl⁻¹(L̂_S, log(2/δ')/S).
+        empirical_risk_mc: L̂_S, the 0-1 error on the bound set with an independent weight draw for
+            every example in each of ``mc_samples`` passes (``mc_draws`` = n × mc_samples draws).
+        empirical_risk_bound: L̂⁺ = kl⁻¹(L̂_S, log(2/δ')/mc_draws).
         kl: KL(Q‖P) in nats; kl_term: (KL + log(2√n/(δ/G)))/n.
         deterministic_error: 0-1 error of the mean weights on the bound set (not certified).
         n_bound, n_prior: examples used by the bound and to learn the prior.
@@ -84,6 +85,7 @@ class PacBayesCertificate(Result):
     prior: str
     iterations: int
     mc_samples: int
+    mc_draws: int
     forward_passes: int
     posterior: GaussianPosterior
     note: str = ""
@@ -168,11 +170,12 @@ def pac_bayes_certificate(
     prior_sigmas: Sequence[float] = DEFAULT_PRIOR_SIGMAS,
     initial_sigma: float = 0.01,
     delta_mc: float = 0.01,
-    mc_samples: int = 200,
+    mc_samples: int = 10,
     iterations: int = 500,
     prior_iterations: int = 500,
-    learning_rate: float = 1e-3,
+    learning_rate: float = 5e-3,
     sigma_learning_rate: float = 1e-2,
+    prior_learning_rate: float = 1e-3,
     batch_size: int = 256,
     p_min: float = 1e-4,
     max_samples: int | None = None,
@@ -191,10 +194,13 @@ def pac_bayes_certificate(
         prior_sigmas: the grid of prior standard deviations (G values, union bound).
         initial_sigma: the posterior's starting standard deviation.
         delta_mc: failure probability of the Monte-Carlo bound on the empirical risk.
-        mc_samples: weight samples for the empirical risk (each evaluated on all n examples).
+        mc_samples: passes over the bound set for the empirical risk; in each pass every example
+            is classified by its own weight draw (n × mc_samples independent draws in all).
         iterations: optimisation steps of the posterior (0: no optimisation, σ = initial_sigma).
         prior_iterations: steps of the data-dependent prior's training.
-        learning_rate, sigma_learning_rate: Adam's step sizes for the means and the log-stds.
+        learning_rate: SGD (momentum 0.95) step size for the posterior means.
+        sigma_learning_rate: Adam's step size for the posterior log-stds.
+        prior_learning_rate: Adam's step size when learning the data-dependent prior.
         batch_size: the minibatch size.
         p_min: floor of the bounded cross-entropy surrogate.
         max_samples: use at most this many training examples.
@@ -242,7 +248,7 @@ def pac_bayes_certificate(
             x_prior,
             y_prior,
             prior_iterations,
-            learning_rate,
+            prior_learning_rate,
             batch_size,
             generator,
         )
@@ -250,18 +256,19 @@ def pac_bayes_certificate(
         prior_mean = {k: problem.init_state[k].detach().to(v) for k, v in problem.parameters(False).items()}
     n = len(x)
     trained = problem.parameters(trainable_only=False)
+    if prior == "data" and objective != "scale":
+        trained = prior_mean  # Pérez-Ortiz et al.: the posterior starts at the learned prior's mean
     log_start = math.log(initial_sigma)
     if objective == "scale":
         mean = {k: v.detach().clone() for k, v in trained.items()}
         log_std = {"scale": torch.tensor(log_start, dtype=torch.float64, requires_grad=True)}
-        groups = [{"params": list(log_std.values()), "lr": sigma_learning_rate}]
+        mean_optimizer = None
     else:
         mean = {k: v.detach().clone().requires_grad_(True) for k, v in trained.items()}
         log_std = {k: torch.full_like(v, log_start, requires_grad=True) for k, v in trained.items()}
-        groups = [
-            {"params": list(mean.values()), "lr": learning_rate},
-            {"params": list(log_std.values()), "lr": sigma_learning_rate},
-        ]
+        # SGD with momentum for the means (PBB's choice: Adam's per-coordinate scaling lets the KL pull
+        # every weight towards the prior at full speed); Adam for the log-stds, whose gradients are tiny
+        mean_optimizer = torch.optim.SGD(mean.values(), lr=learning_rate, momentum=0.95)
 
     def stds() -> dict[str, torch.Tensor]:
         if objective == "scale":
@@ -270,7 +277,8 @@ def pac_bayes_certificate(
         return {k: torch.exp(r) for k, r in log_std.items()}
 
     forward_passes = 0
-    optimizer = torch.optim.Adam(groups)
+    sigma_optimizer = torch.optim.Adam(log_std.values(), lr=sigma_learning_rate)
+    optimizers = [sigma_optimizer] + ([mean_optimizer] if mean_optimizer is not None else [])
     steps = range(iterations)
     if progress:
         from tqdm.auto import tqdm
@@ -285,9 +293,11 @@ def pac_bayes_certificate(
             loss = _bounded_cross_entropy(problem.forward(weights, x[index]), y[index], p_min)
             kl = gaussian_kl(mean, sigma, prior_mean, _best_prior_sigma(mean, sigma, prior_mean).detach())
             value = _objective(objective, loss.double(), kl.double(), n, delta)
-            optimizer.zero_grad()
+            for optimizer in optimizers:
+                optimizer.zero_grad()
             value.backward()
-        optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()
         forward_passes += 2 * len(index)
 
     # evaluation: round σ_P to the grid (union bound over G priors), then the two kl inversions
@@ -298,13 +308,13 @@ def pac_bayes_certificate(
     with torch.no_grad():
         kl_value = float(gaussian_kl(final_mean, final_std, prior_mean, torch.tensor(prior_sigma, dtype=torch.float64)))
     posterior = GaussianPosterior(problem.model, final_mean, final_std, problem.buffers())
-    errors = posterior.errors_per_sample(x, y, mc_samples, generator)
-    forward_passes += mc_samples * n
+    wrong, draws = posterior.errors_per_example_draws(x, y, mc_samples, generator)
+    forward_passes += draws
     with torch.no_grad():
         deterministic = float((posterior.forward(final_mean, x).argmax(-1) != y).double().mean())
     forward_passes += n
-    empirical_mc = float(errors.mean())
-    empirical_bound = kl_inverse_upper(empirical_mc, math.log(2.0 / delta_mc) / mc_samples)
+    empirical_mc = wrong / draws
+    empirical_bound = kl_inverse_upper(empirical_mc, math.log(2.0 / delta_mc) / draws)
     kl_term = (kl_value + math.log(2.0 * math.sqrt(n) / (delta / len(grid)))) / n
     certificate = kl_inverse_upper(empirical_bound, kl_term)
     report = current_guard_report(problem.model)
@@ -326,6 +336,7 @@ def pac_bayes_certificate(
         prior=prior,
         iterations=iterations,
         mc_samples=mc_samples,
+        mc_draws=draws,
         forward_passes=forward_passes,
         posterior=posterior,
         note=getattr(report, "note", "") if report is not None else "",
