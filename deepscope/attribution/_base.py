@@ -95,30 +95,44 @@ class Attribution(Result):
         return figure
 
 
-def draw_attribution(ax, values: torch.Tensor, feature_names: Sequence[str] | None = None, top: int = 12) -> None:
-    """Draw one example's map on ``ax``: image heat map, per-position bars, or ranked tabular bars."""
+def draw_attribution(
+    ax, values: torch.Tensor, feature_names: Sequence[str] | None = None, top: int = 12, *, compact: bool = False
+) -> None:
+    """Draw one example's map on ``ax``: image heat map, per-position bars, or ranked tabular bars.
+
+    ``compact`` drops the colour bar and axis labels (for grids of small panels).
+    """
     array = values.double().numpy()
     if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[1] > 1 and array.shape[2] > 1:
         image = array.sum(axis=0)
         limit = float(np.abs(image).max()) or 1.0
         shown = ax.imshow(image, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.figure.colorbar(shown, ax=ax, shrink=0.8)
+        if not compact:
+            ax.figure.colorbar(shown, ax=ax, shrink=0.8)
         ax.set_xticks([])
         ax.set_yticks([])
     elif array.ndim == 2:
         per_position = array.sum(axis=0)
         colors = ["tab:red" if v > 0 else "tab:blue" for v in per_position]
         ax.bar(np.arange(len(per_position)), per_position, color=colors)
-        ax.set_xlabel("position")
-        ax.set_ylabel("attribution (sum over channels)")
+        if compact:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            ax.set_xlabel("position")
+            ax.set_ylabel("attribution (sum over channels)")
     else:
         flat = array.reshape(-1)
         order = np.argsort(-np.abs(flat))[:top][::-1]
         names = [feature_names[j] if feature_names else f"x{j}" for j in order]
         colors = ["tab:red" if flat[j] > 0 else "tab:blue" for j in order]
         ax.barh(np.arange(len(order)), flat[order], color=colors)
-        ax.set_yticks(np.arange(len(order)), names)
-        ax.set_xlabel("attribution")
+        if compact:
+            ax.set_xticks([])
+            ax.set_yticks(np.arange(len(order)), names, fontsize=5)
+        else:
+            ax.set_yticks(np.arange(len(order)), names)
+            ax.set_xlabel("attribution")
 
 
 # ----------------------------------------------------------------------------------------------

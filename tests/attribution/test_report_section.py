@@ -1,0 +1,30 @@
+import json
+
+from deepscope.attribution.report_section import build_attribution_section
+from deepscope.report.sections import SECTIONS, AuditContext, Figure, Table
+from deepscope.results import to_jsonable
+from deepscope.testing import make_fixture
+
+
+def test_section_on_the_cnn_fixture_has_maps_axioms_and_a_summary():
+    fixture = make_fixture("cnn")
+    section = build_attribution_section(AuditContext(problem=fixture.problem()))
+    assert SECTIONS["attribution"].order == 40
+    assert any(isinstance(block, Figure) and block.svg.startswith("<svg") for block in section.blocks)
+    axioms = section.results["axioms"]
+    assert {row["method"] for row in axioms} == {"integrated_gradients", "deeplift"}
+    # with fixed steps integrated gradients is linear up to float32 rounding
+    assert all(
+        row["status"] == "held"
+        for row in axioms
+        if row["method"] == "integrated_gradients" and row["axiom"] == "linearity"
+    )
+    assert any(isinstance(block, Table) for block in section.blocks)
+    assert section.summary.endswith(".") and "inputs" in section.summary
+    json.dumps(to_jsonable(section.results), allow_nan=False)
+
+
+def test_sequences_get_in_silico_mutagenesis():
+    fixture = make_fixture("sequence")
+    section = build_attribution_section(AuditContext(problem=fixture.problem()))
+    assert "ism" in section.results["methods"]
