@@ -59,7 +59,12 @@ def report(tmp_path):
         )
         train = (torch.rand(48, 1, 8, 8), torch.randint(0, 3, (48,)))
         test = (torch.rand(24, 1, 8, 8), torch.randint(0, 3, (24,)))
-        paths = audit(model, (train, test), out=tmp_path / "report", budget="quick", model_name="tiny cnn")
+        # The cheap built-in sections plus the two test ones; every section is checked in the slow demo test.
+        keys = [key for key in ("model_card", "training") if key in SECTIONS] + [
+            "zz_browser_curve",
+            "zz_browser_failing",
+        ]
+        paths = audit(model, (train, test), out=tmp_path / "report", sections=keys, model_name="tiny cnn")
         titles = [entry["title"] for entry in json.loads(paths.json.read_text())["sections"].values()]
         yield paths, titles
     finally:
@@ -100,12 +105,12 @@ def browser(tmp_path):
         shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
 
 
-def test_report_renders_in_headless_chromium(report, browser):
+def check_renders(browser, html_path: Path, titles: list[str]) -> None:
+    """No console errors, nothing fetched, the section headings in order, an SVG, a non-blank screenshot."""
     from PIL import Image
     from selenium.webdriver.common.by import By
 
-    paths, titles = report
-    browser.get(paths.html.resolve().as_uri())
+    browser.get(html_path.resolve().as_uri())
     severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert severe == []
     # Nothing was fetched over the network (resource timing lists every http(s) font, image, script, style).
@@ -113,10 +118,26 @@ def test_report_renders_in_headless_chromium(report, browser):
     assert "http://" not in browser.page_source and "https://" not in browser.page_source
     headings = [element.text for element in browser.find_elements(By.CSS_SELECTOR, "section h2")]
     assert headings == titles
-    assert "Browser curve" in headings and "Browser failing" in headings
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg")) >= 1
-    assert browser.find_element(By.CSS_SELECTOR, "h1").text.startswith("deepscope report: tiny cnn")
+    assert browser.find_element(By.CSS_SELECTOR, "h1").text.startswith("deepscope report: ")
     # The screenshot is not blank: pixels vary (a blank page is one uniform colour, variance 0).
     pixels = np.asarray(Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("L"), dtype=float)
     assert pixels.std() > 5.0, pixels.std()
     assert len(np.unique(pixels)) > 16
+
+
+def test_report_renders_in_headless_chromium(report, browser):
+    paths, titles = report
+    assert "Browser curve" in titles and "Browser failing" in titles
+    check_renders(browser, paths.html, titles)
+
+
+@pytest.mark.slow
+def test_demo_report_renders_with_every_section(browser, tmp_path):
+    from deepscope.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--epochs", "3"]) == 0
+    sections = json.loads((out / "results.json").read_text())["sections"]
+    assert list(sections) == [key for key, _ in sorted(SECTIONS.items(), key=lambda item: (item[1].order, item[0]))]
+    check_renders(browser, out / "report.html", [entry["title"] for entry in sections.values()])
