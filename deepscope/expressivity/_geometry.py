@@ -148,7 +148,8 @@ def _clip_segments(pieces: Pieces, distances: np.ndarray, tol: float) -> tuple[P
         root = t0 + (t1 - t0) * d0 / (d0 - d1)
     start = np.where(keep0, t0, root)
     end = np.where(keep1, t1, root)
-    nonempty = (keep0 | keep1) & (end - start > tol)
+    with np.errstate(invalid="ignore"):
+        nonempty = (keep0 | keep1) & (end - start > tol)
     source = np.flatnonzero(nonempty)
     vertices = np.stack([start[source], end[source]], axis=1)[:, :, None]
     return Pieces(vertices, np.full(len(source), 2)), source

@@ -17,7 +17,7 @@ from deepscope.expressivity import _geometry as geometry
 from deepscope.expressivity import _pwl
 from deepscope.guard import current_guard_report
 from deepscope.registry import analysis
-from deepscope.results import Result
+from deepscope.results import Result, to_jsonable
 
 __all__ = ["LinearRegions", "linear_regions"]
 
@@ -71,6 +71,13 @@ class LinearRegions(Result):
     layers: list[dict[str, Any]]
     max_abs_error: float
     note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain values; each region's pattern as one hex string (1 byte per unit)."""
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "patterns"}
+        data = to_jsonable(fields)
+        data["patterns"] = [row.tobytes().hex() for row in self.patterns.astype(np.int8)]
+        return data
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per nonlinearity: how many regions exist after it."""
@@ -353,19 +360,16 @@ def _decision_boundary(pieces: geometry.Pieces, maps: np.ndarray, tol: float) ->
     vertices, counts = np.nan_to_num(cells.vertices), cells.counts
     f = functions[source]
     outputs = np.einsum("cmk,cok->cmo", vertices, f[:, :, :k]) + f[:, None, :, k]  # (cells, vertices, outputs)
-    rows = np.arange(len(cells))
     best = np.take_along_axis(outputs, winner[:, None, None], axis=2)[:, :, 0]
-    others = outputs.copy()
-    others[rows, :, winner] = -np.inf
-    rival = others.argmax(axis=2)
-    gap = best - others.max(axis=2)
     scale = 1e-7 * (1.0 + np.abs(outputs).max(axis=(1, 2)))
+    # class j ties with the cell's winner at a corner; an edge whose two corners tie with the same j
+    # lies on the w = j line (robust at triple points, where "the runner-up" is ambiguous)
+    tied = np.abs(best[:, :, None] - outputs) <= scale[:, None, None]  # (cells, corners, classes)
+    tied &= np.arange(outputs.shape[2])[None, None, :] > winner[:, None, None]  # each edge once: j > w
     index = np.arange(vertices.shape[1])[None, :]
     following = (index + 1) % counts[:, None]
-    tied = gap <= scale[:, None]
-    next_tied = np.take_along_axis(tied, following, axis=1)
-    next_rival = np.take_along_axis(rival, following, axis=1)
-    edge = (index < counts[:, None]) & tied & next_tied & (rival == next_rival) & (rival > winner[:, None])
+    next_tied = np.take_along_axis(tied, following[:, :, None], axis=1)
+    edge = (index < counts[:, None]) & (tied & next_tied).any(axis=2)
     cell, corner = np.nonzero(edge)
     ends = np.take_along_axis(vertices, following[:, :, None], axis=1)
     segments = np.stack([vertices[cell, corner], ends[cell, corner]], axis=1)

@@ -207,3 +207,20 @@ def test_bad_input_gives_clear_errors():
         linear_regions(fixture.model, fixture.inputs, max_regions=0)
     with pytest.raises(DeepscopeError, match="max_regions=3"):
         linear_regions(fixture.model, fixture.inputs, max_regions=3)
+
+
+def test_decision_boundary_crossings_match_class_changes_along_lines():
+    # along horizontal lines, the number of boundary segments crossed equals the number of class
+    # changes of the network sampled densely (triple points and multi-class ties included)
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(2, 12), nn.ReLU(), nn.Linear(12, 12), nn.ReLU(), nn.Linear(12, 5))
+    result = linear_regions(model, plane=PLANE_2D, bounds=(-3, 3, -3, 3))
+    segments = result.decision_boundary
+    assert len(segments) > 5
+    x = np.linspace(-3, 3, 6001)
+    for height in np.linspace(-2.9, 2.9, 23):
+        classes = model.double()(torch.as_tensor(np.stack([x, np.full_like(x, height)], 1))).argmax(1).numpy()
+        changes = int((classes[1:] != classes[:-1]).sum())
+        low, high = segments[:, :, 1].min(axis=1), segments[:, :, 1].max(axis=1)
+        crossed = int(((low < height) & (high > height)).sum())
+        assert crossed == changes, height
