@@ -49,6 +49,11 @@ def _difference_layers(ctx: MeasureContext):
     ]
 
 
+def _log(value: float) -> float:
+    """log with log(0) = −inf (a layer identical to its reference contributes nothing)."""
+    return math.log(value) if value > 0 else -math.inf
+
+
 def _l21_transpose(matrix: torch.Tensor) -> float:
     """‖Aᵀ‖_{2,1}: the sum of the ℓ2 norms of A's rows (Bartlett et al. 2017)."""
     return float(matrix.double().norm(dim=1).sum())
@@ -78,8 +83,8 @@ def norm_measures(ctx: MeasureContext) -> list[MeasureValue]:
     fro_sq = [float(layer.weight.double().pow(2).sum()) for layer in ctx.folded]
     spec = _spectral_norms(ctx, "spectral", ctx.folded)
     spec_sq = [s**2 for s in spec]
-    log_prod_fro = sum(math.log(v) for v in fro_sq)
-    log_prod_spec = sum(math.log(v) for v in spec_sq)
+    log_prod_fro = sum(_log(v) for v in fro_sq)
+    log_prod_spec = sum(_log(v) for v in spec_sq)
     out = [
         MeasureValue("parameter_count", float(ctx.num_params), "size", _JIANG, "number of parameters ω"),
         MeasureValue("log_product_frobenius", log_prod_fro, "norm", _JIANG, "Σ log ‖W‖_F²", True),
@@ -138,11 +143,11 @@ def norm_measures(ctx: MeasureContext) -> list[MeasureValue]:
 def _spectral_margin_measures(ctx, spec, log_gamma_sq, margin_note, *, reference, differences=None):
     """Bartlett (2017) and Neyshabur (2018) measures relative to M = 0 (orig) or M = W⁰ (init)."""
     references = differences if differences is not None else [layer.matrix() for layer in ctx.folded]
-    log_prod_spec = sum(math.log(s) for s in spec)
+    log_prod_spec = sum(_log(s) for s in spec)
     ratio = sum((_l21_transpose(r) / s) ** (2.0 / 3.0) for r, s in zip(references, spec, strict=True))
-    bartlett = log_prod_spec + 1.5 * math.log(ratio) - 0.5 * log_gamma_sq
+    bartlett = log_prod_spec + 1.5 * _log(ratio) - 0.5 * log_gamma_sq
     fro_ratio = sum(float(r.double().pow(2).sum()) / s**2 for r, s in zip(references, spec, strict=True))
-    neyshabur = 2 * log_prod_spec + math.log(fro_ratio) - log_gamma_sq if fro_ratio > 0 else math.nan
+    neyshabur = 2 * log_prod_spec + _log(fro_ratio) - log_gamma_sq
     return [
         MeasureValue(
             f"spectral_margin_{reference}",

@@ -42,3 +42,18 @@ def test_bad_input():
         measures(Problem(nn.Linear(3, 2), (x, y)), families=("bogus",))
     with pytest.raises(DeepscopeError, match="Labels"):
         Problem(nn.Linear(3, 2), (x, y + 5))
+
+
+def test_residual_network_folds_every_batchnorm():
+    from deepscope.generalization.measures._folding import discover_layers
+    from deepscope.models import build
+
+    model = build("resnet", (1, 8, 8), 3)
+    x, y = torch.randn(24, 1, 8, 8), torch.randint(0, 3, (24,))
+    init = {k: v.clone() for k, v in model.state_dict().items()}  # distance 0: log-distances are −inf, not errors
+    result = measures(Problem(model, (x, y), init_state=init), families=("norm", "margin"), max_samples=24)
+    assert result.unsupported_layers == []
+    structure = discover_layers(model.eval(), x[:2])
+    batchnorms = [name for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    assert sorted(layer.batchnorm for layer in structure.layers if layer.batchnorm) == sorted(batchnorms)
+    assert result.value("frobenius_distance") == 0.0 and math.isfinite(result.value("log_product_spectral"))
