@@ -8,6 +8,7 @@ from deepscope.expressivity.activations import (
     activation_catalogue,
 )
 from deepscope.expressivity.capacity import Capacity, capacity, montufar_lower_bound, serra_upper_bound
+from deepscope.expressivity.layer_health import LayerHealth, layer_health
 from deepscope.expressivity.lipschitz import LipschitzBounds, lipschitz, operator_norm
 from deepscope.expressivity.regions import LinearRegions, linear_regions
 from deepscope.expressivity.signal_propagation import SignalPropagation, initialization_verdict, signal_propagation
@@ -18,12 +19,14 @@ __all__ = [
     "ActivationCatalogue",
     "ActivationProfile",
     "Capacity",
+    "LayerHealth",
     "LinearRegions",
     "LipschitzBounds",
     "SignalPropagation",
     "activation_catalogue",
     "capacity",
     "initialization_verdict",
+    "layer_health",
     "linear_regions",
     "lipschitz",
     "montufar_lower_bound",
