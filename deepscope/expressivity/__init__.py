@@ -12,6 +12,7 @@ from deepscope.expressivity.layer_health import LayerHealth, layer_health
 from deepscope.expressivity.lipschitz import LipschitzBounds, lipschitz, operator_norm
 from deepscope.expressivity.regions import LinearRegions, linear_regions
 from deepscope.expressivity.signal_propagation import SignalPropagation, initialization_verdict, signal_propagation
+from deepscope.expressivity.trajectory import TrajectoryLength, trajectory_length
 
 __all__ = [
     "ACTIVATIONS",
@@ -23,6 +24,7 @@ __all__ = [
     "LinearRegions",
     "LipschitzBounds",
     "SignalPropagation",
+    "TrajectoryLength",
     "activation_catalogue",
     "capacity",
     "initialization_verdict",
@@ -33,4 +35,5 @@ __all__ = [
     "operator_norm",
     "serra_upper_bound",
     "signal_propagation",
+    "trajectory_length",
 ]

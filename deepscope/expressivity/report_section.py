@@ -15,6 +15,7 @@ import torch
 
 from deepscope.errors import DeepscopeError
 from deepscope.expressivity.capacity import capacity
+from deepscope.expressivity.layer_health import layer_health
 from deepscope.expressivity.lipschitz import lipschitz
 from deepscope.expressivity.regions import _domain, linear_regions
 from deepscope.expressivity.signal_propagation import initialization_verdict
@@ -177,6 +178,21 @@ def build_expressivity_section(context: AuditContext) -> Section:
         sentences.append(f"the initialisation is {verdict.phase} (chi_1 = {verdict.chi_1:.3g})")
     except DeepscopeError as error:
         blocks.append(Text(f"Mean-field verdict not available: {error}"))
+
+    try:
+        health = layer_health(model, inputs, targets, jacobian_points=min(8, len(inputs)))
+        blocks.append(Text(f"Layer health on {health.examples} training inputs: {health.summary()}"))
+        blocks.append(
+            Table(
+                health.rows(),
+                caption="Per activation layer: dead units (never active), saturated "
+                "units (derivative < 5% of its maximum on 95% of inputs), statistics and RMS gradient",
+            )
+        )
+        blocks.append(Figure(figure_to_svg(health.plot()), caption="Dead and saturated units; gradient through depth"))
+        results["layer_health"] = health.to_dict()
+    except DeepscopeError as error:
+        blocks.append(Text(f"Layer health not available: {error}"))
 
     try:
         interval = lipschitz(model, inputs, search_steps=budget["search"], seed=context.seed)
