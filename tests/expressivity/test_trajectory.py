@@ -17,7 +17,7 @@ def test_linear_map_stretches_a_segment_by_its_norm_along_it():
     a, b = torch.randn(4, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
     result = trajectory_length(layer, torch.stack([a, b]), curve="segment", points=100)
     assert result.layers[0]["length"] == pytest.approx(float((b - a).norm()), rel=1e-12)
-    expected = float((layer.weight.double() @ (b - a)).norm())
+    expected = float((layer.weight.detach().double() @ (b - a)).norm())
     assert result.layers[-1]["length"] == pytest.approx(expected, rel=1e-12)
 
 
