@@ -317,6 +317,16 @@ def selected_gradients(
     return values, gradients
 
 
+def chunk_starts(total: int, size: int, progress: bool = False, description: str = "") -> Any:
+    """``range(0, total, size)``, wrapped in a tqdm bar when ``progress`` is True."""
+    starts = range(0, total, size)
+    if not progress:
+        return starts
+    from tqdm.auto import tqdm
+
+    return tqdm(starts, desc=description, unit="chunk", leave=False)
+
+
 def guard_note(model: nn.Module) -> str:
     """The model guard's note (train-mode modules switched to eval), or ''."""
     report = current_guard_report(model)

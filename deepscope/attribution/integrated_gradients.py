@@ -15,6 +15,7 @@ from deepscope.attribution._base import (
     DEFAULT_MAX_BATCH,
     Attribution,
     OutputFn,
+    chunk_starts,
     evaluate_selected,
     finish,
     prepare,
@@ -70,6 +71,7 @@ def path_gradient_sum(
     alphas: torch.Tensor,
     weights: torch.Tensor,
     max_batch: int,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Σ_s w_s ∇F(x' + α_s (x − x')) per example and target, chunked over steps × examples.
 
@@ -88,7 +90,7 @@ def path_gradient_sum(
     delta = inputs - baseline
     total = torch.zeros((n_targets, *inputs.shape), dtype=inputs.dtype, device=inputs.device)
     view = (-1,) + (1,) * (inputs.dim() - 1)
-    for start in range(0, n * m, max_batch):
+    for start in chunk_starts(n * m, max_batch, progress, f"integrated gradients, {m} steps"):
         flat = torch.arange(start, min(start + max_batch, n * m), device=inputs.device)
         example, step = flat // m, flat % m
         points = (baseline[example] + alphas[step].view(view) * delta[example]).requires_grad_(True)
@@ -115,6 +117,7 @@ def integrated_gradients(
     max_steps: int = 1024,
     output_fn: OutputFn | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
+    progress: bool = False,
 ) -> Attribution:
     """Integrated gradients, IG_i = (x_i − x'_i) ∫₀¹ ∂F(x' + α(x − x'))/∂x_i dα (Sundararajan et al., 2017).
 
@@ -138,6 +141,7 @@ def integrated_gradients(
         initial_steps, max_steps: the adaptive schedule's start and cap.
         output_fn: maps a tuple/dict model output to ``(batch, classes)``.
         max_batch: rows (path points) per forward pass: the memory budget.
+        progress: show a tqdm bar over the chunks.
 
     Returns:
         An :class:`Attribution`; diagnostics ``completeness_error`` (relative), ``delta`` (ΔF) and
@@ -169,7 +173,7 @@ def integrated_gradients(
     def attribute(rows: torch.Tensor, count: int) -> torch.Tensor:
         alphas, weights = quadrature(rule, count)
         sums = path_gradient_sum(
-            forward, x[rows], reference[rows], targets[:, rows], alphas, weights, prepared.max_batch
+            forward, x[rows], reference[rows], targets[:, rows], alphas, weights, prepared.max_batch, progress
         )
         return sums * delta[:, rows]
 

@@ -7,7 +7,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepscope.attribution._base import DEFAULT_MAX_BATCH, Attribution, OutputFn, evaluate_outputs, finish, prepare
+from deepscope.attribution._base import (
+    DEFAULT_MAX_BATCH,
+    Attribution,
+    OutputFn,
+    chunk_starts,
+    evaluate_outputs,
+    finish,
+    prepare,
+)
 from deepscope.errors import DataError
 from deepscope.registry import analysis
 
@@ -22,6 +30,7 @@ def ism(
     *,
     output_fn: OutputFn | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
+    progress: bool = False,
 ) -> Attribution:
     """In-silico mutagenesis (Alipanahi et al., 2015; Zhou & Troyanskaya, 2015).
 
@@ -32,6 +41,7 @@ def ism(
     Args:
         model, target, output_fn, max_batch: as for every method.
         inputs: one-hot sequences ``(batch, alphabet, length)`` (each column one 1, the rest 0).
+        progress: show a tqdm bar over the chunks.
 
     Returns:
         An :class:`Attribution` shaped like the inputs; ``alphabet × length × batch`` extra passes.
@@ -54,7 +64,7 @@ def ism(
     reference = evaluate_outputs(prepared.forward, x, prepared.max_batch).gather(1, targets.t()).t()  # (T, n)
     mutations = letters * length
     values = torch.empty(targets.shape[0], n, mutations, dtype=x.dtype, device=x.device)
-    for start in range(0, n * mutations, prepared.max_batch):
+    for start in chunk_starts(n * mutations, prepared.max_batch, progress, "in-silico mutagenesis"):
         flat = torch.arange(start, min(start + prepared.max_batch, n * mutations), device=x.device)
         example, mutation = flat // mutations, flat % mutations
         letter, position = mutation // length, mutation % length

@@ -13,6 +13,7 @@ from deepscope.attribution._base import (
     DEFAULT_MAX_BATCH,
     Attribution,
     OutputFn,
+    chunk_starts,
     evaluate_outputs,
     finish,
     prepare,
@@ -71,6 +72,7 @@ def occlusion(
     baseline: Any = None,
     output_fn: OutputFn | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
+    progress: bool = False,
 ) -> Attribution:
     """Occlusion (Zeiler & Fergus, 2014): φ_i = mean over windows W ∋ i of F(x) − F(x with W set to x').
 
@@ -80,6 +82,7 @@ def occlusion(
             or a tuple, e.g. ``(1, 3, 3)`` for images with a channel dimension).
         strides: the step between windows (default: the window, i.e. no overlap).
         baseline: the replacement value (None = zeros), a number or a tensor shaped like the inputs.
+        progress: show a tqdm bar over the chunks.
 
     Returns:
         An :class:`Attribution`; ``diagnostics["windows"]`` is the number of window positions.
@@ -98,7 +101,7 @@ def occlusion(
     n, windows = x.shape[0], masks.shape[0]
     scores = torch.empty(targets.shape[0], n, windows, dtype=x.dtype, device=x.device)
     full = evaluate_outputs(prepared.forward, x, prepared.max_batch).gather(1, targets.t()).t()
-    for start in range(0, n * windows, prepared.max_batch):
+    for start in chunk_starts(n * windows, prepared.max_batch, progress, "occlusion"):
         flat = torch.arange(start, min(start + prepared.max_batch, n * windows), device=x.device)
         example, position = flat // windows, flat % windows
         occluded = torch.where(masks[position], reference[example], x[example])

@@ -13,6 +13,7 @@ from deepscope.attribution._base import (
     DEFAULT_MAX_BATCH,
     Attribution,
     OutputFn,
+    chunk_starts,
     evaluate_outputs,
     finish,
     prepare,
@@ -42,13 +43,13 @@ def _groups(feature_groups: Any, feature_shape: tuple[int, ...], device: torch.d
     return labels.to(device), int(labels.max()) + 1
 
 
-def _values_of_coalitions(forward, x, reference, labels, coalitions, targets, max_batch):
+def _values_of_coalitions(forward, x, reference, labels, coalitions, targets, max_batch, progress=False):
     """v(S) = F(x on S, x' elsewhere) for every example and coalition: coalitions (K, M) bool -> (T, n, K)."""
     n, k = x.shape[0], coalitions.shape[0]
     feature_masks = coalitions[:, labels]  # (K, features)
     flat_x, flat_reference = x.flatten(1), reference.flatten(1)
     values = torch.empty(targets.shape[0], n, k, dtype=x.dtype, device=x.device)
-    for start in range(0, n * k, max_batch):
+    for start in chunk_starts(n * k, max_batch, progress, "shapley"):
         flat = torch.arange(start, min(start + max_batch, n * k), device=x.device)
         example, coalition = flat // k, flat % k
         points = torch.where(feature_masks[coalition], flat_x[example], flat_reference[example])
@@ -57,11 +58,11 @@ def _values_of_coalitions(forward, x, reference, labels, coalitions, targets, ma
     return values
 
 
-def _exact(forward, x, reference, labels, groups, targets, max_batch):
+def _exact(forward, x, reference, labels, groups, targets, max_batch, progress):
     """φ_j = Σ_{S ∌ j} |S|!(M−|S|−1)!/M! (v(S ∪ {j}) − v(S)) over all 2^M coalitions."""
     codes = torch.arange(2**groups, device=x.device)
     bits = ((codes.unsqueeze(1) >> torch.arange(groups, device=x.device)) & 1).bool()  # (2^M, M)
-    values = _values_of_coalitions(forward, x, reference, labels, bits, targets, max_batch)
+    values = _values_of_coalitions(forward, x, reference, labels, bits, targets, max_batch, progress)
     sizes = bits.sum(1)
     weights = torch.tensor(
         [math.factorial(s) * math.factorial(groups - s - 1) / math.factorial(groups) for s in range(groups)],
@@ -76,7 +77,7 @@ def _exact(forward, x, reference, labels, groups, targets, max_batch):
     return phi, torch.zeros_like(phi), (values[:, :, -1], values[:, :, 0]), 2**groups
 
 
-def _sampled(forward, x, reference, labels, groups, targets, max_batch, samples, seed):
+def _sampled(forward, x, reference, labels, groups, targets, max_batch, samples, seed, progress):
     """Permutation sampling (Castro et al., 2009): mean marginal contribution over random orders."""
     generator = torch.Generator().manual_seed(seed)
     orders = torch.stack([torch.randperm(groups, generator=generator) for _ in range(samples)]).to(x.device)
@@ -86,7 +87,7 @@ def _sampled(forward, x, reference, labels, groups, targets, max_batch, samples,
     steps = torch.arange(groups + 1, device=x.device)
     coalitions = rank.unsqueeze(1) < steps.view(1, -1, 1)
     values = _values_of_coalitions(
-        forward, x, reference, labels, coalitions.reshape(-1, groups), targets, max_batch
+        forward, x, reference, labels, coalitions.reshape(-1, groups), targets, max_batch, progress
     ).view(targets.shape[0], x.shape[0], samples, groups + 1)
     gains = values[..., 1:] - values[..., :-1]  # gain of the feature added at position p
     contributions = torch.zeros_like(gains)
@@ -110,6 +111,7 @@ def shapley(
     seed: int = 0,
     output_fn: OutputFn | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
+    progress: bool = False,
 ) -> Attribution:
     """Baseline Shapley values, φ_j = Σ_{S ⊆ N∖{j}} |S|!(M−|S|−1)!/M! [v(S ∪ {j}) − v(S)] (Shapley, 1953),
     with v(S) = F(x on S, x' elsewhere) (Sundararajan & Najmi, 2020).
@@ -124,6 +126,7 @@ def shapley(
         feature_groups: integer tensor shaped like one example; features with the same id
             form one player (every feature of a group receives the group's value).
         max_exact: the largest M solved exactly; samples, seed: the permutation sampler.
+        progress: show a tqdm bar over the chunks.
 
     Returns:
         An :class:`Attribution`; diagnostics ``players`` (M), ``exact`` (bool),
@@ -147,11 +150,11 @@ def shapley(
     exact = groups <= max_exact
     if exact:
         phi, standard_error, (at_input, at_baseline), per_example = _exact(
-            prepared.forward, x, reference, labels, groups, targets, prepared.max_batch
+            prepared.forward, x, reference, labels, groups, targets, prepared.max_batch, progress
         )
     else:
         phi, standard_error, (at_input, at_baseline), per_example = _sampled(
-            prepared.forward, x, reference, labels, groups, targets, prepared.max_batch, samples, seed
+            prepared.forward, x, reference, labels, groups, targets, prepared.max_batch, samples, seed, progress
         )
     values = phi[:, :, labels].reshape(targets.shape[0], *x.shape)
     error = relative_completeness_error(phi.sum(2), at_input, at_baseline)

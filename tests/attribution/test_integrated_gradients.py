@@ -70,3 +70,11 @@ def test_bad_options(cnn_and_images):
         integrated_gradients(model, images, rule="simpson")
     with pytest.raises(InvalidParameterError, match="baseline"):
         integrated_gradients(model, images, baseline=torch.zeros(3, 3))
+
+
+def test_progress_bar_does_not_change_the_answer(mlp_and_rows, capsys):
+    model, rows = mlp_and_rows
+    quiet = integrated_gradients(model, rows, target=0, steps=16, max_batch=8)
+    shown = integrated_gradients(model, rows, target=0, steps=16, max_batch=8, progress=True)
+    torch.testing.assert_close(quiet.values, shown.values)
+    assert "integrated gradients" in capsys.readouterr().err
