@@ -7,6 +7,12 @@ from deepscope.expressivity.activations import (
     ActivationProfile,
     activation_catalogue,
 )
+from deepscope.expressivity.approximation import (
+    TARGETS,
+    ApproximationExperiment,
+    interpolating_relu_network,
+    universal_approximation,
+)
 from deepscope.expressivity.capacity import Capacity, capacity, montufar_lower_bound, serra_upper_bound
 from deepscope.expressivity.layer_health import LayerHealth, layer_health
 from deepscope.expressivity.lipschitz import LipschitzBounds, lipschitz, operator_norm
@@ -17,8 +23,10 @@ from deepscope.expressivity.trajectory import TrajectoryLength, trajectory_lengt
 __all__ = [
     "ACTIVATIONS",
     "ANALYTIC_LIPSCHITZ",
+    "TARGETS",
     "ActivationCatalogue",
     "ActivationProfile",
+    "ApproximationExperiment",
     "Capacity",
     "LayerHealth",
     "LinearRegions",
@@ -28,6 +36,7 @@ __all__ = [
     "activation_catalogue",
     "capacity",
     "initialization_verdict",
+    "interpolating_relu_network",
     "layer_health",
     "linear_regions",
     "lipschitz",
@@ -36,4 +45,5 @@ __all__ = [
     "serra_upper_bound",
     "signal_propagation",
     "trajectory_length",
+    "universal_approximation",
 ]
