@@ -173,7 +173,7 @@ def pac_bayes_certificate(
     mc_samples: int = 10,
     iterations: int = 500,
     prior_iterations: int = 500,
-    learning_rate: float = 5e-3,
+    learning_rate: float = 1e-3,
     sigma_learning_rate: float = 1e-2,
     prior_learning_rate: float = 1e-3,
     batch_size: int = 256,

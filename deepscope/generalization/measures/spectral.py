@@ -119,19 +119,23 @@ class SpectralMetrics(Result):
         return figure
 
 
-def _weight_matrices(module: nn.Module) -> list[np.ndarray]:
-    weight = module.weight.detach().to(torch.float64).cpu().numpy()
-    if weight.ndim == 2:
-        mats = [weight]
-    else:  # conv: one (out, in) matrix per kernel position
-        flat = weight.reshape(weight.shape[0], weight.shape[1], -1)
-        mats = [flat[:, :, k] for k in range(flat.shape[2])]
-    return [m if m.shape[0] >= m.shape[1] else m.T for m in mats]
+def _eigenvalues(module: nn.Module) -> np.ndarray:
+    """Eigenvalues of WᵀW (float64), pooled over a conv kernel's spatial slices, sorted ascending.
+
+    Each matrix is oriented N × M with N ≥ M and the M × M Gram matrices of all slices go through
+    one batched ``eigvalsh`` (faster than an SVD of W; same eigenvalues to rounding).
+    """
+    weight = module.weight.detach().to(torch.float64).cpu()
+    mats = weight[None] if weight.ndim == 2 else weight.reshape(weight.shape[0], weight.shape[1], -1).permute(2, 0, 1)
+    if mats.shape[1] < mats.shape[2]:
+        mats = mats.transpose(1, 2)
+    gram = mats.transpose(1, 2) @ mats
+    values = torch.linalg.eigvalsh(gram).reshape(-1).clamp(min=0.0)
+    return np.sort(values.numpy())
 
 
 def _layer_spectrum(name: str, module: nn.Module, min_eigenvalues: int) -> LayerSpectrum:
-    mats = _weight_matrices(module)
-    eigenvalues = np.sort(np.concatenate([np.linalg.svd(m, compute_uv=False) ** 2 for m in mats]))
+    eigenvalues = _eigenvalues(module)
     frobenius_sq = float(eigenvalues.sum())
     lambda_max = float(eigenvalues.max())
     alpha, xmin, distance, tail = fit_power_law(eigenvalues)
