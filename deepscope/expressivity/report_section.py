@@ -19,14 +19,33 @@ from deepscope.expressivity.layer_health import layer_health
 from deepscope.expressivity.lipschitz import lipschitz
 from deepscope.expressivity.regions import _domain, linear_regions
 from deepscope.expressivity.signal_propagation import initialization_verdict
+from deepscope.expressivity.trajectory import trajectory_length
 from deepscope.report.sections import AuditContext, Figure, Section, Table, Text, register_section
 from deepscope.report.svg import figure_to_svg
 
 __all__ = ["build_expressivity_section"]
 
 _BUDGETS: dict[str, dict[str, Any]] = {
-    "quick": {"max_regions": 2500, "zooms": 5, "width": 128, "networks": 1, "edge_points": 4, "search": 5, "n": 64},
-    "full": {"max_regions": 60000, "zooms": 6, "width": 1000, "networks": 3, "edge_points": 9, "search": 30, "n": 256},
+    "quick": {
+        "max_regions": 2500,
+        "zooms": 5,
+        "width": 128,
+        "networks": 1,
+        "edge_points": 4,
+        "search": 5,
+        "n": 64,
+        "trajectory_points": 256,
+    },
+    "full": {
+        "max_regions": 60000,
+        "zooms": 6,
+        "width": 1000,
+        "networks": 3,
+        "edge_points": 9,
+        "search": 30,
+        "n": 256,
+        "trajectory_points": 2048,
+    },
 }
 
 
@@ -193,6 +212,19 @@ def build_expressivity_section(context: AuditContext) -> Section:
         results["layer_health"] = health.to_dict()
     except DeepscopeError as error:
         blocks.append(Text(f"Layer health not available: {error}"))
+
+    try:
+        trajectory = trajectory_length(model, inputs[:3], points=budget["trajectory_points"])
+        lengths = ", ".join(f"{row['length']:.3g}" for row in trajectory.layers)
+        blocks.append(
+            Text(
+                f"Trajectory length (Raghu et al. 2017) of a circle through three training points, after the "
+                f"input, each activation and the output: {lengths}; x{trajectory.growth_rate:.3g} per layer."
+            )
+        )
+        results["trajectory_length"] = trajectory.to_dict()
+    except DeepscopeError as error:
+        blocks.append(Text(f"Trajectory length not available: {error}"))
 
     try:
         interval = lipschitz(model, inputs, search_steps=budget["search"], seed=context.seed)

@@ -19,6 +19,8 @@ def test_section_on_the_cnn_fixture():
     assert results["linear_regions"]["max_abs_error"] < 1e-9
     assert results["lipschitz"]["lower"] <= results["lipschitz"]["upper"]
     assert results["initialization_verdict"]["phase"] in ("ordered", "critical", "chaotic")
+    assert results["trajectory_length"]["layers"][0]["depth"] == 0
+    assert "layer_health" in results
     assert any(getattr(block, "svg", "").startswith("<svg") for block in section.blocks)
     assert SECTIONS["expressivity"].order == 50
     assert fixture.model.training  # the caller's model is untouched (train flags restored)
