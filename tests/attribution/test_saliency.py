@@ -66,3 +66,13 @@ def test_tuple_output_needs_output_fn(mlp_and_rows):
 def test_chunking_does_not_change_the_result(cnn_and_images):
     model, images = cnn_and_images
     torch.testing.assert_close(saliency(model, images, max_batch=1).values, saliency(model, images).values)
+
+
+def test_train_mode_dropout_runs_in_eval_semantics_and_says_so():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.Dropout(0.5), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    model.train()
+    rows = torch.randn(4, 5)
+    first, second = saliency(model, rows, target=0), saliency(model, rows, target=0)
+    assert torch.equal(first.values, second.values)  # no dropout noise inside the call
+    assert "train mode" in first.note and model.training  # reported, and the caller's flag is restored
