@@ -30,14 +30,14 @@ Example:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from deepscope._validation import check_choice, check_int
+from deepscope.curvature._base import Batches, ParameterSpace
 from deepscope.errors import DataError, DeepscopeError, UnsupportedModelError, invalid_parameter
 from deepscope.registry import analysis
 
@@ -49,40 +49,9 @@ __all__ = [
     "dense_hessian",
 ]
 
-Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _METHODS = ("auto", "double_backward", "forward_over_reverse")
 _KINDS = ("hessian", "gauss_newton")
-
-
-class ParameterSpace:
-    """Names, shapes and offsets of a set of parameters: converts dicts to flat vectors and back."""
-
-    def __init__(self, params: Mapping[str, torch.Tensor]) -> None:
-        self.names = list(params)
-        self.shapes = [tuple(params[n].shape) for n in self.names]
-        self.sizes = [math.prod(s) for s in self.shapes]
-        self.offsets = [0]
-        for size in self.sizes:
-            self.offsets.append(self.offsets[-1] + size)
-        self.numel = self.offsets[-1]
-
-    def flatten(self, tensors: Mapping[str, torch.Tensor] | Sequence[torch.Tensor]) -> torch.Tensor:
-        """Concatenate tensors (a dict keyed by name, or a sequence in name order) into one vector."""
-        items = [tensors[n] for n in self.names] if isinstance(tensors, Mapping) else list(tensors)
-        return torch.cat([t.reshape(-1) for t in items])
-
-    def unflatten(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Split a vector of length ``numel`` into a dict of tensors shaped like the parameters."""
-        return {
-            name: vector[start:end].view(shape)
-            for name, shape, start, end in zip(self.names, self.shapes, self.offsets, self.offsets[1:])
-        }
-
-    def slice_of(self, name: str) -> slice:
-        """The positions of parameter ``name`` in the flat vector."""
-        index = self.names.index(name)
-        return slice(self.offsets[index], self.offsets[index + 1])
 
 
 class HessianOperator:
@@ -312,17 +281,6 @@ class HessianOperator:
 
     def __repr__(self) -> str:
         return f"HessianOperator(kind={self.kind!r}, n_params={self.n_params}, n_samples={self.n_samples}, method={self.method!r})"
-
-
-def batches_of(inputs: torch.Tensor, targets: torch.Tensor, batch_size: int | None = None) -> Batches:
-    """A batch source over in-memory tensors (for the operator and the Monitor)."""
-    size = len(inputs) if batch_size is None else batch_size
-
-    def iterate() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(inputs), size):
-            yield inputs[start : start + size], targets[start : start + size]
-
-    return iterate
 
 
 def _operator(problem: Any, owner: str, **options: Any) -> HessianOperator:

@@ -40,7 +40,8 @@ import torch
 from torch import nn
 
 from deepscope._validation import check_float, check_int
-from deepscope.curvature.hvp import HessianOperator, batches_of
+from deepscope.curvature._base import batches_of
+from deepscope.curvature.hvp import HessianOperator
 from deepscope.curvature.lanczos import eigen_result_from_operator
 from deepscope.curvature.layers import group_by_layer
 from deepscope.dynamics.noise_scale import noise_scale_from_batch
