@@ -6,6 +6,7 @@ iterate it).
 """
 
 from deepscope.attribution._base import Attribution
+from deepscope.attribution.axioms import CLAIMED_AXIOMS, AxiomReport, check_axioms
 from deepscope.attribution.deeplift import deeplift
 from deepscope.attribution.expected_gradients import expected_gradients, gradient_shap
 from deepscope.attribution.grad_cam import grad_cam
@@ -34,6 +35,23 @@ METHODS = {
     "lrp": lrp,
 }
 
-from deepscope.attribution.axioms import CLAIMED_AXIOMS, AxiomReport, check_axioms  # noqa: E402
-
-__all__ = ["Attribution", "METHODS", "check_axioms", "AxiomReport", "CLAIMED_AXIOMS", *METHODS]
+__all__ = [
+    "Attribution",
+    "METHODS",
+    "check_axioms",
+    "AxiomReport",
+    "CLAIMED_AXIOMS",
+    "saliency",
+    "input_x_gradient",
+    "integrated_gradients",
+    "smoothgrad",
+    "vargrad",
+    "expected_gradients",
+    "gradient_shap",
+    "occlusion",
+    "shapley",
+    "ism",
+    "grad_cam",
+    "deeplift",
+    "lrp",
+]

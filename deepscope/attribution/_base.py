@@ -161,7 +161,7 @@ def prepare_inputs(model: nn.Module, inputs: Any, owner: str, *, gradient: bool 
         bad = int((~torch.isfinite(inputs)).sum())
         raise DataError(f"The 'inputs' of {owner} contain {bad} NaN or infinite value(s); clean them first.")
     device, dtype = model_device_dtype(model)
-    return inputs.detach().to(device=device, dtype=dtype if inputs.is_floating_point() or gradient else dtype)
+    return inputs.detach().to(device=device, dtype=dtype)
 
 
 def prepare_baseline(baseline: Any, inputs: torch.Tensor, owner: str, name: str = "baseline") -> torch.Tensor:
