@@ -81,12 +81,15 @@ class _Rescale(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         z, output = ctx.saved_tensors
-        with torch.enable_grad():
+        delta_in, delta_out = _paired_delta(z), _paired_delta(output)
+        small = delta_in.abs() < ctx.eps
+        rescaled = grad_output * delta_out / torch.where(small, 1.0, delta_in)
+        if not bool(small.any()):
+            return rescaled, None, None
+        with torch.enable_grad():  # the plain derivative, only where input and baseline coincide
             leaf = z.detach().requires_grad_(True)
             (local,) = torch.autograd.grad(ctx.function(leaf.clone()), leaf, grad_output)
-        delta_in, delta_out = _paired_delta(z), _paired_delta(output)
-        rescaled = grad_output * delta_out / torch.where(delta_in.abs() < ctx.eps, 1.0, delta_in)
-        return torch.where(delta_in.abs() < ctx.eps, local, rescaled), None, None
+        return torch.where(small, local, rescaled), None, None
 
 
 class _MaxPoolRule(torch.autograd.Function):
