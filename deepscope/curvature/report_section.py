@@ -105,7 +105,8 @@ def build_curvature_section(context: AuditContext) -> Section:
     if context.learning_rate:
         limit = 2.0 / context.learning_rate
         results["sharpness_vs_two_over_lr"] = {"sharpness": top, "two_over_lr": limit, "ratio": top / limit}
-        sharpness_sentence = f" Sharpness is {top / limit:.3g} × 2/η."
+        position = "below" if top < limit else "at or above"
+        sharpness_sentence = f" That is {top / limit:.3g} × 2/η, {position} the gradient-descent stability limit."
         blocks.append(
             Text(
                 f"Sharpness {top:.4g} against 2/η = {limit:.4g} (η = {context.learning_rate:g}): plain gradient "
@@ -146,10 +147,9 @@ def build_curvature_section(context: AuditContext) -> Section:
         results["dynamics"] = dynamics.rows()
         blocks.append(Figure(figure_to_svg(dynamics.plot()), caption="Training dynamics recorded by the Monitor"))
 
-    flatness = "flat" if abs(top) < 1.0 else "sharp" if top > 100 else "moderately curved"
     summary = (
-        f"The loss is {flatness} around the trained weights: the largest Hessian eigenvalue is {top:.3g} and the "
-        f"trace {trace.trace:.3g} ± {trace.standard_error:.2g}.{sharpness_sentence}"
+        f"The sharpest direction of the loss has curvature {top:.3g} (largest Hessian eigenvalue) and the total "
+        f"curvature is {trace.trace:.3g} ± {trace.standard_error:.2g} (trace).{sharpness_sentence}"
     )
     if not math.isfinite(top):
         summary = "The Hessian could not be estimated (non-finite curvature)."

@@ -30,7 +30,7 @@ def test_quick_section_on_the_cnn_fixture_with_learning_rate_and_monitor_history
         monitor.step(loss=loss.item(), lr=0.05, inputs=fixture.inputs, targets=fixture.targets)
     context = AuditContext(problem=problem, learning_rate=0.05, history={"monitor": monitor.result()}, budget="quick")
     section = check_model_untouched(build_curvature_section, fixture.model, context)
-    assert "largest Hessian eigenvalue" in section.summary and "2/η" in section.summary
+    assert "largest Hessian eigenvalue" in section.summary and "2/η" in section.summary and "below" in section.summary
     assert sum(isinstance(b, Figure) for b in section.blocks) == 4  # density, 1-D, 2-D, dynamics
     assert any(isinstance(b, Table) for b in section.blocks)
     results = json.loads(json.dumps(section.results, allow_nan=True))
