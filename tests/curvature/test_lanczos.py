@@ -90,3 +90,21 @@ def test_result_views():
     assert [row["index"] for row in result.rows()] == [0, 1]
     assert result.plot() is not None
     assert '"eigenvalues"' in result.to_json()
+
+
+@pytest.mark.slow
+def test_top_eigenvalue_matches_pyhessian_on_a_batchnorm_cnn():
+    pyhessian = pytest.importorskip("pyhessian")
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(128, 1, 8, 8, generator=generator)
+    y = (x[:, 0, :4].mean((1, 2)) > 0).long() + (x[:, 0, 4:].mean((1, 2)) > 0).long()
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(), nn.Linear(384, 3))
+    with torch.no_grad():
+        model.train()(x)  # non-default running statistics; both libraries then use eval mode
+    ours = hessian_eigenvalues(Problem(model, (x, y)), k=1, tol=1e-5)
+    assert model.training  # our guard restored the caller's train flag
+    torch.manual_seed(0)
+    reference = pyhessian.hessian(copy.deepcopy(model), nn.CrossEntropyLoss(), data=(x, y), cuda=False)
+    top, _ = reference.eigenvalues(maxIter=300, tol=1e-6)
+    assert ours.eigenvalues[0] == pytest.approx(top[0], rel=1e-2)  # the 1% bar
