@@ -8,6 +8,7 @@ callable ``(model, inputs, target=...) -> Attribution | Tensor``.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -60,21 +61,31 @@ def prepare_single_target(
     return prepared
 
 
-def attribution_function(method: Any, owner: str, name: str = "method") -> Callable[..., torch.Tensor]:
-    """``f(model, inputs, targets) -> values`` for a method name in METHODS or a callable."""
+def attribution_function(
+    method: Any, owner: str, name: str = "method", *, output_fn: OutputFn | None = None, max_batch: int | None = None
+) -> Callable[..., torch.Tensor]:
+    """``f(model, inputs, targets) -> values`` for a method name in METHODS or a callable.
+
+    A named method also receives ``output_fn`` and ``max_batch`` when it accepts them; a callable
+    is called as ``method(model, inputs, target=targets)``.
+    """
+    options: dict[str, Any] = {}
     if isinstance(method, str):
         from deepscope.attribution import METHODS  # lazy: the methods package imports slowly
 
         if method not in METHODS:
             raise invalid_parameter(name, owner, f"one of {', '.join(repr(m) for m in sorted(METHODS))}", method)
         function = METHODS[method]
+        accepted = inspect.signature(function).parameters
+        given = {"output_fn": output_fn, "max_batch": max_batch}
+        options = {key: value for key, value in given.items() if value is not None and key in accepted}
     elif callable(method):
         function = method
     else:
         raise invalid_parameter(name, owner, "a method name or a callable (model, inputs, target=...)", method)
 
     def explain(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        result = function(model, inputs, target=targets)
+        result = function(model, inputs, target=targets, **options)
         values = result if isinstance(result, torch.Tensor) else getattr(result, "values", result)
         if not isinstance(values, torch.Tensor) or tuple(values.shape) != tuple(inputs.shape):
             raise invalid_parameter(name, owner, f"a method returning values of shape {tuple(inputs.shape)}", values)
@@ -84,7 +95,14 @@ def attribution_function(method: Any, owner: str, name: str = "method") -> Calla
 
 
 def resolve_attributions(
-    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, attributions: AttributionSource, owner: str
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    attributions: AttributionSource,
+    owner: str,
+    *,
+    output_fn: OutputFn | None = None,
+    max_batch: int | None = None,
 ) -> torch.Tensor:
     """Attributions shaped like ``inputs``: given, or computed (None means "saliency")."""
     if isinstance(attributions, torch.Tensor):
@@ -95,9 +113,9 @@ def resolve_attributions(
         source = getattr(attributions, "values", None)
         if isinstance(source, torch.Tensor):  # an Attribution result
             return resolve_attributions(model, inputs, targets, source, owner)
-        values = attribution_function("saliency" if attributions is None else attributions, owner, "attributions")(
-            model, inputs, targets
-        )
+        method = "saliency" if attributions is None else attributions
+        explain = attribution_function(method, owner, "attributions", output_fn=output_fn, max_batch=max_batch)
+        values = explain(model, inputs, targets)
     if not bool(torch.isfinite(values).all()):
         raise DataError(f"The 'attributions' of {owner} contain NaN or infinite values.")
     return values

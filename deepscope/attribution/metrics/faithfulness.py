@@ -122,7 +122,9 @@ def _perturbation_curve(
     output = check_output(output, owner)
     prepared = prepare_single_target(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch)
     x, targets = prepared.inputs, prepared.targets[0]
-    values = resolve_attributions(model, x, targets, attributions, owner)
+    values = resolve_attributions(
+        model, x, targets, attributions, owner, output_fn=output_fn, max_batch=prepared.max_batch
+    )
     reference = prepare_baseline(baseline, x, owner)
     batch = x.shape[0]
     flat_x = x.reshape(batch, -1)
@@ -322,7 +324,9 @@ def faithfulness_correlation(
     dimension = flat_x.shape[1]
     size = max(1, dimension // 10) if subset_size is None else subset_size
     size = check_int(size, "subset_size", owner, minimum=1, maximum=dimension)
-    values = resolve_attributions(model, x, targets, attributions, owner).reshape(batch, -1)
+    values = resolve_attributions(
+        model, x, targets, attributions, owner, output_fn=output_fn, max_batch=prepared.max_batch
+    ).reshape(batch, -1)
     flat_reference = prepare_baseline(baseline, x, owner).reshape(batch, -1)
     generator = torch.Generator().manual_seed(seed)
     original = selected_scores(prepared.forward, x, targets, output, prepared.max_batch).double()

@@ -124,7 +124,9 @@ def infidelity(
     else:
         n_samples = check_int(n_samples, "n_samples", owner, minimum=1)
         noise_std = check_float(noise_std, "noise_std", owner, minimum=0.0, strict_minimum=True)
-    values = resolve_attributions(model, x, targets, attributions, owner).reshape(batch, -1)
+    values = resolve_attributions(
+        model, x, targets, attributions, owner, output_fn=output_fn, max_batch=prepared.max_batch
+    ).reshape(batch, -1)
     generator = torch.Generator().manual_seed(seed)
     original = selected_scores(prepared.forward, x, targets, output, prepared.max_batch).double()
     total_rows = n_samples * batch

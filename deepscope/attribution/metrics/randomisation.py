@@ -210,7 +210,7 @@ def model_parameter_randomisation(
     if ssim and x.dim() != 4:
         raise invalid_parameter("ssim", owner, "False for inputs that are not images (batch, C, H, W)", ssim)
     names = _layers_top_down(model, layers, owner)
-    explain = attribution_function(method, owner)
+    explain = attribution_function(method, owner, output_fn=output_fn, max_batch=prepared.max_batch)
     method_name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
     original = explain(model, x, targets)
     copy_ = copy.deepcopy(model)

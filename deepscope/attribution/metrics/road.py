@@ -210,7 +210,9 @@ def road(
             "inputs", owner, "sequences (batch, channels, L) or images (batch, channels, H, W)", inputs
         )
     batch = x.shape[0]
-    values = resolve_attributions(model, x, targets, attributions, owner)
+    values = resolve_attributions(
+        model, x, targets, attributions, owner, output_fn=output_fn, max_batch=prepared.max_batch
+    )
     relevance = values.sum(dim=1).reshape(batch, -1)
     size = relevance.shape[1]
     order = torch.argsort(relevance, dim=1, descending=True, stable=True)

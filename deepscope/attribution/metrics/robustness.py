@@ -113,7 +113,7 @@ def max_sensitivity(
     else:
         n_samples = check_int(n_samples, "n_samples", owner, minimum=1)
         radius = check_float(radius, "radius", owner, minimum=0.0, strict_minimum=True)
-    explain = attribution_function(method, owner)
+    explain = attribution_function(method, owner, output_fn=output_fn, max_batch=prepared.max_batch)
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
     original = explain(model, x, targets).reshape(batch, -1)
     scale = original.norm(dim=1) if normalise else torch.ones(batch, dtype=x.dtype, device=x.device)

@@ -56,7 +56,9 @@ def summary_metrics(
     owner = "summary_metrics"
     prepared = prepare_single_target(model, inputs, targets, owner=owner, output_fn=output_fn, max_batch=max_batch)
     x, resolved = prepared.inputs, prepared.targets[0]
-    values = resolve_attributions(model, x, resolved, attributions, owner)
+    values = resolve_attributions(
+        model, x, resolved, attributions, owner, output_fn=output_fn, max_batch=prepared.max_batch
+    )
     options = {"attributions": values, "baseline": baseline, "step_fraction": step_fraction, "output_fn": output_fn}
     deletion = deletion_curve(model, x, resolved, max_batch=prepared.max_batch, **options)
     insertion = insertion_curve(model, x, resolved, max_batch=prepared.max_batch, **options)

@@ -57,3 +57,16 @@ def test_clear_errors(call):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
     with pytest.raises(DeepscopeError):
         call(model, torch.rand(4, 1, 8, 8))
+
+
+def test_output_fn_reaches_the_attribution_methods():
+    # attributions=None / method names compute saliency through METHODS, which needs output_fn too
+    model, x = TupleOutput(), torch.rand(4, 1, 8, 8)
+    pick = lambda out: out[0]  # noqa: E731
+    plain = torch.nn.Sequential(model.body)
+    torch.testing.assert_close(
+        deletion_curve(model, x, 0, output_fn=pick, step_fraction=0.5).curves,
+        deletion_curve(plain, x, 0, step_fraction=0.5).curves,
+    )
+    assert max_sensitivity(model, x, 0, n_samples=2, output_fn=pick).values.shape == (4,)
+    assert model_parameter_randomisation(model, x, 0, output_fn=pick).layers == ["body.1"]
