@@ -13,6 +13,7 @@ from typing import Any
 from deepscope.curvature.density import hessian_density
 from deepscope.curvature.lanczos import hessian_eigenvalues
 from deepscope.curvature.landscape import loss_interpolation, loss_surface
+from deepscope.curvature.layers import hessian_by_layer
 from deepscope.curvature.ntk import ntk
 from deepscope.curvature.trace import hessian_trace
 from deepscope.dynamics.monitor import DynamicsHistory
@@ -100,6 +101,13 @@ def build_curvature_section(context: AuditContext) -> Section:
     blocks.append(
         Figure(figure_to_svg(density.plot()), caption="Eigenvalue density (stochastic Lanczos quadrature), log scale")
     )
+
+    if context.budget == "full":
+        layers = hessian_by_layer(problem, k=1, tol=budget["tol"], max_hvps=200, seed=seed, max_samples=samples)
+        results["hessian_by_layer"] = layers.rows()
+        blocks.append(
+            Table(layers.rows(), caption=f"Per-layer curvature (diagonal Hessian blocks, {layers.n_hvps} HVPs)")
+        )
 
     sharpness_sentence = ""
     if context.learning_rate:

@@ -40,3 +40,12 @@ def test_quick_section_on_the_cnn_fixture_with_learning_rate_and_monitor_history
     assert {"hessian_eigenvalues", "hessian_trace", "ntk", "loss_surface", "loss_interpolation", "dynamics"} <= set(
         results
     )
+
+
+def test_full_budget_adds_per_layer_curvature():
+    fixture = make_fixture("mlp")
+    section = build_curvature_section(AuditContext(problem=fixture.problem(), budget="full"))
+    layers = section.results["hessian_by_layer"]
+    # the mlp fixture's trainable layers (its first weight is frozen, its bias is not)
+    assert [row["layer"] for row in layers] == ["0", "1", "4", "6"]
+    assert "2/η" not in section.summary  # no learning rate known
