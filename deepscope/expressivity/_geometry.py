@@ -236,3 +236,81 @@ def _tie_broken(f_i: np.ndarray, f_j: np.ndarray, i_first: np.ndarray, j_first: 
             same = identical & ~i_first & ~j_first  # i == j: the function against itself
             difference[same, -1] = 0.0
     return difference
+
+
+class PieceBuffer:
+    """Pieces stored in growable arrays so that cutting one piece costs O(1) amortised, not O(P).
+
+    A cut writes the positive part over the piece in place and appends the negative part; each
+    slot remembers its ``parent`` (the piece it descends from when the buffer was made).
+    """
+
+    def __init__(self, pieces: Pieces) -> None:
+        count = len(pieces)
+        capacity = max(2 * count, 64)
+        self.vertices = np.full((capacity, max(pieces.vertices.shape[1], 4), pieces.dim), np.nan)
+        self.vertices[:count, : pieces.vertices.shape[1]] = pieces.vertices
+        self.counts = np.zeros(capacity, dtype=np.int64)
+        self.counts[:count] = pieces.counts
+        self.parent = np.zeros(capacity, dtype=np.int64)
+        self.parent[:count] = np.arange(count)
+        self.alive = np.zeros(capacity, dtype=bool)
+        self.alive[:count] = True
+        self.size = count
+        self.dead = 0
+
+    def __len__(self) -> int:
+        return self.size - self.dead
+
+    def split(self, slots: np.ndarray, coefficients: np.ndarray, tol: float) -> None:
+        """Cut the pieces in ``slots`` that ``f = 0`` crosses (``coefficients`` one row per slot)."""
+        distances = signed_distances(Pieces(self.vertices[slots], self.counts[slots]), coefficients)
+        valid = np.arange(distances.shape[1])[None, :] < self.counts[slots][:, None]
+        crossing = np.where(valid, distances > tol, False).any(axis=1) & np.where(valid, distances < -tol, False).any(
+            axis=1
+        )
+        if not crossing.any():
+            return
+        index, rows = slots[crossing], coefficients[crossing]
+        crossed = Pieces(self.vertices[index], self.counts[index])
+        positive, positive_source = clip(crossed, rows, tol)
+        negative, negative_source = clip(crossed, -rows, tol)
+        self._widen(max(positive.vertices.shape[1], negative.vertices.shape[1]))
+        kept = index[positive_source]
+        self.vertices[kept] = np.nan
+        self.vertices[kept, : positive.vertices.shape[1]] = positive.vertices
+        self.counts[kept] = positive.counts
+        lost = np.setdiff1d(index, kept)  # degenerate positive side (area below tol^2): rare
+        if len(lost):
+            self.alive[lost] = False
+            self.dead += len(lost)
+        added = len(negative_source)
+        self._reserve(self.size + added)
+        new = np.arange(self.size, self.size + added)
+        self.vertices[new] = np.nan
+        self.vertices[new, : negative.vertices.shape[1]] = negative.vertices
+        self.counts[new] = negative.counts
+        self.parent[new] = self.parent[index[negative_source]]
+        self.alive[new] = True
+        self.size += added
+
+    def finish(self) -> tuple[Pieces, np.ndarray]:
+        """The live pieces (trimmed) and their parents."""
+        keep = np.flatnonzero(self.alive[: self.size])
+        width = int(self.counts[keep].max()) if len(keep) else 1
+        return Pieces(self.vertices[keep, :width].copy(), self.counts[keep].copy()), self.parent[keep].copy()
+
+    def _widen(self, width: int) -> None:
+        if width > self.vertices.shape[1]:
+            extra = np.full((self.vertices.shape[0], width - self.vertices.shape[1], self.vertices.shape[2]), np.nan)
+            self.vertices = np.concatenate([self.vertices, extra], axis=1)
+
+    def _reserve(self, size: int) -> None:
+        capacity = self.vertices.shape[0]
+        if size <= capacity:
+            return
+        grow = max(size, 2 * capacity) - capacity
+        self.vertices = np.concatenate([self.vertices, np.full((grow, *self.vertices.shape[1:]), np.nan)])
+        self.counts = np.concatenate([self.counts, np.zeros(grow, dtype=np.int64)])
+        self.parent = np.concatenate([self.parent, np.zeros(grow, dtype=np.int64)])
+        self.alive = np.concatenate([self.alive, np.zeros(grow, dtype=bool)])

@@ -121,6 +121,10 @@ def propagate(graph_module: fx.GraphModule, start: torch.Tensor, state: Partitio
             args = fx.node.map_arg(node.args, lambda n: env[n])
             kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
             result, parent = _evaluate(node, modules, args, kwargs, state)
+            del args, kwargs
+            for used in node.all_input_nodes:  # free dead values before re-indexing the live ones
+                if last_use.get(used) == position:
+                    env.pop(used, None)
             if parent is not None:
                 for key, value in env.items():
                     if isinstance(value, Affine):
@@ -278,36 +282,29 @@ def _relu(value: Affine, slope: float, name: str, state: PartitionState):
     k = width - 1
     maps = tensor.reshape(count, width, -1).detach().cpu()  # (P, k + 1, units)
     units = maps.shape[2]
-    vertices = torch.from_numpy(np.nan_to_num(state.pieces.vertices))
+    # pad each polygon with copies of its first vertex so min/max over vertices need no mask
+    padded = state.pieces.vertices.copy()
+    invalid = np.arange(padded.shape[1])[None, :] >= state.pieces.counts[:, None]
+    padded[invalid] = np.broadcast_to(padded[:, :1], padded.shape)[invalid]
+    vertices = torch.from_numpy(padded)
     homogeneous = torch.cat([vertices, torch.ones(*vertices.shape[:2], 1, dtype=vertices.dtype)], dim=2)
-    valid = torch.from_numpy(np.arange(vertices.shape[1])[None, :] < state.pieces.counts[:, None])
     crosses = torch.zeros((count, units), dtype=torch.bool)
     for start in range(0, count, 1024):
         block = slice(start, start + 1024)
         values = torch.bmm(homogeneous[block], maps[block])  # (p, vertices, units)
         margin = state.tol * maps[block, :k].square().sum(dim=1).sqrt()
-        mask = valid[block, :, None]
-        above = torch.where(mask, values, -torch.inf).amax(dim=1) > margin
-        below = torch.where(mask, values, torch.inf).amin(dim=1) < -margin
-        crosses[block] = above & below
+        crosses[block] = (values.amax(dim=1) > margin) & (values.amin(dim=1) < -margin)
     crosses = crosses.numpy()
     coefficients = maps.numpy()
-    pieces, parent = state.pieces, np.arange(count)
+    buffer = geometry.PieceBuffer(state.pieces)
     for unit in np.flatnonzero(crosses.any(axis=0)):
-        candidates = np.flatnonzero(crosses[parent, unit])
-        if len(candidates) == 0:
+        slots = np.flatnonzero(crosses[buffer.parent[: buffer.size], unit] & buffer.alive[: buffer.size])
+        if len(slots) == 0:
             continue
-        cut = geometry.split(pieces.take(candidates), coefficients[parent[candidates], :, unit], state.tol)
-        if cut is None:
-            continue
-        new_pieces, source = cut
-        rest = np.ones(len(pieces), dtype=bool)
-        rest[candidates] = False
-        rest = np.flatnonzero(rest)
-        pieces = geometry.Pieces.concatenate([pieces.take(rest), new_pieces])
-        parent = np.concatenate([parent[rest], parent[candidates[source]]])
-        if len(pieces) > state.max_regions:
-            state.regroup(pieces, parent)
+        buffer.split(slots, coefficients[buffer.parent[slots], :, unit], state.tol)
+        if len(buffer) > state.max_regions:
+            state.regroup(*buffer.finish())
+    pieces, parent = buffer.finish()
     state.regroup(pieces, parent)
     index = torch.from_numpy(parent)
     mapped = maps[index]
