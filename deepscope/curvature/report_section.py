@@ -103,7 +103,7 @@ def build_curvature_section(context: AuditContext) -> Section:
     )
 
     if context.budget == "full":
-        layers = hessian_by_layer(problem, k=1, tol=budget["tol"], max_hvps=200, seed=seed, max_samples=samples)
+        layers = hessian_by_layer(problem, k=1, tol=budget["tol"], max_hvps=100, seed=seed, max_samples=samples)
         results["hessian_by_layer"] = layers.rows()
         blocks.append(
             Table(layers.rows(), caption=f"Per-layer curvature (diagonal Hessian blocks, {layers.n_hvps} HVPs)")
