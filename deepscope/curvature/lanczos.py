@@ -12,7 +12,7 @@ iteration with deflation (PyHessian) needs tens per eigenvalue.
 
 Example:
     >>> import torch
-    >>> H = torch.diag(torch.arange(1.0, 51.0))
+    >>> H = torch.diag(torch.arange(1.0, 51.0, dtype=torch.float64))
     >>> values, _, residuals, n, _ = lanczos_eigenpairs(lambda v: H @ v, 50, k=2, tol=1e-8, dtype=torch.float64)
     >>> [round(v, 6) for v in values]
     [50.0, 49.0]
