@@ -195,17 +195,8 @@ def partition_by_argmax(pieces: Pieces, functions: np.ndarray, tol: float) -> tu
     Returns ``(cells, source, winner)``: ``source[i]`` is the piece that cell ``i`` lies in and
     ``winner[i]`` the index of the largest function there.
     """
-    count, m, width = functions.shape
-    k = width - 1
-    rows = np.arange(count)
-    points = interior_points(pieces)
-    first = np.argmax(np.einsum("pmk,pk->pm", functions[:, :, :k], points) + functions[:, :, k], axis=1)
-    valid = np.arange(pieces.vertices.shape[1])[None, :] < pieces.counts[:, None]
-    settled = np.ones(count, dtype=bool)
-    for j in range(m):
-        difference = _tie_broken(functions[rows, first], functions[:, j], first < j, first > j)
-        distances = signed_distances(pieces, difference)
-        settled &= np.where(valid, distances >= -tol, True).all(axis=1)
+    count, m, _ = functions.shape
+    settled, first = argmax_settled(pieces, functions, tol)
     done = np.flatnonzero(settled)
     parts, sources, winners = [pieces.take(done)], [done], [first[done]]
     open_ = np.flatnonzero(~settled)
@@ -221,6 +212,25 @@ def partition_by_argmax(pieces: Pieces, functions: np.ndarray, tol: float) -> tu
         sources.append(source)
         winners.append(np.full(len(source), i))
     return Pieces.concatenate(parts), np.concatenate(sources), np.concatenate(winners)
+
+
+def argmax_settled(pieces: Pieces, functions: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Whether one function is the largest on the whole piece, and which (at an interior point).
+
+    ``functions`` is ``(P, m, k + 1)``; returns ``settled (P,)`` and ``first (P,)``.
+    """
+    count, m, width = functions.shape
+    k = width - 1
+    rows = np.arange(count)
+    points = interior_points(pieces)
+    first = np.argmax(np.einsum("pmk,pk->pm", functions[:, :, :k], points) + functions[:, :, k], axis=1)
+    valid = np.arange(pieces.vertices.shape[1])[None, :] < pieces.counts[:, None]
+    settled = np.ones(count, dtype=bool)
+    for j in range(m):
+        difference = _tie_broken(functions[rows, first], functions[:, j], first < j, first > j)
+        distances = signed_distances(pieces, difference)
+        settled &= np.where(valid, distances >= -tol, True).all(axis=1)
+    return settled, first
 
 
 def _tie_broken(f_i: np.ndarray, f_j: np.ndarray, i_first: np.ndarray, j_first: np.ndarray | None) -> np.ndarray:

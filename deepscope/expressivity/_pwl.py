@@ -347,16 +347,27 @@ def _max_pool(value: Affine, module: nn.Module, name: str, state: PartitionState
     chosen = np.zeros((coefficients.shape[0], len(candidates)), dtype=np.int64)
     for window, row in enumerate(candidates):
         row = row[row >= 0]
-        if len(row) > 1:
-            functions = coefficients[parent[:, None], row[None, :]]
-            pieces, source, winner = geometry.partition_by_argmax(pieces, functions, state.tol)
-            parent, winners, chosen = parent[source], winners[source], chosen[source]
-            winners[:, window] = winner
-            chosen[:, window] = row[winner]
-            if len(pieces) > state.max_regions:
-                state.regroup(pieces, parent)
-        else:
+        if len(row) == 1:
             chosen[:, window] = row[0]
+            continue
+        # on a parent piece where one candidate is the largest everywhere, its descendants need no cut
+        settled, first = geometry.argmax_settled(state.pieces, coefficients[:, row], state.tol)
+        winners[:, window] = first[parent]
+        chosen[:, window] = row[first[parent]]
+        open_ = np.flatnonzero(~settled[parent])
+        if len(open_) == 0:
+            continue
+        functions = coefficients[parent[open_][:, None], row[None, :]]
+        cells, source, winner = geometry.partition_by_argmax(pieces.take(open_), functions, state.tol)
+        rest = np.flatnonzero(settled[parent])
+        pieces = geometry.Pieces.concatenate([pieces.take(rest), cells])
+        parent = np.concatenate([parent[rest], parent[open_][source]])
+        winners = np.concatenate([winners[rest], winners[open_][source]])
+        chosen = np.concatenate([chosen[rest], chosen[open_][source]])
+        winners[len(rest) :, window] = winner
+        chosen[len(rest) :, window] = row[winner]
+        if len(pieces) > state.max_regions:
+            state.regroup(pieces, parent)
     state.regroup(pieces, parent)
     mapped = coefficients[parent[:, None], chosen]
     state.patterns.append(winners.astype(np.int16))
