@@ -218,7 +218,10 @@ def _progress(progress: bool, total: int):
 
 @dataclasses.dataclass(frozen=True)
 class EigenResult(Result):
-    """Extreme eigenvalues of the Hessian (largest first), with residual norms ``‖Hv − λv‖``.
+    """Extreme eigenvalues of the Hessian, with residual norms ``‖Hv − λv‖``.
+
+    Order: "largest" descending; "smallest" ascending (most negative first); "both" the k largest
+    (descending) followed by the k smallest (ascending).
 
     ``converged`` is True when every residual met the tolerance; ``n_hvps`` counts
     Hessian-vector products; ``eigenvectors`` (n_params, k) is None unless requested.
