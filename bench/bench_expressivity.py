@@ -13,6 +13,7 @@ Run: ``python -m bench.bench_expressivity`` (torch single-threaded, as the harne
 from __future__ import annotations
 
 import copy
+import os
 import time
 
 import numpy as np
@@ -70,7 +71,8 @@ def main() -> None:
                 reference_name="256x256 grid of activation patterns",
                 repeats=3,
                 agreement=f"grid finds {found} of {result.count} regions; max |net - affine| {result.max_abs_error:.1e}",
-                notes="the grid only gives a lower bound on the count and no polygons",
+                notes="the grid only gives a lower bound on the count and no polygons; "
+                f"load average {os.getloadavg()[0]:.1f} on the shared machine during the run",
             )
         )
     full = linear_regions(flat, plane=plane, max_regions=200_000)
@@ -87,7 +89,8 @@ def main() -> None:
     table += [f"| {f:g} | {n} | {s:.2f} | {1e6 * s / n:.0f} |" for f, n, s in scaling]
     extra = (
         "Time against the number of regions (3x256 MLP at initialisation, squares of growing side "
-        "around the centre of the three digits):\n\n" + "\n".join(table)
+        "around the centre of the three digits; load average "
+        f"{os.getloadavg()[0]:.1f} on the shared 2-core machine):\n\n" + "\n".join(table)
     )
     path = record("expressivity", rows, command=COMMAND, extra_markdown=extra)
     print(path)

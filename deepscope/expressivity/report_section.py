@@ -194,7 +194,8 @@ def build_expressivity_section(context: AuditContext) -> Section:
             )
         )
         results["initialization_verdict"] = verdict.to_dict()
-        sentences.append(f"the initialisation is {verdict.phase} (chi_1 = {verdict.chi_1:.3g})")
+        subject = "the initialisation" if problem.init_state is not None else "the trained weight scale"
+        sentences.append(f"{subject} is {verdict.phase} in mean-field terms (chi_1 = {verdict.chi_1:.3g})")
     except DeepscopeError as error:
         blocks.append(Text(f"Mean-field verdict not available: {error}"))
 
