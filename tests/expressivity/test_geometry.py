@@ -1,0 +1,60 @@
+"""Convex-piece geometry behind linear_regions: exact cuts of squares and segments, argmax cells, the buffer."""
+
+import numpy as np
+import pytest
+
+from deepscope.expressivity import _geometry as geometry
+
+TOL = 1e-12
+
+
+def test_split_square_by_a_vertical_line():
+    square = geometry.initial_pieces((0.0, 1.0, 0.0, 1.0))
+    pieces, parent = geometry.split(square, np.array([[1.0, 0.0, -0.3]]), TOL)  # x = 0.3
+    assert len(pieces) == 2 and (parent == 0).all()
+    np.testing.assert_allclose(np.sort(geometry.measures(pieces)), [0.3, 0.7], atol=1e-15)
+    assert geometry.split(square, np.array([[1.0, 0.0, -2.0]]), TOL) is None  # the line misses the square
+
+
+def test_clip_keeps_the_nonnegative_side_and_drops_touching_pieces():
+    square = geometry.initial_pieces((0.0, 1.0, 0.0, 1.0))
+    half, source = geometry.clip(square, np.array([[1.0, 1.0, -1.0]]), TOL)  # x + y >= 1: a triangle
+    assert geometry.measures(half)[0] == pytest.approx(0.5) and half.counts[0] == 3
+    touching, _ = geometry.clip(square, np.array([[-1.0, -1.0, 0.0]]), TOL)  # only the corner (0, 0)
+    assert len(touching) == 0
+
+
+def test_segments_split_at_the_root():
+    segment = geometry.initial_pieces((0.0, 2.0))
+    pieces, _ = geometry.split(segment, np.array([[2.0, -1.0]]), TOL)  # 2t - 1 = 0 at t = 1/2
+    np.testing.assert_allclose(np.sort(pieces.vertices[:, :, 0], axis=0), [[0.0, 0.5], [0.5, 2.0]])
+
+
+def test_argmax_cells_of_three_planes():
+    # f0 = x, f1 = y, f2 = 0.6 on the unit square: three convex cells whose areas are known exactly
+    square = geometry.initial_pieces((0.0, 1.0, 0.0, 1.0))
+    functions = np.array([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.6]]])
+    cells, source, winner = geometry.partition_by_argmax(square, functions, TOL)
+    areas = dict(zip(winner.tolist(), geometry.measures(cells)))
+    assert areas[2] == pytest.approx(0.36)  # x, y < 0.6
+    assert areas[0] == pytest.approx(0.32) and areas[1] == pytest.approx(0.32)  # split by x = y
+    assert (source == 0).all()
+
+
+def test_identical_functions_tie_to_the_lowest_index():
+    square = geometry.initial_pieces((0.0, 1.0, 0.0, 1.0))
+    functions = np.array([[[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+    cells, _, winner = geometry.partition_by_argmax(square, functions, TOL)
+    assert len(cells) == 1 and winner.tolist() == [0]
+
+
+def test_buffer_cuts_in_place_and_keeps_parents():
+    squares = geometry.Pieces.concatenate(
+        [geometry.initial_pieces((0.0, 1.0, 0.0, 1.0)), geometry.initial_pieces((2.0, 3.0, 0.0, 1.0))]
+    )
+    buffer = geometry.PieceBuffer(squares)
+    buffer.split(np.array([0, 1]), np.array([[1.0, 0.0, -0.5], [1.0, 0.0, -0.5]]), TOL)  # crosses square 0 only
+    buffer.split(np.array([0, 1, 2]), np.array([[0.0, 1.0, -0.5]] * 3), TOL)  # y = 1/2 crosses all three
+    pieces, parent = buffer.finish()
+    assert len(pieces) == 6 and sorted(parent.tolist()) == [0, 0, 0, 0, 1, 1]
+    assert geometry.measures(pieces).sum() == pytest.approx(2.0)
