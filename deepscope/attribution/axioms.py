@@ -165,6 +165,8 @@ def check_axioms(
     forward = make_forward(model, method_options.get("output_fn"), owner)
     with torch.no_grad():
         logits = forward(x)
+    if isinstance(target, (list, tuple)) or (isinstance(target, torch.Tensor) and target.dim() > 1):
+        raise invalid_parameter("target", owner, "None, an int or a (batch,) tensor (one target per example)", target)
     targets = logits.argmax(1) if target is None else target
     takes_baseline = "baseline" in inspect.signature(function).parameters
 

@@ -82,6 +82,8 @@ def test_bad_arguments(mlp_and_rows):
     model, rows = mlp_and_rows
     with pytest.raises(InvalidParameterError, match="method"):
         check_axioms(model, rows, method="astrology")
+    with pytest.raises(InvalidParameterError, match="target"):
+        check_axioms(model, rows, target=[0, 1])
     with pytest.raises(InvalidParameterError, match="axioms"):
         check_axioms(model, rows, axioms=("beauty",))
     assert isinstance(check_axioms(model, rows, method="saliency", axioms=("dummy",)).to_json(), str)
