@@ -128,6 +128,7 @@ def measures(
     sharpness_samples: int = 8,
     bisection_steps: int = 10,
     seed: int = 0,
+    progress: bool = False,
 ) -> MeasuresResult:
     """Compute the generalization measures of a trained classifier.
 
@@ -140,6 +141,7 @@ def measures(
         sharpness_samples: Monte-Carlo noise draws per bisection step for σ and σ'.
         bisection_steps: bisection steps of the σ, σ' and α searches.
         seed: seed of the noise draws and power iterations.
+        progress: show a tqdm bar over the families (sharpness dominates the cost).
 
     Returns:
         :class:`MeasuresResult`, one row per measure.
@@ -153,17 +155,21 @@ def measures(
     sharpness_samples = check_int(sharpness_samples, "sharpness_samples", "measures", minimum=1)
     bisection_steps = check_int(bisection_steps, "bisection_steps", "measures", minimum=1)
     ctx = build_context(problem, max_samples=max_samples, seed=seed)
+    compute = {
+        "norm": lambda: norm_measures(ctx),
+        "margin": lambda: margin_measures(ctx),
+        "sharpness": lambda: sharpness_measures(ctx, samples=sharpness_samples, steps=bisection_steps),
+        "gradient": lambda: gradient_measures(ctx),
+        "spectral": lambda: _spectral_rows(problem),
+    }
+    selected = [family for family in FAMILIES if family in families]
+    if progress:
+        from tqdm.auto import tqdm
+
+        selected = tqdm(selected, desc="generalization measures")
     rows: list[MeasureValue] = []
-    if "norm" in families:
-        rows += norm_measures(ctx)
-    if "margin" in families:
-        rows += margin_measures(ctx)
-    if "sharpness" in families:
-        rows += sharpness_measures(ctx, samples=sharpness_samples, steps=bisection_steps)
-    if "gradient" in families:
-        rows += gradient_measures(ctx)
-    if "spectral" in families:
-        rows += _spectral_rows(problem)
+    for family in selected:
+        rows += compute[family]()
     report = current_guard_report(problem.model)
     unsupported = list(ctx.structure.unsupported) + [
         f"{entry} (non-ReLU activation: path norm undefined)" for entry in ctx.structure.non_homogeneous
