@@ -224,3 +224,30 @@ def test_decision_boundary_crossings_match_class_changes_along_lines():
         low, high = segments[:, :, 1].min(axis=1), segments[:, :, 1].max(axis=1)
         crossed = int(((low < height) & (high > height)).sum())
         assert crossed == changes, height
+
+
+def test_max_pool_patterns_match_sampled_argmaxes():
+    # conv -> ReLU -> 2x2 max-pool: each region's pattern (ReLU bits, then the argmax inside each
+    # window) equals the one computed directly at grid points away from ties
+    torch.manual_seed(6)
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3)
+    ).double()
+    plane = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    result = linear_regions(model, plane=plane)
+    u = np.linspace(result.bounds[0], result.bounds[1], 41)[1:-1]
+    v = np.linspace(result.bounds[2], result.bounds[3], 41)[1:-1]
+    grid = np.stack(np.meshgrid(u, v), -1).reshape(-1, 2)
+    x = result.to_input(grid)
+    with torch.no_grad():
+        pre = model[0](x)
+        relu = torch.relu(pre)
+        windows = relu.unfold(2, 2, 2).unfold(3, 2, 2).reshape(len(x), 2, 2, 2, 4)  # (n, c, h, w, 4)
+    top2 = windows.topk(2, dim=-1).values
+    clear = (pre.abs().flatten(1).min(dim=1).values > 1e-7) & ((top2[..., 0] - top2[..., 1]).flatten(1) > 1e-9).all(1)
+    expected = np.concatenate([(pre > 0).flatten(1).numpy(), windows.argmax(dim=-1).flatten(1).numpy()], axis=1).astype(
+        np.int16
+    )
+    region = result.region_of(grid)
+    assert clear.sum() > 100 and (region >= 0).all()
+    np.testing.assert_array_equal(result.patterns[region[clear.numpy()]], expected[clear.numpy()])
