@@ -206,6 +206,7 @@ def demo(out: Path, epochs: int, seed: int, budget: str, overwrite: bool) -> Non
     """Train a small CNN on the 8x8 digits and audit it with every registered section."""
     import torch
 
+    from deepscope.dynamics import Monitor
     from deepscope.models import build, train
     from deepscope.report.audit import audit
 
@@ -213,7 +214,8 @@ def demo(out: Path, epochs: int, seed: int, budget: str, overwrite: bool) -> Non
     dataset = _load_dataset("digits", seed)
     torch.manual_seed(seed)
     model = build("cnn2d", dataset.input_shape, dataset.num_classes)
-    run = train(model, dataset, epochs=epochs, lr=learning_rate, seed=seed, progress=True)
+    # the Monitor records sharpness against 2/lr, gradient noise and more for the curvature section
+    run = train(model, dataset, epochs=epochs, lr=learning_rate, seed=seed, progress=True, monitor=Monitor(every=20))
     history = run.history
     click.echo(
         f"trained cnn2d on digits for {epochs} epochs: train accuracy {history.train_accuracy[-1]:.3f}, "
