@@ -312,7 +312,7 @@ def _relu(value: Affine, slope: float, name: str, state: PartitionState):
     pre_activation = torch.einsum("pk,pku->pu", points, mapped[:, :k]) + mapped[:, k]
     active = pre_activation > 0
     mapped.mul_(torch.where(active, 1.0, slope).to(mapped.dtype)[:, None])
-    state.patterns.append(active.numpy().astype(np.int16))
+    state.patterns.append(active.numpy().astype(np.int8))
     kind = "leaky_relu" if slope else "relu"
     state.layers.append({"layer": name, "kind": kind, "units": units, "regions": len(pieces)})
     return Affine(_reshaped(mapped, tensor)), parent
@@ -370,7 +370,7 @@ def _max_pool(value: Affine, module: nn.Module, name: str, state: PartitionState
             state.regroup(pieces, parent)
     state.regroup(pieces, parent)
     mapped = coefficients[parent[:, None], chosen]
-    state.patterns.append(winners.astype(np.int16))
+    state.patterns.append(winners.astype(np.int8 if candidates.shape[1] <= 127 else np.int16))
     state.layers.append({"layer": name, "kind": "max_pool", "units": len(candidates), "regions": len(pieces)})
     shape = (channels, out_w) if one_d else (channels, out_h, out_w)
     return _to_affine(mapped, value.tensor, shape), parent

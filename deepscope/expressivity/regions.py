@@ -39,7 +39,7 @@ class LinearRegions(Result):
         bounds: ``(t0, t1)`` or ``(u0, u1, v0, v1)``: the domain in plane coordinates.
         vertices: ``(count, max_vertices, dimension)``, padded with NaN.
         vertex_counts: ``(count,)`` valid vertices of each region.
-        patterns: ``(count, units)`` activation pattern (ReLU: 0/1; max-pool: argmax in window).
+        patterns: ``(count, units)`` activation pattern, int8 (ReLU: 0/1; max-pool: argmax in window).
         output_maps: ``(count, dimension + 1, outputs)``: on region r the network output is
             ``coords @ output_maps[r, :-1] + output_maps[r, -1]``.
         predicted_class: ``(count,)`` argmax of the output inside each region.
@@ -73,10 +73,11 @@ class LinearRegions(Result):
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """All fields as plain values; each region's pattern as one hex string (1 byte per unit)."""
+        """All fields as plain values; each region's pattern as one hex string (``patterns_dtype`` bytes per unit)."""
         fields = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "patterns"}
         data = to_jsonable(fields)
-        data["patterns"] = [row.tobytes().hex() for row in self.patterns.astype(np.int8)]
+        data["patterns"] = [row.tobytes().hex() for row in self.patterns]
+        data["patterns_dtype"] = str(self.patterns.dtype)
         return data
 
     def rows(self) -> list[dict[str, Any]]:
@@ -250,7 +251,7 @@ def linear_regions(
     if dimension == 1:
         measure *= float(basis.norm())
     count = len(pieces)
-    patterns = np.concatenate(state.patterns, axis=1) if state.patterns else np.zeros((count, 0), np.int16)
+    patterns = np.concatenate(state.patterns, axis=1) if state.patterns else np.zeros((count, 0), np.int8)
     return LinearRegions(
         dimension=dimension,
         count=count,

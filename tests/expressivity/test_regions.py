@@ -115,8 +115,8 @@ def test_sampled_patterns_match_their_regions_and_affine_maps_match_the_network(
     clear = closest > 1e-6  # points on a cutting line are ambiguous; skip them
     region = result.region_of(grid)
     assert (region >= 0).all()
-    np.testing.assert_array_equal(result.patterns[region[clear]], patterns[clear].astype(np.int16))
-    sampled = {p.tobytes() for p in patterns[clear].astype(np.int16)}
+    np.testing.assert_array_equal(result.patterns[region[clear]], patterns[clear].astype(np.int8))
+    sampled = {p.tobytes() for p in patterns[clear].astype(np.int8)}
     assert sampled <= {p.tobytes() for p in result.patterns}
     # the affine map of each region equals the network at random convex combinations of its vertices
     rng = np.random.default_rng(0)
