@@ -131,6 +131,19 @@ class Capacity(Result):
                 rows.append({"quantity": name, "value": value if _log10(value) < 15 else None, "log10": _log10(value)})
         return rows
 
+    def plot(self, ax=None):
+        """log10 of each count or bound as a horizontal bar."""
+        from deepscope.report.svg import new_figure
+
+        rows = [row for row in self.rows() if math.isfinite(row["log10"])]
+        figure, ax = new_figure(6.5, 0.35 * len(rows) + 1.0) if ax is None else (ax.figure, ax)
+        positions = range(len(rows))
+        ax.barh(list(positions), [row["log10"] for row in rows], color="C0")
+        ax.set_yticks(list(positions), [row["quantity"] for row in rows], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("log10")
+        return figure
+
 
 def _log10(value: float | int) -> float:
     if value <= 0:

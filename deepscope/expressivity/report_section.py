@@ -14,11 +14,12 @@ from typing import Any
 import torch
 
 from deepscope.errors import DeepscopeError
+from deepscope.expressivity.activations import activation_catalogue
 from deepscope.expressivity.capacity import capacity
 from deepscope.expressivity.layer_health import layer_health
 from deepscope.expressivity.lipschitz import lipschitz
 from deepscope.expressivity.regions import _domain, linear_regions
-from deepscope.expressivity.signal_propagation import initialization_verdict
+from deepscope.expressivity.signal_propagation import _MODULE_ACTIVATIONS, initialization_verdict
 from deepscope.expressivity.trajectory import trajectory_length
 from deepscope.report.sections import AuditContext, Figure, Section, Table, Text, register_section
 from deepscope.report.svg import figure_to_svg
@@ -194,6 +195,25 @@ def build_expressivity_section(context: AuditContext) -> Section:
             )
         )
         results["initialization_verdict"] = verdict.to_dict()
+        used = sorted({_MODULE_ACTIVATIONS[type(m)] for m in model.modules() if type(m) in _MODULE_ACTIVATIONS})
+        if used:
+            catalogue = activation_catalogue(used)
+            columns = [
+                "name",
+                "lipschitz",
+                "smooth",
+                "monotonic",
+                "saturates_left",
+                "saturates_right",
+                "zero_centred",
+                "critical_sigma_w",
+            ]
+            blocks.append(
+                Table(
+                    [{c: row[c] for c in columns} for row in catalogue.rows()],
+                    caption="The model's activations (critical sigma_w: edge of chaos at sigma_b = 0)",
+                )
+            )
         subject = "the initialisation" if problem.init_state is not None else "the trained weight scale"
         sentences.append(f"{subject} is {verdict.phase} in mean-field terms (chi_1 = {verdict.chi_1:.3g})")
     except DeepscopeError as error:

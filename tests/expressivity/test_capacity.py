@@ -58,6 +58,7 @@ def test_measured_regions_never_exceed_the_slice_bound():
     assert result.parameters == sum(p.numel() for p in net.parameters())
     rows = result.rows()
     assert rows[0]["quantity"] == "parameters"
+    assert result.plot() is not None
 
 
 def test_kac_rice_density_matches_the_gaussian_closed_form():
