@@ -311,7 +311,7 @@ def _relu(value: Affine, slope: float, name: str, state: PartitionState):
     points = torch.from_numpy(geometry.interior_points(pieces))
     pre_activation = torch.einsum("pk,pku->pu", points, mapped[:, :k]) + mapped[:, k]
     active = pre_activation > 0
-    mapped.mul_(torch.where(active, 1.0, slope).to(mapped.dtype)[:, None])
+    mapped.mul_((active.to(mapped.dtype) * (1.0 - slope) + slope)[:, None])  # float64 slope, not float32
     state.patterns.append(active.numpy().astype(np.int8))
     kind = "leaky_relu" if slope else "relu"
     state.layers.append({"layer": name, "kind": kind, "units": units, "regions": len(pieces)})

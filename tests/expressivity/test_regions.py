@@ -251,3 +251,34 @@ def test_max_pool_patterns_match_sampled_argmaxes():
     region = result.region_of(grid)
     assert clear.sum() > 100 and (region >= 0).all()
     np.testing.assert_array_equal(result.patterns[region[clear.numpy()]], expected[clear.numpy()])
+
+
+class LeakyAverage(nn.Module):
+    """LeakyReLU modules and functions, average pooling, torch.flatten and scalar arithmetic."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.act = nn.LeakyReLU(0.2)
+        self.pool = nn.AvgPool2d(2)
+        self.head = nn.Linear(12, 2)
+
+    def forward(self, x):
+        h = self.pool(self.act(self.conv(x)))
+        h = nn.functional.leaky_relu(2.0 * h - 0.1, 0.1)
+        return self.head(torch.flatten(h, 1))
+
+
+def test_leaky_relu_average_pool_and_functional_ops_are_exact():
+    torch.manual_seed(7)
+    model = LeakyAverage()
+    plane = torch.randn(3, 1, 4, 4)
+    result = linear_regions(model, plane=plane)
+    assert [layer["kind"] for layer in result.layers] == ["leaky_relu", "leaky_relu"]
+    assert result.count > 1 and result.max_abs_error < 1e-12
+    rng = np.random.default_rng(1)
+    corners = result.vertices[0, : result.vertex_counts[0]]
+    inside = rng.dirichlet(np.ones(len(corners)), size=4) @ corners
+    with torch.no_grad():
+        expected = model.double()(result.to_input(inside)).numpy()
+    np.testing.assert_allclose(inside @ result.output_maps[0, :-1] + result.output_maps[0, -1], expected, atol=1e-12)
