@@ -282,3 +282,30 @@ def test_leaky_relu_average_pool_and_functional_ops_are_exact():
     with torch.no_grad():
         expected = model.double()(result.to_input(inside)).numpy()
     np.testing.assert_allclose(inside @ result.output_maps[0, :-1] + result.output_maps[0, -1], expected, atol=1e-12)
+
+
+def test_single_logit_boundary_is_where_the_logit_vanishes():
+    model = nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, -1.0]]))
+        model.bias.copy_(torch.tensor([0.25]))
+    result = linear_regions(model, plane=PLANE_2D, bounds=(-1, 1, -1, 1))
+    segment = result.decision_boundary[0]
+    np.testing.assert_allclose(segment[:, 0] - segment[:, 1], [-0.25, -0.25], atol=1e-12)  # x - y + 1/4 = 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(12))
+def test_random_architectures_tile_the_square_exactly(seed):
+    torch.manual_seed(seed)
+    widths = torch.randint(3, 24, (3,)).tolist()
+    layers, previous = [], 2
+    for width in widths:
+        layers += [nn.Linear(previous, width), nn.ReLU() if seed % 2 else nn.LeakyReLU(0.3)]
+        previous = width
+    model = nn.Sequential(*layers, nn.Linear(previous, 4))
+    result = linear_regions(model, plane=PLANE_2D, bounds=(-4, 4, -4, 4), check_regions=100_000)
+    from deepscope.expressivity._geometry import Pieces, measures
+
+    assert measures(Pieces(result.vertices, result.vertex_counts)).sum() == pytest.approx(64.0, rel=1e-9)
+    assert result.max_abs_error < 1e-12  # every region's map checked at its interior point
