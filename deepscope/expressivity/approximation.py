@@ -34,9 +34,12 @@ class ApproximationExperiment(Result):
     """Sup-norm error of trained ReLU networks of increasing width on a target, next to the theory.
 
     Attributes:
-        target, dimension, depth, epsilon: the set-up.
-        widths, errors: trained widths and their sup error on a dense grid of ``[0, 1]^d``.
-        smallest_width: the smallest trained width whose error is <= epsilon (None if none).
+        target, dimension, epsilon: the set-up.
+        depths, widths: hidden-layer counts and widths tried.
+        errors: ``errors[i][j]``: best sup error on a dense grid of ``[0, 1]^d`` at ``depths[i]``,
+            ``widths[j]``.
+        smallest_width: per depth (as a string key), the smallest width whose error is <= epsilon
+            (None if none).
         theoretical_width: 1-D: ``ceil(sqrt(max|f''| / (8 epsilon)))``, the width of the one-hidden-
             layer ReLU network that interpolates ``f`` at uniform knots, whose error is at most
             ``max|f''| h^2 / 8`` (``h`` = 1 / width). 2-D: ``d + 1`` = 3, the minimal width at which
@@ -47,11 +50,11 @@ class ApproximationExperiment(Result):
 
     target: str
     dimension: int
-    depth: int
     epsilon: float
+    depths: list[int]
     widths: list[int]
-    errors: list[float]
-    smallest_width: int | None
+    errors: list[list[float]]
+    smallest_width: dict[str, int | None]
     theoretical_width: int
     constructed_error: float | None
     steps: int
@@ -59,19 +62,22 @@ class ApproximationExperiment(Result):
 
     def rows(self) -> list[dict[str, Any]]:
         return [
-            {"width": w, "sup_error": e, "reaches_epsilon": e <= self.epsilon} for w, e in zip(self.widths, self.errors)
+            {"depth": d, "width": w, "sup_error": e, "reaches_epsilon": e <= self.epsilon}
+            for d, errors in zip(self.depths, self.errors)
+            for w, e in zip(self.widths, errors)
         ]
 
     def plot(self, ax=None):
         from deepscope.report.svg import new_figure
 
         figure, ax = new_figure(5.0, 3.2) if ax is None else (ax.figure, ax)
-        ax.loglog(self.widths, self.errors, "o-", label=f"trained, depth {self.depth}")
+        for depth, errors in zip(self.depths, self.errors):
+            ax.loglog(self.widths, errors, "o-", label=f"trained, depth {depth}")
         ax.axhline(self.epsilon, color="grey", linestyle="--", label="epsilon")
         ax.axvline(self.theoretical_width, color="C3", linestyle=":", label="theory")
         ax.set_xlabel("width")
         ax.set_ylabel("sup error")
-        ax.set_title(f"{self.target}: smallest width reaching epsilon = {self.smallest_width}", fontsize=9)
+        ax.set_title(f"{self.target}: smallest width reaching epsilon by depth {self.smallest_width}", fontsize=8)
         ax.legend(fontsize=7)
         return figure
 
@@ -107,7 +113,7 @@ def universal_approximation(
     *,
     epsilon: float = 0.05,
     widths: Sequence[int] = (2, 4, 8, 16, 32, 64),
-    depth: int = 1,
+    depths: Sequence[int] = (1,),
     dimension: int | None = None,
     steps: int = 1500,
     restarts: int = 2,
@@ -121,12 +127,14 @@ def universal_approximation(
     enough ReLU units approximates any continuous function on a compact set. How many is enough is
     the question: in 1-D, the piecewise-linear interpolant with ``n`` uniform pieces is a width-``n``
     ReLU network with error ``<= max|f''| / (8 n^2)``, so width ``sqrt(max|f''| / (8 eps))``
-    suffices; gradient training usually needs more. Each width is trained ``restarts`` times
+    suffices; gradient training usually needs more, and depth can trade for width (Telgarsky, 2016).
+    Each (depth, width) is trained ``restarts`` times
     (Adam, full batch, mean squared error on ``samples`` uniform points) and the best is kept.
 
     Args:
         target: a name from :data:`TARGETS` or a callable ``f(x: (n, d)) -> (n,)`` on ``[0, 1]^d``.
-        epsilon: the sup-norm error to reach. widths: widths to try (increasing). depth: hidden layers.
+        epsilon: the sup-norm error to reach. widths: widths to try (increasing).
+        depths: numbers of hidden layers to try (each with every width).
         dimension: input dimension for a callable target (1 or 2). steps, restarts, learning_rate,
         samples: training budget. seed: random seed.
 
@@ -136,7 +144,7 @@ def universal_approximation(
         6
     """
     epsilon = check_float(epsilon, "epsilon", _NAME, minimum=0.0, strict_minimum=True)
-    check_int(depth, "depth", _NAME, minimum=1)
+    depths = [check_int(d, "depths", _NAME, minimum=1) for d in depths]
     check_int(steps, "steps", _NAME, minimum=1)
     check_int(restarts, "restarts", _NAME, minimum=1)
     check_int(samples, "samples", _NAME, minimum=2)
@@ -155,22 +163,28 @@ def universal_approximation(
     generator = torch.Generator().manual_seed(seed)
     train_x = torch.rand(samples, dim, generator=generator, dtype=torch.float64)
     train_y = function(train_x)
-    errors = []
-    for width in widths:
-        best = math.inf
-        for restart in range(restarts):
-            torch.manual_seed(seed * 7919 + width * 31 + restart)
-            net = _mlp(dim, width, depth)
-            optimiser = torch.optim.Adam(net.parameters(), lr=learning_rate)
-            for _ in range(steps):
-                optimiser.zero_grad()
-                loss = (net(train_x)[:, 0] - train_y).square().mean()
-                loss.backward()
-                optimiser.step()
-            with torch.no_grad():
-                best = min(best, float((net(grid)[:, 0] - exact).abs().max()))
-        errors.append(best)
-    reached = [w for w, e in zip(widths, errors) if e <= epsilon]
+    errors: list[list[float]] = []
+    for depth in depths:
+        row = []
+        for width in widths:
+            best = math.inf
+            for restart in range(restarts):
+                torch.manual_seed(seed * 7919 + width * 31 + depth * 1009 + restart)
+                net = _mlp(dim, width, depth)
+                optimiser = torch.optim.Adam(net.parameters(), lr=learning_rate)
+                for _ in range(steps):
+                    optimiser.zero_grad()
+                    loss = (net(train_x)[:, 0] - train_y).square().mean()
+                    loss.backward()
+                    optimiser.step()
+                with torch.no_grad():
+                    best = min(best, float((net(grid)[:, 0] - exact).abs().max()))
+            row.append(best)
+        errors.append(row)
+    smallest = {}
+    for depth, row in zip(depths, errors):
+        reached = [w for w, e in zip(widths, row) if e <= epsilon]
+        smallest[str(depth)] = min(reached) if reached else None
     constructed_error = None
     if dim == 1:
         if curvature is None:  # a callable: estimate max |f''| by finite differences on the grid
@@ -186,11 +200,11 @@ def universal_approximation(
     return ApproximationExperiment(
         target=name,
         dimension=dim,
-        depth=depth,
         epsilon=epsilon,
+        depths=depths,
         widths=widths,
         errors=errors,
-        smallest_width=min(reached) if reached else None,
+        smallest_width=smallest,
         theoretical_width=theoretical,
         constructed_error=constructed_error,
         steps=steps,

@@ -23,14 +23,15 @@ def test_interpolant_meets_the_interpolation_bound(name, width):
 
 
 def test_experiment_reports_widths_errors_and_theory():
-    result = universal_approximation("sine", epsilon=0.2, widths=(2, 16), steps=400, restarts=1)
+    result = universal_approximation("sine", epsilon=0.2, widths=(2, 16), depths=(1, 2), steps=300, restarts=1)
     assert result.theoretical_width == math.ceil(math.sqrt(4 * math.pi**2 / (8 * 0.2)))
     assert result.constructed_error <= 0.2
-    assert len(result.errors) == 2 and all(e > 0 for e in result.errors)
-    reached = [w for w, e in zip(result.widths, result.errors) if e <= 0.2]
-    assert result.smallest_width == (min(reached) if reached else None)
-    assert result.errors[0] > 0.2  # two ReLU units cannot follow a full sine period (3 linear pieces)
-    assert result.plot() is not None and len(result.rows()) == 2
+    assert len(result.errors) == 2 and all(len(row) == 2 and min(row) > 0 for row in result.errors)
+    for depth, row in zip(result.depths, result.errors):
+        reached = [w for w, e in zip(result.widths, row) if e <= 0.2]
+        assert result.smallest_width[str(depth)] == (min(reached) if reached else None)
+    assert result.errors[0][0] > 0.2  # two ReLU units in one layer: at most 3 linear pieces, not a sine period
+    assert result.plot() is not None and len(result.rows()) == 4
 
 
 def test_two_dimensional_and_callable_targets():
