@@ -168,6 +168,22 @@ def build_expressivity_section(context: AuditContext) -> Section:
         if bounds.notes:
             blocks.append(Text("Caveats: " + "; ".join(bounds.notes) + "."))
         results["capacity"] = bounds.to_dict()
+        if regions is not None and bounds.hanin_rolnick_density is not None:
+            segment = linear_regions(
+                model, line=_plane_points(inputs, targets)[:2], max_regions=budget["max_regions"] * 20
+            )
+            expected = 1.0 + bounds.hanin_rolnick_density * segment.measure
+            blocks.append(
+                Text(
+                    f"On the segment between two training points (length {segment.measure:.3g}) the network has "
+                    f"exactly {segment.count} linear pieces; Hanin & Rolnick's Kac-Rice estimate from the data "
+                    f"predicts {expected:.3g} (breakpoints per unit length: measured "
+                    f"{(segment.count - 1) / segment.measure:.3g}, predicted {bounds.hanin_rolnick_density:.3g} ± "
+                    f"{bounds.hanin_rolnick_standard_error:.2g}), i.e. about the number of neurons times a per-neuron "
+                    "density, not exponential in depth."
+                )
+            )
+            results["segment"] = {"count": segment.count, "length": segment.measure, "hanin_rolnick_expected": expected}
     except DeepscopeError as error:
         blocks.append(Text(f"Capacity bounds are not available: {error}"))
 

@@ -21,6 +21,7 @@ def test_section_on_the_cnn_fixture():
     assert results["initialization_verdict"]["phase"] in ("ordered", "critical", "chaotic")
     assert results["trajectory_length"]["layers"][0]["depth"] == 0
     assert "layer_health" in results
+    assert results["segment"]["count"] >= 1 and results["segment"]["hanin_rolnick_expected"] >= 1
     assert any(getattr(block, "svg", "").startswith("<svg") for block in section.blocks)
     assert SECTIONS["expressivity"].order == 50
     assert fixture.model.training  # the caller's model is untouched (train flags restored)
