@@ -159,6 +159,12 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> LayerStructure:
     for name, module in model.named_modules():
         if not list(module.children()) and id(module) not in seen and any(True for _ in module.parameters(False)):
             unsupported.append(f"{name} ({type(module).__name__}, not used in the forward pass)")
+    # parameters held directly by container modules (positional embeddings, scales, ...) too
+    leaves = {name for name, module in model.named_modules() if not list(module.children())}
+    for name, _ in model.named_parameters():
+        owner = name.rpartition(".")[0]
+        if owner not in leaves:
+            unsupported.append(f"{name} (parameter of a container module)")
     return LayerStructure(layers=layers, unsupported=unsupported, non_homogeneous=non_homogeneous)
 
 

@@ -69,3 +69,18 @@ def test_unsupported_layers_are_listed():
     assert any("LayerNorm" in entry for entry in structure.unsupported)
     assert any("BatchNorm1d" in entry for entry in structure.unsupported)  # not directly after a Linear
     assert structure.non_homogeneous == ["2 (Tanh)"]
+
+
+def test_container_parameters_are_listed():
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3, 2)
+            self.scale = nn.Parameter(torch.ones(2))
+
+        def forward(self, x):
+            return self.linear(x) * self.scale
+
+    structure = discover_layers(Scaled().eval(), torch.randn(2, 3))
+    assert [layer.name for layer in structure.layers] == ["linear"]
+    assert structure.unsupported == ["scale (parameter of a container module)"]
