@@ -157,7 +157,7 @@ def build_attribution_section(context: AuditContext) -> Section:
         )
     results["axioms"] = axiom_rows
 
-    metric_rows = _metric_rows(model, inputs, maps, mask)
+    metric_rows, metric_numbers = _metric_rows(model, inputs, maps, mask)
     if metric_rows:
         blocks.append(
             Text(
@@ -166,7 +166,7 @@ def build_attribution_section(context: AuditContext) -> Section:
             )
         )
         blocks.append(Table(metric_rows, caption="Mean ± standard error over the inputs shown."))
-    results["metrics"] = metric_rows
+    results["metrics"] = metric_numbers
 
     verdict = _sanity_check(model, inputs, results)
     if verdict:
@@ -185,12 +185,13 @@ def build_attribution_section(context: AuditContext) -> Section:
     return Section(summary=summary, blocks=blocks, results=results)
 
 
-def _metric_rows(model, inputs, maps, mask) -> list[dict[str, Any]]:
+def _metric_rows(model, inputs, maps, mask) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Table rows ("mean ± se" text) and the same numbers for results.json."""
     try:
         from deepscope.attribution.metrics import summary_metrics
     except ImportError:
-        return []
-    rows = []
+        return [], {}
+    rows, numbers = [], {}
     for name, result in maps.items():
         if result.values.shape != inputs.shape:
             continue
@@ -199,11 +200,13 @@ def _metric_rows(model, inputs, maps, mask) -> list[dict[str, Any]]:
         except DeepscopeError:
             continue
         row: dict[str, Any] = {"method": name}
+        numbers[name] = {}
         for key, value in metrics.items():
             if isinstance(value, tuple):
                 row[key] = f"{value[0]:.3f} ± {value[1]:.3f}"
+                numbers[name][key] = {"mean": float(value[0]), "standard_error": float(value[1])}
         rows.append(row)
-    return rows
+    return rows, numbers
 
 
 def _sanity_check(model, inputs, results) -> str:
