@@ -147,10 +147,11 @@ def _fresh_init(problem, seed: int) -> dict[str, torch.Tensor]:
     import copy
 
     clone = copy.deepcopy(problem.model)
-    torch.manual_seed(seed)
-    for module in clone.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+    with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG stream as it was
+        torch.manual_seed(seed)
+        for module in clone.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
     return {k: v.detach() for k, v in clone.named_parameters()}
 
 

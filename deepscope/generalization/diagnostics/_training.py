@@ -40,10 +40,11 @@ def fresh_copy(problem, seed: int) -> nn.Module:
     if problem.init_state is not None:
         clone.load_state_dict({k: v for k, v in problem.init_state.items()}, strict=False)
     else:
-        torch.manual_seed(seed)
-        for module in clone.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+        with torch.random.fork_rng(devices=[]):  # the caller's global RNG stream is left as it was
+            torch.manual_seed(seed)
+            for module in clone.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
     return clone
 
 
@@ -74,6 +75,13 @@ def fit(
     validation: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> FitHistory:
     """Adam on cross-entropy; records accuracies each epoch; optional early stop or best-on-validation."""
+    with torch.random.fork_rng(devices=[]):  # Dropout draws from the global RNG: keep the caller's stream
+        return _fit(
+            model, train, test, epochs, lr, batch_size, weight_decay, seed, augment, stop_at_train_accuracy, validation
+        )
+
+
+def _fit(model, train, test, epochs, lr, batch_size, weight_decay, seed, augment, stop_at_train_accuracy, validation):
     generator = torch.Generator(device="cpu").manual_seed(seed)
     torch.manual_seed(seed)  # Dropout masks
     x, y = train
