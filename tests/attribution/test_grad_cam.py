@@ -38,3 +38,19 @@ def test_bad_layer(cnn_and_images):
         grad_cam(model, images, layer="nope")
     with pytest.raises(UnsupportedModelError):
         grad_cam(torch.nn.Linear(3, 2), torch.rand(2, 3))
+
+
+def test_one_dimensional_convolutions_match_captum():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv1d(4, 5, 5, padding=2),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool1d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(50, 2),
+    ).double()
+    sequences = torch.nn.functional.one_hot(torch.randint(0, 4, (3, 20)), 4).permute(0, 2, 1).double()
+    ours = grad_cam(model, sequences, target=1, layer=model[0])
+    reference = LayerGradCam(model, model[0]).attribute(sequences, target=1, relu_attributions=True)
+    torch.testing.assert_close(ours.diagnostics["layer_map"], reference, rtol=1e-10, atol=1e-12)
+    assert ours.values.shape == sequences.shape

@@ -21,6 +21,11 @@ def test_section_on_the_cnn_fixture_has_maps_axioms_and_a_summary():
     )
     assert any(isinstance(block, Table) for block in section.blocks)
     assert section.summary.endswith(".") and "inputs" in section.summary
+    try:
+        from deepscope.attribution.metrics import summary_metrics  # noqa: F401  (the metrics helper's module)
+    except ImportError:
+        return
+    assert section.results["metrics"]["saliency"]["deletion_auc"]["standard_error"] >= 0
     json.dumps(to_jsonable(section.results), allow_nan=False)
 
 
