@@ -385,5 +385,5 @@ def _project(network: nn.Module, inputs, origin: torch.Tensor, basis: torch.Tens
     if basis.shape[0] == 1:
         coords = coords / (basis.reshape(-1) @ basis.reshape(-1))
     with torch.no_grad():
-        outputs = network(inputs).reshape(len(inputs), -1).cpu().numpy()
+        outputs = torch.cat([network(chunk).reshape(len(chunk), -1) for chunk in inputs.split(1024)]).cpu().numpy()
     return coords.cpu().numpy(), _classes(outputs)
