@@ -112,10 +112,14 @@ def main() -> None:
     digits = load("digits", seed=0)
     torch.manual_seed(0)
     run = train(build("cnn2d", digits.input_shape, digits.num_classes), digits, epochs=5, lr=1e-3, seed=0)
-    rows = [
-        _spectral_row("spectral metrics, all layers, digits cnn2d", run.model),
-        _spectral_row("spectral metrics, all layers, MLP 784-1024-512-10", _wide_mlp()),
-    ]
+    rows = []
+    try:
+        import weightwatcher  # noqa: F401  (optional: pip install weightwatcher==0.7.7)
+    except ImportError:
+        print("weightwatcher is not installed: skipping the spectral-metrics comparison")
+    else:
+        rows.append(_spectral_row("spectral metrics, all layers, digits cnn2d", run.model))
+        rows.append(_spectral_row("spectral metrics, all layers, MLP 784-1024-512-10", _wide_mlp()))
     problem = Problem.from_dataset(run.model, digits, init_state=run.init_state)
     start = time.perf_counter()
     table = measures(problem)
