@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import math
 import operator
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -153,8 +154,9 @@ def lipschitz(
     iteration on the layer's own operator (exact convolutions, eval BatchNorm as a diagonal); the
     tighter ``upper`` merges consecutive affine layers (e.g. Conv then BatchNorm then pooling) into
     one operator before taking its norm. Max-pooling is ``sqrt(windows per input)``-Lipschitz.
-    Lower: ``Lip(f) >= sup_x ||J_f(x)||_2``, over the inputs and then refined by a local random search
-    around the best points (``search_points`` x ``search_steps`` Jacobians).
+    Lower: ``Lip(f) >= sup_x ||J_f(x)||_2``, over the inputs and then refined by a local search
+    around the best points (``search_points`` x ``search_steps`` steps: gradient ascent on the
+    Jacobian's stretch where it is smooth, random steps where it is piecewise constant).
 
     Args:
         model: the network (traced with torch.fx). inputs: ``(batch, *features)`` data (optional).
@@ -336,18 +338,45 @@ def _jacobian_norms(network: nn.Module, points: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_norm(jacobians.reshape(len(points), jacobians.shape[1], -1), ord=2)
 
 
+def _ascent_direction(network: nn.Module, point: torch.Tensor) -> torch.Tensor:
+    """Gradient of ``|J(x) v|^2`` at ``x`` with ``v`` the top right singular vector of ``J(x)`` (zero for ReLU nets)."""
+
+    def single(x):
+        return network(x.unsqueeze(0)).reshape(-1)
+
+    x = point[0]
+    with warnings.catch_warnings():  # torch.func on some layers emits torch-internal deprecation notices
+        warnings.simplefilter("ignore", DeprecationWarning)
+        jacobian = torch.func.jacrev(single)(x).reshape(-1, x.numel()).detach()
+        direction = torch.linalg.svd(jacobian, full_matrices=False).Vh[0].reshape(x.shape)
+
+        def stretch(y):
+            return torch.func.jvp(single, (y,), (direction,))[1].square().sum()
+
+        return torch.func.grad(stretch)(x).detach().unsqueeze(0)
+
+
 def _lower_bound(network: nn.Module, inputs: torch.Tensor, points: int, steps: int, seed: int):
+    """Largest Jacobian norm over the inputs, then a local search from the best ``points`` of them.
+
+    Each step moves along the gradient of the Jacobian's stretch where it is non-zero (smooth
+    activations) and in a random direction otherwise (piecewise-linear nets, whose Jacobian is
+    piecewise constant); a step is kept only if it increases the norm, and the step size adapts.
+    """
     norms = torch.cat([_jacobian_norms(network, chunk).detach() for chunk in inputs.split(64)])
     at_data = float(norms.max())
     best = at_data
     evaluations = len(inputs)
     generator = torch.Generator().manual_seed(seed)
-    scale = float(inputs.std()) or 1.0
+    scale = float(inputs.flatten(1).norm(dim=1).median()) or 1.0
     for start in norms.argsort(descending=True)[:points].tolist():
         current, value, radius = inputs[start : start + 1], float(norms[start]), 0.1 * scale
         for _ in range(steps):
-            noise = torch.randn(current.shape, generator=generator, dtype=current.dtype).to(current.device)
-            candidate = current + radius * noise / noise.norm() * math.sqrt(noise.numel()) ** 0.5
+            direction = _ascent_direction(network, current)
+            evaluations += 1
+            if not bool(torch.isfinite(direction).all()) or float(direction.norm()) <= 1e-12:
+                direction = torch.randn(current.shape, generator=generator, dtype=current.dtype).to(current.device)
+            candidate = current + radius * direction / direction.norm()
             candidate_value = float(_jacobian_norms(network, candidate)[0].detach())
             evaluations += 1
             if candidate_value > value:

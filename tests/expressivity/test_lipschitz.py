@@ -85,6 +85,21 @@ def test_upper_bound_is_never_below_the_lower_bound(kind):
     assert bounds.plot() is not None
 
 
+def test_gradient_ascent_climbs_towards_the_steepest_point_of_a_smooth_net():
+    # f(x) = tanh(w.x + b) is steepest where w.x + b = 0 (slope |w|); the data sit far from there
+    torch.manual_seed(4)
+    layer = nn.Linear(3, 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, -2.0, 0.5]]))
+        layer.bias.fill_(4.0)
+    net = nn.Sequential(layer, nn.Tanh())
+    bounds = lipschitz(net, torch.randn(8, 3) * 0.3, search_points=2, search_steps=40)
+    steepest = float(layer.weight.detach().norm())
+    assert bounds.lower_at_data < 0.5 * steepest  # tanh' is small where the data are
+    assert bounds.lower > 0.95 * steepest and bounds.lower <= bounds.upper * (1 + RTOL)
+    assert bounds.upper == pytest.approx(steepest, rel=RTOL)
+
+
 def test_unsupported_operation():
     class Squares(nn.Module):
         def forward(self, x):
