@@ -86,3 +86,25 @@ def test_smooth_and_pooled_models_are_flagged():
     assert any("max-pool" in note for note in cnn.notes)
     with pytest.raises(InvalidParameterError):
         capacity(nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU()))
+
+
+def test_kac_rice_density_matches_exact_breakpoint_counts_of_a_deep_net():
+    # Hanin & Rolnick's Kac-Rice density is the expected number of breakpoints per unit length on
+    # short segments starting at data points in random directions: count them exactly
+    torch.manual_seed(0)
+    d = 4
+    net = nn.Sequential(nn.Linear(d, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 2))
+    x = torch.randn(2000, d)
+    estimate = capacity(net, x[:256])
+    generator = torch.Generator().manual_seed(1)
+    length, segments, breakpoints = 0.2, 150, 0
+    for start in x[1000 : 1000 + segments]:
+        direction = torch.randn(d, generator=generator)
+        end = start + length * direction / direction.norm()
+        breakpoints += linear_regions(net, line=torch.stack([start, end])).count - 1
+    measured = breakpoints / (segments * length)
+    # counts are Poisson-like (SE sqrt(count) / total length); the Gaussian kernel for delta(z)
+    # smooths each unit's density at 0, a bias of a few per cent
+    measured_se = math.sqrt(max(breakpoints, 1)) / (segments * length)
+    spread = 3 * math.hypot(measured_se, estimate.hanin_rolnick_standard_error)
+    assert abs(measured - estimate.hanin_rolnick_density) <= spread + 0.1 * estimate.hanin_rolnick_density
