@@ -126,7 +126,12 @@ class LinearRegions(Result):
         colours = palette[rng.integers(0, len(palette), self.count)] * rng.uniform(0.8, 1.0, (self.count, 1))
         if self.dimension == 2:
             polygons = [self.vertices[r, : self.vertex_counts[r]] for r in range(self.count)]
-            ax.add_collection(PolyCollection(polygons, facecolors=colours, edgecolors="white", linewidths=0.2))
+            # many polygons are drawn as an embedded image so the SVG stays small (no external file)
+            ax.add_collection(
+                PolyCollection(
+                    polygons, facecolors=colours, edgecolors="white", linewidths=0.2, rasterized=self.count > 2000
+                )
+            )
             if len(self.decision_boundary):
                 ax.add_collection(LineCollection(self.decision_boundary, colors="black", linewidths=1.4))
             if len(self.points):
