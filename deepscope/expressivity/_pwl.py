@@ -144,7 +144,7 @@ def _unsupported(node: fx.Node, what: str) -> UnsupportedModelError:
     kind = {"call_module": "layer", "call_function": "function", "call_method": "method"}.get(node.op, node.op)
     return UnsupportedModelError(
         f"Exact linear regions support piecewise-linear layers (Linear, Conv1d/2d, ReLU, LeakyReLU, MaxPool1d/2d, "
-        f"eval BatchNorm, Flatten, residual additions); {kind} '{target}' ({what}) is not one of them."
+        f"eval BatchNorm, Flatten, residual additions, concatenation); {kind} '{target}' ({what}) is not one of them."
     )
 
 
@@ -173,6 +173,8 @@ def _evaluate(node: fx.Node, modules: dict, args: tuple, kwargs: dict, state: Pa
             return _relu(args[0], slope, node.name, state)
         if target in (operator.add, torch.add, operator.sub, operator.mul, operator.truediv, operator.neg):
             return _arithmetic(target, args, node), None
+        if target is torch.cat:
+            return _concatenate(args, kwargs, node), None
         if target is torch.flatten:
             start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
             return _reshape(args[0], node, flatten_from=start), None
@@ -247,6 +249,18 @@ def _arithmetic(target, args: tuple, node: fx.Node) -> Affine:
     if target is operator.mul:
         return Affine(left.tensor * right)
     return Affine(left.tensor / right)
+
+
+def _concatenate(args: tuple, kwargs: dict, node: fx.Node) -> Affine:
+    parts = args[0]
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if not all(isinstance(part, Affine) for part in parts):
+        raise _unsupported(node, "concatenation with a constant")
+    features = parts[0].tensor.ndim - 2
+    dim = dim + features + 1 if dim < 0 else dim
+    if dim == 0:
+        raise _unsupported(node, "concatenation along the batch dimension")
+    return Affine(torch.cat([part.tensor for part in parts], dim=dim + 1))
 
 
 def _add_constant(tensor: torch.Tensor, constant: float) -> torch.Tensor:

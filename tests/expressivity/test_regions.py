@@ -309,3 +309,27 @@ def test_random_architectures_tile_the_square_exactly(seed):
 
     assert measures(Pieces(result.vertices, result.vertex_counts)).sum() == pytest.approx(64.0, rel=1e-9)
     assert result.max_abs_error < 1e-12  # every region's map checked at its interior point
+
+
+class TwoBranches(nn.Module):
+    """Two ReLU branches concatenated along features (torch.cat with a negative dim)."""
+
+    def __init__(self):
+        super().__init__()
+        self.left, self.right = nn.Linear(2, 4), nn.Linear(2, 3)
+        self.head = nn.Linear(7, 2)
+
+    def forward(self, x):
+        return self.head(torch.cat([torch.relu(self.left(x)), torch.relu(self.right(x))], dim=-1))
+
+
+def test_concatenated_branches_give_the_arrangement_of_all_their_lines():
+    torch.manual_seed(8)
+    model = TwoBranches()
+    w = torch.cat([model.left.weight, model.right.weight]).detach().double().numpy()
+    c = torch.cat([model.left.bias, model.right.bias]).detach().double().numpy()
+    crossings = [np.linalg.solve(w[[i, j]], -c[[i, j]]) for i in range(7) for j in range(i + 1, 7)]
+    reach = float(np.abs(crossings).max()) * 1.5 + 1.0
+    result = linear_regions(model, plane=PLANE_2D, bounds=(-reach, reach, -reach, reach))
+    assert result.count == 1 + 7 + math.comb(7, 2)  # 7 lines in general position
+    assert result.max_abs_error < 1e-12
