@@ -191,7 +191,7 @@ def linear_regions(
 
     Args:
         model: a piecewise-linear network: Linear, Conv1d/2d, ReLU, LeakyReLU, MaxPool1d/2d,
-            eval BatchNorm, Flatten/reshape, average pooling, residual additions.
+            eval BatchNorm, Flatten/reshape, average pooling, residual additions, torch.cat of branches.
         inputs: ``(batch, *features)`` data; the default plane passes through the first three
             that are not collinear, and the inputs are drawn projected on the plane.
         line: two points ``(2, *features)``: the segment to partition (instead of a plane).
