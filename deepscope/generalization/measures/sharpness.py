@@ -50,17 +50,35 @@ _MAX_DOUBLINGS = 12
 
 
 def _bisect(drop_at, low: float, high: float, steps: int) -> tuple[float, float, float, bool]:
-    """Largest radius with drop <= 0.1: bracket by doubling ``high`` (at most 12 times), then bisect
-    in log space. The last element says the bracket hit the cap (radius reported is the cap)."""
+    """Largest radius with drop <= 0.1, bisected in log space.
+
+    The bracket is found first: if the starting radius ``high`` costs no more than 0.1 accuracy it
+    is doubled (at most 12 times; the last element of the result then says the cap was hit), and
+    if it already costs more it is halved (at most 12 times) until a radius that keeps the drop
+    <= 0.1 gives the bracket a positive lower end. (A zero lower end would make every geometric
+    midpoint zero, and the search would report radius 0.)
+    """
     drop, error = drop_at(high)
-    doublings = 0
-    while drop <= _TARGET_DROP:
-        if doublings == _MAX_DOUBLINGS:
-            return high, drop, error, True
-        low, high = high, high * 2.0
-        drop, error = drop_at(high)
-        doublings += 1
     best = (low, 0.0, 0.0)
+    if drop <= _TARGET_DROP:
+        doublings = 0
+        while drop <= _TARGET_DROP:
+            if doublings == _MAX_DOUBLINGS:
+                return high, drop, error, True
+            low, best = high, (high, drop, error)
+            high = high * 2.0
+            drop, error = drop_at(high)
+            doublings += 1
+    else:
+        for _ in range(_MAX_DOUBLINGS):
+            candidate = high / 2.0
+            drop, error = drop_at(candidate)
+            if drop <= _TARGET_DROP:
+                low, best = candidate, (candidate, drop, error)
+                break
+            high = candidate
+        else:
+            return best[0], best[1], best[2], False  # even high / 2**12 costs more than 0.1
     for _ in range(steps):
         middle = math.sqrt(low * high)
         drop, error = drop_at(middle)

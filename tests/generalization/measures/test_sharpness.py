@@ -49,3 +49,17 @@ def test_measure_rows_use_the_found_radii():
     assert rows["pac_bayes_flatness"].value == pytest.approx(1 / sigma**2)
     assert math.isnan(rows["pac_bayes_init"].value) and "init_state" in rows["pac_bayes_init"].note
     assert "forward passes" in rows["pac_bayes_sigma"].note
+
+
+@pytest.mark.parametrize("start", [1e-3, 0.7, 50.0])
+def test_bisection_finds_the_threshold_from_either_side(start):
+    """drop(r) = r: the largest radius with drop <= 0.1 is 0.1, whether the start is below or above it.
+
+    10 log-space bisection steps on a bracket of ratio 2 pin the radius to within 2**(1/1024) of
+    0.1 (relative 7e-4); the tolerance 1e-3 allows that.
+    """
+    from deepscope.generalization.measures.sharpness import _bisect
+
+    radius, drop, _, capped = _bisect(lambda r: (r, 0.0), 0.0, start, steps=10)
+    assert not capped
+    assert radius == pytest.approx(0.1, rel=1e-3) and drop <= 0.1
