@@ -16,8 +16,18 @@ Timings are never used as pass/fail thresholds in the test suite.
 """
 
 
-def _format_seconds(value: float) -> str:
+def _format_seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
     return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _format_speedup(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}x"
+
+
+def _is_timing_row(row: dict) -> bool:
+    return "task" in row and "deepscope_median_s" in row
 
 
 def render() -> str:
@@ -26,15 +36,16 @@ def render() -> str:
         payload = json.loads(path.read_text())
         parts.append(f"\n## {payload['topic']}\n")
         parts.append(f"Command: `{payload['command']}`  \nMachine: {payload['machine']}, {payload['date']}\n")
-        if payload["rows"]:
+        rows = [row for row in payload["rows"] if _is_timing_row(row)]
+        if rows:
             parts.append(
                 "| task | reference | deepscope (median) | reference (median) | speed-up | agreement | notes |"
             )
             parts.append("|---|---|---|---|---|---|---|")
-            for row in payload["rows"]:
+            for row in rows:
                 parts.append(
                     f"| {row['task']} | {row['reference']} | {_format_seconds(row['deepscope_median_s'])} | "
-                    f"{_format_seconds(row['reference_median_s'])} | {row['speedup']:.2f}x | {row.get('agreement', '')} | "
+                    f"{_format_seconds(row['reference_median_s'])} | {_format_speedup(row['speedup'])} | {row.get('agreement', '')} | "
                     f"{row.get('notes', '')} |"
                 )
         if payload.get("extra_markdown"):
