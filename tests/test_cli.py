@@ -304,7 +304,7 @@ def test_explain_writes_table_json_svgs_and_html(files, tmp_path):
 def test_explain_aliases_target_and_train_fallback(files, tmp_path, monkeypatch):
     import dataclasses
 
-    import deepscope.cli as cli_module
+    import deepscope.cli.explain as cli_module
 
     out = tmp_path / "explain"
     code, stdout, stderr = run_cli(

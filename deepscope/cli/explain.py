@@ -1,0 +1,311 @@
+"""``deepscope explain``: attributions and axiom checks for chosen examples, as a table and files.
+
+Writes ``explain.json`` (strict JSON), one SVG per example and a self-contained ``explain.html``
+into ``--out``; files deepscope did not write are never replaced without ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+import deepscope
+from deepscope.cli._app import _CONTEXT, _load_dataset, cli
+from deepscope.errors import DataError, DeepscopeError
+
+__all__ = ["explain"]
+
+# Short names for `deepscope explain --method`; the full names are the keys of deepscope.attribution.METHODS.
+_METHOD_ALIASES = {
+    "ig": "integrated_gradients",
+    "eg": "expected_gradients",
+    "ixg": "input_x_gradient",
+    "sg": "smoothgrad",
+    "vg": "vargrad",
+    "gshap": "gradient_shap",
+    "dl": "deeplift",
+    "gradcam": "grad_cam",
+    "occ": "occlusion",
+    "shap": "shapley",
+}
+_SVG_MARKER = "<!-- generator: deepscope -->"
+
+
+def _method_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """The full method name for ``--method`` (an alias, a METHODS key, hyphens allowed)."""
+    from deepscope.attribution import METHODS
+
+    key = value.strip().lower().replace("-", "_")
+    name = _METHOD_ALIASES.get(key, key)
+    if name not in METHODS:
+        aliases = ", ".join(f"{alias}={full}" for alias, full in _METHOD_ALIASES.items())
+        raise click.BadParameter(f"unknown method '{value}'; choose from {', '.join(METHODS)} (aliases: {aliases})")
+    return name
+
+
+def _index_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    """``I``, ``A..B`` (inclusive) or a comma list of both, as a list of distinct indices in order."""
+    indices: list[int] = []
+    for part in value.split(","):
+        part = part.strip()
+        low, dots, high = part.partition("..")
+        try:
+            first, last = (int(low), int(high)) if dots else (int(part), int(part))
+        except ValueError:
+            raise click.BadParameter(f"'{part}' is not an index I, a range A..B or a comma list of them") from None
+        if first < 0:
+            raise click.BadParameter(f"'{part}': indices must be >= 0")
+        if last < first:
+            raise click.BadParameter(f"'{part}' is an empty range (A..B needs A <= B)")
+        indices.extend(range(first, last + 1))
+    return list(dict.fromkeys(indices))
+
+
+def _explain_owned(path: Path) -> bool:
+    """Whether ``path`` was written by deepscope (the report writer's markers; SVGs carry a comment)."""
+    from deepscope.report.html import _written_by_deepscope
+
+    if path.suffix != ".svg":
+        return _written_by_deepscope(path)
+    try:
+        with path.open("r", encoding="utf-8", errors="replace") as handle:
+            return _SVG_MARKER in handle.read(4096)
+    except OSError:
+        return False
+
+
+def _check_explain_out(out: Path, paths: Sequence[Path], overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise DeepscopeError(f"The output path '{out}' exists and is not a directory; choose another --out.")
+    for path in paths:
+        if path.is_dir():
+            raise DeepscopeError(f"'{path}' is a directory; cannot write there. Choose another --out.")
+        if path.exists() and not overwrite and not _explain_owned(path):
+            raise DeepscopeError(
+                f"'{path}' exists and was not written by deepscope; pass --overwrite to replace it, "
+                "or choose another --out."
+            )
+
+
+def _top_features(values: Any, feature_names: Sequence[str] | None, count: int = 3) -> str:
+    """The ``count`` largest |attributions| of one example, named like the figure draws them.
+
+    Images ``(C, H, W)`` are summed over channels (``r3c5`` is row 3, column 5), sequences ``(C, L)``
+    likewise (``pos 12``); tabular inputs use the feature names (else ``x7``).
+    """
+    array = values.detach().double().cpu()
+    if array.dim() == 3 and array.shape[0] in (1, 3) and array.shape[1] > 1 and array.shape[2] > 1:
+        width = array.shape[2]
+        array = array.sum(0).reshape(-1)
+        names = [f"r{flat // width}c{flat % width}" for flat in range(array.numel())]
+    elif array.dim() == 2:
+        array = array.sum(0)
+        names = [f"pos {flat}" for flat in range(array.numel())]
+    else:
+        array = array.reshape(-1)
+        given = list(feature_names or [])
+        names = given if len(given) == array.numel() else [f"x{flat}" for flat in range(array.numel())]
+    order = array.abs().argsort(descending=True)[:count].tolist()
+    return ", ".join(f"{names[j]} {float(array[j]):+.3g}" for j in order)
+
+
+def _scalar(value: Any) -> Any:
+    value = value.tolist() if hasattr(value, "tolist") else value
+    if isinstance(value, list):
+        return value[0] if len(value) == 1 else value
+    return value
+
+
+def _explain_html(title: str, facts: list[tuple[str, str]], tables: list[Any], figures: list[Any]) -> str:
+    from deepscope.report.html import _CSS, GENERATOR_META, _escape, _render_block
+
+    fact_html = "".join(f"<dt>{_escape(name)}</dt><dd>{_escape(value)}</dd>" for name, value in facts)
+    body = "".join(_render_block(block) for block in [*tables, *figures])
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8">{GENERATOR_META}'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
+        f"<title>{_escape(title)}</title><style>{_CSS}</style></head>\n<body><main>"
+        f'<header class="report"><h1>{_escape(title)}</h1><dl class="facts">{fact_html}</dl></header>'
+        f"{body}</main></body></html>\n"
+    )
+
+
+@cli.command(context_settings=_CONTEXT)
+@click.option(
+    "--model",
+    "model_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Model file: .safetensors (+ .json config), TorchScript or a torch.save checkpoint.",
+)
+@click.option(
+    "--arch",
+    default=None,
+    help="Architecture for bare weights: a built-in name (mlp, cnn2d, cnn1d, resnet, transformer) or package.module:factory.",
+)
+@click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="Allow a full pickle checkpoint. Unpickling runs code from the file: only for files you trust.",
+)
+@click.option("--data", required=True, help="A built-in dataset name (digits, mnist1d, ...) or a .npz/.csv/.pt file.")
+@click.option(
+    "--method",
+    default="ig",
+    show_default=True,
+    callback=_method_name,
+    help="An attribution method (deepscope.attribution.METHODS) or an alias: ig, eg, ixg, sg, vg, gshap, dl, gradcam, occ, shap.",
+)
+@click.option(
+    "--index",
+    "indices",
+    default="0..7",
+    show_default=True,
+    callback=_index_list,
+    help="Test examples to explain: I, A..B (inclusive) or a comma list (train examples when there is no test split).",
+)
+@click.option(
+    "--target",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Class to explain (default: each example's predicted class).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="deepscope-explain",
+    show_default=True,
+    help="Output directory for explain.json, explain.html and one SVG per example.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the data split; must match training so that the test split holds no training examples.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace files in --out that deepscope did not write.")
+def explain(
+    model_path: Path,
+    arch: str | None,
+    trust_pickle: bool,
+    data: str,
+    method: str,
+    indices: list[int],
+    target: int | None,
+    out: Path,
+    seed: int,
+    overwrite: bool,
+) -> None:
+    """Attribute a model's outputs on a few test examples, check the method's axioms, and save the maps."""
+    import inspect
+
+    import torch
+
+    from deepscope.attribution import METHODS, check_axioms
+    from deepscope.guard import model_guard
+    from deepscope.io import load_model
+    from deepscope.report.html import _atomic_write
+    from deepscope.report.sections import Figure, Table
+    from deepscope.report.svg import figure_to_svg, new_figure
+    from deepscope.results import format_value, to_jsonable
+
+    json_path, html_path = out / "explain.json", out / "explain.html"
+    svg_paths = [out / f"example-{index}.svg" for index in indices]
+    _check_explain_out(out, [json_path, html_path, *svg_paths], overwrite)
+    dataset = _load_dataset(data, seed)
+    split = "test" if len(dataset.x_test) > 0 else "train"
+    x_all, y_all = dataset.test if split == "test" else dataset.train
+    if split == "train":
+        click.echo(f"note: {dataset.name} has no test split; --index refers to the training split.", err=True)
+    outside = [index for index in indices if index >= len(x_all)]
+    if outside:
+        raise DataError(
+            f"--index {outside[0]} is out of range: the {split} split of {dataset.name} has {len(x_all)} "
+            f"examples (indices 0..{len(x_all) - 1})."
+        )
+    model = load_model(model_path, arch=arch, trust_pickle=trust_pickle)
+    inputs, labels = x_all[indices], y_all[indices]
+    function = METHODS[method]
+    parameters = inspect.signature(function).parameters
+    # integration-based methods choose their step count per example until completeness holds to
+    # 1% (as the report section does) instead of a fixed 50 steps that may miss it
+    accuracy = {"steps": None, "tol": 0.01} if "tol" in parameters and "steps" in parameters else {}
+    options = {**accuracy, "progress": True} if "progress" in parameters else dict(accuracy)
+    attribution = function(model, inputs, target, **options)
+    with model_guard(model), torch.no_grad():  # the predicted class, with Dropout/BatchNorm in eval mode
+        outputs = model(inputs.to(attribution.values.device, attribution.values.dtype))
+    predicted = (
+        outputs.argmax(1) if outputs.dim() == 2 and outputs.shape[1] > 1 else outputs.reshape(len(inputs), -1)[:, 0]
+    )
+    axioms = check_axioms(model, inputs, attribution.target, method=method, **accuracy)
+
+    errors = attribution.diagnostics.get("completeness_error")
+    rows = []
+    for position, index in enumerate(indices):
+        rows.append(
+            {
+                "index": index,
+                "label": _scalar(labels[position]),
+                "predicted": _scalar(predicted[position]),
+                "target": int(attribution.target[position]),
+                "completeness_error": float(errors[position]) if isinstance(errors, torch.Tensor) else None,
+                "top": _top_features(attribution.values[position], dataset.feature_names),
+            }
+        )
+    svgs = []
+    for position, index in enumerate(indices):
+        figure, ax = new_figure(4.0, 3.0)
+        attribution.plot(ax=ax, example=position)
+        ax.set_title(f"{method}, {split} example {index}, target {rows[position]['target']}")
+        svgs.append(figure_to_svg(figure))
+
+    record = {
+        "generator": "deepscope",
+        "deepscope_version": deepscope.__version__,
+        "command": "explain",
+        "model": str(model_path),
+        "data": data,
+        "split": split,
+        "seed": seed,
+        "method": method,
+        "examples": rows,
+        "figures": [path.name for path in svg_paths],
+        "attribution": attribution.to_dict(),
+        "axioms": axioms.to_dict(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(json_path, json.dumps(to_jsonable(record), indent=2, allow_nan=False) + "\n")
+    for path, svg in zip(svg_paths, svgs, strict=True):
+        _atomic_write(path, f"{_SVG_MARKER}\n{svg}")
+    facts = [("Model", model_path.name), ("Data", f"{data} ({split} split, seed {seed})"), ("Method", method)]
+    if attribution.note:
+        facts.append(("Note", attribution.note))
+    tables = [
+        Table(rows, caption="Examples: label, predicted class, explained target, largest attributions"),
+        Table(axioms.rows(), columns=["axiom", "claimed", "status", "magnitude", "tolerance", "detail"],
+              caption="Axiom checks on these examples"),
+    ]  # fmt: skip
+    figures = [Figure(svg, f"{split} example {index}") for index, svg in zip(indices, svgs, strict=True)]
+    _atomic_write(html_path, _explain_html(f"deepscope explain: {model_path.name}", facts, tables, figures))
+
+    click.echo(
+        f"{method} on {len(indices)} {split} example(s) of {dataset.name} ({attribution.model_evaluations} model evaluations)"
+    )
+    columns = ["index", "label", "predicted", "target", "completeness_error", "top"]
+    cells = [[format_value(row[column]) if row[column] is not None else "-" for column in columns] for row in rows]
+    widths = [max(len(column), *(len(cell[k]) for cell in cells)) for k, column in enumerate(columns)]
+    for line in [columns, *cells]:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+    verdicts = [f"{check['axiom']} {check['status']} ({format_value(check['magnitude'])})" for check in axioms.checks]
+    click.echo("axioms:  " + "; ".join(verdicts))
+    if axioms.violated_claims:
+        click.echo(f"warning: {method} violated axioms it claims: {', '.join(axioms.violated_claims)}", err=True)
+    click.echo(f"report:  {html_path.resolve()}")
+    click.echo(f"results: {json_path.resolve()}")
+    click.echo(f"figures: {len(svg_paths)} SVG file(s) in {out.resolve()}")
