@@ -17,13 +17,13 @@ Timings are never used as pass/fail thresholds in the test suite.
 
 
 def _format_seconds(value: float | None) -> str:
-    if value is None:
+    if value is None or value != value:  # None or NaN: not a timing row
         return "—"
     return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
 
 
 def _format_speedup(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}x"
+    return "—" if value is None or value != value else f"{value:.2f}x"
 
 
 def _is_timing_row(row: dict) -> bool:
