@@ -54,3 +54,51 @@ def test_layer_metrics_and_flags():
 def test_model_without_weight_layers_is_refused():
     with pytest.raises(UnsupportedModelError, match="Linear or Conv"):
         spectral_metrics(nn.Sequential(nn.LayerNorm(3)))
+
+
+def _loop_fit(values):
+    """The per-candidate loop of WeightWatcher 0.7 (``WWFit.fit_power_law_standard``), written out."""
+    data = np.sort(values[values > 0])
+    best = (math.inf, math.nan, math.nan, 0)
+    for i in range(len(data) - 1):
+        n = len(data) - i
+        alpha = 1 + n / np.sum(np.log(data[i:] / data[i]))
+        if not (np.isfinite(alpha) and alpha > 1):
+            continue
+        distance = np.max(np.abs(1 - (data[i:] / data[i]) ** (1 - alpha) - np.arange(n) / n))
+        if distance < best[0]:
+            best = (distance, alpha, data[i], n)
+    return best[1], best[2], best[0], best[3]
+
+
+@pytest.mark.parametrize("max_elements", [1 << 20, 50, 1])  # one block, many blocks, one row at a time
+def test_vectorised_fit_equals_the_loop(max_elements):
+    rng = np.random.default_rng(3)
+    for _ in range(12):
+        matrix = rng.standard_t(rng.uniform(1.5, 6.0), size=(int(rng.integers(5, 200)), int(rng.integers(3, 150))))
+        values = np.linalg.svd(matrix, compute_uv=False) ** 2
+        got, want = fit_power_law(values, max_elements=max_elements), _loop_fit(values)
+        # same candidates and estimator; only summation order / exp-of-log vs power differ (float64 round-off),
+        # which moves alpha and D by ~1e-15 relative and cannot change which xmin wins here
+        assert got[1] == want[1] and got[3] == want[3]
+        assert got[0] == pytest.approx(want[0], rel=1e-12)
+        assert got[2] == pytest.approx(want[2], rel=1e-12)
+
+
+def test_fit_degenerate_inputs():
+    assert math.isnan(fit_power_law(np.array([2.0]))[0])  # fewer than two positive values
+    alpha, xmin, distance, tail = fit_power_law(np.ones(10))  # every tail degenerate: no alpha > 1
+    assert math.isnan(alpha) and math.isnan(xmin) and distance == math.inf and tail == 0
+    with_zeros = fit_power_law(np.r_[np.zeros(4), np.arange(1.0, 60.0) ** 3])
+    assert with_zeros == fit_power_law(np.arange(1.0, 60.0) ** 3)  # non-positive values are dropped
+
+
+def test_conv_eigenvalues_pool_the_spatial_slices():
+    torch.manual_seed(1)
+    conv = nn.Conv2d(6, 11, kernel_size=(2, 3))
+    result = spectral_metrics(nn.Sequential(conv), min_eigenvalues=1).layers[0]
+    weight = conv.weight.detach().double()
+    pooled = torch.cat([torch.linalg.svdvals(weight[:, :, i, j]) ** 2 for i in range(2) for j in range(3)])
+    assert result.num_eigenvalues == 6 * 6  # min(11, 6) per slice, 6 slices
+    assert result.log_spectral_norm == pytest.approx(math.log10(float(pooled.max())), rel=1e-12)
+    assert result.stable_rank == pytest.approx(float(pooled.sum() / pooled.max()), rel=1e-12)
