@@ -198,7 +198,9 @@ def _run(only: str | None) -> tuple[list[dict], str]:
                 [
                     "Where `spectral_metrics` spends its time (ms, medians, 1 thread; guard = the `model_guard` "
                     "every registered analysis runs in; eigenvalues = float64 Gram + LAPACK `eigvalsh` per layer; "
-                    "fit = the vectorised power-law/KS search per layer; rest = Python and result building):",
+                    "fit = the vectorised power-law/KS search per layer, each timed alone in a warm loop; "
+                    "rest = the remainder: per-layer Python, building the result, and running the pieces back to back "
+                    "instead of each in its own warm loop):",
                     "",
                     "| model | total | guard | eigenvalues | fit | rest | eigenvalues per layer |",
                     "|---|---|---|---|---|---|---|",

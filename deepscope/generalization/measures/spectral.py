@@ -218,7 +218,7 @@ def spectral_metrics(model: nn.Module, *, min_eigenvalues: int = 50) -> Spectral
     min_eigenvalues = check_int(min_eigenvalues, "min_eigenvalues", "spectral_metrics", minimum=1)
     layers, unsupported = [], []
     for name, module in model.named_modules():
-        if any(child is not None for child in module._modules.values()):
+        if module._modules and any(child is not None for child in module._modules.values()):
             continue  # not a leaf
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             layers.append(_layer_spectrum(name, module, min_eigenvalues))
