@@ -1,6 +1,7 @@
 """Datasets, public entry point: ``deepscope.datasets.load(name_or_path, ...)`` and ``available()``.
 
-The implementation lives in :mod:`deepscope.data` (one file per source); this module re-exports it.
+The implementation lives in :mod:`deepscope.data` (one file per source); this module re-exports
+exactly its public names (``deepscope.data.__all__``), so the list is kept in one place.
 
 Example:
     >>> from deepscope import datasets
@@ -9,30 +10,7 @@ Example:
     True
 """
 
-from deepscope.data import (
-    DatasetSplits,
-    available,
-    load,
-    load_breast_cancer,
-    load_digits,
-    load_file,
-    load_mnist1d,
-    load_wine,
-    planted_image,
-    planted_motifs,
-    planted_tabular,
-)
+from deepscope import data as _data
+from deepscope.data import *  # noqa: F403  (the names listed in deepscope.data.__all__)
 
-__all__ = [
-    "DatasetSplits",
-    "available",
-    "load",
-    "load_breast_cancer",
-    "load_digits",
-    "load_file",
-    "load_mnist1d",
-    "load_wine",
-    "planted_image",
-    "planted_motifs",
-    "planted_tabular",
-]
+__all__ = list(_data.__all__)
