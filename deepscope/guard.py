@@ -27,13 +27,22 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-from collections import OrderedDict
-from collections.abc import Iterator
+import operator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules import module as _module_globals
+
+try:  # the C++ flatten behind DDP's bucketing: one call instead of a Python loop of reshapes
+    from torch._utils import _flatten_dense_tensors
+except ImportError:  # pragma: no cover - older or future torch without it
+
+    def _flatten_dense_tensors(tensors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([t.reshape(-1) for t in tensors])
+
 
 from deepscope._validation import check_choice
 from deepscope.errors import UnsupportedModelError, invalid_parameter
@@ -97,8 +106,12 @@ class GuardReport:
 
 def stochastic_modules(model: nn.Module) -> list[str]:
     """Names of modules in training mode whose forward pass is random or updates state."""
+    return _stochastic(model.named_modules())
+
+
+def _stochastic(named_modules: Iterable[tuple[str, nn.Module]]) -> list[str]:
     found = []
-    for name, module in model.named_modules():
+    for name, module in named_modules:
         stochastic = isinstance(module, nn.modules.dropout._DropoutNd | nn.modules.batchnorm._NormBase)
         if stochastic and module.training:
             found.append(name or type(module).__name__)
@@ -110,48 +123,146 @@ def current_guard_report(model: nn.Module) -> GuardReport | None:
     return (_active.get() or {}).get(id(model))
 
 
+_SAME_SIZE_INTEGER = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64, 16: torch.int64}
+_QUANTIZED = {torch.qint8, torch.quint8, torch.qint32, torch.quint4x2, torch.quint2x4}
+
+
+def _as_bits(tensor: torch.Tensor) -> torch.Tensor:
+    """A contiguous tensor's bits as integers of the same width (integer compare is bitwise)."""
+    if tensor.is_floating_point() or tensor.is_complex():
+        return tensor.view(_SAME_SIZE_INTEGER[tensor.element_size()])
+    return tensor
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bitwise equality of two contiguous tensors of one shape, dtype and device.
+
+    On CPU the comparison goes through numpy, which is several times faster than ``torch.equal``
+    on small tensors.
+    """
+    a, b = _as_bits(a), _as_bits(b)
+    if a.device.type == "cpu" and a.dtype is not torch.bool:
+        return bool(np.array_equal(a.numpy(), b.numpy()))
+    return bool(torch.equal(a, b))
+
+
 def bitwise_equal(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
     """True when two tensors have the same shape, dtype, device and bits (NaN payloads included)."""
     if a is None or b is None:
         return a is None and b is None
     if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
         return False
-    if a.is_floating_point() or a.is_complex():
-        a, b = a.detach().contiguous(), b.detach().contiguous()
-        return bool(torch.equal(a.view(torch.uint8), b.view(torch.uint8)))
-    return bool(torch.equal(a.detach(), b.detach()))
+    if a.layout is not torch.strided or a.dtype in _QUANTIZED or a.device.type == "meta":
+        return bool(torch.equal(a.detach(), b.detach()))
+    return _same_bits(a.detach().contiguous(), b.detach().contiguous())
+
+
+def _flatten(tensors: list[torch.Tensor], *, copy: bool) -> torch.Tensor:
+    """The given tensors' elements one after another in a contiguous 1-D tensor; with ``copy``
+    always new memory (for one tensor the flatten alone may return a view of it)."""
+    flat = _flatten_dense_tensors(tensors)
+    return flat.clone() if copy and len(tensors) == 1 else flat
+
+
+# Tensors up to this many elements are copied and compared together, one flat buffer per
+# (dtype, device): two kernel calls instead of two per tensor. Larger ones are handled one by
+# one (the per-call overhead is negligible there, and no model-sized temporary is made).
+_FLAT_MAX_ELEMENTS = 1 << 16
+
+
+class _BitCopies:
+    """Bit-exact copies of a list of tensors, with a fast "is everything still the same?" check.
+
+    Used under ``torch.no_grad()`` on tensors without history (``.data`` and ``.grad``).
+    """
+
+    def __init__(self, tensors: list[torch.Tensor]) -> None:
+        self.meta = [(t.shape, t.dtype, t.device, t.layout) for t in tensors]
+        self.copies: list[torch.Tensor | None] = [None] * len(tensors)
+        self.places: dict[int, tuple[torch.Tensor, int]] = {}  # index -> (group buffer, offset)
+        groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
+        for index, (shape, dtype, device, layout) in enumerate(self.meta):
+            flat = (
+                layout is torch.strided
+                and dtype not in _QUANTIZED
+                and device.type != "meta"
+                and shape.numel() <= _FLAT_MAX_ELEMENTS
+            )
+            if flat:
+                groups.setdefault((dtype, device), []).append(index)
+            else:
+                self.copies[index] = tensors[index].detach().clone()
+        self.groups: list[tuple[list[int], torch.Tensor]] = []
+        for indices in groups.values():
+            buffer = _flatten([tensors[i] for i in indices], copy=True)
+            self.groups.append((indices, buffer))
+            offset = 0
+            for i in indices:
+                self.places[i] = (buffer, offset)
+                offset += self.meta[i][0].numel()
+
+    def saved(self, index: int) -> torch.Tensor:
+        """The saved copy of tensor ``index`` (a view into its group's buffer for small tensors)."""
+        if index not in self.places:
+            return self.copies[index]
+        buffer, offset = self.places[index]
+        shape = self.meta[index][0]
+        return buffer[offset : offset + shape.numel()].view(shape)
+
+    def unchanged(self, tensors: list[torch.Tensor]) -> bool:
+        """True when every tensor has the saved shape, dtype, device and bits."""
+        if [(t.shape, t.dtype, t.device, t.layout) for t in tensors] != self.meta:
+            return False
+        for indices, buffer in self.groups:
+            if not _same_bits(_flatten([tensors[i] for i in indices], copy=False), buffer):
+                return False
+        return all(bitwise_equal(tensor, self.copies[i]) for i, tensor in enumerate(tensors) if i not in self.places)
+
+    def restore_into(self, index: int, tensor: torch.Tensor) -> torch.Tensor | None:
+        """Put the saved bits back into ``tensor`` in place; return a fresh copy when that is impossible."""
+        saved = self.saved(index)
+        if bitwise_equal(tensor, saved):
+            return None
+        if tensor.shape == saved.shape and tensor.dtype == saved.dtype and tensor.device == saved.device:
+            tensor.copy_(saved)
+            return None
+        return saved.clone()  # never hand out a view into a shared buffer
 
 
 class _Snapshot:
-    """Everything about a module tree that the guard promises to restore."""
+    """Everything about a module tree that the guard promises to restore.
 
-    def __init__(self, model: nn.Module) -> None:
-        self.modules: list[nn.Module] = list(model.modules())
-        self.children = [OrderedDict(m._modules) for m in self.modules]
+    Taken before and checked after every analysis, so it is written for speed: one pass over the
+    modules, hook dictionaries compared by identity with an empty-dict fast path, tensor data and
+    grads copied and compared through :class:`_BitCopies`.
+    """
+
+    def __init__(self, modules: list[nn.Module]) -> None:
+        self.modules = modules
+        self.children = [dict(m._modules) for m in self.modules]
         self.training = [m.training for m in self.modules]
-        self.hooks = [
-            {k: OrderedDict(getattr(m, k)) for k in _MODULE_HOOK_DICTS if hasattr(m, k)} for m in self.modules
-        ]
-        self.params = [OrderedDict(m._parameters) for m in self.modules]
-        self.buffers = [OrderedDict(m._buffers) for m in self.modules]
+        self.hooks = [_module_hooks(m) for m in self.modules]
+        self.params = [dict(m._parameters) for m in self.modules]
+        self.buffers = [dict(m._buffers) for m in self.modules]
         self.non_persistent = [set(m._non_persistent_buffers_set) for m in self.modules]
         tensors: dict[int, torch.Tensor] = {}
         for store in self.params + self.buffers:
             for tensor in store.values():
                 if tensor is not None:
                     tensors[id(tensor)] = tensor
-        self.tensors = tensors
+        self.tensors = list(tensors.values())
+        self.requires_grad = [t.requires_grad for t in self.tensors]
+        self.grads = [t.grad for t in self.tensors]
+        self.tensor_hooks = [
+            [(a, _copy_or_none(getattr(t, a, None))) for a in _TENSOR_HOOK_ATTRS] for t in self.tensors
+        ]
         with torch.no_grad():
-            self.data = {k: t.detach().clone() for k, t in tensors.items()}
-            self.grads = {k: (t.grad, None if t.grad is None else t.grad.detach().clone()) for k, t in tensors.items()}
-        self.requires_grad = {k: t.requires_grad for k, t in tensors.items()}
-        self.tensor_hooks = {
-            k: {a: (None if getattr(t, a, None) is None else OrderedDict(getattr(t, a))) for a in _TENSOR_HOOK_ATTRS}
-            for k, t in tensors.items()
-        }
-        self.global_hooks = {
-            k: OrderedDict(getattr(_module_globals, k)) for k in _GLOBAL_HOOK_DICTS if hasattr(_module_globals, k)
-        }
+            self.data = _BitCopies([t.data for t in self.tensors])
+            self.grad_indices = [i for i, g in enumerate(self.grads) if g is not None]
+            self.grad_copies = _BitCopies([self.grads[i] for i in self.grad_indices])
+        self.global_hooks = [
+            (k, dict(getattr(_module_globals, k))) for k in _GLOBAL_HOOK_DICTS if hasattr(_module_globals, k)
+        ]
 
     def restore(self) -> None:
         for module, children, training, hooks, params, buffers, non_persistent in zip(
@@ -160,54 +271,94 @@ class _Snapshot:
             _restore_dict(module._modules, children)
             _restore_dict(module._parameters, params)
             _restore_dict(module._buffers, buffers)
-            module._non_persistent_buffers_set.clear()
-            module._non_persistent_buffers_set.update(non_persistent)
-            module.training = training
-            for key, saved in hooks.items():
-                _restore_dict(getattr(module, key), saved)
-            for name in list(vars(module)):
+            if module._non_persistent_buffers_set != non_persistent:
+                module._non_persistent_buffers_set.clear()
+                module._non_persistent_buffers_set.update(non_persistent)
+            if module.training is not training:
+                _set_training(module, training)
+            attributes = vars(module)
+            if hooks is None:  # the module had no hooks: remove any added since
+                _clear_module_hooks(attributes)
+            else:
+                for key, saved in hooks:
+                    _restore_dict(attributes[key], saved)
+            if params or buffers or children:
                 # attributes that shadow a restored parameter/buffer/submodule would hide it
-                if name in params or name in buffers or name in children:
-                    del module.__dict__[name]
-        for key, saved in self.global_hooks.items():
+                for name in attributes.keys() & (params.keys() | buffers.keys() | children.keys()):
+                    del attributes[name]
+        for key, saved in self.global_hooks:
             _restore_dict(getattr(_module_globals, key), saved)
         with torch.no_grad():
-            for key, tensor in self.tensors.items():
-                saved = self.data[key]
-                if not bitwise_equal(tensor.data, saved):
-                    if (
-                        tensor.data.shape == saved.shape
-                        and tensor.data.dtype == saved.dtype
-                        and tensor.device == saved.device
-                    ):
-                        tensor.data.copy_(saved)
-                    else:
-                        tensor.data = saved
-                if tensor.requires_grad != self.requires_grad[key] and tensor.is_leaf:
-                    tensor.requires_grad_(self.requires_grad[key])
-                original_grad, grad_copy = self.grads[key]
-                if original_grad is None:
-                    if tensor.grad is not None:
-                        tensor.grad = None
-                else:
-                    if tensor.grad is not original_grad:
-                        tensor.grad = original_grad
-                    if not bitwise_equal(original_grad, grad_copy):
-                        if original_grad.shape == grad_copy.shape and original_grad.dtype == grad_copy.dtype:
-                            original_grad.copy_(grad_copy)
-                        else:
-                            tensor.grad = grad_copy
-                for attr, saved_hooks in self.tensor_hooks[key].items():
-                    current = getattr(tensor, attr, None)
-                    if saved_hooks is None:
-                        if current:
-                            setattr(tensor, attr, None)
-                    elif current is not None:
-                        _restore_dict(current, saved_hooks)
+            self._restore_tensors()
+
+    def _restore_tensors(self) -> None:
+        tensors = self.tensors
+        if not self.data.unchanged([t.data for t in tensors]):
+            for index, tensor in enumerate(tensors):
+                replacement = self.data.restore_into(index, tensor.data)
+                if replacement is not None:
+                    tensor.data = replacement
+        for tensor, requires_grad, original_grad in zip(tensors, self.requires_grad, self.grads):
+            if tensor.requires_grad != requires_grad and tensor.is_leaf:
+                tensor.requires_grad_(requires_grad)
+            if tensor.grad is not original_grad:
+                tensor.grad = original_grad
+        grads = [self.grads[i] for i in self.grad_indices]
+        if not self.grad_copies.unchanged(grads):
+            for position, index in enumerate(self.grad_indices):
+                replacement = self.grad_copies.restore_into(position, grads[position])
+                if replacement is not None:
+                    tensors[index].grad = replacement
+        for tensor, hooks in zip(tensors, self.tensor_hooks):
+            for attr, saved_hooks in hooks:
+                current = getattr(tensor, attr, None)
+                if saved_hooks is None:
+                    if current:
+                        setattr(tensor, attr, None)
+                elif current is not None:
+                    _restore_dict(current, saved_hooks)
+
+
+_all_module_hook_dicts = operator.itemgetter(*_MODULE_HOOK_DICTS)
+
+
+def _module_hooks(module: nn.Module) -> list[tuple[str, dict[Any, Any]]] | None:
+    """Copies of a module's hook dictionaries; None (cheap to take and to check) when all are empty."""
+    attributes = vars(module)
+    try:
+        if not any(_all_module_hook_dicts(attributes)):
+            return None
+    except KeyError:  # a module made by an older torch may lack some of the dictionaries
+        pass
+    return [(k, dict(attributes[k])) for k in _MODULE_HOOK_DICTS if k in attributes]
+
+
+def _clear_module_hooks(attributes: dict[str, Any]) -> None:
+    try:
+        dicts = _all_module_hook_dicts(attributes)
+    except KeyError:
+        dicts = [attributes[k] for k in _MODULE_HOOK_DICTS if k in attributes]
+    if any(dicts):
+        for hooks in dicts:
+            hooks.clear()
+
+
+def _set_training(module: nn.Module, flag: bool) -> None:
+    """``module.training = flag``, without nn.Module.__setattr__'s checks when the class keeps the default."""
+    if type(module).__setattr__ is nn.Module.__setattr__:
+        object.__setattr__(module, "training", flag)
+    else:
+        module.training = flag
+
+
+def _copy_or_none(hooks: dict[Any, Any] | None) -> dict[Any, Any] | None:
+    return None if hooks is None else dict(hooks)
 
 
 def _restore_dict(current: dict[Any, Any], saved: dict[Any, Any]) -> None:
     """Make ``current`` hold exactly the saved entries (by identity), in the saved order."""
+    if not current and not saved:
+        return
     same = list(current) == list(saved) and all(current[k] is saved[k] for k in saved)
     if not same:
         current.clear()
@@ -234,13 +385,14 @@ def model_guard(model: nn.Module, *, mode: str = "eval") -> Iterator[GuardReport
     if id(model) in active:
         yield active[id(model)]
         return
-    stochastic = stochastic_modules(model)
+    named = list(model.named_modules())
+    stochastic = _stochastic(named)
     if mode == "refuse" and stochastic:
         raise UnsupportedModelError(
             f"The model has train-mode stochastic modules ({', '.join(stochastic)}); call model.eval() "
             "or pass mode='eval' to analyse it in eval semantics."
         )
-    snapshot = _Snapshot(model)
+    snapshot = _Snapshot([module for _, module in named])
     report = GuardReport(
         mode="train" if mode == "train" else "eval", switched_to_eval=stochastic if mode == "eval" else []
     )
@@ -248,7 +400,8 @@ def model_guard(model: nn.Module, *, mode: str = "eval") -> Iterator[GuardReport
     try:
         if mode == "eval":
             for module in snapshot.modules:
-                module.training = False
+                if module.training:
+                    _set_training(module, False)
         yield report
     finally:
         _active.reset(token)

@@ -114,3 +114,35 @@ def test_check_model_untouched_detects_a_leaky_function():
 
     with pytest.raises(AssertionError, match="changed the caller's model"):
         check_model_untouched(leaky, fixture.model, fixture.model)
+
+
+def test_guard_restores_large_mixed_dtype_and_retyped_tensors():
+    """Tensors above the flat-copy size, bfloat16 and float64 groups, a retyped and a reshaped ``.data``."""
+    model = nn.Sequential(nn.Linear(300, 300), nn.Linear(300, 4).to(torch.bfloat16), nn.Linear(4, 2).double())
+    model.register_buffer("steps", torch.tensor(3))
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    before = model_fingerprint(model)
+    grad_objects = [p.grad for p in model.parameters()]
+    with model_guard(model):
+        with torch.no_grad():
+            model[0].weight.mul_(-1)  # 90,000 elements: compared and restored on its own
+            model[1].bias.add_(1)  # bfloat16 group
+            model[2].weight.data = model[2].weight.data.float()  # dtype changed behind .data
+            model[0].bias.data = model[0].bias.data.reshape(30, 10)  # shape changed, same elements
+            model.steps.add_(1)
+            for p in model.parameters():
+                p.grad.mul_(2)  # the caller's grad tensors changed in place
+    assert fingerprint_differences(before, model_fingerprint(model)) == []
+    assert all(p.grad is g for p, g in zip(model.parameters(), grad_objects))
+    assert model[2].weight.dtype == torch.float64 and model[0].bias.shape == (300,)
+    assert model[2].weight.data.untyped_storage().nbytes() == model[2].weight.numel() * 8  # not a view of a shared copy
+
+
+def test_bitwise_equal_handles_low_precision_bool_and_non_contiguous():
+    x = torch.randn(4, 6)
+    assert bitwise_equal(x.t(), x.clone().t()) and not bitwise_equal(x.t(), x.t().contiguous().mul(-1))
+    h = x.to(torch.bfloat16)
+    assert bitwise_equal(h, h.clone()) and not bitwise_equal(h, -h)
+    flags = x > 0
+    assert bitwise_equal(flags, flags.clone()) and not bitwise_equal(flags, ~flags)

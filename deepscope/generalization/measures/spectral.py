@@ -62,31 +62,33 @@ def fit_power_law(eigenvalues: np.ndarray, *, max_elements: int = 1 << 20) -> tu
         >>> tail > 0 and alpha > 1
         True
     """
-    data = np.sort(np.asarray(eigenvalues, dtype=np.float64).reshape(-1))
-    data = data[data > 0]
-    n_total = len(data)
+    data = np.asarray(eigenvalues, dtype=np.float64).reshape(-1)
+    data = np.sort(data[data > 0])
+    n_total = data.size
     if n_total < 2:
         return math.nan, math.nan, math.nan, n_total
     log_data = np.log(data)
     suffix = np.cumsum(log_data[::-1])[::-1]  # S_i = Σ_{j >= i} log λ_j
     tail_sizes = np.arange(n_total, 1, -1, dtype=np.float64)  # n_i for the candidates i = 0 … N−2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        alphas = 1.0 + tail_sizes / (suffix[:-1] - tail_sizes * log_data[:-1])
-    candidates = np.flatnonzero(np.isfinite(alphas) & (alphas > 1))
-    if len(candidates) == 0:
+    spread = suffix[:-1] - tail_sizes * log_data[:-1]  # Σ_{j >= i} log(λ_j/λ_i): α_i = 1 + n_i / spread_i
+    alphas = np.full(n_total - 1, np.inf)
+    np.divide(tail_sizes, spread, out=alphas, where=spread > 0)  # spread <= 0 (ties, rounding): no α > 1
+    alphas += 1.0
+    candidates = np.flatnonzero(np.isfinite(alphas))
+    if candidates.size == 0:
         return math.nan, math.nan, math.inf, 0
     distances = np.full(n_total - 1, np.inf)
     values_from = n_total - np.arange(n_total, dtype=np.float64)  # N − j
     block_rows = max(64, n_total // 8)  # a few triangle blocks: less waste below the diagonal, few calls
     start = 0
-    while start < len(candidates):
+    while start < candidates.size:
         first = candidates[start]  # values j < first lie outside every tail of this block
-        rows = max(1, min(len(candidates) - start, block_rows, max_elements // (n_total - first)))
+        rows = max(1, min(candidates.size - start, block_rows, max_elements // (n_total - first)))
         index = candidates[start : start + rows]
-        slope = 1.0 - alphas[index]  # < 0
-        # (1−α_i)(log x_j − log x_i) is <= 0 for j >= i; clipping at 0 makes j < i give exp(0) = 1 …
-        survival = np.multiply.outer(slope, log_data[first:])
-        survival -= (slope * log_data[index])[:, None]
+        # (α_i−1)(log x_i − log x_j) = (1−α_i)(log x_j − log x_i) is <= 0 for j >= i; clipping it at 0
+        # makes j < i give exp(0) = 1 …
+        survival = np.subtract.outer(log_data[index], log_data[first:])
+        survival *= (alphas[index] - 1.0)[:, None]
         np.minimum(survival, 0.0, out=survival)
         np.exp(survival, out=survival)  # (x_j/x_i)^{1−α_i} = 1 − theoretical CDF
         # … and 1 − empirical CDF = (N−j)/n_i, clipped at 1, also gives 1 there: deviation 0 outside the tail
@@ -96,7 +98,7 @@ def fit_power_law(eigenvalues: np.ndarray, *, max_elements: int = 1 << 20) -> tu
         np.abs(survival, out=survival)
         distances[index] = survival.max(axis=1)
         start += rows
-    best = int(np.argmin(distances))
+    best = int(distances.argmin())
     if not math.isfinite(distances[best]):
         return math.nan, math.nan, math.inf, 0
     return float(alphas[best]), float(data[best]), float(distances[best]), int(tail_sizes[best])
@@ -165,7 +167,10 @@ def _eigenvalues(weight: torch.Tensor) -> np.ndarray:
     mats = weight.reshape(weight.shape[0], weight.shape[1], -1).transpose(2, 0, 1)  # k slices W[:, :, i, j]
     if mats.shape[1] < mats.shape[2]:
         mats = mats.transpose(0, 2, 1)
-    values = np.linalg.eigvalsh(mats.transpose(0, 2, 1) @ mats).reshape(-1)
+    if mats.shape[2] == 1:  # one input (or output) channel: each slice's only eigenvalue is its squared norm
+        values = np.einsum("kij,kij->k", mats, mats)
+    else:
+        values = np.linalg.eigvalsh(mats.transpose(0, 2, 1) @ mats).reshape(-1)
     values.sort()
     return np.maximum(values, 0.0, out=values)
 
@@ -229,8 +234,8 @@ def spectral_metrics(model: nn.Module, *, min_eigenvalues: int = 50) -> Spectral
     valid = [layer for layer in layers if layer.fit_quality == "ok"]
     return SpectralMetrics(
         layers=layers,
-        mean_alpha=float(np.mean([layer.alpha for layer in valid])) if valid else math.nan,
-        mean_alpha_weighted=float(np.mean([layer.alpha_weighted for layer in valid])) if valid else math.nan,
+        mean_alpha=math.fsum(layer.alpha for layer in valid) / len(valid) if valid else math.nan,
+        mean_alpha_weighted=math.fsum(layer.alpha_weighted for layer in valid) / len(valid) if valid else math.nan,
         valid_layers=len(valid),
         unsupported_layers=unsupported,
     )
