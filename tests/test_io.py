@@ -102,6 +102,7 @@ def test_save_refuses_to_overwrite(tmp_path):
 
 def test_builtin_architecture_round_trip(tmp_path):
     from deepscope import models
+
     net = models.build("mlp", (4,), 3)
     path = save_model(net, tmp_path / "mlp")  # the arch comes from net.deepscope_config
     assert json.loads((tmp_path / "mlp.json").read_text())["arch"] == "mlp"

@@ -89,6 +89,7 @@ def test_step_before_attach_is_refused():
 
 def test_trainer_protocol_attach_step_result():
     from deepscope import models
+
     x, y = data(n=64)
     xt, yt = data(n=16, seed=1)
     torch.manual_seed(0)
