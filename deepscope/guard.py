@@ -72,7 +72,6 @@ _GLOBAL_HOOK_DICTS = (
     "_global_parameter_registration_hooks",
     "_global_buffer_registration_hooks",
 )
-_TENSOR_HOOK_ATTRS = ("_backward_hooks", "_post_accumulate_grad_hooks")
 
 _active: contextvars.ContextVar[dict[int, GuardReport] | None] = contextvars.ContextVar(
     "deepscope_guards", default=None
@@ -251,15 +250,15 @@ class _Snapshot:
                 if tensor is not None:
                     tensors[id(tensor)] = tensor
         self.tensors = list(tensors.values())
-        self.requires_grad = [t.requires_grad for t in self.tensors]
-        self.grads = [t.grad for t in self.tensors]
-        self.tensor_hooks = [
-            [(a, _copy_or_none(getattr(t, a, None))) for a in _TENSOR_HOOK_ATTRS] for t in self.tensors
+        # per tensor: requires_grad, the grad object, copies of its hook dicts (None: it had none)
+        self.tensor_state = [
+            (t.requires_grad, t.grad, _copy_or_none(t._backward_hooks), _copy_or_none(_post_hooks(t)))
+            for t in self.tensors
         ]
         with torch.no_grad():
-            self.data = _BitCopies([t.data for t in self.tensors])
-            self.grad_indices = [i for i, g in enumerate(self.grads) if g is not None]
-            self.grad_copies = _BitCopies([self.grads[i] for i in self.grad_indices])
+            self.data = _BitCopies(self.tensors)
+            self.grad_indices = [i for i, t in enumerate(self.tensors) if t.grad is not None]
+            self.grad_copies = _BitCopies([self.tensors[i].grad for i in self.grad_indices])
         self.global_hooks = [
             (k, dict(getattr(_module_globals, k))) for k in _GLOBAL_HOOK_DICTS if hasattr(_module_globals, k)
         ]
@@ -293,30 +292,38 @@ class _Snapshot:
 
     def _restore_tensors(self) -> None:
         tensors = self.tensors
-        if not self.data.unchanged([t.data for t in tensors]):
+        if not self.data.unchanged(tensors):
             for index, tensor in enumerate(tensors):
                 replacement = self.data.restore_into(index, tensor.data)
                 if replacement is not None:
                     tensor.data = replacement
-        for tensor, requires_grad, original_grad in zip(tensors, self.requires_grad, self.grads):
+        for tensor, (requires_grad, grad, backward_hooks, post_hooks) in zip(tensors, self.tensor_state):
             if tensor.requires_grad != requires_grad and tensor.is_leaf:
                 tensor.requires_grad_(requires_grad)
-            if tensor.grad is not original_grad:
-                tensor.grad = original_grad
-        grads = [self.grads[i] for i in self.grad_indices]
+            if tensor.grad is not grad:
+                tensor.grad = grad
+            current = tensor._backward_hooks
+            if backward_hooks is None:
+                if current:
+                    tensor._backward_hooks = None
+            elif current is not None:
+                _restore_dict(current, backward_hooks)
+            current = _post_hooks(tensor)
+            if post_hooks is None:
+                if current:
+                    tensor._post_accumulate_grad_hooks = None
+            elif current is not None:
+                _restore_dict(current, post_hooks)
+        grads = [tensors[i].grad for i in self.grad_indices]
         if not self.grad_copies.unchanged(grads):
-            for position, index in enumerate(self.grad_indices):
-                replacement = self.grad_copies.restore_into(position, grads[position])
+            for position, grad in enumerate(grads):
+                replacement = self.grad_copies.restore_into(position, grad)
                 if replacement is not None:
-                    tensors[index].grad = replacement
-        for tensor, hooks in zip(tensors, self.tensor_hooks):
-            for attr, saved_hooks in hooks:
-                current = getattr(tensor, attr, None)
-                if saved_hooks is None:
-                    if current:
-                        setattr(tensor, attr, None)
-                elif current is not None:
-                    _restore_dict(current, saved_hooks)
+                    tensors[self.grad_indices[position]].grad = replacement
+
+
+def _post_hooks(tensor: torch.Tensor) -> dict[Any, Any] | None:
+    return getattr(tensor, "_post_accumulate_grad_hooks", None)
 
 
 _all_module_hook_dicts = operator.itemgetter(*_MODULE_HOOK_DICTS)
