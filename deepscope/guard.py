@@ -238,15 +238,26 @@ class _Snapshot:
 
     def __init__(self, modules: list[nn.Module]) -> None:
         self.modules = modules
-        self.children = [dict(m._modules) for m in self.modules]
-        self.training = [m.training for m in self.modules]
-        self.hooks = [_module_hooks(m) for m in self.modules]
-        self.params = [dict(m._parameters) for m in self.modules]
-        self.buffers = [dict(m._buffers) for m in self.modules]
-        self.non_persistent = [set(m._non_persistent_buffers_set) for m in self.modules]
+        # per module: its __dict__, training flag, copies of its child/parameter/buffer dicts, the
+        # non-persistent buffer names, and its hook dicts (None when it had no hooks at all)
+        self.module_state = []
         tensors: dict[int, torch.Tensor] = {}
-        for store in self.params + self.buffers:
-            for tensor in store.values():
+        for module in modules:
+            attributes = vars(module)
+            params, buffers = dict(module._parameters), dict(module._buffers)
+            self.module_state.append(
+                (
+                    module,
+                    attributes,
+                    module.training,
+                    dict(module._modules),
+                    params,
+                    buffers,
+                    set(module._non_persistent_buffers_set),
+                    _module_hooks(module),
+                )
+            )
+            for tensor in (*params.values(), *buffers.values()):
                 if tensor is not None:
                     tensors[id(tensor)] = tensor
         self.tensors = list(tensors.values())
@@ -264,9 +275,7 @@ class _Snapshot:
         ]
 
     def restore(self) -> None:
-        for module, children, training, hooks, params, buffers, non_persistent in zip(
-            self.modules, self.children, self.training, self.hooks, self.params, self.buffers, self.non_persistent
-        ):
+        for module, attributes, training, children, params, buffers, non_persistent, hooks in self.module_state:
             _restore_dict(module._modules, children)
             _restore_dict(module._parameters, params)
             _restore_dict(module._buffers, buffers)
@@ -275,7 +284,6 @@ class _Snapshot:
                 module._non_persistent_buffers_set.update(non_persistent)
             if module.training is not training:
                 _set_training(module, training)
-            attributes = vars(module)
             if hooks is None:  # the module had no hooks: remove any added since
                 _clear_module_hooks(attributes)
             else:
@@ -350,6 +358,17 @@ def _clear_module_hooks(attributes: dict[str, Any]) -> None:
             hooks.clear()
 
 
+def _module_list(model: nn.Module) -> list[nn.Module]:
+    """``model`` and every submodule once (breadth-first; the same set as ``model.modules()``)."""
+    modules, seen = [model], {id(model)}
+    for module in modules:  # the list grows while it is walked
+        for child in module._modules.values():
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                modules.append(child)
+    return modules
+
+
 def _set_training(module: nn.Module, flag: bool) -> None:
     """``module.training = flag``, without nn.Module.__setattr__'s checks when the class keeps the default."""
     if type(module).__setattr__ is nn.Module.__setattr__:
@@ -392,14 +411,14 @@ def model_guard(model: nn.Module, *, mode: str = "eval") -> Iterator[GuardReport
     if id(model) in active:
         yield active[id(model)]
         return
-    named = list(model.named_modules())
-    stochastic = _stochastic(named)
+    modules = _module_list(model)
+    stochastic = _stochastic(model.named_modules()) if any(m.training for m in modules) else []
     if mode == "refuse" and stochastic:
         raise UnsupportedModelError(
             f"The model has train-mode stochastic modules ({', '.join(stochastic)}); call model.eval() "
             "or pass mode='eval' to analyse it in eval semantics."
         )
-    snapshot = _Snapshot([module for _, module in named])
+    snapshot = _Snapshot(modules)
     report = GuardReport(
         mode="train" if mode == "train" else "eval", switched_to_eval=stochastic if mode == "eval" else []
     )
