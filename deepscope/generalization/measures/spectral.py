@@ -11,7 +11,9 @@ tail and the fitted law. Metrics: α, α-weighted ``α · log10 λ_max``, ``log1
 Small layers give spurious α (few eigenvalues). The ``fit_quality`` flag says so — "ok",
 "too_few_eigenvalues" (< ``min_eigenvalues`` in all, or < 5 in the tail), "alpha_out_of_range"
 (α outside [1.5, 8]) or "poor_fit" (D > 0.25) — and α-based metrics are NaN unless it is "ok".
-``alpha_fitted`` keeps the raw estimate for inspection.
+``alpha_fitted`` keeps the raw estimate for inspection. A layer with fewer than ``min_eigenvalues``
+eigenvalues is not fitted at all (its fit fields are NaN): pass a smaller ``min_eigenvalues`` to see
+the raw fit of small layers.
 
 Example:
     >>> import torch
@@ -77,31 +79,84 @@ def fit_power_law(eigenvalues: np.ndarray, *, max_elements: int = 1 << 20) -> tu
     candidates = np.flatnonzero(np.isfinite(alphas))
     if candidates.size == 0:
         return math.nan, math.nan, math.inf, 0
-    distances = np.full(n_total - 1, np.inf)
     values_from = n_total - np.arange(n_total, dtype=np.float64)  # N − j
-    block_rows = max(64, n_total // 8)  # a few triangle blocks: less waste below the diagonal, few calls
+    if n_total <= _PRUNE_ABOVE:
+        order, bounds = candidates, None  # the whole triangle, in blocks of consecutive candidates
+        block_rows = max(64, n_total // 8)
+    else:
+        # Branch and bound: a lower bound of every D_i from a few of its tail points; exact D_i in
+        # increasing order of the bound until the next bound exceeds the best D found.
+        bounds = _ks_deviations(
+            log_data, alphas, tail_sizes, values_from, candidates, _bound_columns(candidates, n_total)
+        )
+        bounds = bounds.max(axis=1)
+        ranking = np.argsort(bounds, kind="stable")  # equal bounds: smaller index first
+        order, bounds = candidates[ranking], bounds[ranking] - _BOUND_SLACK
+        block_rows = 16
+    best_distance, best_index = math.inf, -1
     start = 0
-    while start < candidates.size:
-        first = candidates[start]  # values j < first lie outside every tail of this block
-        rows = max(1, min(candidates.size - start, block_rows, max_elements // (n_total - first)))
-        index = candidates[start : start + rows]
-        # (α_i−1)(log x_i − log x_j) = (1−α_i)(log x_j − log x_i) is <= 0 for j >= i; clipping it at 0
-        # makes j < i give exp(0) = 1 …
-        survival = np.subtract.outer(log_data[index], log_data[first:])
-        survival *= (alphas[index] - 1.0)[:, None]
-        np.minimum(survival, 0.0, out=survival)
-        np.exp(survival, out=survival)  # (x_j/x_i)^{1−α_i} = 1 − theoretical CDF
-        # … and 1 − empirical CDF = (N−j)/n_i, clipped at 1, also gives 1 there: deviation 0 outside the tail
-        empirical_survival = np.multiply.outer(1.0 / tail_sizes[index], values_from[first:])
-        np.minimum(empirical_survival, 1.0, out=empirical_survival)
-        survival -= empirical_survival
-        np.abs(survival, out=survival)
-        distances[index] = survival.max(axis=1)
+    while start < order.size:
+        if bounds is not None and bounds[start] > best_distance:
+            break  # every remaining candidate has D_i >= its bound > the best D
+        rows = min(order.size - start, block_rows)
+        first = int(order[start : start + rows].min())  # values j < first lie outside every tail of this block
+        rows = max(1, min(rows, max_elements // (n_total - first)))
+        index = np.sort(order[start : start + rows])
+        first = int(index[0])
+        distances = _ks_deviations(log_data, alphas, tail_sizes, values_from, index, first).max(axis=1)
+        position = int(distances.argmin())  # the first minimiser within the block
+        distance, candidate = float(distances[position]), int(index[position])
+        if distance < best_distance or (distance == best_distance and candidate < best_index):
+            best_distance, best_index = distance, candidate
         start += rows
-    best = int(distances.argmin())
-    if not math.isfinite(distances[best]):
+    if not math.isfinite(best_distance):
         return math.nan, math.nan, math.inf, 0
-    return float(alphas[best]), float(data[best]), float(distances[best]), int(tail_sizes[best])
+    return float(alphas[best_index]), float(data[best_index]), best_distance, int(tail_sizes[best_index])
+
+
+# Spectra longer than this are fitted by branch and bound (its per-call overhead does not pay below).
+_PRUNE_ABOVE = 80
+# Subtracted from every lower bound, so that the last-bit differences a vectorised exp may show
+# between the bound's gathered evaluation and the exact block evaluation can never prune the minimiser.
+_BOUND_SLACK = 1e-9
+# Where in each candidate's tail the lower bound looks: fractions of the way to the largest value.
+_BOUND_FRACTIONS = np.array([0.0, 0.01, 0.03, 0.06, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.65, 0.8, 1.0])
+
+
+def _bound_columns(candidates: np.ndarray, n_total: int) -> np.ndarray:
+    """Tail positions ``j`` (``i < j <= N−1``) at which each candidate's deviation is evaluated."""
+    span = (n_total - 1 - candidates)[:, None]
+    steps = np.maximum(np.ceil(span * _BOUND_FRACTIONS), 1).astype(np.intp)
+    return candidates[:, None] + np.minimum(steps, span)
+
+
+def _ks_deviations(
+    log_data: np.ndarray,
+    alphas: np.ndarray,
+    tail_sizes: np.ndarray,
+    values_from: np.ndarray,
+    index: np.ndarray,
+    columns: int | np.ndarray,
+) -> np.ndarray:
+    """``|S_theory − S_empirical|`` for candidates ``index`` (rows) at the values ``columns``.
+
+    ``columns`` is either the first column of a contiguous range (all ``j >= columns``) or an array of
+    positions per row. The entries are ``|exp(min(0, (α_i−1)(log x_i − log x_j))) − min(1, (N−j)/n_i)|``:
+    the KS deviation for ``j >= i`` and 0 for ``j < i`` (both terms clip to 1 there).
+    """
+    if isinstance(columns, int):
+        survival = np.subtract.outer(log_data[index], log_data[columns:])
+        empirical_from = values_from[columns:]
+        empirical = np.multiply.outer(1.0 / tail_sizes[index], empirical_from)
+    else:
+        survival = log_data[index][:, None] - log_data[columns]
+        empirical = (1.0 / tail_sizes[index])[:, None] * values_from[columns]
+    survival *= (alphas[index] - 1.0)[:, None]
+    np.minimum(survival, 0.0, out=survival)
+    np.exp(survival, out=survival)  # (x_j/x_i)^{1−α_i} = 1 − theoretical CDF
+    np.minimum(empirical, 1.0, out=empirical)  # 1 − empirical CDF = (N−j)/n_i
+    survival -= empirical
+    return np.abs(survival, out=survival)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,7 +234,10 @@ def _layer_spectrum(name: str, module: nn.Module, min_eigenvalues: int) -> Layer
     eigenvalues = _eigenvalues(module.weight)
     frobenius_sq = float(eigenvalues.sum())
     lambda_max = float(eigenvalues[-1])  # sorted ascending
-    alpha, xmin, distance, tail = fit_power_law(eigenvalues)
+    if len(eigenvalues) < min_eigenvalues:  # a tail fit on so few values would only be noise
+        alpha, xmin, distance, tail = math.nan, math.nan, math.nan, 0
+    else:
+        alpha, xmin, distance, tail = fit_power_law(eigenvalues)
     if len(eigenvalues) < min_eigenvalues or tail < 5:
         quality = "too_few_eigenvalues"
     elif not (1.5 <= alpha <= 8.0):
@@ -214,7 +272,8 @@ def spectral_metrics(model: nn.Module, *, min_eigenvalues: int = 50) -> Spectral
     Args:
         model: any ``nn.Module``; its Linear and Conv1d/2d/3d weights are analysed (raw, not
             BatchNorm-folded, to match WeightWatcher).
-        min_eigenvalues: layers with fewer eigenvalues are flagged "too_few_eigenvalues".
+        min_eigenvalues: layers with fewer eigenvalues are not fitted and are flagged
+            "too_few_eigenvalues".
 
     Returns:
         :class:`SpectralMetrics` (one :class:`LayerSpectrum` per layer). Other modules with

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from deepscope.errors import UnsupportedModelError
+from deepscope.generalization.measures import spectral as spectral_module
 from deepscope.generalization.measures.spectral import fit_power_law, spectral_metrics
 
 
@@ -47,6 +48,11 @@ def test_layer_metrics_and_flags():
     assert first.stable_rank == pytest.approx(float(eig.sum() / eig.max()), rel=1e-9)
     assert first.fit_quality == "ok" and math.isfinite(first.alpha)
     assert small.fit_quality == "too_few_eigenvalues" and math.isnan(small.alpha)  # only 3 eigenvalues
+    assert math.isnan(small.alpha_fitted) and small.tail_size == 0  # not fitted below min_eigenvalues ...
+    assert math.isfinite(small.stable_rank) and small.num_eigenvalues == 3  # ... the norms are still there
+    raw = spectral_metrics(model, min_eigenvalues=3).layers[1]  # ... and a smaller threshold fits it
+    expected = fit_power_law(spectral_module._eigenvalues(model[2].weight))
+    assert (raw.alpha_fitted, raw.xmin, raw.ks_distance, raw.tail_size) == expected and expected[3] > 0
     assert result.unsupported_layers == ["3 (LayerNorm)"]
     assert result.valid_layers == 1
 
@@ -102,3 +108,24 @@ def test_conv_eigenvalues_pool_the_spatial_slices():
     assert result.num_eigenvalues == 6 * 6  # min(11, 6) per slice, 6 slices
     assert result.log_spectral_norm == pytest.approx(math.log10(float(pooled.max())), rel=1e-12)
     assert result.stable_rank == pytest.approx(float(pooled.sum() / pooled.max()), rel=1e-12)
+
+
+def test_branch_and_bound_fit_equals_the_whole_triangle(monkeypatch):
+    """Above ``_PRUNE_ABOVE`` values most candidates are pruned by a lower bound on D; the result must be
+    exactly (bit for bit) that of evaluating every candidate, ties in D and in the values included."""
+    rng = np.random.default_rng(7)
+    spectra = []
+    for trial in range(40):
+        n = int(rng.integers(81, 400))
+        if trial % 4 == 0:
+            spectra.append(np.linalg.svd(rng.standard_t(rng.uniform(1.5, 6), size=(2 * n, n)), compute_uv=False) ** 2)
+        elif trial % 4 == 1:
+            spectra.append(np.linalg.svd(rng.standard_normal((n + 5, n)), compute_uv=False) ** 2)
+        elif trial % 4 == 2:
+            spectra.append(rng.pareto(rng.uniform(0.5, 4), n) + 1e-3)
+        else:
+            spectra.append(np.round(rng.exponential(1.0, n), 1) + 0.1)  # many ties
+    pruned = [fit_power_law(values) for values in spectra]
+    monkeypatch.setattr(spectral_module, "_PRUNE_ABOVE", 10**9)
+    assert pruned == [fit_power_law(values) for values in spectra]
+    assert pruned[0] == fit_power_law(spectra[0], max_elements=100)  # tiny blocks: same answer
