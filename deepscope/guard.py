@@ -172,7 +172,7 @@ _FLAT_MAX_ELEMENTS = 1 << 16
 class _BitCopies:
     """Bit-exact copies of a list of tensors, with a fast "is everything still the same?" check.
 
-    Used under ``torch.no_grad()`` on tensors without history (``.data`` and ``.grad``).
+    Used under ``torch.no_grad()`` (parameters, buffers and grads are read, never recorded).
     """
 
     def __init__(self, tensors: list[torch.Tensor]) -> None:

@@ -146,3 +146,13 @@ def test_bitwise_equal_handles_low_precision_bool_and_non_contiguous():
     assert bitwise_equal(h, h.clone()) and not bitwise_equal(h, -h)
     flags = x > 0
     assert bitwise_equal(flags, flags.clone()) and not bitwise_equal(flags, ~flags)
+
+
+def test_guard_restores_a_single_small_parameter():
+    """A group of one tensor: its flat copy must be new memory, not a view of the parameter."""
+    model = nn.Linear(3, 1, bias=False)
+    before = model.weight.detach().clone()
+    with model_guard(model):
+        with torch.no_grad():
+            model.weight.mul_(2)
+    assert bitwise_equal(model.weight.detach(), before)

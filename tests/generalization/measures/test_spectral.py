@@ -129,3 +129,11 @@ def test_branch_and_bound_fit_equals_the_whole_triangle(monkeypatch):
     monkeypatch.setattr(spectral_module, "_PRUNE_ABOVE", 10**9)
     assert pruned == [fit_power_law(values) for values in spectra]
     assert pruned[0] == fit_power_law(spectra[0], max_elements=100)  # tiny blocks: same answer
+
+
+@pytest.mark.parametrize("layer", [nn.Linear(64, 80), nn.Conv2d(16, 32, 3)])
+def test_non_finite_weights_get_a_clear_error(layer):
+    with torch.no_grad():
+        layer.weight.view(-1)[5] = float("nan")
+    with pytest.raises(UnsupportedModelError, match="layer '0' has NaN or infinite entries"):
+        spectral_metrics(nn.Sequential(layer))
