@@ -177,6 +177,7 @@ class _BitCopies:
 
     def __init__(self, tensors: list[torch.Tensor]) -> None:
         self.meta = [(t.shape, t.dtype, t.device, t.layout) for t in tensors]
+        self.shapes = [(shape, dtype) for shape, dtype, _, _ in self.meta]
         self.copies: list[torch.Tensor | None] = [None] * len(tensors)
         self.places: dict[int, tuple[torch.Tensor, int]] = {}  # index -> (group buffer, offset)
         groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
@@ -209,13 +210,22 @@ class _BitCopies:
         return buffer[offset : offset + shape.numel()].view(shape)
 
     def unchanged(self, tensors: list[torch.Tensor]) -> bool:
-        """True when every tensor has the saved shape, dtype, device and bits."""
-        if [(t.shape, t.dtype, t.device, t.layout) for t in tensors] != self.meta:
+        """True when every tensor has the saved shape, dtype, device and bits.
+
+        Conservative: any doubt (a tensor moved to another device or layout makes the flatten or the
+        compare fail) answers False, and the caller then checks and restores tensor by tensor.
+        """
+        if [(t.shape, t.dtype) for t in tensors] != self.shapes:
             return False
-        for indices, buffer in self.groups:
-            if not _same_bits(_flatten([tensors[i] for i in indices], copy=False), buffer):
-                return False
-        return all(bitwise_equal(tensor, self.copies[i]) for i, tensor in enumerate(tensors) if i not in self.places)
+        try:
+            for indices, buffer in self.groups:
+                if not _same_bits(_flatten([tensors[i] for i in indices], copy=False), buffer):
+                    return False
+            return all(
+                bitwise_equal(tensor, self.copies[i]) for i, tensor in enumerate(tensors) if i not in self.places
+            )
+        except (RuntimeError, TypeError, ValueError):
+            return False
 
     def restore_into(self, index: int, tensor: torch.Tensor) -> torch.Tensor | None:
         """Put the saved bits back into ``tensor`` in place; return a fresh copy when that is impossible."""
