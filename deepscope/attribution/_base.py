@@ -81,16 +81,40 @@ class Attribution(Result):
                 rows.append(row)
         return rows
 
-    def plot(self, ax=None, example: int = 0):  # -> matplotlib.figure.Figure
-        """Draw one example's attribution (heat map for images, bars for sequences and tabular)."""
+    def plot(
+        self, ax=None, example: int = 0, *, feature_names: Sequence[str] | None = None, top: int = 12
+    ):  # -> matplotlib.figure.Figure
+        """Draw one example's attribution (heat map for images, bars for sequences and tabular).
+
+        Args:
+            ax: a matplotlib Axes to draw on (a new figure when None).
+            example: which row of the batch.
+            feature_names: names of tabular features (one per feature), used as bar labels instead
+                of ``x0, x1, …``, e.g. ``dataset.feature_names``.
+            top: how many tabular features to show, largest |attribution| first.
+        """
         from deepscope.report.svg import new_figure
 
         values = self.values[0] if self.multi_target else self.values
+        if not isinstance(example, int) or isinstance(example, bool) or not 0 <= example < values.shape[0]:
+            raise invalid_parameter("example", "Attribution.plot", f"an int in [0, {values.shape[0]})", example)
+        if not isinstance(top, int) or isinstance(top, bool) or top < 1:
+            raise invalid_parameter("top", "Attribution.plot", "an int >= 1", top)
+        features = values[example].numel()
+        if feature_names is not None:
+            if isinstance(feature_names, str) or len(feature_names) != features:
+                raise invalid_parameter(
+                    "feature_names",
+                    "Attribution.plot",
+                    f"a sequence of {features} names (one per feature)",
+                    feature_names,
+                )
+            feature_names = [str(name) for name in feature_names]
         if ax is None:
             figure, ax = new_figure(4.0, 3.0)
         else:
             figure = ax.figure
-        draw_attribution(ax, values[example].detach().cpu())
+        draw_attribution(ax, values[example].detach().cpu(), feature_names, top)
         ax.set_title(f"{self.method}, example {example}, target {int(self.target.reshape(-1)[example])}")
         return figure
 
