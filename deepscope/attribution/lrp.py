@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from deepscope._validation import check_float
 from deepscope.attribution._base import DEFAULT_MAX_BATCH, Attribution, finish, prepare
+from deepscope.attribution._lrp_chain import FunctionStep, layer_chain
 from deepscope.errors import UnsupportedModelError, invalid_parameter
 from deepscope.registry import analysis
 
@@ -56,17 +57,13 @@ class _Step:
         return self.module(a)
 
 
-def _flatten(model: nn.Module) -> list[nn.Module]:
-    if isinstance(model, nn.Sequential):
-        return [leaf for child in model for leaf in _flatten(child)]
-    return [model]
-
-
 def _steps(model: nn.Module) -> list[_Step]:
     """The network as a chain of steps, BatchNorm folded into the preceding Linear/Conv (eval statistics)."""
     steps: list[_Step] = []
-    for module in _flatten(model):
-        if isinstance(module, nn.Linear):
+    for module in layer_chain(model):
+        if isinstance(module, FunctionStep):
+            steps.append(_Step(module.kind, module))
+        elif isinstance(module, nn.Linear):
             steps.append(_Step("linear", module, module.weight.detach(), _bias(module)))
         elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             steps.append(_Step("conv", module, module.weight.detach(), _bias(module)))
@@ -92,7 +89,7 @@ def _steps(model: nn.Module) -> list[_Step]:
             steps.append(_Step("pass", module))
         else:
             raise UnsupportedModelError(
-                f"lrp supports nn.Sequential chains of Linear/Conv/BatchNorm/pooling/activation layers; "
+                f"lrp supports chains of Linear/Conv/BatchNorm/pooling/activation/reshape layers; "
                 f"got a {type(module).__name__}."
             )
     return steps
@@ -183,7 +180,10 @@ def lrp(
     absorb relevance, and the relative conservation error is reported per example.
 
     Args:
-        model: an ``nn.Sequential`` (nested allowed) of Linear/Conv/BatchNorm/pool/activation/Flatten.
+        model: a chain of Linear/Conv/BatchNorm/pool/activation/reshape layers: an ``nn.Sequential``
+            (nested allowed) or any module whose ``forward`` torch.fx traces as a chain
+            (functional activations, pools and ``view``/``flatten`` included; residual additions and
+            concatenations are refused).
         inputs, target, max_batch: as for every method.
         rule: a rule for every affine layer, a composite name from :data:`COMPOSITES`
             ("epsilon_plus", "epsilon_gamma", "epsilon_alpha_beta"), or a mapping from layer type

@@ -89,5 +89,99 @@ def test_composites_and_refusals(cnn_and_images):
         def forward(self, x):
             return x + 1
 
-    with pytest.raises(UnsupportedModelError, match="Sequential"):
+    with pytest.raises(UnsupportedModelError, match="no propagation rule for 'add'"):
         lrp(nn.Sequential(Residual(), nn.Flatten(), nn.Linear(64, 2).double()), images)
+
+
+def test_custom_forward_chain_matches_captum_on_the_same_model(cnn_and_images):
+    """A module with its own forward (not nn.Sequential) is traced into the same chain; Captum runs on it too."""
+    model, images = cnn_and_images
+    custom = CaptumCompatible(model)
+    ours = lrp(custom, images, target=1)
+    reference = LRP(custom).attribute(images, target=1)
+    torch.testing.assert_close(ours.values, reference, rtol=1e-7, atol=1e-10)  # as in the Sequential test
+    torch.testing.assert_close(ours.values, lrp(model, images, target=1).values, rtol=0, atol=0)
+
+
+class FunctionalNet(nn.Module):
+    """Functional pooling, activation and the common ``x.view(x.size(0), -1)`` between module layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        x = torch.nn.functional.max_pool2d(torch.relu(self.norm(self.conv(x))), 2)
+        x = x.view(x.size(0), -1)
+        return self.fc(torch.nn.functional.relu(x))
+
+
+def test_functional_forward_equals_its_sequential_twin():
+    torch.manual_seed(0)
+    net = FunctionalNet().double()
+    with torch.no_grad():
+        net.norm.running_mean.uniform_(-0.5, 0.5)
+        net.norm.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    twin = nn.Sequential(net.conv, net.norm, nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.ReLU(), net.fc)
+    x = torch.randn(6, 1, 8, 8, dtype=torch.float64)
+    for rule in ["epsilon", "epsilon_plus", "alpha_beta"]:
+        got = lrp(
+            net,
+            x,
+            target=[0, 2],
+            rule=rule,
+            alpha=2.0 if rule == "alpha_beta" else 1.0,
+            beta=1.0 if rule == "alpha_beta" else 0.0,
+        )
+        want = lrp(
+            twin,
+            x,
+            target=[0, 2],
+            rule=rule,
+            alpha=2.0 if rule == "alpha_beta" else 1.0,
+            beta=1.0 if rule == "alpha_beta" else 0.0,
+        )
+        torch.testing.assert_close(got.values, want.values, rtol=0, atol=0)  # the same steps: bit-identical
+
+
+class _Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.b(x + self.a(x))
+
+
+class _Concat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.b(torch.cat([x, self.a(x)], dim=1))
+
+
+class _Softmax(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return torch.softmax(self.a(x), dim=1)
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (_Residual(), "does not take the previous step's output|also uses"),
+        (_Concat(), "does not take the previous step's output"),
+        (_Softmax(), "no propagation rule for 'softmax'"),
+    ],
+)
+def test_non_chains_are_refused_with_the_step_named(model, message):
+    with pytest.raises(UnsupportedModelError, match=message):
+        lrp(model, torch.randn(3, 4))
