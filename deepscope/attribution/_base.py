@@ -238,17 +238,26 @@ def make_forward(model: nn.Module, output_fn: OutputFn | None, owner: str) -> Ca
 
 
 def resolve_targets(
-    forward: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, target: Any, owner: str
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    target: Any,
+    owner: str,
+    max_batch: int = DEFAULT_MAX_BATCH,
 ) -> tuple[torch.Tensor, bool, int]:
     """Targets as a long tensor ``(n_targets, batch)``, whether several were asked, and evaluations used.
 
-    ``None`` means the predicted class (one forward pass over the inputs).
+    ``None`` means the predicted class (one forward pass over the inputs, in chunks of ``max_batch``
+    rows). Given targets are checked against the class count of a one-row probe, so an attribution
+    with explicit targets costs no extra pass over the batch.
     """
     batch = inputs.shape[0]
-    evaluations = 0
-    with torch.no_grad():
-        logits = forward(inputs)
-    evaluations += batch
+    if target is None:
+        logits = evaluate_outputs(forward, inputs, max_batch)
+        evaluations = batch
+    else:
+        with torch.no_grad():
+            logits = forward(inputs[:1])
+        evaluations = 1
     classes = logits.shape[1]
     multi = False
     if target is None:
@@ -427,5 +436,5 @@ def prepare(
     max_batch = check_max_batch(max_batch, owner)
     x = prepare_inputs(model, inputs, owner, gradient=gradient)
     forward = make_forward(model, output_fn, owner)
-    targets, multi, evaluations = resolve_targets(forward, x, target, owner)
+    targets, multi, evaluations = resolve_targets(forward, x, target, owner, max_batch)
     return Prepared(x, forward, targets, multi, evaluations, max_batch)

@@ -68,6 +68,21 @@ def _paired_delta(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat([delta, delta])
 
 
+# The multipliers below select between two formulas element by element with a 0/1 float mask and
+# torch.lerp (exact for weights 0 and 1) instead of bool masks and torch.where: on the CPU builds
+# measured, bool comparisons, where and any() over an activation map cost 4-20x a float multiply.
+
+
+def _small_mask(delta: torch.Tensor, eps: float) -> torch.Tensor:
+    """1.0 where |delta| < eps, else 0.0 (NaN stays NaN), in delta's dtype."""
+    return torch.relu(torch.sign(eps - delta.abs()))
+
+
+def _one_where(mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``values`` with 1 where ``mask`` is 1 (exactly ``values`` elsewhere: the mask term is 0 there)."""
+    return values + mask * (1.0 - values)
+
+
 class _Rescale(torch.autograd.Function):
     """y = f(z) forward; backward multiplier Δy/Δz (rescale rule), f'(z) where |Δz| < eps."""
 
@@ -82,14 +97,14 @@ class _Rescale(torch.autograd.Function):
     def backward(ctx, grad_output: torch.Tensor):
         z, output = ctx.saved_tensors
         delta_in, delta_out = _paired_delta(z), _paired_delta(output)
-        small = delta_in.abs() < ctx.eps
-        rescaled = grad_output * delta_out / torch.where(small, 1.0, delta_in)
-        if not bool(small.any()):
-            return rescaled, None, None
+        small = _small_mask(delta_in, ctx.eps)
+        if not bool(small.max() > 0):
+            return grad_output * delta_out / delta_in, None, None
+        rescaled = grad_output * delta_out / _one_where(small, delta_in)
         with torch.enable_grad():  # the plain derivative, only where input and baseline coincide
             leaf = z.detach().requires_grad_(True)
             (local,) = torch.autograd.grad(ctx.function(leaf.clone()), leaf, grad_output)
-        return torch.where(small, local, rescaled), None, None
+        return torch.lerp(rescaled, local, small), None, None
 
 
 class _MaxPoolRule(torch.autograd.Function):
@@ -115,8 +130,10 @@ class _MaxPoolRule(torch.autograd.Function):
             (routed,) = torch.autograd.grad(pooled, leaf, grad_output * delta_out)
         routed = torch.cat(2 * [routed[:half] + routed[half:]])
         delta_in = _paired_delta(z)
-        small = delta_in.abs() < ctx.eps
-        return torch.where(small, local, routed / torch.where(small, 1.0, delta_in)), None, None
+        small = _small_mask(delta_in, ctx.eps)
+        if not bool(small.max() > 0):
+            return routed / delta_in, None, None
+        return torch.lerp(routed / _one_where(small, delta_in), local, small), None, None
 
 
 def _depends_on_input(argument: Any, dependent: set[fx.Node]) -> int:

@@ -71,7 +71,7 @@ def test_faithfulness_correlation_is_one_for_true_linear_contributions(linear_mo
         linear_model, x, 1, attributions=-contributions, baseline=baseline, subset_size=3
     )
     assert negated.mean == pytest.approx(-1.0, abs=1e-12)
-    assert result.model_evaluations == 4 + 4 + 4 * 20
+    assert result.model_evaluations == 1 + 4 + 4 * 20  # one-row probe (explicit target), F(x), 20 subsets each
 
 
 def test_faithfulness_correlation_matches_scipy_pearson_on_the_same_subsets(cnn_and_images):

@@ -71,7 +71,7 @@ def test_road_separates_true_from_reversed_attributions():
     good = road(net, x, 0, attributions=contributions, fractions=(0.1, 0.3, 0.5), output="logit")
     bad = road(net, x, 0, attributions=-contributions, fractions=(0.1, 0.3, 0.5), output="logit")
     assert good.road_score > bad.road_score
-    assert good.morf.shape == (6, 3) and good.model_evaluations == 6 + 2 * 3 * 6
+    assert good.morf.shape == (6, 3) and good.model_evaluations == 1 + 2 * 3 * 6  # one-row target probe + curves
 
 
 def test_road_bad_arguments(cnn_and_images):
