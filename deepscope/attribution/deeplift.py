@@ -61,16 +61,21 @@ _AFFINE_METHODS = {
 _BILINEAR = {operator.mul, operator.truediv, torch.mul, torch.matmul, "mul", "div"}
 
 
-def _paired_delta(tensor: torch.Tensor) -> torch.Tensor:
-    """For a stacked (input; baseline) batch, Δ = input − baseline repeated for both halves."""
+def _half_delta(tensor: torch.Tensor) -> torch.Tensor:
+    """For a stacked (input; baseline) batch, Δ = input − baseline (the first half's shape)."""
     half = tensor.shape[0] // 2
-    delta = tensor[:half] - tensor[half:]
-    return torch.cat([delta, delta])
+    return tensor[:half] - tensor[half:]
+
+
+def _pairs(tensor: torch.Tensor) -> torch.Tensor:
+    """A stacked (input; baseline) batch viewed as ``(2, half, ...)``: half-sized Δ terms broadcast over it."""
+    return tensor.unflatten(0, (2, tensor.shape[0] // 2))
 
 
 # The multipliers below select between two formulas element by element with a 0/1 float mask and
 # torch.lerp (exact for weights 0 and 1) instead of bool masks and torch.where: on the CPU builds
 # measured, bool comparisons, where and any() over an activation map cost 4-20x a float multiply.
+# The Δ terms are computed once per (input, baseline) pair and broadcast over both halves.
 
 
 def _small_mask(delta: torch.Tensor, eps: float) -> torch.Tensor:
@@ -83,12 +88,17 @@ def _one_where(mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return values + mask * (1.0 - values)
 
 
+def _apply(function: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    """``function(z)``, on a copy when the function works in place (``nn.ReLU(inplace=True)``)."""
+    return function(z.clone() if getattr(function, "inplace", False) else z)
+
+
 class _Rescale(torch.autograd.Function):
     """y = f(z) forward; backward multiplier Δy/Δz (rescale rule), f'(z) where |Δz| < eps."""
 
     @staticmethod
     def forward(ctx, z: torch.Tensor, function: Callable[[torch.Tensor], torch.Tensor], eps: float) -> torch.Tensor:
-        output = function(z.clone())
+        output = _apply(function, z)
         ctx.save_for_backward(z, output)
         ctx.function, ctx.eps = function, eps
         return output
@@ -96,15 +106,16 @@ class _Rescale(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         z, output = ctx.saved_tensors
-        delta_in, delta_out = _paired_delta(z), _paired_delta(output)
+        delta_in, delta_out = _half_delta(z), _half_delta(output)
         small = _small_mask(delta_in, ctx.eps)
+        paired = _pairs(grad_output)
         if not bool(small.max() > 0):
-            return grad_output * delta_out / delta_in, None, None
-        rescaled = grad_output * delta_out / _one_where(small, delta_in)
+            return (paired * delta_out / delta_in).flatten(0, 1), None, None
+        rescaled = paired * delta_out / _one_where(small, delta_in)
         with torch.enable_grad():  # the plain derivative, only where input and baseline coincide
             leaf = z.detach().requires_grad_(True)
             (local,) = torch.autograd.grad(ctx.function(leaf.clone()), leaf, grad_output)
-        return torch.lerp(rescaled, local, small), None, None
+        return torch.lerp(rescaled, _pairs(local), small).flatten(0, 1), None, None
 
 
 class _MaxPoolRule(torch.autograd.Function):
@@ -128,12 +139,14 @@ class _MaxPoolRule(torch.autograd.Function):
             pooled = ctx.function(leaf)
             (local,) = torch.autograd.grad(pooled, leaf, grad_output, retain_graph=True)
             (routed,) = torch.autograd.grad(pooled, leaf, grad_output * delta_out)
-        routed = torch.cat(2 * [routed[:half] + routed[half:]])
-        delta_in = _paired_delta(z)
+        routed = routed[:half] + routed[half:]  # the same multiplier for the input and its baseline
+        delta_in = _half_delta(z)
         small = _small_mask(delta_in, ctx.eps)
         if not bool(small.max() > 0):
-            return routed / delta_in, None, None
-        return torch.lerp(routed / _one_where(small, delta_in), local, small), None, None
+            multiplier = routed / delta_in
+            return torch.cat([multiplier, multiplier]), None, None
+        multiplier = routed / _one_where(small, delta_in)
+        return torch.lerp(multiplier, _pairs(local), small).flatten(0, 1), None, None
 
 
 def _depends_on_input(argument: Any, dependent: set[fx.Node]) -> int:

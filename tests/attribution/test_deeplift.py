@@ -103,3 +103,27 @@ def test_products_of_activations_are_refused(mlp_and_rows):
 
     with pytest.raises(UnsupportedModelError, match="trace"):
         deeplift(Branchy(), rows, target=0)
+
+
+class _InplaceNet(nn.Module):
+    def __init__(self, inplace: bool):
+        super().__init__()
+        self.a, self.act, self.b, self.c = nn.Linear(5, 6), nn.ReLU(inplace=inplace), nn.Linear(6, 4), nn.Linear(4, 3)
+        self.inplace = inplace
+
+    def forward(self, x):
+        return self.c(torch.nn.functional.relu(self.b(self.act(self.a(x))), inplace=self.inplace))
+
+
+def test_inplace_activations_give_the_same_multipliers():
+    """In-place ReLUs (module or functional) must not overwrite the saved pre-activation."""
+    torch.manual_seed(0)
+    plain = _InplaceNet(inplace=False).double()
+    inplace = _InplaceNet(inplace=True).double()
+    inplace.load_state_dict(plain.state_dict())
+    x = torch.randn(8, 5, dtype=torch.float64)
+    baseline = x[0]  # row 0 equals its baseline: the plain-derivative branch runs too
+    want = deeplift(plain, x, target=[0, 2], baseline=baseline)
+    got = deeplift(inplace, x, target=[0, 2], baseline=baseline)
+    torch.testing.assert_close(got.values, want.values, rtol=0, atol=0)
+    assert float(got.diagnostics["completeness_error"].max()) < 1e-9
