@@ -205,6 +205,11 @@ class SpectralMetrics(Result):
         values = [layer.alpha_fitted for layer in self.layers]
         colors = ["tab:blue" if layer.fit_quality == "ok" else "tab:gray" for layer in self.layers]
         ax.bar(range(len(names)), values, color=colors)
+        for position, layer in enumerate(self.layers):
+            if math.isnan(layer.alpha_fitted):  # too few eigenvalues to fit: say so instead of an empty slot
+                ax.text(
+                    position, 0, f"not fitted\n({layer.num_eigenvalues} eig.)", ha="center", va="bottom", fontsize=6
+                )
         ax.set_xticks(range(len(names)), names, rotation=45, fontsize=7)
         ax.set_ylabel("power-law α (grey: unreliable fit)")
         return figure

@@ -137,3 +137,12 @@ def test_non_finite_weights_get_a_clear_error(layer):
         layer.weight.view(-1)[5] = float("nan")
     with pytest.raises(UnsupportedModelError, match="layer '0' has NaN or infinite entries"):
         spectral_metrics(nn.Sequential(layer))
+
+
+def test_plot_marks_layers_that_were_not_fitted():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    model = nn.Sequential(nn.Linear(200, 100), nn.ReLU(), nn.Linear(100, 4))
+    figure = spectral_metrics(model).plot()
+    assert [text.get_text() for text in figure.axes[0].texts] == ["not fitted\n(4 eig.)"]
