@@ -89,8 +89,15 @@ def test_composites_and_refusals(cnn_and_images):
         def forward(self, x):
             return x + 1
 
-    with pytest.raises(UnsupportedModelError, match="no propagation rule for 'add'"):
-        lrp(nn.Sequential(Residual(), nn.Flatten(), nn.Linear(64, 2).double()), images)
+    shifted = lrp(nn.Sequential(Residual(), nn.Flatten(), nn.Linear(64, 2).double()), images, target=0)
+    assert bool(torch.isfinite(shifted.values).all())  # x + 1: the constant absorbs its share of relevance
+
+    class Squared(nn.Module):
+        def forward(self, x):
+            return x * x
+
+    with pytest.raises(UnsupportedModelError, match="no propagation rule for step 'mul'"):
+        lrp(nn.Sequential(Squared(), nn.Flatten(), nn.Linear(64, 2).double()), images)
 
 
 def test_custom_forward_chain_matches_captum_on_the_same_model(cnn_and_images):
@@ -148,21 +155,44 @@ def test_functional_forward_equals_its_sequential_twin():
 
 
 class _Residual(nn.Module):
+    """A bias-free ReLU network with a skip connection, a fan-out input and a concatenation."""
+
     def __init__(self):
         super().__init__()
-        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 2)
+        self.a = nn.Linear(4, 6, bias=False)
+        self.b = nn.Linear(6, 6, bias=False)
+        self.c = nn.Linear(12, 3, bias=False)
 
     def forward(self, x):
-        return self.b(x + self.a(x))
+        h = torch.relu(self.a(x))
+        h = h + torch.relu(self.b(h))  # residual block: h is used twice
+        return self.c(torch.cat([h, torch.relu(-h)], dim=1))
 
 
-class _Concat(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a, self.b = nn.Linear(4, 4), nn.Linear(8, 2)
+def test_residual_and_concatenation_equal_gradient_times_input():
+    """For a bias-free ReLU network LRP-ε with ε → 0 equals x ⊙ ∇f(x) (Montavon et al. 2019): sums pass
+    relevance in proportion to their operands, fan-outs collect both uses, concatenations split it."""
+    torch.manual_seed(0)
+    model = _Residual().double()
+    x = torch.randn(7, 4, dtype=torch.float64)
+    result = lrp(model, x, target=[0, 2], epsilon=1e-12)
+    for position, target in enumerate([0, 2]):
+        leaf = x.clone().requires_grad_(True)
+        (gradient,) = torch.autograd.grad(model(leaf)[:, target].sum(), leaf)
+        # ε = 1e-12 perturbs each share by at most ~ε/|z|; |z| of the random pre-activations is far above 1e-6
+        torch.testing.assert_close(result.values[position], x * gradient, rtol=1e-6, atol=1e-9)
+    assert float(result.diagnostics["conservation_error"].max()) < 1e-6
 
-    def forward(self, x):
-        return self.b(torch.cat([x, self.a(x)], dim=1))
+
+def test_resnet_with_batchnorm_runs_and_reports_conservation():
+    from deepscope.models import build
+
+    torch.manual_seed(0)
+    model = build("resnet", (1, 8, 8), 4).double().eval()
+    x = torch.randn(5, 1, 8, 8, dtype=torch.float64)
+    result = lrp(model, x, target=1, rule="epsilon_plus")
+    assert result.values.shape == x.shape and bool(torch.isfinite(result.values).all())
+    assert result.diagnostics["conservation_error"].shape == (5,)
 
 
 class _Softmax(nn.Module):
@@ -174,14 +204,32 @@ class _Softmax(nn.Module):
         return torch.softmax(self.a(x), dim=1)
 
 
+class _Product(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 2), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.a(x) * self.b(x)
+
+
+class _ScaledSum(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return torch.add(x, self.a(x), alpha=0.5)
+
+
 @pytest.mark.parametrize(
     "model, message",
     [
-        (_Residual(), "does not take the previous step's output|also uses"),
-        (_Concat(), "does not take the previous step's output"),
-        (_Softmax(), "no propagation rule for 'softmax'"),
+        (_Softmax(), "no propagation rule for step 'softmax'"),
+        (_Product(), "no propagation rule for step 'mul'"),
+        (_ScaledSum(), "scaled sum"),
     ],
 )
-def test_non_chains_are_refused_with_the_step_named(model, message):
+def test_steps_without_a_rule_are_refused_by_name(model, message):
     with pytest.raises(UnsupportedModelError, match=message):
         lrp(model, torch.randn(3, 4))
