@@ -17,6 +17,7 @@ from deepscope.attribution.grad_cam import grad_cam
 from deepscope.attribution.input_x_gradient import input_x_gradient
 from deepscope.attribution.integrated_gradients import integrated_gradients
 from deepscope.attribution.ism import ism
+from deepscope.attribution.lrp import lrp
 from deepscope.attribution.occlusion import occlusion
 from deepscope.attribution.saliency import saliency
 from deepscope.attribution.shapley import shapley
@@ -64,6 +65,8 @@ def _methods(inputs: torch.Tensor, budget: str, max_steps: int) -> dict[str, Any
         "saliency": (saliency, {}),
         "integrated_gradients": (integrated_gradients, ig),
         "deeplift": (deeplift, {}),
+        # the zennit/Kohlbrenner preset: z+ on convolutions, epsilon on dense layers (plain epsilon for MLPs)
+        "lrp": (lrp, {"rule": "epsilon_plus"}),
     }
     if inputs.dim() >= 3:
         methods["grad_cam"] = (grad_cam, {})

@@ -21,6 +21,7 @@ def test_section_on_the_cnn_fixture_has_maps_axioms_and_a_summary():
     )
     assert any(isinstance(block, Table) for block in section.blocks)
     assert section.summary.endswith(".") and "inputs" in section.summary
+    assert "lrp" in section.results["methods"]  # the CNN fixture (BatchNorm, pooling) is LRP-able
     try:
         from deepscope.attribution.metrics import summary_metrics  # noqa: F401  (the metrics helper's module)
     except ImportError:
