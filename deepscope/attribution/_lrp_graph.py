@@ -52,14 +52,17 @@ _PASS_FUNCTIONS = {
     F.sigmoid, F.softplus, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d,
     operator.neg, torch.neg,  # y = −a: R_a = a·(−1)·R/(−a) = R
 }  # fmt: skip
-_PASS_METHODS = {"relu", "tanh", "sigmoid", "neg"}
+_PASS_METHODS = {"relu", "tanh", "sigmoid", "neg", "relu_", "tanh_", "sigmoid_", "neg_"}
 _POOL_FUNCTIONS = {
     F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
 }  # fmt: skip
 _RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze}
 _RESHAPE_METHODS = {"flatten", "view", "reshape", "squeeze", "unsqueeze"}
-_ADD = {operator.add, torch.add, "add"}
+_ADD = {operator.add, operator.iadd, torch.add, "add", "add_"}  # in-place forms run out of place here
+# linear reductions, propagated like average pooling (the epsilon rule through their gradient)
+_REDUCE_FUNCTIONS = {torch.mean, torch.sum}
+_REDUCE_METHODS = {"mean", "sum"}
 _CAT = {torch.cat, torch.concat}
 _SHAPE_METHODS = {"size", "dim"}
 
@@ -124,6 +127,7 @@ class LrpGraph:
             return Step("input")
         if node.op == "get_attr" or _is_shape_lookup(node, self.steps):
             return Step("shape")
+        self._check_in_place(node)
         if node.op == "call_module":
             return self._module_step(node, self.graph_module.get_submodule(node.target))
         target = node.target
@@ -145,10 +149,14 @@ class LrpGraph:
             or (node.op == "call_method" and target in _PASS_METHODS)
         ):
             return Step("pass")
-        if node.op == "call_function" and target in _POOL_FUNCTIONS:
+        if node.op == "call_function" and (target in _POOL_FUNCTIONS or target in _REDUCE_FUNCTIONS):
             self._single_tensor_input(node)
             args, kwargs = node.args[1:], dict(node.kwargs)
             return Step("pool", call=lambda a: target(a, *args, **kwargs))
+        if node.op == "call_method" and target in _REDUCE_METHODS:
+            self._single_tensor_input(node)
+            args, kwargs = node.args[1:], dict(node.kwargs)
+            return Step("pool", call=lambda a: getattr(a, target)(*args, **kwargs))
         raise UnsupportedModelError(f"lrp has no propagation rule for step '{node.name}' ({_describe(node)}).")
 
     def _module_step(self, node: fx.Node, module: nn.Module) -> Step:
@@ -188,6 +196,21 @@ class LrpGraph:
         previous.weight = previous.weight * factor.view(shape)
         previous.bias = (previous.bias - norm.running_mean) * factor + shift
 
+    def _check_in_place(self, node: fx.Node) -> None:
+        """An in-place step is run out of place here (the stored activations must not change); that is
+        the model's own computation only when nothing else reads the tensor it overwrites."""
+        in_place = (
+            node.kwargs.get("inplace") is True
+            or (node.op == "call_method" and node.target.endswith("_"))
+            or (node.op == "call_module" and getattr(self.graph_module.get_submodule(node.target), "inplace", False))
+        )
+        source = node.args[0] if node.args else None
+        if in_place and isinstance(source, fx.Node) and len(source.users) > 1:
+            raise UnsupportedModelError(
+                f"lrp: step '{node.name}' ({_describe(node)}) works in place on '{source.name}', which other steps "
+                "also read; use the out-of-place form (e.g. nn.ReLU(inplace=False))."
+            )
+
     def _single_tensor_input(self, node: fx.Node) -> None:
         tensors = [a for a in (*node.args, *node.kwargs.values()) if isinstance(a, fx.Node)]
         if len(tensors) != 1 or self.steps.get(tensors[0], Step("shape")).kind == "shape":
@@ -217,12 +240,20 @@ class LrpGraph:
         return values
 
     def _evaluate(self, node: fx.Node, values: dict[fx.Node, Any]) -> Any:
+        """The node's value, computed out of place: every earlier activation must stay as it was
+        (``out += identity`` and ``ReLU(inplace=True)`` would otherwise overwrite them)."""
         args = fx.node.map_arg(node.args, lambda n: values[n])
         kwargs = fx.node.map_arg(node.kwargs, lambda n: values[n])
+        if self.steps[node].kind == "add":
+            return args[0] + args[1]
+        if "inplace" in kwargs:
+            kwargs = {**kwargs, "inplace": False}
         if node.op == "call_module":
-            return self.graph_module.get_submodule(node.target)(*args, **kwargs)
+            module = self.graph_module.get_submodule(node.target)
+            return module(args[0].clone(), *args[1:]) if getattr(module, "inplace", False) else module(*args, **kwargs)
         if node.op == "call_method":
-            return getattr(args[0], node.target)(*args[1:], **kwargs)
+            name = node.target[:-1] if node.target.endswith("_") and node.target != "__" else node.target
+            return getattr(args[0], name)(*args[1:], **kwargs)
         if node.op == "get_attr":
             return _fetch(self.graph_module, node.target)
         return node.target(*args, **kwargs)

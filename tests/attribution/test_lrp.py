@@ -233,3 +233,58 @@ class _ScaledSum(nn.Module):
 def test_steps_without_a_rule_are_refused_by_name(model, message):
     with pytest.raises(UnsupportedModelError, match=message):
         lrp(model, torch.randn(3, 4))
+
+
+class _TorchvisionStyleBlock(nn.Module):
+    """The torchvision BasicBlock idiom: in-place ReLUs, ``out += identity``, a ``mean`` head."""
+
+    def __init__(self, inplace: bool):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+        self.relu = nn.ReLU(inplace=inplace)
+        self.fc = nn.Linear(4, 3, bias=False)
+        self.inplace = inplace
+
+    def forward(self, x):
+        x = self.relu(self.stem(x))
+        identity = x
+        out = self.conv2(self.relu(self.conv1(x)))
+        if self.inplace:
+            out += identity
+        else:
+            out = out + identity
+        out = torch.nn.functional.relu(out, inplace=self.inplace)
+        return self.fc(out.mean((2, 3)))
+
+
+def test_torchvision_style_residual_block_equals_gradient_times_input():
+    torch.manual_seed(0)
+    plain, inplace = _TorchvisionStyleBlock(False).double(), _TorchvisionStyleBlock(True).double()
+    inplace.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 1, 6, 6, dtype=torch.float64)
+    want = lrp(plain, x, target=1, epsilon=1e-12)
+    got = lrp(inplace, x, target=1, epsilon=1e-12)
+    torch.testing.assert_close(got.values, want.values, rtol=0, atol=0)  # in-place ops evaluated out of place
+    leaf = x.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(plain(leaf)[:, 1].sum(), leaf)
+    torch.testing.assert_close(want.values, x * gradient, rtol=1e-6, atol=1e-9)  # LRP-0 = x ⊙ ∇f (bias-free)
+
+
+class _AliasedInPlace(nn.Module):
+    """``a`` is overwritten in place by the ReLU and read again afterwards: eager and LRP's stored
+    activations would disagree, so LRP refuses."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.relu, self.b = nn.Linear(4, 4), nn.ReLU(inplace=True), nn.Linear(4, 2)
+
+    def forward(self, x):
+        a = self.a(x)
+        return self.b(self.relu(a) + a)
+
+
+def test_in_place_step_on_a_shared_tensor_is_refused():
+    with pytest.raises(UnsupportedModelError, match="works in place on 'a'"):
+        lrp(_AliasedInPlace(), torch.randn(3, 4))
