@@ -31,6 +31,7 @@ from deepscope.attribution import (
     deeplift,
     gradient_shap,
     integrated_gradients,
+    lrp,
     occlusion,
     saliency,
     shapley,
@@ -40,6 +41,19 @@ from deepscope.models import build, train
 
 COMMAND = "python -m bench.bench_attribution"
 TOL = 0.01
+
+
+class _FunctionalFlatten(nn.Module):
+    """The digits CNN's layers with ``torch.flatten`` in place of ``nn.Flatten`` (for Captum's LRP)."""
+
+    def __init__(self, sequential: nn.Sequential) -> None:
+        super().__init__()
+        layers = list(sequential)
+        cut = next(i for i, layer in enumerate(layers) if isinstance(layer, nn.Flatten))
+        self.features, self.head = nn.Sequential(*layers[:cut]), nn.Sequential(*layers[cut + 1 :])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.features(x), 1))
 
 
 def setup() -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -161,7 +175,7 @@ def shap_row() -> dict:
 def main() -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
-    from captum.attr import DeepLift, GradientShap, IntegratedGradients, Occlusion, Saliency, ShapleyValues
+    from captum.attr import LRP, DeepLift, GradientShap, IntegratedGradients, Occlusion, Saliency, ShapleyValues
 
     model, x, target, background = setup()
     rows = []
@@ -246,6 +260,20 @@ def main() -> None:
                 f"median completeness error: deepscope {ours_deeplift.diagnostics['completeness_error'].median():.1e}, "
                 f"Captum {captum_error.median():.1e} (ReLU followed by MaxPool breaks Captum's module hooks)"
             ),
+        )
+    )
+
+    # ---- LRP-epsilon; Captum's LRP has no rule for nn.Flatten, so it gets the same layers with a functional flatten
+    captum_model = _FunctionalFlatten(model).eval()
+    ours_lrp = lrp(model, x, target).values
+    rows.append(
+        compare(
+            f"LRP epsilon, {len(x)} digits",
+            ours=lambda: lrp(model, x, target),
+            reference=lambda: LRP(captum_model).attribute(x, target=target),
+            reference_name="Captum 0.9 LRP",
+            agreement=agreement(ours_lrp, LRP(captum_model).attribute(x, target=target)),
+            notes="BatchNorm folded into the convolutions (deepscope) vs BatchNorm as its own epsilon-rule layer (Captum)",
         )
     )
 
