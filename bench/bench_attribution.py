@@ -15,6 +15,7 @@ Run: ``python -m bench.bench_attribution`` (single-threaded, as the harness reco
 
 from __future__ import annotations
 
+import copy
 import os
 import resource
 import subprocess
@@ -264,7 +265,7 @@ def main() -> None:
     )
 
     # ---- LRP-epsilon; Captum's LRP has no rule for nn.Flatten, so it gets the same layers with a functional flatten
-    captum_model = _FunctionalFlatten(model).eval()
+    captum_model = _FunctionalFlatten(copy.deepcopy(model)).eval()  # Captum sets rule attributes on modules
     ours_lrp = lrp(model, x, target).values
     rows.append(
         compare(
