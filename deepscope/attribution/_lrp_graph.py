@@ -34,25 +34,31 @@ import torch.fx as fx
 from torch import nn
 from torch.nn import functional as F
 
+from deepscope.attribution._elementwise import ACTIVATION_FUNCTIONS, ACTIVATION_METHODS, ACTIVATION_MODULES
 from deepscope.errors import UnsupportedModelError
 
 __all__ = ["LrpGraph", "Step", "stabilise"]
 
+# element-wise activations (and dropout, identity, negation) pass relevance on unchanged
 _PASS_MODULES = (
-    nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Identity,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-)  # fmt: skip
+    *ACTIVATION_MODULES,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+)
 _POOL_MODULES = (
     nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
 )  # fmt: skip
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _PASS_FUNCTIONS = {
-    F.relu, torch.relu, F.relu6, F.leaky_relu, F.elu, F.gelu, F.silu, torch.tanh, F.tanh, torch.sigmoid,
-    F.sigmoid, F.softplus, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d,
+    *ACTIVATION_FUNCTIONS, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d,
     operator.neg, torch.neg,  # y = −a: R_a = a·(−1)·R/(−a) = R
 }  # fmt: skip
-_PASS_METHODS = {"relu", "tanh", "sigmoid", "neg", "relu_", "tanh_", "sigmoid_", "neg_"}
+_PASS_METHODS = {*ACTIVATION_METHODS, "neg"} | {f"{name}_" for name in (*ACTIVATION_METHODS, "neg")}
 _POOL_FUNCTIONS = {
     F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,

@@ -22,20 +22,15 @@ from deepscope.attribution._base import (
     prepare_baseline,
     relative_completeness_error,
 )
+from deepscope.attribution._elementwise import ACTIVATION_FUNCTIONS, ACTIVATION_METHODS, ACTIVATION_MODULES
 from deepscope.errors import UnsupportedModelError
 from deepscope.registry import analysis
 
 __all__ = ["deeplift"]
 
-_ELEMENTWISE_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-    nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish,
-)  # fmt: skip
-_ELEMENTWISE_FUNCTIONS = {
-    F.relu, torch.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish,
-    torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.softplus, F.hardtanh, F.hardsigmoid, F.hardswish,
-}  # fmt: skip
-_ELEMENTWISE_METHODS = {"relu", "sigmoid", "tanh"}
+_ELEMENTWISE_MODULES = ACTIVATION_MODULES
+_ELEMENTWISE_FUNCTIONS = ACTIVATION_FUNCTIONS
+_ELEMENTWISE_METHODS = ACTIVATION_METHODS
 _MAXPOOL_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 _MAXPOOL_FUNCTIONS = {F.max_pool1d, F.max_pool2d, F.max_pool3d}
 # affine or purely structural steps: DeepLIFT's multipliers pass through them like gradients
