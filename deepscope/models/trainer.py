@@ -137,6 +137,7 @@ def train(
     monitor: Any = None,
     progress: bool = False,
     device: torch.device | str | None = None,
+    stop_loss: float | None = None,
 ) -> TrainingRun:
     """Train a deep copy of ``model`` on ``dataset`` with a fixed seed and return it with its history.
 
@@ -157,6 +158,10 @@ def train(
             and ``result()`` (e.g. ``deepscope.dynamics.Monitor``), called around every optimizer step.
         progress: show a tqdm progress bar (on stderr).
         device: where to train; defaults to the model's device.
+        stop_loss: the stop rule of Jiang et al. (2020): stop at the end of the first epoch whose
+            training loss (evaluated on the whole train split, eval mode) is at most this value;
+            ``epochs`` is then the maximum. ``run.config["stopped_by"]`` says which rule ended
+            training ("stop_loss" or "max_epochs") and ``run.config["epochs_run"]`` how many epochs ran.
 
     Returns:
         A :class:`TrainingRun` with the trained copy (eval mode), its initial ``state_dict`` and
@@ -179,6 +184,8 @@ def train(
         lr = check_float(lr, "lr", "train", minimum=0.0, strict_minimum=True)
         weight_decay = check_float(weight_decay, "weight_decay", "train", minimum=0.0)
         momentum = check_float(momentum, "momentum", "train", minimum=0.0, maximum=1.0)
+    if stop_loss is not None:
+        stop_loss = check_float(stop_loss, "stop_loss", "train", minimum=0.0, strict_minimum=True)
     if monitor is not None and not all(callable(getattr(monitor, m, None)) for m in ("attach", "step", "result")):
         raise invalid_parameter("monitor", "train", "an object with attach(), step() and result() methods", monitor)
 
@@ -239,9 +246,13 @@ def train(
 
         record(0)
         steps, n = 0, len(x_train)
+        stopped_by = "max_epochs"
         bar = tqdm(range(1, epochs + 1), desc="training", unit="epoch", disable=not progress, leave=False)
         try:
             for epoch in bar:
+                if stop_loss is not None and curves["train_loss"][-1] <= stop_loss:
+                    stopped_by = "stop_loss"
+                    break
                 trained.train()
                 order = torch.randperm(n, generator=shuffler)
                 for start in range(0, n, batch_size):
@@ -269,6 +280,9 @@ def train(
                 if curves["test_accuracy"][-1] is not None:
                     postfix["test_acc"] = f"{curves['test_accuracy'][-1]:.3f}"
                 bar.set_postfix(postfix)
+            else:
+                if stop_loss is not None and curves["train_loss"][-1] <= stop_loss:
+                    stopped_by = "stop_loss"
         finally:
             bar.close()
     seconds = time.perf_counter() - started
@@ -288,6 +302,9 @@ def train(
         "seed": seed,
         "loss": loss_name,
         "device": str(target_device),
+        "stop_loss": stop_loss,
+        "stopped_by": stopped_by,
+        "epochs_run": curves["epoch"][-1],
     }
     return TrainingRun(trained, init_state, history, monitor_result, config, seconds)
 

@@ -199,3 +199,26 @@ def test_every_architecture_learns_its_typical_dataset(dataset, arch, epochs, lr
     torch.manual_seed(0)
     run = train(build(arch, data.input_shape, data.num_classes), data, epochs=epochs, lr=lr)
     assert run.history.test_accuracy[-1] > threshold
+
+
+def test_stop_loss_stops_at_the_first_epoch_under_the_threshold():
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    y = (x[:, 0] > 0).long()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    full = train(model, ((x, y), None), epochs=40, lr=1e-2, seed=0)
+    threshold = full.history.train_loss[10]
+    first = next(i for i, value in enumerate(full.history.train_loss) if value <= threshold)
+    stopped = train(model, ((x, y), None), epochs=40, lr=1e-2, seed=0, stop_loss=threshold)
+    assert stopped.config["stopped_by"] == "stop_loss"
+    assert stopped.config["epochs_run"] == first
+    # Same seed, same steps: the stopped run is the full run's prefix, bit for bit.
+    assert stopped.history.train_loss == full.history.train_loss[: first + 1]
+    never = train(model, ((x, y), None), epochs=3, lr=1e-2, seed=0, stop_loss=1e-12)
+    assert never.config["stopped_by"] == "max_epochs" and never.config["epochs_run"] == 3
+
+
+def test_stop_loss_must_be_positive():
+    x, y = torch.randn(8, 2), torch.randint(0, 2, (8,))
+    with pytest.raises(DeepscopeError, match="stop_loss"):
+        train(torch.nn.Linear(2, 2), ((x, y), None), epochs=1, stop_loss=-1.0)
