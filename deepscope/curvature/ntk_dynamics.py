@@ -70,7 +70,12 @@ class NTKDynamicsResult(Result):
         return figure
 
 
-@analysis(takes="model_inputs", family="curvature", example_kwargs={"lr": 0.01, "steps": 2})
+@analysis(
+    takes="model_inputs",
+    family="curvature",
+    # the conformance fixture ("mlp", 3 classes) passes 8 inputs; these are 8 labels for them
+    example_kwargs={"targets": torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]), "lr": 0.01, "steps": 2},
+)
 def ntk_dynamics(
     model: nn.Module,
     inputs: torch.Tensor,
