@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
+from torch.utils.data import BatchSampler, SequentialSampler
 
-__all__ = ["ParameterSpace", "Batches", "batches_of"]
+__all__ = ["ParameterSpace", "Batches", "batches_of", "reads_in_order"]
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
@@ -51,3 +53,11 @@ def batches_of(inputs: torch.Tensor, targets: torch.Tensor, batch_size: int | No
             yield inputs[start : start + size], targets[start : start + size]
 
     return iterate
+
+
+def reads_in_order(loader: Any) -> bool:
+    """True for in-memory tensors (no loader) and for a DataLoader that reads its data set in order."""
+    if loader is None:
+        return True
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    return type(batch_sampler) is BatchSampler and isinstance(batch_sampler.sampler, SequentialSampler)

@@ -164,3 +164,47 @@ def test_a_dataloader_is_streamed_batch_by_batch():
     vector = torch.randn(operator.n_params, dtype=torch.float64)
     expected = HessianOperator.from_problem(problem, max_samples=30).matvec(vector)
     torch.testing.assert_close(operator.matvec(vector), expected, atol=1e-12, rtol=1e-10)
+
+
+class _LoggedDataset(torch.utils.data.Dataset):
+    """A dataset that records every index it serves (to see which samples a loader drew)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+        self.served: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int):
+        self.served.append(int(index))
+        return self.x[index], self.y[index]
+
+
+@pytest.mark.parametrize("estimator", ["eigenvalues", "trace", "density"])
+def test_a_shuffling_loader_with_max_samples_uses_one_fixed_subset(estimator):
+    from deepscope.curvature.density import hessian_density
+    from deepscope.curvature.lanczos import hessian_eigenvalues
+    from deepscope.curvature.trace import hessian_trace
+
+    tensors = tiny_classifier(n=64)
+    x, y = tensors.tensors()
+    dataset = _LoggedDataset(x, y)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(3)
+    )
+    shuffled = Problem(tensors.model, loader)
+    run = {
+        "eigenvalues": lambda p: hessian_eigenvalues(p, k=3, which="both", tol=1e-8, max_samples=16).eigenvalues,
+        "trace": lambda p: [hessian_trace(p, rel_tol=1e-3, max_hvps=60, max_samples=16).trace],
+        "density": lambda p: [hessian_density(p, n_vectors=2, n_steps=10, max_samples=16).mean_eigenvalue],
+    }[estimator]
+    dataset.served.clear()
+    from_loader = run(shuffled)
+    # the loader was read once for the 16 samples (two batches of 8, plus at most one batch read
+    # ahead and dropped by Problem.batches), not once per product
+    assert len(dataset.served) <= 24
+    subset = torch.tensor(dataset.served[:16])
+    fixed = Problem(tensors.model, (x[subset], y[subset]))
+    # same samples, same order, same float64 arithmetic: equal up to summation-order rounding
+    torch.testing.assert_close(torch.tensor(from_loader), torch.tensor(run(fixed)), rtol=1e-10, atol=1e-12)
