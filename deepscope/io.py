@@ -8,7 +8,6 @@ A pickle is a program: ``torch.load(weights_only=False)`` on a downloaded file c
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import pickle
@@ -23,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepscope import _arch
+from deepscope._files import check_regular_file
 from deepscope.errors import DataError, DeepscopeError, InvalidParameterError, UnsafeFileError, invalid_parameter
 
 __all__ = ["load_model", "save_model", "CONFIG_FORMAT", "CONFIG_VERSION"]
@@ -31,6 +32,7 @@ CONFIG_FORMAT = "deepscope-model"
 CONFIG_VERSION = 1
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".ts", ".torchscript", ".jit")
 SUFFIXES = (".safetensors", ".json", *CHECKPOINT_SUFFIXES)
+_MAX_CONFIG_BYTES = 1 << 20
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "weights")
 Architecture = str | Callable[..., nn.Module]
 
@@ -42,15 +44,24 @@ def load_model(
     trust_pickle: bool = False,
     map_location: str | torch.device = "cpu",
     arch_kwargs: Mapping[str, Any] | None = None,
+    trust_code: bool = False,
 ) -> nn.Module:
     """Load a model without executing code from the file (unless ``trust_pickle=True``).
 
     Architecture resolution for weight files: ``arch`` (argument) or the ``"arch"`` of the
-    ``<stem>.json`` beside the weights; a string ``"package.module:factory"`` is imported and called
-    with ``arch_kwargs`` (the JSON's ``"arch_kwargs"`` updated by the argument), a plain name such as
-    ``"cnn2d"`` goes to :func:`deepscope.models.build`, a callable is called. Importing the factory
-    runs that module's code: name only code you trust. A factory named by the JSON (not by you) must
-    be a built-in name or an ``nn.Module`` class; a function named there needs your ``arch=``.
+    ``<stem>.json`` beside the weights; a plain name such as ``"cnn2d"`` goes to
+    :func:`deepscope.models.build`, a callable is called, and a string ``"package.module:factory"``
+    is called with ``arch_kwargs`` (the JSON's ``"arch_kwargs"`` updated by the argument).
+
+    No code is imported without your consent: ``"module:factory"`` resolves without any import when
+    it names an ``nn.Module`` class of ``torch.nn`` (``"torch.nn:Linear"``) or of ``deepscope.models``.
+    Any other module runs its own code when imported, so it is imported only with
+    ``trust_code=True`` (CLI: ``--trust-code``), and even then the current directory is not searched
+    (a ``.py`` file lying where you started Python is never imported). A factory named by the JSON
+    (not by you) must be a built-in name or an ``nn.Module`` class; a function named there needs
+    your ``arch=``. The architecture is first built on the ``meta`` device and compared with the
+    file's tensor shapes, so a config declaring far larger layers than the file holds fails before
+    anything is allocated. Only regular files are read (a FIFO or ``/dev/zero`` is refused).
 
     Args:
         path: the model file (``.safetensors``, its ``.json``, ``.pt``/``.pth``/``.ckpt``/``.bin``,
@@ -60,6 +71,8 @@ def load_model(
             code chosen by whoever wrote the file: only for files from a trusted source.
         map_location: device for the loaded weights (``"cpu"``, ``"cuda:0"``, a ``torch.device``).
         arch_kwargs: keyword arguments for the factory (override the JSON's).
+        trust_code: allow importing the module of a ``"module:factory"`` outside ``torch.nn`` and
+            ``deepscope.models``. Importing runs that module's code: only for code you trust.
 
     Returns:
         The model in eval mode (freshly built, so this touches nobody's module).
@@ -67,7 +80,8 @@ def load_model(
     Raises:
         DataError: missing file, directory, unsupported extension, unreadable file, weights that do not
             fit the architecture (names the tensor and both shapes), a state_dict without ``arch``.
-        UnsafeFileError: a full pickle without ``trust_pickle=True``.
+        UnsafeFileError: a full pickle without ``trust_pickle=True``; an architecture from a module
+            outside the allowlist without ``trust_code=True``.
         InvalidParameterError: an ``arch`` that cannot be imported or called.
 
     Example:
@@ -80,20 +94,25 @@ def load_model(
     path = _check_existing(path)
     if not isinstance(trust_pickle, bool):
         raise invalid_parameter("trust_pickle", "load_model", "a bool", trust_pickle)
+    if not isinstance(trust_code, bool):
+        raise invalid_parameter("trust_code", "load_model", "a bool", trust_code)
     if not isinstance(map_location, (str, torch.device)):
         raise invalid_parameter("map_location", "load_model", "a device string or torch.device", map_location)
     suffix = path.suffix.lower()
     if suffix == ".json":
         _read_config(path)  # fail early on a config that is not ours
         path = path.with_suffix(".safetensors")
-        if not path.is_file():
+        if not path.exists():
             raise DataError(f"'{path.name}' (the weights for config '{path.stem}.json') does not exist.")
+        check_regular_file(path, "Model file")
         suffix = ".safetensors"
     if suffix == ".safetensors":
-        state = _read_safetensors(path, map_location)
-        model = _build_and_fill(state, path, arch, arch_kwargs)
+        shapes = _safetensors_shapes(path)
+        model = _build_and_fill(
+            shapes, lambda: _read_safetensors(path, map_location), path, arch, arch_kwargs, trust_code
+        )
     elif suffix in CHECKPOINT_SUFFIXES:
-        model = _load_checkpoint(path, arch, arch_kwargs, trust_pickle, map_location)
+        model = _load_checkpoint(path, arch, arch_kwargs, trust_pickle, map_location, trust_code)
     else:
         raise DataError(
             f"Cannot load '{path.name}': model files must end in {', '.join(SUFFIXES)} "
@@ -175,10 +194,13 @@ def _check_existing(path: Any) -> Path:
         raise DataError(f"'{path}' is a directory; give the model file itself (e.g. {path / 'model.safetensors'}).")
     if not path.exists():
         raise DataError(f"Model file '{path}' does not exist.")
-    return path
+    return check_regular_file(path, "Model file")
 
 
 def _read_config(path: Path) -> dict[str, Any]:
+    check_regular_file(path, "Model config")
+    if path.stat().st_size > _MAX_CONFIG_BYTES:
+        raise DataError(f"'{path.name}' is {path.stat().st_size} bytes; a deepscope model config is a small JSON file.")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -208,6 +230,17 @@ def _read_safetensors(path: Path, map_location: str | torch.device) -> dict[str,
         raise DataError(f"Cannot read '{path.name}' as safetensors: {error}") from error
 
 
+def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor in a safetensors file, from its header (no tensor is read)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise DataError(f"Cannot read '{path.name}' as safetensors: {error}") from error
+
+
 def _is_torchscript(path: Path) -> bool:
     """TorchScript archives are zips holding ``<name>/constants.pkl`` and ``<name>/code/``."""
     if not zipfile.is_zipfile(path):
@@ -223,7 +256,17 @@ def _load_checkpoint(
     arch_kwargs: Mapping[str, Any] | None,
     trust_pickle: bool,
     map_location: str | torch.device,
+    trust_code: bool,
 ) -> nn.Module:
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head.startswith(b"PK\x03\x04") and not head.startswith(b"\x80"):
+        # torch.save writes a zip archive (or, before PyTorch 1.6, a pickle of protocol >= 2, which
+        # starts with 0x80); anything else is not a checkpoint, not a pickle to refuse
+        raise DataError(
+            f"'{path.name}' is not a model file: it is neither a torch.save checkpoint nor a TorchScript archive "
+            f"(it starts with {head!r})."
+        )
     if _is_torchscript(path):
         try:
             with warnings.catch_warnings():
@@ -250,7 +293,8 @@ def _load_checkpoint(
         )
     if isinstance(state, nn.Module):
         return state
-    return _build_and_fill(state, path, arch, arch_kwargs)
+    shapes = {name: tuple(tensor.shape) for name, tensor in state.items()}
+    return _build_and_fill(shapes, lambda: state, path, arch, arch_kwargs, trust_code)
 
 
 def _refusal(path: Path, error: Exception) -> UnsafeFileError:
@@ -278,8 +322,18 @@ def _find_state_dict(loaded: Any) -> dict[str, torch.Tensor] | nn.Module | None:
 
 
 def _build_and_fill(
-    state: dict[str, torch.Tensor], path: Path, arch: Architecture | None, arch_kwargs: Mapping[str, Any] | None
+    shapes: dict[str, tuple[int, ...]],
+    read_state: Callable[[], dict[str, torch.Tensor]],
+    path: Path,
+    arch: Architecture | None,
+    arch_kwargs: Mapping[str, Any] | None,
+    trust_code: bool,
 ) -> nn.Module:
+    """Resolve the architecture, check the file's tensor ``shapes`` against it on the meta device, then load.
+
+    ``read_state`` is called only after the check, so a config that declares far more (or other)
+    weights than the file holds fails before anything is allocated.
+    """
     config_path = path.with_suffix(".json")
     config = _read_config(config_path) if config_path.is_file() else {}
     kwargs = dict(arch_kwargs or {})
@@ -292,11 +346,28 @@ def _build_and_fill(
     if arch is None:
         raise DataError(
             f"'{path.name}' holds weights only, so deepscope needs the architecture: pass "
-            "arch='package.module:factory' or a built-in name (CLI: --arch), or keep the "
-            f"'{path.stem}.json' written by deepscope.io.save_model next to it."
+            "arch='package.module:factory' or a built-in name (CLI: --arch, with --input-shape and --classes "
+            f"for a built-in name), or keep the '{path.stem}.json' written by deepscope.io.save_model next to it."
         )
-    model = _build(arch, kwargs, named_by=config_path.name if from_file else None)
-    _fill(model, state, path.name, _arch_label(arch))
+    label = _arch_label(arch)
+    if callable(arch):
+        factory, allowed = arch, False
+    elif isinstance(arch, str) and ":" in arch:
+        factory, allowed = _arch.resolve(arch, trust_code=trust_code, named_by=config_path.name if from_file else None)
+    elif isinstance(arch, str):
+        factory, allowed = arch, True  # a built-in name: deepscope.models.build
+    else:
+        raise invalid_parameter(
+            "arch", "load_model", "None, 'package.module:factory', a built-in name or a callable", arch
+        )
+    meta = _arch.build_on_meta(factory, kwargs, label, required=allowed)
+    if meta is not None:
+        prefix = _arch.strip_common_prefix(list(shapes), meta.state_dict())
+        stripped = {name[len(prefix) :]: shape for name, shape in shapes.items()}
+        _arch.check_fit(meta, stripped, path.name, label, file_bytes=path.stat().st_size)
+    state = read_state()
+    model = _arch.build(factory, kwargs, label)
+    _fill(model, state, path.name, label)
     return model
 
 
@@ -304,91 +375,14 @@ def _arch_label(arch: Architecture) -> str:
     return arch if isinstance(arch, str) else getattr(arch, "__qualname__", repr(arch))
 
 
-def _build(arch: Architecture, kwargs: dict[str, Any], named_by: str | None = None) -> nn.Module:
-    """Build the module; ``named_by`` is the config file when the architecture came from a file, not the caller.
-
-    A file is data, so it may only name a built-in architecture or an ``nn.Module`` subclass; calling
-    any other callable with the file's keyword arguments (say ``subprocess:getoutput``) could run
-    commands, so a function factory named by a file needs the caller to pass it as ``arch=``.
-    """
-    owner = "load_model"
-    if callable(arch):
-        factory, label = arch, _arch_label(arch)
-    elif isinstance(arch, str) and ":" in arch:
-        module_name, _, attribute = arch.partition(":")
-        try:
-            factory = importlib.import_module(module_name)
-        except ImportError as error:
-            raise invalid_parameter(
-                "arch", owner, "'package.module:factory' naming an importable module", arch
-            ) from error
-        for part in attribute.split("."):
-            factory = getattr(factory, part, None)
-            if factory is None:
-                raise invalid_parameter("arch", owner, f"a factory that exists in module '{module_name}'", arch)
-        if not callable(factory):
-            raise invalid_parameter("arch", owner, "a callable factory (a class or function)", arch)
-        if named_by is not None and not (isinstance(factory, type) and issubclass(factory, nn.Module)):
-            raise UnsafeFileError(
-                f"'{named_by}' names the factory '{arch}', which is not an nn.Module class; deepscope calls only "
-                "module classes named in a file, since calling anything else with the file's arguments could run "
-                f"commands. If you trust it, pass arch='{arch}' (CLI: --arch {arch})."
-            )
-        label = arch
-    elif isinstance(arch, str):
-        try:
-            from deepscope.models import build
-        except ImportError as error:  # pragma: no cover - only while deepscope.models is missing
-            raise DeepscopeError(f"Built-in architectures are unavailable ({error}); use 'module:factory'.") from error
-        missing = [k for k in ("input_shape", "num_classes") if k not in kwargs]
-        if missing:
-            raise invalid_parameter(
-                "arch_kwargs", owner, f"the {' and '.join(missing)} that built-in arch '{arch}' needs", kwargs
-            )
-        rest = {k: v for k, v in kwargs.items() if k not in ("input_shape", "num_classes")}
-        return build(arch, tuple(kwargs["input_shape"]), int(kwargs["num_classes"]), **rest)
-    else:
-        raise invalid_parameter("arch", owner, "None, 'package.module:factory', a built-in name or a callable", arch)
-    try:
-        model = factory(**kwargs)
-    except TypeError as error:
-        raise invalid_parameter(
-            "arch_kwargs", owner, f"keyword arguments that {label} accepts ({error})", kwargs
-        ) from error
-    if not isinstance(model, nn.Module):
-        raise invalid_parameter("arch", owner, "a factory returning a torch.nn.Module", model)
-    return model
-
-
 def _fill(model: nn.Module, state: dict[str, torch.Tensor], file_name: str, arch: str) -> None:
     """Copy ``state`` into ``model`` after checking names and shapes, with messages a user can act on."""
     expected = model.state_dict()
-    state = _strip_common_prefix(state, expected)
-    for name, wanted in expected.items():  # in the model's order, so the first mismatch is reported
-        if name in state and tuple(state[name].shape) != tuple(wanted.shape):
-            raise DataError(
-                f"Weight '{name}' in '{file_name}' has shape {tuple(state[name].shape)} but the model built by arch "
-                f"'{arch}' expects {tuple(wanted.shape)}; the architecture or its arch_kwargs do not match."
-            )
-    by_storage: dict[int, list[str]] = {}
-    for name, tensor in expected.items():
-        by_storage.setdefault(tensor.data_ptr(), []).append(name)
-    for names in by_storage.values():  # tied tensors are stored once (safetensors): fill the aliases
-        present = [n for n in names if n in state]
-        for name in names:
-            if name not in state and present:
-                state[name] = state[present[0]]
-    missing = [n for n in expected if n not in state]
-    unexpected = [n for n in state if n not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {_few(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {_few(unexpected)}")
-        raise DataError(
-            f"The weights in '{file_name}' do not fit the model built by arch '{arch}': {'; '.join(parts)}."
-        )
+    prefix = _arch.strip_common_prefix(list(state), expected)
+    state = {name[len(prefix) :]: tensor for name, tensor in state.items()}
+    aliases = _arch.check_fit(model, {name: tuple(t.shape) for name, t in state.items()}, file_name, arch)
+    for alias, stored in aliases.items():
+        state[alias] = state[stored]
     float_dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
     model_dtypes = {t.dtype for t in expected.values() if t.is_floating_point()}
     if len(float_dtypes) == 1 and float_dtypes != model_dtypes:
@@ -397,23 +391,6 @@ def _fill(model: nn.Module, state: dict[str, torch.Tensor], file_name: str, arch
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise DataError(f"Cannot load the weights of '{file_name}' into arch '{arch}': {error}") from error
-
-
-def _strip_common_prefix(state: dict[str, torch.Tensor], expected: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """Drop a wrapper prefix such as ``model.`` (Lightning) or ``module.`` (DataParallel) when that makes names fit."""
-    if set(state) & set(expected) or not state:
-        return dict(state)
-    first = next(iter(state)).split(".", 1)[0] + "."
-    if all(k.startswith(first) for k in state):
-        stripped = {k[len(first) :]: v for k, v in state.items()}
-        if set(stripped) & set(expected):
-            return stripped
-    return dict(state)
-
-
-def _few(names: list[str]) -> str:
-    shown = ", ".join(f"'{n}'" for n in names[:5])
-    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def _atomic_write(path: Path, write: Callable[[str], Any]) -> None:

@@ -60,19 +60,21 @@ def test_safetensors_round_trip_with_module_class_and_config(tmp_path):
     assert path == tmp_path / "net.safetensors"
     config = json.loads((tmp_path / "net.json").read_text())
     assert config == {"format": "deepscope-model", "version": 1, "arch": CLASS, "arch_kwargs": {"width": 6}}
-    loaded = load_model(path)
+    with pytest.raises(UnsafeFileError, match="trust_code=True"):
+        load_model(path)  # the config names a module outside torch.nn and deepscope.models
+    loaded = load_model(path, trust_code=True)
     assert isinstance(loaded, TinyNet) and not loaded.training
     for name, tensor in net.state_dict().items():  # parameters and buffers, bit for bit
         assert torch.equal(tensor, loaded.state_dict()[name]), name
     assert _same_outputs(net, loaded)
-    assert isinstance(load_model(tmp_path / "net.json"), TinyNet)  # the config path works too
+    assert isinstance(load_model(tmp_path / "net.json", trust_code=True), TinyNet)  # the config path works too
 
 
 def test_function_factory_named_by_a_file_needs_the_callers_consent(tmp_path):
     path = save_model(make_net(width=6), tmp_path / "fn", arch=FACTORY, arch_kwargs={"width": 6})
     with pytest.raises(UnsafeFileError, match="not an nn.Module class; .* pass arch="):
-        load_model(path)
-    assert load_model(path, arch=FACTORY).fc.out_features == 6  # the caller names it: trusted, config kwargs kept
+        load_model(path, trust_code=True)
+    assert load_model(path, arch=FACTORY, trust_code=True).fc.out_features == 6  # the caller names it: trusted, config kwargs kept
 
 
 def test_config_cannot_make_deepscope_run_a_command(tmp_path):
@@ -81,8 +83,10 @@ def test_config_cannot_make_deepscope_run_a_command(tmp_path):
     config = {"format": "deepscope-model", "version": 1, "arch": "subprocess:getoutput",
               "arch_kwargs": {"cmd": f"touch {marker}"}}  # fmt: skip
     (tmp_path / "evil.json").write_text(json.dumps(config))
+    with pytest.raises(UnsafeFileError, match="'evil.json' names the architecture 'subprocess:getoutput' from module"):
+        load_model(path)  # a module outside the allowlist: not even imported
     with pytest.raises(UnsafeFileError, match="'evil.json' names the factory 'subprocess:getoutput'"):
-        load_model(path)
+        load_model(path, trust_code=True)  # trusted module, but a file may only name nn.Module classes
     assert not marker.exists()
 
 
@@ -92,7 +96,7 @@ def test_save_refuses_to_overwrite(tmp_path):
     with pytest.raises(InvalidParameterError, match="already exists; pass overwrite=True"):
         save_model(net, tmp_path / "m.safetensors", arch=CLASS)
     save_model(make_net(width=2), tmp_path / "m.safetensors", arch=CLASS, arch_kwargs={"width": 2}, overwrite=True)
-    assert load_model(tmp_path / "m.safetensors").fc.out_features == 2
+    assert load_model(tmp_path / "m.safetensors", trust_code=True).fc.out_features == 2
     with pytest.raises(InvalidParameterError, match="'path' parameter of save_model"):
         save_model(net, tmp_path / "m.pt")
     with pytest.raises(InvalidParameterError, match="'arch_kwargs' parameter of save_model"):
@@ -119,7 +123,7 @@ def test_weights_without_architecture_ask_for_arch(tmp_path):
     assert json.loads((tmp_path / "bare.json").read_text())["arch"] is None
     with pytest.raises(DataError, match="needs the architecture: pass arch='package.module:factory'"):
         load_model(path)
-    assert isinstance(load_model(path, arch=FACTORY), TinyNet)
+    assert isinstance(load_model(path, arch=FACTORY, trust_code=True), TinyNet)
     assert isinstance(load_model(path, arch=make_net), TinyNet)  # a callable works as well
 
 
@@ -128,7 +132,7 @@ def test_shape_mismatch_names_the_weight_and_both_shapes(tmp_path):
     with pytest.raises(
         DataError, match=r"Weight 'fc.weight' in 'w6.safetensors' has shape \(6, 4\) .* expects \(5, 4\)"
     ):
-        load_model(path, arch=FACTORY, arch_kwargs={"width": 5})
+        load_model(path, arch=FACTORY, arch_kwargs={"width": 5}, trust_code=True)
 
 
 def test_missing_and_unexpected_weights(tmp_path):
@@ -138,23 +142,23 @@ def test_missing_and_unexpected_weights(tmp_path):
     state["extra.weight"] = torch.zeros(1)
     torch.save(state, path)
     with pytest.raises(DataError, match="missing 'head.bias'; unexpected 'extra.weight'"):
-        load_model(path, arch=FACTORY)
+        load_model(path, arch=FACTORY, trust_code=True)
 
 
 def test_state_dict_checkpoints_plain_nested_and_prefixed(tmp_path):
     net = _trained_net()
     plain = tmp_path / "plain.pth"
     torch.save(net.state_dict(), plain)
-    assert _same_outputs(net, load_model(plain, arch=FACTORY, arch_kwargs={"width": 6}))
+    assert _same_outputs(net, load_model(plain, arch=FACTORY, arch_kwargs={"width": 6}, trust_code=True))
     lightning = tmp_path / "epoch=3.ckpt"
     torch.save({"epoch": 3, "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()}}, lightning)
-    assert _same_outputs(net, load_model(lightning, arch=FACTORY, arch_kwargs={"width": 6}))
+    assert _same_outputs(net, load_model(lightning, arch=FACTORY, arch_kwargs={"width": 6}, trust_code=True))
     with pytest.raises(DataError, match="holds weights only"):
         load_model(plain)
     junk = tmp_path / "junk.pt"
     torch.save({"epoch": 3}, junk)
     with pytest.raises(DataError, match="neither a module nor a state_dict"):
-        load_model(junk, arch=FACTORY)
+        load_model(junk, arch=FACTORY, trust_code=True)
 
 
 def test_full_pickled_module_needs_trust(tmp_path):
@@ -183,11 +187,11 @@ def test_malicious_pickle_is_not_executed_by_default(tmp_path):
     torch.save({"state_dict": MaliciousPayload(marker)}, path)
     assert not marker.exists()
     with pytest.raises(UnsafeFileError, match="full pickle that imports exec"):
-        load_model(path, arch=FACTORY)
+        load_model(path, arch=FACTORY, trust_code=True)
     assert not marker.exists()  # refused before any code ran
     # opting in really does unpickle (and so runs the payload): the flag is what protects users
     with pytest.raises(DataError, match="neither a module nor a state_dict"):
-        load_model(path, arch=FACTORY, trust_pickle=True)
+        load_model(path, arch=FACTORY, trust_pickle=True, trust_code=True)
     assert marker.exists()
 
 
@@ -205,11 +209,11 @@ def test_torchscript_archive(tmp_path):
 def test_tied_weights_and_float64_survive(tmp_path):
     tied = TiedNet()
     path = save_model(tied, tmp_path / "tied", arch=f"{__name__}:TiedNet")
-    loaded = load_model(path)
+    loaded = load_model(path, trust_code=True)
     assert loaded.decoder.weight is loaded.encoder.weight and torch.equal(loaded.encoder.weight, tied.encoder.weight)
     double = make_net().double()
     path = save_model(double, tmp_path / "double", arch=CLASS)
-    loaded = load_model(path)
+    loaded = load_model(path, trust_code=True)
     assert loaded.fc.weight.dtype == torch.float64 and torch.equal(loaded.fc.weight, double.fc.weight)
 
 
@@ -225,24 +229,26 @@ def test_path_and_arch_errors(tmp_path):
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"not a safetensors file")
     with pytest.raises(DataError, match="Cannot read 'corrupt.safetensors' as safetensors"):
-        load_model(corrupt, arch=FACTORY)
+        load_model(corrupt, arch=FACTORY, trust_code=True)
     path = save_model(make_net(), tmp_path / "ok")
     with pytest.raises(InvalidParameterError, match="importable module"):
+        load_model(path, arch="no_such_package.nowhere:make", trust_code=True)
+    with pytest.raises(UnsafeFileError, match="The 'arch' parameter of load_model names 'no_such_package"):
         load_model(path, arch="no_such_package.nowhere:make")
     with pytest.raises(InvalidParameterError, match="factory that exists"):
-        load_model(path, arch=f"{__name__}:missing_factory")
+        load_model(path, arch=f"{__name__}:missing_factory", trust_code=True)
     with pytest.raises(InvalidParameterError, match="'arch_kwargs' parameter of load_model"):
-        load_model(path, arch=FACTORY, arch_kwargs={"depth": 3})
+        load_model(path, arch=FACTORY, arch_kwargs={"depth": 3}, trust_code=True)
     newer = tmp_path / "ok.json"
     newer.write_text(json.dumps({"format": "deepscope-model", "version": 99, "arch": FACTORY}))
     with pytest.raises(DataError, match="config version 99"):
         load_model(path)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"garbage bytes")
-    with pytest.raises(UnsafeFileError, match="not a weights-only file"):
-        load_model(garbage, arch=FACTORY)
-    with pytest.raises(DataError, match="Cannot read 'garbage.pt'"):
-        load_model(garbage, arch=FACTORY, trust_pickle=True)
+    with pytest.raises(DataError, match="'garbage.pt' is not a model file"):
+        load_model(garbage, arch=FACTORY, trust_code=True)  # not a pickle to refuse: not a checkpoint at all
+    with pytest.raises(DataError, match="'garbage.pt' is not a model file"):
+        load_model(garbage, arch=FACTORY, trust_pickle=True, trust_code=True)
 
 
 def test_save_does_not_modify_the_model(tmp_path):

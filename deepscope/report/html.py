@@ -6,6 +6,10 @@ raises is shown with its error (and its traceback, collapsed) and the others are
 ``results.json`` records ``{"status": "error", "error": ...}`` for it. Both files carry a
 ``generator: deepscope`` marker, so a later run may replace them but never a file the user wrote.
 
+The two files are one unit (:class:`deepscope.report._write.OutputUnit`): the output directory is
+probed for writability before any section runs, and after a crash or a full disk at any moment it
+holds either the previous complete pair or the new complete pair, never a mix.
+
 Example:
     >>> import torch, tempfile
     >>> from deepscope import Problem
@@ -16,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import html
 import importlib
@@ -34,14 +39,14 @@ from typing import Any, NamedTuple
 import torch
 from tqdm.auto import tqdm
 
-from deepscope.errors import DeepscopeError, invalid_parameter
+from deepscope.errors import invalid_parameter
 from deepscope.guard import GuardReport, stochastic_modules
+from deepscope.report._write import GENERATOR_META, OutputUnit, check_overwrite, written_by_deepscope
 from deepscope.report.sections import SECTIONS, AuditContext, Figure, Html, Section, Table, Text, ordered_sections
 from deepscope.results import format_value, to_jsonable
 
 __all__ = ["ReportPaths", "write_report", "import_all_modules", "GENERATOR_META", "MAX_TABLE_ROWS"]
 
-GENERATOR_META = '<meta name="generator" content="deepscope">'
 # Inline SVG in HTML needs neither matplotlib's RDF metadata nor namespace declarations (the HTML parser
 # puts <svg> and xlink:href in their namespaces itself); dropping them leaves no URL at all in the page.
 _SVG_METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.DOTALL)
@@ -120,8 +125,17 @@ def write_report(
     selected = _select_sections(sections)
     out = Path(out_dir)
     html_path, json_path = out / _HTML_NAME, out / _JSON_NAME
-    _check_overwrite(out, (html_path, json_path), overwrite)
+    check_overwrite(out, (html_path, json_path), overwrite)
+    with OutputUnit(out, "report") as unit:  # writable? (before the work) and one writer at a time
+        payload, page = _build_report(context, selected, import_failures, progress)
+        unit.commit({_JSON_NAME: payload, _HTML_NAME: page})
+    return ReportPaths(html=html_path, json=json_path)
 
+
+def _build_report(
+    context: AuditContext, selected: list[Any], import_failures: list[tuple[str, str]], progress: bool
+) -> tuple[str, str]:
+    """Run the sections; return the text of results.json and of report.html."""
     started = time.perf_counter()
     outcomes = []
     bar = tqdm(selected, desc="deepscope report", unit="section", disable=not progress, file=sys.stderr)
@@ -138,11 +152,7 @@ def write_report(
         "sections": {outcome["key"]: outcome["json"] for outcome in outcomes},
     }
     json_text = json.dumps(to_jsonable(payload), indent=2, allow_nan=False)
-    page = _render_page(header, outcomes)
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(json_path, json_text + "\n")
-    _atomic_write(html_path, page)
-    return ReportPaths(html=html_path, json=json_path)
+    return json_text + "\n", _render_page(header, outcomes)
 
 
 # ----------------------------------------------------------------------------------- selection
@@ -252,32 +262,12 @@ def _header_facts(context: AuditContext, import_failures: list[tuple[str, str]])
 
 
 # ----------------------------------------------------------------------------------- files
-def _written_by_deepscope(path: Path) -> bool:
-    try:
-        if path.suffix == ".html":
-            with path.open("r", encoding="utf-8", errors="replace") as handle:
-                return GENERATOR_META in handle.read(4096)
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("generator") == "deepscope"
-
-
-def _check_overwrite(out: Path, targets: tuple[Path, ...], overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise DeepscopeError(f"The output path '{out}' exists and is not a directory; choose another --out.")
-    for path in targets:
-        if path.is_dir():
-            raise DeepscopeError(f"'{path}' is a directory; cannot write the report there. Choose another --out.")
-        if path.exists() and not overwrite and not _written_by_deepscope(path):
-            raise DeepscopeError(
-                f"'{path}' exists and was not written by deepscope; pass overwrite=True (CLI: --overwrite) "
-                "to replace it, or choose another output directory."
-            )
+_written_by_deepscope = written_by_deepscope  # the names other modules import
+_check_overwrite = check_overwrite
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path`` and rename it over ``path``."""
+    """Write one file atomically (temporary file, fsync, rename); units of several files use OutputUnit."""
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
@@ -287,10 +277,8 @@ def _atomic_write(path: Path, text: str) -> None:
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
-        except OSError:
-            pass
         raise
 
 

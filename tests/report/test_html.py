@@ -177,8 +177,10 @@ def test_overwrite_policy(context, temporary_sections, tmp_path):
         write_report(context, user_dir, sections=["zz_seed"])
     paths = write_report(context, user_dir, sections=["zz_seed"], overwrite=True)
     assert json.loads(paths.json.read_text())["generator"] == "deepscope"
-    # No temporary files are left behind by the atomic writes.
-    assert sorted(p.name for p in user_dir.iterdir()) == ["report.html", "results.json"]
+    # No temporary files are left behind: the pair, and deepscope's state folder holding one generation.
+    assert sorted(p.name for p in user_dir.iterdir()) == [".deepscope", "report.html", "results.json"]
+    state = sorted(p.name for p in (user_dir / ".deepscope" / "report").iterdir())
+    assert len(state) == 3 and state[0] == "current" and state[1].startswith("gen-") and state[2] == "lock"
 
 
 def test_output_path_that_is_a_file_is_refused(context, temporary_sections, tmp_path):
