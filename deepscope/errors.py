@@ -18,6 +18,7 @@ __all__ = [
     "DataError",
     "UnsafeFileError",
     "UnsupportedModelError",
+    "NonFiniteError",
     "invalid_parameter",
     "describe",
 ]
@@ -43,6 +44,13 @@ class UnsupportedModelError(DeepscopeError):
     """The model contains a layer or structure an analysis cannot handle exactly."""
 
 
+class NonFiniteError(UnsupportedModelError):
+    """The model's weights (or what it computes on the given inputs) are NaN or infinite.
+
+    Any result computed from them would be NaN; the message names the parameter and its layer.
+    """
+
+
 def describe(value: Any) -> str:
     """A short, human description of ``value`` for error messages (type and shape, not contents)."""
     shape = getattr(value, "shape", None)
@@ -62,3 +70,13 @@ def invalid_parameter(
     Returns the exception (the caller raises it) so tracebacks point at the validation site.
     """
     return cls(f"The '{name}' parameter of {owner} must be {expected}. Got {describe(got)} instead.")
+
+
+def cannot_take_inputs(shape: tuple[int, ...], error: BaseException, what: str = "inputs") -> DataError:
+    """The one message for a model that fails on inputs of the given per-example ``shape``.
+
+    ``The model cannot take the <what> of shape (4,) per example: <first line of the error>``;
+    shared by Problem (``what="training inputs"``) and the attribution methods.
+    """
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return DataError(f"The model cannot take the {what} of shape {tuple(shape)} per example: {reason}")

@@ -2,15 +2,21 @@
 
 Every method has the call shape ``method(model, inputs, target=None, *, baseline=..., ...) -> Attribution``:
 
-* ``inputs``: a float tensor ``(batch, *features)``; NaN/Inf are refused with a DataError.
-* ``target``: ``None`` (the predicted class of each example), an int (the same class for every
-  example), a 1-D tensor of ``batch`` ints (one class per example), or several targets at once —
-  a list/tuple of ints or a 2-D tensor ``(n_targets, batch)`` — which gives values with a leading
-  targets dimension ``(n_targets, batch, *features)``.
+* ``inputs``: a float tensor ``(batch, *features)``; NaN/Inf are refused with a DataError. The
+  caller's tensor is never modified (methods work on a copy, also with in-place layers).
+* ``target`` (as in Captum): ``None`` (the predicted class of each example), an int (the same class
+  for every example), or one class per example — a list of ``batch`` ints or a 1-D tensor of
+  ``batch`` ints. Several targets per example need an explicit 2-D form: a tensor or nested list
+  of shape ``(n_targets, batch)``, or ``(n_targets, 1)`` (e.g. ``[[0], [2]]``) for the same classes
+  for every example; values then get a leading targets dimension ``(n_targets, batch, *features)``.
 * ``output_fn``: for models that return a tuple or dict, a callable mapping the raw output to a
   ``(batch, classes)`` tensor (a ``(batch,)`` output is treated as one class).
 * ``max_batch``: the largest number of rows passed through the model at once (memory budget);
   long path integrals and many perturbations are chunked to it.
+
+A model with NaN/Inf weights is refused (NonFiniteError naming the layer), and a result whose
+values are NaN/Inf (the model overflows on these inputs) is refused rather than returned.
+Validation and target resolution live in :mod:`deepscope.attribution._prepare` (re-exported here).
 
 F(x) below always means the selected output ("logit") of the target class.
 """
@@ -18,7 +24,6 @@ F(x) below always means the selected output ("logit") of the target class.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,15 +31,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
+from deepscope.attribution._prepare import (  # noqa: F401 - re-exported: the methods import them from here
+    DEFAULT_MAX_BATCH,
+    OutputFn,
+    Prepared,
+    check_max_batch,
+    evaluate_outputs,
+    make_forward,
+    model_device_dtype,
+    prepare,
+    prepare_baseline,
+    prepare_inputs,
+    resolve_targets,
+)
+from deepscope.errors import NonFiniteError, invalid_parameter
 from deepscope.guard import current_guard_report
 from deepscope.results import Result
 
 __all__ = ["Attribution"]
-
-DEFAULT_MAX_BATCH = 4096
-
-OutputFn = Callable[[Any], torch.Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,157 +174,7 @@ def draw_attribution(
 
 
 # ----------------------------------------------------------------------------------------------
-# validation and preparation
-
-
-def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """The device and floating dtype the model's first floating parameter or buffer uses."""
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.device, tensor.dtype
-    return torch.device("cpu"), torch.get_default_dtype()
-
-
-def prepare_inputs(model: nn.Module, inputs: Any, owner: str, *, gradient: bool = True) -> torch.Tensor:
-    """Validate ``inputs`` (a finite float tensor with a batch dimension) and move it to the model."""
-    if not isinstance(inputs, torch.Tensor):
-        raise invalid_parameter("inputs", owner, "a torch.Tensor of shape (batch, *features)", inputs)
-    if inputs.dim() < 2 or inputs.shape[0] == 0:
-        raise invalid_parameter("inputs", owner, "a non-empty tensor of shape (batch, *features)", inputs)
-    if not inputs.is_floating_point():
-        expected = "a floating-point tensor (gradients need real-valued inputs; cast with .float())"
-        if gradient:
-            raise invalid_parameter("inputs", owner, expected, inputs)
-    if inputs.is_floating_point() and not bool(torch.isfinite(inputs).all()):
-        bad = int((~torch.isfinite(inputs)).sum())
-        raise DataError(f"The 'inputs' of {owner} contain {bad} NaN or infinite value(s); clean them first.")
-    device, dtype = model_device_dtype(model)
-    return inputs.detach().to(device=device, dtype=dtype)
-
-
-def prepare_baseline(baseline: Any, inputs: torch.Tensor, owner: str, name: str = "baseline") -> torch.Tensor:
-    """A reference input shaped like ``inputs``: None/number (constant), or a tensor of shape
-    ``inputs.shape`` or ``inputs.shape[1:]`` (one reference for every example)."""
-    if baseline is None:
-        return torch.zeros_like(inputs)
-    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-        if not math.isfinite(float(baseline)):
-            raise invalid_parameter(name, owner, "a finite number or a tensor shaped like the inputs", baseline)
-        return torch.full_like(inputs, float(baseline))
-    if not isinstance(baseline, torch.Tensor):
-        raise invalid_parameter(name, owner, "None, a number, or a tensor shaped like the inputs", baseline)
-    baseline = baseline.detach().to(device=inputs.device, dtype=inputs.dtype)
-    if tuple(baseline.shape) == tuple(inputs.shape[1:]):
-        baseline = baseline.unsqueeze(0).expand_as(inputs)
-    if tuple(baseline.shape) != tuple(inputs.shape):
-        raise invalid_parameter(
-            name, owner, f"a tensor of shape {tuple(inputs.shape)} or {tuple(inputs.shape[1:])}", baseline
-        )
-    if not bool(torch.isfinite(baseline).all()):
-        raise DataError(f"The '{name}' of {owner} contains NaN or infinite values.")
-    return baseline.contiguous()
-
-
-def make_forward(model: nn.Module, output_fn: OutputFn | None, owner: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``forward(x) -> (rows, classes)``: the model's output, through ``output_fn`` when given."""
-    if output_fn is not None and not callable(output_fn):
-        raise invalid_parameter("output_fn", owner, "a callable mapping the model output to a tensor", output_fn)
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        output = model(x)
-        if output_fn is not None:
-            output = output_fn(output)
-        if not isinstance(output, torch.Tensor):
-            raise UnsupportedModelError(
-                f"{owner}: the model returned a {type(output).__name__}, not a tensor; pass "
-                "output_fn=lambda out: out[0] (or out['logits']) to pick the class scores."
-            )
-        if output.dim() == 1:
-            output = output.unsqueeze(1)
-        if output.dim() != 2 or output.shape[0] != x.shape[0]:
-            raise UnsupportedModelError(
-                f"{owner}: the model output has shape {tuple(output.shape)}; expected (batch, classes) "
-                f"with batch = {x.shape[0]}. Pass output_fn to reduce it to class scores."
-            )
-        return output
-
-    return forward
-
-
-def resolve_targets(
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    inputs: torch.Tensor,
-    target: Any,
-    owner: str,
-    max_batch: int = DEFAULT_MAX_BATCH,
-) -> tuple[torch.Tensor, bool, int]:
-    """Targets as a long tensor ``(n_targets, batch)``, whether several were asked, and evaluations used.
-
-    ``None`` means the predicted class (one forward pass over the inputs, in chunks of ``max_batch``
-    rows). Given targets are checked against the class count of a one-row probe, so an attribution
-    with explicit targets costs no extra pass over the batch.
-    """
-    batch = inputs.shape[0]
-    if target is None:
-        logits = evaluate_outputs(forward, inputs, max_batch)
-        evaluations = batch
-    else:
-        with torch.no_grad():
-            logits = forward(inputs[:1])
-        evaluations = 1
-    classes = logits.shape[1]
-    multi = False
-    if target is None:
-        targets = logits.argmax(dim=1).unsqueeze(0)
-    elif isinstance(target, bool):
-        raise invalid_parameter("target", owner, "None, an int, a tensor of ints, or a list of ints", target)
-    elif isinstance(target, int):
-        targets = torch.full((1, batch), target, dtype=torch.long)
-    elif isinstance(target, (list, tuple)):
-        if not target or not all(isinstance(t, int) and not isinstance(t, bool) for t in target):
-            raise invalid_parameter("target", owner, "a non-empty list of ints (several targets)", target)
-        targets = torch.tensor(list(target), dtype=torch.long).unsqueeze(1).expand(len(target), batch)
-        multi = True
-    elif isinstance(target, torch.Tensor):
-        if target.is_floating_point() or target.is_complex():
-            raise invalid_parameter("target", owner, "a tensor of integer class indices", target)
-        if target.dim() == 0:
-            targets = target.long().reshape(1, 1).expand(1, batch)
-        elif target.dim() == 1 and target.shape[0] == batch:
-            targets = target.long().unsqueeze(0)
-        elif target.dim() == 2 and target.shape[1] == batch:
-            targets = target.long()
-            multi = True
-        else:
-            raise invalid_parameter("target", owner, f"a tensor of shape ({batch},) or (n_targets, {batch})", target)
-    else:
-        raise invalid_parameter("target", owner, "None, an int, a tensor of ints, or a list of ints", target)
-    targets = targets.to(inputs.device).contiguous()
-    if bool((targets < 0).any()) or bool((targets >= classes).any()):
-        raise invalid_parameter("target", owner, f"class indices in [0, {classes - 1}]", target)
-    return targets, multi, evaluations
-
-
-def check_max_batch(max_batch: Any, owner: str) -> int:
-    """The memory budget: an int >= 1 (rows per model call)."""
-    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-        raise invalid_parameter("max_batch", owner, "an int >= 1", max_batch)
-    return max_batch
-
-
-# ----------------------------------------------------------------------------------------------
 # chunked evaluation of F(x) and its gradient
-
-
-def evaluate_outputs(
-    forward: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor, max_batch: int
-) -> torch.Tensor:
-    """All class scores ``(rows, classes)`` for ``points`` (rows, *features), in chunks, no graph."""
-    outputs = []
-    with torch.no_grad():
-        for start in range(0, points.shape[0], max_batch):
-            outputs.append(forward(points[start : start + max_batch]))
-    return torch.cat(outputs)
 
 
 def evaluate_selected(
@@ -377,7 +241,20 @@ def finish(
     evaluations: int,
     options: dict[str, Any],
 ) -> Attribution:
-    """Build the :class:`Attribution` (drop the targets dimension when a single target was asked)."""
+    """Build the :class:`Attribution` (drop the targets dimension when a single target was asked).
+
+    Raises NonFiniteError when any value is NaN or infinite (the model overflows on these inputs):
+    an attribution is never returned as NaN silently.
+    """
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        per_example = (~finite).reshape(*values.shape[:2], -1).any(dim=-1).any(dim=0)
+        bad = per_example.nonzero().flatten().tolist()
+        shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        raise NonFiniteError(
+            f"{method}: the attributions of {len(bad)} example(s) ({shown}) are NaN or infinite: the model's "
+            "output or its gradient overflows on these inputs. Rescale the inputs, or run the model in float64."
+        )
     if not multi:
         values = values[0]
         targets = targets[0]
@@ -406,35 +283,3 @@ def relative_completeness_error(total: torch.Tensor, at_input: torch.Tensor, at_
     difference = at_input - at_baseline
     floor = 1e-7 * (at_input.abs() + at_baseline.abs()) + 1e-12
     return (total - difference).abs() / torch.maximum(difference.abs(), floor)
-
-
-@dataclasses.dataclass
-class Prepared:
-    """What every method needs after validation: inputs on the model's device, forward, targets."""
-
-    inputs: torch.Tensor
-    forward: Callable[[torch.Tensor], torch.Tensor]
-    targets: torch.Tensor
-    multi: bool
-    evaluations: int
-    max_batch: int
-
-
-def prepare(
-    model: nn.Module,
-    inputs: Any,
-    target: Any,
-    *,
-    owner: str,
-    output_fn: OutputFn | None = None,
-    max_batch: int = DEFAULT_MAX_BATCH,
-    gradient: bool = True,
-) -> Prepared:
-    """Validate the common arguments and resolve the targets (one forward pass when target is None)."""
-    if not isinstance(model, nn.Module):
-        raise invalid_parameter("model", owner, "a torch.nn.Module", model)
-    max_batch = check_max_batch(max_batch, owner)
-    x = prepare_inputs(model, inputs, owner, gradient=gradient)
-    forward = make_forward(model, output_fn, owner)
-    targets, multi, evaluations = resolve_targets(forward, x, target, owner, max_batch)
-    return Prepared(x, forward, targets, multi, evaluations, max_batch)

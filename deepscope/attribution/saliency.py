@@ -28,8 +28,8 @@ def saliency(
     Args:
         model: the classifier; ``model(inputs)`` gives ``(batch, classes)`` (see ``output_fn``).
         inputs: ``(batch, *features)`` float tensor.
-        target: None (predicted class), an int, ``(batch,)`` ints, or several targets (list or
-            ``(n_targets, batch)``).
+        target: None (predicted class), an int, one per example (a list or tensor of ``batch`` ints),
+            or several per example (2-D: ``(n_targets, batch)`` or ``(n_targets, 1)``, e.g. ``[[0], [2]]``).
         absolute: take the absolute value (Captum's default); False keeps the signed gradient.
         output_fn: maps a tuple/dict model output to ``(batch, classes)``.
         max_batch: rows per forward pass.

@@ -28,7 +28,7 @@ def pooled_cnn(relu_before_pool: bool) -> nn.Module:
 def test_matches_captum_on_a_cnn_with_max_pooling(cnn_and_images):
     _, images = cnn_and_images
     model = pooled_cnn(relu_before_pool=False)
-    ours = deeplift(model, images, target=[0, 2], max_batch=4)
+    ours = deeplift(model, images, target=[[0], [2]], max_batch=4)
     for t, target in enumerate([0, 2]):
         reference = DeepLift(model).attribute(images, target=target)
         # the same multipliers (Captum's max-pool rule) in float64
@@ -123,7 +123,7 @@ def test_inplace_activations_give_the_same_multipliers():
     inplace.load_state_dict(plain.state_dict())
     x = torch.randn(8, 5, dtype=torch.float64)
     baseline = x[0]  # row 0 equals its baseline: the plain-derivative branch runs too
-    want = deeplift(plain, x, target=[0, 2], baseline=baseline)
-    got = deeplift(inplace, x, target=[0, 2], baseline=baseline)
+    want = deeplift(plain, x, target=[[0], [2]], baseline=baseline)
+    got = deeplift(inplace, x, target=[[0], [2]], baseline=baseline)
     torch.testing.assert_close(got.values, want.values, rtol=0, atol=0)
     assert float(got.diagnostics["completeness_error"].max()) < 1e-9

@@ -20,7 +20,7 @@ def test_matches_captum_layer_grad_cam(cnn_and_images, layer_index):
 
 def test_default_layer_is_the_last_convolution_and_no_hook_remains(cnn_and_images):
     model, images = cnn_and_images
-    by_default = grad_cam(model, images, target=[0, 1])
+    by_default = grad_cam(model, images, target=[[0], [1]])
     assert by_default.options["layer"] == "3" and by_default.values.shape == (2, *images.shape)
     assert all(not module._forward_hooks for module in model.modules())
 

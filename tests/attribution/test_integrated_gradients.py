@@ -46,11 +46,11 @@ def test_adaptive_steps_reach_the_tolerance(mlp_and_rows):
     _, rows = mlp_and_rows
     model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3)).double()
     rows = 3 * rows
-    result = integrated_gradients(model, rows, target=[0, 1], steps=None, tol=1e-9, initial_steps=2, max_steps=256)
+    result = integrated_gradients(model, rows, target=[[0], [1]], steps=None, tol=1e-9, initial_steps=2, max_steps=256)
     assert bool(result.diagnostics["converged"].all())
     assert result.diagnostics["completeness_error"].max() < 1e-9
     assert result.diagnostics["steps"].max() > 2  # it did have to refine
-    fixed = integrated_gradients(model, rows, target=[0, 1], steps=int(result.diagnostics["steps"].max()))
+    fixed = integrated_gradients(model, rows, target=[[0], [1]], steps=int(result.diagnostics["steps"].max()))
     # the adaptive answer is the fixed-step answer for the examples that needed the most steps
     hardest = result.diagnostics["steps"][0] == result.diagnostics["steps"].max()
     torch.testing.assert_close(result.values[:, hardest], fixed.values[:, hardest])

@@ -28,7 +28,7 @@ def test_brute_force_on_a_cnn():
         torch.nn.Conv1d(4, 3, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(15, 2)
     ).double()
     x = one_hot(torch.randint(0, 4, (1, 5)))
-    result = ism(model, x, target=[0, 1])
+    result = ism(model, x, target=[[0], [1]])
     base = model(x)[0]
     for position in range(5):
         for letter in range(4):

@@ -23,7 +23,7 @@ class CaptumCompatible(nn.Module):
 
 def test_epsilon_matches_captum(cnn_and_images):
     model, images = cnn_and_images
-    ours = lrp(model, images, target=[1, 2])
+    ours = lrp(model, images, target=[[1], [2]])
     reference = LRP(CaptumCompatible(model)).attribute(images, target=1)
     # same epsilon rule (1e-9, sign(0) = +1) in float64
     torch.testing.assert_close(ours.values[0], reference, rtol=1e-7, atol=1e-10)
@@ -35,7 +35,7 @@ def test_conservation_is_exact_for_a_bias_free_relu_net(make_relu_mlp):
     for rule in ["epsilon", "gamma"]:
         # without biases and stabiliser every layer passes its relevance on whole (float64 rounding only);
         # alpha-beta conserves only where a unit has both positive and negative contributions
-        result = lrp(model, rows, target=[0, 2], rule=rule, epsilon=0.0)
+        result = lrp(model, rows, target=[[0], [2]], rule=rule, epsilon=0.0)
         assert result.diagnostics["conservation_error"].max() < 1e-9, rule
 
 
@@ -138,7 +138,7 @@ def test_functional_forward_equals_its_sequential_twin():
         got = lrp(
             net,
             x,
-            target=[0, 2],
+            target=[[0], [2]],
             rule=rule,
             alpha=2.0 if rule == "alpha_beta" else 1.0,
             beta=1.0 if rule == "alpha_beta" else 0.0,
@@ -146,7 +146,7 @@ def test_functional_forward_equals_its_sequential_twin():
         want = lrp(
             twin,
             x,
-            target=[0, 2],
+            target=[[0], [2]],
             rule=rule,
             alpha=2.0 if rule == "alpha_beta" else 1.0,
             beta=1.0 if rule == "alpha_beta" else 0.0,
@@ -175,7 +175,7 @@ def test_residual_and_concatenation_equal_gradient_times_input():
     torch.manual_seed(0)
     model = _Residual().double()
     x = torch.randn(7, 4, dtype=torch.float64)
-    result = lrp(model, x, target=[0, 2], epsilon=1e-12)
+    result = lrp(model, x, target=[[0], [2]], epsilon=1e-12)
     for position, target in enumerate([0, 2]):
         leaf = x.clone().requires_grad_(True)
         (gradient,) = torch.autograd.grad(model(leaf)[:, target].sum(), leaf)

@@ -20,7 +20,7 @@ def test_matches_captum(cnn_and_images, window, strides):
 def test_single_features_of_a_linear_model_give_weight_times_difference():
     model = torch.nn.Linear(5, 2).double()
     rows = torch.randn(3, 5, dtype=torch.float64)
-    result = occlusion(model, rows, target=[0, 1])
+    result = occlusion(model, rows, target=[[0], [1]])
     torch.testing.assert_close(result.values, model.weight.detach()[:, None, :] * rows)
 
 

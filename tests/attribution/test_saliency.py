@@ -22,7 +22,7 @@ def test_linear_model_gradient_is_the_weight():
 
 def test_several_targets_stack_on_a_leading_dimension(mlp_and_rows):
     model, rows = mlp_and_rows
-    several = saliency(model, rows, target=[0, 2])
+    several = saliency(model, rows, target=[[0], [2]])
     assert several.values.shape == (2, *rows.shape) and several.target.shape == (2, len(rows))
     torch.testing.assert_close(several.values[1], saliency(model, rows, target=2).values)
 

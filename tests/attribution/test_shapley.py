@@ -35,7 +35,7 @@ def test_exact_matches_brute_force(mlp_and_rows):
 def test_additive_model_gets_weight_times_difference():
     model = torch.nn.Linear(12, 2).double()
     rows, reference = torch.randn(3, 12, dtype=torch.float64), torch.randn(12, dtype=torch.float64)
-    result = shapley(model, rows, target=[0, 1], baseline=reference)
+    result = shapley(model, rows, target=[[0], [1]], baseline=reference)
     torch.testing.assert_close(result.values, model.weight.detach()[:, None, :] * (rows - reference))
 
 

@@ -32,6 +32,6 @@ def test_zero_noise_reproduces_the_inner_method(cnn_and_images):
 
 def test_several_targets_and_bad_method(mlp_and_rows):
     model, rows = mlp_and_rows
-    assert smoothgrad(model, rows, target=[0, 2], samples=3).values.shape == (2, *rows.shape)
+    assert smoothgrad(model, rows, target=[[0], [2]], samples=3).values.shape == (2, *rows.shape)
     with pytest.raises(InvalidParameterError, match="method"):
         smoothgrad(model, rows, method="nonsense")

@@ -1,0 +1,270 @@
+"""Validation and preparation shared by every attribution method: inputs, baseline, forward, targets.
+
+The call shape ``method(model, inputs, target=None, *, ...)`` is described in
+:mod:`deepscope.attribution._base`; this module turns its arguments into a :class:`Prepared`:
+
+* ``inputs`` are checked (a finite float tensor with a batch dimension) and COPIED onto the
+  model's device and dtype, so a model that works in place (``ReLU(inplace=True)`` as its first
+  layer) never changes the caller's tensor; every forward pass also gets its own copy.
+* the model's weights must be finite (a NaN weight would make every attribution NaN).
+* ``target`` follows Captum: ``None`` (the predicted class), an int (the same class for every
+  example), or one target per example — a list of ``batch`` ints, or a 1-D tensor of ``batch`` ints.
+  Several targets per example need an explicit 2-D form: a tensor (or nested list) of shape
+  ``(n_targets, batch)``, or ``(n_targets, 1)`` for the same classes for every example; values then
+  get a leading targets dimension ``(n_targets, batch, *features)``.
+* a model that cannot take the inputs raises the same DataError as :class:`deepscope.Problem`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepscope._finite import check_finite_model
+from deepscope.errors import DataError, DeepscopeError, UnsupportedModelError, cannot_take_inputs, invalid_parameter
+
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "OutputFn",
+    "Prepared",
+    "prepare",
+    "prepare_inputs",
+    "prepare_baseline",
+    "make_forward",
+    "resolve_targets",
+    "check_max_batch",
+    "evaluate_outputs",
+    "model_device_dtype",
+]
+
+DEFAULT_MAX_BATCH = 4096
+
+OutputFn = Callable[[Any], torch.Tensor]
+
+_TARGET_FORMS = (
+    "None, an int, one target per example (a list or 1-D tensor of {batch} ints), or several targets per "
+    "example as a 2-D tensor or nested list of shape {shapes}"
+)
+
+
+def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """The device and floating dtype the model's first floating parameter or buffer uses."""
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    return torch.device("cpu"), torch.get_default_dtype()
+
+
+def prepare_inputs(model: nn.Module, inputs: Any, owner: str, *, gradient: bool = True) -> torch.Tensor:
+    """Validate ``inputs`` (a finite float tensor with a batch dimension); return a COPY on the model's device.
+
+    The copy is what keeps the caller's tensor unchanged when the model works in place.
+    """
+    if not isinstance(inputs, torch.Tensor):
+        raise invalid_parameter("inputs", owner, "a torch.Tensor of shape (batch, *features)", inputs)
+    if inputs.dim() < 2 or inputs.shape[0] == 0:
+        raise invalid_parameter("inputs", owner, "a non-empty tensor of shape (batch, *features)", inputs)
+    if not inputs.is_floating_point():
+        expected = "a floating-point tensor (gradients need real-valued inputs; cast with .float())"
+        if gradient:
+            raise invalid_parameter("inputs", owner, expected, inputs)
+    if inputs.is_floating_point() and not bool(torch.isfinite(inputs).all()):
+        bad = int((~torch.isfinite(inputs)).sum())
+        raise DataError(f"The 'inputs' of {owner} contain {bad} NaN or infinite value(s); clean them first.")
+    device, dtype = model_device_dtype(model)
+    return inputs.detach().to(device=device, dtype=dtype, copy=True)
+
+
+def prepare_baseline(baseline: Any, inputs: torch.Tensor, owner: str, name: str = "baseline") -> torch.Tensor:
+    """A reference input shaped like ``inputs``: None/number (constant), or a tensor of shape
+    ``inputs.shape`` or ``inputs.shape[1:]`` (one reference for every example)."""
+    if baseline is None:
+        return torch.zeros_like(inputs)
+    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+        if not math.isfinite(float(baseline)):
+            raise invalid_parameter(name, owner, "a finite number or a tensor shaped like the inputs", baseline)
+        return torch.full_like(inputs, float(baseline))
+    if not isinstance(baseline, torch.Tensor):
+        raise invalid_parameter(name, owner, "None, a number, or a tensor shaped like the inputs", baseline)
+    baseline = baseline.detach().to(device=inputs.device, dtype=inputs.dtype)
+    if tuple(baseline.shape) == tuple(inputs.shape[1:]):
+        baseline = baseline.unsqueeze(0).expand_as(inputs)
+    if tuple(baseline.shape) != tuple(inputs.shape):
+        raise invalid_parameter(
+            name, owner, f"a tensor of shape {tuple(inputs.shape)} or {tuple(inputs.shape[1:])}", baseline
+        )
+    if not bool(torch.isfinite(baseline).all()):
+        raise DataError(f"The '{name}' of {owner} contains NaN or infinite values.")
+    return baseline.contiguous()
+
+
+def make_forward(model: nn.Module, output_fn: OutputFn | None, owner: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``forward(x) -> (rows, classes)``: the model's output, through ``output_fn`` when given.
+
+    The model always receives a copy of ``x`` (``x.clone()``, differentiable), so an in-place first
+    layer neither corrupts the points a method reuses nor fails on a leaf that requires grad.
+    """
+    if output_fn is not None and not callable(output_fn):
+        raise invalid_parameter("output_fn", owner, "a callable mapping the model output to a tensor", output_fn)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        output = model(x.clone())
+        if output_fn is not None:
+            output = output_fn(output)
+        if not isinstance(output, torch.Tensor):
+            raise UnsupportedModelError(
+                f"{owner}: the model returned a {type(output).__name__}, not a tensor; pass "
+                "output_fn=lambda out: out[0] (or out['logits']) to pick the class scores."
+            )
+        if output.dim() == 1:
+            output = output.unsqueeze(1)
+        if output.dim() != 2 or output.shape[0] != x.shape[0]:
+            raise UnsupportedModelError(
+                f"{owner}: the model output has shape {tuple(output.shape)}; expected (batch, classes) "
+                f"with batch = {x.shape[0]}. Pass output_fn to reduce it to class scores."
+            )
+        return output
+
+    return forward
+
+
+def evaluate_outputs(
+    forward: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor, max_batch: int
+) -> torch.Tensor:
+    """All class scores ``(rows, classes)`` for ``points`` (rows, *features), in chunks, no graph."""
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, points.shape[0], max_batch):
+            outputs.append(forward(points[start : start + max_batch]))
+    return torch.cat(outputs)
+
+
+def _probe(forward: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, max_batch: int) -> torch.Tensor:
+    """The first forward pass; a model that cannot take the inputs gives Problem's DataError."""
+    try:
+        return evaluate_outputs(forward, inputs, max_batch)
+    except DeepscopeError:
+        raise
+    except (RuntimeError, TypeError, ValueError, IndexError) as error:
+        raise cannot_take_inputs(tuple(inputs.shape[1:]), error) from error
+
+
+def _target_tensor(target: Any, batch: int, owner: str) -> tuple[torch.Tensor, bool]:
+    """``(targets (n_targets, batch or 1), several)`` from any accepted form, before the range check."""
+    shapes = f"(n_targets, {batch}) or (n_targets, 1)" if batch != 1 else "(n_targets, 1)"
+    forms = _TARGET_FORMS.format(batch=batch, shapes=shapes)
+    if isinstance(target, bool) or isinstance(target, np.bool_):
+        raise invalid_parameter("target", owner, forms, target)
+    if isinstance(target, (int, np.integer)):
+        return torch.tensor([[int(target)]]), False
+    if isinstance(target, np.ndarray):
+        target = torch.from_numpy(np.ascontiguousarray(target))
+    if isinstance(target, (list, tuple)):
+        if target and all(isinstance(t, (list, tuple)) for t in target):
+            rows = [list(row) for row in target]
+            flat = [t for row in rows for t in row]
+            if not all(len(row) == len(rows[0]) for row in rows) or not all(
+                isinstance(t, int) and not isinstance(t, bool) for t in flat
+            ):
+                raise invalid_parameter("target", owner, forms, target)
+            target = torch.tensor(rows, dtype=torch.long)
+        elif target and all(isinstance(t, int) and not isinstance(t, bool) for t in target):
+            if len(target) != batch:
+                raise invalid_parameter(
+                    "target",
+                    owner,
+                    f"a list of {batch} int(s) (one target per example, as in Captum); for several targets per "
+                    f"example pass a 2-D tensor or nested list of shape {shapes}, e.g. [[0], [2]]",
+                    target,
+                )
+            return torch.tensor(list(target), dtype=torch.long).unsqueeze(0), False
+        else:
+            raise invalid_parameter("target", owner, forms, target)
+    if not isinstance(target, torch.Tensor):
+        raise invalid_parameter("target", owner, forms, target)
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise invalid_parameter("target", owner, "a tensor of integer class indices", target)
+    if target.dim() == 0:
+        return target.long().reshape(1, 1), False
+    if target.dim() == 1 and target.shape[0] == batch:
+        return target.long().unsqueeze(0), False
+    if target.dim() == 2 and target.shape[0] >= 1 and target.shape[1] in (batch, 1):
+        return target.long(), True
+    raise invalid_parameter("target", owner, forms, target)
+
+
+def resolve_targets(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    target: Any,
+    owner: str,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> tuple[torch.Tensor, bool, int]:
+    """Targets as a long tensor ``(n_targets, batch)``, whether several were asked, and evaluations used.
+
+    ``None`` means the predicted class (one forward pass over the inputs, in chunks of ``max_batch``
+    rows). Given targets are checked against the class count of a one-row probe, so an attribution
+    with explicit targets costs no extra pass over the batch. See the module docstring for the forms.
+    """
+    batch = inputs.shape[0]
+    targets = None
+    multi = False
+    if target is not None:  # validate the form before running the model
+        targets, multi = _target_tensor(target, batch, owner)
+    logits = _probe(forward, inputs if target is None else inputs[:1], max_batch)
+    evaluations = batch if target is None else 1
+    classes = logits.shape[1]
+    if targets is None:
+        targets = logits.argmax(dim=1).unsqueeze(0)
+    targets = targets.to(inputs.device).expand(targets.shape[0], batch).contiguous()
+    if bool((targets < 0).any()) or bool((targets >= classes).any()):
+        raise invalid_parameter(
+            "target", owner, f"class indices in [0, {classes - 1}] (the model has {classes} outputs)", target
+        )
+    return targets, multi, evaluations
+
+
+def check_max_batch(max_batch: Any, owner: str) -> int:
+    """The memory budget: an int >= 1 (rows per model call)."""
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise invalid_parameter("max_batch", owner, "an int >= 1", max_batch)
+    return max_batch
+
+
+@dataclasses.dataclass
+class Prepared:
+    """What every method needs after validation: inputs on the model's device, forward, targets."""
+
+    inputs: torch.Tensor
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    targets: torch.Tensor
+    multi: bool
+    evaluations: int
+    max_batch: int
+
+
+def prepare(
+    model: nn.Module,
+    inputs: Any,
+    target: Any,
+    *,
+    owner: str,
+    output_fn: OutputFn | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    gradient: bool = True,
+) -> Prepared:
+    """Validate the common arguments and resolve the targets (one forward pass when target is None)."""
+    if not isinstance(model, nn.Module):
+        raise invalid_parameter("model", owner, "a torch.nn.Module", model)
+    max_batch = check_max_batch(max_batch, owner)
+    x = prepare_inputs(model, inputs, owner, gradient=gradient)
+    check_finite_model(model, owner)
+    forward = make_forward(model, output_fn, owner)
+    targets, multi, evaluations = resolve_targets(forward, x, target, owner, max_batch)
+    return Prepared(x, forward, targets, multi, evaluations, max_batch)
