@@ -74,7 +74,9 @@ def test_function_factory_named_by_a_file_needs_the_callers_consent(tmp_path):
     path = save_model(make_net(width=6), tmp_path / "fn", arch=FACTORY, arch_kwargs={"width": 6})
     with pytest.raises(UnsafeFileError, match="not an nn.Module class; .* pass arch="):
         load_model(path, trust_code=True)
-    assert load_model(path, arch=FACTORY, trust_code=True).fc.out_features == 6  # the caller names it: trusted, config kwargs kept
+    assert (
+        load_model(path, arch=FACTORY, trust_code=True).fc.out_features == 6
+    )  # the caller names it: trusted, config kwargs kept
 
 
 def test_config_cannot_make_deepscope_run_a_command(tmp_path):
@@ -256,3 +258,126 @@ def test_save_does_not_modify_the_model(tmp_path):
     before = {k: v.clone() for k, v in net.state_dict().items()}
     save_model(net, tmp_path / "n", arch=FACTORY, arch_kwargs={"width": 6})
     assert net.training and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+# ----------------------------------------------------------------------------------- issue 13: hardening
+def _config(path, arch, arch_kwargs=None):
+    config = {"format": "deepscope-model", "version": 1, "arch": arch, "arch_kwargs": arch_kwargs or {}}
+    path.with_suffix(".json").write_text(json.dumps(config))
+
+
+def test_stdlib_module_named_by_a_config_is_not_imported(tmp_path):
+    import sys
+
+    sys.modules.pop("this", None)  # `import this` prints the Zen of Python: an import side effect
+    path = save_model(nn.Linear(4, 2), tmp_path / "zen", arch="torch.nn:Linear")
+    _config(path, "this:Zen")
+    with pytest.raises(UnsafeFileError, match="'zen.json' names the architecture 'this:Zen'.*trust_code=True"):
+        load_model(path)
+    assert "this" not in sys.modules
+
+
+def test_module_on_sys_path_runs_no_code_without_trust_code(tmp_path, monkeypatch):
+    import sys
+
+    marker = tmp_path / "imported"
+    (tmp_path / "evil_arch_module.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = save_model(nn.Linear(4, 2), tmp_path / "m", arch="torch.nn:Linear")
+    _config(path, "evil_arch_module:Net")
+    with pytest.raises(UnsafeFileError, match="did not import it"):
+        load_model(path)
+    with pytest.raises(UnsafeFileError, match="did not import it"):
+        load_model(path, arch="evil_arch_module:Net")  # named by the caller: still needs trust_code
+    assert not marker.exists() and "evil_arch_module" not in sys.modules
+
+
+def test_trusted_import_never_searches_the_current_directory(tmp_path, monkeypatch):
+    import sys
+
+    marker = tmp_path / "imported"
+    (tmp_path / "cwd_arch_module.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend("")  # what `python -m` and an interactive session put first
+    path = save_model(nn.Linear(4, 2), tmp_path / "m", arch="torch.nn:Linear")
+    with pytest.raises(InvalidParameterError, match="importable module"):
+        load_model(path, arch="cwd_arch_module:Net", trust_code=True)
+    assert not marker.exists() and "cwd_arch_module" not in sys.modules
+    assert "" in sys.path  # restored afterwards
+
+
+def test_torch_nn_and_builtin_architectures_need_no_trust(tmp_path):
+    linear = nn.Linear(4, 2)
+    path = save_model(
+        linear, tmp_path / "lin", arch="torch.nn:Linear", arch_kwargs={"in_features": 4, "out_features": 2}
+    )
+    assert torch.equal(load_model(path).weight, linear.weight)
+    _config(path, "torch.nn.modules.linear:Linear", {"in_features": 4, "out_features": 2})
+    assert isinstance(load_model(path), nn.Linear)
+    _config(path, "torch.nn:init.normal_", {})  # a function of torch.nn is not a module class
+    with pytest.raises(InvalidParameterError, match="an nn.Module class of torch.nn"):
+        load_model(path)
+    with pytest.raises(InvalidParameterError, match="dotted Python names"):
+        load_model(path, arch="../evil:Net")
+
+
+def test_declared_size_is_checked_before_allocation(tmp_path):
+    path = save_model(nn.Linear(100, 100), tmp_path / "small", arch="torch.nn:Linear",
+                      arch_kwargs={"in_features": 100, "out_features": 100})  # fmt: skip
+    assert path.stat().st_size < 64 * 1024
+    # 2**20 x 2**17 float32 weights: 512 GB, built on the meta device only
+    _config(path, "torch.nn:Linear", {"in_features": 2**20, "out_features": 2**17})
+    with pytest.raises(DataError, match=r"declares 512\.0 GB of weights, but 'small.safetensors' holds only 39\.\d KB"):
+        load_model(path)
+    state = tmp_path / "state.pt"
+    torch.save(nn.Linear(100, 100).state_dict(), state)
+    with pytest.raises(DataError, match=r"declares 512\.0 GB"):
+        load_model(state, arch="torch.nn:Linear", arch_kwargs={"in_features": 2**20, "out_features": 2**17})
+    _config(path, "mlp", {"input_shape": [2**30], "num_classes": 10})  # a built-in name as well
+    with pytest.raises(DataError, match="GB of weights"):
+        load_model(path)
+
+
+def test_text_file_named_pt_is_not_a_model_file(tmp_path):
+    text = tmp_path / "model.pt"
+    text.write_text("this is a text file, not a checkpoint\n")
+    for trust in (False, True):
+        with pytest.raises(DataError, match="'model.pt' is not a model file"):
+            load_model(text, arch="torch.nn:Linear", trust_pickle=trust)
+
+
+_SPECIAL_FILES_SCRIPT = """
+import os, sys
+from deepscope.io import load_model
+from deepscope.errors import DeepscopeError
+for path in sys.argv[1:]:
+    try:
+        load_model(path, arch="torch.nn:Linear")
+        print("loaded", path)
+    except DeepscopeError as error:
+        print(type(error).__name__, error)
+"""
+
+
+def test_fifo_and_dev_zero_are_refused_without_hanging(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.pt"
+    zero.symlink_to("/dev/zero")
+    config = tmp_path / "conf.json"
+    os.mkfifo(config)
+    # in a subprocess, so that a regression hangs or fills that process, not the test run; the
+    # timeout only turns such a hang into a failure, nothing is measured
+    result = subprocess.run(
+        [sys.executable, "-c", _SPECIAL_FILES_SCRIPT, str(fifo), str(zero), str(config)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3, result.stderr
+    assert lines[0].startswith("DataError Model file") and "is not a regular file (it is a FIFO" in lines[0]
+    assert "is not a regular file (it is a character device)" in lines[1]
+    assert "is not a regular file (it is a FIFO" in lines[2]

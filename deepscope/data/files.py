@@ -1,7 +1,8 @@
 """User data files: ``.npz`` and ``.pt`` (keys x, y[, x_test, y_test]) and ``.csv`` (one label column).
 
 Nothing here can execute code from the file: ``.npz`` is read with ``allow_pickle=False`` and ``.pt``
-with ``torch.load(weights_only=True)``; a file that needs full unpickling is refused.
+with ``torch.load(weights_only=True)``; a file that needs full unpickling is refused. Only regular
+files are read: a FIFO, a device such as ``/dev/zero`` or a socket is refused as "not a regular file".
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepscope._files import check_regular_file
 from deepscope.data._base import DatasetSplits
 from deepscope.data._checks import (
     as_inputs,
@@ -86,8 +88,7 @@ def load_file(
         raise invalid_parameter("task", _OWNER, "one of 'classification', 'regression' or None", task)
     if path.is_dir():
         raise DataError(f"'{path}' is a directory; give a data file ending in {', '.join(SUFFIXES)}.")
-    if not path.is_file():
-        raise DataError(f"Data file '{path}' does not exist.")
+    check_regular_file(path, "Data file")  # a FIFO would hang the reader, /dev/zero never ends
     suffix = path.suffix.lower()
     feature_names = None
     if suffix == ".csv":

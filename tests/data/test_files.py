@@ -171,3 +171,39 @@ def test_n_samples_subsamples_training_pool(tmp_path):
     np.savez(path, x=x, y=y)
     data = load_file(path, n_samples=40)
     assert len(data.y_train) + len(data.y_test) == 40
+
+
+_SPECIAL_FILES_SCRIPT = """
+import sys
+from deepscope.data.files import load_file
+from deepscope.errors import DeepscopeError
+for path in sys.argv[1:]:
+    try:
+        load_file(path)
+        print("loaded", path)
+    except DeepscopeError as error:
+        print(type(error).__name__, error)
+"""
+
+
+def test_fifo_and_dev_zero_are_not_read(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.pt"
+    zero.symlink_to("/dev/zero")
+    zero_npz = tmp_path / "zero.npz"
+    zero_npz.symlink_to("/dev/zero")
+    # a subprocess, so a regression hangs (FIFO) or fills memory (/dev/zero) there; the timeout only
+    # turns such a hang into a failure, no duration is asserted
+    result = subprocess.run(
+        [sys.executable, "-c", _SPECIAL_FILES_SCRIPT, str(fifo), str(zero), str(zero_npz)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3, result.stderr
+    assert lines[0].startswith("DataError Data file") and "not a regular file (it is a FIFO (named pipe))" in lines[0]
+    assert all("not a regular file (it is a character device)" in line for line in lines[1:])
