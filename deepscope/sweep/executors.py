@@ -1,0 +1,140 @@
+"""Executors decide where trials run, never what they compute.
+
+Each executor takes ``(key, config)`` pairs and yields ``(key, TrialOutput)`` as trials finish, in
+any order; the driver alone writes the store. Every trial runs :func:`deepscope.sweep.trial.run_trial`
+with the same ``threads`` torch threads, so results are bit-identical between executors.
+
+* :class:`LocalExecutor` — in this process (``workers=1``) or a pool of ``workers`` processes
+  (``spawn`` start method: no OpenMP state is inherited through ``fork``).
+* :class:`RayExecutor` — Ray tasks (``pip install "deepscope[ray]"``): each declares
+  ``num_cpus=threads`` (and ``num_gpus`` when asked); a worker that dies mid-trial is retried by
+  Ray (``max_retries``), and a trial still lost after that is returned as failed. ``address=None``
+  starts a local Ray instance; ``"auto"`` or ``"ray://host:port"`` joins a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from deepscope.errors import DeepscopeError, invalid_parameter
+from deepscope.sweep.trial import TrialOutput, run_trial
+
+__all__ = ["LocalExecutor", "RayExecutor", "make_executor", "default_threads"]
+
+Job = tuple[str, dict[str, Any]]
+
+
+def default_threads(workers: int) -> int:
+    """Torch threads per trial so that workers x threads <= the cores this process may use."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, workers))
+
+
+def _failed(key: str, error: BaseException) -> TrialOutput:
+    return TrialOutput(key, {}, None, None, 0.0, 0.0, f"{type(error).__name__}: {error}", "")
+
+
+class LocalExecutor:
+    """Sequential in this process, or a process pool of ``workers``."""
+
+    name = "local"
+
+    def __init__(self, workers: int = 1, threads: int = 1) -> None:
+        self.workers, self.threads = workers, threads
+
+    def run(self, jobs: Sequence[Job]) -> Iterator[tuple[str, TrialOutput]]:
+        if self.workers == 1:
+            for key, config in jobs:
+                yield key, run_trial(config, self.threads)
+            return
+        import concurrent.futures
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context) as pool:
+            futures = {pool.submit(run_trial, config, self.threads): key for key, config in jobs}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    key = futures[future]
+                    try:
+                        yield key, future.result()
+                    except Exception as error:  # the worker process died (e.g. killed for memory)
+                        yield key, _failed(key, error)
+            finally:
+                for future in futures:
+                    future.cancel()
+
+
+class RayExecutor:
+    """Ray tasks on a local instance or a cluster; results come back to the driver."""
+
+    name = "ray"
+
+    def __init__(
+        self, address: str | None = None, threads: int = 1, gpus: float = 0.0, max_retries: int = 2, num_cpus: int | None = None
+    ) -> None:
+        try:
+            import ray
+        except ModuleNotFoundError as error:
+            raise DeepscopeError('The Ray executor needs Ray: pip install "deepscope[ray]".') from error
+        self.ray = ray
+        self.threads, self.gpus, self.max_retries = threads, gpus, max_retries
+        self.started_here = False
+        if not ray.is_initialized():
+            options: dict[str, Any] = {"address": address, "include_dashboard": False, "log_to_driver": False}
+            if address is None:
+                options["num_cpus"] = num_cpus
+            try:
+                ray.init(**options)
+            except ConnectionError as error:
+                raise DeepscopeError(f"Cannot reach the Ray cluster at {address!r}: {error}") from error
+            self.started_here = True
+        self.remote = ray.remote(run_trial).options(
+            num_cpus=threads, num_gpus=gpus, max_retries=max_retries, retry_exceptions=False
+        )
+
+    def run(self, jobs: Sequence[Job]) -> Iterator[tuple[str, TrialOutput]]:
+        ray = self.ray
+        pending = {self.remote.remote(config, self.threads): key for key, config in jobs}
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for reference in done:
+                    key = pending.pop(reference)
+                    try:
+                        yield key, ray.get(reference)
+                    except Exception as error:  # retries exhausted: WorkerCrashedError and friends
+                        yield key, _failed(key, error)
+        finally:
+            for reference in pending:
+                ray.cancel(reference, force=True)
+            if self.started_here:
+                ray.shutdown()
+
+
+def make_executor(
+    executor: str, *, workers: int = 1, threads: int = 1, address: str | None = None, gpus: float = 0.0
+) -> LocalExecutor | RayExecutor:
+    """Build an executor by name ("local" or "ray").
+
+    ``threads`` comes from the spec (``execution.threads``), not from the executor, so that the
+    same trial computes the same numbers everywhere; a local pool must fit the cores
+    (``workers x threads <= cores``), otherwise the trials would fight over them.
+    """
+    if executor == "local":
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise invalid_parameter("workers", "sweep.run", "an int >= 1", workers)
+        cores = default_threads(1)
+        if workers * threads > cores:
+            raise invalid_parameter(
+                "workers",
+                "sweep.run",
+                f"at most {max(1, cores // threads)} ({cores} cores / {threads} thread(s) per trial from execution.threads)",
+                workers,
+            )
+        return LocalExecutor(workers, threads)
+    if executor == "ray":
+        return RayExecutor(address, threads, gpus)
+    raise invalid_parameter("executor", "sweep.run", "'local' or 'ray'", executor)
