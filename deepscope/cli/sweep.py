@@ -38,7 +38,14 @@ def sweep() -> None:
 @click.option("--retry-failed", is_flag=True, help="Rerun failed trials too.")
 @click.option("--extend", is_flag=True, help="Accept a spec that adds grid points to the stored sweep.")
 def run_command(
-    spec: str, store: Path | None, executor: str, workers: int, address: str | None, gpus: float, retry_failed: bool, extend: bool
+    spec: str,
+    store: Path | None,
+    executor: str,
+    workers: int,
+    address: str | None,
+    gpus: float,
+    retry_failed: bool,
+    extend: bool,
 ) -> None:
     """Run (or resume) the sweep SPEC: a .toml/.yaml file or builtin:NAME (see `deepscope sweep list`)."""
     from deepscope.errors import DeepscopeError

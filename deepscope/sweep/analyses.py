@@ -45,7 +45,12 @@ def check_analysis(name: Any, options: dict[str, Any]) -> list[tuple[str, str]]:
     registry = _registry()
     if name not in registry:
         known = ", ".join(sorted(n for n, s in registry.items() if s.takes == "problem") + list(_BUILTIN))
-        return [(".name", f"unknown analysis {name!r} (analyses of a trained model: {known}; others are listed by deepscope.registry.ANALYSES)")]
+        return [
+            (
+                ".name",
+                f"unknown analysis {name!r} (analyses of a trained model: {known}; others are listed by deepscope.registry.ANALYSES)",
+            )
+        ]
     spec = registry[name]
     parameters = list(inspect.signature(spec.function).parameters.values())
     skip = 2 if spec.takes == "model_inputs" else 1

@@ -73,7 +73,12 @@ class RayExecutor:
     name = "ray"
 
     def __init__(
-        self, address: str | None = None, threads: int = 1, gpus: float = 0.0, max_retries: int = 2, num_cpus: int | None = None
+        self,
+        address: str | None = None,
+        threads: int = 1,
+        gpus: float = 0.0,
+        max_retries: int = 2,
+        num_cpus: int | None = None,
     ) -> None:
         try:
             import ray

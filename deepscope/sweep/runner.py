@@ -73,7 +73,9 @@ def resolve_spec(spec: Any) -> dict[str, Any]:
         return read_spec(spec)
     if isinstance(spec, Mapping):
         return parse_spec(spec)
-    raise DeepscopeError(f"A sweep spec must be a dict, a .toml/.yaml path or 'builtin:NAME'. Got {type(spec).__name__}.")
+    raise DeepscopeError(
+        f"A sweep spec must be a dict, a .toml/.yaml path or 'builtin:NAME'. Got {type(spec).__name__}."
+    )
 
 
 def _check_data(spec: Mapping[str, Any]) -> None:
@@ -86,7 +88,9 @@ def _check_data(spec: Mapping[str, Any]) -> None:
     sizes = sizes if isinstance(sizes, list) else [sizes.get("int_uniform", [0, 0])[1]]
     too_big = [s for s in sizes if s is not None and s > len(dataset.x_train)]
     if too_big:
-        raise SpecError([("data.train_size", f"{max(too_big)} exceeds the {len(dataset.x_train)} training examples of the dataset")])
+        raise SpecError(
+            [("data.train_size", f"{max(too_big)} exceeds the {len(dataset.x_train)} training examples of the dataset")]
+        )
     if dataset.task != "classification":
         raise SpecError([("dataset.name", f"sweeps train classifiers; {dataset.name!r} is a {dataset.task} dataset")])
 
@@ -135,7 +139,9 @@ def run(
             sweep.add_spec(spec, configs)
         sweep.reset_interrupted()
         jobs = sweep.todo(retry_failed)
-        runner = make_executor(executor, workers=workers, threads=spec["execution"]["threads"], address=address, gpus=gpus)
+        runner = make_executor(
+            executor, workers=workers, threads=spec["execution"]["threads"], address=address, gpus=gpus
+        )
         with sweep.transaction():
             sweep.db.execute("INSERT OR REPLACE INTO meta VALUES ('last_workers', ?)", (str(workers),))
         _drive(sweep, runner, jobs, progress, spec["name"])
@@ -177,7 +183,9 @@ def _status(sweep: SweepStore) -> SweepStatus:
     interrupted = 0 if alive else counts["running"]
     remaining = counts["pending"] + counts["running"]
     spec = sweep.spec() or {}
-    failures = [(t["key"], (t["error"] or "").splitlines()[0] if t["error"] else "") for t in trials if t["status"] == "failed"]
+    failures = [
+        (t["key"], (t["error"] or "").splitlines()[0] if t["error"] else "") for t in trials if t["status"] == "failed"
+    ]
     return SweepStatus(
         name=spec.get("name", "sweep"),
         total=sum(counts.values()),
@@ -223,4 +231,3 @@ def load(store: str | Path, *, include_unfinished: bool = False, stderr: bool = 
                 row[f"{metric}.stderr"] = error
         rows.append(row)
     return pd.DataFrame(rows)
-

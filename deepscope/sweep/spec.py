@@ -192,7 +192,9 @@ def read_spec(path: str | Path) -> dict[str, Any]:
         try:
             import yaml
         except ModuleNotFoundError as error:
-            raise DeepscopeError("Reading a YAML spec needs PyYAML: pip install pyyaml (or write the spec as TOML).") from error
+            raise DeepscopeError(
+                "Reading a YAML spec needs PyYAML: pip install pyyaml (or write the spec as TOML)."
+            ) from error
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as error:
@@ -279,7 +281,9 @@ def _model_section(raw: Any, problems: list) -> dict[str, Any]:
         section = _section({k: v for k, v in raw.items() if k != "arch"}, "model", _MLP_KEYS, problems)
         return {"arch": "mlp", **section}
     accepted = [
-        p for p in inspect.signature(ARCHITECTURES[arch].__init__).parameters if p not in ("self", "input_shape", "num_classes")
+        p
+        for p in inspect.signature(ARCHITECTURES[arch].__init__).parameters
+        if p not in ("self", "input_shape", "num_classes")
     ]
     out = {"arch": arch}
     for key, value in raw.items():
@@ -295,9 +299,15 @@ def _distribution(value: Any) -> Any:
     """A random-search distribution: a list (uniform choice) or {uniform|loguniform|int_uniform: [lo, hi]}."""
     if isinstance(value, Mapping):
         if len(value) != 1 or next(iter(value)) not in ("uniform", "loguniform", "int_uniform"):
-            raise ValueError("a list of values or one of {uniform = [lo, hi]}, {loguniform = [lo, hi]}, {int_uniform = [lo, hi]}")
+            raise ValueError(
+                "a list of values or one of {uniform = [lo, hi]}, {loguniform = [lo, hi]}, {int_uniform = [lo, hi]}"
+            )
         kind, bounds = next(iter(value.items()))
-        if not isinstance(bounds, (list, tuple)) or len(bounds) != 2 or not all(isinstance(b, (int, float)) for b in bounds):
+        if (
+            not isinstance(bounds, (list, tuple))
+            or len(bounds) != 2
+            or not all(isinstance(b, (int, float)) for b in bounds)
+        ):
             raise ValueError(f"{kind} = [low, high] with two numbers")
         low, high = bounds
         if not low < high or (kind == "loguniform" and low <= 0):
@@ -356,7 +366,9 @@ def _analyses_section(raw: Any, problems: list) -> list[dict[str, Any]]:
     from deepscope.sweep.analyses import check_analysis
 
     if not isinstance(raw, (list, tuple)):
-        problems.append(("analyses", f"expected a list of {{name = ..., options = {{...}}}} tables, got {type(raw).__name__}"))
+        problems.append(
+            ("analyses", f"expected a list of {{name = ..., options = {{...}}}} tables, got {type(raw).__name__}")
+        )
         return []
     out = []
     names = set()

@@ -75,7 +75,9 @@ class SweepStore:
         if self.path.exists() and not self.path.is_file():
             raise StoreError(f"The store {str(self.path)!r} is not a regular file (expected a SQLite database path).")
         if not self.path.exists() and not create:
-            raise StoreError(f"No sweep store at {str(self.path)!r} (run `deepscope sweep run SPEC --store {self.path}` first).")
+            raise StoreError(
+                f"No sweep store at {str(self.path)!r} (run `deepscope sweep run SPEC --store {self.path}` first)."
+            )
         if not self.path.parent.exists():
             raise StoreError(f"The folder of the store {str(self.path)!r} does not exist.")
         self.artifacts = self.path.with_name(self.path.name + ".artifacts")
@@ -222,8 +224,9 @@ class SweepStore:
 
     def finish(self, output: TrialOutput) -> None:
         """Write a trial's outcome: weights first (atomic file), then one transaction for its rows."""
-        import deepscope
         import torch
+
+        import deepscope
 
         if output.weights is not None:
             self.artifacts.mkdir(exist_ok=True)

@@ -66,7 +66,9 @@ def _load_dataset(dataset_json: str):
     from deepscope.datasets import load
 
     options = json.loads(dataset_json)
-    return load(options["name"], seed=options["seed"], n_samples=options["n_samples"], test_fraction=options["test_fraction"])
+    return load(
+        options["name"], seed=options["seed"], n_samples=options["n_samples"], test_fraction=options["test_fraction"]
+    )
 
 
 def trial_data(config: Mapping[str, Any]):
