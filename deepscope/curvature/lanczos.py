@@ -10,6 +10,11 @@ reorthogonalisation (classical Gram-Schmidt applied twice) keeps ``Q_m`` orthono
 point, so no ghost eigenvalues appear. Top-k typically needs ``≈ 2k + 20`` products, where power
 iteration with deflation (PyHessian) needs tens per eigenvalue.
 
+One Krylov space holds a single direction of each eigenspace, so an eigenvalue of multiplicity
+two would appear once. For ``k >= 2`` the converged Ritz vectors are locked and Lanczos restarts
+from a random vector orthogonal to them, until the restarted run finds no eigenvalue that belongs
+among the wanted ones (a deflation check; it costs one more run, usually shorter than the first).
+
 Example:
     >>> import torch
     >>> H = torch.diag(torch.arange(1.0, 51.0, dtype=torch.float64))
@@ -21,13 +26,21 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from deepscope._validation import check_choice, check_float, check_int
+from deepscope.curvature._krylov import (
+    MatVec,
+    lanczos_run,
+    lanczos_tridiagonal,
+    orthogonalise,
+    progress_bar,
+    random_unit_vector,
+)
 from deepscope.curvature.hvp import HessianOperator
 from deepscope.errors import invalid_parameter
 from deepscope.registry import analysis
@@ -35,46 +48,7 @@ from deepscope.results import Result
 
 __all__ = ["EigenResult", "hessian_eigenvalues", "lanczos_eigenpairs", "lanczos_tridiagonal", "random_unit_vector"]
 
-MatVec = Callable[[torch.Tensor], torch.Tensor]
 _WHICH = ("largest", "smallest", "both")
-
-
-def random_unit_vector(
-    n: int, seed: int, *, dtype: torch.dtype, device: Any = None, rademacher: bool = False
-) -> torch.Tensor:
-    """A reproducible random unit vector (drawn on the CPU, then moved, so every device agrees)."""
-    generator = torch.Generator().manual_seed(seed)
-    if rademacher:
-        vector = torch.randint(0, 2, (n,), generator=generator).to(torch.float64) * 2 - 1
-    else:
-        vector = torch.randn(n, generator=generator, dtype=torch.float64)
-    return (vector / vector.norm()).to(device=device, dtype=dtype)
-
-
-def _orthogonalise(w: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    """Remove the components of ``w`` along the columns of ``basis`` (twice is enough)."""
-    for _ in range(2):
-        w = w - basis @ (basis.T @ w)
-    return w
-
-
-def _tridiagonal(alphas: Sequence[float], betas: Sequence[float]) -> np.ndarray:
-    m = len(alphas)
-    matrix = np.diag(np.asarray(alphas, dtype=np.float64))
-    if m > 1:
-        off = np.asarray(betas[: m - 1], dtype=np.float64)
-        matrix += np.diag(off, 1) + np.diag(off, -1)
-    return matrix
-
-
-def _wanted(order_count: int, k: int, which: str) -> np.ndarray:
-    """Indices (into ascending Ritz values) of the wanted pairs: largest first, then smallest."""
-    if which == "largest":
-        return np.arange(order_count - 1, order_count - 1 - k, -1)
-    if which == "smallest":
-        return np.arange(k)
-    largest = list(range(order_count - 1, order_count - 1 - k, -1))
-    return np.array(largest + [i for i in range(k) if i not in largest])
 
 
 def lanczos_eigenpairs(
@@ -92,10 +66,18 @@ def lanczos_eigenpairs(
     return_eigenvectors: bool = False,
     progress: bool = False,
 ) -> tuple[list[float], torch.Tensor | None, list[float], int, bool]:
-    """Lanczos on a symmetric operator of size ``n``.
+    """Lanczos on a symmetric operator of size ``n``, with deflated restarts to find repeated eigenvalues.
 
+    A single Krylov space holds only one direction of each eigenspace, so a repeated eigenvalue
+    appears once. For ``k >= 2`` the converged Ritz vectors are therefore locked and Lanczos is
+    restarted from a fresh random vector in their orthogonal complement (locking, Parlett, 1998,
+    §13.9; Saad, 2011, §4.2): while the complement's extreme eigenvalue still belongs among the
+    ``k`` wanted ones (a missed copy), it is added and locked, and the check repeats.
+
+    ``max_iter`` bounds the products of every run (default ``max(100, 3k + 20)``, at most ``n``).
     Returns ``(eigenvalues, eigenvectors (n, k') or None, residual_norms, n_products, converged)``;
     eigenvalues are the wanted Ritz values, largest first ("both": the k largest, then the k smallest).
+    ``converged`` is False when a run, the first or a check, ran out of products.
     """
     needed = k if which != "both" else min(n, 2 * k)
     max_iter = min(n, max(100, 3 * needed + 20)) if max_iter is None else min(n, max_iter)
@@ -103,117 +85,63 @@ def lanczos_eigenpairs(
     start = start.to(device=device, dtype=dtype)
     if not bool(torch.isfinite(start).all()) or float(start.norm()) == 0.0:
         start = random_unit_vector(n, seed, dtype=dtype, device=device)
-    basis = torch.empty(n, min(max_iter + 1, 48), dtype=dtype, device=device)  # grows by doubling
-    basis[:, 0] = start / start.norm()
-    alphas: list[float] = []
-    betas: list[float] = []
-    eps = torch.finfo(dtype).eps
-    restarts = 0
-    bar = _progress(progress, max_iter)
-    converged = False
-    values = vectors_t = residuals = wanted = None
-    for step in range(max_iter):
-        q = basis[:, step]
-        w = matvec(q).to(dtype)
-        if not bool(torch.isfinite(w).all()):
-            raise invalid_parameter(
-                "problem", "hessian_eigenvalues", "a loss with finite curvature", "non-finite Hessian-vector product"
-            )
-        alpha = float(q @ w)
-        alphas.append(alpha)
-        w = _orthogonalise(w, basis[:, : step + 1])
-        beta = float(w.norm())
-        values, vectors_t = np.linalg.eigh(_tridiagonal(alphas, betas))
-        scale = max(float(np.abs(values).max()), 1e-30)
-        wanted = _wanted(len(values), min(k, len(values)), which)
-        residuals = beta * np.abs(vectors_t[-1, wanted])
-        thresholds = tol * np.maximum(np.abs(values[wanted]), 1e-3 * scale)
-        if bar is not None:
-            bar.update(1)
-        enough = len(values) >= needed + 1  # one spare Ritz value, so that every wanted one has a gap
-        if enough and bool(np.all(_error_bounds(values, wanted, residuals) <= thresholds)):
-            converged = True
+    bar = progress_bar(progress, max_iter)
+    locked = torch.empty(n, 0, dtype=dtype, device=device)
+    run = lanczos_run(matvec, n, start, k=k, which=which, tol=tol, max_iter=max_iter, seed=seed, locked=locked, bar=bar)
+    products, converged = len(run.values), run.converged
+    count = len(run.wanted)
+    high = min(k, count) if which != "smallest" else 0  # the first ``high`` wanted pairs are the largest
+    pairs = [
+        (float(run.values[run.wanted[i]]), float(run.residuals[i]), run.ritz_vectors([i])[:, 0]) for i in range(count)
+    ]
+    tops, bottoms = pairs[:high], pairs[high:]
+    locked = torch.stack([vector for _, _, vector in pairs], dim=1) if pairs else locked
+    checks = 0
+    while converged and k >= 2 and not run.exhausted and locked.shape[1] < n:
+        checks += 1
+        scale = max(abs(value) for value, _, _ in pairs)
+        top = tops[-1][0] if len(tops) >= k else None  # the k-th largest found so far
+        bottom = bottoms[-1][0] if len(bottoms) >= k else None
+        if top is None and bottom is None:
             break
-        if step + 1 == n:  # the Krylov space is the whole space: Ritz pairs are exact
-            converged = True
+        margin = max(tol * max(abs(top if top is not None else bottom), 1e-3 * scale), 0.0)
+
+        fresh = orthogonalise(random_unit_vector(n, seed + 7919 * checks, dtype=dtype, device=device), locked)
+        run = lanczos_run(
+            matvec,
+            n,
+            fresh / fresh.norm(),
+            k=1,
+            which=which,
+            tol=tol,
+            max_iter=max_iter,
+            seed=seed + 7919 * checks,
+            locked=locked,
+            bar=bar,
+        )
+        products += len(run.values)
+        converged = run.converged
+        found = []
+        for i, value in enumerate(float(run.values[j]) for j in run.wanted):
+            is_top = which != "smallest" and i == 0
+            if (is_top and top is not None and value > top + margin) or (
+                not is_top and bottom is not None and value < bottom - margin
+            ):
+                found.append((value, float(run.residuals[i]), run.ritz_vectors([i])[:, 0], is_top))
+        if not found:
             break
-        if beta <= 100 * eps * scale * np.sqrt(n):  # invariant subspace: restart orthogonally
-            restarts += 1
-            fresh = _orthogonalise(
-                random_unit_vector(n, seed + 1000 + restarts, dtype=dtype, device=device), basis[:, : step + 1]
-            )
-            betas.append(0.0)
-            basis = _ensure_columns(basis, step + 2, max_iter + 1)
-            basis[:, step + 1] = fresh / fresh.norm()
-            continue
-        betas.append(beta)
-        basis = _ensure_columns(basis, step + 2, max_iter + 1)
-        basis[:, step + 1] = w / beta
+        for value, residual, vector, is_top in found:
+            if is_top:
+                tops = sorted([*tops, (value, residual, vector)], key=lambda pair: -pair[0])[:k]
+            else:
+                bottoms = sorted([*bottoms, (value, residual, vector)], key=lambda pair: pair[0])[:k]
+            locked = torch.cat([locked, vector[:, None]], dim=1)
+        pairs = tops + bottoms
     if bar is not None:
         bar.close()
-    m = len(alphas)
-    eigenvalues = [float(v) for v in values[wanted]]
-    eigenvectors = None
-    if return_eigenvectors:
-        eigenvectors = basis[:, :m] @ torch.as_tensor(vectors_t[:, wanted], dtype=dtype, device=basis.device)
-    return eigenvalues, eigenvectors, [float(r) for r in residuals], m, converged
-
-
-def _error_bounds(values: np.ndarray, wanted: np.ndarray, residuals: np.ndarray) -> np.ndarray:
-    """Eigenvalue error bounds ``min(‖r‖, ‖r‖²/gap)`` (Kato, 1949; Temple, 1929; Parlett, 1998, §11.7).
-
-    ``gap`` is the distance from the Ritz value to the nearest other Ritz value, the usual estimate
-    of the distance to the rest of the spectrum.
-    """
-    bounds = residuals.copy()
-    for position, index in enumerate(wanted):
-        others = np.delete(values, index)
-        if others.size:
-            gap = float(np.min(np.abs(others - values[index])))
-            if gap > 0:
-                bounds[position] = min(residuals[position], residuals[position] ** 2 / gap)
-    return bounds
-
-
-def _ensure_columns(basis: torch.Tensor, needed: int, most: int) -> torch.Tensor:
-    if basis.shape[1] >= needed:
-        return basis
-    grown = torch.empty(basis.shape[0], min(most, 2 * basis.shape[1]), dtype=basis.dtype, device=basis.device)
-    grown[:, : basis.shape[1]] = basis
-    return grown
-
-
-def lanczos_tridiagonal(matvec: MatVec, start: torch.Tensor, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """``steps`` Lanczos steps from ``start`` (full reorthogonalisation); returns ``(alphas, betas)``.
-
-    Stops early on an invariant subspace (then the quadrature is exact). Used by stochastic
-    Lanczos quadrature (:mod:`deepscope.curvature.density`).
-    """
-    n = start.shape[0]
-    steps = min(steps, n)
-    basis = torch.empty(n, steps, dtype=start.dtype, device=start.device)
-    basis[:, 0] = start / start.norm()
-    alphas, betas = [], []
-    eps = torch.finfo(start.dtype).eps
-    for step in range(steps):
-        q = basis[:, step]
-        w = matvec(q).to(start.dtype)
-        alphas.append(float(q @ w))
-        w = _orthogonalise(w, basis[:, : step + 1])
-        beta = float(w.norm())
-        if step + 1 == steps or beta <= 100 * eps * max(abs(a) for a in alphas) * np.sqrt(n):
-            break
-        betas.append(beta)
-        basis[:, step + 1] = w / beta
-    return np.asarray(alphas), np.asarray(betas)
-
-
-def _progress(progress: bool, total: int):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="Lanczos", unit="HVP", leave=False)
+    chosen = tops + bottoms
+    eigenvectors = torch.stack([vector for _, _, vector in chosen], dim=1) if return_eigenvectors else None
+    return [value for value, _, _ in chosen], eigenvectors, [r for _, r, _ in chosen], products, converged
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,14 +207,17 @@ def hessian_eigenvalues(
 
     Lanczos with full reorthogonalisation (Lanczos, 1950; Parlett, 1998); stops when every wanted
     eigenvalue's error bound ``min(‖r‖, ‖r‖²/gap)`` from its residual ``r = Hv − λv`` is at most
-    ``tol · max(|λ|, 10⁻³ λ_max)``.
+    ``tol · max(|λ|, 10⁻³ λ_max)``. Repeated eigenvalues are returned as often as they occur
+    (restarts with the found eigenvectors locked; see :func:`lanczos_eigenpairs`).
 
     Args:
         problem: a :class:`deepscope.Problem`.
         k: number of eigenvalues per end (``which="both"`` returns 2k).
         which: "largest", "smallest" (algebraic) or "both".
         tol: relative eigenvalue tolerance (on the residual-based error bound).
-        max_iter: most products (default ``max(100, 3k + 20)``, at most n_params).
+        max_iter: most products per Lanczos run (default ``max(100, 3k + 20)``, at most
+            n_params); for ``k >= 2`` the deflation checks that find repeated eigenvalues are
+            further runs with the same limit (``n_hvps`` counts all of them).
         seed: seed of the random start vector.
         max_samples: samples in the mean loss (default: the whole training split, streamed).
         parameter_names: restrict to a block of parameters (per-layer spectra).

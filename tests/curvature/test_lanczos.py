@@ -21,16 +21,19 @@ def test_lanczos_on_a_known_diagonal_matrix():
     # exact spectrum; 1e-8 absolute is far above float64 rounding, far below any eigenvalue gap (1)
     np.testing.assert_allclose(values, [100, 99, 98, 1, 2, 3], atol=1e-8)
     # stopping is on the error bound ‖r‖²/gap ≤ tol·|λ| with gap 1: residuals up to √(1e-10·100) = 1e-4
-    assert converged and n_products <= 100 and max(residuals) < 1e-4
+    # the first run and one deflation check (a run in the complement of the 6 found vectors) each
+    # take fewer than n = 100 products
+    assert converged and n_products <= 200 and max(residuals) < 1e-4
 
 
 def test_least_squares_spectrum_matches_analytic_xtx_over_n():
     problem, exact = least_squares()
     result = hessian_eigenvalues(problem, k=2, which="both", tol=1e-8)
     expected = torch.linalg.eigvalsh(exact).numpy()
-    # 1e-4 relative is the acceptance bar of the issue; d=6 so Lanczos is exact after 6 products
+    # 1e-4 relative is the acceptance bar of the issue; d=6: the first run converges after at most
+    # 6 products and the deflation check runs in the complement of the 4 found vectors (2 more)
     np.testing.assert_allclose(result.eigenvalues, [expected[-1], expected[-2], expected[0], expected[1]], rtol=1e-4)
-    assert result.n_hvps <= 6
+    assert result.n_hvps <= 8
 
 
 @pytest.mark.parametrize("which", ["largest", "smallest", "both"])
@@ -108,3 +111,60 @@ def test_top_eigenvalue_matches_pyhessian_on_a_batchnorm_cnn():
     reference = pyhessian.hessian(copy.deepcopy(model), nn.CrossEntropyLoss(), data=(x, y), cuda=False)
     top, _ = reference.eigenvalues(maxIter=300, tol=1e-6)
     assert ours.eigenvalues[0] == pytest.approx(top[0], rel=1e-2)  # the issue's 1% bar
+
+
+def _planted_spectrum_problem(spectrum: list[float], n: int = 120, seed: int = 0) -> Problem:
+    """Linear least squares whose Hessian ``2XᵀX/n`` is exactly ``V diag(spectrum) Vᵀ`` (V random orthogonal)."""
+    generator = torch.Generator().manual_seed(seed)
+    d = len(spectrum)
+    u, _ = torch.linalg.qr(torch.randn(n, d, generator=generator, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=torch.float64))
+    x = (n / 2) ** 0.5 * u @ torch.diag(torch.tensor(spectrum, dtype=torch.float64).sqrt()) @ v.T
+    y = torch.randn(n, 1, generator=generator, dtype=torch.float64)
+    return Problem(nn.Linear(d, 1, bias=False).double(), (x, y), loss="mse")
+
+
+_REPEATED = [3.0, 3.0, 2.0] + np.linspace(0.5, 1.0, 34).tolist() + [0.1, 0.1, 0.1]
+
+
+@pytest.mark.parametrize(("k", "which"), [(2, "largest"), (3, "largest"), (4, "smallest"), (3, "both")])
+def test_repeated_eigenvalues_are_found_with_their_multiplicity(k, which):
+    problem = _planted_spectrum_problem(_REPEATED)
+    dense = np.linalg.eigvalsh(dense_hessian(problem).numpy())
+    np.testing.assert_allclose(dense, sorted(_REPEATED), atol=1e-10)  # the design plants the spectrum
+    expected = {"largest": dense[::-1][:k], "smallest": dense[:k], "both": np.r_[dense[::-1][:k], dense[:k]]}[which]
+    result = hessian_eigenvalues(problem, k=k, which=which, tol=1e-6)
+    # tol=1e-6 bounds each Ritz value's estimated error at 1e-6 relative; 1e-4 leaves a 100x margin
+    # for the estimate and is far below the gaps (>= 0.4) a missed copy would show: [3, 2] for [3, 3].
+    # (A much tighter tol hides the bug: rounding then lets the second copy creep into one run.)
+    np.testing.assert_allclose(result.eigenvalues, expected, rtol=1e-4, atol=1e-6)
+    assert result.converged
+    assert result.n_hvps < problem.model.weight.numel() * 3  # the checks cost a few short runs
+
+
+def test_lanczos_finds_a_triple_top_eigenvalue_of_a_known_matrix():
+    rotation, _ = torch.linalg.qr(torch.randn(60, 60, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+    spectrum = torch.tensor([7.0, 7.0, 7.0, 5.0] + np.linspace(0.0, 2.0, 56).tolist(), dtype=torch.float64)
+    matrix = rotation @ torch.diag(spectrum) @ rotation.T
+    values, vectors, _, _, converged = lanczos_eigenpairs(
+        lambda v: matrix @ v, 60, k=4, tol=1e-6, dtype=torch.float64, return_eigenvectors=True
+    )
+    # 1e-4: the error bound is ≤ 1e-6 relative (7e-6); the margin covers its estimate and stays far
+    # below the gap (2) that a missed copy would show
+    np.testing.assert_allclose(values, [7.0, 7.0, 7.0, 5.0], atol=1e-4)
+    assert converged
+    # the three copies come with three orthonormal eigenvectors
+    torch.testing.assert_close(vectors.T @ vectors, torch.eye(4, dtype=torch.float64), atol=1e-6, rtol=0)
+
+
+def test_k_equal_one_costs_no_deflation_check():
+    matrix = torch.diag(torch.tensor([4.0, 4.0] + [1.0 / (i + 1) for i in range(48)], dtype=torch.float64))
+    calls = {"n": 0}
+
+    def matvec(v):
+        calls["n"] += 1
+        return matrix @ v
+
+    values, _, _, products, converged = lanczos_eigenpairs(matvec, 50, k=1, tol=1e-8, dtype=torch.float64)
+    # the largest value is 4 whatever its multiplicity: one run, no restart
+    assert values == [pytest.approx(4.0, rel=1e-8)] and converged and products == calls["n"]
