@@ -141,7 +141,7 @@ def test_audit_writes_the_report(files, tmp_path, quick_section):
         "audit", "--model", files["model"], "--data", files["data"], "--out", out, "--sections", quick_section
     )
     assert code == 0, stderr
-    assert f"report:  {(out / 'report.html').resolve()}" in stdout
+    assert f"report:  {(out / 'report.html').absolute()}" in stdout
     results = json.loads((out / "results.json").read_text())
     assert list(results["sections"]) == [quick_section]
     assert results["sections"][quick_section]["summary"] == "Quick look at 30 examples."  # 40 * 0.75 train split
@@ -228,7 +228,7 @@ def test_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
     code, stdout, stderr = run_cli("demo", "--out", out, "--epochs", "3")
     assert code == 0, stderr
-    assert f"report:  {(out / 'report.html').resolve()}" in stdout
+    assert f"report:  {(out / 'report.html').absolute()}" in stdout
     results = json.loads((out / "results.json").read_text())
     failed = {key: entry.get("error") for key, entry in results["sections"].items() if entry["status"] != "ok"}
     assert failed == {}
@@ -270,7 +270,7 @@ def test_explain_writes_table_json_svgs_and_html(files, tmp_path):
     assert lines[1].split()[:5] == ["index", "label", "predicted", "target", "completeness_error"]
     assert [line.split()[0] for line in lines[2:5]] == ["0", "1", "4"]
     assert lines[5].startswith("axioms:  completeness ")
-    assert f"report:  {(out / 'explain.html').resolve()}" in stdout
+    assert f"report:  {(out / 'explain.html').absolute()}" in stdout
 
     # oracle: the same library calls on the same test rows (same seed, same split) give the same numbers
     dataset = load(str(files["data"]), seed=0)

@@ -24,7 +24,15 @@ from typing import Any
 import click
 
 import deepscope
-from deepscope.errors import DataError, DeepscopeError
+from deepscope.cli._options import (
+    FiniteFloat,
+    check_seed,
+    load_cli_model,
+    load_history,
+    model_options,
+    strip_cwd_from_path,
+)
+from deepscope.errors import DeepscopeError
 
 __all__ = ["cli", "main"]
 
@@ -81,28 +89,6 @@ def _load_dataset(data: str, seed: int):
     return load(data, seed=seed)
 
 
-def _load_history(path: Path | None) -> tuple[Any, float | None, int | None]:
-    """The TrainingHistory, learning rate and data seed from a ``history.json`` written by ``deepscope train``."""
-    if path is None:
-        return None, None, None
-    from deepscope.models import TrainingHistory
-
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        fields = record["history"]
-        names = [name for name in TrainingHistory.__dataclass_fields__ if name != "monitor"]
-        history = TrainingHistory(**{name: fields[name] for name in names})
-    except (ValueError, KeyError, TypeError) as error:
-        raise DataError(f"'{path}' is not a history.json written by 'deepscope train' ({error}).") from error
-    learning_rate = record.get("learning_rate")
-    seed = record.get("seed")
-    return (
-        history,
-        float(learning_rate) if isinstance(learning_rate, (int, float)) else None,
-        seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
-    )
-
-
 def _check_sections(keys: Sequence[str]) -> list[str]:
     known = _sections()
     unknown = [key for key in keys if key not in known]
@@ -117,8 +103,8 @@ def _check_sections(keys: Sequence[str]) -> list[str]:
 def _print_report(paths: Any) -> None:
     results = json.loads(Path(paths.json).read_text(encoding="utf-8"))
     failed = [f"{key} ({entry['error']})" for key, entry in results["sections"].items() if entry["status"] == "error"]
-    click.echo(f"report:  {Path(paths.html).resolve()}")
-    click.echo(f"results: {Path(paths.json).resolve()}")
+    click.echo(f"report:  {Path(paths.html).absolute()}")  # not resolve(): the files are links into .deepscope
+    click.echo(f"results: {Path(paths.json).absolute()}")
     if failed:
         click.echo(f"warning: {len(failed)} section(s) failed and show their error: " + "; ".join(failed), err=True)
 
@@ -128,6 +114,9 @@ def _run_audit(
     model_path: Path,
     arch: str | None,
     trust_pickle: bool,
+    trust_code: bool,
+    input_shape: tuple[int, ...] | None,
+    classes: int | None,
     data: str,
     out: Path,
     sections: list[str] | None,
@@ -138,22 +127,19 @@ def _run_audit(
     init_path: Path | None,
     learning_rate: float | None,
 ) -> None:
-    from deepscope.io import load_model
+    from deepscope.report._write import check_overwrite
     from deepscope.report.audit import audit
 
-    history, recorded_rate, recorded_seed = _load_history(history_path)
-    if seed is not None and recorded_seed is not None and seed != recorded_seed:
-        # The seed fixes the train/test split: another seed would put training examples in the test split.
-        raise DataError(
-            f"--seed {seed} differs from the seed {recorded_seed} the model was trained with ({history_path}); "
-            f"the test split would contain training examples. Leave --seed out to use {recorded_seed}."
-        )
-    seed = seed if seed is not None else (recorded_seed if recorded_seed is not None else 0)
+    history, recorded_rate, history_seed = load_history(history_path)
+    seed = check_seed(seed, model_path, data, history_path, history_seed)
+    check_overwrite(out, (out / "report.html", out / "results.json"), overwrite)  # before loading anything
     dataset = _load_dataset(data, seed)
-    model = load_model(model_path, arch=arch, trust_pickle=trust_pickle)
+    loading = {"arch": arch, "trust_pickle": trust_pickle, "trust_code": trust_code, "input_shape": input_shape,
+               "classes": classes, "dataset": dataset}  # fmt: skip
+    model = load_cli_model(model_path, **loading)
     init_state = None
     if init_path is not None:
-        init_state = load_model(init_path, arch=arch, trust_pickle=trust_pickle).state_dict()
+        init_state = load_cli_model(init_path, **loading).state_dict()
     paths = audit(
         model,
         dataset,
@@ -175,8 +161,6 @@ def _audit_options(default_out: str) -> Callable[[Callable[..., Any]], Callable[
     existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
     options = [
         click.option("--model", "model_path", required=True, type=existing_file, help="Model file: .safetensors (+ .json config), TorchScript or a torch.save checkpoint."),
-        click.option("--arch", default=None, help="Architecture for bare weights: a built-in name (mlp, cnn2d, cnn1d, resnet, transformer) or package.module:factory."),
-        click.option("--trust-pickle", is_flag=True, help="Allow a full pickle checkpoint. Unpickling runs code from the file: only for files you trust."),
         click.option("--data", required=True, help="A built-in dataset name (digits, mnist1d, ...) or a .npz/.csv/.pt file."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out, show_default=True, help="Output directory for report.html and results.json."),
         click.option("--budget", type=click.Choice(["quick", "full"]), default="quick", show_default=True, help="How much compute the analyses may spend."),
@@ -184,13 +168,13 @@ def _audit_options(default_out: str) -> Callable[[Callable[..., Any]], Callable[
         click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the data split and the estimates; must match training (default: the seed in --history, else 0)."),
         click.option("--history", "history_path", type=existing_file, default=None, help="history.json from 'deepscope train' (adds learning curves)."),
         click.option("--init", "init_path", type=existing_file, default=None, help="Weights at initialisation (init.safetensors from 'deepscope train')."),
-        click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Training learning rate, when known (default: from --history)."),
+        click.option("--lr", "learning_rate", type=FiniteFloat(minimum=0), default=None, help="Training learning rate, when known (default: from --history)."),
     ]  # fmt: skip
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         for option in reversed(options):
             function = option(function)
-        return function
+        return model_options(function)
 
     return decorate
 
@@ -241,7 +225,7 @@ def demo(out: Path, epochs: int, seed: int, budget: str, overwrite: bool) -> Non
 @click.option("--data", required=True, help="A built-in dataset name (digits, mnist1d, ...) or a .npz/.csv/.pt file.")
 @click.option("--arch", default=None, help="mlp, cnn2d, cnn1d, resnet or transformer (default: suits the data).")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--lr", "learning_rate", type=FiniteFloat(minimum=0), default=1e-3, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
@@ -262,43 +246,52 @@ def train_command(
     import torch
 
     from deepscope.io import save_model
-    from deepscope.models import build, default_architecture, train
+    from deepscope.models import ARCHITECTURES, build, default_architecture, train
+    from deepscope.report._write import OutputUnit
 
+    if arch is not None and arch not in ARCHITECTURES:
+        raise click.BadParameter(f"'{arch}' is not one of {', '.join(ARCHITECTURES)}", param_hint="'--arch'")
     history_path = out / "history.json"
     targets = [out / name for name in ("model.safetensors", "model.json", "init.safetensors", "init.json")]
     if not overwrite and not _written_by_train(history_path):
         existing = [str(path) for path in [*targets, history_path] if path.exists()]
         if existing:
             raise DeepscopeError(f"'{existing[0]}' already exists; pass --overwrite or choose another --out.")
-    dataset = _load_dataset(data, seed)
-    arch = arch or default_architecture(dataset)
-    torch.manual_seed(seed)
-    model = build(arch, dataset.input_shape, dataset.num_classes or 1)
-    run = train(
-        model, dataset, epochs=epochs, lr=learning_rate, optimizer=optimizer, batch_size=batch_size, seed=seed,
-        progress=True,
-    )  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    model_path = save_model(run.model, out / "model.safetensors", overwrite=True)  # checked above
-    initial = copy.deepcopy(run.model)
-    initial.load_state_dict(run.init_state)
-    init_path = save_model(initial, out / "init.safetensors", overwrite=True)
-    record = {
-        "generator": "deepscope",
-        "deepscope_version": deepscope.__version__,
-        "data": data,
-        "arch": arch,
-        "epochs": epochs,
-        "learning_rate": learning_rate,
-        "optimizer": optimizer,
-        "batch_size": batch_size,
-        "seed": seed,
-        "history": run.history.to_dict(),
-    }
-    history_path.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    click.echo(f"model:   {Path(model_path).resolve()}")
-    click.echo(f"init:    {Path(init_path).resolve()}")
-    click.echo(f"history: {history_path.resolve()}")
+    # the five files are one unit: a crash or a full disk leaves the previous run's files or the new ones
+    with OutputUnit(out, "train") as unit:  # writable? checked before training
+        dataset = _load_dataset(data, seed)
+        arch = arch or default_architecture(dataset)
+        torch.manual_seed(seed)
+        model = build(arch, dataset.input_shape, dataset.num_classes or 1)
+        run = train(
+            model, dataset, epochs=epochs, lr=learning_rate, optimizer=optimizer, batch_size=batch_size, seed=seed,
+            progress=True,
+        )  # fmt: skip
+        initial = copy.deepcopy(run.model)
+        initial.load_state_dict(run.init_state)
+        record = {
+            "generator": "deepscope",
+            "deepscope_version": deepscope.__version__,
+            "data": data,
+            "arch": arch,
+            "epochs": epochs,
+            "learning_rate": learning_rate,
+            "optimizer": optimizer,
+            "batch_size": batch_size,
+            "seed": seed,
+            "history": run.history.to_dict(),
+        }
+        unit.commit(
+            {
+                "model.safetensors": lambda path: save_model(run.model, path),  # also writes model.json
+                "init.safetensors": lambda path: save_model(initial, path),
+                "history.json": json.dumps(record, indent=2, allow_nan=False) + "\n",
+            }
+        )
+    model_path, init_path = out / "model.safetensors", out / "init.safetensors"
+    click.echo(f"model:   {model_path.absolute()}")
+    click.echo(f"init:    {init_path.absolute()}")
+    click.echo(f"history: {history_path.absolute()}")
     click.echo(
         f"next:    deepscope audit --model {model_path} --data {data} --history {history_path} "
         f"--init {init_path} --out {out / 'report'}"
@@ -346,6 +339,8 @@ def _fail(message: str, debug: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 internal error, 2 user mistake)."""
+    if argv is None:  # a real command line (`deepscope`, `python -m deepscope`): never import from the cwd
+        strip_cwd_from_path()
     args = list(sys.argv[1:] if argv is None else argv)
     cut = args.index("--") if "--" in args else len(args)
     debug = "--debug" in args[:cut]

@@ -15,6 +15,7 @@ import click
 
 import deepscope
 from deepscope.cli._app import _CONTEXT, _load_dataset, cli
+from deepscope.cli._options import check_seed, load_cli_model, model_options
 from deepscope.errors import DataError, DeepscopeError
 
 __all__ = ["explain"]
@@ -47,9 +48,13 @@ def _method_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return name
 
 
-def _index_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
-    """``I``, ``A..B`` (inclusive) or a comma list of both, as a list of distinct indices in order."""
-    indices: list[int] = []
+def _index_list(ctx: click.Context, param: click.Parameter, value: str) -> list[tuple[int, int]]:
+    """``I``, ``A..B`` (inclusive) or a comma list of both, as ``(first, last)`` ranges (not expanded).
+
+    The ranges are checked against the split's size by :func:`_expand` before any list is built, so
+    ``--index 0..1000000000000`` is a one-line error, not a list of 10^12 numbers.
+    """
+    ranges: list[tuple[int, int]] = []
     for part in value.split(","):
         part = part.strip()
         low, dots, high = part.partition("..")
@@ -61,7 +66,22 @@ def _index_list(ctx: click.Context, param: click.Parameter, value: str) -> list[
             raise click.BadParameter(f"'{part}': indices must be >= 0")
         if last < first:
             raise click.BadParameter(f"'{part}' is an empty range (A..B needs A <= B)")
-        indices.extend(range(first, last + 1))
+        ranges.append((first, last))
+    return ranges
+
+
+def _expand(ranges: list[tuple[int, int]], size: int, split: str, name: str) -> list[int]:
+    """The distinct indices of ``ranges`` in order, after checking each lies in ``0..size-1``."""
+    for first, last in ranges:
+        if last >= size:
+            bad = first if first >= size else last
+            raise DataError(
+                f"--index {bad} is out of range: the {split} split of {name} has {size} "
+                f"examples (indices 0..{size - 1})."
+            )
+    indices: list[int] = []
+    for first, last in ranges:
+        indices.extend(range(first, last + 1))  # each range is at most the split's size
     return list(dict.fromkeys(indices))
 
 
@@ -143,16 +163,7 @@ def _explain_html(title: str, facts: list[tuple[str, str]], tables: list[Any], f
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Model file: .safetensors (+ .json config), TorchScript or a torch.save checkpoint.",
 )
-@click.option(
-    "--arch",
-    default=None,
-    help="Architecture for bare weights: a built-in name (mlp, cnn2d, cnn1d, resnet, transformer) or package.module:factory.",
-)
-@click.option(
-    "--trust-pickle",
-    is_flag=True,
-    help="Allow a full pickle checkpoint. Unpickling runs code from the file: only for files you trust.",
-)
+@model_options
 @click.option("--data", required=True, help="A built-in dataset name (digits, mnist1d, ...) or a .npz/.csv/.pt file.")
 @click.option(
     "--method",
@@ -185,51 +196,67 @@ def _explain_html(title: str, facts: list[tuple[str, str]], tables: list[Any], f
 @click.option(
     "--seed",
     type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Seed of the data split; must match training so that the test split holds no training examples.",
+    default=None,
+    help="Seed of the data split; must match training so that the test split holds no training examples "
+    "(default: the seed in the history.json beside the model, else 0; another one is refused).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace files in --out that deepscope did not write.")
 def explain(
     model_path: Path,
     arch: str | None,
     trust_pickle: bool,
+    trust_code: bool,
+    input_shape: tuple[int, ...] | None,
+    classes: int | None,
     data: str,
     method: str,
-    indices: list[int],
+    indices: list[tuple[int, int]],
     target: int | None,
     out: Path,
-    seed: int,
+    seed: int | None,
     overwrite: bool,
 ) -> None:
     """Attribute a model's outputs on a few test examples, check the method's axioms, and save the maps."""
+    from deepscope.report._write import OutputUnit
+
+    seed = check_seed(seed, model_path, data, None, None)
+    json_path, html_path = out / "explain.json", out / "explain.html"
+    _check_explain_out(out, [json_path, html_path], overwrite)
+    dataset = _load_dataset(data, seed)
+    split = "test" if len(dataset.x_test) > 0 else "train"
+    x_all, y_all = dataset.test if split == "test" else dataset.train
+    indices = _expand(indices, len(x_all), split, dataset.name)
+    svg_paths = [out / f"example-{index}.svg" for index in indices]
+    _check_explain_out(out, svg_paths, overwrite)
+    if split == "train":
+        click.echo(f"note: {dataset.name} has no test split; --index refers to the training split.", err=True)
+    unit = OutputUnit(out, "explain")
+    unit.prepare()  # writable? checked before the attributions are computed
+    try:
+        _explain(unit, locals())
+    finally:
+        unit.close()
+
+
+def _explain(unit: Any, given: dict[str, Any]) -> None:
+    """Compute, write (one unit: explain.json, explain.html and the SVGs) and print."""
     import inspect
 
     import torch
 
     from deepscope.attribution import METHODS, check_axioms
     from deepscope.guard import model_guard
-    from deepscope.io import load_model
-    from deepscope.report.html import _atomic_write
     from deepscope.report.sections import Figure, Table
     from deepscope.report.svg import figure_to_svg, new_figure
     from deepscope.results import format_value, to_jsonable
 
-    json_path, html_path = out / "explain.json", out / "explain.html"
-    svg_paths = [out / f"example-{index}.svg" for index in indices]
-    _check_explain_out(out, [json_path, html_path, *svg_paths], overwrite)
-    dataset = _load_dataset(data, seed)
-    split = "test" if len(dataset.x_test) > 0 else "train"
-    x_all, y_all = dataset.test if split == "test" else dataset.train
-    if split == "train":
-        click.echo(f"note: {dataset.name} has no test split; --index refers to the training split.", err=True)
-    outside = [index for index in indices if index >= len(x_all)]
-    if outside:
-        raise DataError(
-            f"--index {outside[0]} is out of range: the {split} split of {dataset.name} has {len(x_all)} "
-            f"examples (indices 0..{len(x_all) - 1})."
-        )
-    model = load_model(model_path, arch=arch, trust_pickle=trust_pickle)
+    model_path, data, method, indices, target = (
+        given[k] for k in ("model_path", "data", "method", "indices", "target")
+    )
+    out, seed, dataset, split, x_all, y_all = (given[k] for k in ("out", "seed", "dataset", "split", "x_all", "y_all"))
+    json_path, html_path, svg_paths = given["json_path"], given["html_path"], given["svg_paths"]
+    model = load_cli_model(model_path, **{k: given[k] for k in ("arch", "trust_pickle", "trust_code", "input_shape", "classes")},
+                           dataset=dataset)  # fmt: skip
     inputs, labels = x_all[indices], y_all[indices]
     function = METHODS[method]
     parameters = inspect.signature(function).parameters
@@ -279,10 +306,9 @@ def explain(
         "attribution": attribution.to_dict(),
         "axioms": axioms.to_dict(),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(json_path, json.dumps(to_jsonable(record), indent=2, allow_nan=False) + "\n")
+    files: dict[str, str] = {json_path.name: json.dumps(to_jsonable(record), indent=2, allow_nan=False) + "\n"}
     for path, svg in zip(svg_paths, svgs, strict=True):
-        _atomic_write(path, f"{_SVG_MARKER}\n{svg}")
+        files[path.name] = f"{_SVG_MARKER}\n{svg}"
     facts = [("Model", model_path.name), ("Data", f"{data} ({split} split, seed {seed})"), ("Method", method)]
     if attribution.note:
         facts.append(("Note", attribution.note))
@@ -292,7 +318,8 @@ def explain(
               caption="Axiom checks on these examples"),
     ]  # fmt: skip
     figures = [Figure(svg, f"{split} example {index}") for index, svg in zip(indices, svgs, strict=True)]
-    _atomic_write(html_path, _explain_html(f"deepscope explain: {model_path.name}", facts, tables, figures))
+    files[html_path.name] = _explain_html(f"deepscope explain: {model_path.name}", facts, tables, figures)
+    unit.commit(files)  # all files of this run appear together, the previous run's SVGs go
 
     click.echo(
         f"{method} on {len(indices)} {split} example(s) of {dataset.name} ({attribution.model_evaluations} model evaluations)"
@@ -306,6 +333,6 @@ def explain(
     click.echo("axioms:  " + "; ".join(verdicts))
     if axioms.violated_claims:
         click.echo(f"warning: {method} violated axioms it claims: {', '.join(axioms.violated_claims)}", err=True)
-    click.echo(f"report:  {html_path.resolve()}")
-    click.echo(f"results: {json_path.resolve()}")
-    click.echo(f"figures: {len(svg_paths)} SVG file(s) in {out.resolve()}")
+    click.echo(f"report:  {html_path.absolute()}")  # not resolve(): the files are links into .deepscope
+    click.echo(f"results: {json_path.absolute()}")
+    click.echo(f"figures: {len(svg_paths)} SVG file(s) in {out.absolute()}")
