@@ -19,7 +19,7 @@ from torch import nn
 
 from deepscope._validation import check_float
 from deepscope.attribution._base import Attribution, make_forward, model_device_dtype
-from deepscope.errors import DeepscopeError, invalid_parameter
+from deepscope.errors import DeepscopeError, InvalidParameterError, describe, invalid_parameter
 from deepscope.registry import analysis
 from deepscope.results import Result
 
@@ -86,6 +86,24 @@ def _method(method: str | Callable[..., Attribution]) -> tuple[str, Callable[...
     if not callable(method):
         raise invalid_parameter("method", "check_axioms", "an attribution function or its name", method)
     return getattr(method, "__deepscope_analysis__", getattr(method, "__name__", "method")), method
+
+
+def _check_options(function: Callable[..., Attribution], name: str, options: dict[str, Any]) -> None:
+    """A keyword neither check_axioms nor the method accepts is check_axioms's error (a typo), named as such."""
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = [p for p, spec in parameters.items() if spec.kind is not inspect.Parameter.VAR_POSITIONAL][3:]
+    own = ["method", "axioms", "completeness_tolerance", "tolerance"]
+    unknown = [key for key in options if key not in parameters]
+    if unknown:
+        raise InvalidParameterError(
+            f"check_axioms got an unknown keyword argument '{unknown[0]}'; it accepts {', '.join(own)} and the "
+            f"options of {name}: {', '.join(accepted) or 'none'}. Got {unknown[0]}={describe(options[unknown[0]])}."
+        )
 
 
 def _relative(difference: torch.Tensor, scale: torch.Tensor) -> float:
@@ -157,6 +175,7 @@ def check_axioms(
     for axiom in chosen:
         if axiom not in AXIOMS:
             raise invalid_parameter("axioms", owner, f"a tuple of {', '.join(map(repr, AXIOMS))}", axioms)
+    _check_options(function, name, method_options)
     claims = CLAIMED_AXIOMS.get(name, frozenset())
     if name != "lrp":
         chosen = tuple(a for a in chosen if a != "conservation")

@@ -88,3 +88,14 @@ def test_bad_arguments(mlp_and_rows):
         check_axioms(model, rows, axioms=("beauty",))
     assert isinstance(check_axioms(model, rows, method="saliency", axioms=("dummy",)).to_json(), str)
     assert Attribution  # the result type the methods return
+
+
+@pytest.mark.parametrize(
+    ("method", "typo"), [("integrated_gradients", "stpes"), ("saliency", "tolerence"), ("occlusion", "windows")]
+)
+def test_a_misspelled_keyword_is_reported_by_check_axioms(method, typo):
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    with pytest.raises(
+        InvalidParameterError, match=f"check_axioms got an unknown keyword argument '{typo}'.*options of {method}"
+    ):
+        check_axioms(net, torch.randn(2, 4), method=method, **{typo: 10})
