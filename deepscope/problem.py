@@ -24,9 +24,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from deepscope._finite import check_finite_model
 from deepscope._validation import check_int
 from deepscope.data._base import DatasetSplits
-from deepscope.errors import DataError, invalid_parameter
+from deepscope.data._checks import check_targets_fit
+from deepscope.errors import DataError, cannot_take_inputs, invalid_parameter
 from deepscope.guard import model_guard
 
 __all__ = ["Problem", "DataSource", "Evaluation", "LOSSES", "resolve_loss"]
@@ -84,13 +86,19 @@ def _as_tensor(value: Any, what: str) -> torch.Tensor:
 class DataSource:
     """One split of data: ``(X, y)`` tensors, a ``torch.utils.data.Dataset`` or a ``DataLoader``.
 
-    Iterates in fixed order (no shuffling), moves batches to the requested device and checks
-    each batch for non-finite inputs.
+    Iterates in fixed order (no shuffling; a shuffling DataLoader is iterated as it comes), moves
+    batches to the requested device, and checks each batch for non-finite inputs and — through
+    ``target_check``, which :class:`Problem` sets — each batch of targets, so a bad label late in a
+    loader is caught by every consumer. Every batch is a copy: a model that works in place never
+    changes the caller's tensors.
     """
 
     def __init__(self, data: Any, *, name: str = "train", batch_size: int = 256) -> None:
         self.name = name
         self.batch_size = batch_size
+        # called as target_check(y, where) on each batch of a Dataset/DataLoader (tensor targets are
+        # checked once, whole, by Problem); raises DataError
+        self.target_check: Callable[[torch.Tensor, str], None] | None = None
         self.x: torch.Tensor | None = None
         self.y: torch.Tensor | None = None
         self.loader: DataLoader | None = None
@@ -149,11 +157,13 @@ class DataSource:
             if seen + len(x) > limit:
                 x, y = x[: limit - seen], y[: limit - seen]
             seen += len(x)
-            if self.x is None and x.is_floating_point() and not bool(torch.isfinite(x).all()):
-                raise DataError(f"Batch {index} of the {self.name} data contains NaN or infinite inputs.")
-            if dtype is not None and x.is_floating_point():
-                x = x.to(dtype)
-            yield x.to(device) if device is not None else x, y.to(device) if device is not None else y
+            if self.x is None:
+                if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                    raise DataError(f"Batch {index} of the {self.name} data contains NaN or infinite inputs.")
+                if self.target_check is not None:
+                    self.target_check(y, f" (batch {index} of the {self.name} data)")
+            cast = dtype if dtype is not None and x.is_floating_point() else None
+            yield x.to(device=device, dtype=cast, copy=True), y.to(device=device, copy=True)
 
     def _raw_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.x is not None and self.y is not None:
@@ -201,8 +211,13 @@ class Problem:
         batch_size: batch size used when iterating tensors or a Dataset.
         device: where analyses run; defaults to the device of the model's parameters.
 
-    The constructor runs the model once on the first training batch (under the model guard, in
-    eval semantics) to check shapes and, for classification losses, the label range.
+    The constructor refuses a model with NaN/Inf weights (:class:`~deepscope.errors.NonFiniteError`
+    naming the layer), runs the model once on the first training batch (under the model guard, in
+    eval semantics) to check shapes, and then checks the targets of EVERY example against the
+    output and the loss: label range and integer dtype for classification losses, values per
+    example for "mse"/"bce_with_logits". Tensor data is checked whole at once; a Dataset or
+    DataLoader batch by batch as it is iterated (by any analysis), so a bad label anywhere is
+    found. Inputs are copied before every forward pass (in-place first layers are safe).
     """
 
     def __init__(
@@ -218,6 +233,7 @@ class Problem:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise invalid_parameter("model", "Problem", "a torch.nn.Module", model)
+        check_finite_model(model, "Problem")
         self.model = model
         self.batch_size = check_int(batch_size, "batch_size", "Problem", minimum=1)
         self.loss_name, self.criterion = resolve_loss(loss)
@@ -230,6 +246,13 @@ class Problem:
         self.dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
         self.init_state = self._check_init_state(init_state)
         self.output_shape = self._probe()
+        for source in (self.train, self.test):
+            if source is None:
+                continue
+            if source.y is not None:
+                self.check_labels(source.y, f" (the {source.name} data)")
+            else:
+                source.target_check = self.check_labels
 
     @classmethod
     def from_dataset(cls, model: nn.Module, dataset: DatasetSplits, **kwargs: Any) -> Problem:
@@ -268,26 +291,25 @@ class Problem:
         with model_guard(self.model), torch.no_grad():
             try:
                 output = self.model(x)
+            except DataError:
+                raise
             except (RuntimeError, TypeError, ValueError, IndexError) as error:
-                raise DataError(
-                    f"The model cannot take the training inputs of shape {tuple(x.shape[1:])} per example: {error}"
-                ) from error
+                raise cannot_take_inputs(tuple(x.shape[1:]), error, "training inputs") from error
         if not isinstance(output, torch.Tensor):
             raise DataError(f"The model must return a tensor. Got {type(output).__name__}.")
         self.check_targets(output, y)
         return tuple(output.shape[1:])
 
     def check_targets(self, output: torch.Tensor, y: torch.Tensor) -> None:
-        """Raise DataError if the targets do not fit the output and the loss (cheap; per batch)."""
-        if self.loss_name in _CLASSIFICATION_LOSSES:
-            if y.is_floating_point() or y.is_complex():
-                raise DataError(f"Classification labels must be integers. Got dtype {y.dtype}.")
-            classes = output.shape[-1] if output.ndim > 1 else 1
-            low, high = int(y.min()), int(y.max())
-            if low < 0 or high >= classes:
-                raise DataError(
-                    f"Labels must lie in [0, {classes - 1}] for a model with {classes} outputs. Got labels in [{low}, {high}]."
-                )
+        """Raise DataError if the targets ``y`` do not fit the model ``output`` and the loss (cheap; per batch)."""
+        check_targets_fit(self.loss_name, tuple(output.shape[1:]), y, "")
+
+    def check_labels(self, y: torch.Tensor, where: str = "") -> None:
+        """Raise DataError if the targets ``y`` (any number of examples) do not fit the model's output and the loss.
+
+        ``where`` (e.g. " (batch 3 of the train data)") is added to the message.
+        """
+        check_targets_fit(self.loss_name, self.output_shape, y, where)
 
     # ----------------------------------------------------------------------------- functional view
     @property
@@ -304,8 +326,11 @@ class Problem:
         return {n: b for n, b in self.model.named_buffers()}
 
     def forward(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """``model(x)`` with ``params`` substituted (``torch.func.functional_call``); others as in the model."""
-        return torch.func.functional_call(self.model, (dict(params), self.buffers()), (x,), strict=False)
+        """``model(x)`` with ``params`` substituted (``torch.func.functional_call``); others as in the model.
+
+        The model gets a copy of ``x`` (differentiable), so an in-place first layer cannot change it.
+        """
+        return torch.func.functional_call(self.model, (dict(params), self.buffers()), (x.clone(),), strict=False)
 
     def loss(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean loss of the model with ``params`` on ``(x, y)``."""

@@ -113,3 +113,135 @@ def test_nan_in_loader_batch_is_reported_on_iteration():
     problem = Problem(nn.Linear(3, 2), DataLoader(TensorDataset(x, y), batch_size=10))
     with pytest.raises(DataError, match="Batch 1 of the train data contains NaN"):
         problem.evaluate()
+
+
+# ---------------------------------------------------------------------------------- labels everywhere
+
+
+def _late_bad_labels(n=200, bad_at=150, value=5):
+    x, y = small_data(n)
+    y[bad_at] = value
+    return x, y
+
+
+def test_an_out_of_range_label_late_in_tensor_data_is_found_at_construction():
+    x, y = _late_bad_labels()  # far beyond the 64-example probe batch
+    with pytest.raises(DataError, match=r"Labels must lie in \[0, 1\].*\[0, 5\] \(the train data\): 1 label"):
+        Problem(nn.Linear(3, 2), (x, y), batch_size=16)
+    good = small_data(20)
+    with pytest.raises(DataError, match=r"\(the test data\)"):
+        Problem(nn.Linear(3, 2), good, _late_bad_labels())
+
+
+def test_an_out_of_range_label_late_in_a_loader_is_found_by_every_consumer():
+    from deepscope.curvature import hessian_vector_product
+
+    x, y = _late_bad_labels()
+    problem = Problem(nn.Linear(3, 2), DataLoader(TensorDataset(x, y), batch_size=50))  # batch 0 is clean
+    message = r"Labels must lie in \[0, 1\].*\(batch 3 of the train data\)"
+    with pytest.raises(DataError, match=message):
+        problem.evaluate()
+    with pytest.raises(DataError, match=message):
+        problem.tensors()
+    with pytest.raises(DataError, match=message):  # the curvature loss path
+        hessian_vector_product(problem)
+    assert len(problem.tensors(max_samples=150)[0]) == 150  # the clean prefix stays usable
+
+
+def test_float_labels_for_a_classifier_with_several_outputs_are_refused():
+    x, _ = small_data()
+    real = torch.randn(20)
+    with pytest.raises(DataError, match=r"labels must be integers.*Got dtype torch.float32.*loss='mse'"):
+        Problem(nn.Linear(3, 3), (x, real))
+    with pytest.raises(DataError, match=r"1 value\(s\) per example but the model has 3 output\(s\).*cross_entropy"):
+        Problem(nn.Linear(3, 3), (x, real), loss="mse")
+    splits = DatasetSplits("toy", x, real, x[:4], real[:4], task="regression")
+    with pytest.raises(DataError, match=r"1 value\(s\) per example but the model has 3"):
+        Problem.from_dataset(nn.Linear(3, 3), splits)
+
+
+class _IntThenFloatLabels(torch.utils.data.Dataset):
+    """Integer labels for the first 10 examples, float labels after (as a careless pipeline gives)."""
+
+    def __init__(self, x):
+        self.x = x
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], (torch.tensor(1) if i < 10 else torch.tensor(1.0))
+
+
+def test_float_labels_late_in_a_loader_are_refused():
+    x, _ = small_data()
+    problem = Problem(nn.Linear(3, 3), DataLoader(_IntThenFloatLabels(x), batch_size=10))
+    with pytest.raises(DataError, match=r"labels must be integers.*float32 \(batch 1 of the train data\)"):
+        problem.evaluate()
+
+
+def test_label_shape_and_bce_range_are_checked():
+    x, y = small_data()
+    with pytest.raises(DataError, match=r"shape \(n_examples,\).*Got labels of shape \(20, 1\)"):
+        Problem(nn.Linear(3, 2), (x, y.unsqueeze(1)))
+    with pytest.raises(DataError, match=r"bce_with_logits' must lie in \[0, 1\]. Got values in \[0, 3\]"):
+        Problem(nn.Linear(3, 1), (x, torch.arange(20.0) % 4), loss="bce_with_logits")
+    assert Problem(nn.Linear(3, 1), (x, (torch.arange(20.0) % 2)), loss="bce_with_logits").evaluate().n == 20
+
+
+# ---------------------------------------------------------------------------------- non-finite weights
+
+
+def test_nan_weights_are_refused_naming_the_parameter_and_layer():
+    from deepscope.errors import NonFiniteError
+
+    x, y = small_data()
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    with torch.no_grad():
+        model[2].bias[1] = float("inf")
+    with pytest.raises(NonFiniteError, match=r"Problem: .*'2\.bias' \(layer '2', Linear\) has 1 of 2 values NaN"):
+        Problem(model, (x, y))
+
+
+def test_a_nan_buffer_is_refused_but_an_infinite_mask_buffer_is_allowed():
+    from deepscope.errors import NonFiniteError
+
+    x, y = small_data()
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).eval()
+    model[1].running_var[0] = float("nan")
+    with pytest.raises(NonFiniteError, match=r"'1\.running_var' \(layer '1', BatchNorm1d\)"):
+        Problem(model, (x, y))
+
+    class Masked(nn.Linear):
+        def __init__(self):
+            super().__init__(3, 2)
+            self.register_buffer("mask", torch.tensor([0.0, float("-inf")]))
+
+        def forward(self, x):
+            return super().forward(x) + self.mask.clamp(min=-1e4)
+
+    assert Problem(Masked(), (x, y)).evaluate().n == 20
+
+
+# ---------------------------------------------------------------------------------- inputs never modified
+
+
+class DoubleInPlace(nn.Module):
+    def forward(self, x):
+        return x.mul_(2.0)
+
+
+def test_an_inplace_first_layer_never_changes_the_callers_data_or_repeated_forwards():
+    x, y = small_data()
+    before = x.clone()
+    model = nn.Sequential(DoubleInPlace(), nn.Linear(3, 2))
+    for source in [(x, y), TensorDataset(x, y), DataLoader(TensorDataset(x, y), batch_size=8)]:
+        problem = Problem(model, source, batch_size=8)
+        problem.evaluate()
+        problem.tensors()
+        assert torch.equal(x, before)
+    problem = Problem(model, (x, y), batch_size=8)
+    batch, _ = next(problem.batches())
+    params = problem.parameters(trainable_only=False)
+    assert torch.equal(problem.forward(params, batch), problem.forward(params, batch))
+    assert torch.equal(batch, before[:8])

@@ -20,6 +20,7 @@ __all__ = [
     "check_seed",
     "check_test_fraction",
     "check_n_samples",
+    "check_targets_fit",
 ]
 
 TASKS = ("classification", "regression")
@@ -201,3 +202,51 @@ def standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np
     std = np.where(std > 1e-12, std, 1.0)
     stats = {"mean": mean.astype(float).tolist(), "std": std.astype(float).tolist()}
     return ((x_train - mean) / std).astype(np.float32), ((x_test - mean) / std).astype(np.float32), stats
+
+
+def check_targets_fit(loss_name: str, output_shape: tuple[int, ...], y: torch.Tensor, where: str = "") -> None:
+    """Raise DataError if targets ``y`` (n, ...) do not fit a model output of per-example ``output_shape``.
+
+    For "cross_entropy"/"nll": integer labels in ``[0, classes)`` with shape (n,) for (n, classes)
+    outputs; for "mse"/"bce_with_logits": as many finite values per example as the model has outputs
+    (and values in [0, 1] for BCE). Any other loss name (a callable loss) is not checked. ``where``
+    is added to the message (e.g. " (batch 3 of the train data)").
+    """
+    if len(y) == 0:
+        return
+    if loss_name in ("cross_entropy", "nll"):
+        classes = output_shape[-1] if output_shape else 1
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            hint = "; for a real-valued target use loss='mse'" if y.is_floating_point() else ""
+            raise DataError(
+                f"Classification labels must be integers (class indices 0..{classes - 1} for a model with "
+                f"{classes} outputs). Got dtype {y.dtype}{where}{hint}."
+            )
+        if len(output_shape) == 1 and y.ndim != 1:
+            raise DataError(
+                f"Classification labels must have shape (n_examples,) for a model with outputs of shape "
+                f"{output_shape}. Got labels of shape {tuple(y.shape)}{where}."
+            )
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= classes:
+            bad = int(((y < 0) | (y >= classes)).sum())
+            raise DataError(
+                f"Labels must lie in [0, {classes - 1}] for a model with {classes} outputs. Got labels in "
+                f"[{low}, {high}]{where}: {bad} label(s) out of range."
+            )
+    elif loss_name in ("mse", "bce_with_logits"):
+        per_example = y[0].numel()
+        expected = int(np.prod(output_shape)) if output_shape else 1
+        if per_example != expected:
+            hint = " For class labels use loss='cross_entropy'." if expected > 1 and per_example == 1 else ""
+            raise DataError(
+                f"The targets have {per_example} value(s) per example but the model has {expected} output(s) "
+                f"per example{where}; loss '{loss_name}' compares them one to one.{hint}"
+            )
+        if y.is_complex() or (y.is_floating_point() and not bool(torch.isfinite(y).all())):
+            raise DataError(f"The targets contain NaN, infinite or complex values{where}.")
+        if loss_name == "bce_with_logits" and (bool((y < 0).any()) or bool((y > 1).any())):
+            raise DataError(
+                f"Targets of loss 'bce_with_logits' must lie in [0, 1]. Got values in "
+                f"[{float(y.min()):g}, {float(y.max()):g}]{where}."
+            )

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from deepscope._finite import describe_nonfinite, nonfinite_tensors
 from deepscope.errors import DataError, invalid_parameter
 from deepscope.guard import current_guard_report
 from deepscope.registry import analysis
@@ -90,6 +91,10 @@ class ModelSummary(Result):
         trace_error: why torch.fx could not trace the model (empty when it could).
         input_shape, output_shape: one example in and out (None without ``input_shape``).
         note: the guard's note when the model was in train mode.
+        nonfinite: one entry per parameter with NaN/Inf values (or buffer with NaN):
+            ``{"name", "layer", "type", "bad", "total"}``; empty for a healthy model. Such a model is
+            described but every analysis refuses it (:class:`~deepscope.errors.NonFiniteError`).
+        nonfinite_text: one phrase naming the first such tensor and its layer ('' when none).
     """
 
     layers: list[dict[str, Any]]
@@ -104,6 +109,8 @@ class ModelSummary(Result):
     input_shape: tuple[int, ...] | None
     output_shape: tuple[int, ...] | None
     note: str = ""
+    nonfinite: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    nonfinite_text: str = ""
 
     def rows(self) -> list[dict[str, Any]]:
         """The architecture table, one row per layer."""
@@ -123,10 +130,13 @@ class ModelSummary(Result):
         """One plain sentence describing the architecture."""
         weighted = sum(1 for row in self.layers if row["parameters"])
         activations = ", ".join(self.activations) or "no activation functions"
-        return (
+        sentence = (
             f"{model_name} has {self.total_parameters:,} parameters ({self.trainable_parameters:,} trainable) "
             f"in {weighted} layers with weights, and uses {activations}."
         )
+        if self.nonfinite:
+            sentence += f" WARNING: its weights are not finite: {self.nonfinite_text}; every analysis will refuse it."
+        return sentence
 
     def plot(self, ax=None):
         """Horizontal bar chart of the parameter count of each layer that has parameters."""
@@ -305,6 +315,13 @@ def model_summary(
             activation_modules[kind] = activation_modules.get(kind, 0) + 1
     functional, trace_error = functional_activations(model)
     report = current_guard_report(model)
+    found = nonfinite_tensors(model)
+    nonfinite = []
+    for name, bad, size in found:
+        layer = name.rpartition(".")[0]
+        nonfinite.append(
+            {"name": name, "layer": layer, "type": type(modules[layer]).__name__, "bad": bad, "total": size}
+        )
     return ModelSummary(
         layers=layers,
         total_parameters=total,
@@ -318,4 +335,6 @@ def model_summary(
         input_shape=shape,
         output_shape=output_shape if isinstance(output_shape, tuple) else None,
         note=report.note if report is not None else "",
+        nonfinite=nonfinite,
+        nonfinite_text=describe_nonfinite(model, found) if found else "",
     )

@@ -120,3 +120,15 @@ def test_chart_of_a_deep_model_shows_the_largest_layers():
     figure = model_summary(model).plot()
     assert len(figure.axes[0].patches) == 40
     assert "40 largest" in figure.axes[0].get_title()
+
+
+def test_nan_weights_are_flagged_naming_the_parameter_and_layer():
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    healthy = model_summary(model, input_shape=(4,))
+    assert healthy.nonfinite == [] and "WARNING" not in healthy.sentence()
+    with torch.no_grad():
+        model[2].weight[0, :2] = float("nan")
+    summary = model_summary(model, input_shape=(4,))  # described, not refused
+    assert summary.nonfinite == [{"name": "2.weight", "layer": "2", "type": "Linear", "bad": 2, "total": 6}]
+    assert "WARNING: its weights are not finite: '2.weight' (layer '2', Linear) has 2 of 6" in summary.sentence()
+    assert summary.to_dict()["nonfinite"][0]["name"] == "2.weight"
