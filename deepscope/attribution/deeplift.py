@@ -3,14 +3,12 @@ whose non-linear steps carry modified backward passes."""
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.fx as fx
 from torch import nn
-from torch.nn import functional as F
 
 from deepscope._validation import check_float
 from deepscope.attribution._base import (
@@ -22,38 +20,20 @@ from deepscope.attribution._base import (
     prepare_baseline,
     relative_completeness_error,
 )
-from deepscope.attribution._elementwise import ACTIVATION_FUNCTIONS, ACTIVATION_METHODS, ACTIVATION_MODULES
+from deepscope.attribution._deeplift_graph import (
+    ELEMENTWISE_FUNCTIONS,
+    ELEMENTWISE_METHODS,
+    ELEMENTWISE_MODULES,
+    MAXPOOL_FUNCTIONS,
+    MAXPOOL_MODULES,
+    RefuseStep,
+    refusal,
+    unsupported_steps,
+)
 from deepscope.errors import UnsupportedModelError
 from deepscope.registry import analysis
 
 __all__ = ["deeplift"]
-
-_ELEMENTWISE_MODULES = ACTIVATION_MODULES
-_ELEMENTWISE_FUNCTIONS = ACTIVATION_FUNCTIONS
-_ELEMENTWISE_METHODS = ACTIVATION_METHODS
-_MAXPOOL_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
-_MAXPOOL_FUNCTIONS = {F.max_pool1d, F.max_pool2d, F.max_pool3d}
-# affine or purely structural steps: DeepLIFT's multipliers pass through them like gradients
-_AFFINE_MODULES = (
-    nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Flatten, nn.Unflatten, nn.Identity,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.ZeroPad1d, nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d,
-)  # fmt: skip
-_AFFINE_FUNCTIONS = {
-    operator.add, operator.sub, operator.neg, operator.pos, operator.getitem, operator.mul, operator.truediv,
-    torch.add, torch.sub, torch.mul, torch.cat, torch.stack, torch.flatten, torch.reshape, torch.permute,
-    torch.transpose, torch.squeeze, torch.unsqueeze, torch.sum, torch.mean, torch.matmul, torch.chunk,
-    F.linear, F.conv1d, F.conv2d, F.conv3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d,
-    F.adaptive_avg_pool2d, F.dropout, F.batch_norm, F.pad, getattr,
-}  # fmt: skip
-_AFFINE_METHODS = {
-    "view", "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze", "contiguous", "size", "sum",
-    "mean", "add", "sub", "mul", "div", "expand", "expand_as", "repeat", "chunk", "split", "dim", "__getitem__",
-    "view_as", "reshape_as", "t", "neg",
-}  # fmt: skip
-_BILINEAR = {operator.mul, operator.truediv, torch.mul, torch.matmul, "mul", "div"}
 
 
 def _half_delta(tensor: torch.Tensor) -> torch.Tensor:
@@ -144,72 +124,54 @@ class _MaxPoolRule(torch.autograd.Function):
         return torch.lerp(multiplier, _pairs(local), small).flatten(0, 1), None, None
 
 
-def _depends_on_input(argument: Any, dependent: set[fx.Node]) -> int:
-    if isinstance(argument, fx.Node):
-        return int(argument in dependent)
-    if isinstance(argument, (list, tuple)):
-        return sum(_depends_on_input(a, dependent) for a in argument)
-    if isinstance(argument, dict):
-        return sum(_depends_on_input(a, dependent) for a in argument.values())
-    return 0
+def _check_graph(graph_module: fx.GraphModule) -> dict[fx.Node, str]:
+    """Refuse a step the output depends on whose multipliers would be wrong (see ``_deeplift_graph``).
 
-
-def _check_graph(graph_module: fx.GraphModule) -> None:
-    """Refuse any step whose DeepLIFT multipliers this implementation cannot compute exactly."""
-    dependent: set[fx.Node] = set()
-    for node in graph_module.graph.nodes:
-        if node.op == "placeholder":
-            dependent.add(node)
-            continue
-        count = _depends_on_input(node.args, dependent) + _depends_on_input(node.kwargs, dependent)
-        if count == 0 or node.op in ("output", "get_attr"):
-            continue
-        dependent.add(node)
-        if node.op == "call_module":
-            module = graph_module.get_submodule(node.target)
-            supported = _ELEMENTWISE_MODULES + _MAXPOOL_MODULES + _AFFINE_MODULES
-            ok = isinstance(module, supported) and not getattr(module, "return_indices", False)
-            what = type(module).__name__
-        elif node.op == "call_function":
-            ok = node.target in _ELEMENTWISE_FUNCTIONS | _MAXPOOL_FUNCTIONS | _AFFINE_FUNCTIONS
-            what = getattr(node.target, "__name__", str(node.target))
-        else:
-            ok = node.target in _ELEMENTWISE_METHODS | _AFFINE_METHODS
-            what = f".{node.target}()"
-        if ok and node.target in _BILINEAR and count > 1:
-            ok, what = False, f"{what} of two input-dependent tensors"
-        if not ok:
-            raise UnsupportedModelError(
-                f"deeplift: step '{node.name}' ({what}) is not supported by the rescale rule here; supported are "
-                "affine layers, element-wise activations (modules or functions) and max pooling."
-            )
+    A single-tensor output depends on every live step: refuse now. For a tuple or dict output the
+    steps come back, to be wrapped so that they refuse only when the selected output uses them
+    (a step with a non-float value, such as an index computed from the input, refuses when run).
+    """
+    problems = unsupported_steps(graph_module)
+    output = next(node for node in graph_module.graph.nodes if node.op == "output")
+    if problems and isinstance(output.args[0], fx.Node):
+        node, what = next(iter(problems.items()))
+        raise UnsupportedModelError(refusal(node.name, what))
+    return problems
 
 
 class _DeepLiftInterpreter(fx.Interpreter):
     """Runs the traced graph, swapping non-linear steps for their DeepLIFT autograd functions."""
 
-    def __init__(self, graph_module: fx.GraphModule, eps: float) -> None:
+    def __init__(self, graph_module: fx.GraphModule, eps: float, refused: dict[fx.Node, str]) -> None:
         super().__init__(graph_module)
-        self.eps = eps
+        self.eps, self.refused = eps, refused
+
+    def run_node(self, n: fx.Node) -> Any:
+        value = super().run_node(n)
+        if n in self.refused:
+            if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+                raise UnsupportedModelError(refusal(n.name, self.refused[n]))
+            return RefuseStep.apply(value, refusal(n.name, self.refused[n]))
+        return value
 
     def call_module(self, target, args, kwargs):
         module = self.fetch_attr(target)
-        if isinstance(module, _ELEMENTWISE_MODULES):
+        if isinstance(module, ELEMENTWISE_MODULES):
             return _Rescale.apply(args[0], module, self.eps)
-        if isinstance(module, _MAXPOOL_MODULES):
+        if isinstance(module, MAXPOOL_MODULES):
             return _MaxPoolRule.apply(args[0], module, self.eps)
         return super().call_module(target, args, kwargs)
 
     def call_function(self, target, args, kwargs):
-        if target in _ELEMENTWISE_FUNCTIONS:
+        if target in ELEMENTWISE_FUNCTIONS:
             options = {k: v for k, v in kwargs.items() if k != "inplace"}
             return _Rescale.apply(args[0], lambda z: target(z, *args[1:], **options), self.eps)
-        if target in _MAXPOOL_FUNCTIONS:
+        if target in MAXPOOL_FUNCTIONS:
             return _MaxPoolRule.apply(args[0], lambda z: target(z, *args[1:], **kwargs), self.eps)
         return super().call_function(target, args, kwargs)
 
     def call_method(self, target, args, kwargs):
-        if target in _ELEMENTWISE_METHODS:
+        if target in ELEMENTWISE_METHODS:
             return _Rescale.apply(args[0], lambda z: getattr(z, target)(*args[1:], **kwargs), self.eps)
         return super().call_method(target, args, kwargs)
 
@@ -231,8 +193,11 @@ def deeplift(
     activation (module *or* function, reused or not) backpropagates Δy/Δz instead of f'(z), max
     pooling uses Captum's DeepLift rule, affine steps pass multipliers like gradients. No module
     hooks are used. Summation-to-delta (Σφ = F(x) − F(x')) holds by construction and is reported.
-    A step the rule cannot handle (a product of two input-dependent tensors, softmax, attention,
-    LayerNorm, data-dependent control flow) raises UnsupportedModelError instead of a wrong answer.
+    A step the rule cannot handle (a product of two input-dependent tensors, a division by one,
+    softmax, attention, LayerNorm, batch statistics, data-dependent control flow) raises
+    UnsupportedModelError naming the step instead of giving a wrong answer, but only when the
+    selected output depends on it: dead branches, and outputs that ``output_fn`` does not select,
+    may use anything.
 
     Args:
         model, inputs, target, output_fn, max_batch: as for every method.
@@ -259,8 +224,7 @@ def deeplift(
         raise UnsupportedModelError(
             f"deeplift needs a model torch.fx can trace (no data-dependent control flow): {error}"
         ) from error
-    _check_graph(graph_module)
-    interpreter = _DeepLiftInterpreter(graph_module, eps)
+    interpreter = _DeepLiftInterpreter(graph_module, eps, _check_graph(graph_module))
 
     n, n_targets = x.shape[0], targets.shape[0]
     values = torch.empty((n_targets, *x.shape), dtype=x.dtype, device=x.device)

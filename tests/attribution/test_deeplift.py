@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 from captum.attr import DeepLift
@@ -127,3 +129,157 @@ def test_inplace_activations_give_the_same_multipliers():
     got = deeplift(inplace, x, target=[[0], [2]], baseline=baseline)
     torch.testing.assert_close(got.values, want.values, rtol=0, atol=0)
     assert float(got.diagnostics["completeness_error"].max()) < 1e-9
+
+
+class _DividedHead(nn.Module):
+    """h = W₁x; out = W₂ (1 / (σ(h) + ½)): a division whose divisor depends on the input (count 1)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.first, self.head = nn.Linear(5, 4).double(), nn.Linear(4, 3).double()
+
+    def forward(self, x):
+        return self.head(1.0 / (torch.sigmoid(self.first(x)) + 0.5))
+
+
+class _Product(nn.Module):
+    """Product of two input-dependent tensors through the torch.mul function and a matmul."""
+
+    def __init__(self, op: str):
+        super().__init__()
+        self.a, self.b, self.op = nn.Linear(5, 3).double(), nn.Linear(5, 3).double(), op
+
+    def forward(self, x):
+        a, b = self.a(x), torch.relu(self.b(x))
+        if self.op == "mul":
+            return torch.mul(a, b)
+        if self.op == "matmul":
+            return torch.matmul(a.unsqueeze(2), b.unsqueeze(1)).flatten(1)
+        return a.div(b + 1.0)  # the method form of a division
+
+
+class _NonAffineSteps(nn.Module):
+    """One step each that the affine list used to let through or that has no rule at all."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.first, self.kind = nn.Linear(5, 3).double(), kind
+        self.norm = nn.BatchNorm1d(3, track_running_stats=False).double()
+
+    def forward(self, x):
+        h = self.first(x)
+        if self.kind == "batch_statistics":
+            return self.norm(h)
+        if self.kind == "gather":
+            return h.gather(1, h.argsort(dim=1))
+        return torch.exp(h)
+
+
+@pytest.mark.parametrize(
+    ("model", "step"),
+    [
+        (_DividedHead(), "truediv"),
+        (_Product("mul"), "mul"),
+        (_Product("matmul"), "matmul"),
+        (_Product("div"), "div"),
+        (_NonAffineSteps("gather"), "argsort"),
+        (_NonAffineSteps("exp"), "exp"),
+    ],
+)
+def test_non_affine_steps_are_refused_by_name(mlp_and_rows, model, step):
+    _, rows = mlp_and_rows
+    with pytest.raises(UnsupportedModelError, match=f"step '{step}'"):
+        deeplift(model, rows, target=0)
+
+
+def test_batch_statistics_and_random_dropout_are_unsupported_steps():
+    """Batch statistics mix the stacked input and baseline rows; train-mode dropout is random."""
+    import torch.fx as fx
+
+    from deepscope.attribution._deeplift_graph import unsupported_steps
+
+    steps = {
+        node.name: what
+        for node, what in unsupported_steps(fx.symbolic_trace(_NonAffineSteps("batch_statistics"))).items()
+    }
+    assert "batch statistics" in steps["norm"]
+
+    class FunctionalDropout(nn.Module):
+        def forward(self, x):
+            return F.dropout(x, 0.5, training=True) + F.dropout(x, 0.5, training=False)
+
+    steps = {node.name: what for node, what in unsupported_steps(fx.symbolic_trace(FunctionalDropout())).items()}
+    assert list(steps) == ["dropout"] and "train mode" in steps["dropout"]
+
+
+def test_a_division_by_the_input_was_propagated_as_affine_before():
+    """The refused case, computed with the division treated as affine: completeness breaks badly."""
+    rows = torch.randn(6, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    model = _DividedHead()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys.modules["deepscope.attribution.deeplift"], "unsupported_steps", lambda graph: {})
+        wrong = deeplift(model, rows, target=0)
+    # the reason for the refusal: multipliers that miss F(x) − F(x') by 6% to 87% on these rows
+    assert wrong.diagnostics["completeness_error"].max() > 0.05
+
+
+class _DeadBranch(nn.Module):
+    """A softmax and a product computed but never used: the output does not depend on them."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(4)
+        self.first, self.head = nn.Linear(5, 4).double(), nn.Linear(4, 3).double()
+
+    def forward(self, x):
+        h = self.first(x)
+        unused = torch.softmax(h, dim=1) * h  # noqa: F841 - the dead branch under test
+        return self.head(torch.relu(h))
+
+
+def test_a_dead_branch_is_not_refused(mlp_and_rows):
+    _, rows = mlp_and_rows
+    model = _DeadBranch()
+    twin = nn.Sequential(model.first, nn.ReLU(), model.head)
+    got = deeplift(model, rows, target=1)
+    torch.testing.assert_close(got.values, deeplift(twin, rows, target=1).values, rtol=0, atol=0)
+    assert got.diagnostics["completeness_error"].max() < 1e-10
+
+
+class _TwoHeads(nn.Module):
+    """Returns (logits, probabilities): only the second output needs the (refused) softmax."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.first, self.head = nn.Linear(5, 4).double(), nn.Linear(4, 3).double()
+
+    def forward(self, x):
+        logits = self.head(torch.relu(self.first(x)))
+        return {"logits": logits, "probabilities": torch.softmax(logits, dim=1)}
+
+
+def test_only_the_output_selected_by_output_fn_must_be_supported(mlp_and_rows):
+    _, rows = mlp_and_rows
+    model = _TwoHeads()
+    got = deeplift(model, rows, target=2, output_fn=lambda out: out["logits"])
+    twin = nn.Sequential(model.first, nn.ReLU(), model.head)
+    torch.testing.assert_close(got.values, deeplift(twin, rows, target=2).values, rtol=0, atol=0)
+    with pytest.raises(UnsupportedModelError, match="step 'softmax'"):
+        deeplift(model, rows, target=2, output_fn=lambda out: out["probabilities"])
+
+
+def test_shape_arithmetic_and_sums_of_branches_stay_supported(mlp_and_rows):
+    model, rows = mlp_and_rows
+
+    class Reshaping(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x):
+            h = x.view(x.size(0), -1).expand_as(x) + x.reshape(x.shape[0], x.shape[1])
+            return self.inner(h / 2) - self.inner(h).div(3)
+
+    assert deeplift(Reshaping(), rows, target=0).diagnostics["completeness_error"].max() < 1e-10
