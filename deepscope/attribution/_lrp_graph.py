@@ -6,8 +6,9 @@ output relevance to its inputs: affine layers and pools by the chosen LRP rule (
 activations and reshapes unchanged, a sum ``z = a + b`` in proportion to each operand
 (``R_a = a·R/(z + ε·sign z)``, the ε-rule of a sum), a concatenation by slicing. A tensor used
 twice (the input of a residual block) collects the relevance of both uses. Operations without a
-rule (softmax, products of two activations, attention) raise
-:class:`~deepscope.errors.UnsupportedModelError` naming the step.
+rule (softmax, products or quotients of activations, attention) raise
+:class:`~deepscope.errors.UnsupportedModelError` naming the step, when the output depends on them:
+dead branches, and outputs that ``output_fn`` does not pick from a tuple or dict, are not checked.
 
 Example:
     >>> import torch
@@ -103,7 +104,7 @@ class Step:
 class LrpGraph:
     """A traced model as LRP steps; :meth:`forward` keeps every activation, :meth:`relevance` walks back."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, output_fn: Callable[[Any], Any] | None = None) -> None:
         if type(model).__module__.startswith("torch.nn.modules") and not isinstance(model, nn.Sequential):
             model = nn.Sequential(model)  # a bare built-in layer: trace it as one call, not its internals
         try:
@@ -117,12 +118,11 @@ class LrpGraph:
         if len(inputs) != 1:
             raise UnsupportedModelError(f"lrp needs a model with one input; its forward takes {len(inputs)}.")
         self.input = inputs[0]
-        self.output = next(node for node in self.nodes if node.op == "output").args[0]
-        if not isinstance(self.output, fx.Node):
-            raise UnsupportedModelError("lrp needs a model that returns one tensor.")
+        self.output = _selected_output(next(node for node in self.nodes if node.op == "output").args[0], output_fn)
+        live = _ancestors(self.output)
         self.steps: dict[fx.Node, Step] = {}
-        for node in self.nodes:
-            if node.op != "output":
+        for node in self.nodes:  # only the steps the selected output depends on need a rule
+            if node is self.input or node in live:
                 self.steps[node] = self._step(node)
 
     # ------------------------------------------------------------------------------------------
@@ -233,6 +233,8 @@ class LrpGraph:
         for node in self.nodes:
             if node.op == "output":
                 break
+            if node not in self.steps:  # a dead branch, or an output output_fn does not pick
+                continue
             step = self.steps[node]
             if step.kind == "input":
                 values[node] = x
@@ -303,6 +305,42 @@ class LrpGraph:
                 for part, piece in zip(parts, relevance.split(sizes, dim=dim)):
                     give(part, piece)
         raise UnsupportedModelError("lrp: the output does not depend on the input.")
+
+
+def _selected_output(returned: Any, output_fn: Callable[[Any], Any] | None) -> fx.Node:
+    """The graph node of the class scores: the returned tensor, or the one ``output_fn`` picks.
+
+    ``output_fn`` is applied to the returned structure with graph nodes in place of tensors, so it
+    must pick one of the returned tensors (``out[0]``, ``out["logits"]``); relevance starts there.
+    """
+    if output_fn is None:
+        if isinstance(returned, fx.Node):
+            return returned
+        raise UnsupportedModelError(
+            f"lrp: the model returns a {type(returned).__name__}, not one tensor; pass "
+            "output_fn=lambda out: out[0] (or out['logits']) to pick the class scores."
+        )
+    try:
+        picked = output_fn(returned)
+    except Exception as error:  # output_fn is user code; any failure means it did more than pick
+        picked = error
+    if not isinstance(picked, fx.Node):
+        raise UnsupportedModelError(
+            "lrp: output_fn must pick one of the tensors the model returns (e.g. out[0] or out['logits']); "
+            f"relevance cannot start from what it computes instead ({type(picked).__name__})."
+        )
+    return picked
+
+
+def _ancestors(node: fx.Node) -> set[fx.Node]:
+    """``node`` and every node it depends on."""
+    found, stack = {node}, [node]
+    while stack:
+        for parent in stack.pop().all_input_nodes:
+            if parent not in found:
+                found.add(parent)
+                stack.append(parent)
+    return found
 
 
 def stabilise(z: torch.Tensor, epsilon: float) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from deepscope._validation import check_float
-from deepscope.attribution._base import DEFAULT_MAX_BATCH, Attribution, finish, prepare
+from deepscope.attribution._base import DEFAULT_MAX_BATCH, Attribution, OutputFn, finish, prepare
 from deepscope.attribution._lrp_graph import LrpGraph, Step, stabilise
 from deepscope.errors import invalid_parameter
 from deepscope.registry import analysis
@@ -84,6 +84,7 @@ def lrp(
     gamma: float = 0.25,
     alpha: float = 1.0,
     beta: float = 0.0,
+    output_fn: OutputFn | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
 ) -> Attribution:
     """Layer-wise relevance propagation (Bach et al., 2015; rules as in Montavon et al., 2019).
@@ -102,6 +103,9 @@ def lrp(
             reshape layers (modules or functions), sums (residual connections) and concatenations;
             softmax, products of two activations and attention are refused with the step named.
         inputs, target, max_batch: as for every method.
+        output_fn: for a model returning a tuple or dict, picks the class scores; it must return
+            one of the returned tensors unchanged (``lambda out: out[0]``, ``out["logits"]``),
+            since relevance starts at a step of the model.
         rule: a rule for every affine layer, a composite name from :data:`COMPOSITES`
             ("epsilon_plus", "epsilon_gamma", "epsilon_alpha_beta"), or a mapping from layer type
             (class, class name, or "linear"/"conv") to a rule.
@@ -130,9 +134,9 @@ def lrp(
         "alpha": check_float(alpha, "alpha", owner, minimum=0.0),
         "beta": check_float(beta, "beta", owner, minimum=0.0),
     }
-    prepared = prepare(model, inputs, target, owner=owner, max_batch=max_batch)
+    prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch)
     x, targets = prepared.inputs, prepared.targets
-    graph = LrpGraph(model)
+    graph = LrpGraph(model, output_fn)
 
     def propagate(step: Step, a: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
         return _propagate(step, a, relevance, _rule_for(step, rule), options).detach()

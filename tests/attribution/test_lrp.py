@@ -288,3 +288,58 @@ class _AliasedInPlace(nn.Module):
 def test_in_place_step_on_a_shared_tensor_is_refused():
     with pytest.raises(UnsupportedModelError, match="works in place on 'a'"):
         lrp(_AliasedInPlace(), torch.randn(3, 4))
+
+
+class _Division(nn.Module):
+    """A quotient of activations: LRP has no rule for it (it must not pass as a linear step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.head = nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(1.0 / (torch.sigmoid(self.a(x)) + 0.5))
+
+
+def test_a_division_by_an_activation_is_refused_by_name():
+    with pytest.raises(UnsupportedModelError, match="step 'truediv'"):
+        lrp(_Division(), torch.randn(3, 4))
+
+
+class _Heads(nn.Module):
+    """A dead softmax branch, and a dict output of logits and (refused) probabilities."""
+
+    def __init__(self, returns: str):
+        super().__init__()
+        torch.manual_seed(6)
+        self.a, self.head, self.returns = nn.Linear(4, 5, bias=False), nn.Linear(5, 3, bias=False), returns
+
+    def forward(self, x):
+        logits = self.head(torch.relu(self.a(x)))
+        probabilities = torch.softmax(logits, dim=1) * logits
+        if self.returns == "logits":
+            return logits  # the probabilities above are a dead branch
+        return {"logits": logits, "probabilities": probabilities}
+
+
+def test_dead_branches_and_unselected_outputs_need_no_rule():
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(7))
+    plain = _Heads("logits")
+    twin = nn.Sequential(plain.a, nn.ReLU(), plain.head)
+    expected = lrp(twin, x, target=1).values
+    torch.testing.assert_close(lrp(plain, x, target=1).values, expected, rtol=0, atol=0)
+    both = _Heads("dict")
+    both.load_state_dict(plain.state_dict())
+    got = lrp(both, x, target=1, output_fn=lambda out: out["logits"])
+    torch.testing.assert_close(got.values, expected, rtol=0, atol=0)
+    with pytest.raises(UnsupportedModelError, match="step 'softmax'"):
+        lrp(both, x, target=1, output_fn=lambda out: out["probabilities"])
+
+
+def test_tuple_outputs_need_an_output_fn_that_picks_a_returned_tensor():
+    x = torch.randn(3, 4)
+    model = _Heads("dict")
+    with pytest.raises(UnsupportedModelError, match="pass output_fn"):
+        lrp(model, x, target=0)
+    with pytest.raises(UnsupportedModelError, match="must pick one of the tensors"):
+        lrp(model, x, target=0, output_fn=lambda out: out["logits"] * 2)
