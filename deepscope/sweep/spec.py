@@ -175,6 +175,8 @@ _TOP_KEYS = ("name", "description", "seeds", "dataset", "model", "train", "data"
 def read_spec(path: str | Path) -> dict[str, Any]:
     """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``, needs PyYAML) spec file into a validated spec."""
     path = Path(path)
+    if not path.exists():
+        raise DeepscopeError(f"No sweep spec at {str(path)!r} (expected a .toml or .yaml file, or builtin:NAME).")
     if not path.is_file():
         raise DeepscopeError(f"The sweep spec {str(path)!r} is not a regular file (expected a .toml or .yaml file).")
     text = path.read_text(encoding="utf-8", errors="replace")

@@ -231,6 +231,7 @@ class SweepStore:
         if output.weights is not None:
             self.artifacts.mkdir(exist_ok=True)
             _atomic_write_bytes(self.artifacts / f"{output.key}.safetensors", output.weights)
+        _crash_point("weights")
         status = "failed" if output.error else "done"
         history = output.history or {}
         with self.transaction():
@@ -259,6 +260,7 @@ class SweepStore:
                     output.key,
                 ),
             )
+            _crash_point("transaction")
 
     # ------------------------------------------------------------------------ reading
     def trials(self) -> list[dict[str, Any]]:
@@ -278,6 +280,22 @@ class SweepStore:
     def history(self, key: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT history_json FROM histories WHERE trial_key=?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
+
+
+_CRASH_COUNTS: dict[str, int] = {}
+
+
+def _crash_point(name: str) -> None:
+    """Crash-consistency tests only: ``DEEPSCOPE_TEST_CRASH=<point>:<n>`` SIGKILLs this process the n-th
+    time it reaches ``point`` ("weights": weights written, rows not; "transaction": rows written, not committed)."""
+    wanted = os.environ.get("DEEPSCOPE_TEST_CRASH")
+    if not wanted:
+        return
+    _CRASH_COUNTS[name] = _CRASH_COUNTS.get(name, 0) + 1
+    if wanted == f"{name}:{_CRASH_COUNTS[name]}":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
