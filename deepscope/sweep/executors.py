@@ -14,6 +14,7 @@ with the same ``threads`` torch threads, so results are bit-identical between ex
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -68,9 +69,25 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """Ray tasks on a local instance or a cluster; results come back to the driver."""
+    """Ray tasks on a local instance or a cluster; results come back to the driver.
+
+    Args:
+        address: None starts a local Ray instance (no dashboard, usage statistics off unless the
+            environment says otherwise) and shuts it down when :meth:`run` ends; ``"auto"`` or
+            ``"ray://host:port"`` joins a cluster. An instance the caller already started with
+            ``ray.init`` is used as it is and left running.
+        threads: torch threads of each trial, declared as the task's ``num_cpus``.
+        gpus: GPUs each task declares. max_retries: Ray's retries of a task whose worker died.
+        num_cpus: CPUs of a local instance started here (None: all of this machine's).
+
+    Raises:
+        DeepscopeError: Ray is not installed, the cluster cannot be reached, or a task of
+            ``threads`` CPUs (``gpus`` GPUs) fits no node of a local instance (it would wait forever).
+    """
 
     name = "ray"
+    #: What each Ray task runs; a test may put a wrapper here that kills its worker mid-trial.
+    trial_function = staticmethod(run_trial)
 
     def __init__(
         self,
@@ -84,6 +101,10 @@ class RayExecutor:
             import ray
         except ModuleNotFoundError as error:
             raise DeepscopeError('The Ray executor needs Ray: pip install "deepscope[ray]".') from error
+        if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
+            raise invalid_parameter("num_cpus", "RayExecutor", "None or an int >= 1", num_cpus)
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise invalid_parameter("max_retries", "RayExecutor", "an int >= 0", max_retries)
         self.ray = ray
         self.threads, self.gpus, self.max_retries = threads, gpus, max_retries
         self.started_here = False
@@ -92,12 +113,30 @@ class RayExecutor:
             if address is None:
                 options["num_cpus"] = num_cpus
             try:
-                ray.init(**options)
+                with _quiet_local_ray():
+                    ray.init(**options)
             except ConnectionError as error:
                 raise DeepscopeError(f"Cannot reach the Ray cluster at {address!r}: {error}") from error
             self.started_here = True
-        self.remote = ray.remote(run_trial).options(
+        if address is None:
+            self._check_fits()
+        self.remote = ray.remote(self.trial_function).options(
             num_cpus=threads, num_gpus=gpus, max_retries=max_retries, retry_exceptions=False
+        )
+
+    def _check_fits(self) -> None:
+        """On a local instance a task no node can hold waits forever: refuse it now instead."""
+        nodes = [node.get("Resources", {}) for node in self.ray.nodes() if node.get("Alive")]
+        if any(r.get("CPU", 0) >= self.threads and r.get("GPU", 0) >= self.gpus for r in nodes):
+            return
+        cpus = max((r.get("CPU", 0) for r in nodes), default=0)
+        gpus = max((r.get("GPU", 0) for r in nodes), default=0)
+        if self.started_here:
+            self.ray.shutdown()
+        raise DeepscopeError(
+            f"Each Ray task asks for {self.threads} CPU(s) (execution.threads) and {self.gpus:g} GPU(s), "
+            f"but the local Ray instance has at most {cpus:g} CPU(s) and {gpus:g} GPU(s) per node; "
+            "lower execution.threads or --gpus, or give a cluster --address."
         )
 
     def run(self, jobs: Sequence[Job]) -> Iterator[tuple[str, TrialOutput]]:
@@ -119,14 +158,37 @@ class RayExecutor:
                 ray.shutdown()
 
 
+@contextlib.contextmanager
+def _quiet_local_ray() -> Iterator[None]:
+    """Ray's usage statistics off while a local instance starts (its processes inherit the setting).
+
+    An explicit ``RAY_USAGE_STATS_ENABLED`` in the environment wins; the variable is restored afterwards.
+    """
+    if "RAY_USAGE_STATS_ENABLED" in os.environ:
+        yield
+        return
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    try:
+        yield
+    finally:
+        os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
+
+
 def make_executor(
-    executor: str, *, workers: int = 1, threads: int = 1, address: str | None = None, gpus: float = 0.0
+    executor: str,
+    *,
+    workers: int = 1,
+    threads: int = 1,
+    address: str | None = None,
+    gpus: float = 0.0,
+    num_cpus: int | None = None,
 ) -> LocalExecutor | RayExecutor:
     """Build an executor by name ("local" or "ray").
 
     ``threads`` comes from the spec (``execution.threads``), not from the executor, so that the
     same trial computes the same numbers everywhere; a local pool must fit the cores
-    (``workers x threads <= cores``), otherwise the trials would fight over them.
+    (``workers x threads <= cores``), otherwise the trials would fight over them. ``num_cpus``
+    sizes a local Ray instance started here (ignored by the local executor and by clusters).
     """
     if executor == "local":
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -141,5 +203,5 @@ def make_executor(
             )
         return LocalExecutor(workers, threads)
     if executor == "ray":
-        return RayExecutor(address, threads, gpus)
+        return RayExecutor(address, threads, gpus, num_cpus=num_cpus)
     raise invalid_parameter("executor", "sweep.run", "'local' or 'ray'", executor)
