@@ -75,12 +75,20 @@ def resolve_loss(loss: str | LossFn, owner: str = "Problem") -> tuple[str, LossF
 def _as_tensor(value: Any, what: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(value))
     try:
+        if isinstance(value, np.ndarray):
+            return torch.from_numpy(np.ascontiguousarray(value))
         return torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError) as error:
-        raise DataError(f"{what} must be a tensor or an array. Got {type(value).__name__} instead.") from error
+        kind = f"an array of dtype {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+        raise DataError(f"{what} must be a numeric tensor or array. Got {kind} instead.") from error
+
+
+def _as_device(device: Any) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise invalid_parameter("device", "Problem", "a torch device such as 'cpu' or 'cuda:0'", device) from error
 
 
 class DataSource:
@@ -241,7 +249,7 @@ class Problem:
         self.test = None if test is None else DataSource(test, name="test", batch_size=batch_size)
         first = next(iter(model.parameters()), None)
         self.device = (
-            torch.device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
+            _as_device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
         )
         self.dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
         self.init_state = self._check_init_state(init_state)

@@ -106,6 +106,8 @@ def analysis(
                     "model" if takes != "problem" else "problem", spec_name, "given as the first argument", None
                 )
             model = find_model(args[0])
+            if takes == "problem" and isinstance(args[0], nn.Module):  # a bare model where a Problem is needed
+                model = None
             if model is None:
                 expected = "a deepscope.Problem" if takes == "problem" else "a torch.nn.Module"
                 raise invalid_parameter("problem" if takes == "problem" else "model", spec_name, expected, args[0])

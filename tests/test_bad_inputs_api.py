@@ -1,0 +1,228 @@
+"""Bad inputs across the public API: each raises the exact DeepscopeError subclass with a clear message.
+
+One parametrised table, in the spirit of scikit-learn's ``check_estimator`` tests of invalid
+parameters: every case is a call that a careless or hostile user could make, the error class it
+must raise (never a raw RuntimeError/TypeError/KeyError, never a silent NaN), and the key words its
+message must contain (what was expected and what was received). The CLI has its own suite.
+"""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import deepscope.attribution as attribution
+import deepscope.curvature as curvature
+import deepscope.expressivity as expressivity
+import deepscope.generalization as generalization
+from deepscope import Problem, datasets, train
+from deepscope.data import DatasetSplits
+from deepscope.errors import DataError, InvalidParameterError, NonFiniteError, UnsupportedModelError
+
+IPE, DE, UME, NFE = InvalidParameterError, DataError, UnsupportedModelError, NonFiniteError
+
+
+def _xy(n=20, d=3, classes=2):
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(n, d, generator=generator), torch.randint(0, classes, (n,), generator=generator)
+
+
+def _model(d=3, classes=2):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(d, 5), nn.ReLU(), nn.Linear(5, classes))
+
+
+def _problem(**kwargs):
+    x, y = _xy()
+    return Problem(_model(), (x, y), (x[:8], y[:8]), **kwargs)
+
+
+def _nan_model():
+    model = _model()
+    with torch.no_grad():
+        model[0].weight[2, 1] = float("nan")
+    return model
+
+
+class _TupleOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.linear(x), x
+
+
+class _Exp(nn.Module):
+    """Finite weights, but the output and its gradient overflow for large inputs."""
+
+    def forward(self, x):
+        return torch.exp(x)
+
+
+def _splits():
+    x, y = _xy()
+    return DatasetSplits("toy", x, y, x[:6], y[:6], num_classes=2)
+
+
+X, Y = _xy()
+# one case per line (id, call, exact error class, message pattern): the table reads as a table
+# fmt: off
+CASES = [
+    # ------------------------------------------------------------------ Problem
+    ("problem/model-not-module", lambda: Problem("model", (X, Y)), IPE, r"'model' parameter of Problem must be a torch.nn.Module. Got 'model'"),
+    ("problem/unknown-loss", lambda: Problem(_model(), (X, Y), loss="hinge"), IPE, r"'loss' parameter of Problem must be one of 'cross_entropy'.*Got 'hinge'"),
+    ("problem/loss-not-callable", lambda: Problem(_model(), (X, Y), loss=3), IPE, r"'loss' parameter of Problem must be a loss name or a callable.*Got 3"),
+    ("problem/batch-size-zero", lambda: Problem(_model(), (X, Y), batch_size=0), IPE, r"'batch_size' parameter of Problem must be an int >= 1. Got 0"),
+    ("problem/batch-size-float", lambda: Problem(_model(), (X, Y), batch_size=2.5), IPE, r"'batch_size'.*int >= 1. Got 2.5"),
+    ("problem/batch-size-bool", lambda: Problem(_model(), (X, Y), batch_size=True), IPE, r"'batch_size'.*Got True"),
+    ("problem/data-a-string", lambda: Problem(_model(), "data.csv"), DE, r"'train' parameter of Problem must be a pair \(X, y\)"),
+    ("problem/data-one-element", lambda: Problem(_model(), (X,)), DE, r"must be a pair \(X, y\)"),
+    ("problem/test-not-data", lambda: Problem(_model(), (X, Y), 5), DE, r"'test' parameter of Problem must be a pair"),
+    ("problem/length-mismatch", lambda: Problem(_model(), (X, Y[:5])), DE, r"as many targets as inputs.*\(20, 3\).*\(5,\)"),
+    ("problem/nan-inputs", lambda: Problem(_model(), (X.clone().index_fill_(0, torch.tensor([3]), float("nan")), Y)), DE, r"train inputs contain NaN or infinite values in 1 example"),
+    ("problem/inf-test-inputs", lambda: Problem(_model(), (X, Y), (torch.full((4, 3), float("inf")), Y[:4])), DE, r"test inputs contain NaN or infinite values in 4 example"),
+    ("problem/nan-regression-targets", lambda: Problem(nn.Linear(3, 1), (X, torch.full((20,), float("nan"))), loss="mse"), DE, r"train targets contain NaN or infinite"),
+    ("problem/empty", lambda: Problem(_model(), (X[:0], Y[:0])), DE, r"train data is empty"),
+    ("problem/string-inputs", lambda: Problem(_model(), (np.array(["a", "b"]), np.array([0, 1]))), DE, r"train inputs must be a numeric tensor or array. Got an array of dtype <U1"),
+    ("problem/labels-too-large", lambda: Problem(_model(), (X, Y + 2)), DE, r"Labels must lie in \[0, 1\] for a model with 2 outputs. Got labels in \[2, 3\]"),
+    ("problem/labels-negative", lambda: Problem(_model(), (X, Y - 1)), DE, r"Labels must lie in \[0, 1\].*Got labels in \[-1, 0\]"),
+    ("problem/late-bad-label", lambda: Problem(_model(), (torch.randn(300, 3), torch.cat([torch.zeros(299, dtype=torch.long), torch.tensor([9])])) ), DE, r"Got labels in \[0, 9\] \(the train data\): 1 label"),
+    ("problem/float-labels", lambda: Problem(_model(), (X, Y.float())), DE, r"labels must be integers.*Got dtype torch.float32"),
+    ("problem/column-labels", lambda: Problem(_model(), (X, Y[:, None])), DE, r"shape \(n_examples,\).*Got labels of shape \(20, 1\)"),
+    ("problem/mse-width", lambda: Problem(_model(classes=3), (X, torch.randn(20)), loss="mse"), DE, r"1 value\(s\) per example but the model has 3 output\(s\)"),
+    ("problem/bce-range", lambda: Problem(nn.Linear(3, 1), (X, torch.full((20,), 2.0)), loss="bce_with_logits"), DE, r"must lie in \[0, 1\]. Got values in \[2, 2\]"),
+    ("problem/wrong-width", lambda: Problem(_model(d=4), (X, Y)), DE, r"cannot take the training inputs of shape \(3,\) per example"),
+    ("problem/tuple-output", lambda: Problem(_TupleOut(), (X, Y)), DE, r"model must return a tensor. Got tuple"),
+    ("problem/nan-weights", lambda: Problem(_nan_model(), (X, Y)), NFE, r"'0\.weight' \(layer '0', Linear\) has 1 of 15 values NaN"),
+    ("problem/init-state-list", lambda: Problem(_model(), (X, Y), init_state=[1, 2]), IPE, r"'init_state' parameter of Problem must be a state_dict"),
+    ("problem/init-state-missing", lambda: Problem(_model(), (X, Y), init_state={"0.weight": torch.zeros(5, 3)}), IPE, r"'init_state'.*missing \['0.bias'"),
+    ("problem/init-state-shape", lambda: Problem(_model(), (X, Y), init_state={k: torch.zeros(1) for k in _model().state_dict()}), DE, r"init_state\['0.weight'\] has shape \(1,\) but the model's parameter has \(5, 3\)"),
+    ("problem/unknown-device", lambda: Problem(_model(), (X, Y), device="gpu7"), IPE, r"'device' parameter of Problem must be a torch device.*Got 'gpu7'"),
+    ("problem/split-name", lambda: _problem().evaluate("valid"), IPE, r"'split' parameter of Problem must be 'train' or 'test'. Got 'valid'"),
+    ("problem/no-test-split", lambda: Problem(_model(), (X, Y)).evaluate("test"), DE, r"no test data"),
+    ("problem/from-dataset-not-splits", lambda: Problem.from_dataset(_model(), (X, Y)), IPE, r"'dataset' parameter of Problem.from_dataset must be a DatasetSplits"),
+    # ------------------------------------------------------------------ datasets
+    ("datasets/unknown-name", lambda: datasets.load("imagenet"), DE, r"Unknown dataset 'imagenet'. Available: digits"),
+    ("datasets/name-not-string", lambda: datasets.load(3), IPE, r"'name_or_path' parameter of deepscope.datasets.load must be a dataset name or a file path. Got int"),
+    ("datasets/negative-seed", lambda: datasets.load("digits", seed=-1), IPE, r"'seed'.*Got -1"),
+    ("datasets/test-fraction-above-one", lambda: datasets.load("digits", test_fraction=1.5), IPE, r"'test_fraction'.*Got 1.5"),
+    ("datasets/n-samples-zero", lambda: datasets.load("digits", n_samples=0), IPE, r"'n_samples'.*Got 0"),
+    ("datasets/unknown-option", lambda: datasets.load("digits", colour=True), IPE, r"Unknown option\(s\) \['colour'\] for dataset 'digits'"),
+    ("datasets/missing-file", lambda: datasets.load("/nonexistent/data.csv"), DE, r"data.csv"),
+    ("datasets/splits-length-mismatch", lambda: DatasetSplits("toy", X, Y[:3], X, Y), DE, r"x_train has 20 rows but y_train has 3"),
+    ("datasets/splits-empty-train", lambda: DatasetSplits("toy", X[:0], Y[:0], X, Y), DE, r"empty training split"),
+    # ------------------------------------------------------------------ train
+    ("train/model-not-module", lambda: train("model", _splits(), epochs=1), IPE, r"'model' parameter of train must be"),
+    ("train/negative-epochs", lambda: train(_model(), _splits(), epochs=-1), IPE, r"'epochs' parameter of train must be an int >= 0. Got -1"),
+    ("train/zero-lr", lambda: train(_model(), _splits(), lr=0.0), IPE, r"'lr' parameter of train.*Got 0.0"),
+    ("train/infinite-lr", lambda: train(_model(), _splits(), lr=float("inf")), IPE, r"'lr' parameter of train must be a finite float"),
+    ("train/unknown-optimizer", lambda: train(_model(), _splits(), optimizer="adamw2"), IPE, r"'optimizer' parameter of train.*Got 'adamw2'"),
+    ("train/batch-size-zero", lambda: train(_model(), _splits(), batch_size=0), IPE, r"'batch_size' parameter of train must be an int >= 1. Got 0"),
+    ("train/bad-dataset", lambda: train(_model(), "digits"), DE, r"'dataset' parameter of train must be a DatasetSplits or a pair.*Got 'digits'"),
+    ("train/wrong-width", lambda: train(_model(d=4), _splits(), epochs=1), DE, r"cannot take inputs of shape \(3,\) per example"),
+    ("train/labels-out-of-range", lambda: train(_model(), ((X, Y + 5), None), epochs=1), DE, r"train labels must lie in \[0, 1\] for a model with 2 outputs. Got labels in \[5, 6\]"),
+    ("train/negative-seed", lambda: train(_model(), _splits(), seed=-1), IPE, r"'seed' parameter of train must be an int >= 0. Got -1"),
+    ("train/nan-stop-loss", lambda: train(_model(), _splits(), stop_loss=float("nan")), IPE, r"'stop_loss' parameter of train must be a finite float > 0.0. Got nan"),
+    ("train/negative-weight-decay", lambda: train(_model(), _splits(), weight_decay=-1.0), IPE, r"'weight_decay'.*>= 0.0. Got -1.0"),
+    ("train/nan-inputs", lambda: train(_model(), ((X * float("nan"), Y), None)), DE, r"train inputs contain NaN or infinite values in 20 example"),
+    # ------------------------------------------------------------------ attribution
+    ("attribution/model-not-module", lambda: attribution.saliency("model", X), IPE, r"'model' parameter of saliency must be a torch.nn.Module"),
+    ("attribution/inputs-not-tensor", lambda: attribution.saliency(_model(), X.tolist()), IPE, r"'inputs' parameter of saliency must be a torch.Tensor"),
+    ("attribution/inputs-one-dimensional", lambda: attribution.saliency(_model(), X[0]), IPE, r"'inputs'.*\(batch, \*features\). Got Tensor of shape \(3,\)"),
+    ("attribution/inputs-empty", lambda: attribution.integrated_gradients(_model(), X[:0]), IPE, r"'inputs'.*non-empty"),
+    ("attribution/integer-inputs", lambda: attribution.saliency(_model(), X.long()), IPE, r"'inputs'.*floating-point tensor.*Got Tensor of shape \(20, 3\) and dtype torch.int64"),
+    ("attribution/nan-inputs", lambda: attribution.input_x_gradient(_model(), X.clone().fill_(float("nan"))), DE, r"'inputs' of input_x_gradient contain 60 NaN"),
+    ("attribution/wrong-width", lambda: attribution.saliency(_model(d=4), X), DE, r"The model cannot take the inputs of shape \(3,\) per example"),
+    ("attribution/target-out-of-range", lambda: attribution.saliency(_model(), X, target=2), IPE, r"'target'.*class indices in \[0, 1\].*Got 2"),
+    ("attribution/target-list-wrong-length", lambda: attribution.saliency(_model(), X, target=[0, 1]), IPE, r"a list of 20 int\(s\) \(one target per example"),
+    ("attribution/target-float-tensor", lambda: attribution.saliency(_model(), X, target=torch.zeros(20)), IPE, r"'target'.*integer class indices"),
+    ("attribution/target-bool", lambda: attribution.saliency(_model(), X, target=True), IPE, r"'target'.*Got True"),
+    ("attribution/target-wrong-shape", lambda: attribution.saliency(_model(), X, target=torch.zeros(2, 3, dtype=torch.long)), IPE, r"'target'.*\(n_targets, 20\)"),
+    ("attribution/baseline-wrong-shape", lambda: attribution.integrated_gradients(_model(), X, baseline=torch.zeros(4)), IPE, r"'baseline' parameter of integrated_gradients must be a tensor of shape \(20, 3\) or \(3,\)"),
+    ("attribution/baseline-inf-number", lambda: attribution.integrated_gradients(_model(), X, baseline=float("inf")), IPE, r"'baseline'.*finite number"),
+    ("attribution/baseline-nan-tensor", lambda: attribution.integrated_gradients(_model(), X, baseline=torch.full((3,), float("nan"))), DE, r"'baseline' of integrated_gradients contains NaN"),
+    ("attribution/max-batch-zero", lambda: attribution.saliency(_model(), X, max_batch=0), IPE, r"'max_batch' parameter of saliency must be an int >= 1. Got 0"),
+    ("attribution/output-fn-not-callable", lambda: attribution.saliency(_TupleOut(), X, output_fn="logits"), IPE, r"'output_fn'.*a callable"),
+    ("attribution/tuple-output", lambda: attribution.saliency(_TupleOut(), X), UME, r"returned a tuple.*pass output_fn"),
+    ("attribution/nan-weights", lambda: attribution.integrated_gradients(_nan_model(), X), NFE, r"integrated_gradients: the model's weights are not finite: '0\.weight'"),
+    ("attribution/overflow", lambda: attribution.saliency(nn.Sequential(nn.Linear(3, 2), _Exp()), X * 1e4), NFE, r"saliency: the attributions of .* are NaN or infinite"),
+    ("attribution/ig-steps-zero", lambda: attribution.integrated_gradients(_model(), X, steps=0), IPE, r"'steps' parameter of integrated_gradients"),
+    ("attribution/smoothgrad-samples-zero", lambda: attribution.smoothgrad(_model(), X, samples=0), IPE, r"'samples' parameter of smoothgrad"),
+    ("attribution/grad-cam-no-conv", lambda: attribution.grad_cam(_model(), X), UME, r"grad_cam"),
+    ("attribution/occlusion-window-too-large", lambda: attribution.occlusion(_model(), X, window=(5,)), IPE, r"'window' parameter of occlusion must be no larger than the feature shape \(3,\). Got \(5,\)"),
+    ("attribution/occlusion-window-zero", lambda: attribution.occlusion(_model(), X, window=0), IPE, r"'window' parameter of occlusion must be an int >= 1"),
+    ("attribution/shapley-samples", lambda: attribution.shapley(_model(), X, samples=0), IPE, r"'samples' parameter of shapley must be an int >= 2. Got 0"),
+    ("attribution/lrp-rule", lambda: attribution.lrp(_model(), X, rule="magic"), IPE, r"'rule' parameter of lrp must be one of 'epsilon'"),
+    ("attribution/deeplift-baseline", lambda: attribution.deeplift(_model(), X, baseline=torch.zeros(7)), IPE, r"'baseline' parameter of deeplift must be a tensor of shape \(20, 3\) or \(3,\). Got Tensor of shape \(7,\)"),
+    ("attribution/ism-not-one-hot", lambda: attribution.ism(_model(), X), DE, r"'inputs' of ism must be one-hot sequences"),
+    ("attribution/axioms-method", lambda: attribution.check_axioms(_model(), X, method="astrology"), IPE, r"'method' parameter of check_axioms must be one of 'saliency'"),
+    # ------------------------------------------------------------------ generalization
+    ("generalization/not-a-problem", lambda: generalization.classic_bounds(_model()), IPE, r"'problem' parameter of classic_bounds must be a deepscope.Problem"),
+    ("generalization/delta-zero", lambda: generalization.classic_bounds(_problem(), delta=0.0), IPE, r"'delta' parameter of classic_bounds.*Got 0.0"),
+    ("generalization/delta-above-one", lambda: generalization.classic_bounds(_problem(), delta=1.5), IPE, r"'delta'.*Got 1.5"),
+    ("generalization/confidence-one", lambda: generalization.gap_estimate(_problem(), confidence=1.0), IPE, r"'confidence' parameter of .* must be a float in the open interval \(0, 1\). Got 1.0"),
+    ("generalization/test-bound-negative-errors", lambda: generalization.test_set_bound(-1, 10), IPE, r"'errors' parameter of test_set_bound must be an int >= 0. Got -1"),
+    ("generalization/test-bound-too-many-errors", lambda: generalization.test_set_bound(11, 10), IPE, r"errors.*10"),
+    ("generalization/kl-inverse-q", lambda: generalization.kl_inverse_upper(2.0, 1.0), IPE, r"'q' parameter of kl_inverse_upper.*Got 2.0"),
+    ("generalization/kendall-lengths", lambda: generalization.kendall_tau([1.0, 2.0, 3.0], [1.0, 2.0]), DE, r"one value per model. Got 3 and 2"),
+    ("generalization/kendall-one-model", lambda: generalization.kendall_tau([1.0], [1.0]), DE, r"at least two models to rank. Got 1"),
+    ("generalization/measures-max-samples", lambda: generalization.measures(_problem(), max_samples=0), IPE, r"'max_samples' parameter of measures must be an int >= 1. Got 0"),
+    ("generalization/learning-fractions", lambda: generalization.learning_curve(_problem(), fractions=(0.5, 2.0), epochs=1), IPE, r"'fractions' parameter of learning_curve.*\[0.0, 1.0\]. Got 2.0"),
+    ("generalization/memorisation-target", lambda: generalization.memorisation_probe(_problem(), target_accuracy=2.0), IPE, r"'target_accuracy'.*Got 2.0"),
+    ("generalization/label-noise-levels", lambda: generalization.label_noise_sensitivity(_problem(), levels=(1.5,)), IPE, r"'levels' parameter of label_noise_sensitivity.*Got 1.5"),
+    ("generalization/regularisation-settings", lambda: generalization.regularisation_comparison(_problem(), settings=("magic",)), IPE, r"'settings'.*subset of none, weight_decay.*Got \('magic',\)"),
+    ("generalization/test-bound-empty", lambda: generalization.test_set_bound(0, 0), DE, r"test set is empty \(n = 0\)"),
+    ("generalization/kl-inverse-c", lambda: generalization.kl_inverse_upper(0.1, -1.0), IPE, r"'c' parameter of kl_inverse_upper must be a finite float >= 0.0. Got -1.0"),
+    ("generalization/binary-kl-q", lambda: generalization.binary_kl(1.5, 0.5), IPE, r"'q' parameter of binary_kl.*Got 1.5"),
+    ("generalization/spectral-not-module", lambda: generalization.spectral_metrics("model"), IPE, r"'model' parameter of spectral_metrics must be a torch.nn.Module"),
+    ("generalization/unknown-family", lambda: generalization.measures(_problem(), families=("astrology",)), IPE, r"'families'.*astrology"),
+    ("generalization/unknown-objective", lambda: generalization.pac_bayes_certificate(_problem(), objective="magic"), IPE, r"'objective' parameter of pac_bayes_certificate.*Got 'magic'"),
+    ("generalization/nan-weights", lambda: generalization.classic_bounds(Problem(_nan_model(), (X, Y))), NFE, r"not finite"),
+    # ------------------------------------------------------------------ curvature
+    ("curvature/k-zero", lambda: curvature.hessian_eigenvalues(_problem(), k=0), IPE, r"The 'k' parameter of hessian_eigenvalues must be an int >= 1. Got 0 instead."),
+    ("curvature/which", lambda: curvature.hessian_eigenvalues(_problem(), which="middle"), IPE, r"'which' parameter of hessian_eigenvalues.*Got 'middle'"),
+    ("curvature/tol-negative", lambda: curvature.hessian_eigenvalues(_problem(), tol=-1.0), IPE, r"'tol' parameter of hessian_eigenvalues"),
+    ("curvature/trace-method", lambda: curvature.hessian_trace(_problem(), method="guess"), IPE, r"'method' parameter of hessian_trace.*Got 'guess'"),
+    ("curvature/vector-shape", lambda: curvature.hessian_vector_product(_problem(), torch.zeros(3)), IPE, r"'vector' parameter of hessian_vector_product"),
+    ("curvature/split", lambda: curvature.hessian_vector_product(_problem(), split="valid"), IPE, r"'split'.*Got 'valid'"),
+    ("curvature/density-vectors-zero", lambda: curvature.hessian_density(_problem(), n_vectors=0), IPE, r"'n_vectors' parameter of hessian_density"),
+    ("curvature/surface-grid", lambda: curvature.loss_surface(_problem(), grid_size=1), IPE, r"'grid_size' parameter of loss_surface"),
+    ("curvature/ntk-inputs", lambda: curvature.ntk(_model(), "inputs"), IPE, r"'inputs' parameter of ntk"),
+    ("curvature/ntk-mode", lambda: curvature.ntk(_model(), X, mode="diagonal"), IPE, r"'mode' parameter of ntk.*Got 'diagonal'"),
+    ("curvature/not-a-problem", lambda: curvature.hessian_trace((X, Y)), IPE, r"'problem' parameter of hessian_trace must be a deepscope.Problem"),
+    ("curvature/model-not-a-problem", lambda: curvature.hessian_eigenvalues(_model()), IPE, r"'problem' parameter of hessian_eigenvalues must be a deepscope.Problem. Got Sequential"),
+    ("curvature/max-samples-zero", lambda: curvature.hessian_eigenvalues(_problem(), max_samples=0), IPE, r"'max_samples' parameter of hessian_eigenvalues must be an int >= 1. Got 0"),
+    ("curvature/parameter-names", lambda: curvature.hessian_eigenvalues(_problem(), parameter_names=["nope"]), IPE, r"'parameter_names'.*\['0.weight', '0.bias'"),
+    ("curvature/dense-too-many-params", lambda: curvature.dense_hessian(_problem(), max_params=3), IPE, r"'max_params' parameter of dense_hessian must be at least the number of parameters \(32\). Got 3"),
+    ("curvature/trace-kind", lambda: curvature.hessian_trace(_problem(), kind="fisher"), IPE, r"'kind' parameter of hessian_trace must be one of 'hessian', 'gauss_newton'. Got 'fisher'"),
+    ("curvature/interpolation-other", lambda: curvature.loss_interpolation(_problem(), other=nn.Linear(3, 2)), IPE, r"'other' parameter of loss_interpolation must be weights for every parameter"),
+    ("curvature/ntk-targets-rows", lambda: curvature.ntk(_model(), X, torch.zeros(3, dtype=torch.long)), IPE, r"'targets' parameter of ntk must be a tensor with 20 rows"),
+    ("curvature/ntk-nan-inputs", lambda: curvature.ntk(_model(), X.clone().fill_(float("nan"))), DE, r"non-finite"),
+    # ------------------------------------------------------------------ expressivity
+    ("expressivity/regions-smooth-model", lambda: expressivity.linear_regions(nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 2)), torch.randn(4, 2) ), UME, r"Tanh"),
+    ("expressivity/trajectory-curve", lambda: expressivity.trajectory_length(_model(), X[:2], curve="spiral"), IPE, r"'curve' parameter of trajectory_length.*Got 'spiral'"),
+    ("expressivity/signal-depth-zero", lambda: expressivity.signal_propagation("tanh", depth=0), IPE, r"'depth' parameter of signal_propagation must be an int >= 1. Got 0"),
+    ("expressivity/signal-activation", lambda: expressivity.signal_propagation("sparkle"), IPE, r"'activation'.*sparkle"),
+    ("expressivity/catalogue-unknown", lambda: expressivity.activation_catalogue(["sparkle"]), IPE, r"sparkle"),
+    ("expressivity/capacity-not-module", lambda: expressivity.capacity("model"), IPE, r"'model' parameter of capacity must be a torch.nn.Module"),
+    ("expressivity/regions-wrong-width", lambda: expressivity.linear_regions(_model(d=4), torch.randn(4, 3)), IPE, r"input domain does not fit the model: layer '0' \(Linear\) failed on inputs of shape \(3,\)"),
+    ("expressivity/trajectory-too-few", lambda: expressivity.trajectory_length(_model(), X[:2]), IPE, r"'inputs' parameter of trajectory_length must be at least 3 points"),
+    ("expressivity/trajectory-points", lambda: expressivity.trajectory_length(_model(), X[:4], points=0), IPE, r"'points' parameter of trajectory_length must be an int >= 8. Got 0"),
+    ("expressivity/signal-sigma", lambda: expressivity.signal_propagation("tanh", sigma_w=-1.0), IPE, r"'sigma_w' parameter of signal_propagation must be a finite float > 0.0. Got -1.0"),
+    ("expressivity/universal-target", lambda: expressivity.universal_approximation(target="sparkle"), IPE, r"'target' parameter of universal_approximation must be one of \['bump'.*Got 'sparkle'"),
+    ("expressivity/interpolating-width", lambda: expressivity.interpolating_relu_network(lambda x: x, 0), IPE, r"'width' parameter of interpolating_relu_network must be an int >= 1. Got 0"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("call", "error", "match"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_raises_the_exact_error(call, error, match):
+    with pytest.raises(error, match=match) as caught:
+        call()
+    assert type(caught.value) is error, f"expected exactly {error.__name__}, got {type(caught.value).__name__}"
+
+
+def test_the_suite_is_large_enough_and_has_unique_ids():
+    assert len(CASES) >= 60
+    assert len({c[0] for c in CASES}) == len(CASES)
