@@ -1,0 +1,193 @@
+"""The sweep report: content of sweep.json / sweep.html, offline page, overwrite rules, failed and unfinished stores."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from deepscope.errors import DeepscopeError
+from deepscope.sweep import SweepStore, expand, parse_spec, run
+from deepscope.sweep.report import write_sweep_report
+from deepscope.sweep.store import StoreError
+from deepscope.sweep.trial import TrialOutput
+
+SPEC = {
+    "name": "report-test",
+    "description": "four tiny MLPs for the report tests",
+    "seeds": [0],
+    "dataset": {"name": "digits"},
+    "data": {"train_size": 120},
+    "model": {"arch": "mlp", "width": 8, "depth": 1},
+    "train": {"max_epochs": 3, "lr": 0.05, "batch_size": 32},
+    "search": {"grid": {"model.width": [4, 8], "train.lr": [0.05, 0.2]}},
+    "analyses": [
+        {"name": "gap"},
+        {"name": "measures", "options": {"max_samples": 32, "families": ["norm", "margin", "spectral"]}},
+    ],
+}
+
+
+def _strict_json(path: Path) -> dict:
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A store of four finished trials and its report (written once for the module)."""
+    folder = tmp_path_factory.mktemp("sweep")
+    store = folder / "s.db"
+    run(SPEC, store=store, progress=False)
+    paths = write_sweep_report(store, folder / "report", bootstrap=20)
+    return store, paths
+
+
+def test_the_report_holds_the_spec_progress_distributions_and_ranking(finished):
+    store, paths = finished
+    html_path, json_path = paths
+    assert [p.name for p in paths] == ["sweep.html", "sweep.json"] and all(p.exists() for p in paths)
+    data = _strict_json(json_path)
+    assert data["generator"] == "deepscope" and data["name"] == "report-test"
+    assert data["spec"]["search"]["grid"] == SPEC["search"]["grid"]
+    assert (data["progress"]["done"], data["progress"]["failed"], data["progress"]["pending"]) == (4, 0, 0)
+    assert data["progress"]["reached_stop_rule"] + data["progress"]["stopped_by_max_epochs"] == 4
+    assert data["distributions"]["gap"]["count"] == 4 and "measures.path_norm" in data["distributions"]
+    ranking = data["ranking"]
+    assert ranking["models"] == 4 and ranking["bootstrap"] == 20
+    assert ranking["hyperparameters"] == ["model.width", "train.lr"]
+    names = [row["measure"] for row in ranking["table"]]
+    assert "log_product_spectral" in names and "path_norm" in names
+    assert {"kendall_tau", "kendall_tau_se", "psi", "psi_low", "cmi", "psi_train.lr"} <= set(ranking["table"][0])
+    assert set(ranking["cmi_table"]["path_norm"]) >= {"", "model.width", "model.width,train.lr"}
+    assert any("Jiang et al." in paragraph for paragraph in data["comparison_with_jiang_2020"])
+
+    page = html_path.read_text(encoding="utf-8")
+    assert '<meta name="generator" content="deepscope">' in page
+    for title in ("Spec", "Progress and failures", "Distributions", "Measure ranking", "Measures against the gap"):
+        assert f"<h2>{title}</h2>" in page
+    assert "Compared with Jiang et al. 2020" in page
+    assert page.count("<table") >= 2 and page.count("<svg") >= 3  # ranking + CMI tables; 3 figures
+    assert "&quot;model.width&quot; = [4, 8]" in page  # the spec, as TOML
+    assert "log_product_spectral" in page and "No trial failed." in page
+    # Self-contained and offline: no address, no script, nothing to fetch.
+    assert "http://" not in page and "https://" not in page
+    assert "<script" not in page and "src=" not in page
+
+
+def test_the_ranking_table_is_sorted_by_absolute_tau(finished):
+    _, (_, json_path) = finished
+    taus = [row["kendall_tau"] for row in _strict_json(json_path)["ranking"]["table"]]
+    finite = [abs(t) for t in taus if isinstance(t, float)]
+    assert finite == sorted(finite, reverse=True)
+
+
+def test_rewriting_replaces_its_own_report_but_refuses_a_foreign_file_without_overwrite(finished, tmp_path):
+    store, (html_path, _) = finished
+    write_sweep_report(store, html_path.parent, bootstrap=0)  # its own files: replaced without asking
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "sweep.html").write_text("<html>my own notes</html>")
+    with pytest.raises(DeepscopeError, match="not written by deepscope.*overwrite"):
+        write_sweep_report(store, out, bootstrap=0)
+    assert (out / "sweep.html").read_text() == "<html>my own notes</html>"
+    assert not (out / "sweep.json").exists()
+    write_sweep_report(store, out, overwrite=True, bootstrap=0)
+    assert "deepscope sweep report" in (out / "sweep.html").read_text()
+
+
+def _spec_only_store(path: Path) -> tuple[SweepStore, list[str]]:
+    spec = parse_spec(SPEC)
+    sweep = SweepStore(path)
+    sweep.add_spec(spec, expand(spec))
+    return sweep, sweep.keys()
+
+
+def test_a_failed_trial_is_shown_with_its_error(tmp_path):
+    store = tmp_path / "failed.db"
+    sweep, keys = _spec_only_store(store)
+    error = "RuntimeError: the loss diverged to nan at epoch 2\n  File trial.py, line 9, in _run"
+    with sweep:
+        sweep.mark_running(keys[0])
+        sweep.finish(TrialOutput(keys[0], {}, None, None, 0.5, 0.0, error, "host-a"))
+    html_path, json_path = write_sweep_report(store, tmp_path / "out", bootstrap=0)
+    data = _strict_json(json_path)
+    assert data["progress"]["failed"] == 1 and data["progress"]["pending"] == 3
+    (failure,) = data["failures"]
+    assert failure["key"] == keys[0] and failure["error"] == error and "model.width=" in failure["settings"]
+    page = html_path.read_text(encoding="utf-8")
+    assert "the loss diverged to nan at epoch 2" in page and keys[0] in page
+    assert "1 failed trials" in page
+
+
+def test_a_store_with_nothing_finished_gives_a_report_that_says_so(tmp_path):
+    store = tmp_path / "pending.db"
+    sweep, keys = _spec_only_store(store)
+    sweep.close()
+    html_path, json_path = write_sweep_report(store, tmp_path / "out")
+    data = _strict_json(json_path)
+    assert data["progress"]["pending"] == len(keys) == 4 and data["progress"]["done"] == 0
+    assert data["ranking"]["table"] == [] and "No finished models" in data["ranking"]["notes"][0]
+    assert data["distributions"] == {}
+    page = html_path.read_text(encoding="utf-8")
+    assert "No finished trial yet." in page and "nothing to rank" in page
+    assert "http://" not in page and "https://" not in page
+
+
+def test_a_missing_store_is_a_clear_error_and_nothing_is_written(tmp_path):
+    with pytest.raises(StoreError, match="No sweep store"):
+        write_sweep_report(tmp_path / "missing.db", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_the_cli_writes_the_report_and_turns_a_missing_store_into_one_error_line(finished, tmp_path, capsys):
+    from deepscope.cli import main
+
+    store, _ = finished
+    assert main(["sweep", "report", str(store), "--out", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli" / "sweep.html").exists()
+    assert main(["sweep", "report", str(tmp_path / "none.db"), "--out", str(tmp_path / "cli2")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: ") and "No sweep store" in error[0]
+
+
+def test_bad_arguments_name_the_parameter(tmp_path):
+    with pytest.raises(DeepscopeError, match="'store' parameter of write_sweep_report"):
+        write_sweep_report(3, tmp_path)
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not (CHROMIUM.exists() and CHROMEDRIVER.exists()) and not os.environ.get("DEEPSCOPE_REQUIRE_BROWSER"),
+    reason="headless Chromium is not installed (apt-get install -y chromium chromium-driver)",
+)
+def test_the_report_opens_in_headless_chromium_without_console_errors(finished, tmp_path):
+    """As tests/report/test_browser.py: no console error, nothing fetched, the headings and figures are there."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    _, (html_path, _) = finished
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"):
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    try:
+        driver.get(html_path.resolve().as_uri())
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+        assert driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)") == []
+        headings = [element.text for element in driver.find_elements(By.CSS_SELECTOR, "section h2")]
+        assert headings[:2] == ["Spec", "Progress and failures"] and "Measure ranking" in headings
+        assert len(driver.find_elements(By.CSS_SELECTOR, "svg")) >= 3
+        assert driver.find_element(By.CSS_SELECTOR, "h1").text.startswith("deepscope sweep report: ")
+    finally:
+        driver.quit()
