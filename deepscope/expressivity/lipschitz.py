@@ -12,14 +12,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from deepscope._validation import check_int
 from deepscope.errors import UnsupportedModelError, invalid_parameter
 from deepscope.expressivity import _pwl
-from deepscope.expressivity.activations import ANALYTIC_LIPSCHITZ
+from deepscope.expressivity.activations import activation_lipschitz, function_lipschitz
 from deepscope.guard import current_guard_report
 from deepscope.registry import analysis
 from deepscope.results import Result
@@ -40,19 +39,6 @@ _LINEAR_MODULES = (
     nn.ZeroPad2d,
 )
 _SHAPE_ONLY = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
-_ACTIVATION_CONSTANTS: dict[type, Callable[[nn.Module], float]] = {
-    nn.ReLU: lambda m: 1.0,
-    nn.ReLU6: lambda m: 1.0,
-    nn.Hardtanh: lambda m: 1.0,
-    nn.LeakyReLU: lambda m: max(1.0, abs(m.negative_slope)),
-    nn.ELU: lambda m: max(1.0, m.alpha),
-    nn.GELU: lambda m: ANALYTIC_LIPSCHITZ["gelu"],
-    nn.SiLU: lambda m: ANALYTIC_LIPSCHITZ["silu"] + 1e-4,  # tabulated to 4 digits: round up
-    nn.Tanh: lambda m: 1.0,
-    nn.Sigmoid: lambda m: 0.25,
-    nn.Softplus: lambda m: 1.0,
-}
-_FUNCTION_CONSTANTS = {F.relu: 1.0, torch.relu: 1.0, torch.tanh: 1.0, torch.sigmoid: 0.25, F.gelu: 1.1290}
 
 
 def operator_norm(
@@ -302,8 +288,9 @@ def _upper_bounds(graph: fx.GraphModule, seed: int):
 def _activation_constant(node: fx.Node, modules: dict) -> float | None:
     if node.op == "call_module":
         module = modules[node.target]
-        if type(module) in _ACTIVATION_CONSTANTS:
-            return _ACTIVATION_CONSTANTS[type(module)](module)
+        constant = activation_lipschitz(module)  # with the module's own options (GELU's approximation, ELU's alpha)
+        if constant is not None:
+            return constant
         if isinstance(module, nn.MaxPool1d | nn.MaxPool2d):
             kernel = np.atleast_1d(module.kernel_size)
             stride = np.atleast_1d(module.stride or module.kernel_size)
@@ -311,10 +298,10 @@ def _activation_constant(node: fx.Node, modules: dict) -> float | None:
             per_input = np.prod(kernel) if (dilation > 1).any() else np.prod(np.ceil(kernel / stride))
             return math.sqrt(float(per_input))  # each input feeds at most per_input windows
         return None
-    if node.op == "call_function" and node.target in _FUNCTION_CONSTANTS:
-        return _FUNCTION_CONSTANTS[node.target]
-    if node.op == "call_method" and node.target == "relu":
-        return 1.0
+    if node.op in ("call_function", "call_method"):
+        if len(node.all_input_nodes) != 1:
+            return None  # an option computed in the graph, or an activation of several tensors
+        return function_lipschitz(node.target, tuple(node.args[1:]), dict(node.kwargs))
     return None
 
 

@@ -107,3 +107,53 @@ def test_unsupported_operation():
 
     with pytest.raises(UnsupportedModelError, match="mul"):
         lipschitz(Squares(), input_shape=(3,))
+
+
+class _Activation(nn.Module):
+    """x -> w · phi(x) in one dimension: the Lipschitz constant is |w| · sup |phi'| exactly."""
+
+    def __init__(self, phi):
+        super().__init__()
+        self.phi, self.out = phi, nn.Linear(1, 1, bias=False)
+        with torch.no_grad():
+            self.out.weight.fill_(2.0)
+
+    def forward(self, x):
+        return self.out(self.phi(x))
+
+
+class _Functional(nn.Module):
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, x):
+        if self.kind == "gelu_tanh":
+            return torch.nn.functional.gelu(x, approximate="tanh")
+        if self.kind == "leaky":
+            return torch.nn.functional.leaky_relu(x, 2.5)
+        return torch.nn.functional.elu(x, alpha=3.0)
+
+
+@pytest.mark.parametrize(
+    ("model", "constant", "peak"),
+    [
+        (_Activation(nn.GELU(approximate="tanh")), 2 * 1.1289930686, 1.4185),
+        (_Activation(nn.ELU(alpha=2.5)), 2 * 2.5, -1e-3),
+        (_Activation(nn.LeakyReLU(4.0)), 2 * 4.0, -1.0),
+        (_Activation(nn.SELU()), 2 * 1.7580993408, -1e-3),
+        (_Functional("gelu_tanh"), 1.1289930686, 1.4185),
+        (_Functional("leaky"), 2.5, -1.0),
+        (_Functional("elu"), 3.0, -1e-3),
+    ],
+    ids=["GELU(tanh)", "ELU(2.5)", "LeakyReLU(4)", "SELU", "F.gelu(tanh)", "F.leaky_relu(2.5)", "F.elu(3)"],
+)
+def test_upper_bound_uses_the_activation_as_configured(model, constant, peak):
+    """The slope reached near the peak (the lower bound) never exceeds the upper bound."""
+    inputs = torch.tensor([[peak], [0.5]], dtype=torch.float64)
+    bounds = lipschitz(model, inputs, search_steps=0)
+    assert bounds.lower <= bounds.upper
+    # the constants are exact or rounded up by 1e-9 (GELU(tanh)); 1e-8 covers the 10 digits above
+    assert bounds.upper == pytest.approx(constant, rel=1e-8)
+    # at x = peak the slope is within 1e-2 of the supremum (ELU: alpha·e^{-1e-3})
+    assert bounds.lower == pytest.approx(constant, rel=1e-2)
