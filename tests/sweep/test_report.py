@@ -191,3 +191,77 @@ def test_the_report_opens_in_headless_chromium_without_console_errors(finished, 
         assert driver.find_element(By.CSS_SELECTOR, "h1").text.startswith("deepscope sweep report: ")
     finally:
         driver.quit()
+
+
+# ------------------------------------------------------------------------------- the report's text
+def test_the_spec_text_is_toml_that_reads_back_as_the_same_spec():
+    import tomllib
+
+    from deepscope.sweep._report_text import format_spec
+
+    spec = parse_spec({**SPEC, "train": {**SPEC["train"], "weight_decay": 1e-05, "stop_loss": 0.01}})
+    text = format_spec(spec)
+    assert "# n_samples: not set" in text  # None has no TOML spelling: shown as a comment
+    assert parse_spec(tomllib.loads(text)) == spec
+
+
+def _ranking_row(measure, family, tau, low=float("nan"), high=float("nan"), psi=float("nan")):
+    return {
+        "measure": measure,
+        "family": family,
+        "kendall_tau": tau,
+        "kendall_tau_low": low,
+        "kendall_tau_high": high,
+        "psi": psi,
+    }
+
+
+def _comparison(rows, progress=None):
+    from deepscope.sweep._report_text import compare_with_jiang
+    from deepscope.sweep.ranking import SweepRanking
+
+    ranking = SweepRanking(rows, {}, 96, ["model.width"], 200, 0.9, 0, [])
+    return compare_with_jiang(ranking, progress or {"done": 96, "reached_stop_rule": 96, "stop_loss": 0.01})
+
+
+def test_the_comparison_says_agree_when_the_population_reproduces_the_paper():
+    rows = [
+        _ranking_row("pac_bayes_mag_flatness", "sharpness", 0.6, 0.5, 0.7),
+        _ranking_row("log_product_spectral", "norm", -0.4, -0.55, -0.2),
+        _ranking_row("path_norm", "norm", 0.2, 0.05, 0.35),
+    ]
+    families, sharpness, spectral, caveats = _comparison(rows)
+    assert (
+        families.startswith("Families by their strongest measure") and "sharpness (pac_bayes_mag_flatness" in families
+    )
+    assert "ranks 1 of 3" in sharpness and "agrees with the paper" in sharpness and "have τ > 0" in sharpness
+    assert "whole interval is below zero: this agrees" in spectral
+    assert "96 models" in caveats and "stop rule" not in caveats  # every model reached it: no caveat
+
+
+def test_the_comparison_states_disagreements_and_what_it_cannot_tell():
+    rows = [
+        _ranking_row("path_norm", "norm", 0.7, 0.6, 0.8),
+        _ranking_row("log_product_spectral", "norm", 0.5, 0.3, 0.7),
+        _ranking_row("log_sum_spectral", "norm", -0.1, -0.3, 0.1),
+        _ranking_row("fisher_rao_norm", "gradient", 0.09, -0.1, 0.2),
+        _ranking_row("pac_bayes_flatness", "sharpness", -0.05, -0.2, 0.1),
+    ]
+    progress = {"done": 96, "reached_stop_rule": 40, "stop_loss": 0.01}
+    _, sharpness, spectral, caveats = _comparison(rows, progress)
+    assert "ranks 5 of 5" in sharpness and "disagrees with the paper" in sharpness
+    assert "pac_bayes_flatness has τ = -0.05, the opposite sign" in sharpness
+    assert "log_product_spectral" in spectral and "its whole interval above zero: this disagrees" in spectral
+    assert "log_sum_spectral" in spectral and "interval covers zero: this population cannot tell" in spectral
+    assert "40 of the 96 models reached the cross-entropy stop rule" in caveats and "56 stopped" in caveats
+
+
+def test_the_comparison_says_when_a_claim_is_not_tested():
+    _, sharpness, spectral, caveats = _comparison(
+        [_ranking_row("margin_10th_percentile", "margin", -0.3), _ranking_row("output_entropy", "margin", 0.1)],
+        {"done": 4, "reached_stop_rule": 0, "stop_loss": None},
+    )
+    assert "not computed in this sweep" in sharpness and "not tested here" in sharpness
+    assert "not computed in this sweep" in spectral
+    assert "set no stop rule" in caveats
+    assert _comparison([]) == ["No measure could be ranked yet, so there is nothing to compare with Jiang et al. 2020."]
