@@ -206,3 +206,35 @@ def test_explain_unit_drops_the_previous_runs_extra_figures(tmp_path):
     unit.commit({"explain.json": "{}", "example-5.svg": "<svg/>"})
     unit.close()
     assert sorted(os.listdir(tmp_path)) == [".deepscope", "example-5.svg", "explain.json"]
+
+
+def test_sigkill_during_explain_keeps_the_previous_files_together(tmp_path):
+    import numpy as np
+
+    from deepscope.io import save_model
+    from deepscope.models import build
+
+    model = save_model(build("mlp", (4,), 2), tmp_path / "model")
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32), y=np.arange(40) % 2)
+    out = tmp_path / "explain"
+
+    def explain(index: str, kill_at: str | None = None) -> int:
+        env = {k: v for k, v in os.environ.items() if k != "DEEPSCOPE_TEST_KILL_AT"}
+        if kill_at:
+            env["DEEPSCOPE_TEST_KILL_AT"] = kill_at
+        command = [sys.executable, "-m", "deepscope", "explain", "--model", str(model), "--data", str(data),
+                   "--method", "saliency", "--index", index, "--out", str(out)]  # fmt: skip
+        return subprocess.run(command, env=env, capture_output=True, timeout=600, check=False).returncode
+
+    def visible() -> dict[str, bytes]:
+        return {name: (out / name).read_bytes() for name in os.listdir(out) if (out / name).is_file()}
+
+    assert explain("0..1") == 0
+    first = visible()
+    assert sorted(first) == ["example-0.svg", "example-1.svg", "explain.html", "explain.json"]
+    assert explain("3", kill_at="linked") == -signal.SIGKILL
+    assert visible() == first  # the new example-3.svg link dangles: invisible until the switch
+    assert explain("3") == 0
+    assert sorted(visible()) == ["example-3.svg", "explain.html", "explain.json"]
+    _assert_clean(out, "explain")

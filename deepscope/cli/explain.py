@@ -230,16 +230,31 @@ def explain(
     _check_explain_out(out, svg_paths, overwrite)
     if split == "train":
         click.echo(f"note: {dataset.name} has no test split; --index refers to the training split.", err=True)
-    unit = OutputUnit(out, "explain")
-    unit.prepare()  # writable? checked before the attributions are computed
-    try:
-        _explain(unit, locals())
-    finally:
-        unit.close()
+    model = load_cli_model(model_path, arch=arch, trust_pickle=trust_pickle, trust_code=trust_code,
+                           input_shape=input_shape, classes=classes, dataset=dataset)  # fmt: skip
+    with OutputUnit(out, "explain") as unit:  # writable? checked before the attributions are computed
+        _explain(
+            unit, model, (x_all[indices], y_all[indices]), indices, method=method, target=target, model_path=model_path,
+            data=data, dataset=dataset, split=split, seed=seed, out=out,
+        )  # fmt: skip
 
 
-def _explain(unit: Any, given: dict[str, Any]) -> None:
-    """Compute, write (one unit: explain.json, explain.html and the SVGs) and print."""
+def _explain(
+    unit: Any,
+    model: Any,
+    examples: tuple[Any, Any],
+    indices: list[int],
+    *,
+    method: str,
+    target: int | None,
+    model_path: Path,
+    data: str,
+    dataset: Any,
+    split: str,
+    seed: int,
+    out: Path,
+) -> None:
+    """Attribute, check the axioms, write the unit (explain.json, explain.html, the SVGs) and print."""
     import inspect
 
     import torch
@@ -250,14 +265,9 @@ def _explain(unit: Any, given: dict[str, Any]) -> None:
     from deepscope.report.svg import figure_to_svg, new_figure
     from deepscope.results import format_value, to_jsonable
 
-    model_path, data, method, indices, target = (
-        given[k] for k in ("model_path", "data", "method", "indices", "target")
-    )
-    out, seed, dataset, split, x_all, y_all = (given[k] for k in ("out", "seed", "dataset", "split", "x_all", "y_all"))
-    json_path, html_path, svg_paths = given["json_path"], given["html_path"], given["svg_paths"]
-    model = load_cli_model(model_path, **{k: given[k] for k in ("arch", "trust_pickle", "trust_code", "input_shape", "classes")},
-                           dataset=dataset)  # fmt: skip
-    inputs, labels = x_all[indices], y_all[indices]
+    json_path, html_path = out / "explain.json", out / "explain.html"
+    svg_paths = [out / f"example-{index}.svg" for index in indices]
+    inputs, labels = examples
     function = METHODS[method]
     parameters = inspect.signature(function).parameters
     # integration-based methods choose their step count per example until completeness holds to
