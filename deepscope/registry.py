@@ -3,7 +3,10 @@
 Every public analysis is declared with :func:`analysis`. The decorator
 
 * wraps the function so that it runs inside :func:`deepscope.guard.model_guard` on the model it
-  receives (the first argument, an ``nn.Module``, or ``problem.model`` for a Problem);
+  receives (the first argument, an ``nn.Module``, or ``problem.model`` for a Problem), after
+  refusing a model with NaN/Inf weights (``NonFiniteError`` naming the layer) when the analysis
+  runs the model (``takes`` "problem" or "model_inputs"; a "model" analysis such as
+  ``model_summary`` describes it instead);
 * records it in :data:`ANALYSES`, which the conformance test
   (``tests/test_conformance.py``) iterates: each entry is called on a standard fixture from
   :mod:`deepscope.testing` whose model is in train mode, with hooks, grads and frozen
@@ -34,6 +37,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from deepscope._finite import check_finite_model
 from deepscope._validation import check_choice
 from deepscope.errors import invalid_parameter
 from deepscope.guard import model_guard
@@ -111,6 +115,8 @@ def analysis(
             if model is None:
                 expected = "a deepscope.Problem" if takes == "problem" else "a torch.nn.Module"
                 raise invalid_parameter("problem" if takes == "problem" else "model", spec_name, expected, args[0])
+            if takes != "model":  # analyses that run the model would return NaN: refuse, naming the layer
+                check_finite_model(model, spec_name)
             with model_guard(model, mode=guard_mode):
                 return function(*args, **kwargs)
 
