@@ -147,6 +147,7 @@ def _contents(store: Path) -> dict:
     }
 
 
+@pytest.mark.slow  # about 30 s: a fresh interpreter imports torch and starts its own Ray
 def test_the_command_line_starts_and_stops_its_own_local_ray(local_store, tmp_path):
     """No Ray running: `--executor ray` starts a local instance and leaves no process behind."""
     spec = _spec()
