@@ -1,4 +1,4 @@
-"""The text of the sweep report: the spec as TOML, and the comparison with Jiang et al. 2020.
+"""The text of the sweep report: the spec as TOML, the comparison with Jiang et al. 2020, the page shell.
 
 The comparison is generated from the ranking, never written in advance: it states what the paper
 found and whether this population agrees, disagrees, or cannot tell (an interval covering zero).
@@ -11,14 +11,16 @@ built on them) *negatively* correlated with the gap, against what the bounds sug
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
+from deepscope.report._write import GENERATOR_META
 from deepscope.sweep.ranking import SweepRanking
 
-__all__ = ["format_spec", "compare_with_jiang"]
+__all__ = ["format_spec", "compare_with_jiang", "page"]
 
 _SPECTRAL_PRODUCTS = ("log_product_spectral", "log_sum_spectral")
 _FLATNESS = ("pac_bayes_mag_flatness", "pac_bayes_flatness", "sharpness_flatness")
@@ -186,3 +188,63 @@ def compare_with_jiang(ranking: SweepRanking, progress: Mapping[str, Any]) -> li
         )
     paragraphs.append(" ".join(caveats))
     return paragraphs
+
+
+# ----------------------------------------------------------------------------------- the page
+def _escape(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+_CSS = """
+:root { --ink: #1d2733; --muted: #5b6775; --line: #d9dee5; --accent: #2457a6; --bad: #b3261e; }
+body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink); }
+main { max-width: 1040px; margin: 0 auto; padding: 24px 20px 64px; }
+header.report { border-bottom: 3px solid var(--accent); padding-bottom: 12px; margin-bottom: 16px; }
+h1 { font-size: 26px; margin: 0 0 6px; } h2 { font-size: 21px; margin: 0 0 8px; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 8px 0; }
+dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; }
+.note { background: #fff7e0; border-left: 4px solid #e0a800; padding: 6px 10px; margin: 8px 0; }
+nav.toc { background: #f4f6f9; border: 1px solid var(--line); border-radius: 6px; padding: 8px 16px; }
+nav.toc a { color: var(--accent); text-decoration: none; }
+section.report-section { border-top: 1px solid var(--line); margin-top: 24px; padding-top: 16px; }
+p.summary { font-size: 16px; font-weight: 600; margin: 4px 0 12px; }
+table { border-collapse: collapse; margin: 8px 0 16px; font-size: 13px; display: block; overflow-x: auto; }
+caption { text-align: left; color: var(--muted); padding-bottom: 4px; }
+th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f4f6f9; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: 8px 0 16px; } figure svg { max-width: 100%; height: auto; }
+figcaption { color: var(--muted); font-size: 13px; }
+.error-box { border: 1px solid var(--bad); background: #fdf0ef; border-radius: 6px; padding: 8px 12px; margin: 6px 0; }
+.error-box strong { color: var(--bad); } pre { white-space: pre-wrap; font-size: 12px; overflow-x: auto; }
+"""
+
+
+def page(header: dict[str, Any], sections: list[tuple[str, str, str, str]]) -> str:
+    """The HTML page: a header of facts, a table of contents, one ``<section>`` per (key, title, summary, body).
+
+    ``summary`` and ``content`` are HTML already (escaped by the caller); everything else is escaped here.
+    """
+    facts = [
+        ("Sweep", header["name"]),
+        ("About", header["description"]),
+        ("Store", header["store"]),
+        ("deepscope", header["deepscope_version"]),
+        ("Created", header["created"]),
+    ]
+    fact_html = "".join(f"<dt>{_escape(k)}</dt><dd>{_escape(v)}</dd>" for k, v in facts if v)
+    toc = "".join(f'<li><a href="#section-{key}">{_escape(title)}</a></li>' for key, title, _, _ in sections)
+    body = "".join(
+        f'<section class="report-section" id="section-{key}"><h2>{_escape(title)}</h2>'
+        f'<p class="summary">{summary}</p>{content}</section>'
+        for key, title, summary, content in sections
+    )
+    title = f"deepscope sweep report: {_escape(header['name'])}"
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8">{GENERATOR_META}'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
+        f"<title>{title}</title><style>{_CSS}</style></head>\n<body><main>"
+        f'<header class="report"><h1>{title}</h1><dl class="facts">{fact_html}</dl></header>'
+        f'<nav class="toc"><strong>Contents</strong><ol>{toc}</ol></nav>{body}'
+        "</main></body></html>\n"
+    )

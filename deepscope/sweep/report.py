@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from deepscope.errors import invalid_parameter
-from deepscope.report._write import GENERATOR_META, OutputUnit, check_overwrite
+from deepscope.report._write import OutputUnit, check_overwrite
 from deepscope.results import format_value, to_jsonable
 from deepscope.sweep import _report_figures as figures
-from deepscope.sweep._report_text import compare_with_jiang, format_spec
+from deepscope.sweep._report_text import compare_with_jiang, format_spec, page
 from deepscope.sweep.ranking import MEASURE_PREFIX, SweepRanking, rank_population
 
 __all__ = ["write_sweep_report", "HTML_NAME", "JSON_NAME"]
@@ -210,7 +210,7 @@ def _build(store: Path, spec, trials, progress, frame, ranking: SweepRanking) ->
         ("scatter", "Measures against the gap", *_scatter_body(frame, ranking)),
         ("jiang", "Compared with Jiang et al. 2020", "", "".join(f"<p>{_escape(p)}</p>" for p in comparison)),
     ]
-    return text, _page(header, sections)
+    return text, page(header, sections)
 
 
 # ----------------------------------------------------------------------------------- rendering
@@ -218,8 +218,12 @@ def _escape(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+_LABELS = {"kendall_tau": "τ", "kendall_tau_se": "τ se", "psi": "Ψ", "psi_se": "Ψ se", "cmi": "CMI", "": "S = ∅"}
+
+
 def _table(columns: list[str], rows: list[dict[str, Any]], caption: str = "") -> str:
-    head = "".join(f"<th>{_escape(c)}</th>" for c in columns)
+    labels = [_LABELS.get(c, "ψ " + c[4:] if c.startswith("psi_") else c) for c in columns]
+    head = "".join(f"<th>{_escape(label)}</th>" for label in labels)
     body = []
     for row in rows:
         cells = []
@@ -319,7 +323,7 @@ def _ranking_body(ranking: SweepRanking) -> tuple[str, str]:
     ]
     cmi_caption = (
         "Conditional mutual information I(V_μ; V_g | U_S) / H(V_g | U_S) for each set S of at most two "
-        "hyperparameters ('' is no conditioning); the score is the minimum over S (Jiang et al. 2020, Sec. 5)."
+        "hyperparameters (∅: no conditioning); the score is the minimum over S (Jiang et al. 2020, Sec. 5)."
     )
     body += _table(["measure", "score (min)", *sets], cmi_rows, cmi_caption)
     return _escape(summary), body
@@ -342,55 +346,4 @@ def _scatter_body(frame: Any, ranking: SweepRanking) -> tuple[str, str]:
     )
     return _escape(f"{len(names)} measures drawn against the gap."), _figure(
         figures.scatter_svg(panels, frame["gap"].astype(float).tolist(), colour_by), caption
-    )
-
-
-_CSS = """
-:root { --ink: #1d2733; --muted: #5b6775; --line: #d9dee5; --accent: #2457a6; --bad: #b3261e; }
-body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink); }
-main { max-width: 1040px; margin: 0 auto; padding: 24px 20px 64px; }
-header.report { border-bottom: 3px solid var(--accent); padding-bottom: 12px; margin-bottom: 16px; }
-h1 { font-size: 26px; margin: 0 0 6px; } h2 { font-size: 21px; margin: 0 0 8px; }
-dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 8px 0; }
-dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; }
-.note { background: #fff7e0; border-left: 4px solid #e0a800; padding: 6px 10px; margin: 8px 0; }
-nav.toc { background: #f4f6f9; border: 1px solid var(--line); border-radius: 6px; padding: 8px 16px; }
-nav.toc a { color: var(--accent); text-decoration: none; }
-section.report-section { border-top: 1px solid var(--line); margin-top: 24px; padding-top: 16px; }
-p.summary { font-size: 16px; font-weight: 600; margin: 4px 0 12px; }
-table { border-collapse: collapse; margin: 8px 0 16px; font-size: 13px; display: block; overflow-x: auto; }
-caption { text-align: left; color: var(--muted); padding-bottom: 4px; }
-th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #f4f6f9; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-figure { margin: 8px 0 16px; } figure svg { max-width: 100%; height: auto; }
-figcaption { color: var(--muted); font-size: 13px; }
-.error-box { border: 1px solid var(--bad); background: #fdf0ef; border-radius: 6px; padding: 8px 12px; margin: 6px 0; }
-.error-box strong { color: var(--bad); } pre { white-space: pre-wrap; font-size: 12px; overflow-x: auto; }
-"""
-
-
-def _page(header: dict[str, Any], sections: list[tuple[str, str, str, str]]) -> str:
-    facts = [
-        ("Sweep", header["name"]),
-        ("About", header["description"]),
-        ("Store", header["store"]),
-        ("deepscope", header["deepscope_version"]),
-        ("Created", header["created"]),
-    ]
-    fact_html = "".join(f"<dt>{_escape(k)}</dt><dd>{_escape(v)}</dd>" for k, v in facts if v)
-    toc = "".join(f'<li><a href="#section-{key}">{_escape(title)}</a></li>' for key, title, _, _ in sections)
-    body = "".join(
-        f'<section class="report-section" id="section-{key}"><h2>{_escape(title)}</h2>'
-        f'<p class="summary">{summary}</p>{content}</section>'
-        for key, title, summary, content in sections
-    )
-    title = f"deepscope sweep report: {_escape(header['name'])}"
-    return (
-        "<!DOCTYPE html>\n"
-        f'<html lang="en"><head><meta charset="utf-8">{GENERATOR_META}'
-        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
-        f"<title>{title}</title><style>{_CSS}</style></head>\n<body><main>"
-        f'<header class="report"><h1>{title}</h1><dl class="facts">{fact_html}</dl></header>'
-        f'<nav class="toc"><strong>Contents</strong><ol>{toc}</ol></nav>{body}'
-        "</main></body></html>\n"
     )
