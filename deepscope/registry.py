@@ -6,7 +6,8 @@ Every public analysis is declared with :func:`analysis`. The decorator
   receives (the first argument, an ``nn.Module``, or ``problem.model`` for a Problem), after
   refusing a model with NaN/Inf weights (``NonFiniteError`` naming the layer) when the analysis
   runs the model (``takes`` "problem" or "model_inputs"; a "model" analysis such as
-  ``model_summary`` describes it instead);
+  ``model_summary`` describes it instead), and passing a "model_inputs" analysis a copy of its
+  inputs, so a model that works in place never changes the caller's tensor;
 * records it in :data:`ANALYSES`, which the conformance test
   (``tests/test_conformance.py``) iterates: each entry is called on a standard fixture from
   :mod:`deepscope.testing` whose model is in train mode, with hooks, grads and frozen
@@ -35,6 +36,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import torch
 from torch import nn
 
 from deepscope._finite import check_finite_model
@@ -117,6 +119,8 @@ def analysis(
                 raise invalid_parameter("problem" if takes == "problem" else "model", spec_name, expected, args[0])
             if takes != "model":  # analyses that run the model would return NaN: refuse, naming the layer
                 check_finite_model(model, spec_name)
+            if takes == "model_inputs":  # a model that works in place must never change the caller's inputs
+                args, kwargs = _copy_inputs(args, kwargs)
             with model_guard(model, mode=guard_mode):
                 return function(*args, **kwargs)
 
@@ -134,6 +138,15 @@ def analysis(
         return guarded  # type: ignore[return-value]
 
     return decorate
+
+
+def _copy_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The call's ``inputs`` (second positional argument or keyword) replaced by a detached copy."""
+    if len(args) > 1 and isinstance(args[1], torch.Tensor):
+        return (args[0], args[1].detach().clone(), *args[2:]), kwargs
+    if isinstance(kwargs.get("inputs"), torch.Tensor):
+        return args, {**kwargs, "inputs": kwargs["inputs"].detach().clone()}
+    return args, kwargs
 
 
 def load_all_analyses() -> dict[str, AnalysisSpec]:

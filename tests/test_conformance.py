@@ -11,6 +11,7 @@ DeepscopeError raised inside the model, also leaves the model intact.
 """
 
 import pytest
+import torch
 
 from deepscope.errors import DataError, DeepscopeError
 from deepscope.registry import load_all_analyses
@@ -101,3 +102,26 @@ def test_refusal_leaves_model_untouched(name):
         assert error is None, repr(error)
         return
     assert isinstance(error, DeepscopeError) and _caused_by(error, DataError), repr(error)
+
+
+MODEL_INPUTS = sorted(name for name, spec in ANALYSES.items() if spec.takes == "model_inputs")
+
+
+@pytest.mark.parametrize("name", MODEL_INPUTS)
+def test_analysis_never_modifies_the_callers_inputs(name):
+    """Even when the model overwrites its input in place (as ReLU(inplace=True) first layers do)."""
+    spec = ANALYSES[name]
+    fixture = make_fixture(spec.fixture)
+    inputs = fixture.inputs[:8].clone()
+    before = inputs.clone()
+
+    def overwrite(module, args):
+        with torch.no_grad():
+            args[0].add_(0.5)
+
+    handle = fixture.model.register_forward_pre_hook(overwrite)
+    try:
+        spec.function(fixture.model, inputs, **dict(spec.example_kwargs))
+    finally:
+        handle.remove()
+    assert torch.equal(inputs, before), f"{name} let the model change the caller's inputs"
