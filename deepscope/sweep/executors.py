@@ -22,7 +22,7 @@ from typing import Any
 from deepscope.errors import DeepscopeError, invalid_parameter
 from deepscope.sweep.trial import TrialOutput, run_trial
 
-__all__ = ["LocalExecutor", "RayExecutor", "make_executor", "default_threads"]
+__all__ = ["LocalExecutor", "RayExecutor", "check_executor", "make_executor", "default_threads"]
 
 Job = tuple[str, dict[str, Any]]
 
@@ -174,6 +174,22 @@ def _quiet_local_ray() -> Iterator[None]:
         os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
 
 
+def check_executor(executor: str, workers: int, threads: int) -> None:
+    """Refuse an unknown executor, or a local pool that does not fit the cores, before anything starts."""
+    if executor not in ("local", "ray"):
+        raise invalid_parameter("executor", "sweep.run", "'local' or 'ray'", executor)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise invalid_parameter("workers", "sweep.run", "an int >= 1", workers)
+    cores = default_threads(1)
+    if executor == "local" and workers * threads > cores:
+        raise invalid_parameter(
+            "workers",
+            "sweep.run",
+            f"at most {max(1, cores // threads)} ({cores} cores / {threads} thread(s) per trial from execution.threads)",
+            workers,
+        )
+
+
 def make_executor(
     executor: str,
     *,
@@ -190,17 +206,8 @@ def make_executor(
     (``workers x threads <= cores``), otherwise the trials would fight over them. ``num_cpus``
     sizes a local Ray instance started here (ignored by the local executor and by clusters).
     """
+    check_executor(executor, workers, threads)
     if executor == "local":
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise invalid_parameter("workers", "sweep.run", "an int >= 1", workers)
-        cores = default_threads(1)
-        if workers * threads > cores:
-            raise invalid_parameter(
-                "workers",
-                "sweep.run",
-                f"at most {max(1, cores // threads)} ({cores} cores / {threads} thread(s) per trial from execution.threads)",
-                workers,
-            )
         return LocalExecutor(workers, threads)
     if executor == "ray":
         return RayExecutor(address, threads, gpus, num_cpus=num_cpus)

@@ -18,7 +18,7 @@ from typing import Any
 
 from deepscope.errors import DeepscopeError
 from deepscope.results import Result
-from deepscope.sweep.executors import make_executor
+from deepscope.sweep.executors import check_executor, make_executor
 from deepscope.sweep.spec import canonical_json, expand, parse_spec, read_spec, trial_key
 from deepscope.sweep.store import StoreError, SweepStore
 
@@ -121,6 +121,7 @@ def run(
     """
     spec = resolve_spec(spec)
     configs = expand(spec)
+    check_executor(executor, workers, spec["execution"]["threads"])
     _check_data(spec)
     with SweepStore(store) as sweep:
         sweep.lock()
