@@ -20,10 +20,11 @@ from typing import Any
 from deepscope.report._write import GENERATOR_META
 from deepscope.sweep.ranking import SweepRanking
 
-__all__ = ["format_spec", "compare_with_jiang", "page"]
+__all__ = ["format_spec", "compare_with_jiang", "page", "FLATNESS_MEASURES", "SPECTRAL_PRODUCTS"]
 
-_SPECTRAL_PRODUCTS = ("log_product_spectral", "log_sum_spectral")
-_FLATNESS = ("pac_bayes_mag_flatness", "pac_bayes_flatness", "sharpness_flatness")
+# The paper's headline measures, by deepscope's names: spectral-norm products, and the flatness measures 1/σ'², 1/σ², 1/α².
+SPECTRAL_PRODUCTS = ("log_product_spectral", "log_sum_spectral")
+FLATNESS_MEASURES = ("pac_bayes_mag_flatness", "pac_bayes_flatness", "sharpness_flatness")
 
 
 # ----------------------------------------------------------------------------------- the spec
@@ -123,7 +124,7 @@ def _sharpness(rows: list[dict[str, Any]]) -> str:
         f"Here the strongest of them, {row['measure']}, ranks {rank} of {len(rows)} by |τ| ({_with_interval(row)}); "
         f"this {verdict} the paper (counted as agreeing when in the top third)."
     )
-    flat = [r for r in rows if r["measure"] in _FLATNESS and math.isfinite(r["kendall_tau"])]
+    flat = [r for r in rows if r["measure"] in FLATNESS_MEASURES and math.isfinite(r["kendall_tau"])]
     wrong = [r for r in flat if r["kendall_tau"] < 0]
     if flat and wrong:
         text += (
@@ -137,7 +138,7 @@ def _sharpness(rows: list[dict[str, Any]]) -> str:
 
 
 def _spectral(rows: list[dict[str, Any]]) -> str:
-    found = [r for r in rows if r["measure"] in _SPECTRAL_PRODUCTS]
+    found = [r for r in rows if r["measure"] in SPECTRAL_PRODUCTS]
     if not found:
         return 'Spectral-norm products: not computed in this sweep (the "norm" family), so this is not tested here.'
     sentences = []

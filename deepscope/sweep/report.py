@@ -40,7 +40,7 @@ from deepscope.errors import invalid_parameter
 from deepscope.report._write import OutputUnit, check_overwrite
 from deepscope.results import format_value, to_jsonable
 from deepscope.sweep import _report_figures as figures
-from deepscope.sweep._report_text import compare_with_jiang, format_spec, page
+from deepscope.sweep._report_text import FLATNESS_MEASURES, SPECTRAL_PRODUCTS, compare_with_jiang, format_spec, page
 from deepscope.sweep.ranking import MEASURE_PREFIX, SweepRanking, rank_population
 
 __all__ = ["write_sweep_report", "HTML_NAME", "JSON_NAME"]
@@ -166,12 +166,18 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def _scatter_names(ranking: SweepRanking) -> list[str]:
-    """The top measures by |τ|, then the paper's headline measures (sharpness / PAC-Bayes, spectral products)."""
+    """The top measures by |τ|, then the paper's headline measures present in the sweep.
+
+    Headline measures: the two strongest sharpness-based ones (names with "sharpness", "pac_bayes",
+    "pacbayes" or "sigma", but not the spectral-norm PAC-Bayes bounds), the PAC-Bayes and sharpness
+    flatness measures, and the spectral-norm products.
+    """
     ranked = [r["measure"] for r in ranking.rows() if math.isfinite(r["kendall_tau"])]
     names = ranked[:_TOP_SCATTERS]
-    sharp = [n for n in ranked if any(word in n for word in ("sharpness", "pac_bayes", "pacbayes", "sigma"))]
-    spectral = [n for n in ranked if n in ("log_product_spectral", "log_sum_spectral")]
-    for name in sharp[:2] + spectral:
+    words = ("sharpness", "pac_bayes", "pacbayes", "sigma")
+    sharp = [n for n in ranked if any(w in n for w in words) and "spectral" not in n]
+    headline = [n for n in ranked if n in FLATNESS_MEASURES] + [n for n in ranked if n in SPECTRAL_PRODUCTS]
+    for name in sharp[:2] + headline:
         if name not in names:
             names.append(name)
     return names

@@ -265,3 +265,17 @@ def test_the_comparison_says_when_a_claim_is_not_tested():
     assert "not computed in this sweep" in spectral
     assert "set no stop rule" in caveats
     assert _comparison([]) == ["No measure could be ranked yet, so there is nothing to compare with Jiang et al. 2020."]
+
+
+def test_the_scatter_plots_show_the_top_measures_then_the_papers_headline_measures():
+    from deepscope.sweep.ranking import SweepRanking
+    from deepscope.sweep.report import _scatter_names
+
+    names = [f"norm_{i}" for i in range(8)] + ["pac_bayes_spectral_init", "pac_bayes_sigma", "sharpness_orig"]
+    names += ["pac_bayes_flatness", "log_product_spectral", "output_entropy"]
+    rows = [_ranking_row(name, "x", 0.9 - 0.05 * i) for i, name in enumerate(names)]
+    rows.append(_ranking_row("log_sum_spectral", "norm", float("nan")))  # undefined τ: nothing to draw
+    chosen = _scatter_names(SweepRanking(rows, {}, 96, [], 0, 0.9, 0, []))
+    assert chosen[:6] == names[:6]  # the six strongest by |τ|
+    # then the two strongest sharpness-like ones (not the spectral PAC-Bayes bound), a flatness measure, a product
+    assert chosen[6:] == ["pac_bayes_sigma", "sharpness_orig", "pac_bayes_flatness", "log_product_spectral"]
