@@ -197,6 +197,7 @@ def test_builtin_arch_for_bare_weights_works_end_to_end_with_input_shape_and_cla
     assert main([*args, "--overwrite"]) == 0  # without them: the data's input shape and number of classes
 
 
+@pytest.mark.slow  # two real `python -m deepscope` processes
 def test_python_m_deepscope_never_runs_a_py_file_from_the_model_folder(paths, tmp_path):
     folder = Path(paths["root"]) / "shipped"
     folder.mkdir()

@@ -3,7 +3,8 @@
 Real subprocesses are killed with SIGKILL at named steps of the writer (the test hook
 ``DEEPSCOPE_TEST_KILL_AT``, read only by deepscope.report._write), so nothing depends on timing;
 then the output directory must hold the previous complete unit or the new complete unit, and the
-next run must leave no stray temporaries. A full disk and a read-only directory are simulated by
+next run must leave no stray temporaries. The tests with several subprocesses are marked slow
+(CI runs them in its own step); one SIGKILL test stays in the fast suite. A full disk and a read-only directory are simulated by
 making the writes raise the matching OSError.
 """
 
@@ -26,7 +27,9 @@ _REPORT_SCRIPT = """
 import sys, torch
 from deepscope import Problem
 from deepscope.report import AuditContext, Section, Text, register_section
+from deepscope.report import html
 from deepscope.report.html import write_report
+html.import_all_modules = lambda: []  # only the test's section is needed: skip importing every family
 label = sys.argv[2]
 register_section("zz_crash", title="Crash", order=1)(lambda context: Section(summary=label, blocks=[Text(label)]))
 problem = Problem(torch.nn.Linear(3, 2), (torch.randn(8, 3), torch.randint(0, 2, (8,))))
@@ -62,6 +65,7 @@ def _assert_clean(out: Path, unit: str = "report") -> None:
     assert all(not name.startswith(".") or name == ".deepscope" for name in os.listdir(out))
 
 
+@pytest.mark.slow  # several real subprocesses (seconds each); CI runs them in its slow step
 def test_sigkill_at_every_step_leaves_one_complete_pair(tmp_path):
     out = tmp_path / "out"
     assert _run_report(out, "first") == 0
@@ -82,6 +86,7 @@ def test_sigkill_on_the_first_run_leaves_nothing_half_written(tmp_path):
     assert _visible_label(out) is None  # the links dangle until the switch: no file is visible
 
 
+@pytest.mark.slow  # several real subprocesses (seconds each); CI runs them in its slow step
 def test_pair_from_an_older_deepscope_is_migrated_without_a_mix(tmp_path):
     out = tmp_path / "legacy"
     assert _run_report(out, "old") == 0
@@ -96,6 +101,7 @@ def test_pair_from_an_older_deepscope_is_migrated_without_a_mix(tmp_path):
     _assert_clean(out)
 
 
+@pytest.mark.slow  # several real subprocesses (seconds each); CI runs them in its slow step
 def test_sigkill_during_train_keeps_the_previous_model_history_pair(tmp_path):
     import numpy as np
 
@@ -208,6 +214,7 @@ def test_explain_unit_drops_the_previous_runs_extra_figures(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [".deepscope", "example-5.svg", "explain.json"]
 
 
+@pytest.mark.slow  # several real subprocesses (seconds each); CI runs them in its slow step
 def test_sigkill_during_explain_keeps_the_previous_files_together(tmp_path):
     import numpy as np
 
