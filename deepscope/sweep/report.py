@@ -84,6 +84,10 @@ def write_sweep_report(
         raise invalid_parameter("store", owner, "the path of a sweep store", store)
     if not isinstance(out, (str, os.PathLike)):
         raise invalid_parameter("out", owner, "a directory path", out)
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+        raise invalid_parameter("bootstrap", owner, "an int >= 0", bootstrap)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise invalid_parameter("seed", owner, "an int", seed)
     with SweepStore(store, create=False) as sweep:  # a missing or foreign file is a StoreError here
         spec, trials = sweep.spec() or {}, sweep.trials()
     progress = status(store)

@@ -154,9 +154,47 @@ def test_the_cli_writes_the_report_and_turns_a_missing_store_into_one_error_line
     assert len(error) == 1 and error[0].startswith("error: ") and "No sweep store" in error[0]
 
 
-def test_bad_arguments_name_the_parameter(tmp_path):
-    with pytest.raises(DeepscopeError, match="'store' parameter of write_sweep_report"):
-        write_sweep_report(3, tmp_path)
+@pytest.mark.parametrize(
+    ("arguments", "name"),
+    [
+        ((3, "out"), "store"),
+        (("s.db", 3.5), "out"),
+        (("s.db", "out", -1), "bootstrap"),
+        (("s.db", "out", 1, "0"), "seed"),
+    ],
+)
+def test_bad_arguments_name_the_parameter_before_anything_is_read_or_written(tmp_path, arguments, name):
+    store, out, *rest = arguments
+    keywords = dict(zip(("bootstrap", "seed"), rest))
+    with pytest.raises(DeepscopeError, match=f"'{name}' parameter of write_sweep_report"):
+        write_sweep_report(
+            tmp_path / store if isinstance(store, str) else store,
+            tmp_path / out if isinstance(out, str) else out,
+            **keywords,
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_report_killed_while_writing_leaves_the_previous_pair_whole(finished, tmp_path):
+    """sweep.html and sweep.json are one unit: a SIGKILL after the new files are linked, before the switch, shows the old pair."""
+    import signal
+    import subprocess
+    import sys
+
+    store, _ = finished
+    out = tmp_path / "unit"
+    write_sweep_report(store, out, bootstrap=0)
+    before = {name: (out / name).read_bytes() for name in ("sweep.html", "sweep.json")}
+    code = (
+        "import sys; from deepscope.sweep.report import write_sweep_report; "
+        "write_sweep_report(sys.argv[1], sys.argv[2], bootstrap=3, seed=1)"
+    )
+    env = {**os.environ, "DEEPSCOPE_TEST_KILL_AT": "linked"}
+    done = subprocess.run([sys.executable, "-c", code, str(store), str(out)], env=env, capture_output=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+    assert {name: (out / name).read_bytes() for name in before} == before
+    write_sweep_report(store, out, bootstrap=3, seed=1)  # the next run cleans up and switches
+    assert _strict_json(out / "sweep.json")["ranking"]["bootstrap"] == 3
 
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
