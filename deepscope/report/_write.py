@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -51,6 +50,11 @@ from pathlib import Path
 from typing import Any
 
 from deepscope.errors import DeepscopeError
+
+try:  # POSIX; elsewhere the lock is skipped (the unit is still switched atomically)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 __all__ = ["OutputUnit", "STATE_DIR", "written_by_deepscope", "check_overwrite"]
 
@@ -140,7 +144,8 @@ class OutputUnit:
             self.base.mkdir(parents=True, exist_ok=True)
             self._lock = os.open(self.base / "lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if fcntl is not None:
+                    fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 self.close()
                 raise DeepscopeError(
