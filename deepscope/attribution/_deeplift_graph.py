@@ -32,6 +32,7 @@ import torch.fx as fx
 from torch import nn
 from torch.nn import functional as F
 
+from deepscope._outputs import ancestors
 from deepscope.attribution._elementwise import ACTIVATION_FUNCTIONS, ACTIVATION_METHODS, ACTIVATION_MODULES
 from deepscope.errors import UnsupportedModelError
 
@@ -129,14 +130,7 @@ def _dependent_count(argument: Any, dependent: set[fx.Node]) -> int:
 def _live(graph_module: fx.GraphModule) -> set[fx.Node]:
     """Nodes the graph's output depends on (its ancestors)."""
     output = next(node for node in graph_module.graph.nodes if node.op == "output")
-    live, stack = set(), [output]
-    while stack:
-        node = stack.pop()
-        for parent in node.all_input_nodes:
-            if parent not in live:
-                live.add(parent)
-                stack.append(parent)
-    return live
+    return ancestors(output) - {output}
 
 
 def _argument(node: fx.Node, position: int, keyword: str, default: Any = None) -> Any:

@@ -35,6 +35,7 @@ import torch.fx as fx
 from torch import nn
 from torch.nn import functional as F
 
+from deepscope._outputs import ancestors, picked_node
 from deepscope.attribution._elementwise import ACTIVATION_FUNCTIONS, ACTIVATION_METHODS, ACTIVATION_MODULES
 from deepscope.errors import UnsupportedModelError
 
@@ -118,8 +119,8 @@ class LrpGraph:
         if len(inputs) != 1:
             raise UnsupportedModelError(f"lrp needs a model with one input; its forward takes {len(inputs)}.")
         self.input = inputs[0]
-        self.output = _selected_output(next(node for node in self.nodes if node.op == "output").args[0], output_fn)
-        live = _ancestors(self.output)
+        self.output = picked_node(self.graph_module, output_fn, "lrp", "to explain")
+        live = ancestors(self.output)
         self.steps: dict[fx.Node, Step] = {}
         for node in self.nodes:  # only the steps the selected output depends on need a rule
             if node is self.input or node in live:
@@ -305,42 +306,6 @@ class LrpGraph:
                 for part, piece in zip(parts, relevance.split(sizes, dim=dim)):
                     give(part, piece)
         raise UnsupportedModelError("lrp: the output does not depend on the input.")
-
-
-def _selected_output(returned: Any, output_fn: Callable[[Any], Any] | None) -> fx.Node:
-    """The graph node of the class scores: the returned tensor, or the one ``output_fn`` picks.
-
-    ``output_fn`` is applied to the returned structure with graph nodes in place of tensors, so it
-    must pick one of the returned tensors (``out[0]``, ``out["logits"]``); relevance starts there.
-    """
-    if output_fn is None:
-        if isinstance(returned, fx.Node):
-            return returned
-        raise UnsupportedModelError(
-            f"lrp: the model returns a {type(returned).__name__}, not one tensor; pass "
-            "output_fn=lambda out: out[0] (or out['logits']) to pick the class scores."
-        )
-    try:
-        picked = output_fn(returned)
-    except Exception as error:  # output_fn is user code; any failure means it did more than pick
-        picked = error
-    if not isinstance(picked, fx.Node):
-        raise UnsupportedModelError(
-            "lrp: output_fn must pick one of the tensors the model returns (e.g. out[0] or out['logits']); "
-            f"relevance cannot start from what it computes instead ({type(picked).__name__})."
-        )
-    return picked
-
-
-def _ancestors(node: fx.Node) -> set[fx.Node]:
-    """``node`` and every node it depends on."""
-    found, stack = {node}, [node]
-    while stack:
-        for parent in stack.pop().all_input_nodes:
-            if parent not in found:
-                found.add(parent)
-                stack.append(parent)
-    return found
 
 
 def stabilise(z: torch.Tensor, epsilon: float) -> torch.Tensor:

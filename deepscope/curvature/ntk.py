@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepscope._outputs import OutputFn, check_output_fn, select_output
 from deepscope._validation import check_choice, check_int
 from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
 from deepscope.registry import analysis
@@ -84,7 +85,7 @@ class NTKResult(Result):
         return figure
 
 
-def _functional(model: nn.Module) -> tuple[dict[str, torch.Tensor], Any]:
+def _functional(model: nn.Module, output_fn: OutputFn | None = None) -> tuple[dict[str, torch.Tensor], Any]:
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise UnsupportedModelError("ntk found no trainable parameters: every parameter has requires_grad=False.")
@@ -94,7 +95,7 @@ def _functional(model: nn.Module) -> tuple[dict[str, torch.Tensor], Any]:
     buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
 
     def outputs(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        out = torch.func.functional_call(model, (p, buffers), (x,), strict=False)
+        out = select_output(torch.func.functional_call(model, (p, buffers), (x,), strict=False), output_fn, "ntk")
         return out.reshape(out.shape[0], -1)
 
     return params, outputs
@@ -156,6 +157,7 @@ def ntk(
     memory_budget_mb: float = 512.0,
     chunk_size: int = 64,
     ridge: float | None = None,
+    output_fn: OutputFn | None = None,
 ) -> NTKResult:
     """The empirical NTK of ``model`` on ``inputs``, its spectrum and (given targets) label alignment.
 
@@ -174,6 +176,7 @@ def ntk(
         chunk_size: examples (or kernel columns) per vectorised chunk.
         ridge: added to the eigenvalues before inverting; default ``1e-10 · λ_max`` when the
             kernel is numerically singular, else 0.
+        output_fn: for a model returning a tuple or dict, picks the output tensor the kernel is of.
 
     Returns:
         An :class:`NTKResult`.
@@ -186,7 +189,8 @@ def ntk(
     check_int(chunk_size, "chunk_size", "ntk", minimum=1)
     if not isinstance(inputs, torch.Tensor) or inputs.ndim < 1 or len(inputs) == 0:
         raise invalid_parameter("inputs", "ntk", "a non-empty tensor (n, *features)", inputs)
-    params, outputs = _functional(model)
+    check_output_fn(output_fn, "ntk")
+    params, outputs = _functional(model, output_fn)
     first = next(iter(params.values()))
     inputs = inputs.to(device=first.device, dtype=first.dtype if inputs.is_floating_point() else inputs.dtype)
     with torch.no_grad():

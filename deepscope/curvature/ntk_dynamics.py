@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepscope._outputs import OutputFn, check_output_fn, select_output
 from deepscope._validation import check_float, check_int
 from deepscope.curvature.ntk import ntk
 from deepscope.errors import DataError, invalid_parameter
@@ -84,6 +85,7 @@ def ntk_dynamics(
     lr: float = 0.1,
     steps: int = 100,
     n_checkpoints: int = 5,
+    output_fn: OutputFn | None = None,
 ) -> NTKDynamicsResult:
     """Full-batch gradient descent on the squared loss (on a copy) next to its NTK linearisation.
 
@@ -96,6 +98,7 @@ def ntk_dynamics(
         lr: gradient-descent step size η.
         steps: number of full-batch steps.
         n_checkpoints: how many times the kernel is recomputed to measure its drift.
+        output_fn: for a model returning a tuple or dict, picks the output that is trained and analysed.
 
     Returns:
         An :class:`NTKDynamicsResult`; ``stable_learning_rate = nC/λ_max(Θ₀)`` is the largest step for
@@ -107,6 +110,7 @@ def ntk_dynamics(
     check_float(lr, "lr", "ntk_dynamics", minimum=0.0, strict_minimum=True)
     check_int(steps, "steps", "ntk_dynamics", minimum=1)
     check_int(n_checkpoints, "n_checkpoints", "ntk_dynamics", minimum=1)
+    check_output_fn(output_fn, "ntk_dynamics")
     if targets is None:
         raise invalid_parameter("targets", "ntk_dynamics", "a tensor of targets (labels or real values)", None)
     student = copy.deepcopy(model).eval()
@@ -117,12 +121,16 @@ def ntk_dynamics(
     first = parameters[0] if parameters else None
     dtype = first.dtype if first is not None else torch.float32
     inputs = inputs.detach().to(device=first.device if first is not None else None, dtype=dtype)
-    start = ntk(student, inputs, mode="full")
+    start = ntk(student, inputs, mode="full", output_fn=output_fn)
+
+    def forward() -> torch.Tensor:
+        return select_output(student(inputs), output_fn, "ntk_dynamics").reshape(n, -1)
+
     n, n_outputs = start.n_inputs, start.n_outputs
     labels = _targets(targets, n, n_outputs, dtype, inputs.device)
     kernel0 = start.kernel.to(dtype)
     with torch.no_grad():
-        residual = (student(inputs).reshape(n, -1) - labels).reshape(-1)
+        residual = (forward() - labels).reshape(-1)
     transition = torch.eye(n * n_outputs, dtype=dtype, device=inputs.device) - 2 * lr * kernel0 / (n * n_outputs)
     optimizer = torch.optim.SGD(parameters, lr=lr)
     checkpoints = set(np.linspace(0, steps, n_checkpoints + 1).round().astype(int).tolist())
@@ -130,11 +138,11 @@ def ntk_dynamics(
     for step in range(steps + 1):
         predicted.append(float(residual.pow(2).mean()))
         if step in checkpoints:
-            kernel = ntk(student, inputs, mode="full").kernel.to(dtype)
+            kernel = ntk(student, inputs, mode="full", output_fn=output_fn).kernel.to(dtype)
             drift_steps.append(step)
             drift.append(float((kernel - kernel0).norm() / kernel0.norm()))
         optimizer.zero_grad()
-        loss = nn.functional.mse_loss(student(inputs).reshape(n, -1), labels)
+        loss = nn.functional.mse_loss(forward(), labels)
         if not bool(torch.isfinite(loss)):
             raise DataError(f"Training diverged at step {step} (loss {float(loss)}); use a smaller lr.")
         actual.append(float(loss.detach()))

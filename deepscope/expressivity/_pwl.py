@@ -114,7 +114,10 @@ def propagate(graph_module: fx.GraphModule, start: torch.Tensor, state: Partitio
         elif node.op == "output":
             output = env[node.args[0]] if isinstance(node.args[0], fx.Node) else None
             if not isinstance(output, Affine):
-                raise UnsupportedModelError("Exact linear regions need a model that returns one tensor.")
+                raise UnsupportedModelError(
+                    "Exact linear regions need a model that returns one tensor (there is no output_fn here: "
+                    "wrap the model so that its forward returns the tensor to partition)."
+                )
             tensor = output.tensor
             return tensor.reshape(tensor.shape[0], tensor.shape[1], -1)
         else:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from deepscope._outputs import OutputFn, check_output_fn, select_output
 from deepscope._validation import check_float, check_int
 from deepscope.errors import DataError, invalid_parameter
 from deepscope.expressivity import _pwl
@@ -113,6 +114,7 @@ def layer_health(
     saturation: float = 0.05,
     jacobian_points: int = 8,
     max_samples: int = 512,
+    output_fn: OutputFn | None = None,
 ) -> LayerHealth:
     """Dead and saturated units, activation statistics, input-output Jacobian spectrum and gradient norms.
 
@@ -128,6 +130,8 @@ def layer_health(
         saturation: a unit is saturated where ``|phi'| < saturation * max |phi'|`` (of that unit).
         jacobian_points: inputs at which the Jacobian's singular values are computed.
         max_samples: at most this many inputs.
+        output_fn: for a model returning a tuple or dict, picks the class scores (the loss and the
+            Jacobian are of that output).
 
     Example:
         >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
@@ -137,6 +141,7 @@ def layer_health(
     check_float(saturation, "saturation", _NAME, minimum=0.0, maximum=1.0)
     check_int(jacobian_points, "jacobian_points", _NAME, minimum=0)
     check_int(max_samples, "max_samples", _NAME, minimum=1)
+    check_output_fn(output_fn, _NAME)
     inputs = torch.as_tensor(inputs).detach()[:max_samples]
     if inputs.ndim < 2 or len(inputs) == 0:
         raise DataError(f"layer_health needs inputs shaped (batch, *features); got shape {tuple(inputs.shape)}.")
@@ -152,7 +157,7 @@ def layer_health(
     for name, value in params.items():
         _assign(graph, name, value)
     records = _Recorder(graph).record(inputs)
-    logits = records.output.reshape(len(inputs), -1)
+    logits = select_output(records.output, output_fn, _NAME).reshape(len(inputs), -1)
     if targets is None:
         targets, loss_targets = logits.argmax(dim=1).detach(), "predicted"
     else:
@@ -178,7 +183,9 @@ def layer_health(
                 "ratio": gradient_norm / weight_norm if weight_norm else float("nan"),
             }
         )
-    singular = _jacobian_singular_values(network, inputs[:jacobian_points]) if jacobian_points else np.zeros((0, 0))
+    singular = (
+        _jacobian_singular_values(network, inputs[:jacobian_points], output_fn) if jacobian_points else np.zeros((0, 0))
+    )
     report = current_guard_report(model)
     return LayerHealth(
         layers=layer_rows,
@@ -251,9 +258,9 @@ def _layer_row(name, kind, function, pre, output, gradient, saturation) -> dict[
     }
 
 
-def _jacobian_singular_values(network: nn.Module, points: torch.Tensor) -> np.ndarray:
+def _jacobian_singular_values(network: nn.Module, points: torch.Tensor, output_fn: OutputFn | None) -> np.ndarray:
     def single(x):
-        return network(x.unsqueeze(0)).reshape(-1)
+        return select_output(network(x.unsqueeze(0)), output_fn, _NAME).reshape(-1)
 
     jacobians = torch.func.vmap(torch.func.jacrev(single))(points)
     jacobians = jacobians.reshape(len(points), jacobians.shape[1], -1).detach()

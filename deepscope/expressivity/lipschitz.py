@@ -15,6 +15,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from deepscope._outputs import OutputFn, ancestors, check_output_fn, picked_node, select_output
 from deepscope._validation import check_int
 from deepscope.errors import UnsupportedModelError, invalid_parameter
 from deepscope.expressivity import _pwl
@@ -132,6 +133,7 @@ def lipschitz(
     search_steps: int = 30,
     max_points: int = 256,
     seed: int = 0,
+    output_fn: OutputFn | None = None,
 ) -> LipschitzBounds:
     """Bound the l2 Lipschitz constant of ``model`` from above and below.
 
@@ -149,6 +151,9 @@ def lipschitz(
         input_shape: per-example input shape when no inputs are given.
         search_points, search_steps: size of the local search for the lower bound.
         max_points: at most this many inputs are used. seed: random seed.
+        output_fn: for a model returning a tuple or dict, picks the output to bound; it must return
+            one of the returned tensors unchanged (``lambda out: out[0]``, ``out["logits"]``), since
+            the upper bound follows the graph to that tensor.
 
     Example:
         >>> net = nn.Linear(3, 2)
@@ -159,6 +164,7 @@ def lipschitz(
     check_int(search_points, "search_points", _NAME, minimum=0)
     check_int(search_steps, "search_steps", _NAME, minimum=0)
     check_int(max_points, "max_points", _NAME, minimum=1)
+    check_output_fn(output_fn, _NAME)
     if inputs is None and input_shape is None:
         first = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
         if first is None:
@@ -174,10 +180,13 @@ def lipschitz(
         input_shape = tuple(inputs.shape[1:])
     graph = _pwl.trace(network)
     ShapeProp(graph).propagate(torch.zeros((1, *input_shape), dtype=torch.float64, device=device))
-    upper, upper_product, layers, evaluations = _upper_bounds(graph, seed)
+    upper, upper_product, layers, evaluations = _upper_bounds(
+        graph, seed, picked_node(graph, output_fn, _NAME, "to bound")
+    )
     lower = lower_at_data = None
     if inputs is not None and len(inputs):
-        lower_at_data, lower, spent = _lower_bound(network, inputs, search_points, search_steps, seed)
+        measured = _Selected(network, output_fn)
+        lower_at_data, lower, spent = _lower_bound(measured, inputs, search_points, search_steps, seed)
         evaluations += spent
     report = current_guard_report(model)
     return LipschitzBounds(
@@ -201,8 +210,21 @@ class _Bound:
     start_shape: tuple[int, ...] | None = None
 
 
-def _upper_bounds(graph: fx.GraphModule, seed: int):
+class _Selected(nn.Module):
+    """The network followed by ``output_fn`` (the tensor whose Jacobian the lower bound measures)."""
+
+    def __init__(self, network: nn.Module, output_fn: OutputFn | None) -> None:
+        super().__init__()
+        self.network, self.output_fn = network, output_fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return select_output(self.network(x), self.output_fn, _NAME)
+
+
+def _upper_bounds(graph: fx.GraphModule, seed: int, selected: fx.Node):
+    """Bounds node by node up to ``selected``; steps it does not depend on are skipped."""
     modules = dict(graph.named_modules())
+    needed = ancestors(selected)
     bounds: dict[fx.Node, _Bound] = {}
     layers: list[dict[str, Any]] = []
     spent = [0]
@@ -225,12 +247,16 @@ def _upper_bounds(graph: fx.GraphModule, seed: int):
         return tuple(node.meta["tensor_meta"].shape[1:])
 
     for node in graph.graph.nodes:
+        if node.op == "output":
+            if selected not in bounds:
+                raise UnsupportedModelError("lipschitz: the bounded output does not depend on the input.")
+            final = flush(bounds[selected])
+            return final.lipschitz, final.product, layers, spent[0]
+        if node not in needed:
+            continue
         if node.op == "placeholder":
             bounds[node] = _Bound(1.0, 1.0)
             continue
-        if node.op == "output":
-            final = flush(bounds[node.args[0]])
-            return final.lipschitz, final.product, layers, spent[0]
         inputs = [a for a in node.all_input_nodes if a in bounds]
         if node.op == "call_module" and isinstance(modules[node.target], _LINEAR_MODULES + _SHAPE_ONLY):
             module = modules[node.target]

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
+from deepscope._outputs import OutputFn, check_output_fn, select_output
 from deepscope._validation import check_int
 from deepscope.errors import invalid_parameter
 from deepscope.expressivity import _pwl
@@ -68,6 +69,7 @@ def trajectory_length(
     curve: str = "circle",
     points: int = 2048,
     chunk_size: int = 1024,
+    output_fn: OutputFn | None = None,
 ) -> TrajectoryLength:
     """Length of the image of a curve in input space after every activation layer.
 
@@ -81,6 +83,7 @@ def trajectory_length(
         model: the network (traced with torch.fx; stages are the outputs of its activations).
         inputs: ``(batch, *features)``: the first three (circle) or two (segment) define the curve.
         curve: "circle" or "segment". points: discretisation. chunk_size: forward batch size.
+        output_fn: for a model returning a tuple or dict, picks the output whose trajectory is the last stage.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -89,6 +92,7 @@ def trajectory_length(
     """
     check_int(points, "points", _NAME, minimum=8)
     check_int(chunk_size, "chunk_size", _NAME, minimum=1)
+    check_output_fn(output_fn, _NAME)
     if curve not in ("circle", "segment"):
         raise invalid_parameter("curve", _NAME, "'circle' or 'segment'", curve)
     inputs = torch.as_tensor(inputs).detach()
@@ -104,8 +108,8 @@ def trajectory_length(
     network = network.to(torch.float64)
     graph = _pwl.trace(network)
     path = _curve(inputs.to(device, torch.float64), curve, points)
-    names, lengths = _stage_lengths(graph, path, chunk_size, closed=curve == "circle")
-    _, coarse = _stage_lengths(graph, path[::2], chunk_size, closed=curve == "circle")
+    names, lengths = _stage_lengths(graph, path, chunk_size, curve == "circle", output_fn)
+    _, coarse = _stage_lengths(graph, path[::2], chunk_size, curve == "circle", output_fn)
     refinement = abs(lengths[-1] - coarse[-1]) / lengths[-1] if lengths[-1] > 0 else 0.0
     depth = np.arange(len(lengths))
     positive = np.array(lengths) > 0
@@ -171,7 +175,9 @@ class _Stages(fx.Interpreter):
         return result
 
 
-def _stage_lengths(graph: fx.GraphModule, path: torch.Tensor, chunk_size: int, closed: bool):
+def _stage_lengths(
+    graph: fx.GraphModule, path: torch.Tensor, chunk_size: int, closed: bool, output_fn: OutputFn | None = None
+):
     names: list[str] = []
     totals: list[float] = []
     previous: list[torch.Tensor] | None = None
@@ -182,7 +188,7 @@ def _stage_lengths(graph: fx.GraphModule, path: torch.Tensor, chunk_size: int, c
         runner.stage_modules = dict(graph.named_modules())
         runner.stages = []
         with torch.no_grad():
-            output = runner.run(chunk)
+            output = select_output(runner.run(chunk), output_fn, _NAME)
         stages = [("input", chunk), *runner.stages, ("output", output)]
         flat = [value.reshape(len(chunk), -1) for _, value in stages]
         if not names:
