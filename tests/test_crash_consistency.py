@@ -245,3 +245,20 @@ def test_sigkill_during_explain_keeps_the_previous_files_together(tmp_path):
     assert explain("3") == 0
     assert sorted(visible()) == ["example-3.svg", "explain.html", "explain.json"]
     _assert_clean(out, "explain")
+
+
+def test_cli_train_into_a_read_only_directory_fails_before_training(tmp_path, monkeypatch, capsys):
+    import deepscope.models
+    from deepscope.cli import main
+
+    trained = []
+    monkeypatch.setattr(deepscope.models, "train", lambda *args, **kwargs: trained.append(1))
+
+    def read_only(path, content):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(_write, "_write_file", read_only)
+    assert main(["train", "--data", "digits", "--out", str(tmp_path / "run")]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.count("error:") == 1 and "read-only" in stderr and "nothing was computed" in stderr
+    assert trained == []
