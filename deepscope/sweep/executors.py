@@ -115,8 +115,12 @@ class RayExecutor:
             try:
                 with _quiet_local_ray():
                     ray.init(**options)
-            except ConnectionError as error:
+            except (ConnectionError, ValueError) as error:  # no cluster there; an address Ray cannot parse
                 raise DeepscopeError(f"Cannot reach the Ray cluster at {address!r}: {error}") from error
+            except SystemExit as error:  # Ray exits the process when a GCS address never answers
+                raise DeepscopeError(
+                    f"Cannot reach the Ray cluster at {address!r}: Ray gave up connecting (exit status {error.code})."
+                ) from None
             self.started_here = True
         if address is None:
             self._check_fits()

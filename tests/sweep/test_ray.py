@@ -252,6 +252,36 @@ def test_a_task_no_node_can_hold_is_refused_instead_of_waiting_forever(local_ray
     assert ray.is_initialized()  # a refusal leaves the caller's instance alone
 
 
+@pytest.mark.parametrize(
+    ("raised", "fragment"),
+    [
+        (ValueError("Invalid address format: nonsense"), "Invalid address format"),  # what Ray raises at once
+        (SystemExit(15), "Ray gave up connecting"),  # what Ray does after ~2 min on a GCS address that never answers
+    ],
+)
+def test_an_unreachable_address_is_one_clear_error(raised, fragment, tmp_path, monkeypatch):
+    def init(**options):
+        raise raised
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    spec_file = tmp_path / "tiny.toml"
+    spec_file.write_text(_toml(_spec()))
+    store = tmp_path / "s.db"
+    code, _, stderr = run_cli("sweep", "run", spec_file, "--store", store, "--executor", "ray", "--address", "nonsense")
+    assert code == 2, stderr
+    [line] = stderr.splitlines()
+    assert line.startswith("error: Cannot reach the Ray cluster at 'nonsense'") and fragment in line, line
+
+
+def test_without_ray_installed_the_executor_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ModuleNotFoundError
+    spec_file = tmp_path / "tiny.toml"
+    spec_file.write_text(_toml(_spec()))
+    code, _, stderr = run_cli("sweep", "run", spec_file, "--store", tmp_path / "s.db", "--executor", "ray")
+    assert code == 2 and stderr.strip() == 'error: The Ray executor needs Ray: pip install "deepscope[ray]".', stderr
+
+
 def test_sweep_run_executor_ray_from_the_command_line(local_ray, local_store, tmp_path):
     spec_file = tmp_path / "tiny.toml"
     spec_file.write_text(_toml(_spec()))
