@@ -87,10 +87,10 @@ def _expand(ranges: list[tuple[int, int]], size: int, split: str, name: str) -> 
 
 def _explain_owned(path: Path) -> bool:
     """Whether ``path`` was written by deepscope (the report writer's markers; SVGs carry a comment)."""
-    from deepscope.report.html import _written_by_deepscope
+    from deepscope.report._write import written_by_deepscope
 
     if path.suffix != ".svg":
-        return _written_by_deepscope(path)
+        return written_by_deepscope(path)
     try:
         with path.open("r", encoding="utf-8", errors="replace") as handle:
             return _SVG_MARKER in handle.read(4096)

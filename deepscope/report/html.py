@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import html
 import importlib
@@ -29,7 +28,6 @@ import os
 import pkgutil
 import re
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Sequence
@@ -41,7 +39,7 @@ from tqdm.auto import tqdm
 
 from deepscope.errors import invalid_parameter
 from deepscope.guard import GuardReport, stochastic_modules
-from deepscope.report._write import GENERATOR_META, OutputUnit, check_overwrite, written_by_deepscope
+from deepscope.report._write import GENERATOR_META, OutputUnit, check_overwrite
 from deepscope.report.sections import SECTIONS, AuditContext, Figure, Html, Section, Table, Text, ordered_sections
 from deepscope.results import format_value, to_jsonable
 
@@ -259,27 +257,6 @@ def _header_facts(context: AuditContext, import_failures: list[tuple[str, str]])
     facts["loss"] = getattr(problem, "loss_name", None)
     facts["import_failures"] = [{"module": name, "error": error} for name, error in import_failures]
     return facts
-
-
-# ----------------------------------------------------------------------------------- files
-_written_by_deepscope = written_by_deepscope  # the names other modules import
-_check_overwrite = check_overwrite
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write one file atomically (temporary file, fsync, rename); units of several files use OutputUnit."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 # ----------------------------------------------------------------------------------- rendering
