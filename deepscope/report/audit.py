@@ -48,6 +48,9 @@ def audit(
     """Audit ``model`` on ``data``: run the report sections and write report.html + results.json into ``out``.
 
     The model is never changed: every analysis runs under :func:`deepscope.guard.model_guard`.
+    ``out`` is checked to be writable before any analysis runs, and report.html + results.json are
+    switched in together: after a crash or a full disk ``out`` holds the previous complete pair or
+    the new one, never a mix (see :mod:`deepscope.report._write`).
 
     Args:
         model: the trained ``nn.Module``.

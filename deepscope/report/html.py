@@ -113,7 +113,9 @@ def write_report(
 
     Raises:
         InvalidParameterError: an unknown section key or a bad argument.
-        DeepscopeError: the directory holds report files deepscope did not write and overwrite is False.
+        DeepscopeError: the directory holds report files deepscope did not write and overwrite is False;
+            the directory is not writable or the disk is full (checked before any section runs); a
+            write failed at the end (the previous report.html/results.json pair is then kept).
     """
     if not isinstance(context, AuditContext):
         raise invalid_parameter("context", "write_report", "an AuditContext", context)
