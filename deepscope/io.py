@@ -8,6 +8,8 @@ A pickle is a program: ``torch.load(weights_only=False)`` on a downloaded file c
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 import pickle
@@ -33,6 +35,7 @@ CONFIG_VERSION = 1
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".ts", ".torchscript", ".jit")
 SUFFIXES = (".safetensors", ".json", *CHECKPOINT_SUFFIXES)
 _MAX_CONFIG_BYTES = 1 << 20
+_TEMP_PREFIX = ".deepscope-tmp-"
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "weights")
 Architecture = str | Callable[..., nn.Module]
 
@@ -394,11 +397,24 @@ def _fill(model: nn.Module, state: dict[str, torch.Tensor], file_name: str, arch
 
 
 def _atomic_write(path: Path, write: Callable[[str], Any]) -> None:
-    handle, tmp_name = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    """Write through a temporary file named ``.deepscope-tmp-<name>.*.tmp``, fsync it, rename it over ``path``.
+
+    Stale temporaries of ``path`` left by a killed earlier save (recognisable by that prefix) are
+    removed first, so none accumulate.
+    """
+    for stale in path.parent.glob(f"{_TEMP_PREFIX}{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+    handle, tmp_name = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
         write(tmp_name)
         os.chmod(tmp_name, 0o644)
+        descriptor = os.open(tmp_name, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
         os.replace(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):

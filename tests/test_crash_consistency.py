@@ -262,3 +262,13 @@ def test_cli_train_into_a_read_only_directory_fails_before_training(tmp_path, mo
     stderr = capsys.readouterr().err
     assert stderr.count("error:") == 1 and "read-only" in stderr and "nothing was computed" in stderr
     assert trained == []
+
+
+def test_temporaries_of_older_versions_are_removed_by_the_next_run(context, tmp_path):
+    stale = [".report.html.ab12cd34.tmp", ".results.json.x_y_z_12.tmp", "model.safetensorsq1w2e3r4.tmp"]
+    for name in stale:
+        (tmp_path / name).write_text("half")
+    (tmp_path / "notes.tmp").write_text("mine")  # not deepscope's: kept
+    register_section("zz_crash", title="Crash", order=1)(_label_section("now"))
+    write_report(context, tmp_path, sections=["zz_crash"])
+    assert sorted(os.listdir(tmp_path)) == [".deepscope", "notes.tmp", "report.html", "results.json"]

@@ -381,3 +381,12 @@ def test_fifo_and_dev_zero_are_refused_without_hanging(tmp_path):
     assert lines[0].startswith("DataError Model file") and "is not a regular file (it is a FIFO" in lines[0]
     assert "is not a regular file (it is a character device)" in lines[1]
     assert "is not a regular file (it is a FIFO" in lines[2]
+
+
+def test_stale_temporaries_of_a_killed_save_are_removed(tmp_path):
+    stale = tmp_path / ".deepscope-tmp-m.safetensors.k1ll3d00.tmp"
+    stale.write_bytes(b"half a file")
+    save_model(
+        nn.Linear(2, 1), tmp_path / "m", arch="torch.nn:Linear", arch_kwargs={"in_features": 2, "out_features": 1}
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]

@@ -42,6 +42,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import uuid
@@ -102,6 +103,22 @@ def _sync_tree(directory: Path) -> list[str]:
     return names
 
 
+# temporaries of the per-file writes of earlier versions: report/explain files and save_model's
+_LEGACY_TEMPORARY = re.compile(
+    r"^(\.(report\.html|results\.json|explain\.json|explain\.html|example-\d+\.svg)\.[a-z0-9_]{8}\.tmp"
+    r"|(model|init)\.(safetensors|json)[a-z0-9_]{8}\.tmp"
+    r"|\.deepscope-tmp-.+\.tmp)$"
+)
+
+
+def _remove_legacy_temporaries(out: Path) -> None:
+    """Delete temporaries that a killed run of an earlier deepscope version left in ``out``."""
+    for entry in os.scandir(out):
+        if _LEGACY_TEMPORARY.match(entry.name) and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
 class OutputUnit:
     """The files of one run in ``out``, switched in together (see the module docstring).
 
@@ -160,6 +177,7 @@ class OutputUnit:
                 with contextlib.suppress(OSError):
                     probe.unlink()
             self._clean()
+            _remove_legacy_temporaries(self.out)
         _kill_point("prepared")
 
     def close(self) -> None:
