@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import BatchSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, IterableDataset, SequentialSampler
 
-__all__ = ["ParameterSpace", "Batches", "batches_of", "reads_in_order"]
+__all__ = ["ParameterSpace", "Batches", "batches_of", "fixed_batches", "reads_in_order"]
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
@@ -61,3 +61,48 @@ def reads_in_order(loader: Any) -> bool:
         return True
     batch_sampler = getattr(loader, "batch_sampler", None)
     return type(batch_sampler) is BatchSampler and isinstance(batch_sampler.sampler, SequentialSampler)
+
+
+def fixed_batches(problem: Any, split: str, max_samples: int | None, batch_size: int | None) -> tuple[Batches, int]:
+    """A batch source that yields the same samples on every pass, and their number.
+
+    Curvature estimators apply the operator many times; each product must see the same matrix.
+
+    * in-memory tensors, and a DataLoader that reads its data set in order: streamed as they are
+      (the first ``max_samples`` samples);
+    * a shuffling DataLoader (any other sampler) with ``max_samples`` smaller than the data: its
+      first ``max_samples`` samples are drawn once and held in memory (a full pass would only change
+      the order of the sum, so without ``max_samples`` it is streamed);
+    * a DataLoader with ``drop_last=True``: it skips the last samples (another set on each pass
+      when it shuffles) while the mean counts all of them, so the same data set is read whole, in
+      order, by a loader of the same batch size and collate function.
+
+    A data set with random augmentations still changes between passes: switch them off.
+    """
+    from deepscope.errors import UnsupportedModelError
+    from deepscope.problem import DataSource
+
+    source = problem.source(split)  # raises DataError for a missing split
+    total = len(source) if max_samples is None else min(max_samples, len(source))
+    loader = getattr(source, "loader", None)
+    if total < len(source) and not reads_in_order(loader):
+        inputs, targets = problem.tensors(split, max_samples=total)
+        return batches_of(inputs, targets, batch_size or getattr(source, "batch_size", None)), len(inputs)
+    if loader is not None and getattr(loader, "drop_last", False):
+        if isinstance(loader.dataset, IterableDataset):
+            raise UnsupportedModelError(
+                f"The {split} DataLoader drops its last batch and reads an IterableDataset, so curvature "
+                "cannot see every sample: use drop_last=False."
+            )
+        whole = DataLoader(loader.dataset, batch_size=loader.batch_size, collate_fn=loader.collate_fn)
+        in_order = DataSource(whole, name=split, batch_size=getattr(source, "batch_size", 256))
+
+        def read_whole() -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+            return in_order.batches(batch_size, device=problem.device, dtype=problem.dtype, max_samples=max_samples)
+
+        return read_whole, total
+
+    def stream() -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        return problem.batches(split, batch_size=batch_size, max_samples=max_samples)
+
+    return stream, total

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from deepscope._validation import check_choice, check_int
-from deepscope.curvature._base import Batches, ParameterSpace, batches_of, reads_in_order
+from deepscope.curvature._base import Batches, ParameterSpace, fixed_batches
 from deepscope.errors import DataError, DeepscopeError, UnsupportedModelError, invalid_parameter
 from deepscope.registry import analysis
 
@@ -133,27 +133,15 @@ class HessianOperator:
     ) -> HessianOperator:
         """The operator of ``problem``'s mean loss over the first ``max_samples`` samples of ``split``.
 
-        When the split is a shuffling DataLoader (any sampler but the sequential one) and
-        ``max_samples`` is smaller than it, those samples are drawn once and held in memory, so
-        every product uses the same samples; a full pass over a shuffling loader only changes the
-        order of the sum, and a loader that reads in order is streamed. (A data set with random
-        augmentations still changes between passes: switch them off for curvature.)
+        The samples are the same for every product (see :func:`~deepscope.curvature._base.fixed_batches`:
+        a shuffling DataLoader's subset is drawn once, a loader that drops its last batch is read
+        whole and in order).
         """
         if max_samples is not None:
             check_int(max_samples, "max_samples", owner, minimum=1)
         if batch_size is not None:
             check_int(batch_size, "batch_size", owner, minimum=1)
-        source = problem.source(split)  # raises DataError for a missing split
-        total = len(source) if max_samples is None else min(max_samples, len(source))
-
-        def batches() -> Any:
-            return problem.batches(split, batch_size=batch_size, max_samples=max_samples)
-
-        if total < len(source) and not reads_in_order(getattr(source, "loader", None)):
-            # A shuffling DataLoader draws other first ``max_samples`` samples on every pass, so
-            # every product would see another matrix: draw the subset once and keep it.
-            inputs, targets = problem.tensors(split, max_samples=total)
-            batches = batches_of(inputs, targets, batch_size or getattr(source, "batch_size", None))
+        batches, total = fixed_batches(problem, split, max_samples, batch_size)
         return cls(
             problem.model,
             problem.criterion,
