@@ -28,7 +28,7 @@ from deepscope._finite import check_finite_model
 from deepscope._validation import check_int
 from deepscope.data._base import DatasetSplits
 from deepscope.data._checks import check_targets_fit
-from deepscope.errors import DataError, cannot_take_inputs, invalid_parameter
+from deepscope.errors import DataError, DeepscopeError, cannot_take_inputs, invalid_parameter
 from deepscope.guard import model_guard
 
 __all__ = ["Problem", "DataSource", "Evaluation", "LOSSES", "resolve_loss"]
@@ -299,7 +299,7 @@ class Problem:
         with model_guard(self.model), torch.no_grad():
             try:
                 output = self.model(x)
-            except DataError:
+            except (DeepscopeError, torch.cuda.OutOfMemoryError):
                 raise
             except (RuntimeError, TypeError, ValueError, IndexError) as error:
                 raise cannot_take_inputs(tuple(x.shape[1:]), error, "training inputs") from error

@@ -149,7 +149,7 @@ def _probe(forward: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor
     """The first forward pass; a model that cannot take the inputs gives Problem's DataError."""
     try:
         return evaluate_outputs(forward, inputs, max_batch)
-    except DeepscopeError:
+    except (DeepscopeError, torch.cuda.OutOfMemoryError):
         raise
     except (RuntimeError, TypeError, ValueError, IndexError) as error:
         raise cannot_take_inputs(tuple(inputs.shape[1:]), error) from error
