@@ -97,7 +97,8 @@ def lanczos_eigenpairs(
     tops, bottoms = pairs[:high], pairs[high:]
     locked = torch.stack([vector for _, _, vector in pairs], dim=1) if pairs else locked
     checks = 0
-    while converged and k >= 2 and not run.exhausted and locked.shape[1] < n:
+    exact = run.exhausted  # the first run spanned the whole space: its Ritz values are the eigenvalues
+    while converged and k >= 2 and not exact and locked.shape[1] < n:
         checks += 1
         scale = max(abs(value) for value, _, _ in pairs)
         top = tops[-1][0] if len(tops) >= k else None  # the k-th largest found so far
