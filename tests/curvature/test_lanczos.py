@@ -168,3 +168,22 @@ def test_k_equal_one_costs_no_deflation_check():
     values, _, _, products, converged = lanczos_eigenpairs(matvec, 50, k=1, tol=1e-8, dtype=torch.float64)
     # the largest value is 4 whatever its multiplicity: one run, no restart
     assert values == [pytest.approx(4.0, rel=1e-8)] and converged and products == calls["n"]
+
+
+@pytest.mark.parametrize(
+    "spectrum",
+    [[5.0, 5.0, 5.0, 4.0, 1.0, 0.5, 0.2, 0.1], [3.0, 3.0, 3.0, 3.0, 2.0, 1.0, 1.0, 1.0, 0.5, 0.4, 0.3, 0.2]],
+)
+@pytest.mark.parametrize("which", ["largest", "both"])
+def test_multiplicities_in_a_small_space_where_runs_span_the_whole_complement(spectrum, which):
+    n = len(spectrum)
+    rotation, _ = torch.linalg.qr(torch.randn(n, n, generator=torch.Generator().manual_seed(2), dtype=torch.float64))
+    matrix = rotation @ torch.diag(torch.tensor(spectrum, dtype=torch.float64)) @ rotation.T
+    values, _, _, _, converged = lanczos_eigenpairs(
+        lambda v: matrix @ v, n, k=4, which=which, tol=1e-6, dtype=torch.float64
+    )
+    ordered = sorted(spectrum)
+    expected = ordered[::-1][:4] + (ordered[:4] if which == "both" else [])
+    # error bounds ≤ 1e-6 relative; 1e-4 absolute keeps a margin and stays far below the gaps (≥ 0.1)
+    np.testing.assert_allclose(values, expected, atol=1e-4)
+    assert converged
