@@ -165,16 +165,16 @@ def _audit_options(default_out: str) -> Callable[[Callable[..., Any]], Callable[
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out, show_default=True, help="Output directory for report.html and results.json."),
         click.option("--budget", type=click.Choice(["quick", "full"]), default="quick", show_default=True, help="How much compute the analyses may spend."),
         click.option("--overwrite", is_flag=True, help="Replace report files in --out that deepscope did not write."),
-        click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the data split and the estimates; must match training (default: the seed in --history, else 0)."),
+        click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the data split and the estimates; must match training (default: the seed in --history or in the history.json beside the model, else 0)."),
         click.option("--history", "history_path", type=existing_file, default=None, help="history.json from 'deepscope train' (adds learning curves)."),
         click.option("--init", "init_path", type=existing_file, default=None, help="Weights at initialisation (init.safetensors from 'deepscope train')."),
         click.option("--lr", "learning_rate", type=FiniteFloat(minimum=0), default=None, help="Training learning rate, when known (default: from --history)."),
     ]  # fmt: skip
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        for option in reversed(options):
+        for option in reversed(options[1:]):
             function = option(function)
-        return model_options(function)
+        return options[0](model_options(function))  # --model, then how to read it, then the rest
 
     return decorate
 
