@@ -220,13 +220,15 @@ figcaption { color: var(--muted); font-size: 13px; }
 """
 
 
-def page(header: dict[str, Any], sections: list[tuple[str, str, str, str]]) -> str:
+def page(header: dict[str, Any], sections: list[tuple[str, str, str, str]], kind: str = "sweep report") -> str:
     """The HTML page: a header of facts, a table of contents, one ``<section>`` per (key, title, summary, body).
+
+    ``kind`` names the page in its title ("sweep report"; the theory gallery uses "experiment").
 
     ``summary`` and ``content`` are HTML already (escaped by the caller); everything else is escaped here.
     """
     facts = [
-        ("Sweep", header["name"]),
+        ("Sweep" if kind == "sweep report" else kind.capitalize(), header["name"]),
         ("About", header["description"]),
         ("Store", header["store"]),
         ("deepscope", header["deepscope_version"]),
@@ -239,7 +241,7 @@ def page(header: dict[str, Any], sections: list[tuple[str, str, str, str]]) -> s
         f'<p class="summary">{summary}</p>{content}</section>'
         for key, title, summary, content in sections
     )
-    title = f"deepscope sweep report: {_escape(header['name'])}"
+    title = f"deepscope {_escape(kind)}: {_escape(header['name'])}"
     return (
         "<!DOCTYPE html>\n"
         f'<html lang="en"><head><meta charset="utf-8">{GENERATOR_META}'

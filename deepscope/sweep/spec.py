@@ -169,7 +169,9 @@ _MLP_KEYS: dict[str, tuple[Callable[[Any], Any], Any]] = {
 SEARCHABLE = tuple(f"{section}.{key}" for section, keys in _SCHEMA.items() for key in keys) + tuple(
     f"model.{key}" for key in _MLP_KEYS
 )
-_TOP_KEYS = ("name", "description", "seeds", "dataset", "model", "train", "data", "search", "analyses", "execution")
+_TOP_KEYS = (
+    "name", "description", "kind", "seeds", "dataset", "model", "train", "data", "params", "search", "analyses", "execution",
+)  # fmt: skip
 
 
 def read_spec(path: str | Path) -> dict[str, Any]:
@@ -223,6 +225,12 @@ def parse_spec(raw: Mapping[str, Any]) -> dict[str, Any]:
         spec["name"] = _run_check(_string, raw["name"], "name", problems, "sweep")
     if "description" in raw:
         spec["description"] = _run_check(_text, raw["description"], "description", problems, "")
+    kind = _run_check(_kind, raw.get("kind", "train"), "kind", problems, "train")
+    if kind != "train":  # a "train" spec does not name its kind, so its stored form never changes
+        spec["kind"] = kind
+        spec["params"] = _section(raw.get("params", {}), "params", _kind_params(kind), problems)
+    elif "params" in raw:
+        problems.append(("params", "only a trial kind other than 'train' takes params"))
     spec["seeds"] = _run_check(_seed_list, raw.get("seeds", [0]), "seeds", problems, [0])
     for section, schema in _SCHEMA.items():
         spec[section] = _section(raw.get(section, {}), section, schema, problems)
@@ -237,6 +245,20 @@ def parse_spec(raw: Mapping[str, Any]) -> dict[str, Any]:
     if problems:
         raise SpecError(problems)
     return spec
+
+
+def _kind(value: Any) -> str:
+    from deepscope.sweep.kinds import KINDS
+
+    if value not in KINDS:
+        raise ValueError("one of " + ", ".join(repr(k) for k in KINDS))
+    return value
+
+
+def _kind_params(kind: str) -> dict[str, tuple[Callable[[Any], Any], Any]]:
+    from deepscope.sweep.kinds import kind_module
+
+    return kind_module(kind).PARAMS
 
 
 def _run_check(checker: Callable[[Any], Any], value: Any, path: str, problems: list, fallback: Any = None) -> Any:
@@ -356,11 +378,14 @@ def _search_section(raw: Any, spec: dict[str, Any], problems: list) -> dict[str,
 def _searchable(spec: dict[str, Any]) -> list[str]:
     arch = spec.get("model", {}).get("arch", "mlp")
     fixed = [p for p in SEARCHABLE if not p.startswith("model.")]
-    return fixed + ([p for p in SEARCHABLE if p.startswith("model.")] if arch == "mlp" else [])
+    params = [f"params.{key}" for key in _kind_params(spec["kind"])] if "kind" in spec else []
+    return fixed + ([p for p in SEARCHABLE if p.startswith("model.")] if arch == "mlp" else []) + params
 
 
 def _checker_for(path: str, spec: dict[str, Any]) -> Callable[[Any], Any]:
     section, key = path.split(".", 1)
+    if section == "params":
+        return _kind_params(spec["kind"])[key][0]
     return (_MLP_KEYS if section == "model" else _SCHEMA[section])[key][0]
 
 
@@ -415,7 +440,10 @@ def expand(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     else:
         rng = random.Random(spec["search"]["seed"])
         points = [{p: _draw(grid[p], rng) for p in paths} for _ in range(spec["search"]["samples"])]
-    base = {key: copy.deepcopy(spec[key]) for key in ("dataset", "model", "train", "data", "analyses")}
+    sections = ("dataset", "model", "train", "data", "analyses")
+    if "kind" in spec:  # "train" configs carry no kind, so their keys never change
+        sections += ("kind", "params")
+    base = {key: copy.deepcopy(spec[key]) for key in sections}
     configs = []
     for point in points:
         for seed in spec["seeds"]:

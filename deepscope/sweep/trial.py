@@ -119,7 +119,14 @@ def run_trial(config: Mapping[str, Any], threads: int = 1) -> TrialOutput:
     try:
         torch.set_num_threads(threads)
         with torch.random.fork_rng(devices=[]):
-            weights, history, metrics, train_seconds, analysis_seconds = _run(config)
+            if config.get("kind", "train") == "train":
+                weights, history, metrics, train_seconds, analysis_seconds = _run(config)
+            else:
+                from deepscope.sweep.kinds import kind_module
+
+                torch.manual_seed(config["seed"])
+                metrics, history, weights = kind_module(config["kind"]).run_kind(config)
+                train_seconds = time.perf_counter() - started
         return TrialOutput(key, metrics, weights, history, train_seconds, analysis_seconds, None, socket.gethostname())
     except Exception as error:  # a failed trial is data: recorded, and the sweep goes on
         lines = traceback.format_exception(type(error), error, error.__traceback__)
