@@ -8,9 +8,10 @@ An experiment is a module of :mod:`deepscope.experiments` (listed in ``EXPERIMEN
   or ``"full"`` (paper scale, for a Ray cluster);
 * ``check(spec) -> list[(key path, message)]``: what makes the experiment meaningless (one grid
   point, too few seeds for its test) — refused before anything runs;
-* ``analyse(frame, spec) -> Outcome``: the figures, tables, numbers and the :class:`Verdict`,
+* ``analyse(frame, spec, store) -> Outcome``: the figures, tables, numbers and the :class:`Verdict`,
   decided by a stated statistical test on the stored population (``frame`` is
-  :func:`deepscope.sweep.load`'s DataFrame);
+  :func:`deepscope.sweep.load`'s DataFrame; ``store`` the sweep's SQLite path, for
+  per-run histories via :class:`deepscope.sweep.SweepStore`);
 * optionally ``PARAMS`` and ``run_kind(config)``: a trial kind of its own (see
   :mod:`deepscope.sweep.kinds`).
 
@@ -148,7 +149,7 @@ def run_experiment(
     frame = load(store)
     if frame.empty:
         raise DeepscopeError(f"Experiment {name!r}: no trial finished (see `deepscope sweep status {store}`).")
-    outcome = module.analyse(frame, spec)
+    outcome = module.analyse(frame, spec, store)
     payload = _payload(module, spec, budget, store, frame, outcome)
     _write_page(out, module, payload, outcome)
     return payload
