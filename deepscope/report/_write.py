@@ -103,11 +103,11 @@ def _sync_tree(directory: Path) -> list[str]:
     return names
 
 
-# temporaries of the per-file writes of earlier versions: report/explain files and save_model's
+# temporaries of the per-file writes of earlier versions: report/explain files and train's save_model
+# (today's save_model names its temporaries .deepscope-tmp-* and removes its own stale ones)
 _LEGACY_TEMPORARY = re.compile(
     r"^(\.(report\.html|results\.json|explain\.json|explain\.html|example-\d+\.svg)\.[a-z0-9_]{8}\.tmp"
-    r"|(model|init)\.(safetensors|json)[a-z0-9_]{8}\.tmp"
-    r"|\.deepscope-tmp-.+\.tmp)$"
+    r"|(model|init)\.(safetensors|json)[a-z0-9_]{8}\.tmp)$"
 )
 
 
