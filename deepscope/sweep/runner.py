@@ -64,7 +64,7 @@ def _duration(seconds: float) -> str:
 
 
 def resolve_spec(spec: Any) -> dict[str, Any]:
-    """A validated spec from a dict, a TOML/YAML path, or ``"builtin:NAME"``."""
+    """A validated spec from a dict, a dataclass (its ``asdict``), a TOML/YAML path, or ``"builtin:NAME"``."""
     if isinstance(spec, (str, Path)) and str(spec).startswith("builtin:"):
         from deepscope.sweep.studies import builtin_spec
 
@@ -73,8 +73,10 @@ def resolve_spec(spec: Any) -> dict[str, Any]:
         return read_spec(spec)
     if isinstance(spec, Mapping):
         return parse_spec(spec)
+    if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
+        return parse_spec(dataclasses.asdict(spec))
     raise DeepscopeError(
-        f"A sweep spec must be a dict, a .toml/.yaml path or 'builtin:NAME'. Got {type(spec).__name__}."
+        f"A sweep spec must be a dict, a dataclass, a .toml/.yaml path or 'builtin:NAME'. Got {type(spec).__name__}."
     )
 
 
@@ -208,7 +210,10 @@ def load(store: str | Path, *, include_unfinished: bool = False, stderr: bool = 
     keep their names (``gap``, ``measures.log_spec_norm``, ...). ``stderr=True`` adds a
     ``<metric>.stderr`` column where a metric has standard errors. Only finished trials by default.
     """
-    import pandas as pd
+    try:
+        import pandas as pd
+    except ModuleNotFoundError as error:
+        raise DeepscopeError('sweep.load needs pandas: pip install "deepscope[pandas]".') from error
 
     with SweepStore(store, create=False) as sweep:
         trials, results = sweep.trials(), sweep.results()

@@ -319,6 +319,23 @@ def _model_section(raw: Any, problems: list) -> dict[str, Any]:
     return out
 
 
+def _arch_options(arch: str) -> list[str]:
+    """The options of a reference architecture other than its input shape and class count."""
+    from deepscope.models import ARCHITECTURES
+
+    if arch not in ARCHITECTURES:
+        return []
+    parameters = inspect.signature(ARCHITECTURES[arch].__init__).parameters
+    return [p for p in parameters if p not in ("self", "input_shape", "num_classes")]
+
+
+def _any_value(value: Any) -> Any:
+    """Options of non-MLP architectures are checked by the architecture itself when the trial builds it."""
+    if value is None or isinstance(value, (bool, int, float, str)) or isinstance(value, (list, tuple)):
+        return list(value) if isinstance(value, tuple) else value
+    raise ValueError("a number, string, boolean or list")
+
+
 def _distribution(value: Any) -> Any:
     """A random-search distribution: a list (uniform choice) or {uniform|loguniform|int_uniform: [lo, hi]}."""
     if isinstance(value, Mapping):
@@ -378,6 +395,8 @@ def _search_section(raw: Any, spec: dict[str, Any], problems: list) -> dict[str,
 def _searchable(spec: dict[str, Any]) -> list[str]:
     arch = spec.get("model", {}).get("arch", "mlp")
     fixed = [p for p in SEARCHABLE if not p.startswith("model.")]
+    if arch != "mlp":  # another architecture's options, by its constructor's signature
+        fixed += [f"model.{key}" for key in _arch_options(arch)]
     params = [f"params.{key}" for key in _kind_params(spec["kind"])] if "kind" in spec else []
     return fixed + ([p for p in SEARCHABLE if p.startswith("model.")] if arch == "mlp" else []) + params
 
@@ -386,7 +405,9 @@ def _checker_for(path: str, spec: dict[str, Any]) -> Callable[[Any], Any]:
     section, key = path.split(".", 1)
     if section == "params":
         return _kind_params(spec["kind"])[key][0]
-    return (_MLP_KEYS if section == "model" else _SCHEMA[section])[key][0]
+    if section == "model":
+        return _MLP_KEYS[key][0] if spec["model"].get("arch", "mlp") == "mlp" else _any_value
+    return _SCHEMA[section][key][0]
 
 
 def _analyses_section(raw: Any, problems: list) -> list[dict[str, Any]]:

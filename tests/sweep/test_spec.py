@@ -115,3 +115,24 @@ def test_builtin_studies_are_valid_and_large_enough(name):
     assert len(spec["search"]["grid"]) >= 5
     assert any(a["name"] == "measures" for a in spec["analyses"])
     assert spec["train"]["stop_loss"] is not None
+
+
+def test_other_architectures_search_their_own_options_and_dataclass_specs(tmp_path):
+    import dataclasses
+
+    from deepscope.sweep import resolve_spec
+
+    spec = tiny_spec(
+        **{"model": {"arch": "cnn2d", "channels": [4, 8]}, "search.grid": {"model.channels": [[4], [4, 8]]}}
+    )
+    configs = expand(parse_spec(spec))
+    assert [c["model"]["channels"] for c in configs[::2]] == [[4], [4, 8]]
+    found = problems_of(tiny_spec(**{"model": {"arch": "cnn2d"}, "search.grid": {"model.width": [4]}}))
+    assert "not a searchable" in found["search.grid.model.width"]
+
+    @dataclasses.dataclass
+    class Spec:
+        dataset: dict
+        seeds: list
+
+    assert resolve_spec(Spec({"name": "digits"}, [3]))["seeds"] == [3]
