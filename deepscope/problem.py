@@ -84,6 +84,10 @@ def _as_tensor(value: Any, what: str) -> torch.Tensor:
         raise DataError(f"{what} must be a numeric tensor or array. Got {kind} instead.") from error
 
 
+def _plain_int(value: Any) -> Any:
+    return int(value) if isinstance(value, np.integer) else value
+
+
 def _as_device(device: Any) -> torch.device:
     try:
         return torch.device(device)
@@ -157,6 +161,10 @@ class DataSource:
         max_samples: int | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(x, y)`` batches in order, on ``device``, floats cast to ``dtype``; at most ``max_samples``."""
+        if batch_size is not None:
+            batch_size = check_int(_plain_int(batch_size), "batch_size", "Problem.batches", minimum=1)
+        if max_samples is not None:
+            max_samples = check_int(_plain_int(max_samples), "max_samples", "Problem.batches", minimum=1)
         seen = 0
         limit = len(self) if max_samples is None else min(max_samples, len(self))
         for index, (x, y) in enumerate(self._raw_batches(batch_size or self.batch_size)):
@@ -368,7 +376,7 @@ class Problem:
         self, split: str = "train", params: Mapping[str, torch.Tensor] | None = None, max_samples: int | None = None
     ) -> Evaluation:
         """Mean loss and accuracy (classification) of the model, or of ``params``, on ``split``."""
-        params = self.parameters(trainable_only=False) if params is None else params
+        params = self.parameters(trainable_only=False) if params is None else self._check_params(params)
         total_loss, correct, n = 0.0, 0, 0
         with model_guard(self.model), torch.no_grad():
             for x, y in self.batches(split, max_samples=max_samples):
@@ -379,6 +387,25 @@ class Problem:
                     correct += int((output.argmax(dim=-1) == y).sum())
                 n += len(x)
         return Evaluation(loss=total_loss / n, accuracy=correct / n if self.num_classes is not None else None, n=n)
+
+    def _check_params(self, params: Any) -> Mapping[str, torch.Tensor]:
+        """``params`` must map names of the model's parameters/buffers to tensors of their shapes."""
+        known = {**dict(self.model.named_parameters()), **dict(self.model.named_buffers())}
+        if not isinstance(params, Mapping):
+            raise invalid_parameter("params", "Problem.evaluate", "a mapping of parameter names to tensors", params)
+        for name, value in params.items():
+            if name not in known:
+                raise invalid_parameter(
+                    "params",
+                    "Problem.evaluate",
+                    f"a mapping over the model's names {list(known)[:4]}",
+                    list(params)[:4],
+                )
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(known[name].shape):
+                raise invalid_parameter(
+                    f"params['{name}']", "Problem.evaluate", f"a tensor of shape {tuple(known[name].shape)}", value
+                )
+        return params
 
     def __repr__(self) -> str:
         test = f", test={len(self.test)}" if self.test is not None else ""

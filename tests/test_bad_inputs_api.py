@@ -6,6 +6,9 @@ must raise (never a raw RuntimeError/TypeError/KeyError, never a silent NaN), an
 message must contain (what was expected and what was received). The CLI has its own suite.
 """
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +23,7 @@ from deepscope.data import DatasetSplits
 from deepscope.errors import DataError, InvalidParameterError, NonFiniteError, UnsupportedModelError
 
 IPE, DE, UME, NFE = InvalidParameterError, DataError, UnsupportedModelError, NonFiniteError
+_FILES = tempfile.TemporaryDirectory()  # data files written by the cases; removed at exit
 
 
 def _xy(n=20, d=3, classes=2):
@@ -58,6 +62,16 @@ class _Exp(nn.Module):
 
     def forward(self, x):
         return torch.exp(x)
+
+
+def _npz(late=None):
+    """A small .npz file of 3 classes (plus one label ``late`` in its last row); returns its path."""
+    y = np.arange(60) % 3
+    if late is not None:
+        y[-1] = late
+    path = Path(_FILES.name) / f"labels-{late}.npz"
+    np.savez(path, x=np.random.default_rng(0).normal(size=(60, 3)).astype("float32"), y=y)
+    return path
 
 
 def _splits():
@@ -101,6 +115,10 @@ CASES = [
     ("problem/unknown-device", lambda: Problem(_model(), (X, Y), device="gpu7"), IPE, r"'device' parameter of Problem must be a torch device.*Got 'gpu7'"),
     ("problem/split-name", lambda: _problem().evaluate("valid"), IPE, r"'split' parameter of Problem must be 'train' or 'test'. Got 'valid'"),
     ("problem/no-test-split", lambda: Problem(_model(), (X, Y)).evaluate("test"), DE, r"no test data"),
+    ("problem/max-samples-zero", lambda: _problem().tensors(max_samples=0), IPE, r"'max_samples' parameter of Problem.batches must be an int >= 1. Got 0"),
+    ("problem/batch-size-zero-in-batches", lambda: list(_problem().batches(batch_size=0)), IPE, r"'batch_size' parameter of Problem.batches must be an int >= 1. Got 0"),
+    ("problem/evaluate-params-shape", lambda: _problem().evaluate(params={"0.weight": torch.zeros(1)}), IPE, r"'params\['0.weight'\]' parameter of Problem.evaluate must be a tensor of shape \(5, 3\)"),
+    ("problem/evaluate-params-unknown", lambda: _problem().evaluate(params={"fc.weight": torch.zeros(1)}), IPE, r"'params' parameter of Problem.evaluate must be a mapping over the model's names"),
     ("problem/from-dataset-not-splits", lambda: Problem.from_dataset(_model(), (X, Y)), IPE, r"'dataset' parameter of Problem.from_dataset must be a DatasetSplits"),
     # ------------------------------------------------------------------ datasets
     ("datasets/unknown-name", lambda: datasets.load("imagenet"), DE, r"Unknown dataset 'imagenet'. Available: digits"),
@@ -111,6 +129,10 @@ CASES = [
     ("datasets/unknown-option", lambda: datasets.load("digits", colour=True), IPE, r"Unknown option\(s\) \['colour'\] for dataset 'digits'"),
     ("datasets/missing-file", lambda: datasets.load("/nonexistent/data.csv"), DE, r"data.csv"),
     ("datasets/splits-length-mismatch", lambda: DatasetSplits("toy", X, Y[:3], X, Y), DE, r"x_train has 20 rows but y_train has 3"),
+    ("datasets/splits-not-tensors", lambda: DatasetSplits("toy", [1, 2], [0, 1], X, Y), IPE, r"'x_train' parameter of DatasetSplits must be a tensor.*Got \[1, 2\]"),
+    ("datasets/num-classes-zero", lambda: datasets.load(_npz(), num_classes=0), IPE, r"'num_classes' parameter of deepscope.datasets.load must be None or an int >= 1. Got 0"),
+    ("datasets/num-classes-too-small", lambda: datasets.load(_npz(), num_classes=2), DE, r"labels must be integers 0..1; the train labels range over 0..2"),
+    ("datasets/late-label-gap", lambda: datasets.load(_npz(late=7)), DE, r"class\(es\) 3, 4, 5, 6 never occur"),
     ("datasets/splits-empty-train", lambda: DatasetSplits("toy", X[:0], Y[:0], X, Y), DE, r"empty training split"),
     # ------------------------------------------------------------------ train
     ("train/model-not-module", lambda: train("model", _splits(), epochs=1), IPE, r"'model' parameter of train must be"),

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from deepscope.errors import DataError
+from deepscope.errors import DataError, invalid_parameter
 
 __all__ = ["DatasetSplits"]
 
@@ -45,6 +45,14 @@ class DatasetSplits:
     def __post_init__(self) -> None:
         for split in ("train", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            for field, value in ((f"x_{split}", x), (f"y_{split}", y)):
+                if not isinstance(value, torch.Tensor) or value.ndim == 0:
+                    raise invalid_parameter(
+                        field,
+                        "DatasetSplits",
+                        "a tensor with a leading examples dimension (torch.as_tensor(...))",
+                        value,
+                    )
             if len(x) != len(y):
                 raise DataError(f"Dataset '{self.name}': x_{split} has {len(x)} rows but y_{split} has {len(y)}.")
         if len(self.x_train) == 0:

@@ -103,6 +103,10 @@ def as_labels(
     1-based or otherwise non-contiguous labels).
     """
     check_choice(task, "task", "deepscope.datasets.load", TASKS)
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1
+    ):
+        raise invalid_parameter("num_classes", "deepscope.datasets.load", "None or an int >= 1", num_classes)
     try:
         array = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
     except (TypeError, ValueError, RuntimeError) as error:
