@@ -155,6 +155,13 @@ def _probe(forward: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor
         raise cannot_take_inputs(tuple(inputs.shape[1:]), error) from error
 
 
+def _is_index(value: Any) -> bool:
+    """An int-like class index: a Python/numpy int or a 0-d integer tensor (not a bool)."""
+    if isinstance(value, torch.Tensor):
+        return value.dim() == 0 and not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _target_tensor(target: Any, batch: int, owner: str) -> tuple[torch.Tensor, bool]:
     """``(targets (n_targets, batch or 1), several)`` from any accepted form, before the range check."""
     shapes = f"(n_targets, {batch}) or (n_targets, 1)" if batch != 1 else "(n_targets, 1)"
@@ -169,12 +176,10 @@ def _target_tensor(target: Any, batch: int, owner: str) -> tuple[torch.Tensor, b
         if target and all(isinstance(t, (list, tuple)) for t in target):
             rows = [list(row) for row in target]
             flat = [t for row in rows for t in row]
-            if not all(len(row) == len(rows[0]) for row in rows) or not all(
-                isinstance(t, int) and not isinstance(t, bool) for t in flat
-            ):
+            if not all(len(row) == len(rows[0]) for row in rows) or not all(_is_index(t) for t in flat):
                 raise invalid_parameter("target", owner, forms, target)
-            target = torch.tensor(rows, dtype=torch.long)
-        elif target and all(isinstance(t, int) and not isinstance(t, bool) for t in target):
+            target = torch.tensor([[int(t) for t in row] for row in rows], dtype=torch.long)
+        elif target and all(_is_index(t) for t in target):
             if len(target) != batch:
                 raise invalid_parameter(
                     "target",
@@ -183,7 +188,7 @@ def _target_tensor(target: Any, batch: int, owner: str) -> tuple[torch.Tensor, b
                     f"example pass a 2-D tensor or nested list of shape {shapes}, e.g. [[0], [2]]",
                     target,
                 )
-            return torch.tensor(list(target), dtype=torch.long).unsqueeze(0), False
+            return torch.tensor([int(t) for t in target], dtype=torch.long).unsqueeze(0), False
         else:
             raise invalid_parameter("target", owner, forms, target)
     if not isinstance(target, torch.Tensor):

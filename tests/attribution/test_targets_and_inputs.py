@@ -158,3 +158,12 @@ def test_an_overflowing_model_never_returns_nan_attributions_silently():
     x[1] = 1e4  # exp overflows for this example only
     with pytest.raises(NonFiniteError, match=r"saliency: the attributions of 1 example\(s\) \(1\) are NaN or inf"):
         saliency(model, x, target=0)
+
+
+def test_list_elements_may_be_numpy_ints_or_zero_dim_tensors():
+    model, x = _mlp(), _rows(3)
+    expected = saliency(model, x, target=torch.tensor([2, 0, 1])).values
+    assert torch.equal(saliency(model, x, target=list(np.array([2, 0, 1]))).values, expected)
+    assert torch.equal(saliency(model, x, target=list(torch.tensor([2, 0, 1]))).values, expected)
+    with pytest.raises(InvalidParameterError, match="several targets per example"):
+        saliency(model, x, target=[torch.tensor(0.5), 1, 2])
