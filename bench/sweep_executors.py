@@ -15,7 +15,10 @@ per trial, each trained to train cross-entropy 0.01 (at most 300 epochs), then e
 Same process, same trials, ``--rounds`` rounds (3 by default) in alternating order (the order
 reverses every round); the ratios are ratios of medians. Every run's results are checked to be
 bit-identical to the first local run's (metrics and weights files). The 1-minute load average is
-recorded before each run: the machine's 2 cores are shared, so a run under load is slower.
+recorded before each run: the machine's 2 cores are shared, so a run under load is slower; the CPU
+seconds of every process involved (this one, its reaped children, and its live descendants such as
+Ray's daemons and workers, read from ``/proc`` just before Ray stops) are recorded too, as a
+measure of the work each executor adds that the other load disturbs far less.
 
 Run: ``python -m bench.sweep_executors`` (about 4-5 minutes on 2 cores).
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import struct
 import tempfile
@@ -68,29 +72,70 @@ def _contents(store: Path) -> tuple[dict, dict]:
     return metrics, weights
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process, its reaped children, and its live descendants.
+
+    Live descendants are read from ``/proc`` with their own reaped children (``cutime``/``cstime``):
+    Ray's workers are children of its raylet, not of this process, and are alive until Ray stops.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+    parents, times = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+            times[int(entry.name)] = sum(int(f) for f in fields[11:15]) / tick  # utime stime cutime cstime
+    for pid in times:
+        ancestor = parents.get(pid, 0)
+        while ancestor > 1 and ancestor != os.getpid():
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == os.getpid() and pid != os.getpid():
+            total += times[pid]
+    return total
+
+
 def _run(kind: str, store: Path) -> dict[str, float]:
-    """One timed sweep; returns wall seconds (and Ray's start/stop seconds where they apply)."""
+    """One timed sweep: wall seconds, CPU seconds of every process involved, Ray's start/stop seconds."""
     import ray
 
     import deepscope.sweep as sweep
 
     timings: dict[str, float] = {"load": os.getloadavg()[0]}
+    cpu_before = _cpu_seconds()
     if kind == "ray-warm":
         start = time.perf_counter()
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         timings["ray_init"] = time.perf_counter() - start
-    start = time.perf_counter()
-    if kind == "local-1":
-        status = sweep.run(SPEC, store, workers=1, progress=False)
-    elif kind == "local-2":
-        status = sweep.run(SPEC, store, workers=2, progress=False)
-    else:
-        status = sweep.run(SPEC, store, executor="ray", progress=False)
-    timings["seconds"] = time.perf_counter() - start
-    if kind == "ray-warm":
+    samples: list[float] = []
+    shutdown = ray.shutdown
+
+    def sampled_shutdown(*args, **kwargs):  # Ray's CPU is read just before its processes go away
+        samples.append(_cpu_seconds())
+        return shutdown(*args, **kwargs)
+
+    ray.shutdown = sampled_shutdown
+    try:
         start = time.perf_counter()
-        ray.shutdown()
-        timings["ray_shutdown"] = time.perf_counter() - start
+        if kind == "local-1":
+            status = sweep.run(SPEC, store, workers=1, progress=False)
+        elif kind == "local-2":
+            status = sweep.run(SPEC, store, workers=2, progress=False)
+        else:
+            status = sweep.run(SPEC, store, executor="ray", progress=False)
+        timings["seconds"] = time.perf_counter() - start
+        if kind == "ray-warm":
+            start = time.perf_counter()
+            ray.shutdown()
+            timings["ray_shutdown"] = time.perf_counter() - start
+    finally:
+        ray.shutdown = shutdown
+    timings["cpu"] = (samples[0] if samples else _cpu_seconds()) - cpu_before
     if (status.done, status.failed) != (TRIALS, 0):
         raise RuntimeError(f"{kind}: {status.summary()}")
     return timings
@@ -124,7 +169,10 @@ def main() -> None:
                 contents = _contents(store)
                 reference = reference or contents
                 identical = identical and contents == reference
-                print(f"round {round_index} {kind:9s} {timings['seconds']:6.1f} s  (load {timings['load']:.2f})")
+                print(
+                    f"round {round_index} {kind:9s} {timings['seconds']:6.1f} s wall, {timings['cpu']:6.1f} s CPU"
+                    f"  (load {timings['load']:.2f})"
+                )
     median = {kind: statistics.median(t["seconds"] for t in runs[kind]) for kind in kinds}
     ray_init = statistics.median(t["ray_init"] for t in runs["ray-warm"])
     ray_shutdown = statistics.median(t["ray_shutdown"] for t in runs["ray-warm"])
@@ -139,10 +187,16 @@ def main() -> None:
         _row("8 trials: Ray warm instance vs local 2 workers", "local, 2 workers", median["ray-warm"],
              median["local-2"], args.rounds, agreement, "Ray start-up excluded"),
     ]  # fmt: skip
-    table = ["| executor | median wall time | trials per minute | runs (s) |", "|---|---|---|---|"]
+    cpu = {kind: statistics.median(t["cpu"] for t in runs[kind]) for kind in kinds}
+    table = [
+        "| executor | median wall time | trials per minute | runs (s) | median CPU time, all processes |",
+        "|---|---|---|---|---|",
+    ]
     for kind in kinds:
         times = ", ".join(f"{t['seconds']:.1f}" for t in runs[kind])
-        table.append(f"| {LABELS[kind]} | {median[kind]:.1f} s | {60 * TRIALS / median[kind]:.1f} | {times} |")
+        table.append(
+            f"| {LABELS[kind]} | {median[kind]:.1f} s | {60 * TRIALS / median[kind]:.1f} | {times} | {cpu[kind]:.1f} s |"
+        )
     overhead_own = median["ray-own"] / median["local-2"] - 1
     overhead_warm = median["ray-warm"] / median["local-2"] - 1
     verdict = (
@@ -151,7 +205,11 @@ def main() -> None:
         f"Ray's start costs {ray_init:.1f} s and its stop {ray_shutdown:.1f} s (medians), paid once per sweep: "
         f"{(ray_init + ray_shutdown) / median['local-2']:.0%} of this {TRIALS}-trial sweep's local 2-worker time; "
         f"at this trial size (about {median['local-1'] / TRIALS:.1f} s each) it would be "
-        f"{(ray_init + ray_shutdown) / (median['local-2'] * 96 / TRIALS):.0%} of a 96-trial sweep."
+        f"{(ray_init + ray_shutdown) / (median['local-2'] * 96 / TRIALS):.0%} of a 96-trial sweep. "
+        f"CPU time, which the other work on the machine disturbs far less than wall time: Ray "
+        f"{cpu['ray-own']:.1f} s (its daemons and workers included, start-up included) against {cpu['local-2']:.1f} s "
+        f"for local with 2 workers ({cpu['ray-own'] / cpu['local-2'] - 1:+.0%}) and {cpu['local-1']:.1f} s in one "
+        "process."
     )
     extra = (
         f"{TRIALS} trials (mnist1d MLPs, widths 32/128 x lr 0.01/0.05 x 2 seeds, 500 training examples, "
