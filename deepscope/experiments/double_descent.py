@@ -251,6 +251,9 @@ def headline_svg(frame, threshold: float) -> str:
             axis.fill_between(x, mean - se, mean + se, color=colour, alpha=0.2, lw=0)
     for axis, label in zip(axes, ("test error", "train error")):
         axis.axvline(threshold, color="#444444", ls="--", lw=1)
+        low, high = float(frame["parameters"].min()), float(frame["parameters"].max())
+        axis.axvspan(min(low, threshold / SIDE), threshold / SIDE, color="#888888", alpha=0.08, lw=0)
+        axis.axvspan(threshold * SIDE, max(high, threshold * SIDE), color="#888888", alpha=0.08, lw=0)
         axis.text(threshold, 0.98, " N·K", transform=axis.get_xaxis_transform(), va="top", fontsize=8)
         axis.set_xscale("log")
         axis.set_xlabel("parameters")
@@ -311,11 +314,21 @@ def analyse(frame, spec: dict[str, Any], store: Path | None = None) -> Outcome:
     top = float(frame[_NOISE].max())
     shown = sorted({min(frame[_WIDTH]), peaks["threshold_width"], max(frame[_WIDTH])})
     figures = [
-        (headline_svg(frame, threshold), f"Test and train error vs parameters; dashed: N·K = {threshold:g}."),
+        (
+            headline_svg(frame, threshold),
+            f"Test and train error vs parameters; dashed: the interpolation threshold N·K = {threshold:g}; "
+            f"shaded: the small (≤ N·K/{SIDE:g}) and large (≥ {SIDE:g}·N·K) sides of the test.",
+        ),
     ]
     curves = _epoch_curves(frame, store, top, shown)
     if curves:
-        figures.append((epochs_svg(curves, top), "Test error per epoch, mean over seeds (epoch-wise double descent)."))
+        figures.append(
+            (
+                epochs_svg(curves, top),
+                "Test error per epoch, mean over seeds, at the highest noise (epoch-wise double descent, "
+                "Nakkiran et al. 2020); shown, not tested.",
+            )
+        )
     rows = []
     for (noise, width), group in frame.groupby([_NOISE, _WIDTH]):
         test, test_se = mean_se(list(group["test_error"]))
