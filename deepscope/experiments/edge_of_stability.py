@@ -298,7 +298,8 @@ def headline_figure(frame, histories: Mapping[str, Mapping[str, Any]]) -> str:
         axes[0].axhline(2.0 / lr, color=colour, ls="--", lw=1.2)
     axes[0].set_ylabel("sharpness λ_max")
     axes[0].set_title("sharpness rises to 2/η (dashed) and hovers there", fontsize=9)
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[1]:
+        axes[0].legend(fontsize=7)
     axes[1].set_ylabel("training loss (MSE)")
     axes[1].set_xlabel("gradient-descent step")
     return inline_svg(figure)
