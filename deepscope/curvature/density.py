@@ -68,7 +68,7 @@ class DensityResult(Result):
         ]
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(5.5, 3.2) if ax is None else (ax.figure, ax)
         density = np.maximum(np.asarray(self.density), 1e-12)

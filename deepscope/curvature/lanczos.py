@@ -174,7 +174,7 @@ class EigenResult(Result):
         ]
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(5.0, 3.2) if ax is None else (ax.figure, ax)
         index = np.arange(len(self.eigenvalues))

@@ -61,7 +61,7 @@ class InterpolationResult(Result):
         return [{"alpha": a, "loss": v, "accuracy": c} for a, v, c in zip(self.alphas, self.losses, accuracies)]
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(5.0, 3.2) if ax is None else (ax.figure, ax)
         ax.plot(self.alphas, self.losses, "o-", ms=3, label="loss")
@@ -92,7 +92,7 @@ class SurfaceResult(Result):
         return [{"a": a, "b": b, "loss": self.losses[i][j]} for i, a in enumerate(self.a) for j, b in enumerate(self.b)]
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(4.6, 3.8) if ax is None else (ax.figure, ax)
         grid = np.log10(np.maximum(np.asarray(self.losses), 1e-12))

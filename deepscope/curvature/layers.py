@@ -65,7 +65,7 @@ class LayerCurvatureResult(Result):
         ]
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, axes = new_figure(7.0, 3.0, ncols=2)
         index = np.arange(len(self.layers))

@@ -72,7 +72,7 @@ class NTKResult(Result):
         ]
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, axes = new_figure(7.0, 3.0, ncols=2)
         image = axes[0].imshow(self.kernel.detach().cpu().numpy(), cmap="viridis")

@@ -57,7 +57,7 @@ class NTKDynamicsResult(Result):
         ]
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, axes = new_figure(7.5, 3.0, ncols=2)
         axes[0].semilogy(self.steps, np.maximum(self.actual_loss, 1e-16), label="actual training")

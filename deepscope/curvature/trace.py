@@ -69,7 +69,7 @@ class TraceResult(Result):
         ]
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(5.0, 3.2) if ax is None else (ax.figure, ax)
         hvps = np.asarray(self.running_hvps)

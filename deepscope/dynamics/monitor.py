@@ -94,7 +94,7 @@ class DynamicsHistory(Result):
         ]
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, axes = new_figure(8.0, 5.2, ncols=2, nrows=2)
         axes[0, 0].semilogy(self.step, np.maximum(self.loss, 1e-12))

@@ -190,7 +190,7 @@ class ActivationCatalogue(Result):
         return [dataclasses.asdict(profile) for profile in self.profiles]
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, axes = new_figure(8.0, 3.4, ncols=2)
         x = torch.linspace(-4, 4, 400, dtype=torch.float64)

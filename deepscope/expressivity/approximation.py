@@ -68,7 +68,7 @@ class ApproximationExperiment(Result):
         ]
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(5.0, 3.2) if ax is None else (ax.figure, ax)
         for depth, errors in zip(self.depths, self.errors):

@@ -133,7 +133,7 @@ class Capacity(Result):
 
     def plot(self, ax=None):
         """log10 of each count or bound as a horizontal bar."""
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         rows = [row for row in self.rows() if math.isfinite(row["log10"])]
         figure, ax = new_figure(6.5, 0.35 * len(rows) + 1.0) if ax is None else (ax.figure, ax)

@@ -87,7 +87,7 @@ class LayerHealth(Result):
         )
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, axes = new_figure(8.0, 3.2, ncols=2)
         names = [str(layer["layer"]) for layer in self.layers]

@@ -111,7 +111,7 @@ class LipschitzBounds(Result):
         return f"{lower} <= Lipschitz constant <= {self.upper:.4g} (layer-norm product {self.upper_product:.4g})"
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(6.0, 3.2) if ax is None else (ax.figure, ax)
         names = [f"{layer['layer']}\n{layer['kind']}" for layer in self.layers]

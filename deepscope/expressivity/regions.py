@@ -118,7 +118,7 @@ class LinearRegions(Result):
         """Regions in colour, the decision boundary in black and the projected inputs as dots."""
         from matplotlib.collections import LineCollection, PolyCollection
 
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(5.0, 4.2) if ax is None else (ax.figure, ax)
         palette = np.array([[0.55, 0.71, 0.86], [0.98, 0.75, 0.52], [0.63, 0.83, 0.6], [0.87, 0.63, 0.82]])

@@ -96,7 +96,7 @@ class SignalPropagation(Result):
 
     def plot(self, ax=None):
         """Left: correlation through depth (predicted line, measured dots). Right: the edge of chaos."""
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, axes = new_figure(8.0, 3.4, ncols=2)
         layers = np.arange(self.depth + 1)

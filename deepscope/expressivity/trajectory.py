@@ -51,7 +51,7 @@ class TrajectoryLength(Result):
         return [dict(layer) for layer in self.layers]
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(5.0, 3.2) if ax is None else (ax.figure, ax)
         ax.semilogy([r["depth"] for r in self.layers], [r["length"] for r in self.layers], "o-")

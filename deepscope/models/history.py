@@ -79,7 +79,7 @@ class TrainingHistory(Result):
 
     def plot(self, ax=None):
         """Learning curves: loss (left) and accuracy (right, classification only). Returns the Figure."""
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         has_accuracy = self.train_accuracy[0] is not None
         if ax is None:

@@ -140,7 +140,7 @@ class ModelSummary(Result):
 
     def plot(self, ax=None):
         """Horizontal bar chart of the parameter count of each layer that has parameters."""
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         rows = [row for row in self.layers if row["parameters"]]
         title = f"{self.total_parameters:,} parameters"

@@ -81,7 +81,7 @@ class PerturbationCurve(Result):
 
     def plot(self, ax=None):  # -> matplotlib.figure.Figure
         """The mean curve with a ±1 standard-error band."""
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(4.5, 3.0) if ax is None else (ax.figure, ax)
         curves = self.curves.double()

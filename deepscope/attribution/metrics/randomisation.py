@@ -79,7 +79,7 @@ class RandomisationCheck(Result):
 
     def plot(self, ax=None):  # -> matplotlib.figure.Figure
         """Mean rank correlation (and SSIM) against the cascade of randomised layers."""
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(5.0, 3.0) if ax is None else (ax.figure, ax)
         steps = list(range(len(self.layers)))

@@ -150,7 +150,7 @@ class ROAD(Result):
 
     def plot(self, ax=None):  # -> matplotlib.figure.Figure
         """Mean MoRF and LeRF curves."""
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(4.5, 3.0) if ax is None else (ax.figure, ax)
         ax.plot(self.fractions.numpy(), self.mean_morf.numpy(), marker="o", label="MoRF (lower is better)")

@@ -109,7 +109,7 @@ class CKAMatrix(Result):
 
     def plot(self, ax=None):  # -> matplotlib.figure.Figure
         """Heat map of the CKA matrix."""
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(4.5, 4.0) if ax is None else (ax.figure, ax)
         shown = ax.imshow(self.matrix.numpy(), vmin=0, vmax=1, cmap="magma", origin="lower")

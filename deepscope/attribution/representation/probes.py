@@ -56,7 +56,7 @@ class ProbeAccuracies(Result):
 
     def plot(self, ax=None):  # -> matplotlib.figure.Figure
         """Train and test probe accuracy against depth, with the chance level."""
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(5.0, 3.0) if ax is None else (ax.figure, ax)
         depth = list(range(len(self.layers)))

@@ -74,7 +74,7 @@ class TCAVResult(Result):
 
     def plot(self, ax=None):  # -> matplotlib.figure.Figure
         """Concept and random TCAV scores side by side."""
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(4.0, 3.0) if ax is None else (ax.figure, ax)
         ax.boxplot([self.concept_scores.numpy(), self.random_scores.numpy()])

@@ -44,7 +44,7 @@ class LabelNoiseSensitivity(Result):
         return self.table
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(4.5, 3.0) if ax is None else (ax.figure, ax)
         levels = [row["noise"] for row in self.table]

@@ -78,7 +78,7 @@ class LearningCurve(Result):
         ]
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(4.5, 3.0) if ax is None else (ax.figure, ax)
         ax.plot(self.sizes, self.train_error, marker="o", label="train error")

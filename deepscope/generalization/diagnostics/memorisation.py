@@ -64,7 +64,7 @@ class MemorisationProbe(Result):
         ]
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(4.5, 3.0) if ax is None else (ax.figure, ax)
         ax.plot(range(len(self.true_curve)), self.true_curve, marker="o", label="true labels")

@@ -198,7 +198,7 @@ class SpectralMetrics(Result):
         return [dataclasses.asdict(layer) for layer in self.layers]
 
     def plot(self, ax=None):
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         figure, ax = new_figure(5.0, 3.0) if ax is None else (ax.figure, ax)
         names = [layer.name for layer in self.layers]
