@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from deepscope.data._checks import as_inputs, as_labels, infer_task, standardise, stratified_split, subsample
+from deepscope.data._checks import (
+    as_inputs,
+    as_labels,
+    check_targets_fit,
+    infer_task,
+    standardise,
+    stratified_split,
+    subsample,
+)
 from deepscope.errors import DataError
 
 
@@ -80,3 +88,32 @@ def test_infer_task():
     assert infer_task(np.array([0.0, 1.0])) == "classification"
     assert infer_task(np.array([0.5, 1.0])) == "regression"
     assert infer_task(np.zeros((4, 2))) == "regression"
+
+
+# ---------------------------------------------------------------------------------- check_targets_fit
+
+
+def test_check_targets_fit_classification_labels():
+    check_targets_fit("cross_entropy", (3,), torch.tensor([0, 2, 1]))
+    with pytest.raises(DataError, match=r"Labels must lie in \[0, 2\].*Got labels in \[0, 3\] \(here\): 1 label"):
+        check_targets_fit("nll", (3,), torch.tensor([0, 3, 1]), " (here)")
+    with pytest.raises(DataError, match=r"must be integers \(class indices 0..2.*torch.float64.*loss='mse'"):
+        check_targets_fit("cross_entropy", (3,), torch.tensor([0.0, 1.0], dtype=torch.float64))
+    with pytest.raises(DataError, match=r"must be integers.*torch.bool"):
+        check_targets_fit("cross_entropy", (2,), torch.tensor([True, False]))
+
+
+def test_check_targets_fit_regression_targets():
+    check_targets_fit("mse", (1,), torch.randn(5))
+    check_targets_fit("mse", (2, 2), torch.randn(5, 4))  # compared element-wise after reshaping
+    with pytest.raises(DataError, match=r"2 value\(s\) per example but the model has 1 output"):
+        check_targets_fit("mse", (1,), torch.randn(5, 2))
+    with pytest.raises(DataError, match=r"NaN, infinite"):
+        check_targets_fit("mse", (1,), torch.tensor([0.0, float("inf")]))
+    with pytest.raises(DataError, match=r"\[0, 1\]. Got values in \[-1, 0\]"):
+        check_targets_fit("bce_with_logits", (1,), torch.tensor([0.0, -1.0]))
+
+
+def test_check_targets_fit_leaves_custom_losses_and_empty_targets_alone():
+    check_targets_fit("my_loss", (3,), torch.tensor([7.5]))
+    check_targets_fit("cross_entropy", (3,), torch.zeros(0, dtype=torch.long))
