@@ -87,7 +87,7 @@ def _expand(ranges: list[tuple[int, int]], size: int, split: str, name: str) -> 
 
 def _explain_owned(path: Path) -> bool:
     """Whether ``path`` was written by deepscope (the report writer's markers; SVGs carry a comment)."""
-    from deepscope.report._write import written_by_deepscope
+    from deepscope.report import written_by_deepscope
 
     if path.suffix != ".svg":
         return written_by_deepscope(path)
@@ -138,21 +138,6 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, list):
         return value[0] if len(value) == 1 else value
     return value
-
-
-def _explain_html(title: str, facts: list[tuple[str, str]], tables: list[Any], figures: list[Any]) -> str:
-    from deepscope.report.html import _CSS, GENERATOR_META, _escape, _render_block
-
-    fact_html = "".join(f"<dt>{_escape(name)}</dt><dd>{_escape(value)}</dd>" for name, value in facts)
-    body = "".join(_render_block(block) for block in [*tables, *figures])
-    return (
-        "<!DOCTYPE html>\n"
-        f'<html lang="en"><head><meta charset="utf-8">{GENERATOR_META}'
-        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
-        f"<title>{_escape(title)}</title><style>{_CSS}</style></head>\n<body><main>"
-        f'<header class="report"><h1>{_escape(title)}</h1><dl class="facts">{fact_html}</dl></header>'
-        f"{body}</main></body></html>\n"
-    )
 
 
 @cli.command(context_settings=_CONTEXT)
@@ -217,7 +202,7 @@ def explain(
     overwrite: bool,
 ) -> None:
     """Attribute a model's outputs on a few test examples, check the method's axioms, and save the maps."""
-    from deepscope.report._write import OutputUnit
+    from deepscope.report import OutputUnit
 
     seed = check_seed(seed, model_path, data, None, None)
     json_path, html_path = out / "explain.json", out / "explain.html"
@@ -261,8 +246,7 @@ def _explain(
 
     from deepscope.attribution import METHODS, check_axioms
     from deepscope.guard import model_guard
-    from deepscope.report.sections import Figure, Table
-    from deepscope.report.svg import figure_to_svg, new_figure
+    from deepscope.report import Figure, Table, figure_to_svg, new_figure, render_page
     from deepscope.results import format_value, to_jsonable
 
     json_path, html_path = out / "explain.json", out / "explain.html"
@@ -328,7 +312,7 @@ def _explain(
               caption="Axiom checks on these examples"),
     ]  # fmt: skip
     figures = [Figure(svg, f"{split} example {index}") for index, svg in zip(indices, svgs, strict=True)]
-    files[html_path.name] = _explain_html(f"deepscope explain: {model_path.name}", facts, tables, figures)
+    files[html_path.name] = render_page(f"deepscope explain: {model_path.name}", [*tables, *figures], facts=facts)
     unit.commit(files)  # all files of this run appear together, the previous run's SVGs go
 
     click.echo(

@@ -5,6 +5,8 @@ offline and makes no network requests. Each section runs inside its own ``try``:
 raises is shown with its error (and its traceback, collapsed) and the others are still written;
 ``results.json`` records ``{"status": "error", "error": ...}`` for it. Both files carry a
 ``generator: deepscope`` marker, so a later run may replace them but never a file the user wrote.
+The page's look and the rendering of blocks live in :mod:`deepscope.report.page` (public:
+:func:`~deepscope.report.render_page`), shared with ``deepscope explain``.
 
 The two files are one unit (:class:`deepscope.report._write.OutputUnit`): the output directory is
 probed for writability before any section runs, and after a crash or a full disk at any moment it
@@ -21,12 +23,10 @@ Example:
 from __future__ import annotations
 
 import datetime
-import html
 import importlib
 import json
 import os
 import pkgutil
-import re
 import sys
 import time
 import traceback
@@ -40,16 +40,14 @@ from tqdm.auto import tqdm
 from deepscope.errors import invalid_parameter
 from deepscope.guard import GuardReport, stochastic_modules
 from deepscope.report._write import GENERATOR_META, OutputUnit, check_overwrite
-from deepscope.report.sections import SECTIONS, AuditContext, Figure, Html, Section, Table, Text, ordered_sections
-from deepscope.results import format_value, to_jsonable
+from deepscope.report.page import MAX_TABLE_ROWS, page_html
+from deepscope.report.page import escape as _escape
+from deepscope.report.page import render_block as _render_block
+from deepscope.report.sections import SECTIONS, AuditContext, Section, ordered_sections
+from deepscope.results import to_jsonable
 
 __all__ = ["ReportPaths", "write_report", "import_all_modules", "GENERATOR_META", "MAX_TABLE_ROWS"]
 
-# Inline SVG in HTML needs neither matplotlib's RDF metadata nor namespace declarations (the HTML parser
-# puts <svg> and xlink:href in their namespaces itself); dropping them leaves no URL at all in the page.
-_SVG_METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.DOTALL)
-_SVG_NAMESPACES = re.compile(r'\s+xmlns(?::xlink)?="http://www\.w3\.org/(?:2000/svg|1999/xlink)"')
-MAX_TABLE_ROWS = 200  # longer tables are cut in the page (results.json keeps everything)
 _HTML_NAME, _JSON_NAME = "report.html", "results.json"
 
 
@@ -262,77 +260,6 @@ def _header_facts(context: AuditContext, import_failures: list[tuple[str, str]])
 
 
 # ----------------------------------------------------------------------------------- rendering
-_CSS = """
-:root { --ink: #1d2733; --muted: #5b6775; --line: #d9dee5; --accent: #2457a6; --bad: #b3261e; --bg: #ffffff; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
-  background: var(--bg); }
-main { max-width: 980px; margin: 0 auto; padding: 24px 20px 64px; }
-header.report { border-bottom: 3px solid var(--accent); padding-bottom: 12px; margin-bottom: 16px; }
-h1 { font-size: 26px; margin: 0 0 6px; } h2 { font-size: 21px; margin: 0 0 8px; }
-dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 8px 0; }
-dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; }
-.note { background: #fff7e0; border-left: 4px solid #e0a800; padding: 6px 10px; margin: 8px 0; }
-nav.toc { background: #f4f6f9; border: 1px solid var(--line); border-radius: 6px; padding: 8px 16px; }
-nav.toc ol { margin: 4px 0; padding-left: 20px; } nav.toc a { color: var(--accent); text-decoration: none; }
-.badge { font-size: 12px; color: var(--muted); margin-left: 6px; } .badge.error { color: var(--bad); }
-section.report-section { border-top: 1px solid var(--line); margin-top: 24px; padding-top: 16px; }
-p.summary { font-size: 16px; font-weight: 600; margin: 4px 0 12px; }
-table { border-collapse: collapse; margin: 8px 0 16px; font-size: 13px; display: block; overflow-x: auto; }
-caption { text-align: left; color: var(--muted); padding-bottom: 4px; }
-th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #f4f6f9; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-figure { margin: 8px 0 16px; } figure svg { max-width: 100%; height: auto; }
-figcaption { color: var(--muted); font-size: 13px; }
-.error-box { border: 1px solid var(--bad); background: #fdf0ef; border-radius: 6px; padding: 8px 12px; }
-.error-box strong { color: var(--bad); } pre { white-space: pre-wrap; font-size: 12px; overflow-x: auto; }
-footer.timing { color: var(--muted); font-size: 12px; margin-top: 8px; }
-"""
-
-
-def _escape(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _render_block(block: Any) -> str:
-    if isinstance(block, Text):
-        return f"<p>{_escape(block.text)}</p>"
-    if isinstance(block, Table):
-        return _render_table(block)
-    if isinstance(block, Figure):
-        svg = str(block.svg)
-        if not svg.lstrip().startswith("<svg"):
-            raise TypeError("a Figure block must hold an inline <svg> string (use deepscope.report.figure_to_svg)")
-        svg = _SVG_NAMESPACES.sub("", _SVG_METADATA.sub("", svg, count=1), count=2)
-        caption = f"<figcaption>{_escape(block.caption)}</figcaption>" if block.caption else ""
-        return f"<figure>{svg}{caption}</figure>"
-    if isinstance(block, Html):
-        return str(block.html)
-    raise TypeError(f"unknown report block {type(block).__name__}; use Text, Table, Figure or Html")
-
-
-def _render_table(table: Table) -> str:
-    rows = list(table.rows)
-    columns = list(table.columns) if table.columns else []
-    if not table.columns:
-        for row in rows:
-            columns.extend(key for key in row if key not in columns)
-    caption = f"<caption>{_escape(table.caption)}</caption>" if table.caption else ""
-    head = "".join(f"<th>{_escape(column)}</th>" for column in columns)
-    body = []
-    for row in rows[:MAX_TABLE_ROWS]:
-        cells = []
-        for column in columns:
-            value = row.get(column)
-            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-            cells.append(f"<td{' class=num' if numeric else ''}>{_escape(format_value(value))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    more = len(rows) - MAX_TABLE_ROWS
-    if more > 0:
-        body.append(f'<tr><td colspan="{len(columns)}">... {more} more rows in results.json</td></tr>')
-    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
 def _render_error(error: BaseException, trace: str) -> str:
     return (
         '<div class="error-box"><p><strong>'
@@ -395,19 +322,5 @@ def _render_page(header: dict[str, Any], outcomes: list[dict[str, Any]]) -> str:
             f"{outcome['body']}"
             f'<footer class="timing">{_escape(outcome["key"])}: {outcome["seconds"]:.2f} s</footer></section>'
         )
-    fact_html = "".join(f"<dt>{_escape(name)}</dt><dd>{_escape(value)}</dd>" for name, value in facts if value)
-    note_html = "".join(f'<p class="note">{_escape(note)}</p>' for note in notes)
     toc_html = f'<nav class="toc"><strong>Contents</strong><ol>{"".join(toc)}</ol></nav>' if toc else ""
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        f"{GENERATOR_META}"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<link rel="icon" href="data:,">'
-        f"<title>deepscope report: {_escape(header['model_name'])}</title>"
-        f"<style>{_CSS}</style></head>\n<body><main>"
-        f'<header class="report"><h1>deepscope report: {_escape(header["model_name"])}</h1>'
-        f'<dl class="facts">{fact_html}</dl>{note_html}</header>'
-        f"{toc_html}{''.join(sections)}"
-        "</main></body></html>\n"
-    )
+    return page_html(f"deepscope report: {header['model_name']}", facts, notes, toc_html + "".join(sections))
