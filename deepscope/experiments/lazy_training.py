@@ -63,7 +63,7 @@ _ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
 PARAMS = {
     "width": (_int(1, 1_000_000), 256),
     "hidden_layers": (_int(1, 8), 1),
-    "activation": (_choice(*_ACTIVATIONS), "relu"),
+    "activation": (_choice(*_ACTIVATIONS), "tanh"),
     "lr": (_float(0.0, strict=True), 2.0),
     "steps": (_int(1, 1_000_000), 100),
     "probe_size": (_int(2, 4096), 64),
@@ -77,7 +77,7 @@ class NTKMLP(nn.Module):
     Args:
         in_features: input size (inputs are flattened). width: hidden width.
         hidden_layers: number of hidden layers. out_features: outputs.
-        activation: "relu" or "tanh". bias_scale: β (Jacot et al. 2018 use 0.1).
+        activation: "tanh" or "relu". bias_scale: β (Jacot et al. 2018 use 0.1).
 
     Example:
         >>> NTKMLP(4, 16)(torch.randn(3, 4)).shape
@@ -90,7 +90,7 @@ class NTKMLP(nn.Module):
         width: int,
         hidden_layers: int = 1,
         out_features: int = 1,
-        activation: str = "relu",
+        activation: str = "tanh",
         bias_scale: float = 0.1,
     ) -> None:
         super().__init__()
@@ -285,6 +285,7 @@ def headline_figure(frame, tests: Mapping[str, Any]) -> str:
     axis.set_xscale("log", base=2)
     axis.set_yscale("log")
     axis.set_xlabel("width")
+    axis.set_ylabel("relative change after training")
     axis.set_title("lazy training; dotted: theory, ∝ 1/√width (weights) and 1/width (kernel)", fontsize=9)
     axis.legend(fontsize=7)
     return inline_svg(figure)
