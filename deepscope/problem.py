@@ -25,10 +25,11 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from deepscope._finite import check_finite_model
+from deepscope._forward import first_forward
 from deepscope._validation import check_int
 from deepscope.data._base import DatasetSplits
 from deepscope.data._checks import check_targets_fit
-from deepscope.errors import DataError, DeepscopeError, cannot_take_inputs, invalid_parameter
+from deepscope.errors import DataError, invalid_parameter
 from deepscope.guard import model_guard
 
 __all__ = ["Problem", "DataSource", "Evaluation", "LOSSES", "resolve_loss"]
@@ -305,12 +306,7 @@ class Problem:
     def _probe(self) -> tuple[int, ...]:
         x, y = next(self.train.batches(batch_size=min(self.batch_size, 64), device=self.device, dtype=self.dtype))
         with model_guard(self.model), torch.no_grad():
-            try:
-                output = self.model(x)
-            except (DeepscopeError, torch.cuda.OutOfMemoryError):
-                raise
-            except (RuntimeError, TypeError, ValueError, IndexError) as error:
-                raise cannot_take_inputs(tuple(x.shape[1:]), error, "training inputs") from error
+            output = first_forward(self.model, x, "training inputs")
         if not isinstance(output, torch.Tensor):
             raise DataError(f"The model must return a tensor. Got {type(output).__name__}.")
         self.check_targets(output, y)

@@ -142,7 +142,7 @@ CASES = [
     ("train/unknown-optimizer", lambda: train(_model(), _splits(), optimizer="adamw2"), IPE, r"'optimizer' parameter of train.*Got 'adamw2'"),
     ("train/batch-size-zero", lambda: train(_model(), _splits(), batch_size=0), IPE, r"'batch_size' parameter of train must be an int >= 1. Got 0"),
     ("train/bad-dataset", lambda: train(_model(), "digits"), DE, r"'dataset' parameter of train must be a DatasetSplits or a pair.*Got 'digits'"),
-    ("train/wrong-width", lambda: train(_model(d=4), _splits(), epochs=1), DE, r"cannot take inputs of shape \(3,\) per example"),
+    ("train/wrong-width", lambda: train(_model(d=4), _splits(), epochs=1), DE, r"cannot take the training inputs of shape \(3,\) per example"),
     ("train/labels-out-of-range", lambda: train(_model(), ((X, Y + 5), None), epochs=1), DE, r"train labels must lie in \[0, 1\] for a model with 2 outputs. Got labels in \[5, 6\]"),
     ("train/negative-seed", lambda: train(_model(), _splits(), seed=-1), IPE, r"'seed' parameter of train must be an int >= 0. Got -1"),
     ("train/nan-stop-loss", lambda: train(_model(), _splits(), stop_loss=float("nan")), IPE, r"'stop_loss' parameter of train must be a finite float > 0.0. Got nan"),
@@ -220,6 +220,7 @@ CASES = [
     ("curvature/trace-kind", lambda: curvature.hessian_trace(_problem(), kind="fisher"), IPE, r"'kind' parameter of hessian_trace must be one of 'hessian', 'gauss_newton'. Got 'fisher'"),
     ("curvature/interpolation-other", lambda: curvature.loss_interpolation(_problem(), other=nn.Linear(3, 2)), IPE, r"'other' parameter of loss_interpolation must be weights for every parameter"),
     ("curvature/ntk-targets-rows", lambda: curvature.ntk(_model(), X, torch.zeros(3, dtype=torch.long)), IPE, r"'targets' parameter of ntk must be a tensor with 20 rows"),
+    ("curvature/ntk-wrong-width", lambda: curvature.ntk(_model(d=4), X), DE, r"The model cannot take the inputs of shape \(3,\) per example: mat1 and mat2"),
     ("curvature/ntk-nan-inputs", lambda: curvature.ntk(_model(), X.clone().fill_(float("nan"))), DE, r"non-finite"),
     # ------------------------------------------------------------------ expressivity
     ("expressivity/regions-smooth-model", lambda: expressivity.linear_regions(nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 2)), torch.randn(4, 2) ), UME, r"Tanh"),
@@ -229,6 +230,9 @@ CASES = [
     ("expressivity/catalogue-unknown", lambda: expressivity.activation_catalogue(["sparkle"]), IPE, r"sparkle"),
     ("expressivity/capacity-not-module", lambda: expressivity.capacity("model"), IPE, r"'model' parameter of capacity must be a torch.nn.Module"),
     ("expressivity/regions-wrong-width", lambda: expressivity.linear_regions(_model(d=4), torch.randn(4, 3)), IPE, r"input domain does not fit the model: layer '0' \(Linear\) failed on inputs of shape \(3,\)"),
+    ("expressivity/lipschitz-wrong-width", lambda: expressivity.lipschitz(_model(d=4), X), DE, r"The model cannot take the inputs of shape \(3,\) per example: mat1 and mat2"),
+    ("expressivity/layer-health-wrong-width", lambda: expressivity.layer_health(_model(d=4), X), DE, r"The model cannot take the inputs of shape \(3,\) per example: mat1 and mat2"),
+    ("expressivity/capacity-wrong-width", lambda: expressivity.capacity(_model(d=4), X), DE, r"The model cannot take the inputs of shape \(3,\) per example: mat1 and mat2"),
     ("expressivity/trajectory-too-few", lambda: expressivity.trajectory_length(_model(), X[:2]), IPE, r"'inputs' parameter of trajectory_length must be at least 3 points"),
     ("expressivity/trajectory-points", lambda: expressivity.trajectory_length(_model(), X[:4], points=0), IPE, r"'points' parameter of trajectory_length must be an int >= 8. Got 0"),
     ("expressivity/signal-sigma", lambda: expressivity.signal_propagation("tanh", sigma_w=-1.0), IPE, r"'sigma_w' parameter of signal_propagation must be a finite float > 0.0. Got -1.0"),
@@ -248,3 +252,11 @@ def test_bad_input_raises_the_exact_error(call, error, match):
 def test_the_suite_is_large_enough_and_has_unique_ids():
     assert len(CASES) >= 60
     assert len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("analysis", [expressivity.lipschitz, expressivity.capacity], ids=["lipschitz", "capacity"])
+def test_a_wrong_width_in_a_traced_analysis_prints_no_traceback(analysis, capfd):
+    """torch.fx's ShapeProp prints the traceback of a failing node to stderr before raising; the probe runs first."""
+    with pytest.raises(DataError, match="cannot take the inputs"):
+        analysis(_model(d=4), X)
+    assert "Traceback" not in capfd.readouterr().err

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from deepscope._finite import check_finite_model
-from deepscope.errors import DataError, DeepscopeError, UnsupportedModelError, cannot_take_inputs, invalid_parameter
+from deepscope._forward import first_forward
+from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -147,12 +148,7 @@ def evaluate_outputs(
 
 def _probe(forward: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, max_batch: int) -> torch.Tensor:
     """The first forward pass; a model that cannot take the inputs gives Problem's DataError."""
-    try:
-        return evaluate_outputs(forward, inputs, max_batch)
-    except (DeepscopeError, torch.cuda.OutOfMemoryError):
-        raise
-    except (RuntimeError, TypeError, ValueError, IndexError) as error:
-        raise cannot_take_inputs(tuple(inputs.shape[1:]), error) from error
+    return first_forward(lambda points: evaluate_outputs(forward, points, max_batch), inputs)
 
 
 def _is_index(value: Any) -> bool:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepscope._forward import first_forward
 from deepscope._outputs import OutputFn, check_output_fn, select_output
 from deepscope._validation import check_choice, check_int
 from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
@@ -194,7 +195,7 @@ def ntk(
     first = next(iter(params.values()))
     inputs = inputs.to(device=first.device, dtype=first.dtype if inputs.is_floating_point() else inputs.dtype)
     with torch.no_grad():
-        n_outputs = outputs(params, inputs[:1]).shape[1]
+        n_outputs = first_forward(lambda x: outputs(params, x), inputs[:1]).shape[1]
     n, n_params = len(inputs), sum(p.numel() for p in params.values())
     if method == "auto":
         needed_mb = n * n_outputs * n_params * first.element_size() / 2**20

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from deepscope._forward import first_forward
 from deepscope._validation import check_int
 from deepscope.errors import DataError, invalid_parameter
 from deepscope.expressivity import _pwl
@@ -235,6 +236,8 @@ def _example_input(model: nn.Module, inputs, input_dim) -> torch.Tensor:
 
 def _relu_widths(network: nn.Module, example: torch.Tensor) -> tuple[list[int], bool, list[str]]:
     """Units per ReLU layer, whether the net is piecewise linear, and caveats, from a traced shape pass."""
+    with torch.no_grad():
+        first_forward(network, example[:1])  # a wrong input width: the shared DataError, not a ShapeProp error
     graph = _pwl.trace(network)
     ShapeProp(graph).propagate(example[:1])
     modules = dict(graph.named_modules())

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from deepscope._forward import first_forward
 from deepscope._outputs import OutputFn, check_output_fn, select_output
 from deepscope._validation import check_float, check_int
 from deepscope.errors import DataError, invalid_parameter
@@ -152,6 +153,8 @@ def layer_health(
     reference = next(iter(network.parameters()), None)
     if reference is not None:
         inputs = inputs.to(reference.device, reference.dtype)
+    with torch.no_grad():
+        first_forward(network, inputs[:1])  # a wrong input width: the shared DataError
     graph = _pwl.trace(network)
     params = {name: p.detach().clone().requires_grad_(True) for name, p in graph.named_parameters()}
     for name, value in params.items():

@@ -15,6 +15,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from deepscope._forward import first_forward
 from deepscope._outputs import OutputFn, ancestors, check_output_fn, picked_node, select_output
 from deepscope._validation import check_int
 from deepscope.errors import UnsupportedModelError, invalid_parameter
@@ -178,8 +179,11 @@ def lipschitz(
     if inputs is not None:
         inputs = torch.as_tensor(inputs).detach().to(device, torch.float64)[:max_points]
         input_shape = tuple(inputs.shape[1:])
+    example = torch.zeros((1, *input_shape), dtype=torch.float64, device=device)
+    with torch.no_grad():
+        first_forward(network, example)  # a wrong input width: the shared DataError, not a ShapeProp error
     graph = _pwl.trace(network)
-    ShapeProp(graph).propagate(torch.zeros((1, *input_shape), dtype=torch.float64, device=device))
+    ShapeProp(graph).propagate(example)
     upper, upper_product, layers, evaluations = _upper_bounds(
         graph, seed, picked_node(graph, output_fn, _NAME, "to bound")
     )

@@ -22,7 +22,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from deepscope._finite import describe_nonfinite, nonfinite_tensors
-from deepscope.errors import DataError, invalid_parameter
+from deepscope._forward import first_forward
+from deepscope.errors import invalid_parameter
 from deepscope.guard import current_guard_report
 from deepscope.registry import analysis
 from deepscope.results import Result
@@ -282,12 +283,8 @@ def model_summary(
             else:
                 batch = torch.zeros((2, *shape), device=device, dtype=dtype)
             with torch.no_grad():
-                output = model(batch)
+                output = first_forward(model, batch)
             output_shape = _shape_text(output) if isinstance(output, torch.Tensor) else None
-        except (RuntimeError, TypeError, ValueError, IndexError) as error:
-            raise DataError(
-                f"The model cannot take inputs of shape {shape} per example: {str(error).splitlines()[0]}"
-            ) from error
         finally:
             for handle in handles:
                 handle.remove()

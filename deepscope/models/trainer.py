@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from deepscope._forward import first_forward
 from deepscope._validation import check_float, check_int
 from deepscope.data._base import DatasetSplits
 from deepscope.errors import DataError, DeepscopeError, invalid_parameter
@@ -315,11 +316,7 @@ def _probe(model, loss_fn, x_train, y_train, x_test, y_test, classify, device, d
     model.eval()
     try:
         with torch.no_grad():
-            output = model(x_train[:2].to(device=device, dtype=dtype))
-    except (RuntimeError, TypeError, ValueError, IndexError) as error:
-        raise DataError(
-            f"The model cannot take inputs of shape {tuple(x_train.shape[1:])} per example: {str(error).splitlines()[0]}"
-        ) from error
+            output = first_forward(model, x_train[:2].to(device=device, dtype=dtype), "training inputs")
     finally:
         model.train(was_training)
     if not isinstance(output, torch.Tensor):

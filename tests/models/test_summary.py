@@ -102,7 +102,7 @@ def test_bad_input_shape():
         model_summary(nn.Linear(3, 2), input_shape=(0,))
     with pytest.raises(InvalidParameterError, match="input_shape"):
         model_summary(nn.Linear(3, 2), input_shape="3")
-    with pytest.raises(DataError, match="cannot take inputs"):
+    with pytest.raises(DataError, match="cannot take the inputs"):
         model_summary(nn.Linear(3, 2), input_shape=(4,))
 
 

@@ -141,7 +141,7 @@ def test_divergence_is_reported():
     "change,error,match",
     [
         (lambda x, y: ((x, y + 5), None), DataError, r"labels must lie in \[0, 2\]"),
-        (lambda x, y: ((x[:, :4], y), None), DataError, "cannot take inputs of shape"),
+        (lambda x, y: ((x[:, :4], y), None), DataError, "cannot take the training inputs of shape"),
         (lambda x, y: ((x.masked_fill(x > 2, float("nan")), y), None), DataError, "NaN"),
         (lambda x, y: ((x[:0], y[:0]), None), DataError, "empty"),
         (lambda x, y: ((x, y[:-1]), None), DataError, "targets"),
