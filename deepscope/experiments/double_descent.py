@@ -57,6 +57,19 @@ _SMALL_WIDTHS = [4, 8, 16, 32, 48, 64, 96, 128, 256, 512]
 _FULL_WIDTHS = [2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 80, 96, 128, 192, 256, 384, 512, 1024, 2048, 4096]
 
 
+# deepscope.sweep.kinds lists "double_descent" as a trial kind: it is the default "train" trial (the
+# experiment needs nothing else), so a spec naming it runs exactly what its "train" twin runs.
+PARAMS: dict[str, Any] = {}
+
+
+def run_kind(config: dict[str, Any]):
+    """The default "train" trial (train, then the spec's analyses): (metrics, history, weights)."""
+    from deepscope.sweep.trial import _run
+
+    weights, history, metrics, _, _ = _run(config)
+    return metrics, history, weights
+
+
 def spec(budget: str) -> dict[str, Any]:
     """The sweep: widths × label noise × seeds. small: digits, N = 400; full: mnist1d, N = 4000."""
     if budget == "small":

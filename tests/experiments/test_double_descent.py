@@ -122,3 +122,20 @@ def test_small_budget_shows_the_peak(tmp_path):
     assert (tmp_path / "double_descent.html").exists()
     assert payload["models"] == 90
     assert payload["verdict"]["held"] is True
+
+
+def test_the_double_descent_kind_is_the_train_trial():
+    from deepscope.sweep.spec import expand, parse_spec
+    from deepscope.sweep.trial import run_trial
+
+    raw = {
+        "dataset": {"name": "digits"},
+        "model": {"arch": "mlp", "width": 4, "depth": 1},
+        "train": {"max_epochs": 1, "stop_loss": None},
+        "data": {"train_size": 40},
+    }
+    plain = run_trial(expand(parse_spec(raw))[0])
+    as_kind = run_trial(expand(parse_spec({**raw, "kind": "double_descent"}))[0])
+    assert plain.error is None and as_kind.error is None
+    assert as_kind.metrics == plain.metrics
+    assert as_kind.history == plain.history
