@@ -67,7 +67,8 @@ def test_paths_dispatch_to_file_loader(tmp_path):
     path = tmp_path / "mine.npz"
     np.savez(path, x=np.random.default_rng(0).normal(size=(20, 2)), y=np.arange(20) % 2)
     assert datasets.load(str(path)).name == "mine"
-    assert datasets.load(path, label_column="label").name == "mine"
+    with pytest.raises(InvalidParameterError, match="'label_column'.*None for a .npz file.*Got 'label'"):
+        datasets.load(path, label_column="label")  # only a CSV has columns: refused, not silently ignored
     with pytest.raises(DataError, match="does not exist"):
         datasets.load(str(tmp_path / "missing.csv"))
     with pytest.raises(DataError, match="does not exist"):

@@ -43,7 +43,7 @@ def load_file(
     seed: int = 0,
     n_samples: int | None = None,
     test_fraction: float = 0.25,
-    label_column: str = "label",
+    label_column: str | None = None,
     task: str | None = None,
     num_classes: int | None = None,
     standardize: bool = False,
@@ -65,7 +65,8 @@ def load_file(
         seed: seed of the subsample and the split.
         n_samples: keep a seeded (stratified) subset of this many training-pool rows.
         test_fraction: share held out when the file has no test split.
-        label_column: name of the CSV label column.
+        label_column: name of the CSV label column (default: "label", else the last column); only
+            a CSV file takes it (``.npz`` and ``.pt`` files name their arrays ``x`` and ``y``).
         task: "classification", "regression" or None (infer).
         num_classes: number of classes, when some classes are absent from the file.
         standardize: scale features to zero mean and unit variance with train statistics.
@@ -86,13 +87,24 @@ def load_file(
     n_samples = check_n_samples(n_samples, _OWNER)
     if task is not None and task not in ("classification", "regression"):
         raise invalid_parameter("task", _OWNER, "one of 'classification', 'regression' or None", task)
+    if label_column is not None and (not isinstance(label_column, str) or not label_column):
+        raise invalid_parameter("label_column", _OWNER, "a column name (a non-empty str)", label_column)
+    if not isinstance(standardize, bool):
+        raise invalid_parameter("standardize", _OWNER, "a bool", standardize)
     if path.is_dir():
         raise DataError(f"'{path}' is a directory; give a data file ending in {', '.join(SUFFIXES)}.")
     check_regular_file(path, "Data file")  # a FIFO would hang the reader, /dev/zero never ends
     suffix = path.suffix.lower()
+    if label_column is not None and suffix != ".csv":
+        raise invalid_parameter(
+            "label_column",
+            _OWNER,
+            f"None for a {suffix or 'suffix-less'} file (only a CSV file has columns)",
+            label_column,
+        )
     feature_names = None
     if suffix == ".csv":
-        arrays = _read_csv(path, label_column)
+        arrays = _read_csv(path, "label" if label_column is None else label_column)
         feature_names = arrays.pop("feature_names")
     elif suffix == ".npz":
         arrays = _read_npz(path)

@@ -15,6 +15,7 @@ import torch
 
 from deepscope.data._base import DatasetSplits
 from deepscope.data._checks import check_n_samples, check_seed, check_test_fraction
+from deepscope.errors import invalid_parameter
 
 __all__ = ["load_mnist1d", "cache_dir"]
 
@@ -66,6 +67,8 @@ def load_mnist1d(
     seed = check_seed(seed, owner)
     test_fraction = check_test_fraction(test_fraction, owner)
     n = check_n_samples(n_samples, owner, minimum=20)
+    if not isinstance(cache, bool):
+        raise invalid_parameter("cache", owner, "a bool (False: always regenerate)", cache)
     n = DEFAULT_SAMPLES if n is None else n
     x, y, from_cache = _generate_or_read(n, seed, cache)
     n_train = min(max(int(n * (1.0 - test_fraction)), 1), n - 1)

@@ -41,6 +41,7 @@ def serra_upper_bound(input_dim: int, widths: list[int]) -> int:
         >>> serra_upper_bound(2, [3])  # 3 lines in the plane: 1 + 3 + 3
         7
     """
+    _check_architecture(input_dim, widths, "serra_upper_bound")
     ways = {input_dim: 1}  # running dimension budget -> summed products
     for width in widths:
         following: dict[int, int] = {}
@@ -62,12 +63,22 @@ def montufar_lower_bound(input_dim: int, widths: list[int]) -> int | None:
         >>> montufar_lower_bound(1, [2, 2, 2])  # floor(2/1) * floor(2/1) * (C(2, 0) + C(2, 1))
         12
     """
+    _check_architecture(input_dim, widths, "montufar_lower_bound")
     if not widths or any(width < input_dim for width in widths):
         return None
     product = 1
     for width in widths[:-1]:
         product *= (width // input_dim) ** input_dim
     return product * sum(math.comb(widths[-1], j) for j in range(input_dim + 1))
+
+
+def _check_architecture(input_dim: Any, widths: Any, owner: str) -> None:
+    """``input_dim`` an int >= 1 and ``widths`` a sequence of ints >= 1 (0 would divide by zero)."""
+    check_int(input_dim, "input_dim", owner, minimum=1)
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, (list, tuple)):
+        raise invalid_parameter("widths", owner, "a list of ints >= 1 (units per ReLU layer)", widths)
+    if any(isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1 for w in widths):
+        raise invalid_parameter("widths", owner, "a list of ints >= 1 (units per ReLU layer)", widths)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ from scipy.optimize import brentq
 from torch import nn
 
 from deepscope._validation import check_float, check_int
-from deepscope.errors import UnsupportedModelError
+from deepscope.errors import UnsupportedModelError, invalid_parameter
 from deepscope.expressivity import _meanfield
 from deepscope.expressivity.activations import critical_sigma_w, resolve_activation
 from deepscope.registry import analysis
@@ -316,11 +316,23 @@ def initialization_verdict(model: nn.Module, *, width: int = 256, networks: int 
     weight layers. Pass the model at initialisation (or ``Problem.init_state`` loaded into it) to
     judge the initialisation, or a trained model to see where training moved it.
 
+    Args:
+        model: the network whose weight scale is judged.
+        width: width of the random networks that check the mean-field prediction (>= 1: the
+            verdict is always checked; :func:`signal_propagation` takes 0 to skip the check).
+        networks: random networks averaged. edge_points: points of the edge-of-chaos curve.
+
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
         >>> initialization_verdict(net, width=32, edge_points=0).depth
         2
     """
+    owner = "initialization_verdict"  # errors name the function the user called, not signal_propagation
+    width = check_int(width, "width", owner, minimum=1)
+    networks = check_int(networks, "networks", owner, minimum=1)
+    edge_points = check_int(edge_points, "edge_points", owner, minimum=0)
+    if not isinstance(model, nn.Module):
+        raise invalid_parameter("model", owner, "a torch.nn.Module", model)
     layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d)]
     activation = next((_MODULE_ACTIVATIONS[type(m)] for m in model.modules() if type(m) in _MODULE_ACTIVATIONS), None)
     if not layers or activation is None:

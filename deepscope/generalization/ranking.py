@@ -26,14 +26,17 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from deepscope.errors import DataError
+from deepscope.errors import DataError, describe, invalid_parameter
 from deepscope.results import Result
 
 __all__ = ["kendall_tau", "granulated_tau", "conditional_mutual_information", "MeasureRanking", "rank_measures"]
 
 
 def _as_array(values: Sequence[float], name: str) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    try:
+        array = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as error:
+        raise DataError(f"'{name}' must be numbers, one per model. Got {describe(values)} ({error}).") from error
     if array.size < 2:
         raise DataError(f"'{name}' needs at least two models to rank. Got {array.size}.")
     return array
@@ -159,6 +162,17 @@ def rank_measures(
         >>> ranking.rows()[0]["kendall_tau"]
         1.0
     """
+    if not isinstance(measures, Mapping) or not measures:
+        raise invalid_parameter(
+            "measures", "rank_measures", "a non-empty mapping of measure name -> one value per model", measures
+        )
+    if not isinstance(hyperparameters, Mapping):
+        raise invalid_parameter(
+            "hyperparameters",
+            "rank_measures",
+            "a mapping of hyperparameter name -> one value per model",
+            hyperparameters,
+        )
     rows = []
     for name, values in measures.items():
         psi, parts = granulated_tau(values, gap, hyperparameters)
