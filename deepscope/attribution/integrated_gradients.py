@@ -1,12 +1,10 @@
-"""Integrated gradients with Riemann or Gauss-Legendre quadrature and adaptive step counts."""
+"""Integrated gradients with Riemann, Gauss-Legendre or nested Fejér quadrature and adaptive step counts."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -22,45 +20,15 @@ from deepscope.attribution._base import (
     prepare_baseline,
     relative_completeness_error,
 )
+from deepscope.attribution._quadrature import RULES, fejer_nodes, fejer_weights, nested_sizes, quadrature
 from deepscope.errors import invalid_parameter
 from deepscope.registry import analysis
 
 __all__ = ["integrated_gradients", "quadrature", "RULES"]
 
-RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
-
-
-def quadrature(rule: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nodes α in [0, 1] and weights of a ``steps``-point rule for ∫₀¹ g(α) dα (Captum's conventions).
-
-    Example:
-        >>> alphas, weights = quadrature("riemann_trapezoid", 3)
-        >>> alphas.tolist(), weights.tolist()
-        ([0.0, 0.5, 1.0], [0.25, 0.5, 0.25])
-    """
-    check_choice(rule, "rule", "integrated_gradients", RULES)
-    alphas, weights = _quadrature(rule, steps)
-    return alphas.clone(), weights.clone()
-
-
-@functools.lru_cache(maxsize=64)
-def _quadrature(rule: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    n = steps
-    if rule == "gausslegendre":
-        nodes, weights = np.polynomial.legendre.leggauss(n)
-        return torch.from_numpy(0.5 * (nodes + 1.0)), torch.from_numpy(0.5 * weights)
-    if rule == "riemann_trapezoid":
-        if n < 2:
-            raise invalid_parameter("steps", "integrated_gradients", "an int >= 2 for the trapezoid rule", n)
-        weights = torch.full((n,), 1.0 / (n - 1), dtype=torch.float64)
-        weights[0] = weights[-1] = 0.5 / (n - 1)
-        return torch.linspace(0.0, 1.0, n, dtype=torch.float64), weights
-    weights = torch.full((n,), 1.0 / n, dtype=torch.float64)
-    if rule == "riemann_left":
-        return torch.linspace(0.0, 1.0 - 1.0 / n, n, dtype=torch.float64), weights
-    if rule == "riemann_right":
-        return torch.linspace(1.0 / n, 1.0, n, dtype=torch.float64), weights
-    return torch.linspace(0.5 / n, 1.0 - 0.5 / n, n, dtype=torch.float64), weights
+# the nested mode stops only where the last refinement moved Σ IG by < 2·tol·|ΔF|: the coarser
+# level was itself within ~3·tol, so a coarse rule that lands on ΔF by chance is refined further
+_AGREEMENT = 2.0
 
 
 def path_gradient_sum(
@@ -103,6 +71,40 @@ def path_gradient_sum(
     return total
 
 
+def path_gradients(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    baseline: torch.Tensor,
+    targets: torch.Tensor,
+    alphas: torch.Tensor,
+    max_batch: int,
+) -> torch.Tensor:
+    """∇F(x' + α_s (x − x')) per target, example and node, chunked over examples × nodes.
+
+    Args:
+        inputs, baseline: (n, *features); targets: (T, n); alphas: (m,).
+
+    Returns:
+        (T, n, m, *features) gradients (kept so that a nested rule can re-weight them).
+    """
+    n, m = inputs.shape[0], alphas.shape[0]
+    alphas = alphas.to(device=inputs.device, dtype=inputs.dtype)
+    delta = inputs - baseline
+    grads = torch.zeros((targets.shape[0], n * m, *inputs.shape[1:]), dtype=inputs.dtype, device=inputs.device)
+    view = (-1,) + (1,) * (inputs.dim() - 1)
+    for start in chunk_starts(n * m, max_batch, False, ""):
+        flat = torch.arange(start, min(start + max_batch, n * m), device=inputs.device)
+        example, step = flat // m, flat % m
+        points = (baseline[example] + alphas[step].view(view) * delta[example]).requires_grad_(True)
+        with torch.enable_grad():
+            outputs = forward(points)
+            for t in range(targets.shape[0]):
+                selected = outputs.gather(1, targets[t, example].unsqueeze(1)).sum()
+                (grad,) = torch.autograd.grad(selected, points, retain_graph=t < targets.shape[0] - 1)
+                grads[t, start : start + flat.numel()] = grad
+    return grads.view(targets.shape[0], n, m, *inputs.shape[1:])
+
+
 @analysis(takes="model_inputs", family="attribution", fixture="cnn", example_kwargs={"steps": 8})
 def integrated_gradients(
     model: nn.Module,
@@ -111,9 +113,9 @@ def integrated_gradients(
     *,
     baseline: Any = None,
     steps: int | None = 50,
-    rule: str = "gausslegendre",
-    tol: float = 0.01,
-    initial_steps: int = 8,
+    rule: str | None = None,
+    tol: float | None = None,
+    initial_steps: int = 4,
     max_steps: int = 1024,
     output_fn: OutputFn | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
@@ -121,13 +123,22 @@ def integrated_gradients(
 ) -> Attribution:
     """Integrated gradients, IG_i = (x_i − x'_i) ∫₀¹ ∂F(x' + α(x − x'))/∂x_i dα (Sundararajan et al., 2017).
 
-    The integral is a quadrature (``rule``: Gauss-Legendre or Riemann left/right/middle/trapezoid,
-    nodes and weights as in Captum, except that the trapezoid rule uses the textbook weights
-    1/(m−1) with halved end points; Captum's trapezoid weights are 1/m, so Captum's result is ours
-    times (m−1)/m). Completeness, Σ_i IG_i = F(x) − F(x'), holds for the exact
-    integral; its relative error |Σ IG − ΔF| / |ΔF| is reported per example. With ``steps=None``
-    the step count is chosen per example: start at ``initial_steps`` and double (only for the
-    examples still above ``tol``) until the relative error is below ``tol`` or ``max_steps``.
+    The integral is a quadrature (``rule``: Gauss-Legendre, nested Fejér-2, or Riemann
+    left/right/middle/trapezoid, nodes and weights as in Captum, except that the trapezoid rule
+    uses the textbook weights 1/(m−1) with halved end points; Captum's trapezoid weights are 1/m,
+    so Captum's result is ours times (m−1)/m). Completeness, Σ_i IG_i = F(x) − F(x'), holds for
+    the exact integral; its relative error |Σ IG − ΔF| / |ΔF| is reported per example.
+
+    Fixed mode (``steps`` an int, ``tol`` must stay None): every example gets ``steps`` nodes of
+    ``rule`` (default Gauss-Legendre). Adaptive mode (``steps=None``): each example is refined
+    until its completeness error is below ``tol`` (default 0.01) *and* the integral moved by less
+    than 2·``tol``·|ΔF| in the last refinement (so that a coarse rule that lands on ΔF by chance is
+    not accepted), or ``max_steps`` is reached (``converged`` says which). With the default
+    nested rule ("fejer2") the levels are 2^k − 1 nodes from the largest level ≤ ``initial_steps``
+    (3 by default) and each refinement evaluates only the new nodes (7 → 15 costs 8 gradients):
+    an example that needs m nodes costs m gradients, not the 2m of restarting at each doubling.
+    The stored node gradients cost (pending examples × nodes × input size) memory. Any other
+    ``rule`` restarts at each doubling from ``initial_steps``.
 
     Args:
         model: the classifier; ``model(inputs)`` gives ``(batch, classes)``.
@@ -135,9 +146,11 @@ def integrated_gradients(
         target: None (predicted class), an int, ``(batch,)`` ints, or several targets.
         baseline: reference x' (None = zeros), a number or a tensor shaped like the inputs.
         steps: quadrature points per example, or None for the adaptive choice.
-        rule: "gausslegendre" (default), "riemann_left", "riemann_right", "riemann_middle",
+        rule: None (Gauss-Legendre for fixed steps, nested "fejer2" for the adaptive mode),
+            "gausslegendre", "fejer2", "riemann_left", "riemann_right", "riemann_middle",
             "riemann_trapezoid".
-        tol: target relative completeness error for ``steps=None``.
+        tol: target relative completeness error of the adaptive mode (None = 0.01); with an int
+            ``steps`` it is refused (a fixed rule cannot honour it: use ``steps=None``).
         initial_steps, max_steps: the adaptive schedule's start and cap.
         output_fn: maps a tuple/dict model output to ``(batch, classes)``.
         max_batch: rows (path points) per forward pass: the memory budget.
@@ -154,10 +167,20 @@ def integrated_gradients(
         True
     """
     owner = "integrated_gradients"
+    if rule is None:
+        rule = "gausslegendre" if steps is not None else "fejer2"
     check_choice(rule, "rule", owner, RULES)
     if steps is not None:
         check_int(steps, "steps", owner, minimum=2 if rule == "riemann_trapezoid" else 1)
-    tol = check_float(tol, "tol", owner, minimum=0.0, strict_minimum=True)
+        if tol is not None:
+            raise invalid_parameter(
+                "tol",
+                owner,
+                f"None when steps is an int (steps={steps}: a fixed rule cannot honour a tolerance; "
+                "tol is the target of the adaptive mode, steps=None)",
+                tol,
+            )
+    tol = 0.01 if tol is None else check_float(tol, "tol", owner, minimum=0.0, strict_minimum=True)
     check_int(initial_steps, "initial_steps", owner, minimum=2)
     check_int(max_steps, "max_steps", owner, minimum=initial_steps)
     prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch)
@@ -181,6 +204,11 @@ def integrated_gradients(
         values = attribute(torch.arange(n, device=x.device), steps)
         evaluations += n * steps
         used = torch.full((n,), steps)
+    elif rule == "fejer2":
+        values, used, rows = _nested_fejer(
+            forward, x, reference, targets, at_input, at_baseline, tol, initial_steps, max_steps, prepared.max_batch
+        )
+        evaluations += rows
     else:
         values = torch.zeros((targets.shape[0], *x.shape), dtype=x.dtype, device=x.device)
         used = torch.zeros(n, dtype=torch.long)
@@ -217,9 +245,82 @@ def integrated_gradients(
         options={
             "steps": steps,
             "rule": rule,
-            "tol": tol,
+            "tol": tol if steps is None else None,
             "initial_steps": initial_steps,
             "max_steps": max_steps,
             "max_batch": prepared.max_batch,
         },
     )
+
+
+def _nested_fejer(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    reference: torch.Tensor,
+    targets: torch.Tensor,
+    at_input: torch.Tensor,
+    at_baseline: torch.Tensor,
+    tol: float,
+    initial_steps: int,
+    max_steps: int,
+    max_batch: int,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The adaptive mode on the nested Fejér-2 levels: (values (T, n, *features), nodes used (n,), gradient rows).
+
+    The gradients at the nodes of the pending examples are kept; a refinement evaluates the new
+    (odd-j) angles only and re-weights all stored nodes for the larger rule. An example stops at
+    the first level whose completeness error and change from the previous level are both < tol.
+    """
+    n, n_targets = x.shape[0], targets.shape[0]
+    delta = x - reference
+    values = torch.zeros((n_targets, *x.shape), dtype=x.dtype, device=x.device)
+    used = torch.zeros(n, dtype=torch.long)
+    sizes = nested_sizes(initial_steps, max_steps)
+    pending = torch.arange(n, device=x.device)
+    theta = torch.arange(1, sizes[0] + 1, dtype=torch.float64) * torch.pi / (sizes[0] + 1)
+    stored = torch.zeros((n_targets, n, 0, *x.shape[1:]), dtype=x.dtype, device=x.device)
+    rows = 0
+    for level, size in enumerate(sizes):
+        if level > 0:
+            theta_new = torch.arange(1, size + 1, 2, dtype=torch.float64) * torch.pi / (size + 1)
+        else:
+            theta_new = theta
+        new = path_gradients(
+            forward, x[pending], reference[pending], targets[:, pending], fejer_nodes(theta_new), max_batch
+        )
+        rows += pending.numel() * theta_new.numel()
+        stored = torch.cat([stored, new], dim=2)
+        theta = theta_new if level == 0 else torch.cat([theta, theta_new])
+        # per-node completeness contributions s_j = ∇F(α_j) · (x − x'), shape (T, P, nodes)
+        contributions = (stored * delta[pending].unsqueeze(1)).flatten(3).sum(3)
+        weights = fejer_weights(theta, size + 1).to(x.dtype)
+        totals = contributions @ weights
+        error = relative_completeness_error(totals, at_input[:, pending], at_baseline[:, pending]).max(0).values
+        if size >= 3:  # the previous level's nodes are those with even j: its estimate is free
+            on_coarse = (torch.round(theta * (size + 1) / torch.pi).long() % 2) == 0
+            coarse = contributions[..., on_coarse] @ fejer_weights(theta[on_coarse], (size + 1) // 2).to(x.dtype)
+            moved = (
+                relative_completeness_error(
+                    totals - coarse + at_input[:, pending] - at_baseline[:, pending],
+                    at_input[:, pending],
+                    at_baseline[:, pending],
+                )
+                .max(0)
+                .values
+            )
+        else:
+            moved = torch.full_like(error, float("inf"))
+        done = (
+            (error < tol) & (moved < _AGREEMENT * tol)
+            if level < len(sizes) - 1
+            else torch.ones_like(error, dtype=torch.bool)
+        )
+        if bool(done.any()):
+            finished = pending[done]
+            weighted = (stored[:, done] * weights.view((1, 1, -1) + (1,) * (x.dim() - 1))).sum(2)
+            values[:, finished] = weighted * delta[finished].unsqueeze(0)
+            used[finished.cpu()] = size
+        pending, stored = pending[~done], stored[:, ~done]
+        if pending.numel() == 0:
+            break
+    return values, used, rows

@@ -78,3 +78,87 @@ def test_progress_bar_does_not_change_the_answer(mlp_and_rows, capsys):
     shown = integrated_gradients(model, rows, target=0, steps=16, max_batch=8, progress=True)
     torch.testing.assert_close(quiet.values, shown.values)
     assert "integrated gradients" in capsys.readouterr().err
+
+
+# ---- nested Fejér rule and the adaptive mode (issue 14, item 8)
+
+
+def test_fejer_rule_is_interpolatory_and_nested():
+    from deepscope.attribution._quadrature import fejer_weights, nested_sizes
+
+    for size in (1, 3, 7, 15, 31):
+        alphas, weights = quadrature("fejer2", size)
+        # interpolatory on size nodes: exact for α^d, d <= size - 1 (float64 rounding ~1e-15)
+        for degree in range(size):
+            assert abs(float((weights * alphas**degree).sum()) - 1 / (degree + 1)) < 1e-12
+    coarse, _ = quadrature("fejer2", 7)
+    fine, fine_weights = quadrature("fejer2", 15)
+    assert torch.isclose(fine.unsqueeze(0), coarse.unsqueeze(1), atol=1e-15).any(1).all()  # 7 ⊂ 15
+    theta = torch.arange(1, 16, dtype=torch.float64) * torch.pi / 16
+    torch.testing.assert_close(fejer_weights(theta, 16), fine_weights)
+    assert nested_sizes(2, 1024) == [1, 3, 7, 15, 31, 63, 127, 255, 511, 1023]
+    assert nested_sizes(8, 20) == [7, 15]
+
+
+def _smooth_model():
+    torch.manual_seed(3)
+    return torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3)).double()
+
+
+def test_nested_refinement_evaluates_only_new_nodes(mlp_and_rows):
+    _, rows = mlp_and_rows
+    model = _smooth_model()
+    result = integrated_gradients(model, 3 * rows, target=0, steps=None, tol=1e-7)
+    steps = result.diagnostics["steps"].reshape(-1)
+    assert steps.max() > 7  # some examples needed refining
+    # one row per node per example (a restart at each doubling would cost 3 + 7 + 15 + ... rows);
+    # the rest (F(x), F(x') for ΔF, the target probe) is what a one-step fixed call costs beyond its n rows
+    overhead = integrated_gradients(model, 3 * rows, target=0, steps=1).model_evaluations - len(rows)
+    assert result.model_evaluations == int(steps.sum()) + overhead
+
+
+def test_adaptive_values_are_the_fixed_fejer_rule_at_the_level_reached(cnn_and_images):
+    model, images = cnn_and_images
+    tol = 0.01
+    result = integrated_gradients(model, images, steps=None, tol=tol)
+    steps = result.diagnostics["steps"].reshape(-1)
+    delta = result.diagnostics["delta"].reshape(-1)
+    for size in steps.unique().tolist():
+        rows = steps == size
+        fixed = integrated_gradients(model, images[rows], target=result.target[rows], steps=size, rule="fejer2")
+        # the stored node gradients re-weighted for the larger rule = evaluating that rule afresh
+        torch.testing.assert_close(result.values[rows], fixed.values, rtol=1e-4, atol=1e-6)
+        if size >= 3 and size < 1023:  # stopped early: the previous level agreed within 2·tol·|ΔF|
+            coarse = integrated_gradients(
+                model, images[rows], target=result.target[rows], steps=size // 2, rule="fejer2"
+            )
+            moved = (fixed.values.flatten(1).sum(1) - coarse.values.flatten(1).sum(1)).abs()
+            assert (moved <= 2 * tol * delta[rows].abs() * (1 + 1e-4)).all()
+
+
+def test_adaptive_matches_a_high_step_reference_within_tol(mlp_and_rows, cnn_and_images):
+    # oracle: a 1023-node Fejér rule (smooth model: exact to float64 rounding)
+    _, rows = mlp_and_rows
+    model = _smooth_model()
+    tol = 1e-3
+    adaptive = integrated_gradients(model, 3 * rows, target=1, steps=None, tol=tol)
+    reference = integrated_gradients(model, 3 * rows, target=1, steps=1023, rule="fejer2")
+    error = (adaptive.values - reference.values).abs().sum(1) / reference.values.abs().sum(1)
+    assert (error <= tol).all()  # every example's attribution vector, in relative L1
+    # ReLU CNN (a step-function integrand): the totals match the reference's within tol·|ΔF|
+    model, images = cnn_and_images
+    adaptive = integrated_gradients(model, images, steps=None, tol=0.01)
+    reference = integrated_gradients(model, images, target=adaptive.target, steps=1023, rule="fejer2")
+    gap = (adaptive.values.flatten(1).sum(1) - reference.values.flatten(1).sum(1)).abs()
+    assert (gap <= 0.01 * adaptive.diagnostics["delta"].reshape(-1).abs() * 1.05).all()  # + the reference's own error
+    assert (adaptive.diagnostics["completeness_error"] <= 0.01).all()
+
+
+def test_tol_with_a_fixed_step_count_is_refused(mlp_and_rows):
+    model, rows = mlp_and_rows
+    with pytest.raises(InvalidParameterError, match=r"tol.*steps=50"):
+        integrated_gradients(model, rows, target=0, steps=50, tol=0.01)
+    # the adaptive mode still takes it, and a restarting rule can still be chosen for it
+    result = integrated_gradients(model, rows, target=0, steps=None, tol=0.05, rule="gausslegendre")
+    assert result.options["tol"] == 0.05 and result.options["rule"] == "gausslegendre"
+    assert integrated_gradients(model, rows, target=0, steps=8).options["tol"] is None
