@@ -70,8 +70,8 @@ def label_noise_sensitivity(
     """Retrain copies with a fraction of corrupted labels; report accuracies and gap per level."""
     epochs = check_int(epochs, "epochs", "label_noise_sensitivity", minimum=1)
     levels = [check_float(v, "levels", "label_noise_sensitivity", minimum=0.0, maximum=1.0) for v in levels]
-    x, y = _classification_split(problem, "train", max_samples)
-    x_test, y_test = _classification_split(problem, "test", None)
+    x, y = _classification_split(problem, "train", max_samples, "label_noise_sensitivity")
+    x_test, y_test = _classification_split(problem, "test", None, "label_noise_sensitivity")
     generator = torch.Generator().manual_seed(seed)
     table = []
     for level in levels:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from deepscope._validation import check_float, check_int
+from deepscope._validation import check_float, check_int, check_probability
 from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
 from deepscope.generalization.diagnostics._training import error_rate, fit, fresh_copy
 from deepscope.models.gap import GapEstimate, generalization_gap
@@ -24,11 +24,12 @@ from deepscope.results import Result
 __all__ = ["LearningCurve", "learning_curve", "gap_estimate"]
 
 
-def _classification_split(problem, split: str, max_samples: int | None):
+def _classification_split(problem, split: str, max_samples: int | None, owner: str):
+    """``(x, y)`` of ``split`` for a classification Problem; errors name ``owner``, the function the user called."""
     if problem.num_classes is None:
-        raise UnsupportedModelError(f"This diagnostic needs a classification loss. Got {problem.loss_name!r}.")
+        raise UnsupportedModelError(f"{owner} needs a classification loss. Got {problem.loss_name!r}.")
     if split == "test" and (problem.test is None or len(problem.test) == 0):
-        raise DataError("This diagnostic needs test data: build the Problem with test=(X, y) (at least one example).")
+        raise DataError(f"{owner} needs test data: build the Problem with test=(X, y) (at least one example).")
     x, y = problem.tensors(split, max_samples=max_samples)
     return x, y.long()
 
@@ -43,7 +44,9 @@ def gap_estimate(problem, *, confidence: float = 0.95) -> GapEstimate:
         >>> estimate.lower <= estimate.gap <= estimate.upper
         True
     """
-    _classification_split(problem, "test", None)
+    # validated here, so that the message names gap_estimate and not the generalization_gap it calls
+    confidence = check_probability(confidence, "confidence", "gap_estimate")
+    _classification_split(problem, "test", None, "gap_estimate")
     train = problem.evaluate("train")
     test = problem.evaluate("test")
     return generalization_gap(
@@ -127,8 +130,8 @@ def learning_curve(
     fractions = [check_float(f, "fractions", "learning_curve", minimum=0.0, maximum=1.0) for f in fractions]
     if not fractions or min(fractions) <= 0:
         raise invalid_parameter("fractions", "learning_curve", "a non-empty sequence of floats in (0, 1]", fractions)
-    x, y = _classification_split(problem, "train", max_samples)
-    x_test, y_test = _classification_split(problem, "test", None)
+    x, y = _classification_split(problem, "train", max_samples, "learning_curve")
+    x_test, y_test = _classification_split(problem, "test", None, "learning_curve")
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
     sizes, train_errors, test_errors, lows, highs = [], [], [], [], []
     for fraction in sorted(fractions):

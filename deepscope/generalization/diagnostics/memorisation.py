@@ -103,7 +103,7 @@ def memorisation_probe(
     """
     epochs = check_int(epochs, "epochs", "memorisation_probe", minimum=1)
     target_accuracy = check_float(target_accuracy, "target_accuracy", "memorisation_probe", minimum=0.0, maximum=1.0)
-    x, y = _classification_split(problem, "train", max_samples)
+    x, y = _classification_split(problem, "train", max_samples, "memorisation_probe")
     classes = problem.num_classes
     random_labels = torch.randint(0, classes, (len(y),), generator=torch.Generator().manual_seed(seed)).to(y.device)
     curves = {}

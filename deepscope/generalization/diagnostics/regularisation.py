@@ -118,8 +118,8 @@ def regularisation_comparison(
             raise invalid_parameter(
                 "settings", "regularisation_comparison", "a subset of " + ", ".join(SETTINGS), settings
             )
-    x, y = _classification_split(problem, "train", max_samples)
-    x_test, y_test = _classification_split(problem, "test", None)
+    x, y = _classification_split(problem, "train", max_samples, "regularisation_comparison")
+    x_test, y_test = _classification_split(problem, "test", None, "regularisation_comparison")
     table, not_defined = [], []
     for setting in settings:
         model = fresh_copy(problem, seed)
