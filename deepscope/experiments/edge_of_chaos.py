@@ -84,7 +84,7 @@ def _values(spec: dict[str, Any], key: str) -> list[Any]:
 
 
 def check(spec: dict[str, Any]) -> list[tuple[str, str]]:
-    """Refuse grids that cannot test the claim: < 3 depths, < 3 sigma_w^2 values, a searched sigma_b2."""
+    """Refuse grids that cannot test the claim: < 3 depths, < 3 sigma_w^2 values, < 2 seeds, a searched sigma_b2."""
     if spec.get("kind") != NAME:
         return [("kind", f"expected {NAME!r}, got {spec.get('kind', 'train')!r}")]
     problems = []
@@ -95,6 +95,10 @@ def check(spec: dict[str, Any]) -> list[tuple[str, str]]:
         problems.append(("search.grid.params.depth", f"expected at least 3 depths, got {depths!r}"))
     if len(set(sigmas)) < 3:
         problems.append(("search.grid.params.sigma_w2", f"expected at least 3 sigma_w2 values, got {sigmas!r}"))
+    if len(spec["seeds"]) < 2:
+        problems.append(
+            ("seeds", f"expected at least 2 seeds (accuracies are reported over seeds), got {spec['seeds']!r}")
+        )
     if len(_values(spec, "sigma_b2")) != 1:
         problems.append(("search.grid.params.sigma_b2", "expected one sigma_b2 (xi_c curves are per sigma_b2)"))
     return problems

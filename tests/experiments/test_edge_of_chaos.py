@@ -60,7 +60,7 @@ def test_mean_field_matches_the_edge_of_chaos():
 
 def test_pipeline_tiny(tmp_path):
     overrides = {
-        "seeds": [0],
+        "seeds": [0, 1],
         "params.steps": 10,
         "params.width": 8,
         "search.grid.params.depth": [2, 4, 8],
@@ -71,7 +71,7 @@ def test_pipeline_tiny(tmp_path):
         assert (tmp_path / name).is_file()
     saved = json.loads((tmp_path / "edge_of_chaos.json").read_text())
     assert saved["verdict"]["held"] in (True, False, None)
-    assert payload["models"] == 9 and "contingency" in saved["numbers"]
+    assert payload["models"] == 18 and "contingency" in saved["numbers"]
 
 
 @pytest.mark.parametrize(
@@ -80,6 +80,7 @@ def test_pipeline_tiny(tmp_path):
         ("search.grid.params.depth", [4, 8], "search.grid.params.depth"),
         ("search.grid.params.sigma_w2", [1.0], "search.grid.params.sigma_w2"),
         ("search.grid.params.sigma_b2", [0.0, 0.05], "search.grid.params.sigma_b2"),
+        ("seeds", [0], "seeds"),
     ],
 )
 def test_check_refuses_meaningless_settings(key, value, path):
