@@ -194,9 +194,22 @@ def check(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
                 f"got {params['sharpness_every']}",
             )
         )
+    problems += _ignored_grid_keys(spec)
     if spec["model"]["arch"] != "mlp":
         problems.append(("model.arch", f"expected 'mlp', got {spec['model']['arch']!r}"))
     return problems
+
+
+def _ignored_grid_keys(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Searched ``train.*`` settings: this kind trains by its own ``params``, so they would change nothing."""
+    return [
+        (
+            f"search.grid.{path}",
+            f"expected a setting this experiment uses: its trial kind trains with params.*, not {path}",
+        )
+        for path in spec["search"]["grid"]
+        if path.startswith("train.")
+    ]
 
 
 # ----------------------------------------------------------------------------------- the analysis

@@ -198,9 +198,22 @@ def check(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
     widths = spec["search"]["grid"].get(_WIDTH)
     if not isinstance(widths, list) or len(widths) < 3:
         problems.append((f"search.grid.{_WIDTH}", f"expected a grid of at least 3 widths, got {widths!r}"))
+    problems += _ignored_grid_keys(spec)
     if len(spec["seeds"]) < 2:
         problems.append(("seeds", f"expected at least 2 seeds (spread at each width), got {len(spec['seeds'])}"))
     return problems
+
+
+def _ignored_grid_keys(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Searched ``train.*`` settings: this kind trains by its own ``params``, so they would change nothing."""
+    return [
+        (
+            f"search.grid.{path}",
+            f"expected a setting this experiment uses: its trial kind trains with params.*, not {path}",
+        )
+        for path in spec["search"]["grid"]
+        if path.startswith("train.")
+    ]
 
 
 # ----------------------------------------------------------------------------------- the analysis

@@ -133,6 +133,7 @@ def test_pipeline_at_a_tiny_budget(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "path"),
     [
+        ({"search.grid.train.lr": [0.1, 0.2]}, "search.grid.train.lr"),
         ({"seeds": [0, 1]}, "seeds"),
         ({"search.grid.params.lr": [1.0]}, "search.grid.params.lr"),
         ({"params.steps": 100, "params.sharpness_every": 30}, "params.sharpness_every"),

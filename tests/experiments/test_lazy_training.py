@@ -100,6 +100,7 @@ def test_pipeline_at_a_tiny_budget(tmp_path):
     ("overrides", "path"),
     [
         ({"search.grid.params.width": [64, 128]}, "search.grid.params.width"),
+        ({"search.grid.train.lr": [0.1, 0.2]}, "search.grid.train.lr"),
         ({"seeds": [0]}, "seeds"),
     ],
 )
