@@ -70,3 +70,33 @@ def test_finite_weights_with_an_infinite_mask_buffer_pass():
     assert nonfinite_tensors(model) == []
     check_finite_model(model, "owner")
     assert Problem(model, (torch.randn(4, 2), torch.tensor([0, 1, 0, 1]))).evaluate().n == 4
+
+
+def test_cli_audit_of_a_nan_model_writes_the_model_card_and_exits_2_with_one_error_line(tmp_path):
+    """`deepscope audit` on a diverged model: the report shows the model card's WARNING, the CLI one error line."""
+    import json
+
+    import numpy as np
+    from click.testing import CliRunner
+
+    from deepscope.cli import main
+    from deepscope.io import save_model
+    from deepscope.models import build
+
+    torch.manual_seed(0)
+    model = build("mlp", (4,), 3)
+    layer = _poison(model)
+    path = save_model(model, tmp_path / "model.safetensors")
+    np.savez(
+        tmp_path / "data.npz", x=np.random.default_rng(0).normal(size=(40, 4)).astype("float32"), y=np.arange(40) % 3
+    )
+    out = tmp_path / "report"
+    args = ["audit", "--model", str(path), "--data", str(tmp_path / "data.npz"), "--out", str(out)]
+    with CliRunner().isolation() as (_, stderr, _):
+        code = main([*args, "--sections", "model_card,training"])
+    errors = [line for line in stderr.getvalue().decode().splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1, stderr.getvalue()
+    assert f"'{layer}.weight' (layer '{layer}', Linear)" in errors[0] and "report.html" in errors[0]
+    sections = json.loads((out / "results.json").read_text())["sections"]
+    assert "WARNING: its weights are not finite" in sections["model_card"]["summary"]
+    assert sections["training"]["status"] == "error" and "not finite" in sections["training"]["error"]

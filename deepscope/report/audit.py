@@ -19,10 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepscope._validation import check_choice, check_int
+from deepscope._finite import describe_nonfinite, nonfinite_tensors
+from deepscope._validation import check_choice, check_float, check_int
 from deepscope.data._base import DatasetSplits
-from deepscope.errors import invalid_parameter
-from deepscope.problem import Problem
+from deepscope.errors import NonFiniteError, invalid_parameter
+from deepscope.problem import DataSource, Problem, resolve_loss
 from deepscope.report.html import ReportPaths, write_report
 from deepscope.report.sections import AuditContext
 
@@ -71,28 +72,39 @@ def audit(
 
     Returns:
         ``ReportPaths(html, json)``.
+
+    Raises:
+        NonFiniteError: the model's weights are NaN or infinite. The report is written first: its
+            model card describes the model and names the non-finite layers, and every other section
+            shows the refusal as its error; the message names the layer and the report's path.
     """
     if not isinstance(model, nn.Module):
         raise invalid_parameter("model", "audit", "a torch.nn.Module", model)
     check_choice(budget, "budget", "audit", ("quick", "full"))
     seed = check_int(seed, "seed", "audit", minimum=0)
-    if learning_rate is not None and not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
-        raise invalid_parameter("learning_rate", "audit", "a float > 0 or None", learning_rate)
+    if learning_rate is not None:  # inf passed a plain "> 0" test
+        learning_rate = check_float(learning_rate, "learning_rate", "audit", minimum=0.0, strict_minimum=True)
     if model_name is not None and not isinstance(model_name, str):
         raise invalid_parameter("model_name", "audit", "a string or None", model_name)
     options: dict[str, Any] = {"init_state": init_state}
     if loss is not None:
         options["loss"] = loss
     if isinstance(data, DatasetSplits):
-        problem = Problem.from_dataset(model, data, **options)
         dataset = data
+        options.setdefault("loss", "cross_entropy" if data.task == "classification" else "mse")
+        train, test = data.train, data.test if len(data.x_test) else None
     elif isinstance(data, (tuple, list)) and len(data) == 2:
-        problem = Problem(model, data[0], data[1], **options)
-        dataset = None
+        dataset, (train, test) = None, data
     else:
         raise invalid_parameter(
             "data", "audit", "a DatasetSplits (deepscope.datasets.load) or a pair (train, test)", data
         )
+    refusal = None
+    try:
+        problem: Any = Problem(model, train, test, **options)
+    except NonFiniteError as error:  # the model card can still describe the model and show where
+        refusal = error
+        problem = _RefusedProblem(model, train, test, options.get("loss", "cross_entropy"), error)
     context = AuditContext(
         problem=problem,
         dataset=dataset,
@@ -102,4 +114,34 @@ def audit(
         seed=seed,
         model_name=model_name or type(model).__name__,
     )
-    return write_report(context, out, sections=sections, overwrite=overwrite, progress=progress)
+    paths = write_report(context, out, sections=sections, overwrite=overwrite, progress=progress)
+    if refusal is not None:
+        found = describe_nonfinite(model, nonfinite_tensors(model))
+        raise NonFiniteError(
+            f"audit: the model's weights are not finite: {found}. The report ({paths.html}) was written: its model "
+            "card shows where, and every analysis refused the model (a diverged training run leaves NaN weights: "
+            "lower the learning rate, or load a finite checkpoint)."
+        ) from refusal
+    return paths
+
+
+class _RefusedProblem:
+    """Stands in for the Problem that refused a model with non-finite weights, so the report is still written.
+
+    It holds what the model card and the report's header read — the ``model``, the ``train`` and
+    ``test`` data sources and the ``loss_name`` — and nothing else: any other use (every analysis
+    needs the Problem's evaluation, tensors or class count) raises the refusal again, so each
+    section shows it as its error. Analyses that receive ``model`` directly refuse it themselves.
+    """
+
+    def __init__(self, model: nn.Module, train: Any, test: Any, loss: Any, refusal: NonFiniteError) -> None:
+        self.model = model
+        self.train = DataSource(train, name="train")
+        self.test = None if test is None else DataSource(test, name="test")
+        self.loss_name = resolve_loss(loss)[0]
+        self._refusal = str(refusal)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_refusal":  # copy/pickle probes: plain attribute semantics
+            raise AttributeError(name)
+        raise NonFiniteError(self._refusal)

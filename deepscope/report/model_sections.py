@@ -23,8 +23,12 @@ __all__ = ["model_card_section", "training_section", "as_history"]
 
 
 def _example_inputs(context: AuditContext):
-    """Two real training inputs, so the trace sees the data's dtype and values (not zeros)."""
-    x, _ = next(context.problem.batches("train", batch_size=2))
+    """Two real training inputs, so the trace sees the data's dtype and values (not zeros).
+
+    Read from the train data source itself, not through the Problem's evaluation path: a model the
+    Problem refused (non-finite weights) still gets its model card.
+    """
+    x, _ = next(context.problem.train.batches(batch_size=2))
     return x
 
 

@@ -7,8 +7,9 @@ import torch
 
 from deepscope import DataError, InvalidParameterError
 from deepscope.data import DatasetSplits
+from deepscope.errors import NonFiniteError
 from deepscope.report import SECTIONS, Section, audit, register_section
-from deepscope.testing import make_fixture, model_fingerprint
+from deepscope.testing import fingerprint_differences, make_fixture, model_fingerprint
 
 SEEN = []
 
@@ -113,6 +114,7 @@ def test_shape_mismatch_is_a_data_error(tmp_path):
         ({"budget": "medium"}, "'budget' parameter of audit"),
         ({"seed": -1}, "'seed' parameter of audit"),
         ({"learning_rate": 0.0}, "'learning_rate' parameter of audit"),
+        ({"learning_rate": float("inf")}, "'learning_rate' parameter of audit must be a finite float > 0.0. Got inf"),
         ({"model_name": 3}, "'model_name' parameter of audit"),
         ({"data": "digits"}, "'data' parameter of audit"),
         ({"model": "model.pt"}, "'model' parameter of audit"),
@@ -123,3 +125,37 @@ def test_bad_arguments(tmp_path, overrides, match):
     arguments = {"model": model, "data": (train, test), "out": tmp_path, **overrides}
     with pytest.raises(InvalidParameterError, match=match):
         audit(arguments.pop("model"), arguments.pop("data"), **arguments)
+
+
+def test_non_finite_weights_write_the_model_card_with_its_warning_and_every_other_section_refuses(tmp_path):
+    """Problem refuses a NaN model; audit still writes the report so its model card can show where, then raises."""
+    model, train, test = _tabular()
+    with torch.no_grad():
+        model[2].weight[1, 4] = float("nan")
+    before = model_fingerprint(model)
+    with pytest.raises(
+        NonFiniteError, match=r"^audit: the model's weights are not finite: '2\.weight' \(layer '2', Linear\)"
+    ) as caught:
+        audit(model, (train, test), out=tmp_path, sections=["model_card", "training", "generalization"])
+    assert str(tmp_path / "report.html") in str(caught.value)
+    sections = json.loads((tmp_path / "results.json").read_text())["sections"]
+    assert sections["model_card"]["status"] == "ok"
+    assert "WARNING: its weights are not finite: '2.weight'" in sections["model_card"]["summary"]
+    for key in ("training", "generalization"):
+        assert sections[key]["status"] == "error"
+        assert sections[key]["error"].startswith(
+            "NonFiniteError: Problem: the model's weights are not finite: '2.weight'"
+        )
+    assert "WARNING: its weights are not finite" in (tmp_path / "report.html").read_text()
+    assert fingerprint_differences(before, model_fingerprint(model)) == []  # bitwise: NaN == NaN
+
+
+def test_non_finite_weights_with_bad_data_report_the_data(tmp_path):
+    """The stand-in for the refused Problem still checks the data: a NaN input is its own clear error."""
+    model, train, test = _tabular()
+    with torch.no_grad():
+        model[0].bias[0] = float("inf")
+    bad = (train[0].clone().fill_(float("nan")), train[1])
+    with pytest.raises(DataError, match="train inputs contain NaN"):
+        audit(model, (bad, test), out=tmp_path, sections=["model_card"])
+    assert not (tmp_path / "report.html").exists()
