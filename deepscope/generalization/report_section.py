@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from deepscope.errors import DeepscopeError
+from deepscope.generalization._measures import measures, spectral_metrics
 from deepscope.generalization.bounds.classic import classic_bounds
 from deepscope.generalization.bounds.pac_bayes import pac_bayes_certificate
 from deepscope.generalization.bounds.test_set import test_set_bound
@@ -22,7 +23,6 @@ from deepscope.generalization.diagnostics import (
     memorisation_probe,
     regularisation_comparison,
 )
-from deepscope.generalization.measures import measures, spectral_metrics
 from deepscope.report.sections import AuditContext, Figure, Section, Table, Text, register_section
 from deepscope.report.svg import figure_to_svg
 

@@ -27,9 +27,9 @@ import dataclasses
 import math
 
 from deepscope._validation import check_probability
-from deepscope.generalization.measures._context import build_context
-from deepscope.generalization.measures._layers import layer_spectral_norm
-from deepscope.generalization.measures.norms import path_norm
+from deepscope.generalization._measures._context import build_context
+from deepscope.generalization._measures._layers import layer_spectral_norm
+from deepscope.generalization._measures.norms import path_norm
 from deepscope.guard import current_guard_report
 from deepscope.registry import analysis
 from deepscope.results import Result

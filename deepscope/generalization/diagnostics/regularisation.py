@@ -109,7 +109,7 @@ def regularisation_comparison(
         max_samples: cap on training examples.
         seed: seed of training.
     """
-    from deepscope.generalization.measures import measures
+    from deepscope.generalization._measures import measures
     from deepscope.problem import Problem
 
     epochs = check_int(epochs, "epochs", "regularisation_comparison", minimum=1)

@@ -14,8 +14,8 @@ from scipy import stats
 from torch import nn
 
 from deepscope import Problem
-from deepscope.generalization.measures._context import build_context
-from deepscope.generalization.measures.sharpness import pac_bayes_sigma, sharpness_measures, worst_case_sharpness
+from deepscope.generalization._measures._context import build_context
+from deepscope.generalization._measures.sharpness import pac_bayes_sigma, sharpness_measures, worst_case_sharpness
 
 
 def _context():
@@ -58,7 +58,7 @@ def test_bisection_finds_the_threshold_from_either_side(start):
     10 log-space bisection steps on a bracket of ratio 2 pin the radius to within 2**(1/1024) of
     0.1 (relative 7e-4); the tolerance 1e-3 allows that.
     """
-    from deepscope.generalization.measures.sharpness import _bisect
+    from deepscope.generalization._measures.sharpness import _bisect
 
     radius, drop, _, capped = _bisect(lambda r: (r, 0.0), 0.0, start, steps=10)
     assert not capped

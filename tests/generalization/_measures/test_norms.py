@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from deepscope import Problem
-from deepscope.generalization.measures._context import build_context
-from deepscope.generalization.measures.norms import norm_measures, path_norm
+from deepscope.generalization._measures._context import build_context
+from deepscope.generalization._measures.norms import norm_measures, path_norm
 
 
 def _problem(model, d_in=3, n=40, init=None):

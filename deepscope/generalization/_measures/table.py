@@ -21,12 +21,12 @@ from collections.abc import Sequence
 
 from deepscope._validation import check_int
 from deepscope.errors import invalid_parameter
-from deepscope.generalization.measures._context import MeasureValue, build_context
-from deepscope.generalization.measures.fisher_rao import gradient_measures
-from deepscope.generalization.measures.margins import margin_measures
-from deepscope.generalization.measures.norms import norm_measures
-from deepscope.generalization.measures.sharpness import sharpness_measures
-from deepscope.generalization.measures.spectral import spectral_metrics
+from deepscope.generalization._measures._context import MeasureValue, build_context
+from deepscope.generalization._measures.fisher_rao import gradient_measures
+from deepscope.generalization._measures.margins import margin_measures
+from deepscope.generalization._measures.norms import norm_measures
+from deepscope.generalization._measures.sharpness import sharpness_measures
+from deepscope.generalization._measures.spectral import spectral_metrics
 from deepscope.guard import current_guard_report
 from deepscope.registry import analysis
 from deepscope.results import Result

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from deepscope.errors import UnsupportedModelError
-from deepscope.generalization.measures._folding import FoldedLayer, LayerStructure, discover_layers, fold_layers
+from deepscope.generalization._measures._folding import FoldedLayer, LayerStructure, discover_layers, fold_layers
 
 __all__ = ["MeasureValue", "MeasureContext", "build_context"]
 

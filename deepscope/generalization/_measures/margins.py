@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from deepscope.generalization.measures._context import MeasureContext, MeasureValue
+from deepscope.generalization._measures._context import MeasureContext, MeasureValue
 
 __all__ = ["margin_measures", "output_entropy"]
 

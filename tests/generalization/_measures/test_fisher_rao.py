@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from deepscope import Problem
-from deepscope.generalization.measures._context import build_context
-from deepscope.generalization.measures.fisher_rao import fisher_rao_norm, gradient_noise
+from deepscope.generalization._measures._context import build_context
+from deepscope.generalization._measures.fisher_rao import fisher_rao_norm, gradient_noise
 
 
 def _setup(model, d_in):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from deepscope.generalization.measures._layers import conv_operator_spectral_norm
+from deepscope.generalization._measures._layers import conv_operator_spectral_norm
 
 
 def _dense_conv_matrix(conv, input_shape):

@@ -8,7 +8,7 @@ from torch import nn
 
 from deepscope import Problem
 from deepscope.errors import DeepscopeError, InvalidParameterError, UnsupportedModelError
-from deepscope.generalization.measures import measures
+from deepscope.generalization._measures import measures
 from deepscope.testing import make_fixture
 
 
@@ -45,7 +45,7 @@ def test_bad_input():
 
 
 def test_residual_network_folds_every_batchnorm():
-    from deepscope.generalization.measures._folding import discover_layers
+    from deepscope.generalization._measures._folding import discover_layers
     from deepscope.models import build
 
     model = build("resnet", (1, 8, 8), 3)

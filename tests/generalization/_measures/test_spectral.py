@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from deepscope.errors import UnsupportedModelError
-from deepscope.generalization.measures import spectral as spectral_module
-from deepscope.generalization.measures.spectral import fit_power_law, spectral_metrics
+from deepscope.generalization._measures import spectral as spectral_module
+from deepscope.generalization._measures.spectral import fit_power_law, spectral_metrics
 
 
 def test_power_law_alpha_on_pareto_samples():

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from deepscope import Problem
-from deepscope.generalization.measures._context import build_context
-from deepscope.generalization.measures.margins import margin_measures
+from deepscope.generalization._measures._context import build_context
+from deepscope.generalization._measures.margins import margin_measures
 
 
 def test_margins_and_entropy_by_hand():

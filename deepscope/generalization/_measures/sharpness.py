@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from deepscope.generalization.measures._context import MeasureContext, MeasureValue
+from deepscope.generalization._measures._context import MeasureContext, MeasureValue
 
 __all__ = ["SharpnessSearch", "pac_bayes_sigma", "worst_case_sharpness", "sharpness_measures"]
 

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from deepscope.generalization.measures._folding import FoldedLayer
+from deepscope.generalization._measures._folding import FoldedLayer
 
 __all__ = ["conv_operator_spectral_norm", "layer_spectral_norm"]
 

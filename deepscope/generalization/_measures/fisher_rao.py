@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from deepscope.generalization.measures._context import MeasureContext, MeasureValue
+from deepscope.generalization._measures._context import MeasureContext, MeasureValue
 
 __all__ = ["fisher_rao_norm", "gradient_noise", "gradient_measures"]
 

@@ -25,9 +25,9 @@ import math
 
 import torch
 
-from deepscope.generalization.measures._context import MeasureContext, MeasureValue
-from deepscope.generalization.measures._folding import folded_state
-from deepscope.generalization.measures._layers import layer_spectral_norm
+from deepscope.generalization._measures._context import MeasureContext, MeasureValue
+from deepscope.generalization._measures._folding import folded_state
+from deepscope.generalization._measures._layers import layer_spectral_norm
 
 __all__ = ["norm_measures", "path_norm"]
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from deepscope.generalization.measures._folding import discover_layers, fold_layers, folded_state
+from deepscope.generalization._measures._folding import discover_layers, fold_layers, folded_state
 
 
 def _trained_bn(model, x):
