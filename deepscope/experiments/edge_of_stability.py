@@ -291,7 +291,7 @@ def _histories(frame, store) -> dict[str, dict[str, Any]]:
     from deepscope.sweep import SweepStore
 
     with SweepStore(store, create=False) as sweep:
-        return {key: sweep.history(key) for key in frame["key"] if sweep.history(key)}
+        return {key: history for key in frame["key"] if (history := sweep.history(key))}
 
 
 def headline_figure(frame, histories: Mapping[str, Mapping[str, Any]]) -> str:

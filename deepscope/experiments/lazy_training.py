@@ -304,6 +304,40 @@ def headline_figure(frame, tests: Mapping[str, Any]) -> str:
     return inline_svg(figure)
 
 
+def curves_figure(frame, histories: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """|L_t − L_t^lin| / L₀ against the step, one seed, one line per width (log scale)."""
+    from deepscope.report.svg import new_figure
+    from deepscope.sweep._report_figures import inline_svg
+
+    seed = frame["seed"].min()
+    runs = frame[frame["seed"] == seed].sort_values(_WIDTH)
+    runs = [(int(w), histories.get(k)) for w, k in zip(runs[_WIDTH], runs["key"]) if histories.get(k)]
+    if not runs:
+        return None
+    figure, axis = new_figure(7.0, 3.6)
+    for index, (width, run) in enumerate(runs):
+        actual, linear = np.asarray(run["actual_loss"]), np.asarray(run["linearised_loss"])
+        shade = index / max(1, len(runs) - 1)
+        gap = np.maximum(np.abs(actual - linear) / actual[0], 1e-8)
+        axis.plot(gap, color=(0.85 * shade, 0.3, 0.8 * (1 - shade)), lw=1.2, label=f"width {width}")
+    axis.set_yscale("log")
+    axis.set_ylim(bottom=1e-5)  # both start from the same weights: the gap at step 0 is round-off
+    axis.set_xlabel("gradient-descent step")
+    axis.set_ylabel("|L − L_lin| / L₀")
+    axis.set_title(f"network vs its linearisation at initialisation (seed {seed})", fontsize=9)
+    axis.legend(fontsize=7, ncol=2)
+    return inline_svg(figure)
+
+
+def _histories(frame, store) -> dict[str, dict[str, Any]]:
+    if store is None:
+        return {}
+    from deepscope.sweep import SweepStore
+
+    with SweepStore(store, create=False) as sweep:
+        return {key: history for key in frame["key"] if (history := sweep.history(key))}
+
+
 def analyse(frame, spec: Mapping[str, Any], store=None) -> Outcome:
     """Verdict by one-sided Spearman tests against width (see the module docstring)."""
     verdict, rows, tests = decide_verdict(frame)
@@ -315,6 +349,16 @@ def analyse(frame, spec: Mapping[str, Any], store=None) -> Outcome:
             "from the narrowest mean).",
         )
     ]
+    curves = curves_figure(frame, _histories(frame, store))
+    if curves is not None:
+        figures.append(
+            (
+                curves,
+                "Gap between the training loss of the network and that of its linearisation around "
+                "initialisation (the NTK dynamics of deepscope.curvature.ntk_dynamics), relative to the initial "
+                "loss, per step, one seed: it shrinks as the width grows.",
+            )
+        )
     columns = list(rows[0]) if rows else []
     numbers = {"tests": tests, "per_width": rows}
     return Outcome(verdict, figures, [("Lazy-training measures per width", columns, rows)], numbers, [])

@@ -94,6 +94,8 @@ def test_pipeline_at_a_tiny_budget(tmp_path):
     assert written["models"] == 6
     assert set(written["numbers"]["tests"]) == set(lazy.METRICS)
     assert payload["verdict"] == written["verdict"]
+    # the headline and the network-vs-linearisation loss curves read from the stored histories
+    assert (tmp_path / "lazy_training.html").read_text().count("<figure>") == 2
 
 
 @pytest.mark.parametrize(
