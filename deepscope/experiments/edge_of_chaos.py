@@ -298,7 +298,21 @@ def analyse(frame, spec: dict[str, Any], store) -> Outcome:
         f"{p['xi_multiple']:g} xi_c (white line) and the measured trainable depth (circles); dotted: the edge of chaos."
     )
     figures = [(_headline(frame, p), caption)]
-    return Outcome(verdict, figures, [("Training accuracy per cell", columns, rows)], numbers)
+    means = frame.groupby(["sigma_w2", "depth"]).agg(accuracy=("train_accuracy", "mean"), xi=("xi_c", "first"))
+    missed = [f"σ_w² {s:g} depth {int(d)}" for (s, d), r in means.iterrows()
+              if d <= p["xi_multiple"] * r.xi and r.accuracy < p["trainable_accuracy"]]  # fmt: skip
+    notes = [
+        f"Trainability is measured after {p['steps']} steps: the trainable region widens with training time "
+        "(Schoenholz et al. 2017, Fig. 6), so a short budget can miss deep cells the theory allows."
+        + (
+            f" Cells within {p['xi_multiple']:g} ξ_c whose mean accuracy stayed below the threshold: "
+            + ", ".join(missed)
+            + "."
+            if missed
+            else ""
+        )  # fmt: skip
+    ]
+    return Outcome(verdict, figures, [("Training accuracy per cell", columns, rows)], numbers, notes)
 
 
 def _headline(frame, p: dict[str, Any]) -> str:

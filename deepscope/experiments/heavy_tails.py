@@ -288,10 +288,27 @@ def analyse(frame, spec: dict[str, Any], store) -> Outcome:
                 "Right: PAC-Bayes certificate vs the certified stochastic predictor's test error; below the diagonal "
                 "the certificate would be violated.")]  # fmt: skip
     notes = [
+        "What is certified: with prior='data' the prior is trained on half of the training set from a fresh "
+        "initialisation and the Gaussian posterior starts at the prior's mean (Pérez-Ortiz et al. 2021), so the "
+        "certified predictor is built from each model's data and architecture, not from its trained weights; each "
+        "model's certificate has its own seed (from its trial key). Certificates centred at the trained weights are "
+        "vacuous for these networks (their weights move far from initialisation).",
         "The certificate bounds the stochastic (Gaussian-weights) predictor; the deterministic network's test error "
         f"was above the certificate for {numbers['violations_of_deterministic_error']} of {numbers['certified_models']} "
-        "models (not a guarantee of the theorem, shown for comparison)."
+        "models (not a guarantee of the theorem, shown for comparison).",
     ]
+    if "models_reached_stop_loss" in numbers:
+        notes.append(
+            f"{numbers['models_reached_stop_loss']} of {numbers['models_with_alpha']} models reached the stop loss "
+            "within the epoch cap: part of the alpha-accuracy trend is training progress (under-trained layers have "
+            "larger alpha, as Martin & Mahoney describe)."
+            + (
+                f" Among those that reached it, Spearman ρ = {numbers['spearman_rho_reached_stop_loss']:.2f} "
+                f"(one-sided p = {numbers['spearman_p_reached_stop_loss']:.3g}, not part of the verdict)."
+                if "spearman_rho_reached_stop_loss" in numbers
+                else ""
+            )
+        )
     return Outcome(verdict, figures, [("Per setting (mean ± s.e. over seeds)", columns, rows)], numbers, notes)
 
 
