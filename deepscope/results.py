@@ -2,10 +2,11 @@
 
 A result is a frozen dataclass. It serialises itself (``to_dict``, ``to_json``), shows itself
 as a table (``to_frame`` with pandas when installed, ``_repr_html_`` in Jupyter) and draws its
-own figure (``plot`` returns a matplotlib Figure and never shows a window).
+own figure (``plot`` returns a matplotlib Figure and never shows a window). Its one-line headline
+is :meth:`Result.summary`, under that one name for every family.
 
 Subclasses declare their fields with ``@dataclass(frozen=True)`` and may override
-:meth:`Result.rows` (the table view) and :meth:`Result.plot`.
+:meth:`Result.rows` (the table view), :meth:`Result.summary` (the headline) and :meth:`Result.plot`.
 
 Example:
     >>> from dataclasses import dataclass
@@ -15,6 +16,8 @@ Example:
     ...     standard_error: float
     >>> TraceResult(trace=3.0, standard_error=0.1).to_dict()
     {'trace': 3.0, 'standard_error': 0.1}
+    >>> TraceResult(trace=3.0, standard_error=0.1).summary()
+    'TraceResult: trace 3, standard_error 0.1.'
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ class Result:
 
     def rows(self) -> list[dict[str, Any]]:
         """The table view: a list of rows (dicts). By default one row of the scalar fields."""
+        return [self._scalar_fields()]
+
+    def _scalar_fields(self) -> dict[str, Any]:
         row: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -90,7 +96,22 @@ class Result:
                 row[f.name] = value
             elif isinstance(value, torch.Tensor) and value.numel() == 1:
                 row[f.name] = value.item()
-        return [row]
+        return row
+
+    def summary(self) -> str:
+        """The result's headline: one plain sentence (what the report shows under a section's title).
+
+        This is the one name for it in every family. Results with something to say override it (a
+        bound says its value and whether it is vacuous); the base lists the scalar fields, e.g.
+        ``"TraceResult: trace 3, standard_error 0.1."``.
+
+        Older names of the same text stay as aliases for one release (removed in 0.2):
+        ``GapEstimate.sentence()``, ``ModelSummary.sentence()`` and ``RandomisationCheck.verdict``.
+        """
+        fields = [(name, value) for name, value in self._scalar_fields().items() if value is not None and value != ""]
+        if not fields:
+            return f"{type(self).__name__}."
+        return f"{type(self).__name__}: " + ", ".join(f"{name} {format_value(value)}" for name, value in fields) + "."
 
     def to_frame(self):  # -> pandas.DataFrame
         """The table view as a pandas DataFrame (pandas is an optional dependency)."""

@@ -1,4 +1,9 @@
-"""Built-in datasets, planted-ground-truth generators and user-file loaders."""
+"""Built-in datasets, planted-ground-truth generators and user-file loaders: the implementation package.
+
+The public name is :mod:`deepscope.datasets` (``from deepscope import datasets``), which re-exports
+exactly this package's ``__all__``; both name the same objects, so code that imports
+``deepscope.data`` keeps working, but documentation and examples use ``deepscope.datasets``.
+"""
 
 from deepscope.data._base import DatasetSplits
 from deepscope.data.files import load_file

@@ -50,6 +50,10 @@ class GapEstimate(Result):
     method: str = "Wilson score interval on the test error (Wilson 1927); train error exact"
 
     def sentence(self) -> str:
+        """Deprecated alias of :meth:`summary` (the one name for a result's headline); removed in 0.2."""
+        return self.summary()
+
+    def summary(self) -> str:
         """One plain sentence describing the gap."""
         if self.lower is None or self.upper is None:
             return f"Test loss exceeds train loss by {self.gap:.4g} (on {self.n_test} test examples)."

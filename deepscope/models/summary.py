@@ -128,7 +128,11 @@ class ModelSummary(Result):
         return found
 
     def sentence(self, model_name: str = "The model") -> str:
-        """One plain sentence describing the architecture."""
+        """Deprecated alias of :meth:`summary` (the one name for a result's headline); removed in 0.2."""
+        return self.summary(model_name)
+
+    def summary(self, model_name: str = "The model") -> str:
+        """One plain sentence describing the architecture (``model_name`` starts it)."""
         weighted = sum(1 for row in self.layers if row["parameters"])
         activations = ", ".join(self.activations) or "no activation functions"
         sentence = (

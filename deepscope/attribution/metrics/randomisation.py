@@ -59,13 +59,17 @@ class RandomisationCheck(Result):
     attribution_calls: int
     note: str = ""
 
-    @property
-    def verdict(self) -> str:
-        """One plain sentence."""
+    def summary(self) -> str:
+        """One plain sentence: passed or failed, and the rank correlation after the last step."""
         last = self.mean_spearman[-1]
         if self.passed:
             return f"passed: after randomising every layer the maps' rank correlation fell to {last:.2f}"
         return f"failed: after randomising every layer the maps still correlate at {last:.2f} (>= {self.threshold})"
+
+    @property
+    def verdict(self) -> str:
+        """Deprecated alias of :meth:`summary` (the one name for a result's headline); removed in 0.2."""
+        return self.summary()
 
     def rows(self) -> list[dict[str, Any]]:
         rows = []
