@@ -141,3 +141,27 @@ def test_the_cli_uses_only_the_reports_public_names():
         if relative not in CLI_PENDING and private_report_imports(path):
             offenders[relative] = private_report_imports(path)
     assert offenders == {}
+
+
+# sweep/ and experiments/ are owned by other changes; build_context in _measures/_context.py is being
+# edited by another change and is typed there once it lands.
+PROBLEM_PENDING = {"sweep", "experiments"}
+PROBLEM_PENDING_FUNCTIONS = {"generalization/_measures/_context.py:build_context"}
+
+
+def test_every_problem_parameter_is_typed_as_problem():
+    untyped = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        if relative.parts[0] in PROBLEM_PENDING:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            arguments = node.args
+            for argument in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]:
+                annotation = ast.unparse(argument.annotation) if argument.annotation else None
+                where = f"{relative.as_posix()}:{node.name}"
+                if argument.arg == "problem" and annotation != "Problem" and where not in PROBLEM_PENDING_FUNCTIONS:
+                    untyped.append(f"{where} ({annotation})")
+    assert untyped == []

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, IterableDataset, SequentialSampler
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["ParameterSpace", "Batches", "batches_of", "fixed_batches", "reads_in_order"]
 
@@ -63,7 +66,7 @@ def reads_in_order(loader: Any) -> bool:
     return type(batch_sampler) is BatchSampler and isinstance(batch_sampler.sampler, SequentialSampler)
 
 
-def fixed_batches(problem: Any, split: str, max_samples: int | None, batch_size: int | None) -> tuple[Batches, int]:
+def fixed_batches(problem: Problem, split: str, max_samples: int | None, batch_size: int | None) -> tuple[Batches, int]:
     """A batch source that yields the same samples on every pass, and their number.
 
     Curvature estimators apply the operator many times; each product must see the same matrix.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from deepscope.curvature.hvp import HessianOperator
 from deepscope.curvature.lanczos import lanczos_tridiagonal, random_unit_vector
 from deepscope.registry import analysis
 from deepscope.results import Result
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["DensityResult", "hessian_density", "quadrature_nodes"]
 
@@ -98,7 +101,7 @@ def _smoothed(grid: np.ndarray, nodes: Sequence[np.ndarray], weights: Sequence[n
 
 @analysis(takes="problem", family="curvature", example_kwargs={"n_vectors": 1, "n_steps": 5, "max_samples": 8})
 def hessian_density(
-    problem: Any,
+    problem: Problem,
     n_vectors: int = 4,
     n_steps: int = 60,
     sigma: float | None = None,

@@ -31,7 +31,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -40,6 +40,9 @@ from deepscope._validation import check_choice, check_int
 from deepscope.curvature._base import Batches, ParameterSpace, fixed_batches
 from deepscope.errors import DataError, DeepscopeError, UnsupportedModelError, invalid_parameter
 from deepscope.registry import analysis
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = [
     "ParameterSpace",
@@ -121,7 +124,7 @@ class HessianOperator:
     @classmethod
     def from_problem(
         cls,
-        problem: Any,
+        problem: Problem,
         *,
         split: str = "train",
         max_samples: int | None = None,
@@ -287,13 +290,13 @@ class HessianOperator:
         return f"HessianOperator(kind={self.kind!r}, n_params={self.n_params}, n_samples={self.n_samples}, method={self.method!r})"
 
 
-def _operator(problem: Any, owner: str, **options: Any) -> HessianOperator:
+def _operator(problem: Problem, owner: str, **options: Any) -> HessianOperator:
     return HessianOperator.from_problem(problem, owner=owner, **options)
 
 
 @analysis(takes="problem", family="curvature", example_kwargs={"max_samples": 8})
 def hessian_vector_product(
-    problem: Any,
+    problem: Problem,
     vector: torch.Tensor | None = None,
     *,
     max_samples: int | None = None,
@@ -333,7 +336,7 @@ def hessian_vector_product(
 
 @analysis(takes="problem", family="curvature", example_kwargs={"max_samples": 8})
 def gauss_newton_vector_product(
-    problem: Any,
+    problem: Problem,
     vector: torch.Tensor | None = None,
     *,
     max_samples: int | None = None,
@@ -361,7 +364,7 @@ def gauss_newton_vector_product(
 
 @analysis(takes="problem", family="curvature", example_kwargs={"max_samples": 8})
 def dense_hessian(
-    problem: Any,
+    problem: Problem,
     *,
     max_samples: int | None = None,
     parameter_names: Sequence[str] | None = None,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -45,6 +45,9 @@ from deepscope.curvature.hvp import HessianOperator
 from deepscope.errors import invalid_parameter
 from deepscope.registry import analysis
 from deepscope.results import Result
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["EigenResult", "hessian_eigenvalues", "lanczos_eigenpairs", "lanczos_tridiagonal", "random_unit_vector"]
 
@@ -188,7 +191,7 @@ class EigenResult(Result):
 
 @analysis(takes="problem", family="curvature", example_kwargs={"k": 2, "max_samples": 8, "max_iter": 10})
 def hessian_eigenvalues(
-    problem: Any,
+    problem: Problem,
     k: int = 1,
     which: str = "largest",
     tol: float = 1e-3,

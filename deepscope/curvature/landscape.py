@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from deepscope._validation import check_choice, check_float, check_int
 from deepscope.errors import DataError, invalid_parameter
 from deepscope.registry import analysis
 from deepscope.results import Result
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["InterpolationResult", "SurfaceResult", "loss_interpolation", "loss_surface", "filter_normalized_direction"]
 
@@ -124,7 +127,7 @@ def filter_normalized_direction(
 class _Evaluator:
     """Loads parameters into a private copy of the model and evaluates the mean loss on a fixed subset."""
 
-    def __init__(self, problem: Any, split: str, max_samples: int, bn_mode: str) -> None:
+    def __init__(self, problem: Problem, split: str, max_samples: int, bn_mode: str) -> None:
         self.problem = problem
         self.shadow = copy.deepcopy(problem.model).eval()
         self.batches = list(problem.batches(split, max_samples=max_samples))
@@ -187,7 +190,7 @@ def _parameters_of(source: Any, reference: Mapping[str, torch.Tensor], what: str
 
 @analysis(takes="problem", family="curvature", example_kwargs={"n_points": 3, "max_samples": 8})
 def loss_interpolation(
-    problem: Any,
+    problem: Problem,
     other: Any = None,
     *,
     start: Any = None,
@@ -261,7 +264,7 @@ def loss_interpolation(
 
 @analysis(takes="problem", family="curvature", example_kwargs={"grid_size": 3, "max_samples": 8})
 def loss_surface(
-    problem: Any,
+    problem: Problem,
     *,
     grid_size: int = 21,
     span: float = 1.0,
@@ -331,7 +334,7 @@ def _progress(items: list, progress: bool, description: str):
     return tqdm(items, desc=description, leave=False)
 
 
-def _note(problem: Any) -> str:
+def _note(problem: Problem) -> str:
     from deepscope.guard import current_guard_report
 
     report = current_guard_report(problem.model)

@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from deepscope.curvature.lanczos import eigen_result_from_operator
 from deepscope.curvature.trace import trace_of_operator
 from deepscope.registry import analysis
 from deepscope.results import Result
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["LayerCurvatureResult", "hessian_by_layer", "group_by_layer"]
 
@@ -80,7 +83,7 @@ class LayerCurvatureResult(Result):
 
 @analysis(takes="problem", family="curvature", example_kwargs={"max_samples": 8, "max_iter": 8, "max_hvps": 12})
 def hessian_by_layer(
-    problem: Any,
+    problem: Problem,
     k: int = 1,
     tol: float = 1e-3,
     trace_rel_tol: float = 0.05,
@@ -110,6 +113,9 @@ def hessian_by_layer(
         >>> hessian_by_layer(problem).rows()  # doctest: +SKIP
     """
     check_int(k, "k", "hessian_by_layer", minimum=1)
+    check_float(tol, "tol", "hessian_by_layer", minimum=0.0, strict_minimum=True)  # as hessian_eigenvalues checks
+    if max_iter is not None:
+        check_int(max_iter, "max_iter", "hessian_by_layer", minimum=1)
     check_float(trace_rel_tol, "trace_rel_tol", "hessian_by_layer", minimum=0.0, strict_minimum=True)
     check_int(max_hvps, "max_hvps", "hessian_by_layer", minimum=2)
     groups = group_by_layer(list(problem.parameters(trainable_only=True)))

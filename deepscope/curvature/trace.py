@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from deepscope._validation import check_choice, check_float, check_int
 from deepscope.curvature.hvp import HessianOperator
 from deepscope.registry import analysis
 from deepscope.results import Result
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["TraceResult", "hessian_trace", "trace_of_operator"]
 
@@ -215,7 +218,7 @@ def _result(
 
 @analysis(takes="problem", family="curvature", example_kwargs={"max_samples": 8, "max_hvps": 12})
 def hessian_trace(
-    problem: Any,
+    problem: Problem,
     rel_tol: float = 0.01,
     method: str = "hutch++",
     max_hvps: int = 1000,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -24,6 +24,9 @@ from deepscope._validation import check_int
 from deepscope.errors import DataError, UnsupportedModelError
 from deepscope.registry import analysis
 from deepscope.results import Result
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["NoiseScaleResult", "gradient_noise_scale", "noise_scale_from_batch"]
 
@@ -87,7 +90,7 @@ def noise_scale_from_batch(
 
 
 @analysis(takes="problem", family="dynamics", example_kwargs={"max_samples": 8})
-def gradient_noise_scale(problem: Any, *, max_samples: int = 256, split: str = "train") -> NoiseScaleResult:
+def gradient_noise_scale(problem: Problem, *, max_samples: int = 256, split: str = "train") -> NoiseScaleResult:
     """``B_simple = tr(Σ)/|G|²`` of the problem's loss on its first ``max_samples`` samples.
 
     McCandlish et al. (2018), with the unbiased ``|G|²`` estimate.

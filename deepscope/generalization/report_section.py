@@ -9,7 +9,7 @@ sensitivity and the regularisation comparison. Every number carries its sample c
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepscope.errors import DeepscopeError
 from deepscope.generalization._measures import measures, spectral_metrics
@@ -25,6 +25,9 @@ from deepscope.generalization.diagnostics import (
 )
 from deepscope.report.sections import AuditContext, Figure, Section, Table, Text, register_section
 from deepscope.report.svg import figure_to_svg
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["build_generalization_section"]
 
@@ -76,7 +79,7 @@ def _measure_rows(result) -> list[dict]:
     ]
 
 
-def _certificate_block(problem, budget, seed) -> tuple[list[Any], dict[str, Any], str]:
+def _certificate_block(problem: Problem, budget, seed) -> tuple[list[Any], dict[str, Any], str]:
     prior = budget["prior"] if problem.init_state is not None else "data"
     certificate = pac_bayes_certificate(
         problem,

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from deepscope._validation import check_int
 from deepscope.errors import invalid_parameter
@@ -30,6 +32,9 @@ from deepscope.generalization._measures.spectral import spectral_metrics
 from deepscope.guard import current_guard_report
 from deepscope.registry import analysis
 from deepscope.results import Result
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["MeasuresResult", "measures", "FAMILIES"]
 
@@ -47,6 +52,9 @@ class MeasuresResult(Result):
         samples_used: training examples the data-dependent measures were evaluated on.
         forward_passes: example-forward passes spent (backward passes counted as one more).
         unsupported_layers: modules the norm measures could not handle, and why.
+        family_seconds: wall time of each family (seconds); each row's ``seconds`` is the time of
+            the computation it came from (one sharpness search, or its whole family otherwise),
+            so rows from one computation share it and the family times are the sum to read.
         note: the model guard's note (e.g. which train-mode modules ran in eval semantics).
     """
 
@@ -56,6 +64,7 @@ class MeasuresResult(Result):
     samples_used: int
     forward_passes: int
     unsupported_layers: list[str]
+    family_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     note: str = ""
 
     def value(self, name: str) -> float:
@@ -75,6 +84,7 @@ class MeasuresResult(Result):
                 "reference": m.reference,
                 "meaning": m.meaning,
                 "note": m.note,
+                "seconds": m.seconds,
             }
             for m in self.measures
         ]
@@ -88,7 +98,7 @@ def _normalise(measure: MeasureValue, m: int) -> float:
     return math.sqrt(measure.value / m) if measure.value >= 0 else math.nan
 
 
-def _spectral_rows(problem) -> list[MeasureValue]:
+def _spectral_rows(problem: Problem) -> list[MeasureValue]:
     result = spectral_metrics(problem.model, min_eigenvalues=20)
     note = f"{result.valid_layers} of {len(result.layers)} layers with a valid power-law fit"
     reference = "Martin & Mahoney 2021"
@@ -121,7 +131,7 @@ def _spectral_rows(problem) -> list[MeasureValue]:
     example_kwargs={"max_samples": 16, "families": ("norm", "margin", "gradient", "spectral")},
 )
 def measures(
-    problem,
+    problem: Problem,
     *,
     families: Sequence[str] = FAMILIES,
     max_samples: int | None = 2048,
@@ -168,8 +178,16 @@ def measures(
 
         selected = tqdm(selected, desc="generalization measures")
     rows: list[MeasureValue] = []
+    family_seconds: dict[str, float] = {}
     for family in selected:
-        rows += compute[family]()
+        start = time.perf_counter()
+        computed = compute[family]()
+        family_seconds[family] = time.perf_counter() - start
+        # rows without a finer cost (all but the sharpness searches) share their family's time
+        rows += [
+            row if math.isfinite(row.seconds) else dataclasses.replace(row, seconds=family_seconds[family])
+            for row in computed
+        ]
     report = current_guard_report(problem.model)
     unsupported = list(ctx.structure.unsupported) + [
         f"{entry} (non-ReLU activation: path norm undefined)" for entry in ctx.structure.non_homogeneous
@@ -181,5 +199,6 @@ def measures(
         samples_used=len(ctx.x),
         forward_passes=ctx.forward_passes,
         unsupported_layers=unsupported,
+        family_seconds=family_seconds,
         note=getattr(report, "note", "") if report is not None else "",
     )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
 from deepscope._validation import check_probability
 from deepscope.generalization._measures._context import build_context
@@ -33,6 +34,9 @@ from deepscope.generalization._measures.norms import path_norm
 from deepscope.guard import current_guard_report
 from deepscope.registry import analysis
 from deepscope.results import Result
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["ClassicBound", "ClassicBounds", "classic_bounds"]
 
@@ -82,7 +86,7 @@ def _bound(name, reference, training, complexity, note) -> ClassicBound:
 
 
 @analysis(takes="problem", family="generalization", fixture="relu_mlp", example_kwargs={"max_samples": 16})
-def classic_bounds(problem, delta: float = 0.05, *, max_samples: int | None = None) -> ClassicBounds:
+def classic_bounds(problem: Problem, delta: float = 0.05, *, max_samples: int | None = None) -> ClassicBounds:
     """Evaluate the spectral-margin, PAC-Bayes-spectral, path-norm and VC bounds on the training set.
 
     Args:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -33,6 +34,9 @@ from deepscope.generalization.bounds.kl import kl_inverse_upper
 from deepscope.guard import current_guard_report
 from deepscope.registry import analysis
 from deepscope.results import Result
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["PacBayesCertificate", "pac_bayes_certificate", "gaussian_kl", "DEFAULT_PRIOR_SIGMAS"]
 
@@ -126,7 +130,7 @@ def _objective(kind: str, loss: torch.Tensor, kl: torch.Tensor, n: int, delta: f
     return (torch.sqrt(loss + k) + torch.sqrt(k)) ** 2  # f-quad, also used for "scale"
 
 
-def _train_prior_mean(problem, start, x, y, iterations, learning_rate, batch_size, generator):
+def _train_prior_mean(problem: Problem, start, x, y, iterations, learning_rate, batch_size, generator):
     """ERM on the prior set from ``start`` (a data-dependent prior never sees the bound set)."""
     params = {k: v.detach().clone().requires_grad_(True) for k, v in start.items()}
     optimizer = torch.optim.Adam(params.values(), lr=learning_rate)
@@ -140,7 +144,7 @@ def _train_prior_mean(problem, start, x, y, iterations, learning_rate, batch_siz
     return {k: v.detach() for k, v in params.items()}
 
 
-def _fresh_init(problem, seed: int) -> dict[str, torch.Tensor]:
+def _fresh_init(problem: Problem, seed: int) -> dict[str, torch.Tensor]:
     """Initial weights: ``init_state`` if given, else a re-initialised deep copy (seeded)."""
     if problem.init_state is not None:
         return {k: problem.init_state[k] for k, _ in problem.model.named_parameters()}
@@ -162,7 +166,7 @@ def _fresh_init(problem, seed: int) -> dict[str, torch.Tensor]:
     example_kwargs={"iterations": 3, "mc_samples": 3},
 )
 def pac_bayes_certificate(
-    problem,
+    problem: Problem,
     delta: float = 0.05,
     *,
     objective: str = "f-quad",

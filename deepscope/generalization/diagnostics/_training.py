@@ -11,9 +11,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["FitHistory", "fresh_copy", "fit", "error_rate"]
 
@@ -28,7 +32,7 @@ class FitHistory:
     best_epoch: int | None = None
 
 
-def fresh_copy(problem, seed: int) -> nn.Module:
+def fresh_copy(problem: Problem, seed: int) -> nn.Module:
     """A deep copy of the model at its initial weights (``init_state``), or re-initialised."""
     clone = copy.deepcopy(problem.model)
     for module in clone.modules():  # the caller's hooks stay with the caller's model

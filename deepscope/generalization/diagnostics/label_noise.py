@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -19,6 +20,9 @@ from deepscope.generalization.diagnostics._training import error_rate, fit, fres
 from deepscope.generalization.diagnostics.learning_curves import _classification_split
 from deepscope.registry import analysis
 from deepscope.results import Result
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["LabelNoiseSensitivity", "label_noise_sensitivity", "corrupt_labels"]
 
@@ -58,7 +62,7 @@ class LabelNoiseSensitivity(Result):
 
 @analysis(takes="problem", family="generalization", fixture="mlp", example_kwargs={"epochs": 1, "levels": (0.0, 0.5)})
 def label_noise_sensitivity(
-    problem,
+    problem: Problem,
     *,
     levels: Sequence[float] = (0.0, 0.2, 0.4),
     epochs: int = 20,

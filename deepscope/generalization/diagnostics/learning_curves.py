@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,10 +22,13 @@ from deepscope.models.gap import GapEstimate, generalization_gap
 from deepscope.registry import analysis
 from deepscope.results import Result
 
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
+
 __all__ = ["LearningCurve", "learning_curve", "gap_estimate"]
 
 
-def _classification_split(problem, split: str, max_samples: int | None, owner: str):
+def _classification_split(problem: Problem, split: str, max_samples: int | None, owner: str):
     """``(x, y)`` of ``split`` for a classification Problem; errors name ``owner``, the function the user called."""
     if problem.num_classes is None:
         raise UnsupportedModelError(f"{owner} needs a classification loss. Got {problem.loss_name!r}.")
@@ -35,7 +39,7 @@ def _classification_split(problem, split: str, max_samples: int | None, owner: s
 
 
 @analysis(takes="problem", family="generalization", fixture="mlp")
-def gap_estimate(problem, *, confidence: float = 0.95) -> GapEstimate:
+def gap_estimate(problem: Problem, *, confidence: float = 0.95) -> GapEstimate:
     """Test error − train error of the trained model, with a Wilson interval from the test size.
 
     Example:
@@ -107,7 +111,7 @@ class LearningCurve(Result):
     takes="problem", family="generalization", fixture="mlp", example_kwargs={"epochs": 1, "fractions": (0.5, 1.0)}
 )
 def learning_curve(
-    problem,
+    problem: Problem,
     *,
     fractions: Sequence[float] = (0.125, 0.25, 0.5, 1.0),
     epochs: int = 20,

@@ -11,6 +11,7 @@ alone.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -19,6 +20,9 @@ from deepscope.generalization.diagnostics._training import fit, fresh_copy
 from deepscope.generalization.diagnostics.learning_curves import _classification_split
 from deepscope.registry import analysis
 from deepscope.results import Result
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["MemorisationProbe", "memorisation_probe"]
 
@@ -82,7 +86,7 @@ def _epochs_to(curve: list[float], target: float) -> int | None:
 
 @analysis(takes="problem", family="generalization", fixture="mlp", example_kwargs={"epochs": 2, "max_samples": 16})
 def memorisation_probe(
-    problem,
+    problem: Problem,
     *,
     epochs: int = 50,
     lr: float = 1e-3,

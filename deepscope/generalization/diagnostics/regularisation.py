@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -30,6 +31,9 @@ from deepscope.generalization.diagnostics._training import error_rate, fit, fres
 from deepscope.generalization.diagnostics.learning_curves import _classification_split
 from deepscope.registry import analysis
 from deepscope.results import Result
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["RegularisationComparison", "regularisation_comparison", "SETTINGS", "random_shift"]
 
@@ -88,7 +92,7 @@ def _with_dropout(model: nn.Module, probability: float) -> bool:
     example_kwargs={"epochs": 1, "settings": ("none", "dropout"), "max_samples": 16},
 )
 def regularisation_comparison(
-    problem,
+    problem: Problem,
     *,
     settings: Sequence[str] = SETTINGS,
     epochs: int = 20,
