@@ -30,6 +30,7 @@ class MeasureValue:
     meaning: str
     log_scale: bool = False
     note: str = ""
+    seconds: float = math.nan  # wall time of the computation that produced it (shared by its siblings)
 
 
 @dataclasses.dataclass
@@ -60,8 +61,15 @@ class MeasureContext:
         return sum(p.numel() for p in self.params.values())
 
     def outputs(self, params: dict[str, torch.Tensor] | None = None, chunk: int = 1024) -> torch.Tensor:
-        """Model outputs on the measure's training subset (chunked, no grad)."""
-        params = self.params if params is None else params
+        """Model outputs on the measure's training subset (chunked, no grad).
+
+        The outputs at the trained weights (``params=None``) are computed once and reused by the
+        margins, the entropy and the base accuracy of each sharpness search.
+        """
+        if params is None:
+            if "clean_outputs" not in self.cache:
+                self.cache["clean_outputs"] = self.outputs(self.params, chunk)
+            return self.cache["clean_outputs"]
         pieces = []
         with torch.no_grad():
             for start in range(0, len(self.x), chunk):

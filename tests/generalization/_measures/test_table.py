@@ -24,6 +24,12 @@ def test_all_families_on_the_cnn_fixture():
         if math.isfinite(value) and value >= 0 and row["name"] in ("parameter_count", "l2_distance"):
             assert normalised == pytest.approx(math.sqrt(value / result.train_size))
     assert result.value("parameter_count") == sum(p.numel() for p in make_fixture("cnn").model.parameters())
+    # the cost of every measure is recorded: a row's seconds is its computation's share of its family
+    assert set(result.family_seconds) == {"norm", "margin", "sharpness", "gradient", "spectral"}
+    for row in result.rows():
+        assert 0 < row["seconds"] <= sum(result.family_seconds.values()) + 1e-9
+    sharpness = sum({row["seconds"] for row in result.rows() if row["family"] == "sharpness"})
+    assert sharpness <= result.family_seconds["sharpness"] + 1e-9  # the three searches, each counted once
 
 
 def test_tanh_network_lists_the_activation():
