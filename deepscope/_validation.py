@@ -8,7 +8,7 @@ from typing import Any
 
 from deepscope.errors import invalid_parameter
 
-__all__ = ["check_int", "check_float", "check_choice", "check_probability"]
+__all__ = ["check_int", "check_float", "check_float_sequence", "check_choice", "check_probability"]
 
 
 def check_int(value: Any, name: str, owner: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -40,6 +40,16 @@ def check_float(
     if too_small or (maximum is not None and value > maximum):
         raise invalid_parameter(name, owner, f"a finite float{bounds}", value)
     return value
+
+
+def check_float_sequence(
+    values: Any, name: str, owner: str, *, minimum: float | None = None, maximum: float | None = None
+) -> list[float]:
+    """A non-empty list or tuple of finite floats within the bounds, returned as a list of floats."""
+    bounds = _bounds_text(minimum, maximum)
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) or not values:
+        raise invalid_parameter(name, owner, f"a non-empty list of finite floats{bounds}", values)
+    return [check_float(value, name, owner, minimum=minimum, maximum=maximum) for value in values]
 
 
 def check_probability(value: Any, name: str, owner: str) -> float:

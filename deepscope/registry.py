@@ -8,6 +8,9 @@ Every public analysis is declared with :func:`analysis`. The decorator
   runs the model (``takes`` "problem" or "model_inputs"; a "model" analysis such as
   ``model_summary`` describes it instead), and passing a "model_inputs" analysis a copy of its
   inputs, so a model that works in place never changes the caller's tensor;
+* checks the options many analyses share — ``seed`` (an int >= 0), ``progress`` (a bool),
+  ``max_batch`` (an int >= 1) and ``parameter_names`` (None or a list of str) — in one place, with the standard message naming the analysis (a
+  NaN seed was a raw ``manual_seed`` RuntimeError, ``progress="no"`` was taken as True);
 * records it in :data:`ANALYSES`, which the conformance test
   (``tests/test_conformance.py``) iterates: each entry is called on a standard fixture from
   :mod:`deepscope.testing` whose model is in train mode, with hooks, grads and frozen
@@ -33,9 +36,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Callable, KeysView, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -76,6 +82,39 @@ def find_model(first_argument: Any) -> nn.Module | None:
     return model if isinstance(model, nn.Module) else None
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+# option -> (what it must be, test)
+_SHARED_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "seed": ("an int >= 0", lambda v: _is_int(v) and v >= 0),
+    "progress": ("a bool", lambda v: isinstance(v, bool)),
+    "max_batch": ("an int >= 1", lambda v: _is_int(v) and v >= 1),
+    "parameter_names": (
+        "None or a list of parameter names (str)",
+        lambda v: (
+            v is None
+            or (isinstance(v, (Sequence, AbstractSet, KeysView)) and not isinstance(v, (str, bytes)))
+            and all(isinstance(name, str) for name in v)
+        ),
+    ),
+}
+
+
+def _check_shared_options(signature: inspect.Signature, names: list[str], owner: str, args: Any, kwargs: Any) -> None:
+    """Raise InvalidParameterError for a shared option (see :data:`_SHARED_OPTIONS`) given a bad value."""
+    try:
+        given = signature.bind_partial(*args, **kwargs).arguments
+    except TypeError:
+        return  # a wrong call: the function itself raises Python's usual TypeError
+    for option in names:
+        if option in given:
+            expected, valid = _SHARED_OPTIONS[option]
+            if not valid(given[option]):
+                raise invalid_parameter(option, owner, expected, given[option])
+
+
 def analysis(
     name: str | None = None,
     *,
@@ -104,6 +143,8 @@ def analysis(
 
     def decorate(function: F) -> F:
         spec_name = name or function.__name__
+        signature = inspect.signature(function)
+        shared = [option for option in _SHARED_OPTIONS if option in signature.parameters]
 
         @functools.wraps(function)
         def guarded(*args: Any, **kwargs: Any) -> Any:
@@ -117,6 +158,8 @@ def analysis(
             if model is None:
                 expected = "a deepscope.Problem" if takes == "problem" else "a torch.nn.Module"
                 raise invalid_parameter("problem" if takes == "problem" else "model", spec_name, expected, args[0])
+            if shared:
+                _check_shared_options(signature, shared, spec_name, args, kwargs)
             if takes != "model":  # analyses that run the model would return NaN: refuse, naming the layer
                 check_finite_model(model, spec_name)
             if takes == "model_inputs":  # a model that works in place must never change the caller's inputs

@@ -6,6 +6,7 @@ must raise (never a raw RuntimeError/TypeError/KeyError, never a silent NaN), an
 message must contain (what was expected and what was received). The CLI has its own suite.
 """
 
+import inspect
 import tempfile
 from pathlib import Path
 
@@ -21,6 +22,8 @@ import deepscope.generalization as generalization
 from deepscope import Problem, datasets, train
 from deepscope.data import DatasetSplits
 from deepscope.errors import DataError, InvalidParameterError, NonFiniteError, UnsupportedModelError
+from deepscope.registry import load_all_analyses
+from deepscope.testing import make_fixture
 
 IPE, DE, UME, NFE = InvalidParameterError, DataError, UnsupportedModelError, NonFiniteError
 _FILES = tempfile.TemporaryDirectory()  # data files written by the cases; removed at exit
@@ -183,6 +186,12 @@ CASES = [
     ("attribution/deeplift-baseline", lambda: attribution.deeplift(_model(), X, baseline=torch.zeros(7)), IPE, r"'baseline' parameter of deeplift must be a tensor of shape \(20, 3\) or \(3,\). Got Tensor of shape \(7,\)"),
     ("attribution/ism-not-one-hot", lambda: attribution.ism(_model(), X), DE, r"'inputs' of ism must be one-hot sequences"),
     ("attribution/axioms-method", lambda: attribution.check_axioms(_model(), X, method="astrology"), IPE, r"'method' parameter of check_axioms must be one of 'saliency'"),
+    ("attribution/axioms-target-out-of-range", lambda: attribution.check_axioms(_model(), X[:3], target=-1), IPE, r"'target' parameter of check_axioms must be class indices in \[0, 1\].*Got -1"),
+    ("attribution/axioms-target-float", lambda: attribution.check_axioms(_model(), X[:3], target=float("nan")), IPE, r"'target' parameter of check_axioms.*Got nan"),
+    ("attribution/axioms-axioms-not-tuple", lambda: attribution.check_axioms(_model(), X[:3], axioms=2.5), IPE, r"'axioms' parameter of check_axioms must be None or a tuple of 'completeness'.*Got 2.5"),
+    ("attribution/axioms-inputs-list", lambda: attribution.check_axioms(_model(), X[:3].tolist()), IPE, r"'inputs' parameter of check_axioms must be a torch.Tensor"),
+    ("attribution/axioms-wrong-width", lambda: attribution.check_axioms(_model(d=4), X[:3]), DE, r"The model cannot take the inputs of shape \(3,\) per example"),
+    ("attribution/smoothgrad-seed-float", lambda: attribution.smoothgrad(_model(), X, seed=2.5), IPE, r"'seed' parameter of smoothgrad must be an int >= 0. Got 2.5"),
     # ------------------------------------------------------------------ generalization
     ("generalization/not-a-problem", lambda: generalization.classic_bounds(_model()), IPE, r"'problem' parameter of classic_bounds must be a deepscope.Problem"),
     ("generalization/delta-zero", lambda: generalization.classic_bounds(_problem(), delta=0.0), IPE, r"'delta' parameter of classic_bounds.*Got 0.0"),
@@ -209,6 +218,13 @@ CASES = [
     ("generalization/rank-no-measures", lambda: generalization.rank_measures({}, [0.1, 0.2], {"width": [1, 2]}), IPE, r"'measures' parameter of rank_measures must be a non-empty mapping.*Got \{\}"),
     ("generalization/rank-hyperparameters-list", lambda: generalization.rank_measures({"m": [1, 2]}, [0.1, 0.2], [1, 2]), IPE, r"'hyperparameters' parameter of rank_measures must be a mapping"),
     ("generalization/kendall-strings", lambda: generalization.kendall_tau(["a", "b"], [1.0, 2.0]), DE, r"'measure' must be numbers, one per model. Got \['a', 'b'\]"),
+    ("generalization/learning-curve-batch-size", lambda: generalization.learning_curve(_problem(), batch_size=0), IPE, r"'batch_size' parameter of learning_curve must be an int >= 1. Got 0"),
+    ("generalization/learning-curve-fractions-none", lambda: generalization.learning_curve(_problem(), fractions=None), IPE, r"'fractions' parameter of learning_curve must be a non-empty list of finite floats in \[0.0, 1.0\]. Got None"),
+    ("generalization/label-noise-lr-nan", lambda: generalization.label_noise_sensitivity(_problem(), lr=float("nan")), IPE, r"'lr' parameter of label_noise_sensitivity must be a finite float > 0.0. Got nan"),
+    ("generalization/label-noise-no-levels", lambda: generalization.label_noise_sensitivity(_problem(), levels=()), IPE, r"'levels' parameter of label_noise_sensitivity must be a non-empty list"),
+    ("generalization/memorisation-batch-size", lambda: generalization.memorisation_probe(_problem(), batch_size=2.5), IPE, r"'batch_size' parameter of memorisation_probe must be an int >= 1. Got 2.5"),
+    ("generalization/regularisation-dropout", lambda: generalization.regularisation_comparison(_problem(), dropout=2.0), IPE, r"'dropout' parameter of regularisation_comparison must be a finite float in \[0.0, 1.0\]. Got 2.0"),
+    ("generalization/regularisation-settings-string", lambda: generalization.regularisation_comparison(_problem(), settings="none"), IPE, r"'settings' parameter of regularisation_comparison must be a list"),
     ("generalization/nan-weights", lambda: generalization.classic_bounds(Problem(_nan_model(), (X, Y))), NFE, r"not finite"),
     # ------------------------------------------------------------------ curvature
     ("curvature/k-zero", lambda: curvature.hessian_eigenvalues(_problem(), k=0), IPE, r"The 'k' parameter of hessian_eigenvalues must be an int >= 1. Got 0 instead."),
@@ -231,6 +247,13 @@ CASES = [
     ("curvature/ntk-targets-rows", lambda: curvature.ntk(_model(), X, torch.zeros(3, dtype=torch.long)), IPE, r"'targets' parameter of ntk must be a tensor with 20 rows"),
     ("curvature/ntk-wrong-width", lambda: curvature.ntk(_model(d=4), X), DE, r"The model cannot take the inputs of shape \(3,\) per example: mat1 and mat2"),
     ("curvature/ntk-nan-inputs", lambda: curvature.ntk(_model(), X.clone().fill_(float("nan"))), DE, r"non-finite"),
+    ("curvature/seed-nan", lambda: curvature.hessian_eigenvalues(_problem(), seed=float("nan")), IPE, r"'seed' parameter of hessian_eigenvalues must be an int >= 0. Got nan"),
+    ("curvature/seed-none", lambda: curvature.hessian_density(_problem(), seed=None), IPE, r"'seed' parameter of hessian_density must be an int >= 0. Got None"),
+    ("curvature/progress-string", lambda: curvature.hessian_trace(_problem(), progress="no"), IPE, r"'progress' parameter of hessian_trace must be a bool. Got 'no'"),
+    ("curvature/parameter-names-string", lambda: curvature.hessian_trace(_problem(), parameter_names="0.weight"), IPE, r"'parameter_names' parameter of hessian_trace must be None or a list of parameter names \(str\). Got '0.weight'"),
+    ("curvature/parameter-names-number", lambda: curvature.hessian_vector_product(_problem(), parameter_names=3), IPE, r"'parameter_names' parameter of hessian_vector_product must be None or a list"),
+    ("curvature/by-layer-tol-nan", lambda: curvature.hessian_by_layer(_problem(), tol=float("nan")), IPE, r"'tol' parameter of hessian_by_layer must be a finite float > 0.0. Got nan"),
+    ("curvature/by-layer-max-iter-zero", lambda: curvature.hessian_by_layer(_problem(), max_iter=0), IPE, r"'max_iter' parameter of hessian_by_layer must be an int >= 1. Got 0"),
     # ------------------------------------------------------------------ expressivity
     ("expressivity/regions-smooth-model", lambda: expressivity.linear_regions(nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 2)), torch.randn(4, 2) ), UME, r"Tanh"),
     ("expressivity/trajectory-curve", lambda: expressivity.trajectory_length(_model(), X[:2], curve="spiral"), IPE, r"'curve' parameter of trajectory_length.*Got 'spiral'"),
@@ -246,6 +269,12 @@ CASES = [
     ("expressivity/serra-width-zero", lambda: expressivity.serra_upper_bound(2, [4, 0]), IPE, r"'widths' parameter of serra_upper_bound must be a list of ints >= 1.*Got \[4, 0\]"),
     ("expressivity/verdict-width-zero", lambda: expressivity.initialization_verdict(_model(), width=0), IPE, r"'width' parameter of initialization_verdict must be an int >= 1. Got 0"),
     ("expressivity/verdict-networks-owner", lambda: expressivity.initialization_verdict(_model(), networks=0), IPE, r"'networks' parameter of initialization_verdict must be an int >= 1. Got 0"),
+    ("expressivity/capacity-regions-not-result", lambda: expressivity.capacity(_model(), regions=3), IPE, r"'regions' parameter of capacity must be None or a LinearRegions result.*Got 3"),
+    ("expressivity/capacity-input-dim-and-inputs", lambda: expressivity.capacity(_model(), X, input_dim=5), IPE, r"'input_dim' parameter of capacity must be None when inputs are given.*Got 5"),
+    ("expressivity/lipschitz-seed-string", lambda: expressivity.lipschitz(_model(), X, seed="x"), IPE, r"'seed' parameter of lipschitz must be an int >= 0. Got 'x'"),
+    ("expressivity/layer-health-scalar-targets", lambda: expressivity.layer_health(_model(), X, 3), IPE, r"'targets' parameter of layer_health must be 20 integer class labels in \[0, 1\], one per input. Got 3"),
+    ("expressivity/layer-health-targets-range", lambda: expressivity.layer_health(_model(), X, Y + 5), IPE, r"'targets' parameter of layer_health.*Got labels in \[5, 6\]"),
+    ("expressivity/layer-health-float-targets", lambda: expressivity.layer_health(_model(), X, Y.float()), IPE, r"'targets' parameter of layer_health.*integer class labels.*dtype torch.float32"),
     ("expressivity/trajectory-too-few", lambda: expressivity.trajectory_length(_model(), X[:2]), IPE, r"'inputs' parameter of trajectory_length must be at least 3 points"),
     ("expressivity/trajectory-points", lambda: expressivity.trajectory_length(_model(), X[:4], points=0), IPE, r"'points' parameter of trajectory_length must be an int >= 8. Got 0"),
     ("expressivity/signal-sigma", lambda: expressivity.signal_propagation("tanh", sigma_w=-1.0), IPE, r"'sigma_w' parameter of signal_propagation must be a finite float > 0.0. Got -1.0"),
@@ -273,3 +302,19 @@ def test_a_wrong_width_in_a_traced_analysis_prints_no_traceback(analysis, capfd)
     with pytest.raises(DataError, match="cannot take the inputs"):
         analysis(_model(d=4), X)
     assert "Traceback" not in capfd.readouterr().err
+
+
+_SEEDED = sorted(
+    name for name, spec in load_all_analyses().items() if "seed" in inspect.signature(spec.function).parameters
+)
+
+
+@pytest.mark.parametrize("name", _SEEDED)
+def test_every_seeded_analysis_refuses_a_nan_seed_by_its_own_name(name):
+    """The registry checks the shared options (seed, progress, max_batch, parameter_names) before any work."""
+    spec = load_all_analyses()[name]
+    fixture = make_fixture(spec.fixture)
+    first = fixture.problem() if spec.takes == "problem" else fixture.model
+    args = (first,) if spec.takes != "model_inputs" else (first, fixture.inputs[:4])
+    with pytest.raises(IPE, match=rf"^The 'seed' parameter of {name} must be an int >= 0. Got nan instead.$"):
+        spec.function(*args, seed=float("nan"))

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from deepscope._validation import check_float
-from deepscope.attribution._base import Attribution, make_forward, model_device_dtype
+from deepscope.attribution._base import Attribution, make_forward
+from deepscope.attribution._prepare import prepare_inputs, resolve_targets
 from deepscope.errors import DeepscopeError, InvalidParameterError, describe, invalid_parameter
 from deepscope.registry import analysis
 from deepscope.results import Result
@@ -171,6 +172,8 @@ def check_axioms(
     name, function = _method(method)
     completeness_tolerance = check_float(completeness_tolerance, "completeness_tolerance", owner, minimum=0.0)
     tolerance = check_float(tolerance, "tolerance", owner, minimum=0.0)
+    if axioms is not None and (isinstance(axioms, str) or not isinstance(axioms, (list, tuple, set, frozenset))):
+        raise invalid_parameter("axioms", owner, f"None or a tuple of {', '.join(map(repr, AXIOMS))}", axioms)
     chosen = AXIOMS if axioms is None else tuple(axioms)
     for axiom in chosen:
         if axiom not in AXIOMS:
@@ -179,14 +182,17 @@ def check_axioms(
     claims = CLAIMED_AXIOMS.get(name, frozenset())
     if name != "lrp":
         chosen = tuple(a for a in chosen if a != "conservation")
-    device, dtype = model_device_dtype(model)
-    x = inputs.detach().to(device=device, dtype=dtype)
-    forward = make_forward(model, method_options.get("output_fn"), owner)
-    with torch.no_grad():
-        logits = forward(x)
+    if not isinstance(model, nn.Module):
+        raise invalid_parameter("model", owner, "a torch.nn.Module", model)
     if isinstance(target, (list, tuple)) or (isinstance(target, torch.Tensor) and target.dim() > 1):
         raise invalid_parameter("target", owner, "None, an int or a (batch,) tensor (one target per example)", target)
-    targets = logits.argmax(1) if target is None else target
+    x = prepare_inputs(model, inputs, owner).detach()  # a checked copy: tensor, float, finite, batched
+    forward = make_forward(model, method_options.get("output_fn"), owner)
+    # the shared checks: a model that cannot take the inputs (DataError), a target of the wrong
+    # type or out of range (InvalidParameterError); targets (1, batch) -> one per example
+    targets = resolve_targets(forward, x, target, owner)[0][0]
+    with torch.no_grad():
+        logits = forward(x)
     takes_baseline = "baseline" in inspect.signature(function).parameters
 
     def attribute(net: nn.Module, points: torch.Tensor, chosen_target: Any = None, **extra: Any) -> Attribution:

@@ -18,6 +18,7 @@ from deepscope._forward import first_forward
 from deepscope._validation import check_int
 from deepscope.errors import DataError, invalid_parameter
 from deepscope.expressivity import _pwl
+from deepscope.expressivity.regions import LinearRegions
 from deepscope.registry import analysis
 from deepscope.results import Result
 
@@ -192,6 +193,12 @@ def capacity(model: nn.Module, inputs: torch.Tensor | None = None, *, input_dim:
         >>> capacity(net).serra_upper
         7
     """
+    if regions is not None and not isinstance(regions, LinearRegions):
+        raise invalid_parameter("regions", _NAME, "None or a LinearRegions result (from linear_regions)", regions)
+    if inputs is not None and input_dim is not None:
+        raise invalid_parameter(
+            "input_dim", _NAME, "None when inputs are given (their shape is the input's)", input_dim
+        )
     example = _example_input(model, inputs, input_dim)
     n0 = int(example[0].numel())
     network = copy.deepcopy(model).to(torch.float64).eval()

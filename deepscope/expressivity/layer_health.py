@@ -14,7 +14,7 @@ from torch import fx, nn
 from deepscope._forward import first_forward
 from deepscope._outputs import OutputFn, check_output_fn, select_output
 from deepscope._validation import check_float, check_int
-from deepscope.errors import DataError, invalid_parameter
+from deepscope.errors import DataError, InvalidParameterError, invalid_parameter
 from deepscope.expressivity import _pwl
 from deepscope.guard import current_guard_report
 from deepscope.registry import analysis
@@ -143,7 +143,9 @@ def layer_health(
     check_int(jacobian_points, "jacobian_points", _NAME, minimum=0)
     check_int(max_samples, "max_samples", _NAME, minimum=1)
     check_output_fn(output_fn, _NAME)
-    inputs = torch.as_tensor(inputs).detach()[:max_samples]
+    inputs = torch.as_tensor(inputs).detach()
+    given_count = len(inputs) if inputs.ndim else 0
+    inputs = inputs[:max_samples]
     if inputs.ndim < 2 or len(inputs) == 0:
         raise DataError(f"layer_health needs inputs shaped (batch, *features); got shape {tuple(inputs.shape)}.")
     network = copy.deepcopy(model).eval()
@@ -164,9 +166,8 @@ def layer_health(
     if targets is None:
         targets, loss_targets = logits.argmax(dim=1).detach(), "predicted"
     else:
-        targets, loss_targets = torch.as_tensor(targets).to(logits.device).long()[: len(inputs)], "given"
-        if len(targets) != len(inputs):
-            raise invalid_parameter("targets", _NAME, f"{len(inputs)} labels, one per input", targets)
+        targets, loss_targets = _given_targets(targets, given_count, logits.shape[1])[: len(inputs)], "given"
+        targets = targets.to(logits.device)
     loss = F.cross_entropy(logits, targets, reduction="sum")
     outputs = [output for _, _, _, output in records.layers]
     gradients = torch.autograd.grad(loss, outputs + list(params.values()), allow_unused=True)
@@ -198,6 +199,24 @@ def layer_health(
         examples=len(inputs),
         note=report.note if report is not None else "",
     )
+
+
+def _given_targets(targets: Any, count: int, classes: int) -> torch.Tensor:
+    """``targets`` as a long tensor: 1-D, integer, one per input, each a class of the model's output."""
+    expected = f"{count} integer class labels in [0, {classes - 1}], one per input"
+    try:
+        tensor = torch.as_tensor(targets)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise invalid_parameter("targets", _NAME, expected, targets) from error
+    wrong_type = tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool
+    if wrong_type or tensor.ndim != 1 or len(tensor) != count:
+        raise invalid_parameter("targets", _NAME, expected, targets)
+    if bool((tensor < 0).any()) or bool((tensor >= classes).any()):
+        low, high = int(tensor.min()), int(tensor.max())
+        raise InvalidParameterError(
+            f"The 'targets' parameter of {_NAME} must be {expected}. Got labels in [{low}, {high}] instead."
+        )
+    return tensor.long()
 
 
 def _assign(graph: fx.GraphModule, name: str, value: torch.Tensor) -> None:

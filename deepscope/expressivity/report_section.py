@@ -236,7 +236,8 @@ def build_expressivity_section(context: AuditContext) -> Section:
         blocks.append(Text(f"Mean-field verdict not available: {error}"))
 
     try:
-        health = layer_health(model, inputs, targets, jacobian_points=min(8, len(inputs)))
+        labels = targets if problem.num_classes is not None else None  # regression targets are not classes
+        health = layer_health(model, inputs, labels, jacobian_points=min(8, len(inputs)))
         blocks.append(Text(f"Layer health on {health.examples} training inputs: {health.summary()}"))
         blocks.append(
             Table(

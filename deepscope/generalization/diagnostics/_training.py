@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from deepscope._validation import check_float, check_int
+
 if TYPE_CHECKING:
     from deepscope.problem import Problem
 
-__all__ = ["FitHistory", "fresh_copy", "fit", "error_rate"]
+__all__ = ["FitHistory", "fresh_copy", "fit", "error_rate", "check_training"]
 
 
 @dataclasses.dataclass
@@ -62,6 +64,19 @@ def error_rate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 
             wrong += int((model(x[start : start + chunk]).argmax(-1) != y[start : start + chunk]).sum())
     model.train(was_training)
     return wrong / max(len(x), 1)
+
+
+def check_training(owner: str, *, epochs: int, lr: float, batch_size: int) -> tuple[int, float, int]:
+    """The training budget every diagnostic shares, checked with the message naming ``owner``.
+
+    ``epochs`` an int >= 1, ``lr`` a finite float > 0 (Adam refused NaN with a raw ValueError),
+    ``batch_size`` an int >= 1 (0 was a raw ``range()`` error).
+    """
+    return (
+        check_int(epochs, "epochs", owner, minimum=1),
+        check_float(lr, "lr", owner, minimum=0.0, strict_minimum=True),
+        check_int(batch_size, "batch_size", owner, minimum=1),
+    )
 
 
 def fit(

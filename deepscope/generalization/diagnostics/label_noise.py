@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from deepscope._validation import check_float, check_int
-from deepscope.generalization.diagnostics._training import error_rate, fit, fresh_copy
+from deepscope._validation import check_float_sequence
+from deepscope.generalization.diagnostics._training import check_training, error_rate, fit, fresh_copy
 from deepscope.generalization.diagnostics.learning_curves import _classification_split
 from deepscope.registry import analysis
 from deepscope.results import Result
@@ -72,8 +72,9 @@ def label_noise_sensitivity(
     seed: int = 0,
 ) -> LabelNoiseSensitivity:
     """Retrain copies with a fraction of corrupted labels; report accuracies and gap per level."""
-    epochs = check_int(epochs, "epochs", "label_noise_sensitivity", minimum=1)
-    levels = [check_float(v, "levels", "label_noise_sensitivity", minimum=0.0, maximum=1.0) for v in levels]
+    owner = "label_noise_sensitivity"
+    epochs, lr, batch_size = check_training(owner, epochs=epochs, lr=lr, batch_size=batch_size)
+    levels = check_float_sequence(levels, "levels", owner, minimum=0.0, maximum=1.0)
     x, y = _classification_split(problem, "train", max_samples, "label_noise_sensitivity")
     x_test, y_test = _classification_split(problem, "test", None, "label_noise_sensitivity")
     generator = torch.Generator().manual_seed(seed)

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from deepscope._validation import check_float, check_int, check_probability
+from deepscope._validation import check_float_sequence, check_probability
 from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
-from deepscope.generalization.diagnostics._training import error_rate, fit, fresh_copy
+from deepscope.generalization.diagnostics._training import check_training, error_rate, fit, fresh_copy
 from deepscope.models.gap import GapEstimate, generalization_gap
 from deepscope.registry import analysis
 from deepscope.results import Result
@@ -129,9 +129,8 @@ def learning_curve(
         max_samples: cap on training examples (bounded cost).
         seed: seed of the subsets and of training.
     """
-    epochs = check_int(epochs, "epochs", "learning_curve", minimum=1)
-    lr = check_float(lr, "lr", "learning_curve", minimum=0.0, strict_minimum=True)
-    fractions = [check_float(f, "fractions", "learning_curve", minimum=0.0, maximum=1.0) for f in fractions]
+    epochs, lr, batch_size = check_training("learning_curve", epochs=epochs, lr=lr, batch_size=batch_size)
+    fractions = check_float_sequence(fractions, "fractions", "learning_curve", minimum=0.0, maximum=1.0)
     if not fractions or min(fractions) <= 0:
         raise invalid_parameter("fractions", "learning_curve", "a non-empty sequence of floats in (0, 1]", fractions)
     x, y = _classification_split(problem, "train", max_samples, "learning_curve")

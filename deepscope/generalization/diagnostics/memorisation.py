@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from deepscope._validation import check_float, check_int
-from deepscope.generalization.diagnostics._training import fit, fresh_copy
+from deepscope._validation import check_float
+from deepscope.generalization.diagnostics._training import check_training, fit, fresh_copy
 from deepscope.generalization.diagnostics.learning_curves import _classification_split
 from deepscope.registry import analysis
 from deepscope.results import Result
@@ -105,7 +105,7 @@ def memorisation_probe(
         max_samples: training examples used (memorising is slow: keep it small).
         seed: seed of the random labels and of training.
     """
-    epochs = check_int(epochs, "epochs", "memorisation_probe", minimum=1)
+    epochs, lr, batch_size = check_training("memorisation_probe", epochs=epochs, lr=lr, batch_size=batch_size)
     target_accuracy = check_float(target_accuracy, "target_accuracy", "memorisation_probe", minimum=0.0, maximum=1.0)
     x, y = _classification_split(problem, "train", max_samples, "memorisation_probe")
     classes = problem.num_classes

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from deepscope._validation import check_int
+from deepscope._validation import check_float
 from deepscope.errors import invalid_parameter
-from deepscope.generalization.diagnostics._training import error_rate, fit, fresh_copy
+from deepscope.generalization.diagnostics._training import check_training, error_rate, fit, fresh_copy
 from deepscope.generalization.diagnostics.learning_curves import _classification_split
 from deepscope.registry import analysis
 from deepscope.results import Result
@@ -116,7 +116,12 @@ def regularisation_comparison(
     from deepscope.generalization._measures import measures
     from deepscope.problem import Problem
 
-    epochs = check_int(epochs, "epochs", "regularisation_comparison", minimum=1)
+    owner = "regularisation_comparison"
+    epochs, lr, batch_size = check_training(owner, epochs=epochs, lr=lr, batch_size=batch_size)
+    weight_decay = check_float(weight_decay, "weight_decay", owner, minimum=0.0)
+    dropout = check_float(dropout, "dropout", owner, minimum=0.0, maximum=1.0)
+    if isinstance(settings, str) or not isinstance(settings, (list, tuple)):
+        raise invalid_parameter("settings", owner, "a list: a subset of " + ", ".join(SETTINGS), settings)
     for setting in settings:
         if setting not in SETTINGS:
             raise invalid_parameter(
