@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from deepscope.errors import UnsupportedModelError
 from deepscope.generalization._measures._folding import FoldedLayer, LayerStructure, discover_layers, fold_layers
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["MeasureValue", "MeasureContext", "build_context"]
 
@@ -94,7 +97,7 @@ class MeasureContext:
         return float(torch.quantile(self.margins(), 0.1))
 
 
-def build_context(problem: Any, *, max_samples: int | None, seed: int) -> MeasureContext:
+def build_context(problem: Problem, *, max_samples: int | None, seed: int) -> MeasureContext:
     """Collect weights, folded layers, initial weights and a training subset for the measures."""
     if problem.num_classes is None:
         raise UnsupportedModelError(
