@@ -8,7 +8,7 @@ from typing import Any
 
 from deepscope.errors import invalid_parameter
 
-__all__ = ["check_int", "check_float", "check_float_sequence", "check_choice", "check_probability"]
+__all__ = ["check_int", "check_float", "check_float_sequence", "check_shape", "check_choice", "check_probability"]
 
 
 def check_int(value: Any, name: str, owner: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -50,6 +50,17 @@ def check_float_sequence(
     if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) or not values:
         raise invalid_parameter(name, owner, f"a non-empty list of finite floats{bounds}", values)
     return [check_float(value, name, owner, minimum=minimum, maximum=maximum) for value in values]
+
+
+def check_shape(value: Any, name: str, owner: str) -> tuple[int, ...]:
+    """A non-empty tuple (or list) of ints >= 1, such as one example's shape; returned as a tuple."""
+    if not isinstance(value, (tuple, list)) or not value or not all(_is_size(n) for n in value):
+        raise invalid_parameter(name, owner, "a tuple of ints >= 1 (one example's shape)", value)
+    return tuple(int(n) for n in value)
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def check_probability(value: Any, name: str, owner: str) -> float:

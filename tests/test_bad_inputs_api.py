@@ -275,6 +275,8 @@ CASES = [
     ("expressivity/layer-health-scalar-targets", lambda: expressivity.layer_health(_model(), X, 3), IPE, r"'targets' parameter of layer_health must be 20 integer class labels in \[0, 1\], one per input. Got 3"),
     ("expressivity/layer-health-targets-range", lambda: expressivity.layer_health(_model(), X, Y + 5), IPE, r"'targets' parameter of layer_health.*Got labels in \[5, 6\]"),
     ("expressivity/layer-health-float-targets", lambda: expressivity.layer_health(_model(), X, Y.float()), IPE, r"'targets' parameter of layer_health.*integer class labels.*dtype torch.float32"),
+    ("expressivity/lipschitz-input-shape-negative", lambda: expressivity.lipschitz(_model(), input_shape=-1), IPE, r"'input_shape' parameter of lipschitz must be a tuple of ints >= 1 \(one example's shape\). Got -1"),
+    ("expressivity/lipschitz-input-shape-and-inputs", lambda: expressivity.lipschitz(_model(), X, input_shape=(3,)), IPE, r"'input_shape' parameter of lipschitz must be None when inputs are given"),
     ("expressivity/trajectory-too-few", lambda: expressivity.trajectory_length(_model(), X[:2]), IPE, r"'inputs' parameter of trajectory_length must be at least 3 points"),
     ("expressivity/trajectory-points", lambda: expressivity.trajectory_length(_model(), X[:4], points=0), IPE, r"'points' parameter of trajectory_length must be an int >= 8. Got 0"),
     ("expressivity/signal-sigma", lambda: expressivity.signal_propagation("tanh", sigma_w=-1.0), IPE, r"'sigma_w' parameter of signal_propagation must be a finite float > 0.0. Got -1.0"),

@@ -17,7 +17,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from deepscope._forward import first_forward
 from deepscope._outputs import OutputFn, ancestors, check_output_fn, picked_node, select_output
-from deepscope._validation import check_int
+from deepscope._validation import check_int, check_shape
 from deepscope.errors import UnsupportedModelError, invalid_parameter
 from deepscope.expressivity import _pwl
 from deepscope.expressivity.activations import activation_lipschitz, function_lipschitz
@@ -166,6 +166,10 @@ def lipschitz(
     check_int(search_steps, "search_steps", _NAME, minimum=0)
     check_int(max_points, "max_points", _NAME, minimum=1)
     check_output_fn(output_fn, _NAME)
+    if input_shape is not None and inputs is not None:
+        raise invalid_parameter("input_shape", _NAME, "None when inputs are given (theirs is used)", input_shape)
+    if input_shape is not None:
+        input_shape = check_shape(input_shape, "input_shape", _NAME)
     if inputs is None and input_shape is None:
         first = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
         if first is None:
