@@ -295,7 +295,7 @@ def _histories(frame, store) -> dict[str, dict[str, Any]]:
 
 
 def headline_figure(frame, histories: Mapping[str, Mapping[str, Any]]) -> str:
-    """Sharpness vs step per η with dashed 2/η lines (top) and the training loss (bottom)."""
+    """Sharpness vs step per η with dashed 2/η lines (top) and the first seed's training loss (bottom)."""
     from deepscope.report.svg import new_figure
     from deepscope.sweep._report_figures import inline_svg
 
@@ -309,7 +309,8 @@ def headline_figure(frame, histories: Mapping[str, Mapping[str, Any]]) -> str:
                 continue
             label = f"η = {lr:g}" if position == 0 else None
             axes[0].plot(run["measured_step"], run["sharpness"], color=colour, lw=1, alpha=0.8, label=label)
-            axes[1].semilogy(np.maximum(run["loss"], 1e-12), color=colour, lw=0.8, alpha=0.8)
+            if position == 0:  # one loss curve per η keeps the page small (every run is in the store)
+                axes[1].semilogy(np.maximum(run["loss"], 1e-12), color=colour, lw=0.8, alpha=0.8)
         axes[0].axhline(2.0 / lr, color=colour, ls="--", lw=1.2)
     axes[0].set_ylabel("sharpness λ_max")
     axes[0].set_title("sharpness rises to 2/η (dashed) and hovers there", fontsize=9)
@@ -327,7 +328,7 @@ def analyse(frame, spec: Mapping[str, Any], store=None) -> Outcome:
         (
             headline_figure(frame, _histories(frame, store)),
             "Sharpness (top Hessian eigenvalue) during full-batch gradient descent, one colour per step size η, "
-            "one line per seed; dashed: 2/η. Bottom: the training loss.",
+            "one line per seed; dashed: 2/η. Bottom: the training loss (first seed of each η).",
         )
     ]
     columns = list(rows[0]) if rows else []
