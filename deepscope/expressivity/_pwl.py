@@ -212,6 +212,14 @@ def _affine(module: nn.Module, value: Affine, node: fx.Node) -> Affine:
     tensor = value.tensor
     pieces, columns = tensor.shape[:2]
     features = tensor.shape[2:]
+    if type(module) is nn.Linear and len(features) == 1 and features[0] == module.in_features:
+        # one matmul on the maps, the bias on the constant column only (the generic path below runs
+        # the layer on every column, then subtracts the bias again from the k direction columns)
+        weight = module.weight.detach().to(tensor.dtype)
+        mapped = torch.matmul(tensor, weight.T)
+        if module.bias is not None:
+            mapped[:, -1] += module.bias.detach().to(tensor.dtype)
+        return Affine(mapped)
     try:
         with torch.no_grad():
             offset = module(torch.zeros((1, *features), dtype=tensor.dtype, device=tensor.device))
