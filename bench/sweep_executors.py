@@ -100,6 +100,32 @@ def _cpu_seconds() -> float:
     return total
 
 
+def worker_startup_note() -> str:
+    """Measure what a fresh worker pays before its first trial, and say how to read the table."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json, torch; from deepscope.registry import load_all_analyses; load_all_analyses(); "
+        "from deepscope.sweep.trial import _load_dataset; "
+        f"_load_dataset(json.dumps({{**{SPEC['dataset']!r}, 'seed': 0}}, sort_keys=True))"
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([sys.executable, "-c", code], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    startup = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return (
+        "Reading: `local, 1 worker` runs the trials in the benchmark's own process, where torch, deepscope, "
+        "the analysis registry and the generated dataset stay loaded from one round to the next; every pool "
+        f"or Ray worker is a fresh interpreter that first spends {startup:.1f} s of CPU importing torch and "
+        "deepscope, loading the analysis registry and generating the dataset (measured in a subprocess). "
+        "When the trials are short that start-up outweighs them and 2 workers are slower than 1; the longer "
+        "the trials, the closer 2 workers get to twice the rate. Wall times on a shared 2-core machine move "
+        "with the other work (see the load average and the spread between rounds); CPU times are the steadier "
+        "comparison of the executors' overhead."
+    )
+
+
 def _run(kind: str, store: Path) -> dict[str, float]:
     """One timed sweep: wall seconds, CPU seconds of every process involved, Ray's start/stop seconds."""
     import ray
@@ -137,7 +163,7 @@ def _run(kind: str, store: Path) -> dict[str, float]:
         ray.shutdown = shutdown
     timings["cpu"] = (samples[0] if samples else _cpu_seconds()) - cpu_before
     if (status.done, status.failed) != (TRIALS, 0):
-        raise RuntimeError(f"{kind}: {status.summary()}")
+        raise RuntimeError(f"{kind}: {status.summary()}; first failures: {status.failures[:2]}")
     return timings
 
 
@@ -219,6 +245,8 @@ def main() -> None:
         + "\n".join(table)
         + "\n\n"
         + verdict
+        + "\n\n"
+        + worker_startup_note()
     )
     path = record("sweep_executors", rows, command=COMMAND, extra_markdown=extra)
     print(extra)
