@@ -64,9 +64,9 @@ PARAMS: dict[str, Any] = {}
 
 def run_kind(config: dict[str, Any]):
     """The default "train" trial (train, then the spec's analyses): (metrics, history, weights)."""
-    from deepscope.sweep.trial import _run
+    from deepscope.sweep.trial import train_and_analyse
 
-    weights, history, metrics, _, _ = _run(config)
+    weights, history, metrics, _, _ = train_and_analyse(config)
     return metrics, history, weights
 
 

@@ -77,11 +77,9 @@ def loss_increases(loss: Sequence[float]) -> int:
 
 def run_kind(config: Mapping[str, Any]):
     """Full-batch GD on the spec's MLP with the MSE to one-hot labels; sharpness every few steps."""
-    from safetensors.torch import save
-
     from deepscope.dynamics import Monitor
     from deepscope.models import build
-    from deepscope.sweep.trial import trial_data
+    from deepscope.sweep.trial import state_bytes, trial_data
 
     params = config["params"]
     lr, steps = params["lr"], params["steps"]
@@ -140,8 +138,7 @@ def run_kind(config: Mapping[str, Any]):
         "measured_step": list(history.measured_step),
         "sharpness": [float(s) for s in history.sharpness],
     }
-    state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
-    return metrics, record, save(state)
+    return metrics, record, state_bytes(model)
 
 
 # ----------------------------------------------------------------------------------- the spec

@@ -35,7 +35,6 @@ import math
 from typing import Any
 
 import numpy as np
-import torch
 
 from deepscope.experiments._base import Outcome, Verdict
 from deepscope.experiments._stats import mean_se, spearman_one_sided
@@ -140,29 +139,13 @@ def protocol(spec: dict[str, Any]) -> str:
 
 def run_kind(config: dict[str, Any]):
     """Train as a "train" trial does, then alpha, the certificate and the stochastic test error."""
-    from safetensors.torch import save
-
     from deepscope.generalization import pac_bayes_certificate, spectral_metrics
-    from deepscope.models import train
     from deepscope.problem import Problem
-    from deepscope.sweep.trial import _build_model, trial_data
+    from deepscope.sweep.trial import history_record, state_bytes, train_model, trial_data
 
-    params, recipe = config["params"], config["train"]
+    params = config["params"]
     dataset = trial_data(config)
-    torch.manual_seed(config["seed"])
-    model = _build_model(config, dataset)
-    run = train(
-        model,
-        dataset,
-        epochs=recipe["max_epochs"],
-        lr=recipe["lr"],
-        optimizer=recipe["optimizer"],
-        batch_size=recipe["batch_size"],
-        weight_decay=recipe["weight_decay"],
-        momentum=recipe["momentum"] if recipe["optimizer"] == "sgd" else 0.0,
-        seed=config["seed"],
-        stop_loss=recipe["stop_loss"],
-    )
+    run = train_model(config, dataset)
     history = run.history
     spectra = spectral_metrics(run.model, min_eigenvalues=params["min_eigenvalues"])
     problem = Problem.from_dataset(run.model, dataset, init_state=run.init_state)
@@ -194,10 +177,8 @@ def run_kind(config: dict[str, Any]):
     }
     metrics = {k: v for k, v in metrics.items() if math.isfinite(v[0])}
     layers = [{"name": layer.name, "alpha": layer.alpha, "fit": layer.fit_quality} for layer in spectra.layers]
-    record = {**history.to_dict(), "layers": layers, "stopped_by": run.config["stopped_by"]}
-    record.pop("monitor", None)
-    state = {name: tensor.detach().contiguous() for name, tensor in run.model.state_dict().items()}
-    return metrics, _jsonable(record), save(state)
+    record = {**history_record(run), "layers": layers}
+    return metrics, _jsonable(record), state_bytes(run.model)
 
 
 def certificate_seed(config: dict[str, Any]) -> int:

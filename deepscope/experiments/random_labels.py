@@ -82,26 +82,16 @@ def run_kind(config: Mapping[str, Any]):
     """Train one network on partly random labels until it fits; measures and PAC-Bayes on its training labels."""
     import dataclasses
 
-    from safetensors.torch import save
-
-    from deepscope.models import train
     from deepscope.problem import Problem
     from deepscope.sweep.analyses import run_analysis
-    from deepscope.sweep.trial import _build_model, trial_data
+    from deepscope.sweep.trial import history_record, state_bytes, train_model, trial_data
 
     dataset = trial_data(config)
     fraction = config["params"]["random_fraction"]
     labels = randomise_labels(dataset.y_train, fraction, dataset.num_classes, config["seed"])
     dataset = dataclasses.replace(dataset, y_train=labels)
-    torch.manual_seed(config["seed"])
-    model = _build_model(config, dataset)
     recipe = config["train"]
-    run = train(
-        model, dataset, epochs=recipe["max_epochs"], lr=recipe["lr"], optimizer=recipe["optimizer"],
-        batch_size=recipe["batch_size"], weight_decay=recipe["weight_decay"],
-        momentum=recipe["momentum"] if recipe["optimizer"] == "sgd" else 0.0, seed=config["seed"],
-        stop_loss=recipe["stop_loss"],
-    )  # fmt: skip
+    run = train_model(config, dataset)
     history = run.history
     zero_error, fit = epochs_to_fit(history.train_accuracy, history.train_loss, recipe["stop_loss"])
     metrics = {
@@ -120,10 +110,7 @@ def run_kind(config: Mapping[str, Any]):
     problem = Problem.from_dataset(run.model, dataset, init_state=run.init_state)
     for entry in config["analyses"]:
         metrics.update(run_analysis(entry, problem, dataset.x_test))
-    record = {**history.to_dict(), "stopped_by": run.config["stopped_by"], "epochs_run": run.config["epochs_run"]}
-    record.pop("monitor", None)
-    state = {name: tensor.detach().contiguous() for name, tensor in run.model.state_dict().items()}
-    return metrics, record, save(state)
+    return metrics, history_record(run), state_bytes(run.model)
 
 
 _ANALYSES = [

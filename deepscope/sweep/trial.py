@@ -35,7 +35,16 @@ import torch
 from deepscope.sweep.analyses import Metric, run_analysis
 from deepscope.sweep.spec import canonical_json, trial_key
 
-__all__ = ["TrialOutput", "run_trial"]
+__all__ = [
+    "TrialOutput",
+    "run_trial",
+    "trial_data",
+    "build_model",
+    "train_model",
+    "state_bytes",
+    "history_record",
+    "train_and_analyse",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +108,9 @@ def _fields(dataset) -> dict[str, Any]:
     return {f.name: getattr(dataset, f.name) for f in dataclasses.fields(dataset)}
 
 
-def _build_model(config: Mapping[str, Any], dataset):
+def build_model(config: Mapping[str, Any], dataset):
+    """The trial's model from ``config["model"]`` (an MLP's width and depth become its widths); call
+    ``torch.manual_seed(config["seed"])`` first for the trial's initial weights."""
     from deepscope.models import build
 
     model = dict(config["model"])
@@ -120,8 +131,8 @@ def run_trial(config: Mapping[str, Any], threads: int = 1) -> TrialOutput:
         torch.set_num_threads(threads)
         with torch.random.fork_rng(devices=[]):
             if config.get("kind", "train") == "train":
-                weights, history, metrics, train_seconds, analysis_seconds = _run(config)
-            else:
+                weights, history, metrics, train_seconds, analysis_seconds = train_and_analyse(config)
+            else:  # an experiment's own trial kind (deepscope.sweep.kinds)
                 from deepscope.sweep.kinds import kind_module
 
                 torch.manual_seed(config["seed"])
@@ -138,18 +149,15 @@ def run_trial(config: Mapping[str, Any], threads: int = 1) -> TrialOutput:
         torch.set_num_threads(previous_threads)
 
 
-def _run(config: Mapping[str, Any]):
-    from safetensors.torch import save
-
+def train_model(config: Mapping[str, Any], dataset):
+    """Build the trial's model from its seed and train it with ``config["train"]`` (the stop rule
+    included); returns the :class:`~deepscope.models.TrainingRun`."""
     from deepscope.models import train
-    from deepscope.problem import Problem
 
-    started = time.perf_counter()
-    dataset = trial_data(config)
     torch.manual_seed(config["seed"])
-    model = _build_model(config, dataset)
+    model = build_model(config, dataset)
     recipe = config["train"]
-    run = train(
+    return train(
         model,
         dataset,
         epochs=recipe["max_epochs"],
@@ -161,6 +169,29 @@ def _run(config: Mapping[str, Any]):
         seed=config["seed"],
         stop_loss=recipe["stop_loss"],
     )
+
+
+def state_bytes(model: torch.nn.Module) -> bytes:
+    """The model's ``state_dict`` serialised with safetensors (what the store keeps as weights)."""
+    from safetensors.torch import save
+
+    return save({name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()})
+
+
+def history_record(run) -> dict[str, Any]:
+    """A training run's curves as stored with the trial: the history, the stop rule that ended it, epochs run."""
+    record = {**run.history.to_dict(), "stopped_by": run.config["stopped_by"], "epochs_run": run.config["epochs_run"]}
+    record.pop("monitor", None)
+    return record
+
+
+def train_and_analyse(config: Mapping[str, Any]):
+    """The "train" trial: ``(weights, history, metrics, train_seconds, analysis_seconds)``."""
+    from deepscope.problem import Problem
+
+    started = time.perf_counter()
+    dataset = trial_data(config)
+    run = train_model(config, dataset)
     train_seconds = time.perf_counter() - started
     history = run.history
     metrics: dict[str, Metric] = {
@@ -180,7 +211,4 @@ def _run(config: Mapping[str, Any]):
     for entry in config["analyses"]:
         metrics.update(run_analysis(entry, problem, dataset.x_test))
     analysis_seconds = time.perf_counter() - started
-    state = {name: tensor.detach().contiguous() for name, tensor in run.model.state_dict().items()}
-    record = {**history.to_dict(), "stopped_by": run.config["stopped_by"], "epochs_run": run.config["epochs_run"]}
-    record.pop("monitor", None)
-    return save(state), record, metrics, train_seconds, analysis_seconds
+    return state_bytes(run.model), history_record(run), metrics, train_seconds, analysis_seconds
