@@ -107,7 +107,7 @@ class Attribution(Result):
                 of ``x0, x1, …``, e.g. ``dataset.feature_names``.
             top: how many tabular features to show, largest |attribution| first.
         """
-        from deepscope.report.svg import new_figure
+        from deepscope._figures import new_figure
 
         values = self.values[0] if self.multi_target else self.values
         if not isinstance(example, int) or isinstance(example, bool) or not 0 <= example < values.shape[0]:

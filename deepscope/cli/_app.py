@@ -127,7 +127,7 @@ def _run_audit(
     init_path: Path | None,
     learning_rate: float | None,
 ) -> None:
-    from deepscope.report._write import check_overwrite
+    from deepscope.report import check_overwrite
     from deepscope.report.audit import audit
 
     history, recorded_rate, history_seed = load_history(history_path)
@@ -247,7 +247,7 @@ def train_command(
 
     from deepscope.io import save_model
     from deepscope.models import ARCHITECTURES, build, default_architecture, train
-    from deepscope.report._write import OutputUnit
+    from deepscope.report import OutputUnit
 
     if arch is not None and arch not in ARCHITECTURES:
         raise click.BadParameter(f"'{arch}' is not one of {', '.join(ARCHITECTURES)}", param_hint="'--arch'")

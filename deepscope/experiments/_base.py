@@ -191,7 +191,7 @@ def _table(caption: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any
 
 
 def _write_page(out: Path, module: ModuleType, payload: dict[str, Any], outcome: Outcome) -> None:
-    from deepscope.report._write import OutputUnit
+    from deepscope.report import OutputUnit
     from deepscope.sweep._report_text import page
 
     verdict = outcome.verdict

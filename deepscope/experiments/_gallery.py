@@ -43,7 +43,7 @@ def run_gallery(
 def write_index(out: str | Path, entries: Sequence[Mapping[str, Any]]) -> Path:
     """Write ``index.html`` and ``index.json`` listing the experiments' verdicts, as one unit."""
     import deepscope
-    from deepscope.report._write import OutputUnit
+    from deepscope.report import OutputUnit
     from deepscope.sweep._report_text import page
 
     out = Path(out)

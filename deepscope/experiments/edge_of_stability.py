@@ -293,7 +293,7 @@ def _histories(frame, store) -> dict[str, dict[str, Any]]:
 
 def headline_figure(frame, histories: Mapping[str, Mapping[str, Any]]) -> str:
     """Sharpness vs step per η with dashed 2/η lines (top) and the first seed's training loss (bottom)."""
-    from deepscope.report.svg import new_figure
+    from deepscope._figures import new_figure
     from deepscope.sweep._report_figures import inline_svg
 
     figure, axes = new_figure(8.0, 5.6, nrows=2)

@@ -275,7 +275,7 @@ def decide_verdict(frame) -> tuple[Verdict, list[dict[str, Any]], dict[str, Any]
 
 def headline_figure(frame, tests: Mapping[str, Any]) -> str:
     """Log-log: the three lazy-training measures vs width, per-seed points, means and the theory's slopes."""
-    from deepscope.report.svg import new_figure
+    from deepscope._figures import new_figure
     from deepscope.sweep._report_figures import inline_svg
 
     figure, axis = new_figure(7.0, 4.2)
@@ -306,7 +306,7 @@ def headline_figure(frame, tests: Mapping[str, Any]) -> str:
 
 def curves_figure(frame, histories: Mapping[str, Mapping[str, Any]]) -> str | None:
     """|L_t − L_t^lin| / L₀ against the step, one seed, one line per width (log scale)."""
-    from deepscope.report.svg import new_figure
+    from deepscope._figures import new_figure
     from deepscope.sweep._report_figures import inline_svg
 
     seed = frame["seed"].min()

@@ -7,7 +7,7 @@ all; :func:`written_by_deepscope` says whether a file carries deepscope's marker
 """
 
 from deepscope._figures import new_figure
-from deepscope.report._write import OutputUnit, written_by_deepscope
+from deepscope.report._write import GENERATOR_META, OutputUnit, check_overwrite, written_by_deepscope
 from deepscope.report.audit import audit
 from deepscope.report.html import ReportPaths, write_report
 from deepscope.report.page import render_page
@@ -36,6 +36,8 @@ __all__ = [
     "new_figure",
     "render_page",
     "OutputUnit",
+    "GENERATOR_META",
+    "check_overwrite",
     "written_by_deepscope",
     "write_report",
     "audit",

@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from deepscope.report._write import GENERATOR_META
+from deepscope.report import GENERATOR_META
 from deepscope.sweep.ranking import SweepRanking
 
 __all__ = ["format_spec", "compare_with_jiang", "page", "FLATNESS_MEASURES", "SPECTRAL_PRODUCTS"]

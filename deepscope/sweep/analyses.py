@@ -22,7 +22,10 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deepscope.problem import Problem
 
 __all__ = ["check_analysis", "run_analysis", "flatten_result", "Metric"]
 
@@ -77,7 +80,7 @@ def check_analysis(name: Any, options: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def run_analysis(entry: Mapping[str, Any], problem: Any, test_inputs: Any) -> dict[str, Metric]:
+def run_analysis(entry: Mapping[str, Any], problem: Problem, test_inputs: Any) -> dict[str, Metric]:
     """Run one spec ``analyses`` entry and return its metrics."""
     name = entry["name"]
     if name in _BUILTIN:

@@ -19,7 +19,7 @@ store where nothing has finished yet) and writes:
 Like the audit report (:mod:`deepscope.report.html`) the page has inline CSS and inline SVG, no
 script and no URL, so it opens offline; both files carry the ``generator: deepscope`` marker, files
 deepscope did not write are replaced only with ``overwrite=True``, and the pair is written as one
-unit (:class:`deepscope.report._write.OutputUnit`: a complete generation, fsynced, switched in by one
+unit (:class:`deepscope.report.OutputUnit`: a complete generation, fsynced, switched in by one
 atomic rename), so a reader never sees a new ``sweep.json`` next to an old ``sweep.html``.
 
 Example:
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from deepscope.errors import invalid_parameter
-from deepscope.report._write import OutputUnit, check_overwrite
+from deepscope.report import OutputUnit, check_overwrite
 from deepscope.results import format_value, to_jsonable
 from deepscope.sweep import _report_figures as figures
 from deepscope.sweep._report_text import FLATNESS_MEASURES, SPECTRAL_PRODUCTS, compare_with_jiang, format_spec, page
