@@ -26,10 +26,6 @@ from deepscope.registry import analysis
 
 __all__ = ["integrated_gradients", "quadrature", "RULES"]
 
-# the nested mode stops only where the last refinement moved Σ IG by < 2·tol·|ΔF|: the coarser
-# level was itself within ~3·tol, so a coarse rule that lands on ΔF by chance is refined further
-_AGREEMENT = 2.0
-
 
 def path_gradient_sum(
     forward: Callable[[torch.Tensor], torch.Tensor],
@@ -115,7 +111,7 @@ def integrated_gradients(
     steps: int | None = 50,
     rule: str | None = None,
     tol: float | None = None,
-    initial_steps: int = 4,
+    initial_steps: int = 8,
     max_steps: int = 1024,
     output_fn: OutputFn | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
@@ -131,11 +127,13 @@ def integrated_gradients(
 
     Fixed mode (``steps`` an int, ``tol`` must stay None): every example gets ``steps`` nodes of
     ``rule`` (default Gauss-Legendre). Adaptive mode (``steps=None``): each example is refined
-    until its completeness error is below ``tol`` (default 0.01) *and* the integral moved by less
-    than 2·``tol``·|ΔF| in the last refinement (so that a coarse rule that lands on ΔF by chance is
-    not accepted), or ``max_steps`` is reached (``converged`` says which). With the default
-    nested rule ("fejer2") the levels are 2^k − 1 nodes from the largest level ≤ ``initial_steps``
-    (3 by default) and each refinement evaluates only the new nodes (7 → 15 costs 8 gradients):
+    until its completeness error is below ``tol`` (default 0.01), or ``max_steps`` is reached
+    (``converged`` says which). Completeness checks the sum only: on a ReLU network the attribution
+    vector itself can be a few times further from the exact integral than the sum is (on the typical
+    digits CNN of bench/, median 1.2%, worst 3% in relative L1 at tol=0.01; a smaller tol tightens
+    both). With the default nested rule ("fejer2") the levels are 2^k − 1 nodes from the largest
+    level ≤ ``initial_steps`` (7 by default; starting lower lets coarse rules land on ΔF by chance)
+    and each refinement evaluates only the new nodes (7 → 15 costs 8 gradients):
     an example that needs m nodes costs m gradients, not the 2m of restarting at each doubling.
     The stored node gradients cost (pending examples × nodes × input size) memory. Any other
     ``rule`` restarts at each doubling from ``initial_steps``.
@@ -269,7 +267,7 @@ def _nested_fejer(
 
     The gradients at the nodes of the pending examples are kept; a refinement evaluates the new
     (odd-j) angles only and re-weights all stored nodes for the larger rule. An example stops at
-    the first level whose completeness error and change from the previous level are both < tol.
+    the first level whose completeness error is < tol.
     """
     n, n_targets = x.shape[0], targets.shape[0]
     delta = x - reference
@@ -296,25 +294,7 @@ def _nested_fejer(
         weights = fejer_weights(theta, size + 1).to(x.dtype)
         totals = contributions @ weights
         error = relative_completeness_error(totals, at_input[:, pending], at_baseline[:, pending]).max(0).values
-        if size >= 3:  # the previous level's nodes are those with even j: its estimate is free
-            on_coarse = (torch.round(theta * (size + 1) / torch.pi).long() % 2) == 0
-            coarse = contributions[..., on_coarse] @ fejer_weights(theta[on_coarse], (size + 1) // 2).to(x.dtype)
-            moved = (
-                relative_completeness_error(
-                    totals - coarse + at_input[:, pending] - at_baseline[:, pending],
-                    at_input[:, pending],
-                    at_baseline[:, pending],
-                )
-                .max(0)
-                .values
-            )
-        else:
-            moved = torch.full_like(error, float("inf"))
-        done = (
-            (error < tol) & (moved < _AGREEMENT * tol)
-            if level < len(sizes) - 1
-            else torch.ones_like(error, dtype=torch.bool)
-        )
+        done = error < tol if level < len(sizes) - 1 else torch.ones_like(error, dtype=torch.bool)
         if bool(done.any()):
             finished = pending[done]
             weighted = (stored[:, done] * weights.view((1, 1, -1) + (1,) * (x.dim() - 1))).sum(2)

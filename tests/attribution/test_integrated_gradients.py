@@ -119,21 +119,14 @@ def test_nested_refinement_evaluates_only_new_nodes(mlp_and_rows):
 
 def test_adaptive_values_are_the_fixed_fejer_rule_at_the_level_reached(cnn_and_images):
     model, images = cnn_and_images
-    tol = 0.01
-    result = integrated_gradients(model, images, steps=None, tol=tol)
+    result = integrated_gradients(model, images, steps=None, tol=0.001)
     steps = result.diagnostics["steps"].reshape(-1)
-    delta = result.diagnostics["delta"].reshape(-1)
+    assert steps.max() > 7  # some examples were refined (re-weighting happened)
     for size in steps.unique().tolist():
         rows = steps == size
         fixed = integrated_gradients(model, images[rows], target=result.target[rows], steps=size, rule="fejer2")
         # the stored node gradients re-weighted for the larger rule = evaluating that rule afresh
         torch.testing.assert_close(result.values[rows], fixed.values, rtol=1e-4, atol=1e-6)
-        if size >= 3 and size < 1023:  # stopped early: the previous level agreed within 2·tol·|ΔF|
-            coarse = integrated_gradients(
-                model, images[rows], target=result.target[rows], steps=size // 2, rule="fejer2"
-            )
-            moved = (fixed.values.flatten(1).sum(1) - coarse.values.flatten(1).sum(1)).abs()
-            assert (moved <= 2 * tol * delta[rows].abs() * (1 + 1e-4)).all()
 
 
 def test_adaptive_matches_a_high_step_reference_within_tol(mlp_and_rows, cnn_and_images):
