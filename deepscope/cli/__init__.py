@@ -9,8 +9,8 @@ Every user mistake (a DeepscopeError, a bad option, a missing file) prints exact
 Progress bars go to stderr; the paths of what was written go to stdout.
 """
 
-from deepscope.cli import explain as _explain  # noqa: F401  (registers `deepscope explain` on the group)
 from deepscope.cli import experiment as _experiment  # noqa: F401  (registers `deepscope experiment`)
+from deepscope.cli import explain as _explain  # noqa: F401  (registers `deepscope explain` on the group)
 from deepscope.cli import sweep as _sweep  # noqa: F401  (registers `deepscope sweep ...` on the group)
 from deepscope.cli._app import cli, main
 
