@@ -40,7 +40,7 @@ from bench.harness import RESULTS, compare, record
 from deepscope import Problem
 from deepscope.datasets import load
 from deepscope.generalization import measures, pac_bayes_certificate, spectral_metrics
-from deepscope.generalization.measures import spectral as spectral_module
+from deepscope.generalization._measures import spectral as spectral_module
 from deepscope.guard import model_guard
 from deepscope.models import build, train
 
@@ -204,7 +204,7 @@ def _certificate_row() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("spectral", "measures", "certificate"), default=None)
+    parser.add_argument("--only", choices=("spectral", "measures", "measures-typical", "certificate"), default=None)
     only = parser.parse_args().only
     torch.set_num_threads(1)
     logging.disable(logging.WARNING)
@@ -214,6 +214,40 @@ def main() -> None:
     print(f"wrote {path}")
     for row in rows:
         print(row)
+
+
+def _typical_measures_row() -> dict:
+    """The whole table on the typical digits CNN (bench/typical.py: 151k parameters), with each family's cost."""
+    import os
+
+    from bench.typical import TYPICAL_CNN, typical_cnn, typical_run
+
+    model, digits = typical_cnn()
+    problem = Problem.from_dataset(model, digits, init_state=typical_run().init_state)
+    load_average = os.getloadavg()[0]
+    start = time.perf_counter()
+    table = measures(problem)
+    seconds = time.perf_counter() - start
+    costs = ", ".join(f"{family} {value:.1f} s" for family, value in table.family_seconds.items())
+    searches = {row["name"]: row["seconds"] for row in table.rows() if row["name"] in _SEARCHES}
+    return {
+        "task": f"whole measures table (defaults), TYPICAL MODEL ({TYPICAL_CNN}), {table.samples_used} train examples",
+        "reference": "target: < 20 s (issue 14)",
+        "deepscope_median_s": seconds,
+        "reference_median_s": None,
+        "speedup": None,
+        "repeats": 1,
+        "agreement": "",
+        "notes": (
+            f"{len(table.measures)} measures, {table.forward_passes} example-forward passes, 1 thread, load average "
+            f"{load_average:.1f} at the start; per family: {costs}; searches: "
+            + ", ".join(f"{name} {value:.1f} s" for name, value in searches.items())
+        ),
+        "family_seconds": table.family_seconds,
+    }
+
+
+_SEARCHES = ("pac_bayes_sigma", "pac_bayes_mag_sigma", "worst_case_sharpness_alpha")
 
 
 def _run(only: str | None) -> tuple[list[dict], str]:
@@ -263,6 +297,8 @@ def _run(only: str | None) -> tuple[list[dict], str]:
                 "notes": f"{len(table.measures)} measures, {table.forward_passes} example-forward passes, 1 thread",
             }
         )
+    if only in (None, "measures-typical"):
+        rows.append(_typical_measures_row())
     if only in (None, "certificate"):
         rows.append(_certificate_row())
     return rows, extra

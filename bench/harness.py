@@ -31,7 +31,7 @@ import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-__all__ = ["time_call", "compare", "record", "machine"]
+__all__ = ["time_call", "compare", "compare_alternating", "record", "machine"]
 
 
 def machine() -> str:
@@ -76,6 +76,48 @@ def compare(
         "repeats": repeats,
         "agreement": agreement,
         "notes": notes,
+    }
+
+
+def compare_alternating(
+    task: str,
+    *,
+    ours: Callable[[], Any],
+    reference: Callable[[], Any],
+    reference_name: str,
+    repeats: int = 5,
+    warmup: int = 1,
+    agreement: str = "",
+    notes: str = "",
+) -> dict[str, Any]:
+    """Like :func:`compare`, but the two sides alternate call by call (ours first on even rounds).
+
+    On a shared machine the load drifts; alternating gives both sides the same drift, so the ratio
+    of medians is fairer than timing one side's repeats and then the other's. The row also records
+    the 1-minute load average at the start (``load_average``).
+    """
+    for _ in range(warmup):
+        ours()
+        reference()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    times: dict[str, list[float]] = {"ours": [], "reference": []}
+    for round_ in range(repeats):
+        order = (("ours", ours), ("reference", reference))
+        for name, function in order if round_ % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    ours_median, reference_median = statistics.median(times["ours"]), statistics.median(times["reference"])
+    return {
+        "task": task,
+        "reference": reference_name,
+        "deepscope_median_s": ours_median,
+        "reference_median_s": reference_median,
+        "speedup": reference_median / ours_median if ours_median > 0 else float("inf"),
+        "repeats": repeats,
+        "agreement": agreement,
+        "notes": notes,
+        "load_average": load,
     }
 
 
