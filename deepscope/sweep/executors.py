@@ -45,6 +45,9 @@ class LocalExecutor:
     def __init__(self, workers: int = 1, threads: int = 1) -> None:
         self.workers, self.threads = workers, threads
 
+    def close(self) -> None:
+        """Nothing to release: a pool lives only inside :meth:`run`."""
+
     def run(self, jobs: Sequence[Job]) -> Iterator[tuple[str, TrialOutput]]:
         if self.workers == 1:
             for key, config in jobs:
@@ -158,8 +161,13 @@ class RayExecutor:
         finally:
             for reference in pending:
                 ray.cancel(reference, force=True)
-            if self.started_here:
-                ray.shutdown()
+            self.close()
+
+    def close(self) -> None:
+        """Shut down the Ray instance this executor started (a cluster or the caller's instance stays)."""
+        if self.started_here:
+            self.ray.shutdown()
+            self.started_here = False
 
 
 @contextlib.contextmanager

@@ -127,28 +127,40 @@ def run(
     _check_data(spec)
     with SweepStore(store) as sweep:
         sweep.lock()
-        stored = sweep.spec()
-        if stored is None:
-            sweep.add_spec(spec, configs)
-        elif canonical_json(stored) != canonical_json(spec):
-            old = {trial_key(c) for c in expand(stored)}
-            new = {trial_key(c) for c in configs}
-            if not extend or not old <= new:
-                reason = "" if old <= new else f" ({len(old - new)} stored trials are not in the new spec)"
-                raise StoreError(
-                    f"The store {Path(store).name} holds a different spec{reason}. Use a new --store for a new sweep"
-                    + (", or --extend to add the new grid points to this one." if old <= new else ".")
-                )
-            sweep.add_spec(spec, configs)
-        sweep.reset_interrupted()
-        jobs = sweep.todo(retry_failed)
+        # the executor is built (Ray started, its resources checked) before the store records the spec,
+        # so a refused executor leaves the store as it was
         runner = make_executor(
             executor, workers=workers, threads=spec["execution"]["threads"], address=address, gpus=gpus
         )
-        with sweep.transaction():
-            sweep.db.execute("INSERT OR REPLACE INTO meta VALUES ('last_workers', ?)", (str(workers),))
-        _drive(sweep, runner, jobs, progress, spec["name"])
+        try:
+            _accept_spec(sweep, spec, configs, extend, Path(store).name)
+            sweep.reset_interrupted()
+            jobs = sweep.todo(retry_failed)
+            with sweep.transaction():
+                sweep.db.execute("INSERT OR REPLACE INTO meta VALUES ('last_workers', ?)", (str(workers),))
+            _drive(sweep, runner, jobs, progress, spec["name"])
+        finally:
+            runner.close()
         return _status(sweep)
+
+
+def _accept_spec(sweep: SweepStore, spec: dict[str, Any], configs: list, extend: bool, name: str) -> None:
+    """Record the spec in a new store, accept the same spec, or an extension with ``extend``; refuse others."""
+    stored = sweep.spec()
+    if stored is None:
+        sweep.add_spec(spec, configs)
+        return
+    if canonical_json(stored) == canonical_json(spec):
+        return
+    old = {trial_key(c) for c in expand(stored)}
+    new = {trial_key(c) for c in configs}
+    if not extend or not old <= new:
+        reason = "" if old <= new else f" ({len(old - new)} stored trials are not in the new spec)"
+        raise StoreError(
+            f"The store {name} holds a different spec{reason}. Use a new --store for a new sweep"
+            + (", or --extend to add the new grid points to this one." if old <= new else ".")
+        )
+    sweep.add_spec(spec, configs)
 
 
 def _drive(sweep: SweepStore, runner: Any, jobs: list, progress: bool, name: str) -> None:

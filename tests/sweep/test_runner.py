@@ -157,3 +157,20 @@ def test_hessian_trace_metric_carries_its_standard_error(tmp_path):
     value, error = metrics["hessian_trace.trace"]
     assert value > 0 and error is not None and error >= 0
     assert json.loads(json.dumps(metrics))  # plain numbers
+
+
+def test_a_refused_executor_leaves_the_store_as_it_was(tmp_path, spec, monkeypatch):
+    import deepscope.sweep.runner as runner
+
+    store = tmp_path / "s.db"
+    sweep.run(spec, store, progress=False)
+
+    def refuse(*args, **kwargs):
+        raise DeepscopeError("no executor today")
+
+    monkeypatch.setattr(runner, "make_executor", refuse)
+    changed = tiny_spec(**{"execution.threads": 1, "train.lr": 0.5})
+    with pytest.raises(DeepscopeError, match="no executor today"):
+        sweep.run(changed, store, progress=False)
+    with SweepStore(store, create=False) as opened:
+        assert opened.db.execute("SELECT COUNT(*) FROM specs").fetchone()[0] == 1
