@@ -37,9 +37,9 @@ export DEEPSCOPE_REQUIRE_BROWSER=1
 echo "==> fast tests"
 python -m pytest -n 2 -m "not slow" "$@"
 
-echo "==> slow tests (bounded to 15 minutes)"
+echo "==> slow tests on 2 workers (bounded to 25 minutes)"
 status=0
-timeout 900 python -m pytest -m slow "$@" || status=$?
+timeout 1500 python -m pytest -n 2 -m slow "$@" || status=$?
 if [ "$status" -eq 5 ]; then
     echo "(no slow tests collected)"
     status=0

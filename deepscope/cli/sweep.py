@@ -83,11 +83,13 @@ def status_command(store: Path) -> None:
 @click.argument("store", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output directory.")
 @click.option("--overwrite", is_flag=True, help="Replace report files in --out that deepscope did not write.")
-def report_command(store: Path, out: Path, overwrite: bool) -> None:
+@click.option("--bootstrap", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Resamples of the models for the intervals of tau and Psi (0: none, fastest).")  # fmt: skip
+def report_command(store: Path, out: Path, overwrite: bool, bootstrap: int) -> None:
     """Write the sweep report (HTML + JSON): spec, progress, distributions, measure rankings."""
     from deepscope.sweep.report import write_sweep_report
 
-    paths = write_sweep_report(store, out, overwrite=overwrite)
+    paths = write_sweep_report(store, out, overwrite=overwrite, bootstrap=bootstrap)
     for path in paths:
         click.echo(str(path))
 

@@ -43,6 +43,8 @@ def test_run_status_and_rerun(tmp_path, capsys):
     assert status == 0 and "'cli': 2 trials: 2 done" in out
     status, out, _ = run_cli(capsys, "sweep", "run", str(spec), "--store", str(store))
     assert status == 0 and "2 done" in out
+    status, out, _ = run_cli(capsys, "sweep", "report", str(store), "--out", str(tmp_path / "r"), "--bootstrap", "0")
+    assert status == 0 and "sweep.html" in out and (tmp_path / "r" / "sweep.html").is_file()
 
 
 def test_list_names_the_builtin_studies(capsys):
