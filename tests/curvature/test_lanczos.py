@@ -187,3 +187,42 @@ def test_multiplicities_in_a_small_space_where_runs_span_the_whole_complement(sp
     # error bounds ≤ 1e-6 relative; 1e-4 absolute keeps a margin and stays far below the gaps (≥ 0.1)
     np.testing.assert_allclose(values, expected, atol=1e-4)
     assert converged
+
+
+def _trained_classifier(seed: int, batch_size: int = 256):
+    problem = tiny_classifier(n=200, seed=seed)
+    x, y = problem.train.x, problem.train.y
+    optimizer = torch.optim.Adam(problem.model.parameters(), lr=0.05)
+    for _ in range(300):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(problem.model(x), y).backward()
+        optimizer.step()
+    return Problem(problem.model, (x, y), batch_size=batch_size)
+
+
+def test_top_eigenvalue_starts_from_the_gradient_when_it_is_free():
+    from deepscope.curvature._krylov import random_unit_vector
+
+    problem = _trained_classifier(seed=3)
+    n = sum(p.numel() for p in problem.model.parameters())
+    default = hessian_eigenvalues(problem, k=1, tol=1e-3)
+    random_start = hessian_eigenvalues(
+        problem, k=1, tol=1e-3, init_vector=random_unit_vector(n, 0, dtype=torch.float64)
+    )
+    dense = torch.linalg.eigvalsh(HessianOperator.from_problem(problem).dense())[-1]
+    # the gradient component of the start saves products (8 -> 6 here); both meet the tolerance
+    assert default.n_hvps < random_start.n_hvps
+    for result in (default, random_start):
+        assert abs(result.eigenvalues[0] - float(dense)) <= 1e-3 * float(dense)
+
+
+def test_streamed_batches_keep_the_random_start():
+    from deepscope.curvature._krylov import random_unit_vector
+
+    problem = _trained_classifier(seed=3, batch_size=64)  # 4 batches: the gradient is not at hand
+    n = sum(p.numel() for p in problem.model.parameters())
+    default = hessian_eigenvalues(problem, k=1, tol=1e-3)
+    random_start = hessian_eigenvalues(
+        problem, k=1, tol=1e-3, init_vector=random_unit_vector(n, 0, dtype=torch.float64)
+    )
+    assert default.eigenvalues == random_start.eigenvalues and default.n_hvps == random_start.n_hvps
