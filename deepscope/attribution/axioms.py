@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -20,37 +20,15 @@ from torch import nn
 from deepscope._validation import check_float
 from deepscope.attribution._base import Attribution, make_forward
 from deepscope.attribution._prepare import prepare_inputs, resolve_targets
+from deepscope.attribution._registry import AXIOMS, RegistryView, method_named
 from deepscope.errors import DeepscopeError, InvalidParameterError, describe, invalid_parameter
 from deepscope.registry import analysis
 from deepscope.results import Result
 
 __all__ = ["check_axioms", "AxiomReport", "CLAIMED_AXIOMS", "AXIOMS"]
 
-AXIOMS = (
-    "completeness",
-    "sensitivity",
-    "dummy",
-    "symmetry",
-    "implementation_invariance",
-    "linearity",
-    "conservation",
-)
-_PATH = {"completeness", "sensitivity", "dummy", "symmetry", "implementation_invariance", "linearity"}
-CLAIMED_AXIOMS: dict[str, frozenset[str]] = {
-    "saliency": frozenset({"implementation_invariance"}),
-    "input_x_gradient": frozenset({"dummy", "symmetry", "implementation_invariance", "linearity"}),
-    "integrated_gradients": frozenset(_PATH),
-    "smoothgrad": frozenset({"implementation_invariance"}),
-    "vargrad": frozenset({"implementation_invariance"}),
-    "expected_gradients": frozenset({"dummy", "implementation_invariance", "linearity"}),
-    "gradient_shap": frozenset({"dummy", "implementation_invariance", "linearity"}),
-    "occlusion": frozenset({"sensitivity", "dummy", "symmetry", "implementation_invariance", "linearity"}),
-    "shapley": frozenset(_PATH),
-    "ism": frozenset({"dummy", "implementation_invariance", "linearity"}),
-    "grad_cam": frozenset(),
-    "deeplift": frozenset({"completeness", "sensitivity", "dummy", "linearity"}),
-    "lrp": frozenset({"conservation"}),
-}
+CLAIMED_AXIOMS: Mapping[str, frozenset[str]] = RegistryView("claimed_axioms")
+"""name -> the axioms the method claims, as registered with the method (a live view of the registry)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,12 +56,8 @@ class AxiomReport(Result):
 
 
 def _method(method: str | Callable[..., Attribution]) -> tuple[str, Callable[..., Attribution]]:
-    from deepscope.attribution import METHODS
-
     if isinstance(method, str):
-        if method not in METHODS:
-            raise invalid_parameter("method", "check_axioms", f"one of {', '.join(map(repr, METHODS))}", method)
-        return method, METHODS[method]
+        return method_named(method, "check_axioms")
     if not callable(method):
         raise invalid_parameter("method", "check_axioms", "an attribution function or its name", method)
     return getattr(method, "__deepscope_analysis__", getattr(method, "__name__", "method")), method

@@ -30,6 +30,7 @@ from deepscope.attribution._deeplift_graph import (
     refusal,
     unsupported_steps,
 )
+from deepscope.attribution._registry import ReportDefaults, attribution_method
 from deepscope.errors import UnsupportedModelError
 from deepscope.registry import analysis
 
@@ -176,6 +177,11 @@ class _DeepLiftInterpreter(fx.Interpreter):
         return super().call_method(target, args, kwargs)
 
 
+@attribution_method(
+    aliases=("dl",),
+    claimed_axioms={"completeness", "sensitivity", "dummy", "linearity"},
+    report=ReportDefaults(order=2, axiom_budget="quick", axiom_order=1),
+)
 @analysis(takes="model_inputs", family="attribution", fixture="cnn")
 def deeplift(
     model: nn.Module,

@@ -9,6 +9,7 @@ from torch import nn
 
 from deepscope._validation import check_float, check_int
 from deepscope.attribution._base import DEFAULT_MAX_BATCH, Attribution, OutputFn, finish, prepare
+from deepscope.attribution._registry import attribution_method
 from deepscope.errors import DataError, invalid_parameter
 from deepscope.registry import analysis
 
@@ -87,6 +88,7 @@ def _sampled_path_gradients(
     )
 
 
+@attribution_method(aliases=("eg",), claimed_axioms={"dummy", "implementation_invariance", "linearity"}, report=None)
 @analysis(takes="model_inputs", family="attribution", fixture="cnn", example_kwargs={"samples": 4})
 def expected_gradients(
     model: nn.Module,
@@ -125,6 +127,7 @@ def expected_gradients(
     )  # fmt: skip
 
 
+@attribution_method(aliases=("gshap",), claimed_axioms={"dummy", "implementation_invariance", "linearity"}, report=None)
 @analysis(takes="model_inputs", family="attribution", fixture="cnn", example_kwargs={"samples": 4})
 def gradient_shap(
     model: nn.Module,

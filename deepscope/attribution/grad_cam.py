@@ -9,6 +9,7 @@ from torch import nn
 
 from deepscope._validation import check_choice
 from deepscope.attribution._base import DEFAULT_MAX_BATCH, Attribution, OutputFn, finish, prepare
+from deepscope.attribution._registry import ReportDefaults, attribution_method, is_image_like
 from deepscope.errors import UnsupportedModelError, invalid_parameter
 from deepscope.registry import analysis
 
@@ -34,6 +35,7 @@ def _find_layer(model: nn.Module, layer: Any) -> tuple[str, nn.Module]:
     raise invalid_parameter("layer", "grad_cam", "None, a submodule of the model, or its name", layer)
 
 
+@attribution_method(aliases=("gradcam",), claimed_axioms=(), report=ReportDefaults(order=4, shown_when=is_image_like))
 @analysis(takes="model_inputs", family="attribution", fixture="cnn")
 def grad_cam(
     model: nn.Module,

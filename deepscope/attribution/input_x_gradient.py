@@ -18,11 +18,17 @@ from deepscope.attribution._base import (
     relative_completeness_error,
     selected_gradients,
 )
+from deepscope.attribution._registry import ReportDefaults, attribution_method
 from deepscope.registry import analysis
 
 __all__ = ["input_x_gradient"]
 
 
+@attribution_method(
+    aliases=("ixg",),
+    claimed_axioms={"dummy", "symmetry", "implementation_invariance", "linearity"},
+    report=ReportDefaults(order=8, full_only=True, axiom_budget="full", axiom_order=2),
+)
 @analysis(takes="model_inputs", family="attribution", fixture="cnn")
 def input_x_gradient(
     model: nn.Module,

@@ -16,12 +16,18 @@ from deepscope.attribution._base import (
     finish,
     prepare,
 )
+from deepscope.attribution._registry import ReportDefaults, attribution_method, is_one_hot
 from deepscope.errors import DataError
 from deepscope.registry import analysis
 
 __all__ = ["ism"]
 
 
+@attribution_method(
+    aliases=(),
+    claimed_axioms={"dummy", "implementation_invariance", "linearity"},
+    report=ReportDefaults(order=6, shown_when=is_one_hot),
+)
 @analysis(takes="model_inputs", family="attribution", fixture="sequence")
 def ism(
     model: nn.Module,

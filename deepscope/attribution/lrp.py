@@ -12,6 +12,7 @@ from torch import nn
 from deepscope._validation import check_float
 from deepscope.attribution._base import DEFAULT_MAX_BATCH, Attribution, OutputFn, finish, prepare
 from deepscope.attribution._lrp_graph import LrpGraph, Step, stabilise
+from deepscope.attribution._registry import ReportDefaults, attribution_method
 from deepscope.errors import invalid_parameter
 from deepscope.registry import analysis
 
@@ -73,6 +74,16 @@ def _rule_for(step: Step, rule: str | Mapping[Any, str]) -> str:
     return "epsilon"
 
 
+def _report_options(inputs: torch.Tensor, max_steps: int) -> dict[str, Any]:
+    """The zennit/Kohlbrenner preset: z+ on convolutions, epsilon on dense layers (plain epsilon for MLPs)."""
+    return {"rule": "epsilon_plus"}
+
+
+@attribution_method(
+    aliases=(),
+    claimed_axioms={"conservation"},
+    report=ReportDefaults(order=3, options=_report_options, axiom_budget="full", axiom_order=5),
+)
 @analysis(takes="model_inputs", family="attribution", fixture="cnn")
 def lrp(
     model: nn.Module,

@@ -19,6 +19,7 @@ from deepscope.attribution._base import (
     prepare,
     prepare_baseline,
 )
+from deepscope.attribution._registry import ReportDefaults, attribution_method, is_image_like
 from deepscope.errors import invalid_parameter
 from deepscope.registry import analysis
 
@@ -61,6 +62,18 @@ def occlusion_windows(feature_shape: tuple[int, ...], window: Any, strides: Any 
     return torch.stack(masks)
 
 
+def _report_options(inputs: torch.Tensor, max_steps: int) -> dict[str, Any]:
+    """The report's window: all channels and a quarter of each spatial extent."""
+    return {"window": (inputs.shape[1],) + tuple(max(1, s // 4) for s in inputs.shape[2:])}
+
+
+@attribution_method(
+    aliases=("occ",),
+    claimed_axioms={"sensitivity", "dummy", "symmetry", "implementation_invariance", "linearity"},
+    report=ReportDefaults(
+        order=5, shown_when=is_image_like, options=_report_options, axiom_budget="full", axiom_order=3
+    ),
+)
 @analysis(takes="model_inputs", family="attribution", fixture="cnn", example_kwargs={"window": (1, 4, 4)})
 def occlusion(
     model: nn.Module,

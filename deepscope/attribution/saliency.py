@@ -8,11 +8,17 @@ import torch
 from torch import nn
 
 from deepscope.attribution._base import DEFAULT_MAX_BATCH, Attribution, OutputFn, finish, prepare, selected_gradients
+from deepscope.attribution._registry import ReportDefaults, attribution_method
 from deepscope.registry import analysis
 
 __all__ = ["saliency"]
 
 
+@attribution_method(
+    aliases=(),
+    claimed_axioms={"implementation_invariance"},
+    report=ReportDefaults(order=0, axiom_budget="full", axiom_order=4),
+)
 @analysis(takes="model_inputs", family="attribution", fixture="cnn")
 def saliency(
     model: nn.Module,

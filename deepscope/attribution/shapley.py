@@ -20,6 +20,7 @@ from deepscope.attribution._base import (
     prepare_baseline,
     relative_completeness_error,
 )
+from deepscope.attribution._registry import PATH_AXIOMS, ReportDefaults, attribution_method, has_few_features
 from deepscope.errors import invalid_parameter
 from deepscope.registry import analysis
 
@@ -98,6 +99,9 @@ def _sampled(forward, x, reference, labels, groups, targets, max_batch, samples,
     return phi, standard_error, (values[:, :, 0, -1], values[:, :, 0, 0]), samples * (groups + 1)
 
 
+@attribution_method(
+    aliases=("shap",), claimed_axioms=PATH_AXIOMS, report=ReportDefaults(order=7, shown_when=has_few_features)
+)
 @analysis(takes="model_inputs", family="attribution", fixture="mlp", example_kwargs={"samples": 3})
 def shapley(
     model: nn.Module,

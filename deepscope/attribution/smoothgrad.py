@@ -10,21 +10,16 @@ from torch import nn
 
 from deepscope._validation import check_float, check_int
 from deepscope.attribution._base import DEFAULT_MAX_BATCH, Attribution, OutputFn, finish, prepare
-from deepscope.errors import invalid_parameter
+from deepscope.attribution._registry import attribution_method, method_named
 from deepscope.registry import analysis
 
 __all__ = ["smoothgrad", "vargrad"]
 
 
 def _resolve_method(method: str | Callable[..., Attribution], owner: str) -> Callable[..., Attribution]:
-    from deepscope.attribution import METHODS
-
     if callable(method):
         return method
-    if method not in METHODS or method in ("smoothgrad", "vargrad"):
-        names = ", ".join(repr(name) for name in METHODS if name not in ("smoothgrad", "vargrad"))
-        raise invalid_parameter("method", owner, f"an attribution function or one of {names}", method)
-    return METHODS[method]
+    return method_named(method, owner, exclude=("smoothgrad", "vargrad"))[1]
 
 
 def _noise_tunnel(
@@ -80,6 +75,7 @@ def _finish(model, prepared, values, evaluations, owner, statistic, options):
     )
 
 
+@attribution_method(aliases=("sg",), claimed_axioms={"implementation_invariance"}, report=None)
 @analysis(takes="model_inputs", family="attribution", fixture="cnn", example_kwargs={"samples": 3})
 def smoothgrad(
     model: nn.Module,
@@ -122,6 +118,7 @@ def smoothgrad(
     return _finish(model, prepared, values, evaluations, owner, values.mean(0), options)
 
 
+@attribution_method(aliases=("vg",), claimed_axioms={"implementation_invariance"}, report=None)
 @analysis(takes="model_inputs", family="attribution", fixture="cnn", example_kwargs={"samples": 3})
 def vargrad(
     model: nn.Module,

@@ -20,32 +20,27 @@ from deepscope.errors import DataError, DeepscopeError
 
 __all__ = ["explain"]
 
-# Short names for `deepscope explain --method`; the full names are the keys of deepscope.attribution.METHODS.
-_METHOD_ALIASES = {
-    "ig": "integrated_gradients",
-    "eg": "expected_gradients",
-    "ixg": "input_x_gradient",
-    "sg": "smoothgrad",
-    "vg": "vargrad",
-    "gshap": "gradient_shap",
-    "dl": "deeplift",
-    "gradcam": "grad_cam",
-    "occ": "occlusion",
-    "shap": "shapley",
-}
 _SVG_MARKER = "<!-- generator: deepscope -->"
 
 
 def _method_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """The full method name for ``--method`` (an alias, a METHODS key, hyphens allowed)."""
-    from deepscope.attribution import METHODS
+    """The full method name for ``--method``: a registered name or alias, any case, hyphens allowed.
 
-    key = value.strip().lower().replace("-", "_")
-    name = _METHOD_ALIASES.get(key, key)
-    if name not in METHODS:
-        aliases = ", ".join(f"{alias}={full}" for alias, full in _METHOD_ALIASES.items())
-        raise click.BadParameter(f"unknown method '{value}'; choose from {', '.join(METHODS)} (aliases: {aliases})")
-    return name
+    The lookup and its message are the library's (:func:`deepscope.attribution._registry.method_named`).
+    """
+    from deepscope.attribution._registry import method_named
+
+    try:
+        return method_named(value.strip().lower().replace("-", "_"), "deepscope explain", "--method")[0]
+    except DeepscopeError as error:
+        raise click.BadParameter(f"unknown method '{value}': {error}") from None
+
+
+def _method_help() -> str:
+    """``--method``'s help, its aliases read from the registry."""
+    from deepscope.attribution._registry import method_aliases
+
+    return "An attribution method (deepscope.attribution.METHODS) or an alias: " + ", ".join(method_aliases()) + "."
 
 
 def _index_list(ctx: click.Context, param: click.Parameter, value: str) -> list[tuple[int, int]]:
@@ -155,7 +150,7 @@ def _scalar(value: Any) -> Any:
     default="ig",
     show_default=True,
     callback=_method_name,
-    help="An attribution method (deepscope.attribution.METHODS) or an alias: ig, eg, ixg, sg, vg, gshap, dl, gradcam, occ, shap.",
+    help=_method_help(),
 )
 @click.option(
     "--index",

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from deepscope.attribution._base import DEFAULT_MAX_BATCH, OutputFn, Prepared, evaluate_outputs, prepare
+from deepscope.attribution._registry import method_named
 from deepscope.errors import DataError, invalid_parameter
 
 __all__ = [
@@ -71,11 +72,7 @@ def attribution_function(
     """
     options: dict[str, Any] = {}
     if isinstance(method, str):
-        from deepscope.attribution import METHODS  # lazy: the methods package imports slowly
-
-        if method not in METHODS:
-            raise invalid_parameter(name, owner, f"one of {', '.join(repr(m) for m in sorted(METHODS))}", method)
-        function = METHODS[method]
+        function = method_named(method, owner, name)[1]
         accepted = inspect.signature(function).parameters
         given = {"output_fn": output_fn, "max_batch": max_batch}
         options = {key: value for key, value in given.items() if value is not None and key in accepted}
