@@ -38,19 +38,17 @@ settings always have the same key, whichever file or executor produced them.
 from __future__ import annotations
 
 import copy
-import hashlib
 import inspect
-import itertools
 import json
-import math
-import random
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from deepscope.errors import DeepscopeError
+from deepscope.sweep._checkers import _bool, _choice, _float, _int, _optional, _string, _text
+from deepscope.sweep._expand import canonical_json, expand, trial_key
 
-__all__ = ["SpecError", "parse_spec", "read_spec", "expand", "trial_key", "SEARCHABLE"]
+__all__ = ["SpecError", "parse_spec", "read_spec", "expand", "trial_key", "canonical_json", "SEARCHABLE"]
 
 
 class SpecError(DeepscopeError):
@@ -61,80 +59,6 @@ class SpecError(DeepscopeError):
         listed = "; ".join(f"{path}: {message}" for path, message in problems)
         count = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
         super().__init__(f"The sweep spec has {count}: {listed}. Nothing was run.")
-
-
-# --------------------------------------------------------------------------------- checkers
-# A checker takes a value and returns it normalised, or raises ValueError with what was expected.
-
-
-def _int(minimum: int | None = None, maximum: int | None = None) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        if not ok or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise ValueError(f"an int{_range(minimum, maximum)}")
-        return int(value)
-
-    return check
-
-
-def _float(minimum: float | None = None, maximum: float | None = None, strict: bool = False) -> Callable[[Any], float]:
-    def check(value: Any) -> float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
-        text = f"a finite float{_range(minimum, maximum, '>' if strict else '>=')}"
-        if not ok:
-            raise ValueError(text)
-        value = float(value)
-        low = minimum is not None and (value <= minimum if strict else value < minimum)
-        if low or (maximum is not None and value > maximum):
-            raise ValueError(text)
-        return value
-
-    return check
-
-
-def _optional(checker: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        return None if value is None else checker(value)
-
-    return check
-
-
-def _choice(*choices: Any) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        if value not in choices:
-            raise ValueError("one of " + ", ".join(repr(c) for c in choices))
-        return value
-
-    return check
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("a non-empty string")
-    return value
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("a string")
-    return value
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("true or false")
-    return value
-
-
-def _int_list(value: Any) -> list[int]:
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError("a non-empty list of ints >= 1")
-    return [_int(1)(v) for v in value]
-
-
-def _range(minimum: Any, maximum: Any, op: str = ">=") -> str:
-    parts = ([f" {op} {minimum}"] if minimum is not None else []) + ([f" <= {maximum}"] if maximum is not None else [])
-    return " and".join(parts)
 
 
 # Section -> key -> (checker, default). The searchable settings are these keys, as "section.key".
@@ -443,56 +367,3 @@ def _analyses_section(raw: Any, problems: list) -> list[dict[str, Any]]:
         names.add(name)
         out.append({"name": name, "options": copy.deepcopy(dict(options)), "inputs": inputs})
     return out
-
-
-# --------------------------------------------------------------------------------- expansion
-
-
-def expand(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The trial configs of a validated spec, in a stable order (grid points x seeds, or draws x seeds).
-
-    Random search draws ``search.samples`` points from ``random.Random(search.seed)``, one after the
-    other, so raising ``samples`` keeps the earlier points (a sweep can be extended).
-    """
-    grid = spec["search"]["grid"]
-    paths = list(grid)
-    if spec["search"]["kind"] == "grid":
-        points = [dict(zip(paths, combo)) for combo in itertools.product(*(grid[p] for p in paths))]
-    else:
-        rng = random.Random(spec["search"]["seed"])
-        points = [{p: _draw(grid[p], rng) for p in paths} for _ in range(spec["search"]["samples"])]
-    sections = ("dataset", "model", "train", "data", "analyses")
-    if "kind" in spec:  # "train" configs carry no kind, so their keys never change
-        sections += ("kind", "params")
-    base = {key: copy.deepcopy(spec[key]) for key in sections}
-    configs = []
-    for point in points:
-        for seed in spec["seeds"]:
-            config = copy.deepcopy(base)
-            for path, value in point.items():
-                section, key = path.split(".", 1)
-                config[section][key] = value
-            config["seed"] = seed
-            configs.append(config)
-    return configs
-
-
-def _draw(distribution: Any, rng: random.Random) -> Any:
-    if isinstance(distribution, list):
-        return distribution[rng.randrange(len(distribution))]
-    kind, (low, high) = next(iter(distribution.items()))
-    if kind == "uniform":
-        return rng.uniform(low, high)
-    if kind == "loguniform":
-        return math.exp(rng.uniform(math.log(low), math.log(high)))
-    return rng.randint(int(low), int(high))
-
-
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no spaces, floats as repr: the same config always gives the same text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def trial_key(config: Mapping[str, Any]) -> str:
-    """A stable 16-hex-digit key of a trial config (SHA-256 of its canonical JSON)."""
-    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
