@@ -15,11 +15,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "deepscope"
 
 # Lower layers: the core modules at the package top (errors, results, guard, problem, registry, io,
-# the private helpers, _figures) and the data and models packages.
+# the private helpers, _figures) and the data and models packages. models/report_section.py (the
+# model card, which the models family owns) is report code like every family's report_section.py:
+# nothing below imports it (deepscope.models does not), only the report's SECTION_ORDER names it.
 LOWER_LAYERS = sorted(
     [path for path in PACKAGE.glob("*.py") if path.name not in {"__init__.py", "__main__.py"}]
     + list((PACKAGE / "data").rglob("*.py"))
-    + list((PACKAGE / "models").rglob("*.py"))
+    + [path for path in (PACKAGE / "models").rglob("*.py") if path.name != "report_section.py"]
 )
 
 FAMILIES = ("attribution", "generalization", "curvature", "dynamics", "expressivity")
@@ -81,6 +83,15 @@ def test_lower_layers_are_found():
 @pytest.mark.parametrize("path", LOWER_LAYERS, ids=lambda path: path.relative_to(PACKAGE).as_posix())
 def test_lower_layers_never_import_the_report(path):
     assert imports_report(path) == [], f"{path.relative_to(PACKAGE)} imports the report layer"
+
+
+def test_no_lower_layer_imports_the_model_card_section():
+    importers = [
+        p.relative_to(PACKAGE).as_posix()
+        for p in LOWER_LAYERS
+        if "deepscope.models.report_section" in imported_modules(p)
+    ]
+    assert importers == []
 
 
 def test_lower_layers_never_import_the_families_or_the_cli():

@@ -1,4 +1,6 @@
-"""The report's "Curvature" section: spectrum, trace, sharpness vs 2/η, NTK, landscape, dynamics.
+"""The report's "Curvature" section: spectrum, trace, sharpness vs 2/η, NTK, landscape.
+
+(The Monitor's training dynamics are drawn by the dynamics family's "Training" section.)
 
 Budgets: "quick" uses small subsets and loose tolerances (a few seconds on the demo CNN);
 "full" uses larger subsets and the library defaults. Every number comes with its cost (HVPs,
@@ -16,7 +18,6 @@ from deepscope.curvature.landscape import loss_interpolation, loss_surface
 from deepscope.curvature.layers import hessian_by_layer
 from deepscope.curvature.ntk import ntk
 from deepscope.curvature.trace import hessian_trace
-from deepscope.dynamics.monitor import DynamicsHistory
 from deepscope.errors import DeepscopeError
 from deepscope.report.sections import AuditContext, Figure, Section, Table, Text, register_section
 from deepscope.report.svg import figure_to_svg
@@ -57,18 +58,9 @@ _BUDGETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _dynamics_history(history: Any) -> DynamicsHistory | None:
-    if isinstance(history, DynamicsHistory):
-        return history
-    for candidate in (getattr(history, "monitor", None), history.get("monitor") if isinstance(history, dict) else None):
-        if isinstance(candidate, DynamicsHistory):
-            return candidate
-    return None
-
-
 @register_section("curvature", title="Curvature", order=60)
 def build_curvature_section(context: AuditContext) -> Section:
-    """Hessian spectrum and trace, sharpness against 2/η, NTK summary, 1-D/2-D landscape, dynamics."""
+    """Hessian spectrum and trace, sharpness against 2/η, NTK summary, 1-D/2-D landscape."""
     budget = _BUDGETS.get(context.budget, _BUDGETS["quick"])
     problem, seed = context.problem, context.seed
     blocks: list[Any] = []
@@ -149,11 +141,6 @@ def build_curvature_section(context: AuditContext) -> Section:
     blocks.append(
         Figure(figure_to_svg(surface.plot()), caption="Loss on a random filter-normalised plane (Li et al. 2018)")
     )
-
-    dynamics = _dynamics_history(context.history)
-    if dynamics is not None:
-        results["dynamics"] = dynamics.rows()
-        blocks.append(Figure(figure_to_svg(dynamics.plot()), caption="Training dynamics recorded by the Monitor"))
 
     summary = (
         f"The sharpest direction of the loss has curvature {top:.3g} (largest Hessian eigenvalue) and the total "

@@ -1,5 +1,8 @@
 """The report's "Generalization" section: measures, certificates and bounds, memorisation.
 
+Each analysis is one isolated block (:func:`deepscope.report.sections.run_block`): a failing one
+shows its error in place and the others are still computed and shown.
+
 Budgets: "quick" (a few seconds on the demo CNN) uses small subsets, a short post-hoc PAC-Bayes
 scaling and a short memorisation probe; "full" uses the library defaults, an optimised f-quad
 posterior, and adds the learning curve (when no training history is given), label-noise
@@ -23,7 +26,7 @@ from deepscope.generalization.diagnostics import (
     memorisation_probe,
     regularisation_comparison,
 )
-from deepscope.report.sections import AuditContext, Figure, Section, Table, Text, register_section
+from deepscope.report.sections import AuditContext, Figure, Part, Section, Table, Text, register_section, run_block
 from deepscope.report.svg import figure_to_svg
 
 if TYPE_CHECKING:
@@ -156,17 +159,48 @@ def build_generalization_section(context: AuditContext) -> Section:
                 Text(f"Loss {problem.loss_name!r}: the margin-, 0-1-error- and PAC-Bayes-based analyses do not apply.")
             ],
         )
-    blocks: list[Any] = []
-    results: dict[str, Any] = {}
-    sentences: list[str] = []
-
+    parts: list[Part] = []
     if problem.test is not None and len(problem.test):
-        gap = gap_estimate(problem)
-        bound = test_set_bound(round(gap.test_error * gap.n_test), gap.n_test, 0.05)
-        results.update(gap=gap.to_dict(), test_set_bound=bound.to_dict())
-        blocks.append(Text(gap.sentence() + " " + bound.summary() + " (binomial tail inversion, Langford 2005)"))
-        sentences.append(f"the test error is at most {bound.bound:.3f} with 95% confidence")
+        parts.append(run_block("Test-set bound", lambda: _test_set_part(problem)))
+    parts.append(run_block("Generalization measures", lambda: _measures_part(problem, budget, seed)))
+    parts.append(run_block("Spectral metrics", lambda: _spectral_part(problem)))
+    parts.append(run_block("PAC-Bayes certificate", lambda: _certificate_part(problem, budget, seed)))
+    parts.append(run_block("Classic bounds", lambda: _classic_part(problem, budget)))
+    parts.append(run_block("Memorisation probe", lambda: _memorisation_part(problem, budget, seed)))
+    if budget["extras"] and problem.test is not None:
+        if context.history is None:
+            parts.append(run_block("Learning curve", lambda: _learning_curve_part(problem, seed)))
+        parts.append(run_block("Label-noise sensitivity", lambda: _label_noise_part(problem, seed)))
+        parts.append(run_block("Regularisation comparison", lambda: _regularisation_part(problem, seed)))
+    elif context.history is None:
+        parts.append(
+            Part(
+                [
+                    Text(
+                        "Learning curves: the model was not trained by deepscope; run with budget 'full' to retrain copies."
+                    )
+                ]
+            )
+        )
+    return Section.from_parts(parts, summary=_summary)
 
+
+def _summary(sentences: list[str]) -> str:
+    summary = ("On this model, " + "; ".join(sentences) + ".") if sentences else "Generalization measures computed."
+    return summary[0].upper() + summary[1:]
+
+
+def _test_set_part(problem: Problem) -> Part:
+    gap = gap_estimate(problem)
+    bound = test_set_bound(round(gap.test_error * gap.n_test), gap.n_test, 0.05)
+    return Part(
+        [Text(gap.sentence() + " " + bound.summary() + " (binomial tail inversion, Langford 2005)")],
+        {"gap": gap.to_dict(), "test_set_bound": bound.to_dict()},
+        f"the test error is at most {bound.bound:.3f} with 95% confidence",
+    )
+
+
+def _measures_part(problem: Problem, budget: dict[str, Any], seed: int) -> Part:
     table = measures(
         problem,
         max_samples=budget["measure_samples"],
@@ -174,8 +208,7 @@ def build_generalization_section(context: AuditContext) -> Section:
         bisection_steps=budget["bisection_steps"],
         seed=seed,
     )
-    results["measures"] = table.to_dict()
-    blocks.append(
+    blocks: list[Any] = [
         Table(
             _measure_rows(table),
             caption=(
@@ -183,63 +216,66 @@ def build_generalization_section(context: AuditContext) -> Section:
                 f"normalised = √(μ/m) or (μ − log m)/2 for log-scale measures; {table.forward_passes} example-forward passes."
             ),
         )
-    )
+    ]
     if table.unsupported_layers:
         blocks.append(Text("Not covered by the norm measures: " + "; ".join(table.unsupported_layers) + "."))
+    return Part(blocks, {"measures": table.to_dict()})
+
+
+def _spectral_part(problem: Problem) -> Part:
     spectra = spectral_metrics(problem.model, min_eigenvalues=20)
-    blocks.append(
-        Figure(
-            figure_to_svg(spectra.plot()),
-            caption="Power-law α of each layer's eigenvalue spectrum (grey: unreliable fit)",
-        )
-    )
+    caption = "Power-law α of each layer's eigenvalue spectrum (grey: unreliable fit)"
+    return Part([Figure(figure_to_svg(spectra.plot()), caption=caption)])
 
+
+def _certificate_part(problem: Problem, budget: dict[str, Any], seed: int) -> Part:
     try:
-        cert_blocks, cert_results, sentence = _certificate_block(problem, budget, seed)
-        blocks += cert_blocks
-        results.update(cert_results)
-        sentences.append(sentence)
-    except DeepscopeError as error:
-        blocks.append(Text(f"PAC-Bayes certificate skipped: {error}"))
+        blocks, results, sentence = _certificate_block(problem, budget, seed)
+    except DeepscopeError as error:  # a certificate that does not apply (e.g. too few examples) is not a failure
+        return Part([Text(f"PAC-Bayes certificate skipped: {error}")])
+    return Part(blocks, results, sentence)
 
+
+def _classic_part(problem: Problem, budget: dict[str, Any]) -> Part:
     classic = classic_bounds(problem, max_samples=budget["bound_samples"])
-    results["classic_bounds"] = classic.to_dict()
-    blocks.append(
-        Text(classic.summary() + " Classic bounds hold for every network of the class, which is why they are loose.")
-    )
-    blocks.append(Table(classic.rows(), caption="Classic bounds on the 0-1 error: training term + complexity term"))
+    blocks = [
+        Text(classic.summary() + " Classic bounds hold for every network of the class, which is why they are loose."),
+        Table(classic.rows(), caption="Classic bounds on the 0-1 error: training term + complexity term"),
+    ]
     finite = [b.value for b in classic.bounds if math.isfinite(b.value)]
-    if finite:
-        sentences.append(f"the classic bounds reach up to {max(finite):.3g}")
+    sentence = f"the classic bounds reach up to {max(finite):.3g}" if finite else ""
+    return Part(blocks, {"classic_bounds": classic.to_dict()}, sentence)
 
+
+def _memorisation_part(problem: Problem, budget: dict[str, Any], seed: int) -> Part:
     probe = memorisation_probe(
         problem, epochs=budget["memo_epochs"], max_samples=budget["memo_samples"], lr=3e-3, seed=seed
     )
-    results["memorisation"] = probe.to_dict()
-    blocks.append(Text("Memorisation probe (Zhang et al. 2017): " + probe.summary()))
-    blocks.append(
+    blocks = [
+        Text("Memorisation probe (Zhang et al. 2017): " + probe.summary()),
         Figure(
             figure_to_svg(probe.plot()),
             caption=f"Train accuracy of copies on true and random labels ({probe.n} examples)",
-        )
-    )
+        ),
+    ]
+    return Part(blocks, {"memorisation": probe.to_dict()})
 
-    if budget["extras"] and problem.test is not None:
-        if context.history is None:
-            curve = learning_curve(problem, seed=seed)
-            results["learning_curve"] = curve.to_dict()
-            blocks.append(Figure(figure_to_svg(curve.plot()), caption="Learning curve in the training-set size"))
-        noise = label_noise_sensitivity(problem, epochs=10, seed=seed)
-        regular = regularisation_comparison(problem, epochs=10, seed=seed)
-        results.update(label_noise=noise.to_dict(), regularisation=regular.to_dict())
-        blocks.append(Table(noise.rows(), caption="Label-noise sensitivity (copies retrained with corrupted labels)"))
-        blocks.append(Table(regular.rows(), caption="Regularisation comparison: gap and measures per setting"))
-        if regular.not_defined:
-            blocks.append(Text("Not defined for this model/data: " + "; ".join(regular.not_defined) + "."))
-    elif context.history is None:
-        blocks.append(
-            Text("Learning curves: the model was not trained by deepscope; run with budget 'full' to retrain copies.")
-        )
 
-    summary = ("On this model, " + "; ".join(sentences) + ".") if sentences else "Generalization measures computed."
-    return Section(summary=summary[0].upper() + summary[1:], blocks=blocks, results=results)
+def _learning_curve_part(problem: Problem, seed: int) -> Part:
+    curve = learning_curve(problem, seed=seed)
+    caption = "Learning curve in the training-set size"
+    return Part([Figure(figure_to_svg(curve.plot()), caption=caption)], {"learning_curve": curve.to_dict()})
+
+
+def _label_noise_part(problem: Problem, seed: int) -> Part:
+    noise = label_noise_sensitivity(problem, epochs=10, seed=seed)
+    caption = "Label-noise sensitivity (copies retrained with corrupted labels)"
+    return Part([Table(noise.rows(), caption=caption)], {"label_noise": noise.to_dict()})
+
+
+def _regularisation_part(problem: Problem, seed: int) -> Part:
+    regular = regularisation_comparison(problem, epochs=10, seed=seed)
+    blocks: list[Any] = [Table(regular.rows(), caption="Regularisation comparison: gap and measures per setting")]
+    if regular.not_defined:
+        blocks.append(Text("Not defined for this model/data: " + "; ".join(regular.not_defined) + "."))
+    return Part(blocks, {"regularisation": regular.to_dict()})

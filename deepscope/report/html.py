@@ -23,10 +23,8 @@ Example:
 from __future__ import annotations
 
 import datetime
-import importlib
 import json
 import os
-import pkgutil
 import sys
 import time
 import traceback
@@ -43,7 +41,7 @@ from deepscope.report._write import GENERATOR_META, OutputUnit, check_overwrite
 from deepscope.report.page import MAX_TABLE_ROWS, page_html
 from deepscope.report.page import escape as _escape
 from deepscope.report.page import render_block as _render_block
-from deepscope.report.sections import SECTIONS, AuditContext, Section, ordered_sections
+from deepscope.report.sections import SECTIONS, AuditContext, Section, load_sections, ordered_sections
 from deepscope.results import to_jsonable
 
 __all__ = ["ReportPaths", "write_report", "import_all_modules", "GENERATOR_META", "MAX_TABLE_ROWS"]
@@ -59,33 +57,13 @@ class ReportPaths(NamedTuple):
 
 
 def import_all_modules() -> list[tuple[str, str]]:
-    """Import every deepscope module so every ``register_section`` and ``@analysis`` runs.
+    """Import the modules that register the report's sections (:data:`~deepscope.report.sections.SECTION_ORDER`).
 
     Returns the modules that failed to import as ``(name, "ErrorType: message")`` pairs (empty
-    when all imported); one broken module never stops the report.
+    when all imported); one broken module never stops the report. The list is explicit: no
+    package walk, so what the report contains can be read in one place.
     """
-    from deepscope.registry import load_all_analyses
-
-    try:
-        load_all_analyses()
-        return []
-    except Exception:  # noqa: BLE001 - find which module failed, import the others anyway
-        pass
-    import deepscope
-
-    failures: dict[str, str] = {}
-
-    def on_error(name: str) -> None:
-        failures.setdefault(name, _describe_error(sys.exc_info()[1]))
-
-    for info in pkgutil.walk_packages(deepscope.__path__, prefix="deepscope.", onerror=on_error):
-        if info.name.startswith("deepscope.cli") or info.name == "deepscope.__main__":
-            continue
-        try:
-            importlib.import_module(info.name)
-        except Exception as error:  # noqa: BLE001
-            failures.setdefault(info.name, _describe_error(error))
-    return sorted(failures.items())
+    return load_sections()
 
 
 def write_report(

@@ -12,14 +12,23 @@ Each capability family registers a section builder::
         )
 
 A builder that raises is rendered with its error by the report writer; the other sections are
-still written. Builders should honour ``context.budget`` ("quick" for the demo and tests,
-"full" for a real audit) to keep their cost bounded.
+still written. Inside a section, each block is isolated the same way: a builder assembles its
+section from :class:`Part` objects, each made by :func:`run_block`, so one failing analysis shows
+its error in place and the section's other blocks stay (:meth:`Section.from_parts`). Builders
+should honour ``context.budget`` ("quick" for the demo and tests, "full" for a real audit) to keep
+their cost bounded.
+
+Each family owns its section, in its own ``report_section.py``; the built-in sections are listed
+explicitly, in render order, in :data:`SECTION_ORDER` (no package walk finds them), and
+:func:`load_sections` imports exactly those modules.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import html
+import importlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from deepscope.errors import invalid_parameter
@@ -29,7 +38,12 @@ __all__ = [
     "Section",
     "SectionSpec",
     "SECTIONS",
+    "SECTION_ORDER",
     "register_section",
+    "load_sections",
+    "ordered_sections",
+    "Part",
+    "run_block",
     "Text",
     "Table",
     "Figure",
@@ -73,12 +87,75 @@ Block = Text | Table | Figure | Html
 
 
 @dataclasses.dataclass(frozen=True)
+class Part:
+    """One isolated piece of a section: its blocks, its entries for results.json, and a clause
+    for the section's summary (empty when it adds none)."""
+
+    blocks: list[Block] = dataclasses.field(default_factory=list)
+    results: dict[str, Any] = dataclasses.field(default_factory=dict)
+    sentence: str = ""
+    error: str | None = None
+
+
+def _describe(error: BaseException) -> str:
+    message = str(error).strip()
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def run_block(label: str, build: Callable[[], Part]) -> Part:
+    """Run one block builder; an exception becomes an error block instead of escaping.
+
+    Args:
+        label: what the block shows, in words (e.g. "PAC-Bayes certificate"); names the failure.
+        build: a function of no arguments returning the block's :class:`Part`.
+
+    Returns:
+        ``build()``, or a Part holding one error box (``<label> failed: <Type>: <message>``) and
+        ``error`` set; :meth:`Section.from_parts` records it under ``results["block_errors"]``.
+    """
+    try:
+        part = build()
+        if not isinstance(part, Part):
+            raise TypeError(f"the block builder returned {type(part).__name__}, expected a Part")
+        return part
+    except Exception as error:  # noqa: BLE001 - one failing block must not blank its section
+        message = _describe(error)
+        box = (
+            '<div class="error-box"><p><strong>'
+            + html.escape(label)
+            + " failed</strong>: "
+            + html.escape(message)
+            + "</p></div>"
+        )
+        return Part(blocks=[Html(box)], error=f"{label}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Section:
     """What a section builder returns."""
 
     summary: str
     blocks: list[Block] = dataclasses.field(default_factory=list)
     results: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_parts(cls, parts: Sequence[Part], summary: Callable[[list[str]], str]) -> Section:
+        """Join isolated parts in order; ``summary`` turns the parts' clauses into the section's sentence.
+
+        Results of the parts are merged (later keys win); failed parts are listed, in order, under
+        ``results["block_errors"]`` (absent when every part succeeded, so a clean report keeps its shape).
+        """
+        blocks: list[Block] = []
+        results: dict[str, Any] = {}
+        errors: list[str] = []
+        for part in parts:
+            blocks.extend(part.blocks)
+            results.update(part.results)
+            if part.error is not None:
+                errors.append(part.error)
+        if errors:
+            results["block_errors"] = errors
+        return cls(summary=summary([part.sentence for part in parts if part.sentence]), blocks=blocks, results=results)
 
 
 @dataclasses.dataclass
@@ -118,6 +195,17 @@ class SectionSpec:
 
 SECTIONS: dict[str, SectionSpec] = {}
 
+# The built-in sections, in render order, each with the module that registers it (the family that
+# owns it). A new section is added here and in its module; tests check the two agree.
+SECTION_ORDER: tuple[tuple[str, str], ...] = (
+    ("model_card", "deepscope.models.report_section"),
+    ("training", "deepscope.dynamics.report_section"),
+    ("generalization", "deepscope.generalization.report_section"),
+    ("attribution", "deepscope.attribution.report_section"),
+    ("expressivity", "deepscope.expressivity.report_section"),
+    ("curvature", "deepscope.curvature.report_section"),
+)
+
 
 def register_section(
     key: str, *, title: str, order: int = 100
@@ -131,6 +219,23 @@ def register_section(
         return builder
 
     return decorate
+
+
+def load_sections() -> list[tuple[str, str]]:
+    """Import the modules named in :data:`SECTION_ORDER`, so their sections are registered.
+
+    Returns the modules that failed to import as ``(module, "ErrorType: message")`` pairs (empty
+    when all imported); one broken module never stops the others.
+    """
+    failures: dict[str, str] = {}
+    for _, module in SECTION_ORDER:
+        if module in failures:
+            continue
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # noqa: BLE001 - the report names it and writes the other sections
+            failures[module] = _describe(error)
+    return sorted(failures.items())
 
 
 def ordered_sections() -> list[SectionSpec]:

@@ -31,15 +31,15 @@ def test_quick_section_on_the_cnn_fixture_with_learning_rate_and_monitor_history
     context = AuditContext(problem=problem, learning_rate=0.05, history={"monitor": monitor.result()}, budget="quick")
     section = check_model_untouched(build_curvature_section, fixture.model, context)
     assert "largest Hessian eigenvalue" in section.summary and "2/η" in section.summary and "below" in section.summary
-    assert sum(isinstance(b, Figure) for b in section.blocks) == 4  # density, 1-D, 2-D, dynamics
+    # density, 1-D, 2-D; the Monitor's dynamics are the training section's (deepscope.dynamics.report_section)
+    assert sum(isinstance(b, Figure) for b in section.blocks) == 3
     assert any(isinstance(b, Table) for b in section.blocks)
     results = json.loads(json.dumps(section.results, allow_nan=True))
     # the reported sharpness ratio is the top eigenvalue over 2/η
     ratio = results["sharpness_vs_two_over_lr"]
     assert abs(ratio["ratio"] - ratio["sharpness"] * 0.05 / 2) < 1e-12
-    assert {"hessian_eigenvalues", "hessian_trace", "ntk", "loss_surface", "loss_interpolation", "dynamics"} <= set(
-        results
-    )
+    assert {"hessian_eigenvalues", "hessian_trace", "ntk", "loss_surface", "loss_interpolation"} <= set(results)
+    assert "dynamics" not in results
 
 
 def test_full_budget_adds_per_layer_curvature():

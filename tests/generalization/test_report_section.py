@@ -7,7 +7,7 @@ from torch import nn
 
 from deepscope import Problem
 from deepscope.generalization.report_section import build_generalization_section
-from deepscope.report.sections import SECTIONS, AuditContext, Figure, Table
+from deepscope.report.sections import SECTIONS, AuditContext, Figure, Html, Table
 from deepscope.results import to_jsonable
 from deepscope.testing import check_model_untouched, make_fixture
 
@@ -30,3 +30,21 @@ def test_section_does_not_raise_on_regression():
     problem = Problem(nn.Linear(3, 1), (torch.randn(8, 3), torch.randn(8, 1)), loss="mse")
     section = build_generalization_section(AuditContext(problem=problem))
     assert "regression" in section.summary
+
+
+def test_one_failing_analysis_leaves_the_rest_of_the_section(monkeypatch):
+    import deepscope.generalization.report_section as module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("classic bounds are broken")
+
+    monkeypatch.setattr(module, "classic_bounds", broken)
+    fixture = make_fixture("cnn")
+    section = build_generalization_section(AuditContext(problem=fixture.problem(), budget="quick"))
+    assert section.results["block_errors"] == ["Classic bounds: RuntimeError: classic bounds are broken"]
+    assert "classic_bounds" not in section.results
+    assert {"measures", "pac_bayes_certificate", "memorisation", "test_set_bound"} <= set(section.results)
+    assert "certificate" in section.summary and "classic bounds" not in section.summary
+    errors = [b for b in section.blocks if isinstance(b, Html)]
+    assert len(errors) == 1 and "Classic bounds failed" in errors[0].html
+    assert any(isinstance(b, Table) and b.caption.startswith("Generalization measures") for b in section.blocks)

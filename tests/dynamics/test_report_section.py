@@ -2,10 +2,11 @@ import json
 
 import torch
 
-from deepscope.models import build, train
+from deepscope.dynamics.monitor import Monitor
+from deepscope.dynamics.report_section import as_history, training_section
+from deepscope.models import train
 from deepscope.models.history import TrainingHistory
 from deepscope.problem import Problem
-from deepscope.report.model_sections import as_history, model_card_section, training_section
 from deepscope.report.sections import SECTIONS, AuditContext, Figure, Table, Text
 from deepscope.results import to_jsonable
 from deepscope.testing import check_model_untouched, make_fixture
@@ -20,22 +21,8 @@ def strict_json(results):
     return json.loads(json.dumps(to_jsonable(results), allow_nan=False))
 
 
-def test_sections_are_registered_in_order():
-    assert SECTIONS["model_card"].order == 10 and SECTIONS["model_card"].builder is model_card_section
+def test_the_training_section_is_registered_by_the_dynamics_family():
     assert SECTIONS["training"].order == 20 and SECTIONS["training"].builder is training_section
-
-
-def test_model_card_on_a_small_problem():
-    fixture, problem = small_problem()
-    section = check_model_untouched(model_card_section, fixture.model, AuditContext(problem=problem, model_name="cnn"))
-    total = sum(p.numel() for p in fixture.model.parameters())
-    assert section.summary.startswith(f"cnn has {total:,} parameters")
-    kinds = [type(block) for block in section.blocks]
-    assert Table in kinds and Figure in kinds
-    assert section.blocks[-1].svg.startswith("<svg")
-    architecture = [b for b in section.blocks if isinstance(b, Table) and b.caption.startswith("Architecture")][0]
-    assert architecture.rows[0]["output shape"] == "4 × 8 × 8"
-    assert strict_json(section.results)["model_summary"]["total_parameters"] == total
 
 
 def test_training_section_with_history_shows_curves_and_gap():
@@ -71,15 +58,50 @@ def test_training_section_for_regression_without_test_split():
     assert any(isinstance(b, Text) and "no test split" in b.text for b in section.blocks)
 
 
-def test_model_card_on_a_digits_cnn():
-    torch.manual_seed(0)
-    model = build("cnn2d", (1, 8, 8), 10)
-    x, y = torch.rand(12, 1, 8, 8), torch.arange(12) % 10
-    section = model_card_section(AuditContext(problem=Problem(model, (x, y)), model_name="cnn2d"))
-    assert "uses ReLU" in section.summary
-
-
 def test_as_history_rejects_other_things():
     assert as_history(None) is None
     assert as_history({"something": 1}) is None
     assert isinstance(as_history({"train_loss": [1.0, 0.5]}), TrainingHistory)
+
+
+def _monitored_history(fixture):
+    """A short monitored SGD run on a copy of the fixture's model."""
+    import copy
+
+    student = copy.deepcopy(fixture.model)
+    monitor = Monitor(student, loss_fn=torch.nn.functional.cross_entropy, every=2)
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.05)
+    for _ in range(3):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(student(fixture.inputs), fixture.targets)
+        loss.backward()
+        optimizer.step()
+        monitor.step(loss=loss.item(), lr=0.05, inputs=fixture.inputs, targets=fixture.targets)
+    return monitor.result()
+
+
+def test_training_section_draws_the_monitor_dynamics():
+    fixture, problem = small_problem()
+    dynamics = _monitored_history(fixture)
+    section = check_model_untouched(
+        training_section, fixture.model, AuditContext(problem=problem, history={"monitor": dynamics})
+    )
+    figures = [b for b in section.blocks if isinstance(b, Figure)]
+    assert [f.caption for f in figures] == ["Training dynamics recorded by the Monitor"]
+    assert strict_json(section.results)["dynamics"] == strict_json(dynamics.rows())
+    assert "block_errors" not in section.results
+
+
+def test_a_failing_dynamics_plot_leaves_the_rest_of_the_training_section(monkeypatch):
+    fixture, problem = small_problem()
+    dynamics = _monitored_history(fixture)
+
+    def broken_plot(self):
+        raise RuntimeError("no plot today")
+
+    monkeypatch.setattr(type(dynamics), "plot", broken_plot)
+    section = training_section(AuditContext(problem=problem, history={"monitor": dynamics}))
+    assert "did not train" in section.summary
+    assert any(isinstance(b, Table) and b.caption == "Evaluation" for b in section.blocks)
+    assert section.results["block_errors"] == ["Training dynamics: RuntimeError: no plot today"]
+    assert "dynamics" not in section.results

@@ -1,11 +1,10 @@
-"""The report's first two sections: the model card (order 10) and training (order 20).
+"""The report's "Training" section (order 20), owned by the dynamics family.
 
-* ``model_card``: :func:`deepscope.models.model_summary` of the audited model — one plain sentence,
-  the totals, the architecture table (one row per layer with its output shape) and a bar chart
-  of parameters per layer.
-* ``training``: the learning curves and the final train/test gap with its Wilson confidence
-  interval when deepscope trained the model (``context.history``); otherwise the model is
-  evaluated on the train and test splits and the section says that no curves exist.
+The learning curves and the final train/test gap with its Wilson confidence interval when
+deepscope trained the model (``context.history``); otherwise the model is evaluated on the train
+and test splits and the section says that no curves exist. When the training was recorded by a
+:class:`~deepscope.dynamics.Monitor`, its dynamics (sharpness, gradient norms, ...) are drawn
+here too: they describe the training, not the trained model's curvature.
 """
 
 from __future__ import annotations
@@ -13,81 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from deepscope.dynamics.monitor import DynamicsHistory
 from deepscope.models.gap import GapEstimate, generalization_gap
 from deepscope.models.history import TrainingHistory
-from deepscope.models.summary import ModelSummary, model_summary
-from deepscope.report.sections import AuditContext, Figure, Section, Table, Text, register_section
+from deepscope.report.sections import AuditContext, Figure, Part, Section, Table, Text, register_section, run_block
 from deepscope.report.svg import figure_to_svg
 
-__all__ = ["model_card_section", "training_section", "as_history"]
-
-
-def _example_inputs(context: AuditContext):
-    """Two real training inputs, so the trace sees the data's dtype and values (not zeros).
-
-    Read from the train data source itself, not through the Problem's evaluation path: a model the
-    Problem refused (non-finite weights) still gets its model card.
-    """
-    x, _ = next(context.problem.train.batches(batch_size=2))
-    return x
-
-
-def _shape_text(shape: Any) -> str:
-    if isinstance(shape, tuple):
-        return " × ".join(str(s) for s in shape) if shape else "scalar"
-    return "" if shape is None else str(shape)
-
-
-def _counts_text(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{name} ×{count}" if count > 1 else name for name, count in counts.items()) or "none"
-
-
-def _totals(summary: ModelSummary) -> list[dict[str, Any]]:
-    functional = (
-        "unknown (torch.fx could not trace the model)"
-        if summary.functional_activations is None
-        else (", ".join(summary.functional_activations) or "none")
-    )
-    return [
-        {"quantity": "parameters", "value": f"{summary.total_parameters:,}"},
-        {"quantity": "trainable parameters", "value": f"{summary.trainable_parameters:,}"},
-        {"quantity": "buffer elements", "value": f"{summary.buffer_elements:,}"},
-        {"quantity": "memory (parameters + buffers)", "value": f"{summary.memory_bytes / 1024:.1f} KiB"},
-        {"quantity": "input shape (one example)", "value": _shape_text(summary.input_shape)},
-        {"quantity": "output shape (one example)", "value": _shape_text(summary.output_shape)},
-        {"quantity": "layer types", "value": _counts_text(summary.layer_types)},
-        {"quantity": "activation modules", "value": _counts_text(summary.activation_modules)},
-        {"quantity": "functional activations", "value": functional},
-    ]
-
-
-@register_section("model_card", title="Model card", order=10)
-def model_card_section(context: AuditContext) -> Section:
-    """Architecture table, parameter counts, layer types and activation functions of the audited model."""
-    summary = model_summary(context.problem.model, example_inputs=_example_inputs(context))
-    rows = [
-        {
-            "layer": row["name"],
-            "type": row["type"],
-            "output shape": _shape_text(row["output_shape"]),
-            "parameters": row["parameters"],
-            "trainable": row["trainable"],
-            "calls": row["calls"],
-        }
-        for row in summary.rows()
-    ]
-    blocks: list[Any] = [Table(_totals(summary), caption="Totals")]
-    if summary.note:
-        blocks.append(Text(summary.note))
-    blocks.append(
-        Table(
-            rows,
-            caption="Architecture: one row per layer (output shape for one example; calls in one forward pass)",
-        )
-    )
-    if any(row["parameters"] for row in rows):
-        blocks.append(Figure(figure_to_svg(summary.plot()), caption="Parameters per layer"))
-    return Section(summary=summary.sentence(context.model_name), blocks=blocks, results={"model_summary": summary})
+__all__ = ["training_section", "as_history"]
 
 
 def as_history(history: Any) -> TrainingHistory | None:
@@ -113,6 +44,27 @@ def as_history(history: Any) -> TrainingHistory | None:
             monitor=data.get("monitor"),
         )
     return None
+
+
+def dynamics_history(history: Any) -> DynamicsHistory | None:
+    """The Monitor's :class:`DynamicsHistory` inside ``history`` (itself, ``.monitor`` or ``["monitor"]``), else None."""
+    if isinstance(history, DynamicsHistory):
+        return history
+    for candidate in (getattr(history, "monitor", None), history.get("monitor") if isinstance(history, dict) else None):
+        if isinstance(candidate, DynamicsHistory):
+            return candidate
+    return None
+
+
+def _dynamics_part(context: AuditContext) -> Part:
+    """The Monitor's recorded dynamics, when the training was monitored (else nothing)."""
+    dynamics = dynamics_history(context.history)
+    if dynamics is None:
+        return Part()
+    return Part(
+        blocks=[Figure(figure_to_svg(dynamics.plot()), caption="Training dynamics recorded by the Monitor")],
+        results={"dynamics": dynamics.rows()},
+    )
 
 
 def _gap_blocks(gap: GapEstimate | None) -> list[Any]:
@@ -150,12 +102,18 @@ def training_section(context: AuditContext) -> Section:
             )
         else:
             summary = f"After {final_epoch} epochs the train loss is {history.train_loss[-1]:.4g}."
-        blocks: list[Any] = [
-            Figure(figure_to_svg(history.plot()), caption="Learning curves (epoch 0 = initial weights)")
+        parts = [
+            run_block(
+                "Learning curves",
+                lambda: Part(
+                    [Figure(figure_to_svg(history.plot()), caption="Learning curves (epoch 0 = initial weights)")]
+                ),
+            ),
+            Part(_gap_blocks(gap), {"history": history, "generalization_gap": gap}),
+            Part([Table(history.rows(), caption="Per-epoch history (evaluated in eval mode)")]),
+            run_block("Training dynamics", lambda: _dynamics_part(context)),
         ]
-        blocks += _gap_blocks(gap)
-        blocks.append(Table(history.rows(), caption="Per-epoch history (evaluated in eval mode)"))
-        return Section(summary=summary, blocks=blocks, results={"history": history, "generalization_gap": gap})
+        return Section.from_parts(parts, summary=lambda _: summary)
 
     train_eval = problem.evaluate("train")
     test_eval = problem.evaluate("test") if problem.test is not None else None
@@ -187,4 +145,5 @@ def training_section(context: AuditContext) -> Section:
         *_gap_blocks(gap),
     ]
     results = {"evaluation": rows, "generalization_gap": gap}
-    return Section(summary=summary, blocks=blocks, results=results)
+    parts = [Part(blocks, results), run_block("Training dynamics", lambda: _dynamics_part(context))]
+    return Section.from_parts(parts, summary=lambda _: summary)
