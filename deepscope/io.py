@@ -159,6 +159,8 @@ def save_model(
 
     if not isinstance(model, nn.Module):
         raise invalid_parameter("model", "save_model", "a torch.nn.Module", model)
+    if not isinstance(path, (str, os.PathLike)):
+        raise invalid_parameter("path", "save_model", "a file path (str or pathlib.Path)", path)
     path = Path(path).expanduser()
     if path.suffix.lower() not in ("", ".safetensors"):
         raise invalid_parameter("path", "save_model", "a path ending in .safetensors or without extension", str(path))

@@ -22,6 +22,7 @@ import deepscope.generalization as generalization
 from deepscope import Problem, datasets, train
 from deepscope.data import DatasetSplits
 from deepscope.errors import DataError, InvalidParameterError, NonFiniteError, UnsupportedModelError
+from deepscope.io import save_model
 from deepscope.registry import load_all_analyses
 from deepscope.testing import make_fixture
 
@@ -141,6 +142,7 @@ CASES = [
     ("datasets/label-column-for-npz", lambda: datasets.load(_npz(), label_column="y"), IPE, r"'label_column' parameter of deepscope.datasets.load must be None for a .npz file \(only a CSV file has columns\). Got 'y'"),
     ("datasets/label-column-not-str", lambda: datasets.load(_npz(), label_column=3), IPE, r"'label_column'.*a column name.*Got 3"),
     ("datasets/standardize-not-bool", lambda: datasets.load(_npz(), standardize="no"), IPE, r"'standardize' parameter of deepscope.datasets.load must be a bool. Got 'no'"),
+    ("io/save-model-path-number", lambda: save_model(_model(), 3), IPE, r"'path' parameter of save_model must be a file path \(str or pathlib.Path\). Got 3"),
     # ------------------------------------------------------------------ train
     ("train/model-not-module", lambda: train("model", _splits(), epochs=1), IPE, r"'model' parameter of train must be"),
     ("train/negative-epochs", lambda: train(_model(), _splits(), epochs=-1), IPE, r"'epochs' parameter of train must be an int >= 0. Got -1"),
@@ -225,6 +227,9 @@ CASES = [
     ("generalization/memorisation-batch-size", lambda: generalization.memorisation_probe(_problem(), batch_size=2.5), IPE, r"'batch_size' parameter of memorisation_probe must be an int >= 1. Got 2.5"),
     ("generalization/regularisation-dropout", lambda: generalization.regularisation_comparison(_problem(), dropout=2.0), IPE, r"'dropout' parameter of regularisation_comparison must be a finite float in \[0.0, 1.0\]. Got 2.0"),
     ("generalization/regularisation-settings-string", lambda: generalization.regularisation_comparison(_problem(), settings="none"), IPE, r"'settings' parameter of regularisation_comparison must be a list"),
+    ("generalization/granulated-hyperparameters", lambda: generalization.granulated_tau([1, 2], [1, 2], None), IPE, r"'hyperparameters' parameter of granulated_tau must be a mapping.*Got None"),
+    ("generalization/cmi-max-condition", lambda: generalization.conditional_mutual_information([1, 2], [1, 2], {"a": [1, 2]}, max_condition=2.5), IPE, r"'max_condition' parameter of conditional_mutual_information must be an int >= 0. Got 2.5"),
+    ("generalization/cmi-hyperparameter-length", lambda: generalization.conditional_mutual_information([1, 2, 3], [1, 2, 3], {"a": [1]}), DE, r"hyperparameter 'a' has 1 values for 3 models"),
     ("generalization/nan-weights", lambda: generalization.classic_bounds(Problem(_nan_model(), (X, Y))), NFE, r"not finite"),
     # ------------------------------------------------------------------ curvature
     ("curvature/k-zero", lambda: curvature.hessian_eigenvalues(_problem(), k=0), IPE, r"The 'k' parameter of hessian_eigenvalues must be an int >= 1. Got 0 instead."),
@@ -277,6 +282,10 @@ CASES = [
     ("expressivity/layer-health-float-targets", lambda: expressivity.layer_health(_model(), X, Y.float()), IPE, r"'targets' parameter of layer_health.*integer class labels.*dtype torch.float32"),
     ("expressivity/lipschitz-input-shape-negative", lambda: expressivity.lipschitz(_model(), input_shape=-1), IPE, r"'input_shape' parameter of lipschitz must be a tuple of ints >= 1 \(one example's shape\). Got -1"),
     ("expressivity/lipschitz-input-shape-and-inputs", lambda: expressivity.lipschitz(_model(), X, input_shape=(3,)), IPE, r"'input_shape' parameter of lipschitz must be None when inputs are given"),
+    ("expressivity/catalogue-not-a-list", lambda: expressivity.activation_catalogue(2.5), IPE, r"'activations' parameter of activation_catalogue must be None or a non-empty list.*Got 2.5"),
+    ("expressivity/catalogue-empty", lambda: expressivity.activation_catalogue([]), IPE, r"'activations' parameter of activation_catalogue.*Got \[\]"),
+    ("expressivity/universal-widths-number", lambda: expressivity.universal_approximation(widths=8), IPE, r"'widths' parameter of universal_approximation must be a non-empty list of ints >= 1. Got 8"),
+    ("expressivity/universal-learning-rate", lambda: expressivity.universal_approximation(learning_rate=float("nan")), IPE, r"'learning_rate' parameter of universal_approximation must be a finite float > 0.0. Got nan"),
     ("expressivity/trajectory-too-few", lambda: expressivity.trajectory_length(_model(), X[:2]), IPE, r"'inputs' parameter of trajectory_length must be at least 3 points"),
     ("expressivity/trajectory-points", lambda: expressivity.trajectory_length(_model(), X[:4], points=0), IPE, r"'points' parameter of trajectory_length must be an int >= 8. Got 0"),
     ("expressivity/signal-sigma", lambda: expressivity.signal_propagation("tanh", sigma_w=-1.0), IPE, r"'sigma_w' parameter of signal_propagation must be a finite float > 0.0. Got -1.0"),

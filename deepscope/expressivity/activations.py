@@ -232,6 +232,11 @@ def activation_catalogue(
         >>> activation_catalogue(["relu", "tanh"]).rows()[0]["lipschitz"]
         1.0
     """
+    if activations is not None and (
+        isinstance(activations, str) or not isinstance(activations, (list, tuple)) or not activations
+    ):
+        expected = "None or a non-empty list of names from ACTIVATIONS or callables"
+        raise invalid_parameter("activations", "activation_catalogue", expected, activations)
     names = list(ACTIVATIONS) if activations is None else list(activations)
     profiles = []
     x = torch.linspace(-grid_limit, grid_limit, points, dtype=torch.float64)

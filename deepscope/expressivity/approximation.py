@@ -144,10 +144,14 @@ def universal_approximation(
         6
     """
     epsilon = check_float(epsilon, "epsilon", _NAME, minimum=0.0, strict_minimum=True)
+    for name, values in (("depths", depths), ("widths", widths)):  # a bare number was a raw TypeError
+        if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, range)) or not values:
+            raise invalid_parameter(name, _NAME, "a non-empty list of ints >= 1", values)
     depths = [check_int(d, "depths", _NAME, minimum=1) for d in depths]
     check_int(steps, "steps", _NAME, minimum=1)
     check_int(restarts, "restarts", _NAME, minimum=1)
     check_int(samples, "samples", _NAME, minimum=2)
+    check_float(learning_rate, "learning_rate", _NAME, minimum=0.0, strict_minimum=True)
     widths = [check_int(w, "widths", _NAME, minimum=1) for w in widths]
     if isinstance(target, str):
         if target not in TARGETS:

@@ -23,6 +23,7 @@ import itertools
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,17 @@ def _as_array(values: Sequence[float], name: str) -> np.ndarray:
     if array.size < 2:
         raise DataError(f"'{name}' needs at least two models to rank. Got {array.size}.")
     return array
+
+
+def _check_hyperparameters(hyperparameters: Any, owner: str, models: int | None = None) -> None:
+    """A mapping of hyperparameter name -> one value per model (``models`` values each, when given)."""
+    if not isinstance(hyperparameters, Mapping):
+        expected = "a mapping of hyperparameter name -> one value per model"
+        raise invalid_parameter("hyperparameters", owner, expected, hyperparameters)
+    for name, values in hyperparameters.items():
+        if models is not None and (not hasattr(values, "__len__") or len(values) != models):
+            count = len(values) if hasattr(values, "__len__") else "no"
+            raise DataError(f"hyperparameter '{name}' has {count} values for {models} models.")
 
 
 def kendall_tau(measure: Sequence[float], gap: Sequence[float]) -> float:
@@ -81,6 +93,7 @@ def granulated_tau(
         ``(psi, {name: psi_i})``.
     """
     a, b = _as_array(measure, "measure"), _as_array(gap, "gap")
+    _check_hyperparameters(hyperparameters, "granulated_tau")
     names = list(hyperparameters)
     table = {name: list(hyperparameters[name]) for name in names}
     for name, values in table.items():
@@ -112,6 +125,9 @@ def conditional_mutual_information(
         ``(score in [0, 1], {"a,b": normalised CMI for each S})`` ("" is the empty set).
     """
     a, b = _as_array(measure, "measure"), _as_array(gap, "gap")
+    _check_hyperparameters(hyperparameters, "conditional_mutual_information", a.size)
+    if isinstance(max_condition, bool) or not isinstance(max_condition, int) or max_condition < 0:
+        raise invalid_parameter("max_condition", "conditional_mutual_information", "an int >= 0", max_condition)
     names = list(hyperparameters)
     i, j = np.nonzero(~np.eye(a.size, dtype=bool))
     v_mu, v_gap = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
@@ -166,13 +182,7 @@ def rank_measures(
         raise invalid_parameter(
             "measures", "rank_measures", "a non-empty mapping of measure name -> one value per model", measures
         )
-    if not isinstance(hyperparameters, Mapping):
-        raise invalid_parameter(
-            "hyperparameters",
-            "rank_measures",
-            "a mapping of hyperparameter name -> one value per model",
-            hyperparameters,
-        )
+    _check_hyperparameters(hyperparameters, "rank_measures")
     rows = []
     for name, values in measures.items():
         psi, parts = granulated_tau(values, gap, hyperparameters)
