@@ -1,0 +1,123 @@
+"""The layout rules: tests mirror the package file for file, and no source file outgrows ~400 lines.
+
+``deepscope/x/y.py`` is tested in ``tests/x/test_y.py`` (a private ``_y.py`` in ``test__y.py`` or
+``test_y.py``). A source file over :data:`MAX_LINES` lines is split along its concerns.
+Exceptions are listed below, each with its reason; an exception that no longer applies fails too,
+so the lists only shrink.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import deepscope
+
+PACKAGE = Path(deepscope.__file__).parent
+TESTS = Path(__file__).parent
+MAX_LINES = 450  # ARCHITECTURE.md: "about 400 lines at most"; 450 leaves room for a docstring
+
+# Files that need no mirrored test file of their own, with the reason.
+NO_MIRROR = {
+    "__init__.py": "a package's public surface: re-exports tested through the modules they come from",
+    "__main__.py": "`python -m deepscope` calls the CLI's main(), tested in tests/test_cli.py",
+}
+
+# Source files still waiting for their mirrored test file (issue 14, item 7): their behaviour is
+# tested elsewhere today (the file named); each entry leaves this list when its mirror is written.
+PENDING: dict[str, str] = {
+    "deepscope/_arch.py": "tested through tests/models/test_build.py and tests/test_io.py",
+    "deepscope/_finite.py": "tested in tests/test_nonfinite.py",
+    "deepscope/_outputs.py": "tested in tests/test_output_fn.py",
+    "deepscope/attribution/_base.py": "tested through every method's test and tests/attribution/test_plot.py",
+    "deepscope/attribution/_deeplift_graph.py": "tested in tests/attribution/test_deeplift.py",
+    "deepscope/attribution/_elementwise.py": "tested through tests/attribution/test_deeplift.py and test_lrp.py",
+    "deepscope/attribution/_lrp_graph.py": "tested in tests/attribution/test_lrp.py",
+    "deepscope/attribution/_prepare.py": "tested in tests/attribution/test_targets_and_inputs.py",
+    "deepscope/attribution/_quadrature.py": "being reworked (issue 14, item 8); tested in tests/attribution/test_integrated_gradients.py",
+    "deepscope/attribution/metrics/summary.py": "tested in tests/attribution/test_report_section.py",
+    "deepscope/cli/_app.py": "tested in tests/test_cli.py and tests/test_cli_bad_inputs.py",
+    "deepscope/cli/_options.py": "tested in tests/test_cli.py and tests/test_cli_bad_inputs.py",
+    "deepscope/cli/experiment.py": "tested in tests/experiments/test_base.py (the gallery's CLI)",
+    "deepscope/cli/explain.py": "tested in tests/test_cli.py (test_explain_*)",
+    "deepscope/cli/sweep.py": "tested in tests/sweep/test_cli.py",
+    "deepscope/curvature/_krylov.py": "being reworked (issue 14, item 10); tested in tests/curvature/test_lanczos.py",
+    "deepscope/data/_base.py": "tested through tests/test_datasets.py and tests/data/test_sklearn_sets.py",
+    "deepscope/data/loader.py": "tested in tests/test_datasets.py",
+    "deepscope/experiments/_gallery.py": "tested in tests/experiments/test_base.py",
+    "deepscope/experiments/_stats.py": "tested through the experiments' tests",
+    "deepscope/expressivity/_meanfield.py": "tested in tests/expressivity/test_signal_propagation.py",
+    "deepscope/expressivity/_pwl.py": "being reworked (issue 14, item 10); tested in tests/expressivity/test_regions.py",
+    "deepscope/generalization/_measures/_context.py": "being reworked (issue 14, item 9); tested through the measures' tests",
+    "deepscope/generalization/bounds/_stochastic.py": "tested in tests/generalization/bounds/test_pac_bayes.py",
+    "deepscope/generalization/diagnostics/_training.py": "being merged into the one training loop (issue 14, item 3); tested in test_diagnostics.py",
+    "deepscope/generalization/diagnostics/label_noise.py": "tested in tests/generalization/diagnostics/test_diagnostics.py",
+    "deepscope/generalization/diagnostics/learning_curves.py": "tested in tests/generalization/diagnostics/test_diagnostics.py",
+    "deepscope/generalization/diagnostics/memorisation.py": "tested in tests/generalization/diagnostics/test_diagnostics.py",
+    "deepscope/generalization/diagnostics/regularisation.py": "tested in tests/generalization/diagnostics/test_diagnostics.py",
+    "deepscope/models/_layers.py": "tested through tests/models/test_build.py",
+    "deepscope/report/_write.py": "tested in tests/report/test_page.py",
+    "deepscope/report/svg.py": "tested through tests/report/test_html.py and tests/test_layering.py",
+    "deepscope/sweep/_report_figures.py": "tested in tests/sweep/test_report.py",
+    "deepscope/sweep/_report_text.py": "tested in tests/sweep/test_report.py",
+    "deepscope/sweep/analyses.py": "tested in tests/sweep/test_runner.py",
+    "deepscope/sweep/executors.py": "tested in tests/sweep/test_runner.py and tests/sweep/test_ray.py",
+    "deepscope/sweep/kinds.py": "tested through tests/sweep/test_runner.py and the experiments' tests",
+    "deepscope/sweep/store.py": "tested in tests/sweep/test_runner.py, test_crash.py and test_report.py",
+    "deepscope/sweep/trial.py": "tested in tests/sweep/test_runner.py",
+    "deepscope/testing.py": "tested through tests/test_conformance.py and tests/test_guard.py",
+}
+
+# Source files allowed over MAX_LINES, with the reason (none today).
+LONG: dict[str, str] = {}
+
+
+def _sources() -> list[Path]:
+    return sorted(path for path in PACKAGE.rglob("*.py") if "__pycache__" not in path.parts)
+
+
+def _mirrors(source: Path) -> list[Path]:
+    """The test files that count as the mirror of ``source``."""
+    relative = source.relative_to(PACKAGE)
+    folder = TESTS.joinpath(*relative.parts[:-1])
+    names = [f"test_{relative.name}"]
+    if relative.name.startswith("_"):
+        names.append(f"test_{relative.name.lstrip('_')}")
+    return [folder / name for name in names]
+
+
+def _key(source: Path) -> str:
+    return source.relative_to(PACKAGE.parent).as_posix()
+
+
+def test_every_source_file_has_its_mirrored_test_file():
+    missing = [
+        _key(source)
+        for source in _sources()
+        if source.name not in NO_MIRROR and _key(source) not in PENDING
+        if not any(mirror.exists() for mirror in _mirrors(source))
+    ]
+    assert missing == [], "source files without tests/<same path>/test_<name>.py: " + ", ".join(missing)
+
+
+def test_the_pending_list_only_shrinks():
+    stale = [key for key in PENDING if not (PACKAGE.parent / key).exists()]
+    stale += [key for key in PENDING if any(m.exists() for m in _mirrors(PACKAGE.parent / key))]
+    assert stale == [], f"remove from PENDING (mirrored now, or gone): {stale}"
+
+
+def test_no_source_file_exceeds_the_line_limit():
+    long = {
+        _key(source): count
+        for source in _sources()
+        if (count := len(source.read_text(encoding="utf-8").splitlines())) > MAX_LINES and _key(source) not in LONG
+    }
+    assert long == {}, f"split these along their concerns (over {MAX_LINES} lines): {long}"
+    stale = [key for key in LONG if len((PACKAGE.parent / key).read_text(encoding="utf-8").splitlines()) <= MAX_LINES]
+    assert stale == [], f"remove from LONG (short enough now): {stale}"
+
+
+def test_the_mirror_rule_itself():
+    """A private module may be mirrored with or without its underscore; a public one only one way."""
+    private, public = PACKAGE / "sweep" / "_checkers.py", PACKAGE / "sweep" / "spec.py"
+    assert [m.name for m in _mirrors(private)] == ["test__checkers.py", "test_checkers.py"]
+    assert [m.relative_to(TESTS).as_posix() for m in _mirrors(public)] == ["sweep/test_spec.py"]
