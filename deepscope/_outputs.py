@@ -60,7 +60,8 @@ def picked_node(graph_module: Any, output_fn: OutputFn | None, owner: str, purpo
         if isinstance(returned, fx.Node):
             return returned
         raise UnsupportedModelError(
-            f"{owner}: the model returns a {type(returned).__name__}, not one tensor; pass "
+            # torch.fx records a returned dict/list as its immutable_dict/immutable_list: name the user's type
+            f"{owner}: the model returns a {type(returned).__name__.removeprefix('immutable_')}, not one tensor; pass "
             f"output_fn=lambda out: out[0] (or out['logits']) to pick the output {purpose}."
         )
     try:
