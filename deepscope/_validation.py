@@ -45,9 +45,13 @@ def check_float(
 def check_float_sequence(
     values: Any, name: str, owner: str, *, minimum: float | None = None, maximum: float | None = None
 ) -> list[float]:
-    """A non-empty list or tuple of finite floats within the bounds, returned as a list of floats."""
+    """A non-empty list, tuple or 1-D array of finite floats within the bounds, returned as a list of floats."""
     bounds = _bounds_text(minimum, maximum)
-    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) or not values:
+    if getattr(values, "ndim", None) == 1 and hasattr(values, "tolist"):  # a numpy array or torch tensor
+        values = values.tolist()
+    if isinstance(values, range):
+        values = list(values)
+    if not isinstance(values, (list, tuple)) or not values:
         raise invalid_parameter(name, owner, f"a non-empty list of finite floats{bounds}", values)
     return [check_float(value, name, owner, minimum=minimum, maximum=maximum) for value in values]
 

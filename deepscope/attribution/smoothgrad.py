@@ -11,6 +11,7 @@ from torch import nn
 from deepscope._validation import check_float, check_int
 from deepscope.attribution._base import DEFAULT_MAX_BATCH, Attribution, OutputFn, finish, prepare
 from deepscope.attribution._registry import attribution_method, method_named
+from deepscope.errors import invalid_parameter
 from deepscope.registry import analysis
 
 __all__ = ["smoothgrad", "vargrad"]
@@ -41,6 +42,8 @@ def _noise_tunnel(
     check_int(samples, "samples", owner, minimum=2)
     noise = check_float(noise, "noise", owner, minimum=0.0)
     check_int(seed, "seed", owner, minimum=0)
+    if method_options is not None and not isinstance(method_options, Mapping):
+        raise invalid_parameter("method_options", owner, "None or a dict of the inner method's options", method_options)
     prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch)
     x, n = prepared.inputs, prepared.inputs.shape[0]
     # sigma is a fraction of each example's value range (Smilkov et al., 2017)

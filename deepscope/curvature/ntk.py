@@ -32,7 +32,7 @@ from torch import nn
 
 from deepscope._forward import first_forward
 from deepscope._outputs import OutputFn, check_output_fn, select_output
-from deepscope._validation import check_choice, check_int
+from deepscope._validation import check_choice, check_float, check_int
 from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
 from deepscope.registry import analysis
 from deepscope.results import Result
@@ -188,6 +188,9 @@ def ntk(
     check_choice(mode, "mode", "ntk", ("trace", "full"))
     check_choice(method, "method", "ntk", ("auto", "jacobian", "loop", "products"))
     check_int(chunk_size, "chunk_size", "ntk", minimum=1)
+    check_float(memory_budget_mb, "memory_budget_mb", "ntk", minimum=0.0)
+    if ridge is not None:
+        ridge = check_float(ridge, "ridge", "ntk", minimum=0.0)  # a negative ridge can divide by zero
     if not isinstance(inputs, torch.Tensor) or inputs.ndim < 1 or len(inputs) == 0:
         raise invalid_parameter("inputs", "ntk", "a non-empty tensor (n, *features)", inputs)
     check_output_fn(output_fn, "ntk")

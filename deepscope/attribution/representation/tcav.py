@@ -130,7 +130,8 @@ def _train_cav(positive: np.ndarray, negative: np.ndarray, seed: int) -> tuple[n
     labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        classifier = LogisticRegression(max_iter=1000, random_state=seed).fit(features, labels)
+        # scikit-learn takes seeds below 2**32 only; deepscope's seeds are any int >= 0
+        classifier = LogisticRegression(max_iter=1000, random_state=seed % 2**32).fit(features, labels)
     direction = classifier.coef_[0]
     norm = np.linalg.norm(direction)
     return (direction / norm if norm > 0 else direction), float(classifier.score(features, labels))

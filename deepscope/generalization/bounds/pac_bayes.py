@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from deepscope._validation import check_choice, check_float, check_int, check_probability
-from deepscope.errors import DataError, UnsupportedModelError
+from deepscope._validation import check_choice, check_float, check_float_sequence, check_int, check_probability
+from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
 from deepscope.generalization.bounds._stochastic import GaussianPosterior
 from deepscope.generalization.bounds.kl import kl_inverse_upper
 from deepscope.guard import current_guard_report
@@ -225,8 +225,20 @@ def pac_bayes_certificate(
     )
     mc_samples = check_int(mc_samples, "mc_samples", "pac_bayes_certificate", minimum=1)
     iterations = check_int(iterations, "iterations", "pac_bayes_certificate", minimum=0)
-    grid = sorted(float(s) for s in prior_sigmas)
-    if not grid or grid[0] <= 0:
+    owner = "pac_bayes_certificate"
+    prior_iterations = check_int(prior_iterations, "prior_iterations", owner, minimum=0)
+    for name, rate in (
+        ("learning_rate", learning_rate),
+        ("sigma_learning_rate", sigma_learning_rate),
+        ("prior_learning_rate", prior_learning_rate),
+    ):  # a negative or NaN rate was Adam's/SGD's raw ValueError
+        check_float(rate, name, owner, minimum=0.0, strict_minimum=True)
+    batch_size = check_int(batch_size, "batch_size", owner, minimum=1)
+    p_min = check_float(p_min, "p_min", owner, minimum=0.0, strict_minimum=True)  # log(p_min): 0 was a domain error
+    if p_min >= 1.0:
+        raise invalid_parameter("p_min", owner, "a finite float in (0, 1)", p_min)
+    grid = sorted(check_float_sequence(prior_sigmas, "prior_sigmas", owner, minimum=0.0))
+    if grid[0] <= 0:
         raise DataError("prior_sigmas must be a non-empty sequence of positive standard deviations.")
     if problem.num_classes is None:
         raise UnsupportedModelError(

@@ -120,8 +120,8 @@ def regularisation_comparison(
     epochs, lr, batch_size = check_training(owner, epochs=epochs, lr=lr, batch_size=batch_size)
     weight_decay = check_float(weight_decay, "weight_decay", owner, minimum=0.0)
     dropout = check_float(dropout, "dropout", owner, minimum=0.0, maximum=1.0)
-    if isinstance(settings, str) or not isinstance(settings, (list, tuple)):
-        raise invalid_parameter("settings", owner, "a list: a subset of " + ", ".join(SETTINGS), settings)
+    if isinstance(settings, str) or not isinstance(settings, (list, tuple)) or not settings:
+        raise invalid_parameter("settings", owner, "a non-empty list: a subset of " + ", ".join(SETTINGS), settings)
     for setting in settings:
         if setting not in SETTINGS:
             raise invalid_parameter(

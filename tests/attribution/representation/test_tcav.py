@@ -77,3 +77,13 @@ def test_tcav_validation():
         tcav(net, x, x, [x, x], layer="9", target=0)
     with pytest.raises(DeepscopeError, match="target"):
         tcav(net, x, x, [x, x], layer="1", target=5)
+
+
+def test_a_seed_beyond_scikit_learns_range_is_taken():
+    """deepscope's seeds are any int >= 0; scikit-learn's LogisticRegression refused those >= 2**32 with its own error."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    x = torch.randn(8, 3)
+    big = tcav(net, x, x + 1, [torch.randn(8, 3), torch.randn(8, 3)], layer="1", target=0, seed=2**40 + 7)
+    same = tcav(net, x, x + 1, [torch.randn(8, 3), torch.randn(8, 3)], layer="1", target=0, seed=7)
+    assert big.cav_accuracy.shape == same.cav_accuracy.shape
