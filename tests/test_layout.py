@@ -26,7 +26,6 @@ NO_MIRROR = {
 # tested elsewhere today (the file named); each entry leaves this list when its mirror is written.
 PENDING: dict[str, str] = {
     "deepscope/_arch.py": "tested through tests/models/test_build.py and tests/test_io.py",
-    "deepscope/_finite.py": "tested in tests/test_nonfinite.py",
     "deepscope/attribution/_base.py": "tested through every method's test and tests/attribution/test_plot.py",
     "deepscope/attribution/_deeplift_graph.py": "tested in tests/attribution/test_deeplift.py",
     "deepscope/attribution/_lrp_graph.py": "tested in tests/attribution/test_lrp.py",
@@ -39,8 +38,6 @@ PENDING: dict[str, str] = {
     "deepscope/cli/explain.py": "tested in tests/test_cli.py (test_explain_*)",
     "deepscope/cli/sweep.py": "tested in tests/sweep/test_cli.py",
     "deepscope/curvature/_krylov.py": "being reworked (issue 14, item 10); tested in tests/curvature/test_lanczos.py",
-    "deepscope/data/_base.py": "tested through tests/test_datasets.py and tests/data/test_sklearn_sets.py",
-    "deepscope/data/loader.py": "tested in tests/test_datasets.py",
     "deepscope/experiments/_gallery.py": "tested in tests/experiments/test_base.py",
     "deepscope/expressivity/_meanfield.py": "tested in tests/expressivity/test_signal_propagation.py",
     "deepscope/expressivity/_pwl.py": "being reworked (issue 14, item 10); tested in tests/expressivity/test_regions.py",
