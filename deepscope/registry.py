@@ -8,8 +8,9 @@ Every public analysis is declared with :func:`analysis`. The decorator
   runs the model (``takes`` "problem" or "model_inputs"; a "model" analysis such as
   ``model_summary`` describes it instead), and passing a "model_inputs" analysis a copy of its
   inputs, so a model that works in place never changes the caller's tensor;
-* checks the options many analyses share — ``seed`` (an int >= 0), ``progress`` (a bool),
-  ``max_batch`` (an int >= 1) and ``parameter_names`` (None or a list of str) — in one place, with the standard message naming the analysis (a
+* checks the options many analyses share — ``seed`` (an int >= 0), ``max_batch`` (an int >= 1),
+  ``parameter_names`` (None or a list of str) and every flag (a parameter whose default is a
+  bool must be given a bool) — in one place, with the standard message naming the analysis (a
   NaN seed was a raw ``manual_seed`` RuntimeError, ``progress="no"`` was taken as True);
 * records it in :data:`ANALYSES`, which the conformance test
   (``tests/test_conformance.py``) iterates: each entry is called on a standard fixture from
@@ -89,7 +90,6 @@ def _is_int(value: Any) -> bool:
 # option -> (what it must be, test)
 _SHARED_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "seed": ("an int >= 0", lambda v: _is_int(v) and v >= 0),
-    "progress": ("a bool", lambda v: isinstance(v, bool)),
     "max_batch": ("an int >= 1", lambda v: _is_int(v) and v >= 1),
     "parameter_names": (
         "None or a list of parameter names (str)",
@@ -103,16 +103,24 @@ _SHARED_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 
 
 def _check_shared_options(signature: inspect.Signature, names: list[str], owner: str, args: Any, kwargs: Any) -> None:
-    """Raise InvalidParameterError for a shared option (see :data:`_SHARED_OPTIONS`) given a bad value."""
+    """Raise InvalidParameterError for a shared option given a bad value.
+
+    The options of :data:`_SHARED_OPTIONS`, and every flag (a parameter whose default is True or
+    False), which must be a bool: ``absolute="no"`` was silently taken as True.
+    """
     try:
         given = signature.bind_partial(*args, **kwargs).arguments
     except TypeError:
         return  # a wrong call: the function itself raises Python's usual TypeError
     for option in names:
-        if option in given:
+        if option not in given:
+            continue
+        if option in _SHARED_OPTIONS:
             expected, valid = _SHARED_OPTIONS[option]
-            if not valid(given[option]):
-                raise invalid_parameter(option, owner, expected, given[option])
+        else:
+            expected, valid = "a bool", lambda v: isinstance(v, (bool, np.bool_))
+        if not valid(given[option]):
+            raise invalid_parameter(option, owner, expected, given[option])
 
 
 def analysis(
@@ -144,7 +152,8 @@ def analysis(
     def decorate(function: F) -> F:
         spec_name = name or function.__name__
         signature = inspect.signature(function)
-        shared = [option for option in _SHARED_OPTIONS if option in signature.parameters]
+        flags = [name for name, parameter in signature.parameters.items() if isinstance(parameter.default, bool)]
+        shared = [option for option in _SHARED_OPTIONS if option in signature.parameters] + flags
 
         @functools.wraps(function)
         def guarded(*args: Any, **kwargs: Any) -> Any:

@@ -195,6 +195,7 @@ CASES = [
     ("attribution/axioms-wrong-width", lambda: attribution.check_axioms(_model(d=4), X[:3]), DE, r"The model cannot take the inputs of shape \(3,\) per example"),
     ("attribution/smoothgrad-seed-float", lambda: attribution.smoothgrad(_model(), X, seed=2.5), IPE, r"'seed' parameter of smoothgrad must be an int >= 0. Got 2.5"),
     ("attribution/smoothgrad-method-options", lambda: attribution.smoothgrad(_model(), X, method_options=2.5), IPE, r"'method_options' parameter of smoothgrad must be None or a dict.*Got 2.5"),
+    ("attribution/saliency-absolute-string", lambda: attribution.saliency(_model(), X, absolute="no"), IPE, r"'absolute' parameter of saliency must be a bool. Got 'no'"),
     # ------------------------------------------------------------------ generalization
     ("generalization/not-a-problem", lambda: generalization.classic_bounds(_model()), IPE, r"'problem' parameter of classic_bounds must be a deepscope.Problem"),
     ("generalization/delta-zero", lambda: generalization.classic_bounds(_problem(), delta=0.0), IPE, r"'delta' parameter of classic_bounds.*Got 0.0"),
@@ -337,3 +338,22 @@ def test_every_seeded_analysis_refuses_a_nan_seed_by_its_own_name(name):
     args = (first,) if spec.takes != "model_inputs" else (first, fixture.inputs[:4])
     with pytest.raises(IPE, match=rf"^The 'seed' parameter of {name} must be an int >= 0. Got nan instead.$"):
         spec.function(*args, seed=float("nan"))
+
+
+_FLAGGED = sorted(
+    (name, flag)
+    for name, spec in load_all_analyses().items()
+    for flag, parameter in inspect.signature(spec.function).parameters.items()
+    if isinstance(parameter.default, bool)
+)
+
+
+@pytest.mark.parametrize(("name", "flag"), _FLAGGED, ids=[f"{name}-{flag}" for name, flag in _FLAGGED])
+def test_every_flag_of_every_analysis_refuses_a_non_bool(name, flag):
+    """A flag given "no" was silently True; the registry refuses any non-bool, naming the analysis."""
+    spec = load_all_analyses()[name]
+    fixture = make_fixture(spec.fixture)
+    first = fixture.problem() if spec.takes == "problem" else fixture.model
+    args = (first,) if spec.takes != "model_inputs" else (first, fixture.inputs[:4])
+    with pytest.raises(IPE, match=rf"^The '{flag}' parameter of {name} must be a bool. Got 'no' instead.$"):
+        spec.function(*args, **{flag: "no"})
