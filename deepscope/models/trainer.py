@@ -139,6 +139,8 @@ def train(
     progress: bool = False,
     device: torch.device | str | None = None,
     stop_loss: float | None = None,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    after_epoch: Callable[[nn.Module, int], bool | None] | None = None,
 ) -> TrainingRun:
     """Train a deep copy of ``model`` on ``dataset`` with a fixed seed and return it with its history.
 
@@ -162,7 +164,13 @@ def train(
         stop_loss: the stop rule of Jiang et al. (2020): stop at the end of the first epoch whose
             training loss (evaluated on the whole train split, eval mode) is at most this value;
             ``epochs`` is then the maximum. ``run.config["stopped_by"]`` says which rule ended
-            training ("stop_loss" or "max_epochs") and ``run.config["epochs_run"]`` how many epochs ran.
+            training ("stop_loss", "after_epoch" or "max_epochs") and ``run.config["epochs_run"]`` how
+            many epochs ran.
+        augment: ``augment(inputs, generator) -> inputs``, applied to every training mini-batch with
+            the shuffling generator (so augmentation is seeded too); e.g. random shifts.
+        after_epoch: ``after_epoch(model, epoch) -> bool``, called with the copy in eval mode after the
+            evaluation of each epoch (epoch 0 = the initial weights) to record more of the run or to
+            stop it: returning True ends training there. It must not change the weights.
 
     Returns:
         A :class:`TrainingRun` with the trained copy (eval mode), its initial ``state_dict`` and
@@ -189,6 +197,9 @@ def train(
         stop_loss = check_float(stop_loss, "stop_loss", "train", minimum=0.0, strict_minimum=True)
     if monitor is not None and not all(callable(getattr(monitor, m, None)) for m in ("attach", "step", "result")):
         raise invalid_parameter("monitor", "train", "an object with attach(), step() and result() methods", monitor)
+    for name, hook in (("augment", augment), ("after_epoch", after_epoch)):
+        if hook is not None and not callable(hook):
+            raise invalid_parameter(name, "train", "a callable or None", hook)
 
     x_train, y_train, x_test, y_test, task = _unpack(dataset)
     if loss in ("cross_entropy", "nll"):
@@ -245,12 +256,19 @@ def train(
             for key, value in zip(curves, (epoch, train_loss, test_loss, train_acc, test_acc)):
                 curves[key].append(value)
 
+        def asked_to_stop(epoch: int) -> bool:
+            return after_epoch is not None and bool(after_epoch(trained, epoch))
+
         record(0)
+        stop_asked = asked_to_stop(0)
         steps, n = 0, len(x_train)
         stopped_by = "max_epochs"
         bar = tqdm(range(1, epochs + 1), desc="training", unit="epoch", disable=not progress, leave=False)
         try:
             for epoch in bar:
+                if stop_asked:
+                    stopped_by = "after_epoch"
+                    break
                 if stop_loss is not None and curves["train_loss"][-1] <= stop_loss:
                     stopped_by = "stop_loss"
                     break
@@ -261,6 +279,8 @@ def train(
                     if len(index) == 1 and n > 1:
                         continue
                     xb = x_train[index].to(device=target_device, dtype=dtype)
+                    if augment is not None:
+                        xb = augment(xb, shuffler)
                     yb = y_train[index].to(target_device)
                     opt.zero_grad(set_to_none=True)
                     value = loss_fn(trained(xb), yb)
@@ -277,12 +297,15 @@ def train(
                             loss=float(value.detach()), lr=float(opt.param_groups[0]["lr"]), inputs=xb, targets=yb
                         )
                 record(epoch)
+                stop_asked = asked_to_stop(epoch)
                 postfix = {"train_loss": f"{curves['train_loss'][-1]:.4f}"}
                 if curves["test_accuracy"][-1] is not None:
                     postfix["test_acc"] = f"{curves['test_accuracy'][-1]:.3f}"
                 bar.set_postfix(postfix)
             else:
-                if stop_loss is not None and curves["train_loss"][-1] <= stop_loss:
+                if stop_asked:
+                    stopped_by = "after_epoch"
+                elif stop_loss is not None and curves["train_loss"][-1] <= stop_loss:
                     stopped_by = "stop_loss"
         finally:
             bar.close()

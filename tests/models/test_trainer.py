@@ -222,3 +222,50 @@ def test_stop_loss_must_be_positive():
     x, y = torch.randn(8, 2), torch.randint(0, 2, (8,))
     with pytest.raises(DeepscopeError, match="stop_loss"):
         train(torch.nn.Linear(2, 2), ((x, y), None), epochs=1, stop_loss=-1.0)
+
+
+def test_after_epoch_sees_every_epoch_and_can_stop_the_run():
+    fixture, data = fixture_data()
+    full = train(fixture.model, data, epochs=5, lr=1e-2, seed=0)
+    seen = []
+
+    def after_epoch(model, epoch):
+        assert not model.training  # called after the evaluation, in eval mode
+        seen.append(epoch)
+        return epoch == 2
+
+    stopped = train(fixture.model, data, epochs=5, lr=1e-2, seed=0, after_epoch=after_epoch)
+    assert seen == [0, 1, 2]
+    assert stopped.config["stopped_by"] == "after_epoch" and stopped.config["epochs_run"] == 2
+    # same seed, same steps: the stopped run is the full run's prefix, bit for bit
+    assert stopped.history.train_loss == full.history.train_loss[:3]
+    last = train(fixture.model, data, epochs=2, lr=1e-2, seed=0, after_epoch=lambda model, epoch: epoch == 2)
+    assert last.config["stopped_by"] == "after_epoch" and last.config["epochs_run"] == 2
+    at_start = train(fixture.model, data, epochs=2, lr=1e-2, seed=0, after_epoch=lambda model, epoch: True)
+    assert at_start.config["epochs_run"] == 0 and at_start.history.steps == 0
+
+
+def test_augment_transforms_every_batch_with_the_seeded_generator():
+    fixture, data = fixture_data()
+    calls = []
+
+    def augment(inputs, generator):
+        calls.append(len(inputs))
+        return inputs + 0.1 * torch.randn(inputs.shape, generator=generator)
+
+    first = train(fixture.model, data, epochs=2, lr=1e-2, seed=3, batch_size=4, augment=augment)
+    second = train(fixture.model, data, epochs=2, lr=1e-2, seed=3, batch_size=4, augment=augment)
+    plain = train(fixture.model, data, epochs=2, lr=1e-2, seed=3, batch_size=4)
+    assert sum(calls) == 2 * 2 * len(data[0][0])  # every training example, every epoch, in both runs
+
+    def same(a, b):
+        return all(bitwise_equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+    assert same(first.model, second.model) and not same(first.model, plain.model)
+
+
+@pytest.mark.parametrize("name", ["augment", "after_epoch"])
+def test_hooks_must_be_callable(name):
+    fixture, data = fixture_data()
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of train"):
+        train(fixture.model, data, epochs=1, **{name: 3})

@@ -1,9 +1,11 @@
-"""A tiny, seeded training loop on a deep copy, shared by the diagnostics.
+"""The diagnostics' retraining, on deepscope's one training loop and one starting point.
 
-The diagnostics need things the general trainer does not do (stop once the training set is fit,
-per-example label corruption, augmentation, early stopping on a validation split), so they use
-this loop. It always trains a deep copy, restarted from the Problem's ``init_state`` when given
-(else re-initialised with ``reset_parameters``), and never touches the caller's model.
+``fresh_copy`` is :func:`deepscope.models.initial.initial_copy` of the Problem's model (at its
+``init_state``, else re-initialised). ``fit`` trains with :func:`deepscope.models.train` (Adam on
+cross-entropy, seeded shuffling and Dropout) and adds what the diagnostics need through the
+trainer's options: per-epoch train accuracy, a stop once the training set is fit, augmentation,
+and the weights of the epoch with the lowest validation error (early stopping). The trained
+weights are loaded back into the given copy, which the diagnostics then evaluate.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import torch
 from torch import nn
 
 from deepscope._validation import check_float, check_int
+from deepscope.models.initial import initial_copy
+from deepscope.models.trainer import train as train_model
 
 if TYPE_CHECKING:
     from deepscope.problem import Problem
@@ -35,23 +39,8 @@ class FitHistory:
 
 
 def fresh_copy(problem: Problem, seed: int) -> nn.Module:
-    """A deep copy of the model at its initial weights (``init_state``), or re-initialised."""
-    clone = copy.deepcopy(problem.model)
-    for module in clone.modules():  # the caller's hooks stay with the caller's model
-        module._forward_hooks.clear()
-        module._forward_pre_hooks.clear()
-    for parameter in clone.parameters():
-        parameter.grad = None
-        parameter.requires_grad_(True)
-    if problem.init_state is not None:
-        clone.load_state_dict({k: v for k, v in problem.init_state.items()}, strict=False)
-    else:
-        with torch.random.fork_rng(devices=[]):  # the caller's global RNG stream is left as it was
-            torch.manual_seed(seed)
-            for module in clone.modules():
-                if hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
-    return clone
+    """A deep copy of the model at its initial weights (``init_state``), or re-initialised (see ``initial_copy``)."""
+    return initial_copy(problem.model, problem.init_state, seed=seed)
 
 
 def error_rate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 2048) -> float:
@@ -93,45 +82,39 @@ def fit(
     stop_at_train_accuracy: float | None = None,
     validation: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> FitHistory:
-    """Adam on cross-entropy; records accuracies each epoch; optional early stop or best-on-validation."""
-    with torch.random.fork_rng(devices=[]):  # Dropout draws from the global RNG: keep the caller's stream
-        return _fit(
-            model, train, test, epochs, lr, batch_size, weight_decay, seed, augment, stop_at_train_accuracy, validation
-        )
-
-
-def _fit(model, train, test, epochs, lr, batch_size, weight_decay, seed, augment, stop_at_train_accuracy, validation):
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    torch.manual_seed(seed)  # Dropout masks
+    """Adam on cross-entropy (:func:`deepscope.models.train`); records accuracies each epoch; optional
+    stop once ``stop_at_train_accuracy`` is reached or best-on-validation weights. ``model`` ends trained."""
     x, y = train
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    history = FitHistory([1 - error_rate(model, x, y)], [], model)
-    if test is not None:
-        history.test_accuracy.append(1 - error_rate(model, *test))
-    best_error, best_state = None, None
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = torch.randperm(len(x), generator=generator).to(x.device)
-        for start in range(0, len(x), batch_size):
-            index = order[start : start + batch_size]
-            if len(index) < 2:
-                continue  # BatchNorm cannot train on one example
-            inputs = x[index] if augment is None else augment(x[index], generator)
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(inputs), y[index]).backward()
-            optimizer.step()
-        model.eval()
-        history.train_accuracy.append(1 - error_rate(model, x, y))
+    history = FitHistory([], [], model)
+    best: dict[str, object] = {}
+
+    def after_epoch(trained: nn.Module, epoch: int) -> bool:
+        history.train_accuracy.append(1 - error_rate(trained, x, y))
         if test is not None:
-            history.test_accuracy.append(1 - error_rate(model, *test))
+            history.test_accuracy.append(1 - error_rate(trained, *test))
+        if epoch == 0:
+            return False
         if validation is not None:
-            error = error_rate(model, *validation)
-            if best_error is None or error < best_error:
-                best_error, best_state, history.best_epoch = error, copy.deepcopy(model.state_dict()), epoch
-        if stop_at_train_accuracy is not None and history.train_accuracy[-1] >= stop_at_train_accuracy:
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+            error = error_rate(trained, *validation)
+            if "error" not in best or error < best["error"]:
+                best.update(error=error, state=copy.deepcopy(trained.state_dict()))
+                history.best_epoch = epoch
+        return stop_at_train_accuracy is not None and history.train_accuracy[-1] >= stop_at_train_accuracy
+
+    run = train_model(
+        model,
+        (train, None),
+        epochs=epochs,
+        lr=lr,
+        optimizer="adam",
+        batch_size=batch_size,
+        weight_decay=weight_decay,
+        seed=seed,
+        loss="cross_entropy",
+        augment=augment,
+        after_epoch=after_epoch,
+    )
+    model.load_state_dict(best["state"] if "state" in best else run.model.state_dict())
     model.eval()
     for parameter in model.parameters():
         parameter.grad = None
