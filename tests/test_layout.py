@@ -50,7 +50,6 @@ PENDING: dict[str, str] = {
     "deepscope/report/_write.py": "tested in tests/report/test_page.py",
     "deepscope/sweep/_report_figures.py": "tested in tests/sweep/test_report.py",
     "deepscope/sweep/_report_text.py": "tested in tests/sweep/test_report.py",
-    "deepscope/sweep/analyses.py": "tested in tests/sweep/test_runner.py",
     "deepscope/sweep/executors.py": "tested in tests/sweep/test_runner.py and tests/sweep/test_ray.py",
     "deepscope/sweep/store.py": "tested in tests/sweep/test_runner.py, test_crash.py and test_report.py",
     "deepscope/sweep/trial.py": "tested in tests/sweep/test_runner.py",
