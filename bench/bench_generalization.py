@@ -210,6 +210,8 @@ def main() -> None:
     logging.disable(logging.WARNING)
     with threadpool_limits(limits=1):
         rows, extra = _run(only)
+    if only and not extra and (RESULTS / "generalization.json").exists():  # keep the recorded breakdown
+        extra = json.loads((RESULTS / "generalization.json").read_text()).get("extra_markdown", "")
     path = record("generalization", _merge_with_recorded(rows) if only else rows, command=COMMAND, extra_markdown=extra)
     print(f"wrote {path}")
     for row in rows:

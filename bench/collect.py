@@ -26,6 +26,11 @@ def _format_speedup(value: float | None) -> str:
     return "—" if value is None or value != value else f"{value:.2f}x"
 
 
+def _load(row: dict) -> str:
+    load = row.get("load_average")
+    return f" (1-min load average {load:.1f} on the shared machine at the start)" if load is not None else ""
+
+
 def _is_timing_row(row: dict) -> bool:
     return "task" in row and "deepscope_median_s" in row
 
@@ -46,7 +51,7 @@ def render() -> str:
                 parts.append(
                     f"| {row['task']} | {row['reference']} | {_format_seconds(row['deepscope_median_s'])} | "
                     f"{_format_seconds(row['reference_median_s'])} | {_format_speedup(row['speedup'])} | {row.get('agreement', '')} | "
-                    f"{row.get('notes', '')} |"
+                    f"{row.get('notes', '')}{_load(row)} |"
                 )
         if payload.get("extra_markdown"):
             parts.append("\n" + payload["extra_markdown"].strip() + "\n")
