@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from deepscope.dynamics.monitor import DynamicsHistory
-from deepscope.models.gap import GapEstimate, generalization_gap
+from deepscope.models.gap import GapEstimate, evaluation_gap
 from deepscope.models.history import TrainingHistory
 from deepscope.report.sections import AuditContext, Figure, Part, Section, Table, Text, register_section, run_block
 from deepscope.report.svg import figure_to_svg
@@ -117,16 +117,7 @@ def training_section(context: AuditContext) -> Section:
 
     train_eval = problem.evaluate("train")
     test_eval = problem.evaluate("test") if problem.test is not None else None
-    gap = None
-    if test_eval is not None:
-        gap = generalization_gap(
-            train_eval.accuracy,
-            test_eval.accuracy,
-            test_eval.n,
-            n_train=train_eval.n,
-            train_loss=train_eval.loss,
-            test_loss=test_eval.loss,
-        )
+    gap = None if test_eval is None else evaluation_gap(train_eval, test_eval)
     if train_eval.accuracy is not None:
         test_text = "" if test_eval is None else f" and {test_eval.accuracy:.1%} test accuracy"
         summary = f"The model has {train_eval.accuracy:.1%} train accuracy{test_text}; deepscope did not train it."

@@ -8,7 +8,6 @@ width-1000 check and a longer search.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
@@ -21,6 +20,7 @@ from deepscope.expressivity.lipschitz import lipschitz
 from deepscope.expressivity.regions import _domain, linear_regions
 from deepscope.expressivity.signal_propagation import _MODULE_ACTIVATIONS, initialization_verdict
 from deepscope.expressivity.trajectory import trajectory_length
+from deepscope.models.initial import initial_copy
 from deepscope.report.sections import AuditContext, Figure, Section, Table, Text, register_section
 from deepscope.report.svg import figure_to_svg
 
@@ -191,8 +191,7 @@ def build_expressivity_section(context: AuditContext) -> Section:
         at_init = model
         origin = "trained weights (no initial weights were given)"
         if problem.init_state is not None:
-            at_init = copy.deepcopy(model)
-            at_init.load_state_dict(problem.init_state, strict=False)
+            at_init = initial_copy(model, problem.init_state)
             origin = "weights at initialisation"
         verdict = initialization_verdict(
             at_init, width=budget["width"], networks=budget["networks"], edge_points=budget["edge_points"]

@@ -16,11 +16,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from statistics import NormalDist
+from typing import Any
 
 from deepscope._validation import check_float, check_int, check_probability
 from deepscope.results import Result
 
-__all__ = ["GapEstimate", "generalization_gap", "wilson_interval"]
+__all__ = ["GapEstimate", "generalization_gap", "evaluation_gap", "wilson_interval"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,4 +136,29 @@ def generalization_gap(
         confidence=confidence,
         n_train=n_train,
         n_test=n_test,
+    )
+
+
+def evaluation_gap(train: Any, test: Any, *, confidence: float = 0.95) -> GapEstimate:
+    """The gap of a model from its evaluations on the train and test splits.
+
+    ``train`` and ``test`` are :class:`deepscope.problem.Evaluation` objects (``.accuracy``, ``.loss``,
+    ``.n``), as ``Problem.evaluate`` returns them: accuracies when the task is classification, else
+    the losses. This is the one place that turns a pair of evaluations into a gap (the report's
+    training section and :func:`deepscope.generalization.diagnostics.gap_estimate` both use it).
+
+    Example:
+        >>> from types import SimpleNamespace as Evaluation
+        >>> gap = evaluation_gap(Evaluation(loss=0.1, accuracy=1.0, n=50), Evaluation(loss=0.3, accuracy=0.9, n=100))
+        >>> round(gap.gap, 3), gap.n_train
+        (0.1, 50)
+    """
+    return generalization_gap(
+        train.accuracy,
+        test.accuracy,
+        test.n,
+        n_train=train.n,
+        train_loss=train.loss,
+        test_loss=test.loss,
+        confidence=confidence,
     )

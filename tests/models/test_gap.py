@@ -47,3 +47,27 @@ def test_invalid_inputs():
         generalization_gap(1.0, 1.5, 10)
     with pytest.raises(InvalidParameterError, match="confidence"):
         generalization_gap(1.0, 0.9, 10, confidence=1.0)
+
+
+def test_evaluation_gap_is_generalization_gap_of_two_evaluations():
+    from deepscope.models.gap import evaluation_gap
+    from deepscope.problem import Evaluation
+
+    train, test = Evaluation(loss=0.2, accuracy=0.96, n=300), Evaluation(loss=0.5, accuracy=0.87, n=120)
+    expected = generalization_gap(0.96, 0.87, 120, n_train=300, train_loss=0.2, test_loss=0.5, confidence=0.9)
+    assert evaluation_gap(train, test, confidence=0.9) == expected
+    regression = evaluation_gap(Evaluation(0.2, None, 300), Evaluation(0.5, None, 120))
+    assert regression.metric == "loss" and regression.gap == 0.5 - 0.2 and regression.lower is None
+
+
+def test_gap_estimate_and_the_training_section_share_evaluation_gap():
+    from deepscope.dynamics.report_section import training_section
+    from deepscope.generalization.diagnostics import gap_estimate
+    from deepscope.models.gap import evaluation_gap
+    from deepscope.report.sections import AuditContext
+    from deepscope.testing import make_fixture
+
+    problem = make_fixture("mlp").problem()
+    expected = evaluation_gap(problem.evaluate("train"), problem.evaluate("test"))
+    assert gap_estimate(problem) == expected
+    assert training_section(AuditContext(problem=problem)).results["generalization_gap"] == expected

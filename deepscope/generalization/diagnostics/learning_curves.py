@@ -18,7 +18,7 @@ import torch
 from deepscope._validation import check_float_sequence, check_probability
 from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
 from deepscope.generalization.diagnostics._training import check_training, error_rate, fit, fresh_copy
-from deepscope.models.gap import GapEstimate, generalization_gap
+from deepscope.models.gap import GapEstimate, evaluation_gap, generalization_gap
 from deepscope.registry import analysis
 from deepscope.results import Result
 
@@ -51,17 +51,7 @@ def gap_estimate(problem: Problem, *, confidence: float = 0.95) -> GapEstimate:
     # validated here, so that the message names gap_estimate and not the generalization_gap it calls
     confidence = check_probability(confidence, "confidence", "gap_estimate")
     _classification_split(problem, "test", None, "gap_estimate")
-    train = problem.evaluate("train")
-    test = problem.evaluate("test")
-    return generalization_gap(
-        train.accuracy,
-        test.accuracy,
-        test.n,
-        n_train=train.n,
-        train_loss=train.loss,
-        test_loss=test.loss,
-        confidence=confidence,
-    )
+    return evaluation_gap(problem.evaluate("train"), problem.evaluate("test"), confidence=confidence)
 
 
 @dataclasses.dataclass(frozen=True)
