@@ -36,7 +36,6 @@ PENDING: dict[str, str] = {
     "deepscope/expressivity/_pwl.py": "being reworked (issue 14, item 10); tested in tests/expressivity/test_regions.py",
     "deepscope/generalization/_measures/_context.py": "being reworked (issue 14, item 9); tested through the measures' tests",
     "deepscope/generalization/bounds/_stochastic.py": "tested in tests/generalization/bounds/test_pac_bayes.py",
-    "deepscope/generalization/diagnostics/_training.py": "being merged into the one training loop (issue 14, item 3); tested in test_diagnostics.py",
     "deepscope/generalization/diagnostics/label_noise.py": "tested in tests/generalization/diagnostics/test_diagnostics.py",
     "deepscope/generalization/diagnostics/learning_curves.py": "tested in tests/generalization/diagnostics/test_diagnostics.py",
     "deepscope/generalization/diagnostics/memorisation.py": "tested in tests/generalization/diagnostics/test_diagnostics.py",
