@@ -32,6 +32,7 @@ import torch.fx as fx
 from torch import nn
 from torch.nn import functional as F
 
+from deepscope._batchnorm import AFFINE_LAYERS, BATCHNORMS
 from deepscope._outputs import ancestors
 from deepscope.attribution._elementwise import ACTIVATION_FUNCTIONS, ACTIVATION_METHODS, ACTIVATION_MODULES
 from deepscope.errors import UnsupportedModelError
@@ -52,11 +53,11 @@ ELEMENTWISE_FUNCTIONS = ACTIVATION_FUNCTIONS
 ELEMENTWISE_METHODS = ACTIVATION_METHODS
 MAXPOOL_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 MAXPOOL_FUNCTIONS = {F.max_pool1d, F.max_pool2d, F.max_pool3d}
-_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_BATCHNORMS = BATCHNORMS  # the one list (deepscope/_batchnorm.py)
 _DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 # affine or purely structural steps: DeepLIFT's multipliers pass through them like gradients
 _AFFINE_MODULES = (
-    nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+    *AFFINE_LAYERS, nn.ConvTranspose1d, nn.ConvTranspose2d,
     *_BATCHNORMS, nn.Flatten, nn.Unflatten, nn.Identity, *_DROPOUTS,
     nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
     nn.ZeroPad1d, nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d,

@@ -35,6 +35,7 @@ import torch.fx as fx
 from torch import nn
 from torch.nn import functional as F
 
+from deepscope._batchnorm import BATCHNORMS, fold_batchnorm
 from deepscope._outputs import ancestors, picked_node
 from deepscope.attribution._elementwise import ACTIVATION_FUNCTIONS, ACTIVATION_METHODS, ACTIVATION_MODULES
 from deepscope.errors import UnsupportedModelError
@@ -55,7 +56,7 @@ _POOL_MODULES = (
     nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
 )  # fmt: skip
-_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_BATCHNORMS = BATCHNORMS  # the one list, with the folding arithmetic (deepscope/_batchnorm.py)
 _PASS_FUNCTIONS = {
     *ACTIVATION_FUNCTIONS, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d,
     operator.neg, torch.neg,  # y = −a: R_a = a·(−1)·R/(−a) = R
@@ -196,12 +197,15 @@ class LrpGraph:
             )
         if norm.running_var is None:
             raise UnsupportedModelError("lrp needs BatchNorm running statistics (track_running_stats=True).")
-        scale = norm.weight.detach() if norm.affine else torch.ones_like(norm.running_var)
-        shift = norm.bias.detach() if norm.affine else torch.zeros_like(norm.running_mean)
-        factor = scale / torch.sqrt(norm.running_var + norm.eps)
-        shape = (-1,) + (1,) * (previous.weight.dim() - 1)
-        previous.weight = previous.weight * factor.view(shape)
-        previous.bias = (previous.bias - norm.running_mean) * factor + shift
+        previous.weight, previous.bias = fold_batchnorm(
+            previous.weight,
+            previous.bias,
+            mean=norm.running_mean,
+            var=norm.running_var,
+            eps=norm.eps,
+            gamma=norm.weight.detach() if norm.affine else None,
+            beta=norm.bias.detach() if norm.affine else None,
+        )
 
     def _check_in_place(self, node: fx.Node) -> None:
         """An in-place step is run out of place here (the stored activations must not change); that is

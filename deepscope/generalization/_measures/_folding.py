@@ -26,10 +26,12 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from deepscope._batchnorm import AFFINE_LAYERS, BATCHNORMS, fold_batchnorm
+
 __all__ = ["LayerSpec", "LayerStructure", "discover_layers", "fold_layers", "FoldedLayer", "folded_state"]
 
-_WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_WEIGHT_LAYERS = AFFINE_LAYERS  # the layer kinds and the folding arithmetic live in deepscope/_batchnorm.py
+_BATCHNORMS = BATCHNORMS
 # parameter-free modules the norm measures understand (piecewise-linear, positively homogeneous)
 _HOMOGENEOUS = (
     nn.ReLU,
@@ -191,13 +193,15 @@ def fold_layers(
         bias = params[spec.bias_key] if spec.bias_key is not None else None
         if spec.batchnorm is not None:
             prefix = f"{spec.batchnorm}."
-            variance = buffers[prefix + "running_var"]
-            mean = buffers[prefix + "running_mean"]
-            gamma = params.get(prefix + "weight", torch.ones_like(variance))
-            beta = params.get(prefix + "bias", torch.zeros_like(variance))
-            scale = gamma / torch.sqrt(variance + spec.batchnorm_eps)
-            weight = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
-            bias = ((bias if bias is not None else torch.zeros_like(mean)) - mean) * scale + beta
+            weight, bias = fold_batchnorm(
+                weight,
+                bias,
+                mean=buffers[prefix + "running_mean"],
+                var=buffers[prefix + "running_var"],
+                eps=spec.batchnorm_eps,
+                gamma=params.get(prefix + "weight"),
+                beta=params.get(prefix + "bias"),
+            )
         folded.append(FoldedLayer(spec=spec, weight=weight, bias=bias))
     return folded
 
