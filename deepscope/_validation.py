@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
 from deepscope.errors import invalid_parameter
 
-__all__ = ["check_int", "check_float", "check_float_sequence", "check_shape", "check_choice", "check_probability"]
+__all__ = [
+    "MAX_SEED",
+    "check_seed",
+    "check_int",
+    "check_float",
+    "check_float_sequence",
+    "check_shape",
+    "check_choice",
+    "check_probability",
+]
+
+
+#: torch's generators take seeds below 2**64 (a larger one was a raw "Overflow when unpacking long long")
+MAX_SEED = 2**64 - 1
+
+
+def check_seed(value: Any, owner: str) -> int:
+    """A seed: an int >= 0 (numpy refuses negatives) and at most :data:`MAX_SEED`; numpy ints accepted."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise invalid_parameter("seed", owner, "an int >= 0", value)
+    if value > MAX_SEED:
+        raise invalid_parameter("seed", owner, "an int >= 0 and at most 2**64 - 1 (torch's seed range)", value)
+    return int(value)
 
 
 def check_int(value: Any, name: str, owner: str, *, minimum: int | None = None, maximum: int | None = None) -> int:

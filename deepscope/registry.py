@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from deepscope._finite import check_finite_model
-from deepscope._validation import check_choice
+from deepscope._validation import MAX_SEED, check_choice, check_seed
 from deepscope.errors import invalid_parameter
 from deepscope.guard import model_guard
 
@@ -89,7 +89,7 @@ def _is_int(value: Any) -> bool:
 
 # option -> (what it must be, test)
 _SHARED_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "seed": ("an int >= 0", lambda v: _is_int(v) and v >= 0),
+    "seed": ("an int >= 0", lambda v: _is_int(v) and 0 <= v <= MAX_SEED),
     "max_batch": ("an int >= 1", lambda v: _is_int(v) and v >= 1),
     "parameter_names": (
         "None or a list of parameter names (str)",
@@ -119,7 +119,9 @@ def _check_shared_options(signature: inspect.Signature, names: list[str], owner:
             expected, valid = _SHARED_OPTIONS[option]
         else:
             expected, valid = "a bool", lambda v: isinstance(v, (bool, np.bool_))
-        if not valid(given[option]):
+        if option == "seed":
+            check_seed(given[option], owner)  # its own message for a seed beyond torch's range
+        elif not valid(given[option]):
             raise invalid_parameter(option, owner, expected, given[option])
 
 

@@ -130,6 +130,7 @@ CASES = [
     ("audit lr nan", [*AUDIT, "--model", "{model}", "--data", "{data}", "--lr", "nan"], ["not a finite number"]),
     ("train lr inf", [*TRAIN, "--lr", "inf"], ["--lr", "not a finite number"]),
     ("train lr -inf", [*TRAIN, "--lr", "-inf"], ["not a finite number"]),
+    ("train seed beyond 2**64", [*TRAIN, "--seed", "99999999999999999999"], ["'seed'", "at most 2**64 - 1"]),
     ("train lr negative", [*TRAIN, "--lr", "-0.1"], ["not > 0"]),
     ("train lr words", [*TRAIN, "--lr", "fast"], ["not a number"]),
     ("train epochs 0", [*TRAIN, "--epochs", "0"], ["--epochs"]),

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from deepscope._validation import check_choice
+from deepscope._validation import check_seed as _check_seed
 from deepscope.errors import DataError, invalid_parameter
 
 __all__ = [
@@ -27,10 +28,8 @@ TASKS = ("classification", "regression")
 
 
 def check_seed(seed: Any, owner: str) -> int:
-    """A seed is a non-negative int (numpy's generators refuse negatives)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise invalid_parameter("seed", owner, "an int >= 0", seed)
-    return int(seed)
+    """A seed is a non-negative int (numpy's generators refuse negatives) below 2**64 (torch's)."""
+    return _check_seed(seed, owner)
 
 
 def check_test_fraction(test_fraction: Any, owner: str) -> float:

@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from deepscope._forward import first_forward
-from deepscope._validation import check_float, check_int
+from deepscope._validation import check_float, check_int, check_seed
 from deepscope.data._base import DatasetSplits
 from deepscope.errors import DataError, DeepscopeError, invalid_parameter
 from deepscope.models.history import TrainingHistory, TrainingRun
@@ -184,7 +184,7 @@ def train(
         raise invalid_parameter("model", "train", "a torch.nn.Module", model)
     epochs = check_int(epochs, "epochs", "train", minimum=0)
     batch_size = check_int(batch_size, "batch_size", "train", minimum=1)
-    seed = check_int(seed, "seed", "train", minimum=0)
+    seed = check_seed(seed, "train")
     if isinstance(optimizer, str) or not callable(optimizer):
         if optimizer not in OPTIMIZERS:
             raise invalid_parameter(

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from deepscope._finite import describe_nonfinite, nonfinite_tensors
-from deepscope._validation import check_choice, check_float, check_int
+from deepscope._validation import check_choice, check_float, check_seed
 from deepscope.data._base import DatasetSplits
 from deepscope.errors import NonFiniteError, invalid_parameter
 from deepscope.problem import DataSource, Problem, resolve_loss
@@ -81,7 +81,7 @@ def audit(
     if not isinstance(model, nn.Module):
         raise invalid_parameter("model", "audit", "a torch.nn.Module", model)
     check_choice(budget, "budget", "audit", ("quick", "full"))
-    seed = check_int(seed, "seed", "audit", minimum=0)
+    seed = check_seed(seed, "audit")
     if learning_rate is not None:  # inf passed a plain "> 0" test
         learning_rate = check_float(learning_rate, "learning_rate", "audit", minimum=0.0, strict_minimum=True)
     if model_name is not None and not isinstance(model_name, str):
