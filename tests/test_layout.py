@@ -32,7 +32,6 @@ PENDING: dict[str, str] = {
     "deepscope/attribution/_prepare.py": "tested in tests/attribution/test_targets_and_inputs.py",
     "deepscope/cli/_options.py": "tested in tests/cli/test__app.py and tests/test_cli_bad_inputs.py",
     "deepscope/curvature/_krylov.py": "being reworked (issue 14, item 10); tested in tests/curvature/test_lanczos.py",
-    "deepscope/expressivity/_meanfield.py": "tested in tests/expressivity/test_signal_propagation.py",
     "deepscope/expressivity/_pwl.py": "being reworked (issue 14, item 10); tested in tests/expressivity/test_regions.py",
     "deepscope/generalization/_measures/_context.py": "being reworked (issue 14, item 9); tested through the measures' tests",
     "deepscope/generalization/bounds/_stochastic.py": "tested in tests/generalization/bounds/test_pac_bayes.py",
