@@ -49,3 +49,23 @@ def test_full_budget_adds_per_layer_curvature():
     # the mlp fixture's trainable layers (its first weight is frozen, its bias is not)
     assert [row["layer"] for row in layers] == ["0", "1", "4", "6"]
     assert "2/η" not in section.summary  # no learning rate known
+
+
+def test_a_failing_estimate_leaves_the_rest_of_the_section(monkeypatch):
+    import deepscope.curvature.report_section as module
+    from deepscope.report.sections import Html
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no Lanczos today")
+
+    monkeypatch.setattr(module, "hessian_eigenvalues", broken)
+    fixture = make_fixture("mlp")
+    context = AuditContext(problem=fixture.problem(), learning_rate=0.05, budget="quick")
+    section = build_curvature_section(context)
+    assert section.summary == "The Hessian could not be estimated (see the error below)."
+    assert section.results["block_errors"] == ["Hessian spectrum and trace: RuntimeError: no Lanczos today"]
+    # the density, NTK and landscape blocks are still there; the sharpness needs the spectrum and is left out
+    assert {"hessian_density", "ntk", "loss_interpolation", "loss_surface"} <= set(section.results)
+    assert "sharpness_vs_two_over_lr" not in section.results and "hessian_eigenvalues" not in section.results
+    assert sum(isinstance(b, Html) for b in section.blocks) == 1
+    assert sum(isinstance(b, Figure) for b in section.blocks) == 3
