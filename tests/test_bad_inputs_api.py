@@ -21,12 +21,13 @@ import deepscope.expressivity as expressivity
 import deepscope.generalization as generalization
 from deepscope import Problem, datasets, train
 from deepscope.data import DatasetSplits
-from deepscope.errors import DataError, InvalidParameterError, NonFiniteError, UnsupportedModelError
+from deepscope.errors import DataError, DeepscopeError, InvalidParameterError, NonFiniteError, UnsupportedModelError
 from deepscope.io import save_model
 from deepscope.registry import load_all_analyses
 from deepscope.testing import make_fixture
 
 IPE, DE, UME, NFE = InvalidParameterError, DataError, UnsupportedModelError, NonFiniteError
+DSE = DeepscopeError
 _FILES = tempfile.TemporaryDirectory()  # data files written by the cases; removed at exit
 
 
@@ -157,6 +158,7 @@ CASES = [
     ("train/seed-beyond-torch", lambda: train(_model(), _splits(), seed=10**20), IPE, r"'seed' parameter of train must be an int >= 0 and at most 2\*\*64 - 1 \(torch's seed range\). Got 100000000000000000000"),
     ("datasets/seed-beyond-torch", lambda: datasets.load("digits", seed=2**64), IPE, r"'seed' parameter of deepscope.datasets.load\('digits'\) must be an int >= 0 and at most 2\*\*64 - 1"),
     ("attribution/seed-beyond-torch", lambda: attribution.smoothgrad(_model(), X, seed=2**64), IPE, r"'seed' parameter of smoothgrad must be an int >= 0 and at most 2\*\*64 - 1"),
+    ("train/diverges-at-the-last-step", lambda: train(_model(), _splits(), epochs=1, lr=1e308), DSE, r"Training diverged: the weights are not finite after the last step: '\d\.(weight|bias)'"),
     ("train/nan-stop-loss", lambda: train(_model(), _splits(), stop_loss=float("nan")), IPE, r"'stop_loss' parameter of train must be a finite float > 0.0. Got nan"),
     ("train/negative-weight-decay", lambda: train(_model(), _splits(), weight_decay=-1.0), IPE, r"'weight_decay'.*>= 0.0. Got -1.0"),
     ("train/nan-inputs", lambda: train(_model(), ((X * float("nan"), Y), None)), DE, r"train inputs contain NaN or infinite values in 20 example"),

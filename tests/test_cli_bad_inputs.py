@@ -130,6 +130,7 @@ CASES = [
     ("audit lr nan", [*AUDIT, "--model", "{model}", "--data", "{data}", "--lr", "nan"], ["not a finite number"]),
     ("train lr inf", [*TRAIN, "--lr", "inf"], ["--lr", "not a finite number"]),
     ("train lr -inf", [*TRAIN, "--lr", "-inf"], ["not a finite number"]),
+    ("train diverges at the last step", [*TRAIN, "--epochs", "1", "--lr", "1e308"], ["Training diverged", "not finite after the last step"]),
     ("train seed beyond 2**64", [*TRAIN, "--seed", "99999999999999999999"], ["'seed'", "at most 2**64 - 1"]),
     ("train lr negative", [*TRAIN, "--lr", "-0.1"], ["not > 0"]),
     ("train lr words", [*TRAIN, "--lr", "fast"], ["not a number"]),

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from deepscope._finite import describe_nonfinite, nonfinite_tensors
 from deepscope._forward import first_forward
 from deepscope._validation import check_float, check_int, check_seed
 from deepscope.data._base import DatasetSplits
@@ -309,6 +310,12 @@ def train(
                     stopped_by = "stop_loss"
         finally:
             bar.close()
+    found = nonfinite_tensors(trained)
+    if found:  # the last step can leave NaN weights although every loss seen was finite
+        raise DeepscopeError(
+            f"Training diverged: the weights are not finite after the last step: {describe_nonfinite(trained, found)}. "
+            "Try a smaller learning rate."
+        )
     seconds = time.perf_counter() - started
     trained.eval()
     opt.zero_grad(set_to_none=True)
