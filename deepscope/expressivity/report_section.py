@@ -8,6 +8,7 @@ width-1000 check and a longer search.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,7 +22,7 @@ from deepscope.expressivity.regions import _domain, linear_regions
 from deepscope.expressivity.signal_propagation import _MODULE_ACTIVATIONS, initialization_verdict
 from deepscope.expressivity.trajectory import trajectory_length
 from deepscope.models.initial import initial_copy
-from deepscope.report.sections import AuditContext, Figure, Section, Table, Text, register_section
+from deepscope.report.sections import AuditContext, Figure, Part, Section, Table, Text, register_section, run_block
 from deepscope.report.svg import figure_to_svg
 
 __all__ = ["build_expressivity_section"]
@@ -138,146 +139,186 @@ def build_expressivity_section(context: AuditContext) -> Section:
     problem = context.problem
     model = problem.model
     inputs, targets = problem.tensors("train", max_samples=budget["n"])
-    blocks: list[Any] = []
-    results: dict[str, Any] = {}
-    sentences: list[str] = []
+    found: dict[str, Any] = {}  # the exact regions, which the capacity block compares with its bounds
+    parts: list[Part] = []
 
-    regions = density = None
-    try:  # the Kac-Rice density along random lines through the data sizes the plane's domain
-        density = capacity(model, inputs).hanin_rolnick_density
-    except DeepscopeError:
-        density = None
-    try:
-        region_blocks, region_results, sentence, regions = _regions_block(model, inputs, targets, budget, density)
-        blocks += region_blocks
-        results["linear_regions"] = region_results
-        sentences.append(sentence)
-    except DeepscopeError as error:
-        blocks.append(Text(f"Exact linear regions are not available for this model: {error}"))
+    def regions_block(blocks: list[Any], results: dict[str, Any], sentences: list[str]) -> None:
+        try:  # the Kac-Rice density along random lines through the data sizes the plane's domain
+            density = capacity(model, inputs).hanin_rolnick_density
+        except DeepscopeError:
+            density = None
+        try:
+            region_blocks, region_results, sentence, found["regions"] = _regions_block(
+                model, inputs, targets, budget, density
+            )
+            blocks += region_blocks
+            results["linear_regions"] = region_results
+            sentences.append(sentence)
+        except DeepscopeError as error:
+            blocks.append(Text(f"Exact linear regions are not available for this model: {error}"))
 
-    try:
-        bounds = capacity(model, inputs, regions=regions)
-        blocks.append(
-            Table(
-                bounds.rows(),
-                caption="Counts against theory (Serra 2018 upper and Montúfar 2014 "
-                "lower bounds on the number of regions, Hanin & Rolnick 2019, VC rates of Bartlett 2019); "
-                "log10 shown for huge numbers",
-            )
-        )
-        if bounds.notes:
-            blocks.append(Text("Caveats: " + "; ".join(bounds.notes) + "."))
-        results["capacity"] = bounds.to_dict()
-        if regions is not None and bounds.hanin_rolnick_density is not None:
-            segment = linear_regions(
-                model, line=_plane_points(inputs, targets)[:2], max_regions=budget["max_regions"] * 20
-            )
-            expected = 1.0 + bounds.hanin_rolnick_density * segment.measure
-            blocks.append(
-                Text(
-                    f"On the segment between two training points (length {segment.measure:.3g}) the network has "
-                    f"exactly {segment.count} linear pieces; Hanin & Rolnick's Kac-Rice estimate from the data "
-                    f"predicts {expected:.3g} (breakpoints per unit length: measured "
-                    f"{(segment.count - 1) / segment.measure:.3g}, predicted {bounds.hanin_rolnick_density:.3g} ± "
-                    f"{bounds.hanin_rolnick_standard_error:.2g}), i.e. about the number of neurons times a per-neuron "
-                    "density, not exponential in depth."
-                )
-            )
-            results["segment"] = {"count": segment.count, "length": segment.measure, "hanin_rolnick_expected": expected}
-    except DeepscopeError as error:
-        blocks.append(Text(f"Capacity bounds are not available: {error}"))
+    parts.append(_isolated("Linear regions", regions_block))
 
-    try:
-        at_init = model
-        origin = "trained weights (no initial weights were given)"
-        if problem.init_state is not None:
-            at_init = initial_copy(model, problem.init_state)
-            origin = "weights at initialisation"
-        verdict = initialization_verdict(
-            at_init, width=budget["width"], networks=budget["networks"], edge_points=budget["edge_points"]
-        )
-        blocks.append(
-            Text(
-                f"Mean-field signal propagation for the {origin}: {verdict.summary()} Depth scale of "
-                f"correlations xi_c = {verdict.xi_c:.3g} layers (Schoenholz et al. 2017)."
-            )
-        )
-        blocks.append(
-            Figure(
-                figure_to_svg(verdict.plot()),
-                caption="Correlation of two inputs through depth "
-                f"(mean field vs a random width-{verdict.width} network) and the edge of chaos.",
-            )
-        )
-        results["initialization_verdict"] = verdict.to_dict()
-        used = sorted({_MODULE_ACTIVATIONS[type(m)] for m in model.modules() if type(m) in _MODULE_ACTIVATIONS})
-        if used:
-            catalogue = activation_catalogue(used)
-            columns = [
-                "name",
-                "lipschitz",
-                "smooth",
-                "monotonic",
-                "saturates_left",
-                "saturates_right",
-                "zero_centred",
-                "critical_sigma_w",
-            ]
+    def capacity_block(blocks: list[Any], results: dict[str, Any], sentences: list[str]) -> None:
+        try:
+            bounds = capacity(model, inputs, regions=found.get("regions"))
             blocks.append(
                 Table(
-                    [{c: row[c] for c in columns} for row in catalogue.rows()],
-                    caption="The model's activations (critical sigma_w: edge of chaos at sigma_b = 0)",
+                    bounds.rows(),
+                    caption="Counts against theory (Serra 2018 upper and Montúfar 2014 "
+                    "lower bounds on the number of regions, Hanin & Rolnick 2019, VC rates of Bartlett 2019); "
+                    "log10 shown for huge numbers",
                 )
             )
-        subject = "the initialisation" if problem.init_state is not None else "the trained weight scale"
-        sentences.append(f"{subject} is {verdict.phase} in mean-field terms (chi_1 = {verdict.chi_1:.3g})")
-    except DeepscopeError as error:
-        blocks.append(Text(f"Mean-field verdict not available: {error}"))
+            if bounds.notes:
+                blocks.append(Text("Caveats: " + "; ".join(bounds.notes) + "."))
+            results["capacity"] = bounds.to_dict()
+            if found.get("regions") is not None and bounds.hanin_rolnick_density is not None:
+                segment = linear_regions(
+                    model, line=_plane_points(inputs, targets)[:2], max_regions=budget["max_regions"] * 20
+                )
+                expected = 1.0 + bounds.hanin_rolnick_density * segment.measure
+                blocks.append(
+                    Text(
+                        f"On the segment between two training points (length {segment.measure:.3g}) the network has "
+                        f"exactly {segment.count} linear pieces; Hanin & Rolnick's Kac-Rice estimate from the data "
+                        f"predicts {expected:.3g} (breakpoints per unit length: measured "
+                        f"{(segment.count - 1) / segment.measure:.3g}, predicted {bounds.hanin_rolnick_density:.3g} ± "
+                        f"{bounds.hanin_rolnick_standard_error:.2g}), i.e. about the number of neurons times a per-neuron "
+                        "density, not exponential in depth."
+                    )
+                )
+                results["segment"] = {
+                    "count": segment.count,
+                    "length": segment.measure,
+                    "hanin_rolnick_expected": expected,
+                }
+        except DeepscopeError as error:
+            blocks.append(Text(f"Capacity bounds are not available: {error}"))
 
-    try:
-        labels = targets if problem.num_classes is not None else None  # regression targets are not classes
-        health = layer_health(model, inputs, labels, jacobian_points=min(8, len(inputs)))
-        blocks.append(Text(f"Layer health on {health.examples} training inputs: {health.summary()}"))
-        blocks.append(
-            Table(
-                health.rows(),
-                caption="Per activation layer: dead units (never active), saturated "
-                "units (derivative < 5% of its maximum on 95% of inputs), statistics and RMS gradient",
+    parts.append(_isolated("Capacity bounds", capacity_block))
+
+    def mean_field_block(blocks: list[Any], results: dict[str, Any], sentences: list[str]) -> None:
+        try:
+            at_init = model
+            origin = "trained weights (no initial weights were given)"
+            if problem.init_state is not None:
+                at_init = initial_copy(model, problem.init_state)
+                origin = "weights at initialisation"
+            verdict = initialization_verdict(
+                at_init, width=budget["width"], networks=budget["networks"], edge_points=budget["edge_points"]
             )
-        )
-        blocks.append(Figure(figure_to_svg(health.plot()), caption="Dead and saturated units; gradient through depth"))
-        results["layer_health"] = health.to_dict()
-    except DeepscopeError as error:
-        blocks.append(Text(f"Layer health not available: {error}"))
-
-    try:
-        trajectory = trajectory_length(model, inputs[:3], points=budget["trajectory_points"])
-        lengths = ", ".join(f"{row['length']:.3g}" for row in trajectory.layers)
-        blocks.append(
-            Text(
-                f"Trajectory length (Raghu et al. 2017) of a circle through three training points, after the "
-                f"input, each activation and the output: {lengths}; x{trajectory.growth_rate:.3g} per layer."
+            blocks.append(
+                Text(
+                    f"Mean-field signal propagation for the {origin}: {verdict.summary()} Depth scale of "
+                    f"correlations xi_c = {verdict.xi_c:.3g} layers (Schoenholz et al. 2017)."
+                )
             )
-        )
-        results["trajectory_length"] = trajectory.to_dict()
-    except DeepscopeError as error:
-        blocks.append(Text(f"Trajectory length not available: {error}"))
-
-    try:
-        interval = lipschitz(model, inputs, search_steps=budget["search"], seed=context.seed)
-        blocks.append(
-            Text(
-                f"Lipschitz constant (l2): {interval.summary()}; {interval.evaluations} forward/backward "
-                "passes. The lower bound is a measured Jacobian norm, the upper bound a certified product "
-                "of exact operator norms."
+            blocks.append(
+                Figure(
+                    figure_to_svg(verdict.plot()),
+                    caption="Correlation of two inputs through depth "
+                    f"(mean field vs a random width-{verdict.width} network) and the edge of chaos.",
+                )
             )
-        )
-        blocks.append(Table(interval.rows(), caption="Operator norm of each layer"))
-        results["lipschitz"] = interval.to_dict()
-        if interval.lower is not None:
-            sentences.append(f"its Lipschitz constant lies in [{interval.lower:.3g}, {interval.upper:.3g}]")
-    except DeepscopeError as error:
-        blocks.append(Text(f"Lipschitz bounds not available: {error}"))
+            results["initialization_verdict"] = verdict.to_dict()
+            used = sorted({_MODULE_ACTIVATIONS[type(m)] for m in model.modules() if type(m) in _MODULE_ACTIVATIONS})
+            if used:
+                catalogue = activation_catalogue(used)
+                columns = [
+                    "name",
+                    "lipschitz",
+                    "smooth",
+                    "monotonic",
+                    "saturates_left",
+                    "saturates_right",
+                    "zero_centred",
+                    "critical_sigma_w",
+                ]
+                blocks.append(
+                    Table(
+                        [{c: row[c] for c in columns} for row in catalogue.rows()],
+                        caption="The model's activations (critical sigma_w: edge of chaos at sigma_b = 0)",
+                    )
+                )
+            subject = "the initialisation" if problem.init_state is not None else "the trained weight scale"
+            sentences.append(f"{subject} is {verdict.phase} in mean-field terms (chi_1 = {verdict.chi_1:.3g})")
+        except DeepscopeError as error:
+            blocks.append(Text(f"Mean-field verdict not available: {error}"))
 
-    summary = ("The model has " + "; ".join(sentences) + ".") if sentences else "No expressivity analysis applied."
-    return Section(summary=summary, blocks=blocks, results=results)
+    parts.append(_isolated("Mean-field verdict", mean_field_block))
+
+    def health_block(blocks: list[Any], results: dict[str, Any], sentences: list[str]) -> None:
+        try:
+            labels = targets if problem.num_classes is not None else None  # regression targets are not classes
+            health = layer_health(model, inputs, labels, jacobian_points=min(8, len(inputs)))
+            blocks.append(Text(f"Layer health on {health.examples} training inputs: {health.summary()}"))
+            blocks.append(
+                Table(
+                    health.rows(),
+                    caption="Per activation layer: dead units (never active), saturated "
+                    "units (derivative < 5% of its maximum on 95% of inputs), statistics and RMS gradient",
+                )
+            )
+            blocks.append(
+                Figure(figure_to_svg(health.plot()), caption="Dead and saturated units; gradient through depth")
+            )
+            results["layer_health"] = health.to_dict()
+        except DeepscopeError as error:
+            blocks.append(Text(f"Layer health not available: {error}"))
+
+    parts.append(_isolated("Layer health", health_block))
+
+    def trajectory_block(blocks: list[Any], results: dict[str, Any], sentences: list[str]) -> None:
+        try:
+            trajectory = trajectory_length(model, inputs[:3], points=budget["trajectory_points"])
+            lengths = ", ".join(f"{row['length']:.3g}" for row in trajectory.layers)
+            blocks.append(
+                Text(
+                    f"Trajectory length (Raghu et al. 2017) of a circle through three training points, after the "
+                    f"input, each activation and the output: {lengths}; x{trajectory.growth_rate:.3g} per layer."
+                )
+            )
+            results["trajectory_length"] = trajectory.to_dict()
+        except DeepscopeError as error:
+            blocks.append(Text(f"Trajectory length not available: {error}"))
+
+    parts.append(_isolated("Trajectory length", trajectory_block))
+
+    def lipschitz_block(blocks: list[Any], results: dict[str, Any], sentences: list[str]) -> None:
+        try:
+            interval = lipschitz(model, inputs, search_steps=budget["search"], seed=context.seed)
+            blocks.append(
+                Text(
+                    f"Lipschitz constant (l2): {interval.summary()}; {interval.evaluations} forward/backward "
+                    "passes. The lower bound is a measured Jacobian norm, the upper bound a certified product "
+                    "of exact operator norms."
+                )
+            )
+            blocks.append(Table(interval.rows(), caption="Operator norm of each layer"))
+            results["lipschitz"] = interval.to_dict()
+            if interval.lower is not None:
+                sentences.append(f"its Lipschitz constant lies in [{interval.lower:.3g}, {interval.upper:.3g}]")
+        except DeepscopeError as error:
+            blocks.append(Text(f"Lipschitz bounds not available: {error}"))
+
+    parts.append(_isolated("Lipschitz bounds", lipschitz_block))
+
+    return Section.from_parts(parts, summary=_summary)
+
+
+def _summary(sentences: list[str]) -> str:
+    return ("The model has " + "; ".join(sentences) + ".") if sentences else "No expressivity analysis applied."
+
+
+def _isolated(label: str, fill: Callable[[list[Any], dict[str, Any], list[str]], None]) -> Part:
+    """Run one block that fills blocks, results and summary clauses; any exception becomes its error box."""
+
+    def build() -> Part:
+        blocks: list[Any] = []
+        results: dict[str, Any] = {}
+        sentences: list[str] = []
+        fill(blocks, results, sentences)
+        return Part(blocks, results, "; ".join(sentences))
+
+    return run_block(label, build)

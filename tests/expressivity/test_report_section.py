@@ -37,3 +37,23 @@ def test_section_explains_what_does_not_apply():
     texts = " ".join(getattr(block, "text", "") for block in section.blocks)
     assert "not available" in texts and "Tanh" in texts
     assert "lipschitz" in section.results and "linear_regions" not in section.results
+
+
+def test_a_block_that_raises_leaves_the_rest_of_the_section(monkeypatch):
+    import deepscope.expressivity.report_section as module
+    from deepscope.report.sections import Html
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no health today")
+
+    monkeypatch.setattr(module, "layer_health", broken)
+    fixture = make_fixture("relu_mlp")
+    section = module.build_expressivity_section(AuditContext(problem=fixture.problem(), budget="quick"))
+    assert section.results["block_errors"] == ["Layer health: RuntimeError: no health today"]
+    assert "layer_health" not in section.results
+    assert {"linear_regions", "capacity", "initialization_verdict", "trajectory_length", "lipschitz"} <= set(
+        section.results
+    )
+    assert "linear regions" in section.summary and "Lipschitz" in section.summary
+    (box,) = [block for block in section.blocks if isinstance(block, Html)]
+    assert "Layer health failed" in box.html
