@@ -29,7 +29,6 @@ PENDING: dict[str, str] = {
     "deepscope/attribution/_base.py": "tested through every method's test and tests/attribution/test_plot.py",
     "deepscope/attribution/_deeplift_graph.py": "tested in tests/attribution/test_deeplift.py",
     "deepscope/attribution/_lrp_graph.py": "tested in tests/attribution/test_lrp.py",
-    "deepscope/attribution/_prepare.py": "tested in tests/attribution/test_targets_and_inputs.py",
     "deepscope/curvature/_krylov.py": "being reworked (issue 14, item 10); tested in tests/curvature/test_lanczos.py",
     "deepscope/expressivity/_pwl.py": "being reworked (issue 14, item 10); tested in tests/expressivity/test_regions.py",
     "deepscope/generalization/_measures/_context.py": "being reworked (issue 14, item 9); tested through the measures' tests",
