@@ -32,6 +32,7 @@ from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
 from deepscope.generalization.bounds._stochastic import GaussianPosterior
 from deepscope.generalization.bounds.kl import kl_inverse_upper
 from deepscope.guard import current_guard_report
+from deepscope.models.initial import initial_copy
 from deepscope.registry import analysis
 from deepscope.results import Result
 
@@ -148,15 +149,8 @@ def _fresh_init(problem: Problem, seed: int) -> dict[str, torch.Tensor]:
     """Initial weights: ``init_state`` if given, else a re-initialised deep copy (seeded)."""
     if problem.init_state is not None:
         return {k: problem.init_state[k] for k, _ in problem.model.named_parameters()}
-    import copy
-
-    clone = copy.deepcopy(problem.model)
-    with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG stream as it was
-        torch.manual_seed(seed)
-        for module in clone.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-    return {k: v.detach() for k, v in clone.named_parameters()}
+    # the one fresh copy (seeded reset_parameters inside a forked RNG), shared with the diagnostics
+    return {k: v.detach() for k, v in initial_copy(problem.model, seed=seed).named_parameters()}
 
 
 @analysis(

@@ -112,3 +112,29 @@ def test_per_example_draws_match_network_draws(planted):
     network = noisy.stochastic_error((x, y), samples=200, seed=2)
     # both estimate the same stochastic error: 10,000 per-example draws (s.e. ~0.003) vs 200 networks
     assert wrong / draws == pytest.approx(network.error, abs=4 * network.standard_error + 0.01)
+
+
+def test_the_data_prior_starts_from_the_shared_initial_copy():
+    """Pinned when _fresh_init moved onto deepscope.models.initial.initial_copy: same weights, bit for bit."""
+    import copy as copy_module
+
+    from deepscope.generalization.bounds.pac_bayes import _fresh_init
+    from deepscope.guard import bitwise_equal
+    from deepscope.testing import make_fixture
+
+    fixture = make_fixture("cnn")
+    problem = Problem(fixture.model, (fixture.inputs, fixture.targets))
+    reference = copy_module.deepcopy(fixture.model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(11)
+        for module in reference.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    state = torch.random.get_rng_state()
+    start = _fresh_init(problem, 11)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's stream is untouched
+    assert list(start) == [name for name, _ in fixture.model.named_parameters()]
+    for name, value in reference.named_parameters():
+        assert bitwise_equal(start[name], value.detach()), name
+    with_init = fixture.problem()
+    assert all(start is with_init.init_state[k] for k, start in _fresh_init(with_init, 11).items())
