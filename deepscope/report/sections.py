@@ -95,6 +95,7 @@ class Part:
     results: dict[str, Any] = dataclasses.field(default_factory=dict)
     sentence: str = ""
     error: str | None = None
+    exception: BaseException | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def _describe(error: BaseException) -> str:
@@ -127,7 +128,7 @@ def run_block(label: str, build: Callable[[], Part]) -> Part:
             + html.escape(message)
             + "</p></div>"
         )
-        return Part(blocks=[Html(box)], error=f"{label}: {message}")
+        return Part(blocks=[Html(box)], error=f"{label}: {message}", exception=error)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +145,11 @@ class Section:
 
         Results of the parts are merged (later keys win); failed parts are listed, in order, under
         ``results["block_errors"]`` (absent when every part succeeded, so a clean report keeps its shape).
+        When every part failed there is nothing left to show: the first part's exception is raised
+        again, so the section fails as a whole (e.g. a model the Problem refused).
         """
+        if parts and all(part.exception is not None for part in parts):
+            raise parts[0].exception
         blocks: list[Block] = []
         results: dict[str, Any] = {}
         errors: list[str] = []

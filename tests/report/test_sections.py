@@ -123,3 +123,27 @@ def test_a_failing_block_shows_in_the_written_report(tmp_path):
 @pytest.mark.parametrize("key", [key for key, _ in SECTION_ORDER])
 def test_each_listed_section_has_a_title(key):
     assert SECTIONS[key].title
+
+
+def test_a_section_whose_every_block_failed_fails_as_a_whole():
+    parts = [run_block("One", lambda: _raise("first")), run_block("Two", lambda: _raise("second"))]
+    with pytest.raises(RuntimeError, match="first"):
+        Section.from_parts(parts, summary=lambda clauses: "never")
+    assert Section.from_parts([], summary=lambda clauses: "empty").blocks == []
+
+
+def test_a_refused_model_fails_the_curvature_section_as_a_whole(tmp_path):
+    import torch
+
+    from deepscope.errors import NonFiniteError
+    from deepscope.report import audit
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    with torch.no_grad():
+        model[1].weight[0, 0] = float("nan")
+    data = ((torch.randn(16, 4), torch.randint(0, 3, (16,))), None)
+    with pytest.raises(NonFiniteError):
+        audit(model, data, out=tmp_path, sections=["model_card", "curvature"])
+    sections = json.loads((tmp_path / "results.json").read_text())["sections"]
+    assert sections["model_card"]["status"] == "ok"
+    assert sections["curvature"]["status"] == "error" and sections["curvature"]["error_type"] == "NonFiniteError"
