@@ -156,3 +156,18 @@ def test_guard_restores_a_single_small_parameter():
         with torch.no_grad():
             model.weight.mul_(2)
     assert bitwise_equal(model.weight.detach(), before)
+
+
+def test_a_sparse_gradient_is_kept_and_restored():
+    # nn.Embedding(sparse=True) leaves a sparse .grad; comparing it used torch.equal, which has no
+    # sparse kernel, so every guarded analysis of such a model raised NotImplementedError on exit
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 3, sparse=True))
+    model(torch.tensor([[1, 2]])).sum().backward()
+    grad = model[0].weight.grad
+    with model_guard(model):
+        model(torch.tensor([[3]])).sum().backward()  # accumulates into the sparse grad
+    assert model[0].weight.grad.layout == torch.sparse_coo
+    assert torch.equal(model[0].weight.grad.to_dense(), grad.to_dense())
+    with model_guard(model):
+        model[0].weight.grad = None
+    assert model[0].weight.grad is grad
