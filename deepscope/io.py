@@ -13,10 +13,8 @@ import glob
 import json
 import os
 import pickle
-import re
 import tempfile
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,15 @@ from torch import nn
 
 from deepscope import _arch
 from deepscope._files import check_regular_file
-from deepscope.errors import DataError, DeepscopeError, InvalidParameterError, UnsafeFileError, invalid_parameter
+from deepscope._readers import (
+    NESTED_KEYS,
+    find_state_dict,
+    is_torchscript,
+    read_safetensors,
+    refusal,
+    safetensors_shapes,
+)
+from deepscope.errors import DataError, DeepscopeError, InvalidParameterError, invalid_parameter
 
 __all__ = ["load_model", "save_model", "CONFIG_FORMAT", "CONFIG_VERSION"]
 
@@ -36,7 +42,6 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".ts", ".torchscript", ".
 SUFFIXES = (".safetensors", ".json", *CHECKPOINT_SUFFIXES)
 _MAX_CONFIG_BYTES = 1 << 20
 _TEMP_PREFIX = ".deepscope-tmp-"
-_NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "weights")
 Architecture = str | Callable[..., nn.Module]
 
 
@@ -110,9 +115,9 @@ def load_model(
         check_regular_file(path, "Model file")
         suffix = ".safetensors"
     if suffix == ".safetensors":
-        shapes = _safetensors_shapes(path)
+        shapes = safetensors_shapes(path)
         model = _build_and_fill(
-            shapes, lambda: _read_safetensors(path, map_location), path, arch, arch_kwargs, trust_code
+            shapes, lambda: read_safetensors(path, map_location), path, arch, arch_kwargs, trust_code
         )
     elif suffix in CHECKPOINT_SUFFIXES:
         model = _load_checkpoint(path, arch, arch_kwargs, trust_pickle, map_location, trust_code)
@@ -225,36 +230,6 @@ def _read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def _read_safetensors(path: Path, map_location: str | torch.device) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(path, device=str(map_location))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise DataError(f"Cannot read '{path.name}' as safetensors: {error}") from error
-
-
-def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """The name and shape of every tensor in a safetensors file, from its header (no tensor is read)."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise DataError(f"Cannot read '{path.name}' as safetensors: {error}") from error
-
-
-def _is_torchscript(path: Path) -> bool:
-    """TorchScript archives are zips holding ``<name>/constants.pkl`` and ``<name>/code/``."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-    return any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names)
-
-
 def _load_checkpoint(
     path: Path,
     arch: Architecture | None,
@@ -272,7 +247,7 @@ def _load_checkpoint(
             f"'{path.name}' is not a model file: it is neither a torch.save checkpoint nor a TorchScript archive "
             f"(it starts with {head!r})."
         )
-    if _is_torchscript(path):
+    if is_torchscript(path):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -283,47 +258,23 @@ def _load_checkpoint(
         loaded = torch.load(path, map_location=map_location, weights_only=not trust_pickle)
     except Exception as error:
         if not trust_pickle and isinstance(error, pickle.UnpicklingError):
-            raise _refusal(path, error) from error
+            raise refusal(path, error) from error
         if isinstance(error, DeepscopeError):
             raise
         # a trusted pickle runs its own code, which may raise anything: report it as unreadable data
         raise DataError(f"Cannot read '{path.name}' with torch.load ({type(error).__name__}: {error}).") from error
     if isinstance(loaded, nn.Module):
         return loaded
-    state = _find_state_dict(loaded)
+    state = find_state_dict(loaded)
     if state is None:
         raise DataError(
             f"'{path.name}' holds a {type(loaded).__name__} that is neither a module nor a state_dict of tensors "
-            f"(looked at the top level and under {', '.join(repr(k) for k in _NESTED_KEYS)})."
+            f"(looked at the top level and under {', '.join(repr(k) for k in NESTED_KEYS)})."
         )
     if isinstance(state, nn.Module):
         return state
     shapes = {name: tuple(tensor.shape) for name, tensor in state.items()}
     return _build_and_fill(shapes, lambda: state, path, arch, arch_kwargs, trust_code)
-
-
-def _refusal(path: Path, error: Exception) -> UnsafeFileError:
-    found = re.search(r"GLOBAL ([\w.]+)", str(error))
-    what = f"it is a full pickle that imports {found.group(1)}" if found else "it is not a weights-only file"
-    return UnsafeFileError(
-        f"Refusing to load '{path.name}': {what}, and unpickling it could execute arbitrary code. "
-        "If you trust its source, pass trust_pickle=True (CLI: --trust-pickle); better, re-save it "
-        "with deepscope.io.save_model (safetensors)."
-    )
-
-
-def _find_state_dict(loaded: Any) -> dict[str, torch.Tensor] | nn.Module | None:
-    if not isinstance(loaded, Mapping):
-        return None
-    if loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        return {str(k): v for k, v in loaded.items()}
-    for key in _NESTED_KEYS:
-        inner = loaded.get(key)
-        if isinstance(inner, nn.Module):
-            return inner
-        if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-            return {str(k): v for k, v in inner.items()}
-    return None
 
 
 def _build_and_fill(
