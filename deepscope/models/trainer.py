@@ -79,15 +79,22 @@ def _check_split(x: torch.Tensor, y: torch.Tensor, split: str, task: str) -> Non
         raise DataError(f"The {split} data has {len(x)} inputs but {len(y)} targets.")
     if len(x) == 0:
         raise DataError(f"The {split} data is empty: at least one example is needed.")
-    if not x.is_floating_point():
-        raise DataError(f"The {split} inputs must be floating point. Got dtype {x.dtype}.")
-    if not bool(torch.isfinite(x).all()):
+    if x.is_complex() or x.dtype == torch.bool:
+        raise DataError(
+            f"The {split} inputs must be floating point (or integer token ids for an embedding). Got dtype {x.dtype}."
+        )
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).reshape(len(x), -1).any(dim=1).sum())
         raise DataError(f"The {split} inputs contain NaN or infinite values in {bad} example(s).")
     if task == "classification" and (y.is_floating_point() or y.is_complex()):
         raise DataError(f"The {split} labels must be integers for classification. Got dtype {y.dtype}.")
     if y.is_floating_point() and not bool(torch.isfinite(y).all()):
         raise DataError(f"The {split} targets contain NaN or infinite values.")
+
+
+def _on(x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Inputs on the training device; floating inputs in the model's dtype, integer token ids unchanged."""
+    return x.to(device=device, dtype=dtype) if x.is_floating_point() else x.to(device)
 
 
 def _make_optimizer(
@@ -115,7 +122,7 @@ def _evaluate(
     total, correct = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(x), batch):
-            xb = x[start : start + batch].to(device=device, dtype=dtype)
+            xb = _on(x[start : start + batch], device, dtype)
             yb = y[start : start + batch].to(device)
             output = model(xb)
             total += float(loss_fn(output, yb)) * len(xb)
@@ -148,7 +155,7 @@ def train(
     Args:
         model: any ``nn.Module`` (left untouched: a deep copy is trained).
         dataset: a :class:`~deepscope.data.DatasetSplits`, or ``((X_train, y_train), (X_test, y_test))``
-            (the test pair may be None). ``X``: ``(n, *input_shape)`` floats; ``y``: ``(n,)`` integer
+            (the test pair may be None). ``X``: ``(n, *input_shape)`` floats (or integer token ids, passed unchanged); ``y``: ``(n,)`` integer
             labels (classification) or floats (regression).
         epochs: passes over the training data (0 only evaluates).
         lr: learning rate (ignored when ``optimizer`` is a callable).
@@ -279,7 +286,7 @@ def train(
                     index = order[start : start + batch_size]
                     if len(index) == 1 and n > 1:
                         continue
-                    xb = x_train[index].to(device=target_device, dtype=dtype)
+                    xb = _on(x_train[index], target_device, dtype)
                     if augment is not None:
                         xb = augment(xb, shuffler)
                     yb = y_train[index].to(target_device)
@@ -346,7 +353,7 @@ def _probe(model, loss_fn, x_train, y_train, x_test, y_test, classify, device, d
     model.eval()
     try:
         with torch.no_grad():
-            output = first_forward(model, x_train[:2].to(device=device, dtype=dtype), "training inputs")
+            output = first_forward(model, _on(x_train[:2], device, dtype), "training inputs")
     finally:
         model.train(was_training)
     if not isinstance(output, torch.Tensor):

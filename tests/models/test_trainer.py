@@ -269,3 +269,13 @@ def test_hooks_must_be_callable(name):
     fixture, data = fixture_data()
     with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of train"):
         train(fixture.model, data, epochs=1, **{name: 3})
+
+
+def test_integer_token_ids_reach_the_model_unchanged_and_booleans_are_refused():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(4 * 6, 3))
+    x, y = torch.randint(0, 10, (32, 6)), torch.randint(0, 3, (32,))
+    run = train(model, ((x, y), (x, y)), epochs=2, lr=1e-2)
+    assert run.history.steps > 0 and run.history.train_accuracy[-1] is not None
+    with pytest.raises(DataError, match="train inputs must be floating point .*Got dtype torch.bool"):
+        train(model, ((x > 4, y), None), epochs=1)

@@ -90,3 +90,16 @@ def test_fresh_copy_is_the_shared_initial_copy():
     copy_ = fresh_copy(problem, 0)
     for name, value in problem.init_state.items():
         assert bitwise_equal(copy_.state_dict()[name], value.to(copy_.state_dict()[name].dtype)), name
+
+
+def test_fit_on_integer_token_ids_matches_the_previous_loop():
+    """Token ids go to the model unchanged (the trainer used to refuse non-float inputs)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(4 * 6, 3))
+    x, y = torch.randint(0, 10, (32, 6)), torch.randint(0, 3, (32,))
+    reference_model, trained = copy.deepcopy(model), copy.deepcopy(model)
+    expected = _reference_fit(reference_model, (x, y), None, epochs=3, lr=1e-2, batch_size=8, seed=1)
+    history = fit(trained, (x, y), None, epochs=3, lr=1e-2, batch_size=8, seed=1)
+    assert (history.train_accuracy, history.test_accuracy, history.best_epoch) == expected
+    for name, value in reference_model.state_dict().items():
+        assert bitwise_equal(trained.state_dict()[name], value), name
