@@ -155,8 +155,8 @@ def train(
     Args:
         model: any ``nn.Module`` (left untouched: a deep copy is trained).
         dataset: a :class:`~deepscope.data.DatasetSplits`, or ``((X_train, y_train), (X_test, y_test))``
-            (the test pair may be None). ``X``: ``(n, *input_shape)`` floats (or integer token ids, passed unchanged); ``y``: ``(n,)`` integer
-            labels (classification) or floats (regression).
+            (the test pair may be None). ``X``: ``(n, *input_shape)`` floats, or integer token ids
+            (passed unchanged); ``y``: ``(n,)`` integer labels (classification) or floats (regression).
         epochs: passes over the training data (0 only evaluates).
         lr: learning rate (ignored when ``optimizer`` is a callable).
         optimizer: "adam", "adamw", "sgd", or a callable ``params -> torch.optim.Optimizer``.
