@@ -305,6 +305,12 @@ CASES = [
     ("expressivity/signal-sigma", lambda: expressivity.signal_propagation("tanh", sigma_w=-1.0), IPE, r"'sigma_w' parameter of signal_propagation must be a finite float > 0.0. Got -1.0"),
     ("expressivity/universal-target", lambda: expressivity.universal_approximation(target="sparkle"), IPE, r"'target' parameter of universal_approximation must be one of \['bump'.*Got 'sparkle'"),
     ("expressivity/interpolating-width", lambda: expressivity.interpolating_relu_network(lambda x: x, 0), IPE, r"'width' parameter of interpolating_relu_network must be an int >= 1. Got 0"),
+    # ------------------------------------------------------------------ leftovers of the fuzz pass
+    ("measures/families-none", lambda: generalization.measures(_problem(), families=None), IPE, r"'families' parameter of measures must be a list of family names"),
+    ("measures/families-a-string", lambda: generalization.measures(_problem(), families="norm"), IPE, r"'families'.*list of family names.*Got 'norm'"),
+    ("fit_power_law/strings", lambda: generalization.fit_power_law("x"), IPE, r"'eigenvalues' parameter of fit_power_law must be a sequence of numbers"),
+    ("hvp/vector-a-list", lambda: curvature.hessian_vector_product(_problem(), [1.0, 2.0]), IPE, r"'vector'.*flat tensor of length"),
+    ("eigenvalues/init-vector-a-string", lambda: curvature.hessian_eigenvalues(_problem(), k=1, init_vector="x"), IPE, r"'init_vector'.*flat tensor of length"),
 ]
 # fmt: on
 

@@ -271,7 +271,7 @@ class HessianOperator:
 
     def matvec(self, vector: torch.Tensor) -> torch.Tensor:
         """``H @ vector`` for a flat vector of length ``n_params``; counts one product."""
-        if vector.ndim != 1 or vector.shape[0] != self.n_params:
+        if not isinstance(vector, torch.Tensor) or vector.ndim != 1 or vector.shape[0] != self.n_params:
             raise invalid_parameter(
                 "vector", f"{self.owner}.matvec", f"a flat tensor of length {self.n_params}", vector
             )

@@ -304,7 +304,9 @@ def eigen_result_from_operator(
     needed = k if which != "both" else 2 * k
     if needed > operator.n_params:
         raise invalid_parameter("k", owner, f"an int <= the number of parameters ({operator.n_params})", k)
-    if init_vector is not None and tuple(init_vector.shape) != (operator.n_params,):
+    if init_vector is not None and (
+        not isinstance(init_vector, torch.Tensor) or tuple(init_vector.shape) != (operator.n_params,)
+    ):
         raise invalid_parameter("init_vector", owner, f"a flat tensor of length {operator.n_params}", init_vector)
     if init_vector is None and which == "largest":
         init_vector = _gradient_start(operator, seed)

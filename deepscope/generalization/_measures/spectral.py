@@ -33,7 +33,7 @@ from scipy.linalg import lapack
 from torch import nn
 
 from deepscope._validation import check_int
-from deepscope.errors import UnsupportedModelError
+from deepscope.errors import UnsupportedModelError, invalid_parameter
 from deepscope.registry import analysis
 from deepscope.results import Result
 
@@ -65,7 +65,10 @@ def fit_power_law(eigenvalues: np.ndarray, *, max_elements: int = 1 << 20) -> tu
         >>> tail > 0 and alpha > 1
         True
     """
-    data = np.asarray(eigenvalues, dtype=np.float64).reshape(-1)
+    try:
+        data = np.asarray(eigenvalues, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as error:
+        raise invalid_parameter("eigenvalues", "fit_power_law", "a sequence of numbers", eigenvalues) from error
     return _fit_sorted(np.sort(data[data > 0]), max_elements)
 
 

@@ -156,6 +156,8 @@ def measures(
     Returns:
         :class:`MeasuresResult`, one row per measure.
     """
+    if isinstance(families, str) or not isinstance(families, (list, tuple, set, frozenset)):
+        raise invalid_parameter("families", "measures", "a list of family names among " + ", ".join(FAMILIES), families)
     families = tuple(families)
     for family in families:
         if family not in FAMILIES:
