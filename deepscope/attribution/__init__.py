@@ -8,7 +8,7 @@ metrics and the leaderboard iterate) and :data:`CLAIMED_AXIOMS` are views of tha
 
 # ruff: noqa: I001 -- the import order below is the registration order, which is the order of METHODS
 from deepscope.attribution._base import Attribution
-from deepscope.attribution._registry import PATH_AXIOMS, REGISTRY, RegistryView, ReportDefaults, attribution_method
+from deepscope.attribution._registry import RegistryView
 from deepscope.attribution.saliency import saliency
 from deepscope.attribution.input_x_gradient import input_x_gradient
 from deepscope.attribution.integrated_gradients import integrated_gradients
@@ -21,27 +21,6 @@ from deepscope.attribution.grad_cam import grad_cam
 from deepscope.attribution.deeplift import deeplift
 from deepscope.attribution.lrp import lrp
 from deepscope.attribution.axioms import CLAIMED_AXIOMS, AxiomReport, check_axioms
-
-# integrated_gradients.py is being reworked in parallel (issue 14, item 8); its registration moves
-# next to its @analysis decorator there. Until then it is registered here, in its place in the order.
-if "integrated_gradients" not in REGISTRY:
-    attribution_method(
-        aliases=("ig",),
-        claimed_axioms=PATH_AXIOMS,
-        report=ReportDefaults(
-            order=1,
-            options=lambda inputs, max_steps: {"steps": None, "tol": 0.01, "max_steps": max_steps},
-            axiom_budget="quick",
-            axiom_order=0,
-            # fixed steps: adaptive step counts differ between the models a check compares, which would
-            # show up as a quadrature-sized linearity violation that is not the method's
-            axiom_options=lambda max_steps: {"steps": max_steps},
-        ),
-    )(integrated_gradients)
-    _entries = list(REGISTRY.items())  # keep its place in the order: after input_x_gradient
-    _entries.insert([name for name, _ in _entries].index("input_x_gradient") + 1, _entries.pop())
-    REGISTRY.clear()
-    REGISTRY.update(_entries)
 
 METHODS = RegistryView("function")
 """name -> function of every registered method, in registration order (a live view of the registry)."""

@@ -21,6 +21,7 @@ from deepscope.attribution._base import (
     relative_completeness_error,
 )
 from deepscope.attribution._quadrature import RULES, fejer_nodes, fejer_weights, nested_sizes, quadrature
+from deepscope.attribution._registry import PATH_AXIOMS, ReportDefaults, attribution_method
 from deepscope.errors import invalid_parameter
 from deepscope.registry import analysis
 
@@ -101,6 +102,19 @@ def path_gradients(
     return grads.view(targets.shape[0], n, m, *inputs.shape[1:])
 
 
+@attribution_method(
+    aliases=("ig",),
+    claimed_axioms=PATH_AXIOMS,
+    report=ReportDefaults(
+        order=1,
+        options=lambda inputs, max_steps: {"steps": None, "tol": 0.01, "max_steps": max_steps},
+        axiom_budget="quick",
+        axiom_order=0,
+        # fixed steps: adaptive step counts differ between the models a check compares, which would
+        # show up as a quadrature-sized linearity violation that is not the method's
+        axiom_options=lambda max_steps: {"steps": max_steps},
+    ),
+)
 @analysis(takes="model_inputs", family="attribution", fixture="cnn", example_kwargs={"steps": 8})
 def integrated_gradients(
     model: nn.Module,

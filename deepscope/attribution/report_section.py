@@ -11,16 +11,8 @@ from typing import Any
 import torch
 
 from deepscope.attribution._base import Attribution, draw_attribution
+from deepscope.attribution._registry import is_one_hot, report_axiom_methods, report_methods
 from deepscope.attribution.axioms import check_axioms
-from deepscope.attribution.deeplift import deeplift
-from deepscope.attribution.grad_cam import grad_cam
-from deepscope.attribution.input_x_gradient import input_x_gradient
-from deepscope.attribution.integrated_gradients import integrated_gradients
-from deepscope.attribution.ism import ism
-from deepscope.attribution.lrp import lrp
-from deepscope.attribution.occlusion import occlusion
-from deepscope.attribution.saliency import saliency
-from deepscope.attribution.shapley import shapley
 from deepscope.errors import DeepscopeError
 from deepscope.report.sections import AuditContext, Figure, Section, Table, Text, register_section
 from deepscope.report.svg import figure_to_svg, new_figure
@@ -32,13 +24,11 @@ _BUDGETS = {
         "examples": 4,
         "axiom_examples": 3,
         "max_steps": 256,
-        "axiom_methods": ("integrated_gradients", "deeplift"),
     },
     "full": {
         "examples": 8,
         "axiom_examples": 8,
         "max_steps": 1024,
-        "axiom_methods": ("integrated_gradients", "deeplift", "input_x_gradient", "occlusion", "saliency", "lrp"),
     },
 }
 
@@ -52,33 +42,6 @@ def _inputs(context: AuditContext, count: int) -> tuple[torch.Tensor, torch.Tens
     split = "test" if context.problem.test is not None else "train"
     inputs, _ = context.problem.tensors(split, max_samples=count)
     return inputs, None, None
-
-
-def _is_one_hot(inputs: torch.Tensor) -> bool:
-    return inputs.dim() == 3 and bool(((inputs == 0) | (inputs == 1)).all()) and bool((inputs.sum(1) == 1).all())
-
-
-def _methods(inputs: torch.Tensor, budget: str, max_steps: int) -> dict[str, Any]:
-    """The methods shown for this kind of input, with cheap options."""
-    ig = {"steps": None, "tol": 0.01, "max_steps": max_steps}
-    methods: dict[str, Any] = {
-        "saliency": (saliency, {}),
-        "integrated_gradients": (integrated_gradients, ig),
-        "deeplift": (deeplift, {}),
-        # the zennit/Kohlbrenner preset: z+ on convolutions, epsilon on dense layers (plain epsilon for MLPs)
-        "lrp": (lrp, {"rule": "epsilon_plus"}),
-    }
-    if inputs.dim() >= 3:
-        methods["grad_cam"] = (grad_cam, {})
-        window = (inputs.shape[1],) + tuple(max(1, s // 4) for s in inputs.shape[2:])
-        methods["occlusion"] = (occlusion, {"window": window})
-    if _is_one_hot(inputs):
-        methods["ism"] = (ism, {})
-    if inputs[0].numel() <= 15:
-        methods["shapley"] = (shapley, {})
-    if budget == "full":
-        methods["input_x_gradient"] = (input_x_gradient, {})
-    return methods
 
 
 def _maps_figure(maps: dict[str, Attribution], inputs: torch.Tensor, names: list[str] | None) -> str:
@@ -110,7 +73,8 @@ def build_attribution_section(context: AuditContext) -> Section:
     targets = None  # each method explains the predicted class
     maps: dict[str, Attribution] = {}
     skipped: list[str] = []
-    for name, (function, options) in _methods(inputs, context.budget, budget["max_steps"]).items():
+    # which methods, with which options: each method's registration says (attribution/_registry.py)
+    for name, (function, options) in report_methods(inputs, context.budget, budget["max_steps"]).items():
         try:
             maps[name] = function(model, inputs, targets, **options)
         except DeepscopeError as error:
@@ -131,10 +95,7 @@ def build_attribution_section(context: AuditContext) -> Section:
 
     axiom_rows: list[dict[str, Any]] = []
     axiom_inputs = inputs[: budget["axiom_examples"]]
-    for name in budget["axiom_methods"]:
-        # fixed steps: adaptive step counts differ between the models a check compares, which would show
-        # up as a quadrature-sized linearity violation that is not the method's
-        options = {"steps": budget["max_steps"]} if name == "integrated_gradients" else {}
+    for name, options in report_axiom_methods(context.budget, budget["max_steps"]):
         try:
             report = check_axioms(model, axiom_inputs, method=name, **options)
         except DeepscopeError as error:
@@ -218,7 +179,7 @@ def _sanity_check(model, inputs, results) -> str:
     except ImportError:
         return ""
     try:
-        check = model_parameter_randomisation(model, inputs, method="saliency", sum_channels=_is_one_hot(inputs))
+        check = model_parameter_randomisation(model, inputs, method="saliency", sum_channels=is_one_hot(inputs))
     except DeepscopeError:
         return ""
     results["sanity_check"] = check.rows()
