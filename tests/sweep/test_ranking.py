@@ -141,7 +141,7 @@ def test_bad_arguments_name_the_parameter(kwargs, name):
 
 def test_the_family_table_matches_what_measures_reports():
     """Every measure deepscope computes has its family here (the store keeps values, not families)."""
-    from deepscope.generalization.measures import measures
+    from deepscope.generalization import measures
     from deepscope.testing import make_fixture
 
     result = measures(make_fixture("relu_mlp").problem(), max_samples=16, sharpness_samples=1, bisection_steps=2)
