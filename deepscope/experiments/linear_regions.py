@@ -129,10 +129,10 @@ def run_kind(config: dict[str, Any]):
     """One network: region densities on the lines at init and after training (a pure function of config)."""
     from deepscope.expressivity import linear_regions
     from deepscope.expressivity.capacity import serra_upper_bound
-    from deepscope.models import build, train
-    from deepscope.sweep.trial import trial_data
+    from deepscope.models import build
+    from deepscope.sweep.trial import train_model, trial_data
 
-    params, recipe = config["params"], config["train"]
+    params = config["params"]
     neurons, depth = params["neurons"], params["depth"]
     width = max(1, neurons // depth)
     dataset = trial_data(config)
@@ -149,17 +149,7 @@ def run_kind(config: dict[str, Any]):
         return [r.density for r in results], [r.count for r in results]
 
     init_density, init_count = densities(model)
-    run = train(
-        model,
-        dataset,
-        epochs=params["train_epochs"],
-        lr=recipe["lr"],
-        optimizer=recipe["optimizer"],
-        batch_size=recipe["batch_size"],
-        weight_decay=recipe["weight_decay"],
-        momentum=recipe["momentum"] if recipe["optimizer"] == "sgd" else 0.0,
-        seed=config["seed"],
-    )
+    run = train_model(config, dataset, model=model, epochs=params["train_epochs"], stop_rule=False)
     trained_density, trained_count = densities(run.model)
     bound = serra_upper_bound(1, [width] * depth)
     metrics: dict[str, tuple[float, float | None]] = {

@@ -149,25 +149,29 @@ def run_trial(config: Mapping[str, Any], threads: int = 1) -> TrialOutput:
         torch.set_num_threads(previous_threads)
 
 
-def train_model(config: Mapping[str, Any], dataset):
-    """Build the trial's model from its seed and train it with ``config["train"]`` (the stop rule
-    included); returns the :class:`~deepscope.models.TrainingRun`."""
+def train_model(config: Mapping[str, Any], dataset, *, model=None, epochs: int | None = None, stop_rule: bool = True):
+    """Train the trial's model with ``config["train"]``; returns the :class:`~deepscope.models.TrainingRun`.
+
+    ``model``: a model already built by the caller (default: :func:`build_model` from the trial seed);
+    ``epochs``: instead of ``train.max_epochs``; ``stop_rule=False`` ignores ``train.stop_loss``.
+    """
     from deepscope.models import train
 
-    torch.manual_seed(config["seed"])
-    model = build_model(config, dataset)
+    if model is None:
+        torch.manual_seed(config["seed"])
+        model = build_model(config, dataset)
     recipe = config["train"]
     return train(
         model,
         dataset,
-        epochs=recipe["max_epochs"],
+        epochs=recipe["max_epochs"] if epochs is None else epochs,
         lr=recipe["lr"],
         optimizer=recipe["optimizer"],
         batch_size=recipe["batch_size"],
         weight_decay=recipe["weight_decay"],
         momentum=recipe["momentum"] if recipe["optimizer"] == "sgd" else 0.0,
         seed=config["seed"],
-        stop_loss=recipe["stop_loss"],
+        stop_loss=recipe["stop_loss"] if stop_rule else None,
     )
 
 
