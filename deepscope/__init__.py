@@ -5,6 +5,24 @@ The public surface is explicit; each family lives in its own subpackage
 ``deepscope.dynamics``, ``deepscope.expressivity``) and is imported on demand.
 """
 
+# ruff: noqa: E402 -- the sys.path clean-up below must run before any other import
+import os as _os
+import sys as _sys
+
+if _sys.argv[:1] == ["-m"]:  # pragma: no branch
+    # `python -m deepscope` (argv[0] is "-m" while the package is imported): Python put the folder it was
+    # started from first on sys.path, so a torch.py or numpy.py lying there would be imported below instead
+    # of the real library. Take that folder off before importing anything (the CLI strips it again later).
+    try:
+        _cwd = _os.path.realpath(_os.getcwd())
+    except OSError:  # the folder was deleted: only the relative entries can point at it
+        _cwd = None
+    _sys.path[:] = [
+        _entry
+        for _entry in _sys.path
+        if _entry not in ("", ".") and (_cwd is None or _os.path.realpath(_entry) != _cwd)
+    ]
+
 from deepscope import datasets, io  # submodules, part of the public surface
 from deepscope.errors import DataError, DeepscopeError, InvalidParameterError, UnsafeFileError, UnsupportedModelError
 from deepscope.guard import model_guard

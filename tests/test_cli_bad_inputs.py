@@ -204,7 +204,8 @@ def test_python_m_deepscope_never_runs_a_py_file_from_the_model_folder(paths, tm
     folder = Path(paths["root"]) / "shipped"
     folder.mkdir()
     marker = tmp_path / "code-ran"
-    for name in ("evil_module_in_folder", "sklearn", "safetensors"):  # named by the config, or imported lazily
+    # named by the config, imported lazily, or imported eagerly by `import deepscope` (torch, numpy)
+    for name in ("evil_module_in_folder", "sklearn", "safetensors", "torch", "numpy"):
         (folder / f"{name}.py").write_text(f"open({str(marker)!r}, 'a').write({name!r})\nclass Net: pass\n")
     for suffix in (".safetensors", ".json"):
         (folder / f"model{suffix}").write_bytes((Path(paths["root"]) / f"evil{suffix}").read_bytes())
