@@ -41,3 +41,21 @@ def test_overrides_apply_and_meaningless_ones_are_refused():
     assert "needs it to test its claim" in str(caught.value)
     with pytest.raises(SpecError, match="train.lr"):
         experiment_spec("random_labels", overrides={"train.lr": -1})
+
+
+def test_a_rerun_resumes_from_the_store_and_retrains_nothing(tmp_path):
+    """An experiment's sweep lives in its output folder: running it again reuses every finished trial."""
+    from deepscope.experiments import run_experiment
+    from deepscope.sweep import SweepStore
+    from tests.experiments.test_heavy_tails import _TINY
+
+    first = run_experiment("heavy_tails", tmp_path, overrides=_TINY, progress=False)
+    store = tmp_path / "heavy_tails-small.db"
+    with SweepStore(store, create=False) as opened:
+        finished = {t["key"]: t["finished"] for t in opened.trials()}
+    second = run_experiment("heavy_tails", tmp_path, overrides=_TINY, progress=False)
+    with SweepStore(store, create=False) as opened:
+        again = {t["key"]: (t["finished"], t["attempts"]) for t in opened.trials()}
+    assert {key: value[0] for key, value in again.items()} == finished  # no trial ran again
+    assert all(attempts == 1 for _, attempts in again.values())
+    assert second["verdict"] == first["verdict"] and second["numbers"] == first["numbers"]
