@@ -63,9 +63,15 @@ def _own_batchnorm_tuples(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "relative", ["generalization/_measures/_folding.py", "attribution/_lrp_graph.py", "attribution/_deeplift_graph.py"]
+    "relative",
+    [
+        "generalization/_measures/_folding.py",
+        "attribution/_lrp_graph.py",
+        "attribution/_deeplift_graph.py",
+        "expressivity/_pwl.py",
+    ],
 )
-def test_the_measures_lrp_and_deeplift_use_the_one_list_of_batchnorms(relative):
+def test_the_measures_lrp_deeplift_and_regions_use_the_one_list_of_batchnorms(relative):
     assert _own_batchnorm_tuples(PACKAGE / relative) == []
 
 

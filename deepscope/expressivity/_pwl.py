@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from deepscope._batchnorm import BATCHNORMS
 from deepscope.errors import DeepscopeError, InvalidParameterError, UnsupportedModelError
 from deepscope.expressivity import _geometry as geometry
 
@@ -41,7 +42,6 @@ _AFFINE_MODULES = (
     nn.ConstantPad1d,
     nn.ConstantPad2d,
 )
-_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 _CHUNK = 4096
 
 
@@ -160,7 +160,7 @@ def _evaluate(node: fx.Node, modules: dict, args: tuple, kwargs: dict, state: Pa
             return _relu(args[0], slope, str(node.target), state)
         if isinstance(module, nn.MaxPool1d | nn.MaxPool2d):
             return _max_pool(args[0], module, str(node.target), state)
-        if isinstance(module, _BATCHNORMS):
+        if isinstance(module, BATCHNORMS):
             if module.training or module.running_mean is None:
                 raise _unsupported(node, "BatchNorm without running statistics")
             return _affine(module, args[0], node), None
