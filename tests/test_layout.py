@@ -25,7 +25,6 @@ NO_MIRROR = {
 # Source files still waiting for their mirrored test file (issue 14, item 7): their behaviour is
 # tested elsewhere today (the file named); each entry leaves this list when its mirror is written.
 PENDING: dict[str, str] = {
-    "deepscope/expressivity/_pwl.py": "being reworked (issue 14, item 10); tested in tests/expressivity/test_regions.py",
     "deepscope/generalization/_measures/_context.py": "being reworked (issue 14, item 9); tested through the measures' tests",
 }
 

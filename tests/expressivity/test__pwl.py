@@ -1,0 +1,130 @@
+"""Oracle: the affine map carried on every piece equals the network evaluated directly there.
+
+A piecewise-linear network is affine on each final piece, so at the piece's vertices and interior
+point the carried map ``x ↦ x·A + b`` must give ``model(origin + x·basis)``. Everything runs in
+float64 on inputs of size ~1, so ``atol=1e-9`` is far above rounding (~1e-15) yet far below any
+error from a wrong cut or a wrong pattern (a ReLU kink changes the output by O(0.1) at a vertex).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from deepscope.errors import DeepscopeError, UnsupportedModelError
+from deepscope.expressivity import _geometry as geometry
+from deepscope.expressivity import _pwl
+
+ATOL = 1e-9
+
+
+def _partition(model: nn.Module, bounds=(-1.0, 1.0, -1.0, 1.0), d_in=2, max_regions=10_000):
+    """The exact partition of ``model`` over ``bounds`` in the first len(bounds)//2 input coordinates."""
+    model = model.double().eval()
+    k = len(bounds) // 2
+    basis = torch.eye(d_in, dtype=torch.float64)[:k]
+    start = torch.cat([basis, torch.zeros(1, d_in, dtype=torch.float64)])[None]  # (1, k + 1, d_in)
+    state = _pwl.PartitionState(geometry.initial_pieces(bounds), 1e-9, max_regions)
+    maps = _pwl.propagate(_pwl.trace(model), start, state).detach().numpy()
+    return model, basis, state, maps
+
+
+def _assert_maps_match_the_model(model, basis, state, maps):
+    pieces = state.pieces
+    points = [geometry.interior_points(pieces)]
+    points += [pieces.vertices[:, i] for i in range(pieces.vertices.shape[1])]
+    for coordinates in points:  # vertices padded with NaN in short pieces: skip those rows
+        keep = ~np.isnan(coordinates).any(axis=1)
+        carried = np.einsum("pk,pkc->pc", coordinates[keep], maps[keep, :-1]) + maps[keep, -1]
+        with torch.no_grad():
+            direct = model(torch.from_numpy(coordinates[keep]) @ basis).reshape(int(keep.sum()), -1).numpy()
+        assert np.allclose(carried, direct, atol=ATOL)
+
+
+def test_a_line_through_two_relus_is_cut_exactly_at_their_kinks():
+    layer = nn.Linear(1, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0], [1.0]]))
+        layer.bias.copy_(torch.tensor([0.0, -0.5]))  # kinks at t = 0 and t = 0.5
+    model, basis, state, maps = _partition(nn.Sequential(layer, nn.ReLU()), bounds=(-1.0, 1.0), d_in=1)
+    order = np.argsort(state.pieces.vertices[:, 0, 0])
+    assert np.allclose(np.sort(state.pieces.vertices[order, :2, 0], axis=1), [[-1, 0], [0, 0.5], [0.5, 1]])
+    assert state.patterns[0][order].tolist() == [[0, 0], [1, 0], [1, 1]]
+    assert state.layers == [{"layer": "1", "kind": "relu", "units": 2, "regions": 3}]
+    # slopes by hand: 0 on t<0, (1, 0) on 0<t<0.5, (1, 1) after; constants 0, 0, (0, -0.5)
+    assert np.allclose(maps[order, 0], [[0, 0], [1, 0], [1, 1]], atol=ATOL)
+    assert np.allclose(maps[order, 1], [[0, 0], [0, 0], [0, -0.5]], atol=ATOL)
+    _assert_maps_match_the_model(model, basis, state, maps)
+
+
+def test_a_leaky_relu_keeps_its_slope_on_the_negative_side():
+    layer = nn.Linear(1, 1)
+    with torch.no_grad():
+        layer.weight.fill_(2.0)
+        layer.bias.fill_(-1.0)  # kink at t = 0.5
+    model, basis, state, maps = _partition(nn.Sequential(layer, nn.LeakyReLU(0.25)), bounds=(-1.0, 1.0), d_in=1)
+    order = np.argsort(state.pieces.vertices[:, 0, 0])
+    assert np.allclose(maps[order, 0, 0], [0.5, 2.0], atol=ATOL)  # 0.25·2 below the kink, 2 above
+    assert state.layers[0]["kind"] == "leaky_relu"
+    _assert_maps_match_the_model(model, basis, state, maps)
+
+
+def test_a_plane_through_a_random_mlp_is_partitioned_and_affine_on_every_piece():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 6), nn.ReLU(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    model, basis, state, maps = _partition(model)
+    assert maps.shape == (len(state.pieces), 3, 3)
+    assert geometry.measures(state.pieces).sum() == pytest.approx(4.0, abs=1e-9)  # the pieces tile the square
+    patterns = np.concatenate(state.patterns, axis=1)
+    assert len({row.tobytes() for row in patterns}) == len(state.pieces) > 1  # one pattern per piece
+    _assert_maps_match_the_model(model, basis, state, maps)
+
+
+class _Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = nn.Linear(2, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        hidden = torch.relu(self.first(x))
+        return torch.cat([x + 2 * self.second(hidden) - 1, hidden.relu() / 4], dim=1)
+
+
+def test_residual_arithmetic_and_concatenation_follow_the_graph():
+    torch.manual_seed(1)
+    _assert_maps_match_the_model(*_partition(_Residual()))
+
+
+def test_a_max_pool_is_cut_where_each_window_argmax_changes():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(2, 6), nn.Unflatten(1, (1, 6)), nn.MaxPool1d(2), nn.Flatten(), nn.Linear(3, 2))
+    model, basis, state, maps = _partition(model)
+    assert state.layers[0]["kind"] == "max_pool" and state.layers[0]["units"] == 3
+    assert set(np.unique(state.patterns[0])) <= {0, 1}  # the winner's position in its window of 2
+    assert len(state.pieces) > 1  # (3 with this seed) so some window's winner does change in the square
+    _assert_maps_match_the_model(model, basis, state, maps)
+
+
+def test_a_non_piecewise_linear_layer_is_named_in_the_error():
+    with pytest.raises(UnsupportedModelError, match="Tanh"):
+        _partition(nn.Sequential(nn.Linear(2, 2), nn.Tanh()))
+
+
+def test_too_many_pieces_stop_the_walk():
+    torch.manual_seed(0)
+    with pytest.raises(DeepscopeError, match="max_regions=2"):
+        _partition(nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1)), max_regions=2)
+
+
+class _Untraceable(nn.Module):
+    def forward(self, x):
+        return x if float(x.sum()) > 0 else -x  # data-dependent control flow
+
+
+def test_an_untraceable_model_raises_a_deepscope_error_and_a_bare_layer_traces_as_a_leaf():
+    with pytest.raises(UnsupportedModelError, match="_Untraceable"):
+        _pwl.trace(_Untraceable())
+    graph = _pwl.trace(nn.Linear(2, 2))
+    assert [node.op for node in graph.graph.nodes] == ["placeholder", "call_module", "output"]
