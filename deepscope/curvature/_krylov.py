@@ -97,6 +97,8 @@ def lanczos_run(
     top eigenvalue with a small residual, so every run converges as the first one does.)
     """
     dtype, device = start.dtype, start.device
+    if locked.shape[1]:  # start in the complement too (callers need not do it themselves)
+        start = orthogonalise(start, locked)
     free = n - locked.shape[1]  # dimension of the complement
     needed = k if which != "both" else min(free, 2 * k)
     max_iter = min(free, max_iter)
