@@ -11,13 +11,14 @@ built on them) *negatively* correlated with the gap, against what the bounds sug
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
 from deepscope.report import GENERATOR_META
+from deepscope.report.page import CSS as _CSS
+from deepscope.report.page import escape as _escape
 from deepscope.sweep.ranking import SweepRanking
 
 __all__ = ["format_spec", "compare_with_jiang", "page", "FLATNESS_MEASURES", "SPECTRAL_PRODUCTS"]
@@ -192,34 +193,6 @@ def compare_with_jiang(ranking: SweepRanking, progress: Mapping[str, Any]) -> li
 
 
 # ----------------------------------------------------------------------------------- the page
-def _escape(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-_CSS = """
-:root { --ink: #1d2733; --muted: #5b6775; --line: #d9dee5; --accent: #2457a6; --bad: #b3261e; }
-body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink); }
-main { max-width: 1040px; margin: 0 auto; padding: 24px 20px 64px; }
-header.report { border-bottom: 3px solid var(--accent); padding-bottom: 12px; margin-bottom: 16px; }
-h1 { font-size: 26px; margin: 0 0 6px; } h2 { font-size: 21px; margin: 0 0 8px; }
-dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 8px 0; }
-dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; }
-.note { background: #fff7e0; border-left: 4px solid #e0a800; padding: 6px 10px; margin: 8px 0; }
-nav.toc { background: #f4f6f9; border: 1px solid var(--line); border-radius: 6px; padding: 8px 16px; }
-nav.toc a { color: var(--accent); text-decoration: none; }
-section.report-section { border-top: 1px solid var(--line); margin-top: 24px; padding-top: 16px; }
-p.summary { font-size: 16px; font-weight: 600; margin: 4px 0 12px; }
-table { border-collapse: collapse; margin: 8px 0 16px; font-size: 13px; display: block; overflow-x: auto; }
-caption { text-align: left; color: var(--muted); padding-bottom: 4px; }
-th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #f4f6f9; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-figure { margin: 8px 0 16px; } figure svg { max-width: 100%; height: auto; }
-figcaption { color: var(--muted); font-size: 13px; }
-.error-box { border: 1px solid var(--bad); background: #fdf0ef; border-radius: 6px; padding: 8px 12px; margin: 6px 0; }
-.error-box strong { color: var(--bad); } pre { white-space: pre-wrap; font-size: 12px; overflow-x: auto; }
-"""
-
-
 def page(header: dict[str, Any], sections: list[tuple[str, str, str, str]], kind: str = "sweep report") -> str:
     """The HTML page: a header of facts, a table of contents, one ``<section>`` per (key, title, summary, body).
 
