@@ -51,7 +51,7 @@ from deepscope._validation import MAX_SEED, check_choice, check_seed
 from deepscope.errors import invalid_parameter
 from deepscope.guard import model_guard
 
-__all__ = ["AnalysisSpec", "ANALYSES", "analysis", "find_model", "load_all_analyses"]
+__all__ = ["AnalysisSpec", "ANALYSES", "ANALYSIS_PACKAGES", "analysis", "find_model", "load_all_analyses"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -203,15 +203,19 @@ def _copy_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[A
     return args, kwargs
 
 
+#: The packages that declare analyses (``@analysis`` lives nowhere else; a test checks it).
+ANALYSIS_PACKAGES = ("attribution", "generalization", "curvature", "dynamics", "expressivity", "models")
+
+
 def load_all_analyses() -> dict[str, AnalysisSpec]:
-    """Import every deepscope module so that all ``@analysis`` declarations are registered."""
+    """Import every module of :data:`ANALYSIS_PACKAGES` so that all ``@analysis`` declarations are
+    registered (their report sections are left out: report code is not needed to run an analysis)."""
     import importlib
     import pkgutil
 
-    import deepscope
-
-    for info in pkgutil.walk_packages(deepscope.__path__, prefix="deepscope."):
-        if info.name.startswith("deepscope.cli"):
-            continue
-        importlib.import_module(info.name)
+    for family in ANALYSIS_PACKAGES:
+        package = importlib.import_module(f"deepscope.{family}")
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"deepscope.{family}."):
+            if not info.name.endswith("report_section"):
+                importlib.import_module(info.name)
     return ANALYSES

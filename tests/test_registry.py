@@ -39,3 +39,19 @@ def test_analysis_rejects_a_non_model_first_argument():
         needs_model()
     with pytest.raises(InvalidParameterError, match="'takes' parameter of analysis"):
         analysis(takes="anything", family="x")
+
+
+def test_analyses_are_declared_only_in_the_packages_load_all_analyses_imports():
+    import re
+    from pathlib import Path
+
+    import deepscope
+    from deepscope.registry import ANALYSIS_PACKAGES
+
+    root = Path(deepscope.__file__).parent
+    declaring = {
+        path.relative_to(root).parts[0]
+        for path in root.rglob("*.py")
+        if path.name != "registry.py" and re.search(r"^@analysis\(", path.read_text(encoding="utf-8"), re.M)
+    }
+    assert declaring <= set(ANALYSIS_PACKAGES)

@@ -33,23 +33,12 @@ Metric = tuple[float, float | None]  # (value, standard error or None)
 _BUILTIN = ("gap",)
 
 
-_FAMILIES = ("attribution", "generalization", "curvature", "dynamics", "expressivity", "models")
-
-
 def _registry() -> dict[str, Any]:
-    """The registered analyses, importing only the analysis families' packages (not the report,
-    the CLI, the sweep or the gallery: a trial on a worker needs none of them)."""
-    import importlib
-    import pkgutil
+    """The registered analyses (only the analysis packages are imported: a trial on a worker needs
+    neither the report, the CLI, the sweep nor the gallery)."""
+    from deepscope.registry import load_all_analyses
 
-    from deepscope.registry import ANALYSES
-
-    for family in _FAMILIES:
-        package = importlib.import_module(f"deepscope.{family}")
-        for info in pkgutil.walk_packages(package.__path__, prefix=f"deepscope.{family}."):
-            if not info.name.endswith("report_section"):
-                importlib.import_module(info.name)
-    return ANALYSES
+    return load_all_analyses()
 
 
 def check_analysis(name: Any, options: dict[str, Any]) -> list[tuple[str, str]]:
