@@ -19,7 +19,7 @@ from torch import nn
 from deepscope._validation import check_int
 from deepscope.models._layers import check_classes, check_input_shape, check_widths, make_activation
 
-__all__ = ["ResNet", "BasicBlock"]
+__all__ = ["ResNet", "BasicBlock", "resnet18"]
 
 
 def _layers(ndim: int) -> tuple[type[nn.Module], type[nn.Module], type[nn.Module]]:
@@ -104,3 +104,30 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.flatten(self.pool(self.blocks(self.stem(x)))))
+
+
+def resnet18(num_classes: int = 10, in_channels: int = 3, input_size: int = 32) -> ResNet:
+    """The CIFAR-style ResNet-18 (He et al. 2016, Table 1, with the 3x3 stem of their CIFAR networks).
+
+    A 3x3 stem convolution to 64 channels (no 7x7 convolution, no max pool), four stages of two
+    basic blocks with 64, 128, 256 and 512 channels (stride 2 from the second stage), global
+    average pooling and a linear classifier: 17 convolutions + 1 linear layer = 18 weight layers.
+    With 3 input channels and 10 classes it has 11,173,962 parameters, the standard figure of the
+    CIFAR ResNet-18.
+
+    Args:
+        num_classes: number of logits.
+        in_channels: image channels (3 for RGB).
+        input_size: image height and width (32 for CIFAR); global pooling makes any size >= 8 work.
+
+    Returns:
+        A freshly initialised :class:`ResNet` (weights from torch's global generator).
+
+    Example:
+        >>> net = resnet18().eval()
+        >>> net(torch.zeros(1, 3, 32, 32)).shape
+        torch.Size([1, 10])
+    """
+    channels = check_int(in_channels, "in_channels", "resnet18", minimum=1)
+    size = check_int(input_size, "input_size", "resnet18", minimum=8)
+    return ResNet((channels, size, size), num_classes, channels=(64, 128, 256, 512), blocks_per_stage=2)
