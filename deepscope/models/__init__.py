@@ -1,7 +1,7 @@
 """Reference architectures, a seeded trainer and the model summary.
 
 ``build(name, input_shape, num_classes, **kwargs)`` makes one of the small reference networks
-("mlp", "cnn2d", "cnn1d", "resnet", "transformer"); ``default_architecture(dataset)`` picks one
+("mlp", "cnn2d", "cnn1d", "resnet", "transformer", "basset"); ``default_architecture(dataset)`` picks one
 from the input shape; ``train(model, dataset, ...)`` trains a deep copy bit-reproducibly;
 ``model_summary(model, input_shape)`` describes any ``nn.Module``.
 
@@ -22,6 +22,7 @@ from torch import nn
 from deepscope._validation import check_choice
 from deepscope.errors import DataError, invalid_parameter
 from deepscope.models._layers import ACTIVATIONS
+from deepscope.models.basset import Basset
 from deepscope.models.cnn1d import CNN1d
 from deepscope.models.cnn2d import CNN2d
 from deepscope.models.gap import GapEstimate, generalization_gap
@@ -39,6 +40,7 @@ __all__ = [
     "MLP",
     "CNN2d",
     "CNN1d",
+    "Basset",
     "ResNet",
     "Transformer",
     "train",
@@ -56,6 +58,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "cnn1d": CNN1d,
     "resnet": ResNet,
     "transformer": Transformer,
+    "basset": Basset,
 }
 
 
@@ -63,7 +66,7 @@ def build(name: str, input_shape: Sequence[int], num_classes: int, **kwargs: Any
     """Build a reference architecture by name.
 
     Args:
-        name: one of :data:`ARCHITECTURES` ("mlp", "cnn2d", "cnn1d", "resnet", "transformer").
+        name: one of :data:`ARCHITECTURES` ("mlp", "cnn2d", "cnn1d", "resnet", "transformer", "basset").
         input_shape: shape of one example, without the batch dimension, e.g. ``(1, 8, 8)``.
         num_classes: output width.
         **kwargs: architecture options (see each class: ``widths``, ``channels``, ``dropout``, ...).

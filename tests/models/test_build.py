@@ -12,6 +12,7 @@ TYPICAL = {
     "cnn1d": (4, 50),
     "resnet": (1, 16, 16),
     "transformer": (1, 40),
+    "basset": (4, 200),
 }
 
 

@@ -9,7 +9,14 @@ from deepscope.models.summary import functional_activations
 from deepscope.registry import ANALYSES
 from deepscope.testing import check_model_untouched, make_fixture
 
-SHAPES = {"mlp": (13,), "cnn2d": (1, 8, 8), "cnn1d": (4, 20), "resnet": (1, 8, 8), "transformer": (1, 8, 8)}
+SHAPES = {
+    "mlp": (13,),
+    "cnn2d": (1, 8, 8),
+    "cnn1d": (4, 20),
+    "resnet": (1, 8, 8),
+    "transformer": (1, 8, 8),
+    "basset": (4, 200),
+}
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
