@@ -152,12 +152,14 @@ def layer_health(
     for module in network.modules():
         module._forward_hooks.clear()
         module._forward_pre_hooks.clear()
+        if getattr(module, "inplace", False) is True:  # ReLU(inplace=True) would overwrite the recorded input
+            module.inplace = False
     reference = next(iter(network.parameters()), None)
     if reference is not None:
         inputs = inputs.to(reference.device, reference.dtype)
     with torch.no_grad():
         first_forward(network, inputs[:1])  # a wrong input width: the shared DataError
-    graph = _pwl.trace(network)
+    graph = _out_of_place(_pwl.trace(network))
     params = {name: p.detach().clone().requires_grad_(True) for name, p in graph.named_parameters()}
     for name, value in params.items():
         _assign(graph, name, value)
@@ -217,6 +219,25 @@ def _given_targets(targets: Any, count: int, classes: int) -> torch.Tensor:
             f"The 'targets' parameter of {_NAME} must be {expected}. Got labels in [{low}, {high}] instead."
         )
     return tensor.long()
+
+
+def _out_of_place(graph: fx.GraphModule) -> fx.GraphModule:
+    """The traced copy with in-place activations (``F.relu(x, inplace=True)``, ``x.relu_()``) made out of place.
+
+    The recorder keeps each activation's input next to its output; an in-place call would overwrite
+    that input (and autograd refuses in-place writes on views of the leaf parameters).
+    """
+    changed = False
+    for node in graph.graph.nodes:
+        if node.op == "call_function" and node.kwargs.get("inplace") is True:
+            node.kwargs = {**node.kwargs, "inplace": False}
+            changed = True
+        elif node.op == "call_method" and node.target in ("relu_", "tanh_", "sigmoid_"):
+            node.target = node.target[:-1]
+            changed = True
+    if changed:
+        graph.recompile()
+    return graph
 
 
 def _assign(graph: fx.GraphModule, name: str, value: torch.Tensor) -> None:

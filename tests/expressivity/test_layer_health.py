@@ -72,3 +72,36 @@ def test_gradient_norms_match_autograd_by_hand():
 def test_bad_inputs():
     with pytest.raises(DataError):
         layer_health(nn.Linear(2, 2), torch.zeros(0, 2))
+
+
+class _FunctionalInPlace(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Linear(3, 6)
+        self.second = nn.Linear(6, 5)
+        self.third = nn.Linear(5, 2)
+
+    def forward(self, x):
+        hidden = torch.nn.functional.relu(self.first(x), inplace=True)
+        return self.third(self.second(hidden).relu_())
+
+
+def test_in_place_activations_give_the_out_of_place_numbers():
+    # oracle: the same network with out-of-place activations; ReLU(inplace=True) used to crash
+    # ("a view of a leaf Variable ... in-place operation"), as in torchvision-style ResNets
+    torch.manual_seed(0)
+    inputs = torch.randn(32, 3)
+    in_place = nn.Sequential(nn.Linear(3, 6), nn.ReLU(inplace=True), nn.Linear(6, 2))
+    plain = nn.Sequential(in_place[0], nn.ReLU(), in_place[2])
+    got, expected = layer_health(in_place, inputs), layer_health(plain, inputs)
+    assert got.rows() == expected.rows()
+    np.testing.assert_allclose(got.jacobian_singular_values, expected.jacobian_singular_values, rtol=1e-6)
+    assert in_place[1].inplace is True  # the caller's module is unchanged
+
+    functional = _FunctionalInPlace()
+    rows = layer_health(functional, inputs).rows()
+    assert len(rows) == 2
+    hidden = torch.relu(functional.first(inputs))
+    # dead units by hand: a ReLU unit whose pre-activation is <= 0 on every input
+    assert rows[0]["dead_fraction"] == pytest.approx(float((functional.first(inputs) <= 0).all(0).float().mean()))
+    assert rows[1]["zero_fraction"] == pytest.approx(float((functional.second(hidden) <= 0).float().mean()))
