@@ -24,7 +24,14 @@ if _sys.argv[:1] == ["-m"]:  # pragma: no branch
     ]
 
 from deepscope import datasets, io  # submodules, part of the public surface
-from deepscope.errors import DataError, DeepscopeError, InvalidParameterError, UnsafeFileError, UnsupportedModelError
+from deepscope.errors import (
+    DataError,
+    DeepscopeError,
+    InvalidParameterError,
+    NonFiniteError,
+    UnsafeFileError,
+    UnsupportedModelError,
+)
 from deepscope.guard import model_guard
 from deepscope.models import train
 from deepscope.problem import Problem
@@ -40,6 +47,7 @@ __all__ = [
     "DataError",
     "UnsafeFileError",
     "UnsupportedModelError",
+    "NonFiniteError",
     "Problem",
     "Result",
     "model_guard",

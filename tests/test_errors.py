@@ -48,3 +48,12 @@ def test_cannot_take_inputs_keeps_the_first_line_of_the_cause():
     assert str(cannot_take_inputs((1,), KeyError(), "training inputs")).endswith("per example: KeyError")
     with pytest.raises(DataError, match="training inputs of shape"):
         raise cannot_take_inputs((3,), ValueError("bad"), "training inputs")
+
+
+def test_every_error_class_is_exported_from_the_package_root():
+    import deepscope
+    import deepscope.errors as errors
+
+    for name in ("DeepscopeError", "InvalidParameterError", "DataError", "UnsafeFileError", "UnsupportedModelError"):
+        assert getattr(deepscope, name) is getattr(errors, name) and name in deepscope.__all__
+    assert deepscope.NonFiniteError is NonFiniteError and "NonFiniteError" in deepscope.__all__
