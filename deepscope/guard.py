@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import operator
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -100,10 +101,25 @@ def stochastic_modules(model: nn.Module) -> list[str]:
     return _stochastic(model.named_modules())
 
 
+@functools.cache
+def _stochastic_class_names() -> frozenset[str]:
+    """Class names of torch's Dropout and BatchNorm kinds: what a TorchScript module keeps of its class."""
+    names, stack = set(), [nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase]
+    while stack:
+        kind = stack.pop()
+        if kind.__module__.startswith("torch.nn."):
+            names.add(kind.__name__)
+        stack.extend(kind.__subclasses__())
+    return frozenset(names)
+
+
 def _stochastic(named_modules: Iterable[tuple[str, nn.Module]]) -> list[str]:
     found = []
     for name, module in named_modules:
-        stochastic = isinstance(module, nn.modules.dropout._DropoutNd | nn.modules.batchnorm._NormBase)
+        stochastic = isinstance(module, nn.modules.dropout._DropoutNd | nn.modules.batchnorm._NormBase) or (
+            isinstance(module, torch.jit.RecursiveScriptModule)
+            and getattr(module, "original_name", None) in _stochastic_class_names()
+        )
         if stochastic and module.training:
             found.append(name or type(module).__name__)
     return found
@@ -267,14 +283,29 @@ def _copy_or_none(hooks: dict[Any, Any] | None) -> dict[Any, Any] | None:
     return None if hooks is None else dict(hooks)
 
 
-def _restore_dict(current: dict[Any, Any], saved: dict[Any, Any]) -> None:
-    """Make ``current`` hold exactly the saved entries (by identity), in the saved order."""
+def _restore_dict(current: Any, saved: dict[Any, Any]) -> None:
+    """Make ``current`` hold exactly the saved entries (by identity), in the saved order.
+
+    ``current`` is a dict, except on a TorchScript module, whose ``_modules``/``_parameters``/
+    ``_buffers`` are views of the compiled module (``OrderedDictWrapper``): they iterate only
+    through ``keys()``, cannot gain or lose entries, and take assignments to existing names.
+    """
+    if not isinstance(current, dict):
+        _restore_script_dict(current, saved)
+        return
     if not current and not saved:
         return
     same = list(current) == list(saved) and all(current[k] is saved[k] for k in saved)
     if not same:
         current.clear()
         current.update(saved)
+
+
+def _restore_script_dict(current: Any, saved: dict[Any, Any]) -> None:
+    """Put the saved objects back under their names in a TorchScript module's attribute view."""
+    for key, value in saved.items():
+        if key in current and current[key] is not value and value is not None:
+            current[key] = value  # a scripted submodule, parameter or buffer of the same type
 
 
 @contextlib.contextmanager

@@ -1,9 +1,11 @@
+import contextlib
+
 import pytest
 import torch
 from torch import nn
 
 from deepscope import model_guard
-from deepscope.errors import InvalidParameterError, UnsupportedModelError
+from deepscope.errors import DeepscopeError, InvalidParameterError, UnsupportedModelError
 from deepscope.guard import bitwise_equal, current_guard_report, stochastic_modules
 from deepscope.testing import check_model_untouched, fingerprint_differences, make_fixture, model_fingerprint
 
@@ -171,3 +173,110 @@ def test_a_sparse_gradient_is_kept_and_restored():
     with model_guard(model):
         model[0].weight.grad = None
     assert model[0].weight.grad is grad
+
+
+# ---- models that carry their own graph (issue 12: TorchScript crashed every analysis on exit)
+def _scripted():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Dropout(0.5), nn.Linear(4, 2))
+    return torch.jit.script(net)
+
+
+def _vandalise_script(model, inputs):
+    """What an analysis may do to a ScriptModule: its attribute views accept no new names."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    for p in model.parameters():
+        p.requires_grad_(False)
+        p.grad = torch.ones_like(p)
+    model.train()
+    model(inputs)  # BatchNorm running stats move
+    model._modules["3"]._parameters["weight"] = nn.Parameter(torch.zeros(2, 4))  # swapped behind the view
+    model.eval()
+
+
+def test_guard_restores_a_scripted_model():
+    model, inputs = _scripted(), torch.randn(8, 3)
+    model(inputs).sum().backward()  # the caller's grads, kept
+    before = model_fingerprint(model)
+    weight = model._modules["3"]._parameters["weight"]
+    with model_guard(model) as report:
+        assert report.switched_to_eval == ["1", "2"]  # BatchNorm and Dropout, recognised by their class name
+        assert torch.equal(model(inputs), model(inputs))  # eval semantics inside
+        _vandalise_script(model, inputs)
+    assert fingerprint_differences(before, model_fingerprint(model)) == []
+    assert model._modules["3"]._parameters["weight"] is weight
+    assert all(m.training for m in model.modules())
+
+
+def test_guard_restores_a_scripted_model_on_error():
+    model, inputs = _scripted(), torch.randn(8, 3)
+    before = model_fingerprint(model)
+    with pytest.raises(RuntimeError, match="boom"), model_guard(model):
+        _vandalise_script(model, inputs)
+        raise RuntimeError("boom")
+    assert fingerprint_differences(before, model_fingerprint(model)) == []
+
+
+def test_an_analysis_leaves_a_scripted_model_untouched():
+    from deepscope import Problem
+    from deepscope.attribution import integrated_gradients
+    from deepscope.curvature import hessian_eigenvalues
+
+    torch.manual_seed(0)
+    eager = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Dropout(0.1), nn.Linear(8, 2))
+    model = torch.jit.script(eager)
+    x, y = torch.randn(16, 3), torch.arange(16) % 2
+    check_model_untouched(lambda: integrated_gradients(model, x[:4], 0, steps=16), model)
+    # torch.func cannot call a ScriptModule with other weights, so the curvature analyses fail on it;
+    # the model must come out untouched all the same (check_model_untouched raises AssertionError if not)
+    with contextlib.suppress(RuntimeError, DeepscopeError):
+        check_model_untouched(lambda: hessian_eigenvalues(Problem(model, (x, y), loss="cross_entropy"), k=1), model)
+    # the scripted model gives the eager model's numbers (same weights, both in eval semantics)
+    scripted = integrated_gradients(model, x[:4], 0, steps=16).values
+    assert torch.allclose(scripted, integrated_gradients(eager, x[:4], 0, steps=16).values, atol=1e-6)
+
+
+def test_guard_restores_an_exported_program_module():
+    torch.manual_seed(0)
+    eager = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)).eval()
+    batch = torch.export.Dim("batch")
+    model = torch.export.export(eager, (torch.randn(2, 4),), dynamic_shapes=({0: batch},)).module()
+    inputs = torch.randn(6, 4)
+    before = model_fingerprint(model)
+    with model_guard(model):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(-1)
+        model(inputs).sum().backward()
+        model.register_forward_hook(lambda m, a, o: None)
+    assert fingerprint_differences(before, model_fingerprint(model)) == []
+    assert torch.equal(model(inputs), eager(inputs))
+
+
+def test_tied_parameters_are_snapshotted_and_restored_once():
+    """GPT-2 style: the output layer's weight is the embedding's (one tensor under two names)."""
+    from deepscope.guard import _module_list, _Snapshot
+
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(7, 4)
+            self.head = nn.Linear(4, 7, bias=False)
+            self.head.weight = self.embed.weight
+
+        def forward(self, ids):
+            return self.head(self.embed(ids)).mean(1)
+
+    model = Tied()
+    shared = model.embed.weight
+    before = model_fingerprint(model)
+    assert len(_Snapshot(_module_list(model)).tensors) == 1  # one copy of the one tensor
+    with model_guard(model):
+        with torch.no_grad():
+            model.head.weight.mul_(3)  # seen through both names
+        model(torch.tensor([[1, 2, 3]])).sum().backward()  # one gradient, accumulated from both uses
+        model.head.weight = nn.Parameter(torch.zeros(7, 4))  # untied inside the guard
+    assert model.head.weight is shared and model.embed.weight is shared and shared.grad is None
+    assert fingerprint_differences(before, model_fingerprint(model)) == []
