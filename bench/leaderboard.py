@@ -110,8 +110,8 @@ def evaluate_method(
     correlation = faithfulness_correlation(model, inputs, targets, attributions=values, n_samples=32)
     row = {
         "method": name,
-        "auroc": local.summary["auroc"][:2],
-        "precision": local.summary["relevance_rank_accuracy"][:2],
+        "auroc": local.means["auroc"][:2],
+        "precision": local.means["relevance_rank_accuracy"][:2],
         "deletion_auc": (deletion.mean_auc, deletion.standard_error),
         "insertion_auc": (insertion.mean_auc, insertion.standard_error),
         "faithfulness_correlation": (correlation.mean, correlation.standard_error),

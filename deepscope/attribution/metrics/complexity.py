@@ -65,23 +65,30 @@ class Complexity(Result):
 
     sparseness: torch.Tensor
     entropy: torch.Tensor
-    summary: dict[str, tuple[float, float, int]]
+    means: dict[str, tuple[float, float, int]]
 
     def rows(self) -> list[dict[str, Any]]:
         return [
             {"metric": name, "mean": mean, "standard_error": error, "examples": count}
-            for name, (mean, error, count) in self.summary.items()
+            for name, (mean, error, count) in self.means.items()
         ]
+
+    def summary(self) -> str:
+        """The means as one sentence, e.g. ``"Complexity: auroc 0.9 ± 0.05 (8 examples), ..."``."""
+        parts = [
+            f"{name} {mean:.3g} ± {error:.2g} ({count} examples)" for name, (mean, error, count) in self.means.items()
+        ]
+        return f"{type(self).__name__}: " + ", ".join(parts) + "."
 
 
 def complexity(attributions: Any) -> Complexity:
     """Sparseness (Gini, higher = more concentrated) and entropy (lower = more concentrated).
 
     Example:
-        >>> round(complexity(torch.tensor([[0.0, 0.0, 0.0, 2.0]])).summary["sparseness"][0], 2)
+        >>> round(complexity(torch.tensor([[0.0, 0.0, 0.0, 2.0]])).means["sparseness"][0], 2)
         0.75
     """
     gini = sparseness(attributions)
     entropy = attribution_entropy(attributions)
-    summary = {"sparseness": mean_and_standard_error(gini), "entropy": mean_and_standard_error(entropy)}
-    return Complexity(gini.cpu(), entropy.cpu(), summary)
+    means = {"sparseness": mean_and_standard_error(gini), "entropy": mean_and_standard_error(entropy)}
+    return Complexity(gini.cpu(), entropy.cpu(), means)

@@ -128,7 +128,7 @@ class Localisation(Result):
     Attributes:
         auroc, precision_at_k, relevance_rank, relevance_mass: ``(batch,)`` each.
         k: the k of precision@k (None: k = |mask| per example, i.e. relevance rank accuracy).
-        summary: ``{name: (mean, standard_error, examples)}``.
+        means: ``{name: (mean, standard_error, examples)}``.
     """
 
     auroc: torch.Tensor
@@ -136,13 +136,20 @@ class Localisation(Result):
     relevance_rank: torch.Tensor
     relevance_mass: torch.Tensor
     k: int | None
-    summary: dict[str, tuple[float, float, int]]
+    means: dict[str, tuple[float, float, int]]
 
     def rows(self) -> list[dict[str, Any]]:
         return [
             {"metric": name, "mean": mean, "standard_error": error, "examples": count}
-            for name, (mean, error, count) in self.summary.items()
+            for name, (mean, error, count) in self.means.items()
         ]
+
+    def summary(self) -> str:
+        """The means as one sentence, e.g. ``"Localisation: auroc 0.9 ± 0.05 (8 examples), ..."``."""
+        parts = [
+            f"{name} {mean:.3g} ± {error:.2g} ({count} examples)" for name, (mean, error, count) in self.means.items()
+        ]
+        return f"{type(self).__name__}: " + ", ".join(parts) + "."
 
 
 def localisation(attributions: Any, mask: Any, *, k: int | None = None, absolute: bool = True) -> Localisation:
@@ -158,17 +165,17 @@ def localisation(attributions: Any, mask: Any, *, k: int | None = None, absolute
 
     Example:
         >>> result = localisation(torch.tensor([[0.9, 0.1, 0.5]]), torch.tensor([[1, 0, 0]]))
-        >>> result.summary["auroc"][0]
+        >>> result.means["auroc"][0]
         1.0
     """
     auroc = attribution_auroc(attributions, mask, absolute=absolute)
     rank = relevance_rank_accuracy(attributions, mask, absolute=absolute)
     precision = rank if k is None else precision_at_k(attributions, mask, k, absolute=absolute)
     mass = relevance_mass_accuracy(attributions, mask, absolute=absolute)
-    summary = {
+    means = {
         "auroc": mean_and_standard_error(auroc),
         "precision_at_k": mean_and_standard_error(precision),
         "relevance_rank_accuracy": mean_and_standard_error(rank),
         "relevance_mass_accuracy": mean_and_standard_error(mass),
     }
-    return Localisation(auroc.cpu(), precision.cpu(), rank.cpu(), mass.cpu(), k, summary)
+    return Localisation(auroc.cpu(), precision.cpu(), rank.cpu(), mass.cpu(), k, means)

@@ -65,11 +65,11 @@ def summary_metrics(
     summary: dict[str, Any] = {
         "deletion_auc": (deletion.mean_auc, deletion.standard_error),
         "insertion_auc": (insertion.mean_auc, insertion.standard_error),
-        "sparseness": complexity(values).summary["sparseness"][:2],
+        "sparseness": complexity(values).means["sparseness"][:2],
         "examples": int(x.shape[0]),
     }
     if mask is not None:
         local = localisation(values, mask.to(values.device) if isinstance(mask, torch.Tensor) else mask)
-        summary["localisation_auroc"] = local.summary["auroc"][:2]
-        summary["precision_at_k"] = local.summary["precision_at_k"][:2]
+        summary["localisation_auroc"] = local.means["auroc"][:2]
+        summary["precision_at_k"] = local.means["precision_at_k"][:2]
     return summary

@@ -37,8 +37,13 @@ def test_entropy_matches_scipy():
 
 def test_complexity_summary_and_errors():
     result = complexity(torch.rand(6, 10))
-    mean, error, count = result.summary["sparseness"]
+    mean, error, count = result.means["sparseness"]
     assert count == 6 and error > 0 and 0 < mean < 1
+    # summary() is the Result's headline method again (the table was a field that shadowed it)
+    assert result.summary() == (
+        f"Complexity: sparseness {mean:.3g} ± {error:.2g} (6 examples), "
+        f"entropy {result.means['entropy'][0]:.3g} ± {result.means['entropy'][1]:.2g} (6 examples)."
+    )
     with pytest.raises(DeepscopeError):
         sparseness(torch.tensor([[float("nan"), 1.0]]))
     with pytest.raises(DeepscopeError):

@@ -115,5 +115,5 @@ def test_summary_metrics_agree_with_the_individual_metrics(cnn_and_images):
     mask = (torch.rand_like(x) < 0.3).long()
     summary = summary_metrics(model, x, 1, a, mask, step_fraction=0.25)
     assert summary["deletion_auc"][0] == deletion_curve(model, x, 1, attributions=a, step_fraction=0.25).mean_auc
-    assert summary["localisation_auroc"][0] == localisation(a, mask).summary["auroc"][0]
+    assert summary["localisation_auroc"][0] == localisation(a, mask).means["auroc"][0]
     assert summary["examples"] == 5 and set(summary) >= {"insertion_auc", "sparseness", "precision_at_k"}

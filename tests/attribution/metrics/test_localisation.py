@@ -41,7 +41,7 @@ def test_auroc_on_image_shaped_masks_and_undefined_cases():
     result = attribution_auroc(scores, mask)
     assert result[0].item() == pytest.approx(roc_auc_score(mask[0].reshape(-1), scores[0].reshape(-1)), abs=1e-12)
     assert math.isnan(result[1].item())
-    assert localisation(scores, mask).summary["auroc"][2] == 1  # one defined example counted
+    assert localisation(scores, mask).means["auroc"][2] == 1  # one defined example counted
 
 
 def test_precision_at_k_and_rank_accuracy_by_brute_force():
@@ -70,9 +70,10 @@ def test_perfect_and_inverted_maps():
     mask[:, :3] = 1
     perfect = mask + 0.01 * torch.rand(3, 10)
     result = localisation(perfect, mask, k=3)
-    assert result.summary["auroc"][0] == 1.0 and result.summary["precision_at_k"][0] == 1.0
-    assert localisation(1 - mask, mask).summary["auroc"][0] == 0.0
+    assert result.means["auroc"][0] == 1.0 and result.means["precision_at_k"][0] == 1.0
+    assert localisation(1 - mask, mask).means["auroc"][0] == 0.0
     assert {row["metric"] for row in result.rows()} >= {"auroc", "relevance_mass_accuracy"}
+    assert result.summary().startswith("Localisation: auroc 1 ± 0 (3 examples), precision_at_k 1 ± 0 (3 examples)")
 
 
 def test_bad_masks_raise():

@@ -27,10 +27,10 @@ def test_each_entry_is_the_metric_it_names():
     insertion = insertion_curve(model, inputs, 1, attributions=values, step_fraction=0.25)
     assert summary["deletion_auc"] == pytest.approx((deletion.mean_auc, deletion.standard_error))
     assert summary["insertion_auc"] == pytest.approx((insertion.mean_auc, insertion.standard_error))
-    assert summary["sparseness"] == pytest.approx(complexity(values).summary["sparseness"][:2])
+    assert summary["sparseness"] == pytest.approx(complexity(values).means["sparseness"][:2])
     local = localisation(values, mask)
-    assert summary["localisation_auroc"] == pytest.approx(local.summary["auroc"][:2])
-    assert summary["precision_at_k"] == pytest.approx(local.summary["precision_at_k"][:2])
+    assert summary["localisation_auroc"] == pytest.approx(local.means["auroc"][:2])
+    assert summary["precision_at_k"] == pytest.approx(local.means["precision_at_k"][:2])
     assert summary["examples"] == 5
 
 
