@@ -162,18 +162,20 @@ def _run_section(spec: Any, context: AuditContext) -> dict[str, Any]:
         body = "".join(_render_block(block) for block in section.blocks)
         results = to_jsonable(section.results)
         seconds = time.perf_counter() - started
+        costs = to_jsonable(list(section.costs))
         return {
             "key": spec.key,
             "title": spec.title,
             "status": "ok",
             "summary": str(section.summary),
-            "body": body,
+            "body": body + _render_costs(costs),
             "seconds": seconds,
             "json": {
                 "title": spec.title,
                 "status": "ok",
                 "summary": str(section.summary),
                 "seconds": round(seconds, 3),
+                "costs": costs,
                 "results": results,
             },
         }
@@ -197,6 +199,23 @@ def _run_section(spec: Any, context: AuditContext) -> dict[str, Any]:
                 "seconds": round(seconds, 3),
             },
         }
+
+
+def _render_costs(costs: list[dict[str, Any]]) -> str:
+    """One line naming each block's cost: seconds, example passes when known, or why it was declined."""
+    if not costs:
+        return ""
+    items = []
+    for cost in costs:
+        label = str(cost.get("block", "block"))
+        if cost.get("declined"):
+            items.append(f"{label}: declined (estimated {float(cost.get('estimated_seconds', 0.0)):.3g} s)")
+            continue
+        text = f"{label}: {float(cost.get('seconds', 0.0)):.2f} s"
+        if cost.get("passes") is not None:
+            text += f", {float(cost['passes']):.4g} example passes"
+        items.append(text)
+    return '<p class="timing">Cost per block: ' + _escape("; ".join(items)) + ".</p>"
 
 
 def _describe_error(error: BaseException | None) -> str:

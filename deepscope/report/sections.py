@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import importlib
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -89,13 +90,19 @@ Block = Text | Table | Figure | Html
 @dataclasses.dataclass(frozen=True)
 class Part:
     """One isolated piece of a section: its blocks, its entries for results.json, and a clause
-    for the section's summary (empty when it adds none)."""
+    for the section's summary (empty when it adds none).
+
+    ``cost`` says what the piece cost: :func:`run_block` sets ``block`` and ``seconds``; a builder may
+    add ``passes`` (example passes, see :mod:`deepscope.report.cost`), its estimate, or ``declined``
+    (the reason it did not run).
+    """
 
     blocks: list[Block] = dataclasses.field(default_factory=list)
     results: dict[str, Any] = dataclasses.field(default_factory=dict)
     sentence: str = ""
     error: str | None = None
     exception: BaseException | None = dataclasses.field(default=None, repr=False, compare=False)
+    cost: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
 
 def _describe(error: BaseException) -> str:
@@ -113,13 +120,17 @@ def run_block(label: str, build: Callable[[], Part]) -> Part:
     Returns:
         ``build()``, or a Part holding one error box (``<label> failed: <Type>: <message>``) and
         ``error`` set; :meth:`Section.from_parts` records it under ``results["block_errors"]``.
+        Either way ``cost`` holds the block's label and wall-clock seconds.
     """
+    started = time.perf_counter()
     try:
         part = build()
         if not isinstance(part, Part):
             raise TypeError(f"the block builder returned {type(part).__name__}, expected a Part")
-        return part
+        seconds = time.perf_counter() - started
+        return dataclasses.replace(part, cost={"block": label, **part.cost, "seconds": seconds})
     except Exception as error:  # noqa: BLE001 - one failing block must not blank its section
+        seconds = time.perf_counter() - started
         message = _describe(error)
         box = (
             '<div class="error-box"><p><strong>'
@@ -128,7 +139,12 @@ def run_block(label: str, build: Callable[[], Part]) -> Part:
             + html.escape(message)
             + "</p></div>"
         )
-        return Part(blocks=[Html(box)], error=f"{label}: {message}", exception=error)
+        return Part(
+            blocks=[Html(box)],
+            error=f"{label}: {message}",
+            exception=error,
+            cost={"block": label, "seconds": seconds, "error": message},
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +154,7 @@ class Section:
     summary: str
     blocks: list[Block] = dataclasses.field(default_factory=list)
     results: dict[str, Any] = dataclasses.field(default_factory=dict)
+    costs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_parts(cls, parts: Sequence[Part], summary: Callable[[list[str]], str]) -> Section:
@@ -145,6 +162,7 @@ class Section:
 
         Results of the parts are merged (later keys win); failed parts are listed, in order, under
         ``results["block_errors"]`` (absent when every part succeeded, so a clean report keeps its shape).
+        The parts' costs (those run by :func:`run_block`, or that carry one) are listed in ``costs``.
         When every part failed there is nothing left to show: the first part's exception is raised
         again, so the section fails as a whole (e.g. a model the Problem refused).
         """
@@ -160,7 +178,13 @@ class Section:
                 errors.append(part.error)
         if errors:
             results["block_errors"] = errors
-        return cls(summary=summary([part.sentence for part in parts if part.sentence]), blocks=blocks, results=results)
+        costs = [dict(part.cost) for part in parts if part.cost]
+        return cls(
+            summary=summary([part.sentence for part in parts if part.sentence]),
+            blocks=blocks,
+            results=results,
+            costs=costs,
+        )
 
 
 @dataclasses.dataclass

@@ -43,12 +43,26 @@ def _seed_section(context):
     return Section(summary="Seeded.", results={"draw": float(torch.rand(()))})
 
 
+def _costed_section(context):
+    from deepscope.report.sections import Part, run_block
+
+    parts = [
+        run_block("Cheap <block>", lambda: Part([Text("ran")], cost={"passes": 12})),
+        run_block(
+            "Dear block",
+            lambda: Part([Text("no")], cost={"declined": "too dear", "estimated_seconds": 900.0}),
+        ),
+    ]
+    return Section.from_parts(parts, summary=lambda _: "Costed.")
+
+
 _TEMPORARY = {
     "zz_figure": ("Figure section", 1001, _figure_section),
     "zz_failing": ("Failing section", 1002, _failing_section),
     "zz_bad_return": ("Bad return", 1003, _bad_return_section),
     "zz_long_table": ("Long table", 1004, _long_table_section),
     "zz_seed": ("Seed section", 1005, _seed_section),
+    "zz_costed": ("Costed section", 1006, _costed_section),
 }
 
 
@@ -216,3 +230,16 @@ def test_a_module_that_fails_to_import_is_named_and_the_report_still_written(
     ]
     assert results["sections"]["zz_seed"]["status"] == "ok"
     assert "Module deepscope.report.nosvg failed to import (ModuleNotFoundError: " in paths.html.read_text()
+
+
+def test_each_block_states_its_cost_in_the_page_and_the_json(context, temporary_sections, tmp_path):
+    paths = write_report(context, tmp_path, sections=["zz_costed", "zz_figure"])
+    costs = json.loads(paths.json.read_text())["sections"]["zz_costed"]["costs"]
+    assert [cost["block"] for cost in costs] == ["Cheap <block>", "Dear block"]
+    assert costs[0]["passes"] == 12 and costs[0]["seconds"] >= 0 and costs[1]["declined"] == "too dear"
+    page = paths.html.read_text()
+    assert "Cost per block: Cheap &lt;block&gt;: " in page and "12 example passes" in page
+    assert "Dear block: declined (estimated 900 s)" in page
+    # a section built without blocks has no cost line
+    figure = re.search(r'id="section-zz_figure".*?</section>', page, re.S).group(0)
+    assert "Cost per block" not in figure

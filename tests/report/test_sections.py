@@ -55,8 +55,22 @@ def test_a_module_that_fails_to_import_is_named_by_load_sections(monkeypatch):
 
 
 def test_run_block_returns_the_part_of_a_block_that_works():
-    part = Part([Text("fine")], {"x": 1}, "x is 1")
-    assert run_block("X", lambda: part) is part
+    part = Part([Text("fine")], {"x": 1}, "x is 1", cost={"passes": 12})
+    got = run_block("X", lambda: part)
+    assert (got.blocks, got.results, got.sentence, got.error) == (part.blocks, part.results, part.sentence, None)
+    # the block's own cost entries are kept; run_block adds its label and wall-clock seconds
+    assert got.cost["block"] == "X" and got.cost["passes"] == 12 and got.cost["seconds"] >= 0.0
+
+
+def test_section_lists_the_cost_of_each_block():
+    parts = [
+        run_block("A", lambda: Part([Text("a")], cost={"passes": 3})),
+        run_block("B", lambda: _raise("broken")),
+        Part([Text("not timed")]),
+    ]
+    section = Section.from_parts(parts, summary=lambda _: "")
+    assert [cost["block"] for cost in section.costs] == ["A", "B"]
+    assert section.costs[0]["passes"] == 3 and section.costs[1]["error"] == "RuntimeError: broken"
 
 
 def _raise(message):
