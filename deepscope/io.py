@@ -1,9 +1,10 @@
-"""Safe model loading and saving: safetensors + JSON config, TorchScript, weights-only checkpoints.
+"""Safe model loading and saving: safetensors + JSON config, TorchScript, torch.export programs, checkpoints.
 
 A pickle is a program: ``torch.load(weights_only=False)`` on a downloaded file can run any code
 (Trail of Bits, "Never a dill moment", 2021). deepscope reads weights with safetensors or
 ``torch.load(weights_only=True)`` and unpickles a whole module only when the caller opts in with
-``trust_pickle=True`` (CLI: ``--trust-pickle``). See docs/data.md for the supported files.
+``trust_pickle=True`` (CLI: ``--trust-pickle``). A ``torch.export`` program (``.pt2``) is checked
+entry by entry first (:mod:`deepscope._exported`). See docs/cli.md for the supported files.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import torch
 from torch import nn
 
 from deepscope import _arch
+from deepscope._exported import SUFFIX as EXPORT_SUFFIX
+from deepscope._exported import load_exported
 from deepscope._files import check_regular_file
 from deepscope._readers import (
     NESTED_KEYS,
@@ -39,7 +42,7 @@ __all__ = ["load_model", "save_model", "CONFIG_FORMAT", "CONFIG_VERSION"]
 CONFIG_FORMAT = "deepscope-model"
 CONFIG_VERSION = 1
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".ts", ".torchscript", ".jit")
-SUFFIXES = (".safetensors", ".json", *CHECKPOINT_SUFFIXES)
+SUFFIXES = (".safetensors", ".json", *CHECKPOINT_SUFFIXES, EXPORT_SUFFIX)
 _MAX_CONFIG_BYTES = 1 << 20
 _TEMP_PREFIX = ".deepscope-tmp-"
 Architecture = str | Callable[..., nn.Module]
@@ -73,7 +76,7 @@ def load_model(
 
     Args:
         path: the model file (``.safetensors``, its ``.json``, ``.pt``/``.pth``/``.ckpt``/``.bin``,
-            or a TorchScript archive).
+            a TorchScript archive, or a ``torch.export`` program ``.pt2`` with a dynamic batch dimension).
         arch: how to build the module the weights go into.
         trust_pickle: allow full unpickling of a ``.pt`` that is not weights-only. Unpickling runs
             code chosen by whoever wrote the file: only for files from a trusted source.
@@ -121,10 +124,12 @@ def load_model(
         )
     elif suffix in CHECKPOINT_SUFFIXES:
         model = _load_checkpoint(path, arch, arch_kwargs, trust_pickle, map_location, trust_code)
+    elif suffix == EXPORT_SUFFIX:
+        return load_exported(path, trust_pickle=trust_pickle, map_location=map_location)  # its flags set, not .eval()
     else:
         raise DataError(
             f"Cannot load '{path.name}': model files must end in {', '.join(SUFFIXES)} "
-            "(safetensors weights, a TorchScript archive or a torch.save checkpoint)."
+            "(safetensors weights, a TorchScript archive, a torch.save checkpoint or a torch.export program)."
         )
     return model.to(map_location).eval()
 
