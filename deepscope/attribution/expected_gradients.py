@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepscope._allocation import check_allocation
 from deepscope._validation import check_float, check_int
 from deepscope.attribution._base import DEFAULT_MAX_BATCH, Attribution, OutputFn, finish, prepare
 from deepscope.attribution._registry import attribution_method
@@ -36,6 +37,7 @@ def _sampled_path_gradients(
     prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch)
     x, forward, targets = prepared.inputs, prepared.forward, prepared.targets
     n, n_targets = x.shape[0], targets.shape[0]
+    check_allocation(samples, x.numel(), torch.float64, x.device, name="samples", owner=owner)  # the input noise
     if references is None:
         references = torch.zeros_like(x[:1])
     if not isinstance(references, torch.Tensor) or tuple(references.shape[1:]) != tuple(x.shape[1:]):

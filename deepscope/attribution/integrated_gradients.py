@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepscope._allocation import check_allocation
 from deepscope._validation import check_choice, check_float, check_int
 from deepscope.attribution._base import (
     DEFAULT_MAX_BATCH,
@@ -199,6 +200,8 @@ def integrated_gradients(
     x, forward, targets = prepared.inputs, prepared.forward, prepared.targets
     reference = prepare_baseline(baseline, x, owner)
     n = x.shape[0]
+    if steps is not None:  # the path gradients of every node are kept: (targets, n, steps, *features)
+        check_allocation(steps, targets.shape[0] * x.numel(), x.dtype, x.device, name="steps", owner=owner)
     at_input = evaluate_selected(forward, x, targets, prepared.max_batch)
     at_baseline = evaluate_selected(forward, reference, targets, prepared.max_batch)
     difference = at_input - at_baseline

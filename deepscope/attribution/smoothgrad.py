@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepscope._allocation import check_allocation
 from deepscope._validation import check_float, check_int
 from deepscope.attribution._base import DEFAULT_MAX_BATCH, Attribution, OutputFn, finish, prepare
 from deepscope.attribution._registry import attribution_method, method_named
@@ -46,6 +47,7 @@ def _noise_tunnel(
         raise invalid_parameter("method_options", owner, "None or a dict of the inner method's options", method_options)
     prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch)
     x, n = prepared.inputs, prepared.inputs.shape[0]
+    check_allocation(samples, x.numel(), x.dtype, x.device, name="samples", owner=owner)  # the noisy copies
     # sigma is a fraction of each example's value range (Smilkov et al., 2017)
     flat = x.flatten(1)
     sigma = noise * (flat.max(1).values - flat.min(1).values).clamp_min(1e-12)

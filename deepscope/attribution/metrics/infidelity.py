@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepscope._allocation import check_allocation
 from deepscope._validation import check_float, check_int
 from deepscope.attribution._base import guard_note
 from deepscope.attribution.metrics._common import (
@@ -129,6 +130,7 @@ def infidelity(
     ).reshape(batch, -1)
     generator = torch.Generator().manual_seed(seed)
     original = selected_scores(prepared.forward, x, targets, output, prepared.max_batch).double()
+    check_allocation(n_samples, 2 * batch, torch.float64, x.device, name="n_samples", owner=owner)
     total_rows = n_samples * batch
     predicted = torch.empty(total_rows, dtype=torch.float64, device=x.device)
     drops = torch.empty(total_rows, dtype=torch.float64, device=x.device)
