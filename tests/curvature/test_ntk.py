@@ -92,3 +92,74 @@ def test_bad_inputs():
         ntk(nn.Linear(2, 2).requires_grad_(False), torch.randn(3, 2))
     with pytest.raises(InvalidParameterError, match="'mode' parameter of ntk"):
         ntk(nn.Linear(2, 2), torch.randn(3, 2), mode="diagonal")
+
+
+def test_sketched_kernel_is_unbiased_with_an_exact_diagonal_and_its_stated_error():
+    # oracle: the exact kernel by Jacobian contraction on the same network
+    torch.manual_seed(0)
+    x = torch.randn(6, 5, dtype=torch.float64)
+    model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 3)).double()  # 147 parameters
+    for mode in ("trace", "full"):
+        exact = ntk(model, x, mode=mode, method="jacobian")
+        sketched = ntk(model, x, mode=mode, method="sketch", sketch_size=64, seed=1)
+        assert sketched.method == "sketch" and sketched.sketch_size == 64 and exact.eigenvalue_error is None
+        # the diagonal is the exact squared gradient norm (up to float64 summation order)
+        torch.testing.assert_close(sketched.kernel.diagonal(), exact.kernel.diagonal(), atol=1e-10, rtol=1e-10)
+        # Weyl: |λ̂_k − λ_k| <= ‖K̂ − K‖_F, whose RMS the result bounds; 3 x the RMS bound fails with
+        # probability <= 1/9 by Markov on the square, far less in practice (the bound is loose)
+        error = float(torch.linalg.matrix_norm(sketched.kernel - exact.kernel))
+        assert error <= 3 * sketched.eigenvalue_error
+        gaps = [abs(a - b) for a, b in zip(sketched.eigenvalues, exact.eigenvalues)]
+        assert max(gaps) <= error + 1e-9
+    # unbiased: the mean over 80 hashes approaches the exact kernel (each off-diagonal entry's
+    # standard deviation is <= √(2/m)·√(K_ii K_jj); averaging 80 divides it by √80 ≈ 9)
+    exact = ntk(model, x, method="jacobian").kernel
+    mean = sum(ntk(model, x, method="sketch", sketch_size=16, seed=s).kernel for s in range(80)) / 80
+    scale = torch.outer(exact.diagonal(), exact.diagonal()).sqrt() * math.sqrt(2 / 16) / math.sqrt(80)
+    assert bool(((mean - exact).abs() <= 4 * scale + 1e-12).all())
+
+
+def test_sketch_with_more_buckets_than_parameters_stays_close():
+    # with m >> P collisions are rare: the error bound shrinks as 1/√m and the estimate follows it
+    torch.manual_seed(1)
+    x = torch.randn(5, 4, dtype=torch.float64)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)).double()
+    exact = ntk(model, x, method="loop")
+    small = ntk(model, x, method="sketch", sketch_size=8)
+    large = ntk(model, x, method="sketch", sketch_size=8192)
+    assert large.eigenvalue_error == pytest.approx(small.eigenvalue_error / 32)  # √(8192/8) = 32
+    assert float(torch.linalg.matrix_norm(large.kernel - exact.kernel)) <= 3 * large.eigenvalue_error
+    with pytest.raises(InvalidParameterError, match="sketch_size"):
+        ntk(model, x, method="sketch", sketch_size=0)
+
+
+def test_dict_and_token_inputs_flow_through_unchanged():
+    # oracle: the same kernel from the tensor call of an equivalent model
+    torch.manual_seed(2)
+
+    class Keyword(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(11, 4)
+            self.head = nn.Linear(4, 3)
+
+        def forward(self, input_ids, attention_mask):
+            hidden = (self.embed(input_ids) * attention_mask[..., None]).sum(1)
+            return self.head(torch.tanh(hidden))
+
+    class Plain(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, ids):
+            return self.inner(ids, torch.ones_like(ids, dtype=torch.float32))
+
+    model = Keyword()
+    ids = torch.randint(0, 11, (5, 7))
+    batch = {"input_ids": ids, "attention_mask": torch.ones(5, 7)}
+    for method in ("loop", "jacobian", "sketch"):
+        by_dict = ntk(model, batch, method=method)
+        by_ids = ntk(Plain(model), ids, method=method)
+        torch.testing.assert_close(by_dict.kernel, by_ids.kernel)
+        assert by_dict.n_inputs == 5
