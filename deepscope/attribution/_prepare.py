@@ -5,7 +5,11 @@ The call shape ``method(model, inputs, target=None, *, ...)`` is described in
 
 * ``inputs`` are checked (a finite float tensor with a batch dimension) and COPIED onto the
   model's device and dtype, so a model that works in place (``ReLU(inplace=True)`` as its first
-  layer) never changes the caller's tensor; every forward pass also gets its own copy.
+  layer) never changes the caller's tensor; every forward pass also gets its own copy. Integer
+  token ids and dicts of named tensors (``{"input_ids": ..., "attention_mask": ...}``, passed as
+  ``model(**inputs)``) are accepted by the methods that attribute at a layer (``tokens=True``);
+  the input-space methods refuse them with a message naming those (:data:`LAYER_METHODS`).
+  Integer tensors are never cast (:func:`deepscope._inputs.move`).
 * the model's weights must be finite (a NaN weight would make every attribution NaN).
 * ``target`` follows Captum: ``None`` (the predicted class), an int (the same class for every
   example), or one target per example — a list of ``batch`` ints, or a 1-D tensor of ``batch`` ints.
@@ -28,10 +32,13 @@ from torch import nn
 
 from deepscope._finite import check_finite_model
 from deepscope._forward import first_forward
+from deepscope._inputs import Inputs, batch_length, call_model, example_shape, floating, is_mapping, move, slice_rows
 from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
+    "LAYER_METHODS",
+    "is_token_inputs",
     "OutputFn",
     "Prepared",
     "prepare",
@@ -45,6 +52,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_BATCH = 4096
+
+LAYER_METHODS = ("layer_integrated_gradients", "layer_gradient_x_activation", "attn_lrp")
+"""The methods that take token ids or dicts of tensors: they attribute at a layer (the embedding)."""
 
 OutputFn = Callable[[Any], torch.Tensor]
 
@@ -62,24 +72,60 @@ def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.get_default_dtype()
 
 
-def prepare_inputs(model: nn.Module, inputs: Any, owner: str, *, gradient: bool = True) -> torch.Tensor:
-    """Validate ``inputs`` (a finite float tensor with a batch dimension); return a COPY on the model's device.
+def is_token_inputs(inputs: Any) -> bool:
+    """True for integer token ids or a dict of named tensors (inputs no input gradient exists for)."""
+    if is_mapping(inputs):
+        return True
+    return isinstance(inputs, torch.Tensor) and not (inputs.is_floating_point() or inputs.is_complex())
 
-    The copy is what keeps the caller's tensor unchanged when the model works in place.
+
+def prepare_inputs(model: nn.Module, inputs: Any, owner: str, *, gradient: bool = True, tokens: bool = False) -> Inputs:
+    """Validate ``inputs``; return a COPY on the model's device (floats cast to its dtype).
+
+    A float tensor ``(batch, *features)`` is what every method takes. Integer token ids and dicts
+    of named tensors are taken only with ``tokens=True`` (the layer methods); other methods refuse
+    them, naming :data:`LAYER_METHODS`. The copy keeps the caller's tensors unchanged when the
+    model works in place.
     """
+    device, dtype = model_device_dtype(model)
+    integer_tensor = isinstance(inputs, torch.Tensor) and not is_mapping(inputs)
+    if is_token_inputs(inputs) and (tokens or not (integer_tensor and not gradient)):
+        # (a perturbation method, gradient=False, takes an integer tensor as numbers, e.g. int one-hot DNA)
+        if not tokens:
+            kind = "a dict of named tensors" if is_mapping(inputs) else "integer token ids"
+            why = "there is no gradient with respect to token ids" if gradient else "it perturbs a single tensor"
+            raise invalid_parameter(
+                "inputs",
+                owner,
+                f"a floating-point tensor of shape (batch, *features) ({why}); for {kind}, attribute at the "
+                f"embedding layer with {', '.join(LAYER_METHODS)}",
+                inputs,
+            )
+        batch_length(inputs)  # one batch length for every named tensor (DataError otherwise)
+        if any(value.shape[0] == 0 for value in (inputs.values() if is_mapping(inputs) else [inputs])):
+            raise invalid_parameter("inputs", owner, "a non-empty batch", inputs)
+        for value in floating(inputs):
+            if not bool(torch.isfinite(value).all()):
+                bad = int((~torch.isfinite(value)).sum())
+                raise DataError(f"The 'inputs' of {owner} contain {bad} NaN or infinite value(s); clean them first.")
+        return move(inputs, device=device, dtype=dtype, copy=True)
     if not isinstance(inputs, torch.Tensor):
         raise invalid_parameter("inputs", owner, "a torch.Tensor of shape (batch, *features)", inputs)
     if inputs.dim() < 2 or inputs.shape[0] == 0:
         raise invalid_parameter("inputs", owner, "a non-empty tensor of shape (batch, *features)", inputs)
-    if not inputs.is_floating_point():
-        expected = "a floating-point tensor (gradients need real-valued inputs; cast with .float())"
-        if gradient:
-            raise invalid_parameter("inputs", owner, expected, inputs)
+    if inputs.is_complex():
+        raise invalid_parameter("inputs", owner, "a real floating-point tensor", inputs)
     if inputs.is_floating_point() and not bool(torch.isfinite(inputs).all()):
         bad = int((~torch.isfinite(inputs)).sum())
         raise DataError(f"The 'inputs' of {owner} contain {bad} NaN or infinite value(s); clean them first.")
-    device, dtype = model_device_dtype(model)
     return inputs.detach().to(device=device, dtype=dtype, copy=True)
+
+
+def _fresh(x: Inputs) -> Inputs:
+    """A copy the model may overwrite: ``x.clone()`` (differentiable), or a clone of every named tensor."""
+    if is_mapping(x):
+        return {name: value.clone() for name, value in x.items()}  # type: ignore[union-attr]
+    return x.clone()  # type: ignore[union-attr]
 
 
 def prepare_baseline(baseline: Any, inputs: torch.Tensor, owner: str, name: str = "baseline") -> torch.Tensor:
@@ -105,17 +151,18 @@ def prepare_baseline(baseline: Any, inputs: torch.Tensor, owner: str, name: str 
     return baseline.contiguous()
 
 
-def make_forward(model: nn.Module, output_fn: OutputFn | None, owner: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def make_forward(model: nn.Module, output_fn: OutputFn | None, owner: str) -> Callable[[Any], torch.Tensor]:
     """``forward(x) -> (rows, classes)``: the model's output, through ``output_fn`` when given.
 
     The model always receives a copy of ``x`` (``x.clone()``, differentiable), so an in-place first
-    layer neither corrupts the points a method reuses nor fails on a leaf that requires grad.
+    layer neither corrupts the points a method reuses nor fails on a leaf that requires grad. A
+    dict ``x`` is passed as keyword arguments, ``model(**x)``.
     """
     if output_fn is not None and not callable(output_fn):
         raise invalid_parameter("output_fn", owner, "a callable mapping the model output to a tensor", output_fn)
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        output = model(x.clone())
+    def forward(x: Any) -> torch.Tensor:
+        output = call_model(model, _fresh(x))
         if output_fn is not None:
             output = output_fn(output)
         if not isinstance(output, torch.Tensor):
@@ -125,30 +172,32 @@ def make_forward(model: nn.Module, output_fn: OutputFn | None, owner: str) -> Ca
             )
         if output.dim() == 1:
             output = output.unsqueeze(1)
-        if output.dim() != 2 or output.shape[0] != x.shape[0]:
+        rows = batch_length(x)
+        if output.dim() != 2 or output.shape[0] != rows:
             raise UnsupportedModelError(
                 f"{owner}: the model output has shape {tuple(output.shape)}; expected (batch, classes) "
-                f"with batch = {x.shape[0]}. Pass output_fn to reduce it to class scores."
+                f"with batch = {rows}. Pass output_fn to reduce it to class scores."
             )
         return output
 
     return forward
 
 
-def evaluate_outputs(
-    forward: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor, max_batch: int
-) -> torch.Tensor:
-    """All class scores ``(rows, classes)`` for ``points`` (rows, *features), in chunks, no graph."""
+def evaluate_outputs(forward: Callable[[Any], torch.Tensor], points: Inputs, max_batch: int) -> torch.Tensor:
+    """All class scores ``(rows, classes)`` for ``points`` (rows, *features) or a dict, in chunks, no graph."""
     outputs = []
     with torch.no_grad():
-        for start in range(0, points.shape[0], max_batch):
-            outputs.append(forward(points[start : start + max_batch]))
+        for start in range(0, batch_length(points), max_batch):
+            outputs.append(forward(slice_rows(points, start, start + max_batch)))
     return torch.cat(outputs)
 
 
-def _probe(forward: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, max_batch: int) -> torch.Tensor:
+def _probe(forward: Callable[[Any], torch.Tensor], inputs: Inputs, max_batch: int) -> torch.Tensor:
     """The first forward pass; a model that cannot take the inputs gives Problem's DataError."""
-    return first_forward(lambda points: evaluate_outputs(forward, points, max_batch), inputs)
+    shape = example_shape(inputs)
+    if isinstance(shape, dict):  # named inputs: show every name with its shape
+        shape = tuple(f"{name}: {tuple(value)}" for name, value in shape.items())
+    return first_forward(lambda points: evaluate_outputs(forward, points, max_batch), inputs, shape=shape)
 
 
 def _is_index(value: Any) -> bool:
@@ -201,8 +250,8 @@ def _target_tensor(target: Any, batch: int, owner: str) -> tuple[torch.Tensor, b
 
 
 def resolve_targets(
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    inputs: torch.Tensor,
+    forward: Callable[[Any], torch.Tensor],
+    inputs: Inputs,
     target: Any,
     owner: str,
     max_batch: int = DEFAULT_MAX_BATCH,
@@ -213,17 +262,17 @@ def resolve_targets(
     rows). Given targets are checked against the class count of a one-row probe, so an attribution
     with explicit targets costs no extra pass over the batch. See the module docstring for the forms.
     """
-    batch = inputs.shape[0]
+    batch = batch_length(inputs)
     targets = None
     multi = False
     if target is not None:  # validate the form before running the model
         targets, multi = _target_tensor(target, batch, owner)
-    logits = _probe(forward, inputs if target is None else inputs[:1], max_batch)
+    logits = _probe(forward, inputs if target is None else slice_rows(inputs, 0, 1), max_batch)
     evaluations = batch if target is None else 1
     classes = logits.shape[1]
     if targets is None:
         targets = logits.argmax(dim=1).unsqueeze(0)
-    targets = targets.to(inputs.device).expand(targets.shape[0], batch).contiguous()
+    targets = targets.to(logits.device).expand(targets.shape[0], batch).contiguous()
     if bool((targets < 0).any()) or bool((targets >= classes).any()):
         raise invalid_parameter(
             "target", owner, f"class indices in [0, {classes - 1}] (the model has {classes} outputs)", target
@@ -242,8 +291,8 @@ def check_max_batch(max_batch: Any, owner: str) -> int:
 class Prepared:
     """What every method needs after validation: inputs on the model's device, forward, targets."""
 
-    inputs: torch.Tensor
-    forward: Callable[[torch.Tensor], torch.Tensor]
+    inputs: Any  # a tensor; integer ids or a dict of tensors for the layer methods (tokens=True)
+    forward: Callable[[Any], torch.Tensor]
     targets: torch.Tensor
     multi: bool
     evaluations: int
@@ -259,12 +308,16 @@ def prepare(
     output_fn: OutputFn | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
     gradient: bool = True,
+    tokens: bool = False,
 ) -> Prepared:
-    """Validate the common arguments and resolve the targets (one forward pass when target is None)."""
+    """Validate the common arguments and resolve the targets (one forward pass when target is None).
+
+    ``tokens=True`` lets integer token ids and dicts of tensors through (see :func:`prepare_inputs`).
+    """
     if not isinstance(model, nn.Module):
         raise invalid_parameter("model", owner, "a torch.nn.Module", model)
     max_batch = check_max_batch(max_batch, owner)
-    x = prepare_inputs(model, inputs, owner, gradient=gradient)
+    x = prepare_inputs(model, inputs, owner, gradient=gradient, tokens=tokens)
     check_finite_model(model, owner)
     forward = make_forward(model, output_fn, owner)
     targets, multi, evaluations = resolve_targets(forward, x, target, owner, max_batch)

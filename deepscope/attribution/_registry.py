@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from deepscope.attribution._prepare import is_token_inputs
 from deepscope.errors import invalid_parameter
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "REGISTRY",
     "ReportDefaults",
     "attribution_method",
+    "is_tokens",
     "method_aliases",
     "method_named",
     "report_axiom_methods",
@@ -61,6 +63,11 @@ PATH_AXIOMS = frozenset(AXIOMS) - {"conservation"}
 
 def _always(inputs: torch.Tensor) -> bool:
     return True
+
+
+def is_tokens(inputs: Any) -> bool:
+    """Token ids or a dict of named tensors: only the layer methods (which attribute at the embedding) apply."""
+    return is_token_inputs(inputs)
 
 
 def is_image_like(inputs: torch.Tensor) -> bool:
@@ -220,12 +227,18 @@ def method_named(
     raise invalid_parameter(parameter, owner, expected, method)
 
 
-def report_methods(inputs: torch.Tensor, budget: str, max_steps: int) -> dict[str, tuple[Callable[..., Any], dict]]:
-    """The methods the report draws for these inputs at this budget: ``name -> (function, options)``."""
+def report_methods(inputs: Any, budget: str, max_steps: int) -> dict[str, tuple[Callable[..., Any], dict]]:
+    """The methods the report draws for these inputs at this budget: ``name -> (function, options)``.
+
+    Token inputs (ids or a dict of tensors) get the methods declared ``shown_when=is_tokens`` and only
+    those; every other input gets the others (their predicates are never asked about tokens).
+    """
+    tokens = is_tokens(inputs)
     chosen = [
         spec
         for spec in REGISTRY.values()
         if spec.report is not None
+        and (spec.report.shown_when is is_tokens) == tokens
         and spec.report.shown_when(inputs)
         and (budget == "full" or not spec.report.full_only)
     ]

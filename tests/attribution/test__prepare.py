@@ -119,3 +119,54 @@ def test_prepare_and_max_batch():
         prepare(lambda x: x, torch.randn(2, 4), None, owner="saliency")
     with pytest.raises(DataError, match=r"cannot take the inputs of shape \(3,\)"):
         prepare(_model(), torch.randn(2, 3), None, owner="saliency")
+
+
+# ---- token ids and dicts of tensors (issue 12, item 3)
+
+
+def test_gradient_methods_refuse_token_ids_and_name_the_layer_methods():
+    from deepscope.attribution import input_x_gradient, integrated_gradients, saliency
+
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 3), torch.nn.Flatten(), torch.nn.Linear(6, 2))
+    ids = torch.randint(0, 10, (2, 2))
+    for method in (saliency, input_x_gradient, integrated_gradients):
+        with pytest.raises(InvalidParameterError, match="layer_integrated_gradients") as caught:
+            method(model, ids)
+        assert "no gradient with respect to token ids" in str(caught.value)
+        with pytest.raises(InvalidParameterError, match="dict of named tensors"):
+            method(model, {"input_ids": ids})
+
+
+def test_token_inputs_are_copied_never_cast():
+    model = torch.nn.Linear(2, 2).double()
+    ids = torch.tensor([[1, 2]])
+    batch = {"input_ids": ids, "scale": torch.ones(1, 2)}
+    copied = prepare_inputs(model, batch, "m", tokens=True)
+    assert copied["input_ids"].dtype == torch.int64 and copied["scale"].dtype == torch.float64
+    assert copied["input_ids"] is not ids and torch.equal(copied["input_ids"], ids)
+    with pytest.raises(DataError, match="NaN"):
+        prepare_inputs(model, {"input_ids": ids, "scale": torch.tensor([[float("nan"), 1.0]])}, "m", tokens=True)
+    with pytest.raises(DataError, match="same batch length"):
+        prepare_inputs(model, {"input_ids": ids, "mask": torch.ones(2, 2)}, "m", tokens=True)
+
+
+def test_prepare_runs_a_dict_batch_as_keyword_arguments():
+    class Named(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(5, 2)
+
+        def forward(self, input_ids, attention_mask):
+            return (self.embed(input_ids) * attention_mask.unsqueeze(-1)).sum(1)
+
+    model = Named()
+    batch = {
+        "input_ids": torch.tensor([[1, 2], [3, 4], [0, 1]]),
+        "attention_mask": torch.tensor([[1, 1], [1, 0], [1, 1]]),
+    }
+    prepared = prepare(model, batch, None, owner="m", tokens=True, max_batch=2)
+    assert torch.equal(prepared.targets[0], model(**batch).argmax(1))
+    with pytest.raises(DataError, match="input_ids"):
+        prepare(
+            model, {"input_ids": torch.tensor([[9, 9]]), "attention_mask": torch.ones(1, 2)}, 0, owner="m", tokens=True
+        )

@@ -1,0 +1,199 @@
+"""Layer integrated gradients: integrated gradients in the output space of one layer (e.g. the embedding)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepscope._inputs import rows
+from deepscope._validation import check_choice, check_int
+from deepscope.attribution._base import (
+    DEFAULT_MAX_BATCH,
+    Attribution,
+    OutputFn,
+    chunk_starts,
+    finish,
+    prepare,
+    relative_completeness_error,
+)
+from deepscope.attribution._layer import (
+    LayerState,
+    find_layer,
+    input_baseline,
+    layer_hook,
+    layer_outputs,
+    layer_reference,
+    per_token,
+)
+from deepscope.attribution._quadrature import RULES, quadrature
+from deepscope.attribution._registry import ReportDefaults, attribution_method, is_tokens
+from deepscope.errors import invalid_parameter
+from deepscope.registry import analysis
+
+__all__ = ["layer_integrated_gradients"]
+
+
+def layer_path_sum(
+    forward: Callable[[Any], torch.Tensor],
+    state: LayerState,
+    inputs: Any,
+    start_values: torch.Tensor,
+    delta: torch.Tensor,
+    targets: torch.Tensor,
+    alphas: torch.Tensor,
+    weights: torch.Tensor,
+    max_batch: int,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Σ_s w_s ∂F/∂h at h = h' + α_s (h − h') per target and example, the layer output replaced by h.
+
+    Chunks of ``max_batch`` (example, step) rows: each row runs the model on its example's inputs
+    with the layer's output replaced by its path point.
+
+    Returns:
+        (T, n, *layer) weighted gradient sums.
+    """
+    n, m, n_targets = start_values.shape[0], alphas.shape[0], targets.shape[0]
+    alphas = alphas.to(device=delta.device, dtype=delta.dtype)
+    weights = weights.to(device=delta.device, dtype=delta.dtype)
+    total = torch.zeros((n_targets, *delta.shape), dtype=delta.dtype, device=delta.device)
+    view = (-1,) + (1,) * (delta.dim() - 1)
+    for begin in chunk_starts(n * m, max_batch, progress, f"layer integrated gradients, {m} steps"):
+        flat = torch.arange(begin, min(begin + max_batch, n * m), device=delta.device)
+        example, step = flat // m, flat % m
+        points = (start_values[example] + alphas[step].view(view) * delta[example]).requires_grad_(True)
+        state.captured.clear()
+        state.replacement = points
+        try:
+            with torch.enable_grad():
+                outputs = forward(rows(inputs, example))
+                for t in range(n_targets):
+                    selected = outputs.gather(1, targets[t, example].unsqueeze(1)).sum()
+                    (grad,) = torch.autograd.grad(selected, points, retain_graph=t < n_targets - 1)
+                    total[t].index_add_(0, example, grad * weights[step].view(view))
+        finally:
+            state.replacement = None
+    return total
+
+
+@attribution_method(
+    aliases=("lig",),
+    claimed_axioms=(),  # completeness holds in the layer's output space, which check_axioms does not perturb
+    report=ReportDefaults(order=20, shown_when=is_tokens, options=lambda inputs, max_steps: {"steps": 32}),
+)
+@analysis(takes="model_inputs", family="attribution", fixture="cnn", example_kwargs={"layer": "0", "steps": 4})
+def layer_integrated_gradients(
+    model: nn.Module,
+    inputs: Any,
+    target: Any = None,
+    *,
+    layer: Any = None,
+    baseline: Any = None,
+    layer_baseline: torch.Tensor | None = None,
+    keep_tokens: Sequence[int] = (),
+    input_key: str = "input_ids",
+    steps: int = 50,
+    rule: str = "gausslegendre",
+    output_fn: OutputFn | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    progress: bool = False,
+) -> Attribution:
+    """Layer IG, LIG_j = (h_j − h'_j) ∫₀¹ ∂F/∂h_j (h' + α(h − h')) dα, h the output of ``layer``.
+
+    Integrated gradients (Sundararajan et al., 2017) taken in the output space of one layer, with
+    Captum's ``LayerIntegratedGradients`` semantics: h = layer(x) on the inputs, h' = layer(x') on
+    the baseline input (or ``layer_baseline``), and every path point is obtained by running the
+    model on the inputs with the layer's output REPLACED by h' + α(h − h') (a forward hook), so
+    everything that does not pass through the layer (an attention mask, token types) stays fixed.
+    This is how token models are attributed: the layer is the embedding, the baseline a pad or
+    [MASK] sequence. Completeness, Σ_j LIG_j = F(x) − F(h'), holds for the exact integral (F(h')
+    is the model with the layer's output set to h'); its relative error is reported.
+
+    Args:
+        model: the model; ``model(inputs)`` (or ``model(**inputs)``) gives class scores.
+        inputs: a float tensor, integer token ids ``(batch, tokens)``, or a dict of tensors
+            (``input_ids``, ``attention_mask``, ...; passed as keyword arguments).
+        target: None (predicted class), an int, ``(batch,)`` ints, or several targets.
+        layer: a submodule, its name, or None for the input embedding (``get_input_embeddings()``,
+            else the model's only ``nn.Embedding``).
+        baseline: the reference input x': for token ids None (id 0 everywhere, Captum's default),
+            a token id (int) or an integer tensor of ids; for float inputs None (zeros), a number
+            or a tensor (as in :func:`integrated_gradients`).
+        layer_baseline: h' itself, a tensor shaped like the layer output (instead of ``baseline``).
+        keep_tokens: ids the baseline keeps where the input has them (e.g. [CLS] and [SEP]).
+        input_key: for dict inputs, the name of the tensor the baseline replaces.
+        steps: quadrature nodes per example; rule: as for :func:`integrated_gradients`.
+        output_fn: maps a tuple/dict/ModelOutput to ``(batch, classes)``.
+        max_batch: rows (path points) per forward pass.
+        progress: show a tqdm bar over the chunks.
+
+    Returns:
+        An :class:`Attribution`: ``values`` the layer attributions summed over every dimension
+        after the second, i.e. ``(batch, tokens)`` for an embedding (one score per token);
+        diagnostics ``layer_attributions`` (the full ``(batch, *layer)`` attributions),
+        ``completeness_error`` (relative), ``delta`` (F(x) − F(h')), ``steps``.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Flatten(), torch.nn.Linear(12, 2))
+        >>> a = layer_integrated_gradients(net, torch.tensor([[1, 2, 3]]), target=0, steps=4)
+        >>> a.values.shape, bool(a.diagnostics["completeness_error"] < 1e-4)
+        (torch.Size([1, 3]), True)
+    """
+    owner = "layer_integrated_gradients"
+    check_choice(rule, "rule", owner, RULES)
+    check_int(steps, "steps", owner, minimum=2 if rule == "riemann_trapezoid" else 1)
+    if baseline is not None and layer_baseline is not None:
+        raise invalid_parameter(
+            "layer_baseline",
+            owner,
+            "None when baseline is given (one reference: an input or a layer output)",
+            layer_baseline,
+        )
+    name, module = find_layer(model, layer, owner)
+    prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch, tokens=True)
+    x, forward, targets = prepared.inputs, prepared.forward, prepared.targets
+    reference = (
+        None
+        if layer_baseline is not None
+        else input_baseline(x, baseline, owner, input_key=input_key, keep_tokens=keep_tokens)
+    )
+    with layer_hook(module, name, owner) as state:
+        activations, outputs = layer_outputs(forward, state, x, prepared.max_batch)
+        n = activations.shape[0]
+        if reference is None:
+            start = layer_reference(layer_baseline, activations, owner)
+        else:
+            start, _ = layer_outputs(forward, state, reference, prepared.max_batch)
+        # F at the path's start: the model with the layer's output set to h' (the inputs otherwise unchanged)
+        state.replacement = start
+        try:
+            at_start = layer_outputs(forward, state, x, n)[1]
+        finally:
+            state.replacement = None
+        alphas, weights = quadrature(rule, steps)
+        delta = activations - start
+        sums = layer_path_sum(forward, state, x, start, delta, targets, alphas, weights, prepared.max_batch, progress)
+    full = sums * delta.unsqueeze(0)
+    at_input = outputs.gather(1, targets.t()).t()
+    at_baseline = at_start.gather(1, targets.t()).t()
+    error = relative_completeness_error(full.flatten(2).sum(2), at_input, at_baseline)
+    diagnostics: dict[str, Any] = {
+        "completeness_error": error,
+        "delta": at_input - at_baseline,
+        "steps": torch.full_like(error, steps, dtype=torch.long),
+        "layer_attributions": full,
+        "layer": name,
+    }
+    return finish(
+        model,
+        values=per_token(full),
+        targets=targets,
+        multi=prepared.multi,
+        method=owner,
+        diagnostics=diagnostics,
+        evaluations=prepared.evaluations + 3 * n + n * steps,
+        options={"layer": name, "steps": steps, "rule": rule, "input_key": input_key, "max_batch": prepared.max_batch},
+    )

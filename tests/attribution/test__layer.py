@@ -1,0 +1,57 @@
+"""The layer methods' shared parts: finding the layer, the hook, token baselines, per-token sums."""
+
+import hf_models
+import pytest
+import torch
+from torch import nn
+
+from deepscope.attribution._layer import find_layer, input_baseline, layer_hook, layer_reference, per_token
+from deepscope.errors import DataError, InvalidParameterError, UnsupportedModelError
+
+
+def test_find_layer_defaults_to_the_input_embedding():
+    bert = hf_models.tiny_bert()
+    assert find_layer(bert, None, "m") == ("bert.embeddings.word_embeddings", bert.bert.embeddings.word_embeddings)
+    plain = nn.Sequential(nn.Embedding(4, 2), nn.Flatten())
+    assert find_layer(plain, None, "m")[0] == "0"
+    assert find_layer(plain, "1", "m")[1] is plain[1]
+    with pytest.raises(UnsupportedModelError, match="2 nn.Embedding"):
+        find_layer(nn.Sequential(nn.Embedding(4, 2), nn.Embedding(4, 2)), None, "m")
+    with pytest.raises(InvalidParameterError, match="submodule"):
+        find_layer(plain, nn.Linear(2, 2), "m")
+
+
+def test_the_hook_replaces_and_is_removed_even_on_error():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    x = torch.randn(3, 2)
+    with layer_hook(model[0], "0", "m") as state:
+        state.replacement = torch.zeros(3, 2)
+        assert torch.allclose(model(x), model[1].bias.expand(3, 1))
+        state.captured.clear()
+        state.replacement = torch.zeros(4, 2)
+        with pytest.raises(UnsupportedModelError, match="shape"):
+            model(x)
+    assert not model[0]._forward_hooks
+
+
+def test_token_baselines_keep_special_tokens_and_hold_the_mask():
+    ids = torch.tensor([[2, 5, 6, 3], [2, 7, 3, 0]])
+    batch = {"input_ids": ids, "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])}
+    reference = input_baseline(batch, 4, "m", keep_tokens=(2, 3))
+    assert torch.equal(reference["input_ids"], torch.tensor([[2, 4, 4, 3], [2, 4, 3, 4]]))
+    assert reference["attention_mask"] is batch["attention_mask"]
+    assert torch.equal(input_baseline(ids, None, "m"), torch.zeros_like(ids))
+    assert torch.equal(input_baseline(ids, torch.tensor([1, 1, 1, 1]), "m"), torch.ones_like(ids))
+    assert torch.equal(input_baseline(torch.ones(2, 3), 0.5, "m"), torch.full((2, 3), 0.5))
+    with pytest.raises(InvalidParameterError, match="token id"):
+        input_baseline(ids, torch.zeros(2, 4), "m")
+
+
+def test_layer_reference_and_per_token():
+    activations = torch.randn(2, 3, 4)
+    assert layer_reference(torch.ones(3, 4), activations, "m").shape == (2, 3, 4)
+    with pytest.raises(DataError, match="NaN"):
+        layer_reference(torch.full((3, 4), float("nan")), activations, "m")
+    values = torch.randn(1, 2, 3, 4)
+    assert torch.allclose(per_token(values), values.sum(-1))
+    assert per_token(values[..., 0]).shape == (1, 2, 3)
