@@ -20,6 +20,8 @@ from deepscope.attribution.ism import ism
 from deepscope.attribution.grad_cam import grad_cam
 from deepscope.attribution.deeplift import deeplift
 from deepscope.attribution.lrp import lrp
+from deepscope.attribution.layer_integrated_gradients import layer_integrated_gradients
+from deepscope.attribution.layer_gradient_x_activation import layer_gradient_x_activation
 from deepscope.attribution.axioms import CLAIMED_AXIOMS, AxiomReport, check_axioms
 
 METHODS = RegistryView("function")
@@ -44,4 +46,6 @@ __all__ = [
     "grad_cam",
     "deeplift",
     "lrp",
+    "layer_integrated_gradients",
+    "layer_gradient_x_activation",
 ]
