@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 import torch
 
-from deepscope.errors import DeepscopeError, cannot_take_inputs
+from deepscope._inputs import describe, is_mapping
+from deepscope.errors import DataError, DeepscopeError, cannot_take_inputs
 
 __all__ = ["first_forward"]
 
@@ -25,7 +26,8 @@ def first_forward(forward: Callable[[Any], T], inputs: Any, what: str = "inputs"
     """``forward(inputs)``; a model that cannot take them raises the shared :class:`DataError`.
 
     ``what`` names the inputs in the message ("inputs", "training inputs"); ``shape`` is the
-    per-example shape it shows (default ``inputs.shape[1:]``). A :class:`DeepscopeError` raised by
+    per-example shape it shows (default ``inputs.shape[1:]``; for a dict of named inputs, each
+    one's dtype and per-example shape, ``{'input_ids': int64 (16,), ...}``). A :class:`DeepscopeError` raised by
     the model or by ``forward`` (e.g. "pass output_fn") and an out-of-memory error pass unchanged:
     they are not about the inputs' shape.
 
@@ -39,5 +41,8 @@ def first_forward(forward: Callable[[Any], T], inputs: Any, what: str = "inputs"
     except (DeepscopeError, torch.cuda.OutOfMemoryError):
         raise
     except (RuntimeError, TypeError, ValueError, IndexError) as error:
+        if shape is None and is_mapping(inputs):  # named inputs: say each one's dtype and shape
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise DataError(f"The model cannot take the {what} {describe(inputs)} per example: {reason}") from error
         per_example = tuple(inputs.shape[1:]) if shape is None else tuple(shape)
         raise cannot_take_inputs(per_example, error, what) from error

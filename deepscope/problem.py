@@ -18,21 +18,22 @@ import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
-from torch.utils.data import Dataset as TorchDataset
 
+from deepscope import _inputs
 from deepscope._finite import check_finite_model
 from deepscope._forward import first_forward
+from deepscope._inputs import Inputs
+from deepscope._outputs import OutputFn, check_output_fn, select_output
 from deepscope._validation import check_int
 from deepscope.data._base import DatasetSplits
 from deepscope.data._checks import check_targets_fit
+from deepscope.data.source import DataSource
 from deepscope.errors import DataError, invalid_parameter
 from deepscope.guard import model_guard
 
-__all__ = ["Problem", "DataSource", "Evaluation", "LOSSES", "resolve_loss"]
+__all__ = ["Problem", "DataSource", "Evaluation", "LOSSES", "resolve_loss", "input_embedding"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -73,137 +74,11 @@ def resolve_loss(loss: str | LossFn, owner: str = "Problem") -> tuple[str, LossF
     raise invalid_parameter("loss", owner, "a loss name or a callable (output, target) -> scalar", loss)
 
 
-def _as_tensor(value: Any, what: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    try:
-        if isinstance(value, np.ndarray):
-            return torch.from_numpy(np.ascontiguousarray(value))
-        return torch.as_tensor(value)
-    except (TypeError, ValueError, RuntimeError) as error:
-        kind = f"an array of dtype {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
-        raise DataError(f"{what} must be a numeric tensor or array. Got {kind} instead.") from error
-
-
-def _plain_int(value: Any) -> Any:
-    return int(value) if isinstance(value, np.integer) else value
-
-
 def _as_device(device: Any) -> torch.device:
     try:
         return torch.device(device)
     except (RuntimeError, TypeError, ValueError) as error:
         raise invalid_parameter("device", "Problem", "a torch device such as 'cpu' or 'cuda:0'", device) from error
-
-
-class DataSource:
-    """One split of data: ``(X, y)`` tensors, a ``torch.utils.data.Dataset`` or a ``DataLoader``.
-
-    Iterates in fixed order (no shuffling; a shuffling DataLoader is iterated as it comes), moves
-    batches to the requested device, and checks each batch for non-finite inputs and — through
-    ``target_check``, which :class:`Problem` sets — each batch of targets, so a bad label late in a
-    loader is caught by every consumer. Every batch is a copy: a model that works in place never
-    changes the caller's tensors.
-    """
-
-    def __init__(self, data: Any, *, name: str = "train", batch_size: int = 256) -> None:
-        self.name = name
-        self.batch_size = batch_size
-        # called as target_check(y, where) on each batch of a Dataset/DataLoader (tensor targets are
-        # checked once, whole, by Problem); raises DataError
-        self.target_check: Callable[[torch.Tensor, str], None] | None = None
-        self.x: torch.Tensor | None = None
-        self.y: torch.Tensor | None = None
-        self.loader: DataLoader | None = None
-        if isinstance(data, DataLoader):
-            self.loader = data
-        elif isinstance(data, TorchDataset):
-            self.loader = DataLoader(data, batch_size=batch_size, shuffle=False)
-        elif isinstance(data, (tuple, list)) and len(data) == 2:
-            x = _as_tensor(data[0], f"The {name} inputs")
-            y = _as_tensor(data[1], f"The {name} targets")
-            if x.ndim == 0 or len(x) != len(y):
-                raise DataError(
-                    f"The {name} data must have as many targets as inputs. "
-                    f"Got inputs of shape {tuple(x.shape)} and targets of shape {tuple(y.shape)}."
-                )
-            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-                bad = int((~torch.isfinite(x)).reshape(len(x), -1).any(dim=1).sum())
-                raise DataError(f"The {name} inputs contain NaN or infinite values in {bad} example(s).")
-            if y.is_floating_point() and not bool(torch.isfinite(y).all()):
-                raise DataError(f"The {name} targets contain NaN or infinite values.")
-            self.x, self.y = x, y
-        else:
-            raise invalid_parameter(
-                name,
-                "Problem",
-                "a pair (X, y) of tensors or arrays, a torch Dataset or a DataLoader",
-                data,
-                cls=DataError,
-            )
-        if len(self) == 0:
-            raise DataError(f"The {name} data is empty: at least one example is needed.")
-
-    def __len__(self) -> int:
-        if self.x is not None:
-            return len(self.x)
-        dataset = getattr(self.loader, "dataset", None)
-        try:
-            return len(dataset)  # type: ignore[arg-type]
-        except TypeError:
-            return sum(len(batch[0]) for batch in self.loader)  # type: ignore[union-attr]
-
-    def batches(
-        self,
-        batch_size: int | None = None,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        max_samples: int | None = None,
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(x, y)`` batches in order, on ``device``, floats cast to ``dtype``; at most ``max_samples``."""
-        if batch_size is not None:
-            batch_size = check_int(_plain_int(batch_size), "batch_size", "Problem.batches", minimum=1)
-        if max_samples is not None:
-            max_samples = check_int(_plain_int(max_samples), "max_samples", "Problem.batches", minimum=1)
-        seen = 0
-        limit = len(self) if max_samples is None else min(max_samples, len(self))
-        for index, (x, y) in enumerate(self._raw_batches(batch_size or self.batch_size)):
-            if seen >= limit:
-                return
-            if seen + len(x) > limit:
-                x, y = x[: limit - seen], y[: limit - seen]
-            seen += len(x)
-            if self.x is None:
-                if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-                    raise DataError(f"Batch {index} of the {self.name} data contains NaN or infinite inputs.")
-                if self.target_check is not None:
-                    self.target_check(y, f" (batch {index} of the {self.name} data)")
-            cast = dtype if dtype is not None and x.is_floating_point() else None
-            yield x.to(device=device, dtype=cast, copy=True), y.to(device=device, copy=True)
-
-    def _raw_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self.x is not None and self.y is not None:
-            for start in range(0, len(self.x), batch_size):
-                yield self.x[start : start + batch_size], self.y[start : start + batch_size]
-            return
-        for batch in self.loader:  # type: ignore[union-attr]
-            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                raise DataError(
-                    f"Each batch of the {self.name} data must be a pair (x, y). Got {type(batch).__name__}."
-                )
-            yield _as_tensor(batch[0], f"The {self.name} inputs"), _as_tensor(batch[1], f"The {self.name} targets")
-
-    def tensors(
-        self,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        max_samples: int | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """All (or the first ``max_samples``) examples as two tensors."""
-        xs, ys = zip(*self.batches(device=device, dtype=dtype, max_samples=max_samples))
-        return torch.cat(xs), torch.cat(ys)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,26 +90,58 @@ class Evaluation:
     n: int
 
 
+def input_embedding(model: nn.Module) -> tuple[str, nn.Embedding] | None:
+    """The embedding that reads the model's token ids: HF's ``get_input_embeddings()``, else the only one.
+
+    Returns ``(name, module)``, or None when there is no such embedding or several that could be it.
+    """
+    getter = getattr(model, "get_input_embeddings", None)
+    chosen = None
+    if callable(getter):
+        try:
+            chosen = getter()
+        except (NotImplementedError, AttributeError):  # a HF base class without the method filled in
+            chosen = None
+    embeddings = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Embedding)]
+    if isinstance(chosen, nn.Embedding):
+        return next(((name, module) for name, module in embeddings if module is chosen), ("embedding", chosen))
+    return embeddings[0] if len(embeddings) == 1 else None
+
+
 class Problem:
     """A model, its loss, its train (and optional test) data and optional initial weights.
 
     Args:
         model: the trained ``nn.Module`` (never modified by deepscope).
-        train: ``(X, y)`` tensors or arrays, a ``torch.utils.data.Dataset`` or a ``DataLoader``.
+        train: ``(X, y)`` tensors or arrays, a ``torch.utils.data.Dataset`` or a ``DataLoader``. ``X``
+            may be integer token ids or a dict of tensors (``{"input_ids": ..., "attention_mask":
+            ...}``, passed to the model as ``model(**X)``); a Dataset/DataLoader then yields
+            ``(dict, y)`` pairs (or dicts with the targets under ``"labels"``).
         test: the same kinds, optional.
         loss: "cross_entropy" (default), "mse", "bce_with_logits", "nll", or a callable
             ``(output, target) -> scalar mean loss``.
         init_state: the model's ``state_dict`` at initialisation (for distance-from-init measures).
         batch_size: batch size used when iterating tensors or a Dataset.
         device: where analyses run; defaults to the device of the model's parameters.
+        output_fn: for a model that returns a tuple, dict or HuggingFace ``ModelOutput``, picks the
+            scores the loss reads (``lambda out: out.logits``); :meth:`forward` and :meth:`loss`
+            apply it, so every analysis that goes through them sees those scores. For a
+            classification loss with one label per example it must give ``(batch, classes)``.
 
     The constructor refuses a model with NaN/Inf weights (:class:`~deepscope.errors.NonFiniteError`
     naming the layer), runs the model once on the first training batch (under the model guard, in
     eval semantics) to check shapes, and then checks the targets of EVERY example against the
     output and the loss: label range and integer dtype for classification losses, values per
-    example for "mse"/"bce_with_logits". Tensor data is checked whole at once; a Dataset or
-    DataLoader batch by batch as it is iterated (by any analysis), so a bad label anywhere is
-    found. Inputs are copied before every forward pass (in-place first layers are safe).
+    example for "mse"/"bce_with_logits". Token ids are checked against the model's input
+    embedding (``0 <= id < num_embeddings``) and attention masks against the ids' shape. Tensor
+    data is checked whole at once; a Dataset or DataLoader batch by batch as it is iterated (by
+    any analysis), so a bad label anywhere is found. Inputs are copied before every forward pass
+    (in-place first layers are safe); integer inputs are never cast to float.
+
+    Parameters shared between modules (tied embeddings, as GPT-2's ``lm_head.weight`` and
+    ``transformer.wte.weight``) appear once, under their first name, in :meth:`parameters`
+    (``named_parameters()`` removes duplicates), and :meth:`forward` substitutes them in every
+    place they are used (``functional_call`` keeps ties).
     """
 
     def __init__(
@@ -247,11 +154,14 @@ class Problem:
         *,
         batch_size: int = 256,
         device: torch.device | str | None = None,
+        output_fn: OutputFn | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise invalid_parameter("model", "Problem", "a torch.nn.Module", model)
+        check_output_fn(output_fn, "Problem")
         check_finite_model(model, "Problem")
         self.model = model
+        self.output_fn = output_fn
         self.batch_size = check_int(batch_size, "batch_size", "Problem", minimum=1)
         self.loss_name, self.criterion = resolve_loss(loss)
         self.train = DataSource(train, name="train", batch_size=batch_size)
@@ -262,6 +172,10 @@ class Problem:
         )
         self.dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
         self.init_state = self._check_init_state(init_state)
+        self._embedding = input_embedding(model)
+        for source in (self.train, self.test):
+            if source is not None and source.x is not None:
+                self.check_token_ids(source.x, f" (the {source.name} data)")
         self.output_shape = self._probe()
         for source in (self.train, self.test):
             if source is None:
@@ -270,6 +184,7 @@ class Problem:
                 self.check_labels(source.y, f" (the {source.name} data)")
             else:
                 source.target_check = self.check_labels
+                source.input_check = self.check_token_ids
 
     @classmethod
     def from_dataset(cls, model: nn.Module, dataset: DatasetSplits, **kwargs: Any) -> Problem:
@@ -306,11 +221,52 @@ class Problem:
     def _probe(self) -> tuple[int, ...]:
         x, y = next(self.train.batches(batch_size=min(self.batch_size, 64), device=self.device, dtype=self.dtype))
         with model_guard(self.model), torch.no_grad():
-            output = first_forward(self.model, x, "training inputs")
-        if not isinstance(output, torch.Tensor):
-            raise DataError(f"The model must return a tensor. Got {type(output).__name__}.")
+            output = first_forward(lambda inputs: _inputs.call_model(self.model, inputs), x, "training inputs")
+        if self.output_fn is None:
+            if not isinstance(output, torch.Tensor):
+                raise DataError(
+                    f"The model must return a tensor. Got {type(output).__name__}: pass "
+                    "Problem(..., output_fn=lambda out: out.logits) (or out[0], out['logits']) to pick the scores."
+                )
+        else:
+            output = select_output(output, self.output_fn, "Problem")
+            self._check_selected(output, y, _inputs.batch_length(x))
         self.check_targets(output, y)
         return tuple(output.shape[1:])
+
+    def _check_selected(self, output: torch.Tensor, y: torch.Tensor, n: int) -> None:
+        """What ``output_fn`` picks: one row per example; (batch, classes) for one class label per example."""
+        one_label = self.loss_name in _CLASSIFICATION_LOSSES and y.ndim == 1
+        if output.ndim == 0 or output.shape[0] != n or (one_label and output.ndim != 2):
+            expected = "(batch, classes)" if one_label else f"a tensor with one row per example ({n})"
+            raise invalid_parameter(
+                "output_fn",
+                "Problem",
+                f"a function giving {expected} for the loss {self.loss_name!r} on {n} example(s); it gave shape "
+                f"{tuple(output.shape)} (e.g. lambda out: out.logits[:, -1] for the last token's scores)",
+                self.output_fn,
+            )
+
+    def check_token_ids(self, inputs: Inputs, where: str = "") -> None:
+        """Raise DataError if integer token ids fall outside the model's input embedding ``[0, num_embeddings)``.
+
+        The ids are ``inputs["input_ids"]`` of a dict, or an integer tensor itself; nothing is
+        checked when the model has no single input embedding (see :func:`input_embedding`).
+        """
+        if self._embedding is None:
+            return
+        ids = inputs.get("input_ids") if _inputs.is_mapping(inputs) else inputs  # type: ignore[union-attr]
+        if not isinstance(ids, torch.Tensor) or ids.numel() == 0 or ids.is_floating_point() or ids.dtype == torch.bool:
+            return
+        name, embedding = self._embedding
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= embedding.num_embeddings:
+            bad = int(((ids < 0) | (ids >= embedding.num_embeddings)).sum())
+            raise DataError(
+                f"Token ids must lie in [0, {embedding.num_embeddings - 1}] for the model's input embedding "
+                f"'{name}' ({embedding.num_embeddings} rows). Got ids in [{low}, {high}]{where}: {bad} id(s) "
+                "out of range; check the tokenizer matches the model's vocabulary."
+            )
 
     def check_targets(self, output: torch.Tensor, y: torch.Tensor) -> None:
         """Raise DataError if the targets ``y`` do not fit the model ``output`` and the loss (cheap; per batch)."""
@@ -330,28 +286,43 @@ class Problem:
         return self.output_shape[-1] if self.loss_name in _CLASSIFICATION_LOSSES and self.output_shape else None
 
     def parameters(self, trainable_only: bool = True) -> dict[str, torch.Tensor]:
-        """Detached parameter tensors by name (sharing storage: never modify them in place)."""
+        """Detached parameter tensors by name (sharing storage: never modify them in place); tied ones once."""
         return {n: p.detach() for n, p in self.model.named_parameters() if p.requires_grad or not trainable_only}
 
     def buffers(self) -> dict[str, torch.Tensor]:
         """Buffers by name (BatchNorm running statistics, ...)."""
         return {n: b for n, b in self.model.named_buffers()}
 
-    def forward(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """``model(x)`` with ``params`` substituted (``torch.func.functional_call``); others as in the model.
+    def forward(self, params: Mapping[str, torch.Tensor], x: Inputs) -> torch.Tensor:
+        """``output_fn(model(x))`` with ``params`` substituted (``torch.func.functional_call``); others as in the model.
 
-        The model gets a copy of ``x`` (differentiable), so an in-place first layer cannot change it.
+        ``x`` is a tensor or a dict of tensors (``model(**x)``). The model gets a copy of ``x``
+        (differentiable), so an in-place first layer cannot change it.
         """
-        return torch.func.functional_call(self.model, (dict(params), self.buffers()), (x.clone(),), strict=False)
+        state = (dict(params), self.buffers())
+        if _inputs.is_mapping(x):
+            copies = {name: value.clone() for name, value in x.items()}  # type: ignore[union-attr]
+            output = torch.func.functional_call(self.model, state, (), copies, strict=False)
+        else:
+            output = torch.func.functional_call(self.model, state, (x.clone(),), strict=False)  # type: ignore[union-attr]
+        return self.select(output)
 
-    def loss(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def select(self, output: Any) -> torch.Tensor:
+        """The scores the loss reads from a raw model output: ``output_fn(output)``, or the output tensor."""
+        return select_output(output, self.output_fn, "Problem")
+
+    def run(self, x: Inputs, model: nn.Module | None = None) -> torch.Tensor:
+        """``output_fn(model(x))`` for the Problem's model (or a copy of it, e.g. a perturbed one) as it is."""
+        return self.select(_inputs.call_model(self.model if model is None else model, x))
+
+    def loss(self, params: Mapping[str, torch.Tensor], x: Inputs, y: torch.Tensor) -> torch.Tensor:
         """Mean loss of the model with ``params`` on ``(x, y)``."""
         return self.criterion(self.forward(params, x), y)
 
     def batches(
         self, split: str = "train", batch_size: int | None = None, max_samples: int | None = None
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches of ``split`` ("train" or "test") on the model's device and dtype."""
+    ) -> Iterator[tuple[Inputs, torch.Tensor]]:
+        """Batches of ``split`` ("train" or "test") on the model's device; floating inputs in its dtype."""
         return self.source(split).batches(batch_size, device=self.device, dtype=self.dtype, max_samples=max_samples)
 
     def source(self, split: str) -> DataSource:
@@ -364,8 +335,9 @@ class Problem:
             return self.test
         raise invalid_parameter("split", "Problem", "'train' or 'test'", split)
 
-    def tensors(self, split: str = "train", max_samples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """All examples of ``split`` (or the first ``max_samples``) as two tensors on the model's device."""
+    def tensors(self, split: str = "train", max_samples: int | None = None) -> tuple[Inputs, torch.Tensor]:
+        """All examples of ``split`` (or the first ``max_samples``) on the model's device: inputs of the
+        data's kind (a tensor, or a dict of tensors) and the targets."""
         return self.source(split).tensors(device=self.device, dtype=self.dtype, max_samples=max_samples)
 
     def evaluate(
@@ -378,15 +350,18 @@ class Problem:
             for x, y in self.batches(split, max_samples=max_samples):
                 output = self.forward(params, x)
                 self.check_targets(output, y)
-                total_loss += float(self.criterion(output, y)) * len(x)
+                total_loss += float(self.criterion(output, y)) * len(y)
                 if self.num_classes is not None:
                     correct += int((output.argmax(dim=-1) == y).sum())
-                n += len(x)
+                n += len(y)
         return Evaluation(loss=total_loss / n, accuracy=correct / n if self.num_classes is not None else None, n=n)
 
     def _check_params(self, params: Any) -> Mapping[str, torch.Tensor]:
-        """``params`` must map names of the model's parameters/buffers to tensors of their shapes."""
-        known = {**dict(self.model.named_parameters()), **dict(self.model.named_buffers())}
+        """``params`` must map names of the model's parameters/buffers (tied names too) to tensors of their shapes."""
+        known = {
+            **dict(self.model.named_parameters(remove_duplicate=False)),
+            **dict(self.model.named_buffers(remove_duplicate=False)),
+        }
         if not isinstance(params, Mapping):
             raise invalid_parameter("params", "Problem.evaluate", "a mapping of parameter names to tensors", params)
         for name, value in params.items():
@@ -401,7 +376,26 @@ class Problem:
                 raise invalid_parameter(
                     f"params['{name}']", "Problem.evaluate", f"a tensor of shape {tuple(known[name].shape)}", value
                 )
-        return params
+        return self._untie(params)
+
+    def _untie(self, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``params`` with the second names of tied parameters dropped (a state_dict lists both)."""
+        first: dict[int, str] = {}
+        kept = dict(params)
+        for name, parameter in self.model.named_parameters(remove_duplicate=False):
+            canonical = first.setdefault(id(parameter), name)
+            if canonical == name or name not in kept:
+                continue
+            if canonical in kept and not torch.equal(kept[canonical], kept[name]):
+                raise invalid_parameter(
+                    f"params['{name}']",
+                    "Problem.evaluate",
+                    f"the value of params['{canonical}'] (the two names are one tied parameter)",
+                    "a different tensor",
+                )
+            kept.setdefault(canonical, kept[name])
+            del kept[name]
+        return kept
 
     def __repr__(self) -> str:
         test = f", test={len(self.test)}" if self.test is not None else ""

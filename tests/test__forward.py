@@ -29,3 +29,15 @@ def test_deepscope_errors_pass_unchanged():
 
     with pytest.raises(InvalidParameterError, match="^pass output_fn$"):
         first_forward(forward, torch.zeros(1, 3))
+
+
+def test_dict_inputs_are_described_key_by_key():
+    from deepscope._forward import first_forward
+    from deepscope._inputs import call_model
+
+    inputs = {"input_ids": torch.zeros(2, 5, dtype=torch.long), "attention_mask": torch.ones(2, 5)}
+    with pytest.raises(
+        DataError,
+        match="cannot take the inputs \\{'input_ids': int64 \\(5,\\), 'attention_mask': float32 \\(5,\\)\\} per example",
+    ):
+        first_forward(lambda x: call_model(torch.nn.Linear(3, 2), x), inputs)
