@@ -1,12 +1,19 @@
 """Which steps of a traced graph DeepLIFT's multipliers are exact for, and which it must refuse.
 
 DeepLIFT passes multipliers through a step like gradients only when the step is affine in the
-input (a sum, a reshape, a layer with fixed weights); element-wise activations get the rescale
-rule and max pooling Captum's rule. Anything else would be propagated as if it were affine and
-break summation-to-delta silently: a product of two input-dependent tensors, a division *by* an
-input-dependent tensor (``c / h`` is not affine in ``h``), an index computed from the input,
-batch statistics (BatchNorm in train mode or without running statistics, which also mix the
-stacked input and baseline rows), random dropout, or an unknown function.
+input (a sum, a reshape, a layer with fixed weights); element-wise non-linearities (activations,
+``exp``, ``log``) get the rescale rule, max pooling and global max (``amax``, ``max(dim)``,
+adaptive max pooling) Captum's routing rule, softmax / log-softmax / logsumexp their exact
+decompositions and a product of two input-dependent tensors the midpoint (Shapley) product rule
+(see :mod:`deepscope.attribution._deeplift_rules`). Anything else would be propagated as if it were
+affine and break summation-to-delta silently: a division *by* an input-dependent tensor (``c / h``
+is not affine in ``h``), an index computed from the input, batch statistics (BatchNorm in train
+mode or without running statistics, which also mix input and reference rows), random dropout, a
+reduction over the batch axis, or an unknown function.
+
+Only the attributed input (the first placeholder) and what is computed from it are
+input-dependent: extra model arguments (control tracks, masks) are held fixed, so a ``log`` of a
+control track is a constant, not a refused step.
 
 Only steps the model's output depends on are checked: a dead branch is never refused. When the
 model returns several tensors (a tuple or a dict, read through ``output_fn``) the selected output
@@ -39,6 +46,13 @@ from deepscope.errors import UnsupportedModelError
 
 __all__ = [
     "ELEMENTWISE_FUNCTIONS",
+    "LOGSUMEXP_FUNCTIONS",
+    "LOG_SOFTMAX_FUNCTIONS",
+    "MAX_FUNCTIONS",
+    "MAX_METHODS",
+    "PRODUCTS",
+    "SOFTMAX_FUNCTIONS",
+    "dependent_nodes",
     "ELEMENTWISE_METHODS",
     "ELEMENTWISE_MODULES",
     "MAXPOOL_FUNCTIONS",
@@ -48,11 +62,31 @@ __all__ = [
     "unsupported_steps",
 ]
 
-ELEMENTWISE_MODULES = ACTIVATION_MODULES
-ELEMENTWISE_FUNCTIONS = ACTIVATION_FUNCTIONS
-ELEMENTWISE_METHODS = ACTIVATION_METHODS
-MAXPOOL_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
-MAXPOOL_FUNCTIONS = {F.max_pool1d, F.max_pool2d, F.max_pool3d}
+# element-wise: the shared activations plus those only DeepLIFT's rescale rule handles (LRP would not)
+ELEMENTWISE_MODULES = (
+    *ACTIVATION_MODULES, nn.PReLU, nn.RReLU, nn.LogSigmoid, nn.Softsign, nn.Softshrink, nn.Hardshrink, nn.Tanhshrink,
+)  # fmt: skip
+ELEMENTWISE_FUNCTIONS = ACTIVATION_FUNCTIONS | {
+    torch.exp, torch.log, torch.log1p, torch.expm1, torch.abs, torch.square, F.logsigmoid, F.softsign,
+}  # fmt: skip
+ELEMENTWISE_METHODS = ACTIVATION_METHODS | {"exp", "log", "log1p", "expm1", "abs", "square"}
+# max selections: the change of the output is routed to the winning inputs (Captum's max-pool rule)
+MAXPOOL_MODULES = (
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+)  # fmt: skip
+MAXPOOL_FUNCTIONS = {
+    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d,
+}  # fmt: skip
+MAX_FUNCTIONS = {torch.amax, torch.max}  # with a dim: a global max over an axis
+MAX_METHODS = {"amax", "max"}
+SOFTMAX_MODULES = (nn.Softmax,)
+SOFTMAX_FUNCTIONS = {F.softmax, torch.softmax, "softmax"}
+LOG_SOFTMAX_MODULES = (nn.LogSoftmax,)
+LOG_SOFTMAX_FUNCTIONS = {F.log_softmax, torch.log_softmax, "log_softmax"}
+LOGSUMEXP_FUNCTIONS = {torch.logsumexp, "logsumexp"}
+# bilinear in their two operands: the midpoint product rule when both depend on the input
+PRODUCTS = {operator.mul, torch.mul, "mul", operator.matmul, torch.matmul, "matmul", torch.bmm, "bmm"}
+_NORMALISERS = SOFTMAX_FUNCTIONS | LOG_SOFTMAX_FUNCTIONS | LOGSUMEXP_FUNCTIONS
 _BATCHNORMS = BATCHNORMS  # the one list (deepscope/_batchnorm.py)
 _DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 # affine or purely structural steps: DeepLIFT's multipliers pass through them like gradients
@@ -103,8 +137,8 @@ def refusal(name: str, what: str) -> str:
     """The message for an unsupported step."""
     return (
         f"deeplift: step '{name}' ({what}) is not affine and has no DeepLIFT rule here, so its multipliers "
-        "would be wrong; supported are affine layers, sums, element-wise activations (modules or "
-        "functions) and max pooling."
+        "would be wrong; supported are affine layers, sums, element-wise non-linearities (modules or "
+        "functions), max pooling and global max, softmax, log-softmax, logsumexp and products of two tensors."
     )
 
 
@@ -140,10 +174,27 @@ def _argument(node: fx.Node, position: int, keyword: str, default: Any = None) -
     return node.kwargs.get(keyword, default)
 
 
-def _module_problem(module: nn.Module, count: int) -> str | None:
+def reduced_dims(node: fx.Node, position: int = 1, keyword: str = "dim") -> Any:
+    """The ``dim`` argument of a reduction/normalisation call (None when absent)."""
+    return _argument(node, position, keyword)
+
+
+def _touches_batch(dim: Any) -> bool:
+    """True when ``dim`` is absent or names axis 0 (which mixes the examples and their references)."""
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    return dim is None or any(not isinstance(d, int) or d == 0 for d in dims)
+
+
+def _module_problem(module: nn.Module, count: int, leaf_types: tuple[type, ...] = ()) -> str | None:
     """Why a module call is unsupported, or None."""
     what = type(module).__name__
-    if not isinstance(module, ELEMENTWISE_MODULES + MAXPOOL_MODULES + _AFFINE_MODULES):
+    if leaf_types and isinstance(module, leaf_types):
+        return f"{what} called on two input-dependent tensors" if count > 1 else None
+    if isinstance(module, SOFTMAX_MODULES + LOG_SOFTMAX_MODULES) and _touches_batch(module.dim):
+        return f"{what} over the batch axis (dim={module.dim})"
+    if not isinstance(
+        module, ELEMENTWISE_MODULES + MAXPOOL_MODULES + _AFFINE_MODULES + SOFTMAX_MODULES + LOG_SOFTMAX_MODULES
+    ):
         return what
     if getattr(module, "return_indices", False):
         return f"{what} with return_indices"
@@ -161,12 +212,22 @@ def _call_problem(node: fx.Node, count: int, dependent: set[fx.Node]) -> str | N
     target = node.target
     if node.op == "call_function":
         what = getattr(target, "__name__", str(target))
-        known = ELEMENTWISE_FUNCTIONS | MAXPOOL_FUNCTIONS | _AFFINE_FUNCTIONS
+        known = ELEMENTWISE_FUNCTIONS | MAXPOOL_FUNCTIONS | _AFFINE_FUNCTIONS | MAX_FUNCTIONS | _NORMALISERS | PRODUCTS
     else:
         what = f".{target}()"
-        known = ELEMENTWISE_METHODS | _AFFINE_METHODS
+        known = ELEMENTWISE_METHODS | _AFFINE_METHODS | MAX_METHODS | _NORMALISERS | PRODUCTS
     if target not in known:
         return what
+    if target in MAX_FUNCTIONS | MAX_METHODS:
+        other = _argument(node, 1, "dim")
+        if isinstance(other, fx.Node):
+            return f"{what} of two tensors (an element-wise maximum)"
+        if _touches_batch(other):
+            return f"{what} over the batch axis or over all axes (give a dim >= 1)"
+    if target in _NORMALISERS and _touches_batch(reduced_dims(node)):
+        return f"{what} over the batch axis or without a dim"
+    if target in PRODUCTS and count == 2:
+        return None  # the midpoint product rule
     if target in _DIVISIONS and _dependent_count(_argument(node, 1, "other"), dependent):
         return f"{what}: a division by an input-dependent tensor"
     if target in _SHAPE_FROM_SECOND:
@@ -180,29 +241,47 @@ def _call_problem(node: fx.Node, count: int, dependent: set[fx.Node]) -> str | N
     return None
 
 
-def unsupported_steps(graph_module: fx.GraphModule) -> dict[fx.Node, str]:
-    """The steps the output depends on whose DeepLIFT multipliers would be wrong, with the reason."""
-    live = _live(graph_module)
+def dependent_nodes(graph_module: fx.GraphModule, n_inputs: int = 1) -> set[fx.Node]:
+    """The nodes computed from the first ``n_inputs`` placeholders (the attributed inputs).
+
+    Later placeholders (extra model arguments, held fixed) and shape arithmetic are not dependent.
+    """
     dependent: set[fx.Node] = set()
     shapes: set[fx.Node] = set()
-    problems: dict[fx.Node, str] = {}
+    placeholders = 0
     for node in graph_module.graph.nodes:
         if node.op == "placeholder":
-            dependent.add(node)
+            if placeholders < n_inputs:
+                dependent.add(node)
+            placeholders += 1
             continue
         if node.op in ("output", "get_attr"):
             continue
         if _is_shape(node, shapes):
             shapes.add(node)
             continue
+        if _dependent_count(node.args, dependent) + _dependent_count(node.kwargs, dependent):
+            dependent.add(node)
+    return dependent
+
+
+def unsupported_steps(
+    graph_module: fx.GraphModule, n_inputs: int = 1, leaf_types: tuple[type, ...] = ()
+) -> dict[fx.Node, str]:
+    """The steps the output depends on whose DeepLIFT multipliers would be wrong, with the reason.
+
+    ``leaf_types``: module types traced as single calls and given the element-wise rescale rule
+    (tangermeme's ``additional_nonlinear_ops={T: _nonlinear}``).
+    """
+    live = _live(graph_module)
+    dependent = dependent_nodes(graph_module, n_inputs)
+    problems: dict[fx.Node, str] = {}
+    for node in graph_module.graph.nodes:
+        if node not in dependent or node.op == "placeholder" or node not in live:
+            continue
         count = _dependent_count(node.args, dependent) + _dependent_count(node.kwargs, dependent)
-        if count == 0:
-            continue
-        dependent.add(node)
-        if node not in live:
-            continue
         if node.op == "call_module":
-            problem = _module_problem(graph_module.get_submodule(node.target), count)
+            problem = _module_problem(graph_module.get_submodule(node.target), count, leaf_types)
         else:
             problem = _call_problem(node, count, dependent)
         if problem is not None:

@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from deepscope._batchnorm import BATCHNORMS, fold_batchnorm
 from deepscope._outputs import ancestors, picked_node
 from deepscope.attribution._elementwise import ACTIVATION_FUNCTIONS, ACTIVATION_METHODS, ACTIVATION_MODULES
+from deepscope.attribution._trace import trace_model
 from deepscope.errors import UnsupportedModelError
 
 __all__ = ["LrpGraph", "Step", "stabilise"]
@@ -107,14 +108,9 @@ class LrpGraph:
     """A traced model as LRP steps; :meth:`forward` keeps every activation, :meth:`relevance` walks back."""
 
     def __init__(self, model: nn.Module, output_fn: Callable[[Any], Any] | None = None) -> None:
-        if type(model).__module__.startswith("torch.nn.modules") and not isinstance(model, nn.Sequential):
-            model = nn.Sequential(model)  # a bare built-in layer: trace it as one call, not its internals
-        try:
-            self.graph_module = fx.symbolic_trace(model)
-        except Exception as error:  # tracing runs user code: any failure means "not traceable"
-            raise UnsupportedModelError(
-                f"lrp needs a model torch.fx can trace (no data-dependent control flow); tracing failed: {error}"
-            ) from error
+        # traced as model(x): optional arguments keep their defaults (forward(x, extra=None) traces the
+        # None branch), and a bare built-in layer is one call, not its internals
+        self.graph_module = trace_model(model, owner="lrp")
         self.nodes = list(self.graph_module.graph.nodes)
         inputs = [node for node in self.nodes if node.op == "placeholder"]
         if len(inputs) != 1:

@@ -7,7 +7,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from deepscope.attribution._deeplift_graph import RefuseStep, refusal, unsupported_steps
+from deepscope.attribution._deeplift_graph import RefuseStep, dependent_nodes, refusal, unsupported_steps
 from deepscope.errors import UnsupportedModelError
 
 
@@ -35,7 +35,10 @@ def test_affine_and_elementwise_chains_pass():
 @pytest.mark.parametrize(
     ("function", "reason"),
     [
-        (lambda h, x: h * x, "mul of two input-dependent tensors"),
+        (lambda h, x: torch.maximum(h, x), "maximum"),
+        (lambda h, x: torch.softmax(h, 0), "softmax over the batch axis or without a dim"),
+        (lambda h, x: h.amax(), ".amax() over the batch axis or over all axes (give a dim >= 1)"),
+        (lambda h, x: torch.max(h, x), "max of two tensors (an element-wise maximum)"),
         (lambda h, x: 1.0 / (h + 2.0), "truediv: a division by an input-dependent tensor"),
         (lambda h, x: torch.sort(h, 1).values, "sort"),
     ],
@@ -72,3 +75,26 @@ def test_refuse_step_raises_only_when_differentiated_through():
     (x * 2).sum().backward()  # an unrelated backward is fine
     with pytest.raises(UnsupportedModelError, match=r"^deeplift: step 'mul' \(a product\) is not affine"):
         refused.sum().backward()
+
+
+def test_products_normalisers_and_global_max_have_rules():
+    assert _problems(_Fn(lambda h, x: h * x)) == {}  # the midpoint product rule
+    assert _problems(_Fn(lambda h, x: torch.softmax(h, dim=1) + torch.logsumexp(h, 1, keepdim=True))) == {}
+    assert _problems(_Fn(lambda h, x: torch.amax(h, dim=1) + h.max(dim=-1).values + torch.exp(h).log().sum(1))) == {}
+
+
+def test_extra_placeholders_are_held_fixed():
+    class WithControl(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 4)
+
+        def forward(self, x, control):
+            return self.linear(x) + torch.log(control + 1) * torch.sort(control, 1).values
+
+    graph = fx.symbolic_trace(WithControl())
+    assert unsupported_steps(graph, n_inputs=1) == {}  # log and sort of the fixed argument are constants
+    assert {node.name for node in dependent_nodes(graph, 1)} == {"x", "linear", "add_1"}
+    assert {node.name for node in unsupported_steps(graph, n_inputs=2)} == {
+        "sort"
+    }  # log is element-wise: it has a rule

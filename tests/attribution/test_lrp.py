@@ -343,3 +343,22 @@ def test_tuple_outputs_need_an_output_fn_that_picks_a_returned_tensor():
         lrp(model, x, target=0)
     with pytest.raises(UnsupportedModelError, match="must pick one of the tensors"):
         lrp(model, x, target=0, output_fn=lambda out: out["logits"] * 2)
+
+
+def test_an_unused_optional_argument_is_traced_at_its_default():
+    """``forward(x, extra=None)``: symbolic_trace would trace the ``extra`` branch; lrp takes the None branch."""
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Linear(5, 4, bias=False), nn.ReLU(), nn.Linear(4, 3, bias=False)).double()
+
+    class Optional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = body
+
+        def forward(self, x, extra=None):
+            out = self.body(x)
+            return out if extra is None else out * extra
+
+    rows = torch.randn(6, 5, dtype=torch.float64)
+    got = lrp(Optional(), rows, target=1)
+    torch.testing.assert_close(got.values, lrp(body, rows, target=1).values, rtol=0, atol=0)

@@ -1,0 +1,177 @@
+"""DeepLIFT's rules on B inputs × n references: softmax (against tangermeme's rule), logsumexp and
+log-softmax (exact decompositions), global max (against max pooling), products, broadcasting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from deepscope.attribution import deeplift
+from deepscope.attribution._deeplift_rules import PairedInterpreter
+from deepscope.attribution._trace import trace_model
+from deepscope.attribution.deeplift import paired_multipliers
+from deepscope.errors import UnsupportedModelError
+
+
+def _one_hot(batch: int, length: int, seed: int) -> torch.Tensor:
+    codes = torch.randint(0, 4, (batch, length), generator=torch.Generator().manual_seed(seed))
+    return F.one_hot(codes, 4).permute(0, 2, 1).double()
+
+
+class _Head(nn.Module):
+    """Conv → ReLU → flatten → linear → a normaliser over the classes → linear."""
+
+    def __init__(self, kind: str, length: int = 12):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.first, self.last, self.kind = (
+            nn.Conv1d(4, 3, 5),
+            nn.Linear(3 * (length - 4), 6),
+            nn.Linear(6, 2),
+            kind,
+        )
+        self.softmax, self.relu = nn.Softmax(dim=1), nn.ReLU()  # modules: tangermeme hooks modules only
+        self.double()
+
+    def forward(self, x):
+        h = self.first(self.relu(self.conv(x)).flatten(1))
+        if self.kind == "softmax_module":
+            return self.last(self.softmax(h))
+        if self.kind == "softmax":
+            return self.last(F.softmax(h, dim=-1))
+        if self.kind == "log_softmax":
+            return self.last(torch.log_softmax(h, 1))
+        if self.kind == "logsumexp":
+            return torch.cat([torch.logsumexp(h, dim=1, keepdim=True), h.logsumexp(1).unsqueeze(1)], 1)
+        return self.last(torch.exp(h / 4).log1p())  # element-wise exp and log1p
+
+
+@pytest.mark.parametrize("kind", ["softmax_module", "softmax", "log_softmax", "logsumexp", "elementwise"])
+def test_normalisers_and_elementwise_steps_sum_to_delta(kind):
+    x, baseline = _one_hot(5, 12, 0), _one_hot(5, 12, 1)
+    got = deeplift(_Head(kind), x, target=[[0], [1]], baseline=baseline)
+    # exact decompositions: only float64 rounding remains (the 1e-6 ratio guards are second order)
+    assert got.diagnostics["completeness_error"].max() < 1e-9
+
+
+def test_softmax_matches_tangermemes_rule():
+    from tangermeme.deep_lift_shap import deep_lift_shap
+
+    x, references = _one_hot(4, 12, 2), _one_hot(12, 12, 3).view(4, 3, 4, 12)
+    model = _Head("softmax_module")
+    multipliers = deep_lift_shap(model, x, target=1, references=references, raw_outputs=True, device="cpu")
+    for k in range(3):
+        ours = deeplift(model, x, target=1, baseline=references[:, k]).values
+        # the same decomposition (a = exp(z − c), s = Σa, y = a/s, log-ratio rule): float64 rounding only
+        torch.testing.assert_close(ours, (x - references[:, k]) * multipliers[:, k], rtol=1e-7, atol=1e-10)
+
+
+def test_logsumexp_multiplier_by_hand():
+    """One layer, y = logsumexp(z): m_j = (ΔL/Δs)·(Δa_j/Δz_j), a = exp(z), s = Σa."""
+
+    class LSE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones((), dtype=torch.float64))
+
+        def forward(self, z):
+            return torch.logsumexp(z * self.scale, dim=1, keepdim=True)
+
+    z = torch.tensor([[0.3, -1.2, 2.0]], dtype=torch.float64)
+    ref = torch.tensor([[1.0, 0.5, -0.5]], dtype=torch.float64)
+    a, a_ref = z.exp(), ref.exp()
+    log_ratio = (a.sum().log() - a_ref.sum().log()) / (a.sum() - a_ref.sum())
+    want = log_ratio * (a - a_ref) / (z - ref) * (z - ref)
+    got = deeplift(LSE(), z, target=0, baseline=ref).values
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+
+
+class _GlobalMax(nn.Module):
+    def __init__(self, kind: str):
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv, self.linear, self.kind = nn.Conv1d(4, 5, 3), nn.Linear(5, 2), kind
+        self.pools = nn.ModuleDict({"maxpool": nn.MaxPool1d(10), "adaptive": nn.AdaptiveMaxPool1d(1)})
+        self.double()
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        if self.kind in self.pools:
+            h = self.pools[self.kind](h).squeeze(2)
+        elif self.kind == "amax":
+            h = torch.amax(h, dim=-1)
+        elif self.kind == "max":
+            h = h.max(dim=2).values
+        else:
+            h = torch.max(h, 2, True)[0].flatten(1)
+        return self.linear(h)
+
+
+@pytest.mark.parametrize("kind", ["adaptive", "amax", "max", "max_tuple"])
+def test_global_max_equals_the_max_pool_over_the_whole_length(kind):
+    x, baseline = _one_hot(6, 12, 4), _one_hot(6, 12, 5)
+    want = deeplift(_GlobalMax("maxpool"), x, target=0, baseline=baseline)  # max pooling: Captum's rule (tested)
+    got = deeplift(_GlobalMax(kind), x, target=0, baseline=baseline)
+    torch.testing.assert_close(got.values, want.values, rtol=1e-12, atol=1e-14)
+    assert got.diagnostics["completeness_error"].max() < 1e-10
+
+
+def test_matmul_of_two_activations_sums_to_delta(mlp_and_rows):
+    _, rows = mlp_and_rows
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(2)
+            self.a, self.b = nn.Linear(5, 3).double(), nn.Linear(5, 3).double()
+
+        def forward(self, x):
+            return torch.matmul(self.a(x).unsqueeze(2), torch.tanh(self.b(x)).unsqueeze(1)).flatten(1)
+
+    got = deeplift(Outer(), rows, target=[[0], [4], [8]], baseline=torch.randn_like(rows))
+    assert got.diagnostics["completeness_error"].max() < 1e-10  # the midpoint rule is exact for bilinear maps
+
+
+def test_several_references_at_once_equal_one_reference_at_a_time():
+    model = _Head("softmax")
+    x, references = _one_hot(3, 12, 6), _one_hot(12, 12, 7)  # 4 references per example, example-major
+    x[1, :, 3:5] = 0.0  # N positions are fine
+    interpreter = PairedInterpreter(trace_model(model, owner="test"), 1e-10, {})
+    targets = torch.tensor([[0, 1, 0], [1, 1, 0]])
+    multipliers, at_input, at_references = paired_multipliers(interpreter, x, references, (), targets, None, "test")
+    for k in range(4):
+        rows = references.view(3, 4, 4, 12)[:, k]
+        for t in range(2):
+            one = deeplift(model, x, target=targets[t], baseline=rows)
+            torch.testing.assert_close(
+                (x - rows) * multipliers[t].view(3, 4, 4, 12)[:, k], one.values, rtol=1e-10, atol=1e-13
+            )
+            torch.testing.assert_close(at_input[t] - at_references[t].view(3, 4)[:, k], one.diagnostics["delta"])
+
+
+def test_in_place_steps_and_a_moved_batch_axis():
+    class InPlace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(3)
+            self.conv, self.act, self.linear = nn.Conv1d(4, 3, 3), nn.ReLU(inplace=True), nn.Linear(30, 2)
+            self.double()
+
+        def forward(self, x):
+            return self.linear(F.hardtanh(self.act(self.conv(x)), inplace=True).flatten(1))
+
+    x, baseline = _one_hot(4, 12, 8), _one_hot(4, 12, 9)
+    assert deeplift(InPlace(), x, target=1, baseline=baseline).diagnostics["completeness_error"].max() < 1e-10
+
+    class Transposed(nn.Module):
+        def forward(self, x):
+            return torch.tanh(x.transpose(0, 1)).transpose(0, 1).sum(1, keepdim=True)
+
+    # with one reference per example the element-wise rule is right whatever the layout; with two
+    # the rows of an example and of its references no longer line up, which is refused
+    rows, references = x[:, 0], torch.cat([x[:, 1], x[:, 2]]).view(2, 4, 12).transpose(0, 1).reshape(8, 12)
+    interpreter = PairedInterpreter(trace_model(Transposed(), owner="test"), 1e-10, {})
+    with pytest.raises(UnsupportedModelError, match="batch as its first axis"):
+        paired_multipliers(interpreter, rows, references, (), torch.zeros(1, 4, dtype=torch.long), None, "test")
