@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from deepscope._inputs import Inputs, batch_length, slice_rows
 from deepscope.errors import UnsupportedModelError
+from deepscope.generalization._measures._cost import chunk_size
 from deepscope.generalization._measures._folding import FoldedLayer, LayerStructure, discover_layers, fold_layers
 
 if TYPE_CHECKING:
@@ -34,6 +37,8 @@ class MeasureValue:
     log_scale: bool = False
     note: str = ""
     seconds: float = math.nan  # wall time of the computation that produced it (shared by its siblings)
+    forward_passes: int | None = None  # example-forward passes of that computation
+    backward_passes: int | None = None  # example-derivative passes (reverse- or forward-mode) of it
 
 
 @dataclasses.dataclass
@@ -48,12 +53,29 @@ class MeasureContext:
     structure: LayerStructure
     folded: list[FoldedLayer]
     folded_init: list[FoldedLayer] | None
-    x: torch.Tensor
+    x: Inputs
     y: torch.Tensor
     m: int
     seed: int
     forward_passes: int = 0
+    backward_passes: int = 0
     cache: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        """Examples in the measures' training subset."""
+        return batch_length(self.x)
+
+    def chunk(self, bytes_per_example: int, cap: int = 1024) -> int:
+        """Examples per chunk so that a chunk holds about ``bytes_per_example`` × chunk <= the memory budget."""
+        return chunk_size(bytes_per_example, cap=cap)
+
+    def chunks(self, size: int, stop: int | None = None):
+        """``(x, y)`` of the subset's first ``stop`` examples (all: None) in chunks of ``size``."""
+        stop = self.n if stop is None else min(stop, self.n)
+        for start in range(0, stop, size):
+            end = min(stop, start + size)
+            yield slice_rows(self.x, start, end), self.y[start:end]
 
     @property
     def depth(self) -> int:
@@ -63,22 +85,32 @@ class MeasureContext:
     def num_params(self) -> int:
         return sum(p.numel() for p in self.params.values())
 
-    def outputs(self, params: dict[str, torch.Tensor] | None = None, chunk: int = 1024) -> torch.Tensor:
+    def outputs(self, params: dict[str, torch.Tensor] | None = None, chunk: int | None = None) -> torch.Tensor:
         """Model outputs on the measure's training subset (chunked, no grad).
 
-        The outputs at the trained weights (``params=None``) are computed once and reused by the
-        margins, the entropy and the base accuracy of each sharpness search.
+        The outputs at the trained weights (``params=None``) are computed once (and timed: the
+        cost predictions scale from it) and reused by the margins, the entropy and the base
+        accuracy of each sharpness search. ``chunk`` defaults to what the memory budget allows
+        (at most 1024 examples).
         """
         if params is None:
             if "clean_outputs" not in self.cache:
+                start = time.perf_counter()
                 self.cache["clean_outputs"] = self.outputs(self.params, chunk)
+                self.cache["clean_seconds"] = time.perf_counter() - start
             return self.cache["clean_outputs"]
+        size = chunk if chunk is not None else self.chunk(self.structure.activation_bytes)
         pieces = []
         with torch.no_grad():
-            for start in range(0, len(self.x), chunk):
-                pieces.append(self.problem.forward(params, self.x[start : start + chunk]))
-        self.forward_passes += len(self.x)
+            for x, _ in self.chunks(size):
+                pieces.append(self.problem.forward(params, x))
+        self.forward_passes += self.n
         return torch.cat(pieces)
+
+    def clean_seconds(self) -> float:
+        """Wall time of one forward pass over the subset (the clean outputs'; computed if needed)."""
+        self.outputs()
+        return self.cache["clean_seconds"]
 
     def accuracy(self, params: dict[str, torch.Tensor] | None = None) -> float:
         return float((self.outputs(params).argmax(dim=-1) == self.y).double().mean())
@@ -106,7 +138,7 @@ def build_context(problem: Problem, *, max_samples: int | None, seed: int) -> Me
     x, y = problem.tensors("train", max_samples=max_samples)
     params = problem.parameters(trainable_only=False)
     buffers = {k: v.detach() for k, v in problem.buffers().items()}
-    structure = discover_layers(problem.model, x[: min(len(x), 8)])
+    structure = discover_layers(problem.model, slice_rows(x, 0, min(batch_length(x), 8)))
     if not structure.layers:
         raise UnsupportedModelError(
             "The model has no Linear or Conv layer, so norm-, margin- and spectrum-based measures are undefined."

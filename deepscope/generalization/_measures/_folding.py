@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from deepscope._batchnorm import AFFINE_LAYERS, BATCHNORMS, fold_batchnorm
+from deepscope._inputs import Inputs, batch_length, call_model
 
 __all__ = ["LayerSpec", "LayerStructure", "discover_layers", "fold_layers", "FoldedLayer", "folded_state"]
 
@@ -75,11 +76,19 @@ class LayerStructure:
         non_homogeneous: "name (Type)" of parameter-free modules that are not piecewise-linear
             and positively homogeneous (Tanh, GELU, ...): path norm and margin-normalised products
             assume ReLU-like networks.
+        tied: "name is canonical" for each layer whose weight is another parameter (tied
+            embeddings: GPT-2's ``lm_head.weight`` is ``transformer.wte.weight``); every weight is
+            counted once, under the name ``named_parameters()`` gives it, and a layer whose weight
+            an earlier layer already contributed is not a second layer.
+        activation_bytes: bytes of the tensors entering every leaf module for one example (what a
+            backward pass keeps per example, about): the measures size their chunks with it.
     """
 
     layers: list[LayerSpec]
     unsupported: list[str]
     non_homogeneous: list[str]
+    tied: list[str] = dataclasses.field(default_factory=list)
+    activation_bytes: int = 0
 
 
 def _kind(module: nn.Module) -> str:
@@ -90,7 +99,17 @@ def _channels(module: nn.Module) -> int:
     return module.out_features if isinstance(module, nn.Linear) else module.out_channels
 
 
-def discover_layers(model: nn.Module, example: torch.Tensor) -> LayerStructure:
+def _tensors(value) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _tensors(item)]
+    return []
+
+
+def discover_layers(model: nn.Module, example: Inputs) -> LayerStructure:
     """Run ``model(example)`` once (no grad) and record its leaf modules in execution order.
 
     A BatchNorm is folded into the leaf that ran just before it when that leaf is a Linear/Conv
@@ -99,13 +118,17 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> LayerStructure:
 
     Args:
         model: the network (call inside the model guard, in eval semantics).
-        example: a small batch of inputs, ``(batch, *features)``.
+        example: a small batch of inputs, ``(batch, *features)``, token ids or a dict of tensors.
     """
     names = {module: name for name, module in model.named_modules()}
+    canonical = {id(p): name for name, p in model.named_parameters()}  # a tied parameter: its first name
     order: list[tuple[str, nn.Module, tuple[int, ...]]] = []
     seen: set[int] = set()
+    size = batch_length(example)
+    activation = [0]
 
     def record(module: nn.Module, inputs: tuple) -> None:
+        activation[0] += sum(t.numel() * t.element_size() for t in _tensors(inputs)) // max(size, 1)
         if id(module) in seen:
             return
         seen.add(id(module))
@@ -115,7 +138,7 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> LayerStructure:
     handles = [m.register_forward_pre_hook(record) for m in model.modules() if not list(m.children())]
     try:
         with torch.no_grad():
-            model(example)
+            call_model(model, example)
     finally:
         for handle in handles:
             handle.remove()
@@ -123,18 +146,27 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> LayerStructure:
     layers: list[LayerSpec] = []
     unsupported: list[str] = []
     non_homogeneous: list[str] = []
+    tied: list[str] = []
+    counted: set[str] = set()
     previous: tuple[str, nn.Module] | None = None
     for name, module, shape in order:
         has_params = any(True for _ in module.parameters(recurse=False))
         if isinstance(module, _WEIGHT_LAYERS):
             prefix = f"{name}." if name else ""
+            weight_key = canonical[id(module.weight)]
+            if weight_key != prefix + "weight":
+                tied.append(f"{prefix}weight is {weight_key}")
+            if weight_key in counted:  # the same weight applied again: counted once, by its first layer
+                previous = (name, module)
+                continue
+            counted.add(weight_key)
             layers.append(
                 LayerSpec(
                     name=name,
                     module=module,
                     kind=_kind(module),
-                    weight_key=prefix + "weight",
-                    bias_key=prefix + "bias" if module.bias is not None else None,
+                    weight_key=weight_key,
+                    bias_key=canonical[id(module.bias)] if module.bias is not None else None,
                     batchnorm=None,
                     input_shape=shape,
                 )
@@ -146,6 +178,7 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> LayerStructure:
                 and _channels(previous[1]) == module.num_features
                 and module.track_running_stats
                 and layers
+                and layers[-1].module is previous[1]
                 and layers[-1].batchnorm is None
             )
             if foldable:
@@ -167,7 +200,13 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> LayerStructure:
         owner = name.rpartition(".")[0]
         if owner not in leaves:
             unsupported.append(f"{name} (parameter of a container module)")
-    return LayerStructure(layers=layers, unsupported=unsupported, non_homogeneous=non_homogeneous)
+    return LayerStructure(
+        layers=layers,
+        unsupported=unsupported,
+        non_homogeneous=non_homogeneous,
+        tied=tied,
+        activation_bytes=activation[0],
+    )
 
 
 @dataclasses.dataclass(frozen=True)

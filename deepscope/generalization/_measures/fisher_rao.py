@@ -1,21 +1,44 @@
-"""Per-example gradient measures: the Fisher-Rao norm and the gradient noise.
+"""Per-example gradient measures: the Fisher-Rao norm and the gradient noise, in bounded memory.
 
 * Fisher-Rao norm (Liang et al. 2019), as in Jiang et al. (2020):
   ``‖w‖²_fr = (d + 1)² · (1/m) Σ_i ⟨w, ∇_w ℓ(f_w(x_i), y_i)⟩²`` with the true labels. The inner
-  products for all examples come from one forward-mode derivative (``torch.func.jvp`` of the
-  per-example losses along the tangent ``w``).
+  products for a chunk of examples come from one forward-mode derivative (``torch.func.jvp`` of
+  the per-example losses along the tangent ``w``).
 * Gradient noise: the trace of the covariance of per-example gradients,
-  ``(1/n) Σ_i ‖g_i − ḡ‖²`` (per-example gradients with ``torch.func.vmap(grad)``), evaluated at the
-  trained weights — the noise SGD sees at the end of training.
+  ``(1/n) Σ_i ‖g_i − ḡ‖² = (1/n) Σ_i ‖g_i‖² − ‖ḡ‖²`` (per-example gradients with
+  ``torch.func.vmap(grad)``), evaluated at the trained weights — the noise SGD sees at the end of
+  training. The per-example gradients are never held for the whole batch: each chunk adds its
+  ``Σ ‖g_i‖²`` and ``Σ g_i`` to float64 accumulators, so the memory is one chunk of gradients
+  (chunk × parameters × 4 bytes, sized by the memory budget of ``_cost``) plus one float64
+  copy of the parameters. In float64 the difference loses ``‖ḡ‖²/tr Cov × 1e-16`` relative
+  accuracy — nothing next to the float32 rounding of the gradients themselves.
+
+Forward-mode derivatives and double backward of PyTorch's fused attention kernels are not
+implemented (nor batched), so both run inside :func:`deepscope._attention.math_attention` (the
+math kernel computes the same attention); the table's note says when it did.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
+from deepscope._attention import math_attention
+from deepscope._inputs import is_mapping
 from deepscope.generalization._measures._context import MeasureContext, MeasureValue
 
-__all__ = ["fisher_rao_norm", "gradient_noise", "gradient_measures"]
+__all__ = ["fisher_rao_norm", "gradient_noise", "gradient_measures", "derivative_kernels"]
+
+
+@contextlib.contextmanager
+def derivative_kernels(ctx: MeasureContext) -> Iterator[None]:
+    """Fused attention runs on its math kernel inside the block; ``ctx`` records that it ran."""
+    with math_attention() as use:
+        yield
+    if use.seen:
+        ctx.cache["math_attention"] = True
 
 
 def _per_example_losses(ctx: MeasureContext, params: dict[str, torch.Tensor], x, y) -> torch.Tensor:
@@ -27,56 +50,81 @@ def _per_example_losses(ctx: MeasureContext, params: dict[str, torch.Tensor], x,
     )
 
 
-def fisher_rao_norm(ctx: MeasureContext, *, chunk: int = 512) -> float:
-    """``(d + 1)² · mean_i ⟨w, ∇_w ℓ_i⟩²`` on the training subset (one jvp per chunk)."""
+def fisher_rao_norm(ctx: MeasureContext, *, chunk: int | None = None) -> float:
+    """``(d + 1)² · mean_i ⟨w, ∇_w ℓ_i⟩²`` on the training subset (one jvp per chunk).
+
+    ``chunk`` (examples per jvp) defaults to what the memory budget allows: a jvp keeps the primal
+    and the tangent of every activation, about 4 × the activation bytes per example.
+    """
     names = list(ctx.params)
     primals = tuple(ctx.params[n] for n in names)
+    size = chunk if chunk is not None else ctx.chunk(4 * ctx.structure.activation_bytes, cap=512)
     total = 0.0
-    for start in range(0, len(ctx.x), chunk):
-        x, y = ctx.x[start : start + chunk], ctx.y[start : start + chunk]
+    with derivative_kernels(ctx):
+        for x, y in ctx.chunks(size):
 
-        def losses(*values, x=x, y=y):
-            return _per_example_losses(ctx, dict(zip(names, values, strict=True)), x, y)
+            def losses(*values, x=x, y=y):
+                return _per_example_losses(ctx, dict(zip(names, values, strict=True)), x, y)
 
-        _, directional = torch.func.jvp(losses, primals, primals)
-        total += float(directional.double().pow(2).sum())
-    ctx.forward_passes += 2 * len(ctx.x)
-    return (ctx.depth + 1) ** 2 * total / len(ctx.x)
+            _, directional = torch.func.jvp(losses, primals, primals)
+            total += float(directional.double().pow(2).sum())
+    ctx.forward_passes += ctx.n
+    ctx.backward_passes += ctx.n  # the forward-mode derivative
+    return (ctx.depth + 1) ** 2 * total / ctx.n
 
 
-def gradient_noise(ctx: MeasureContext, *, max_examples: int = 256, chunk: int = 64) -> tuple[float, int]:
-    """Trace of the per-example gradient covariance on up to ``max_examples`` training examples."""
+def _one_example(x):
+    if is_mapping(x):
+        return {name: value[None] for name, value in x.items()}
+    return x[None]
+
+
+def gradient_noise(ctx: MeasureContext, *, max_examples: int = 256, chunk: int | None = None) -> tuple[float, int]:
+    """Trace of the per-example gradient covariance on up to ``max_examples`` training examples.
+
+    ``chunk`` (examples whose gradients are held at once) defaults to what the memory budget
+    allows: ``4P`` bytes of gradient and ``8P`` of float64 work per example, plus the activations.
+    """
     names = list(ctx.params)
-    n = min(len(ctx.x), max_examples)
+    n = min(ctx.n, max_examples)
+    per_example = 12 * ctx.num_params + 3 * ctx.structure.activation_bytes
+    size = chunk if chunk is not None else ctx.chunk(per_example, cap=256)
 
     def single(values, x, y):
-        return _per_example_losses(ctx, dict(zip(names, values, strict=True)), x[None], y[None]).sum()
+        return _per_example_losses(ctx, dict(zip(names, values, strict=True)), _one_example(x), y[None]).sum()
 
     gradient = torch.func.vmap(torch.func.grad(single), in_dims=(None, 0, 0))
-    flats = []
-    for start in range(0, n, chunk):
-        grads = gradient(
-            tuple(ctx.params[k] for k in names),
-            ctx.x[start : min(n, start + chunk)],
-            ctx.y[start : min(n, start + chunk)],
-        )
-        flats.append(torch.cat([g.reshape(g.shape[0], -1).double() for g in grads], dim=1))
-    ctx.forward_passes += 2 * n
-    flat = torch.cat(flats)
-    return float((flat - flat.mean(dim=0)).pow(2).sum(dim=1).mean()), n
+    sums = [torch.zeros(ctx.params[k].shape, dtype=torch.float64, device=ctx.params[k].device) for k in names]
+    squares = 0.0
+    with derivative_kernels(ctx):
+        for x, y in ctx.chunks(size, stop=n):
+            grads = gradient(tuple(ctx.params[k] for k in names), x, y)
+            for total, g in zip(sums, grads, strict=True):
+                g = g.double()
+                squares += float(g.pow(2).sum())
+                total += g.sum(dim=0)
+            del grads
+    ctx.forward_passes += n
+    ctx.backward_passes += n
+    mean_sq = float(sum(total.pow(2).sum() for total in sums)) / n**2
+    return max(squares / n - mean_sq, 0.0), n
 
 
-def gradient_measures(ctx: MeasureContext) -> list[MeasureValue]:
-    """Fisher-Rao norm and gradient noise as measure rows."""
-    noise, n = gradient_noise(ctx)
+def gradient_measures(ctx: MeasureContext, *, chunk: int | None = None) -> list[MeasureValue]:
+    """Fisher-Rao norm and gradient noise as measure rows (their costs in ``seconds``/passes)."""
+    noise, n = gradient_noise(ctx, chunk=chunk)
+    fisher = fisher_rao_norm(ctx)
+    kernel = " (fused attention ran on its math kernel)" if ctx.cache.get("math_attention") else ""
     return [
-        MeasureValue("fisher_rao_norm", fisher_rao_norm(ctx), "gradient", "Liang et al. 2019", "(d+1)² E⟨w, ∇ℓ⟩²"),
+        MeasureValue(
+            "fisher_rao_norm", fisher, "gradient", "Liang et al. 2019", "(d+1)² E⟨w, ∇ℓ⟩²", note=kernel.strip(" ()")
+        ),
         MeasureValue(
             "gradient_noise",
             noise,
             "gradient",
             "Jiang et al. 2020",
             "tr Cov of per-example gradients",
-            note=f"{n} examples",
+            note=f"{n} examples" + kernel,
         ),
     ]

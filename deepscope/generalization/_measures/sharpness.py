@@ -45,19 +45,29 @@ class SharpnessSearch:
     samples_per_step: int
     forward_passes: int
     capped: bool = False  # no radius up to the cap lowered accuracy by 0.1 (e.g. a chance-level model)
+    upper: float = math.inf  # the bracket's upper end: the crossing radius is in [radius, upper)
+    backward_passes: int = 0
 
 
 _MAX_DOUBLINGS = 12
 
 
-def _bisect(drop_at, low: float, high: float, steps: int) -> tuple[float, float, float, bool]:
+def _bisect(drop_at, low: float, high: float, steps: int) -> tuple[float, float, float, bool, float]:
     """Largest radius with drop <= 0.1, bisected in log space.
 
     The bracket is found first: if the starting radius ``high`` costs no more than 0.1 accuracy it
-    is doubled (at most 12 times; the last element of the result then says the cap was hit), and
+    is doubled (at most 12 times; the cap flag of the result then says the cap was hit), and
     if it already costs more it is halved (at most 12 times) until a radius that keeps the drop
     <= 0.1 gives the bracket a positive lower end. (A zero lower end would make every geometric
     midpoint zero, and the search would report radius 0.)
+
+    Returns ``(radius, drop, standard_error, capped, upper)``: ``upper`` is the smallest radius
+    found to cost more than 0.1 (the bracket's upper end, ``inf`` when capped), so the radius
+    where the drop crosses 0.1 is in ``[radius, upper)``; each bisection step halves
+    ``log(upper / radius)`` (``steps`` steps after a doubling: ``upper / radius = 2^(2^−steps)``).
+    The noise draws of every evaluation are the same whatever ``steps`` is (each evaluation
+    consumes the generator in full), so a search with fewer steps evaluates the first radii of one
+    with more, and its bracket contains the other's radius.
     """
     drop, error = drop_at(high)
     best = (low, 0.0, 0.0)
@@ -65,7 +75,7 @@ def _bisect(drop_at, low: float, high: float, steps: int) -> tuple[float, float,
         doublings = 0
         while drop <= _TARGET_DROP:
             if doublings == _MAX_DOUBLINGS:
-                return high, drop, error, True
+                return high, drop, error, True, math.inf
             low, best = high, (high, drop, error)
             high = high * 2.0
             drop, error = drop_at(high)
@@ -79,7 +89,7 @@ def _bisect(drop_at, low: float, high: float, steps: int) -> tuple[float, float,
                 break
             high = candidate
         else:
-            return best[0], best[1], best[2], False  # even high / 2**12 costs more than 0.1
+            return best[0], best[1], best[2], False, high  # even high / 2**12 costs more than 0.1
     for _ in range(steps):
         middle = math.sqrt(low * high)
         drop, error = drop_at(middle)
@@ -87,7 +97,7 @@ def _bisect(drop_at, low: float, high: float, steps: int) -> tuple[float, float,
             low, best = middle, (middle, drop, error)
         else:
             high = middle
-    return (*best, False)
+    return (*best, False, high)
 
 
 def pac_bayes_sigma(
@@ -120,19 +130,41 @@ def pac_bayes_sigma(
         values = torch.tensor(drops, dtype=torch.float64)
         return float(values.mean()), float(values.std() / math.sqrt(samples)) if samples > 1 else 0.0
 
-    radius, drop, error, capped = _bisect(drop_at, 0.0, 1e-3 if not magnitude_aware else 1e-2, steps)
-    return SharpnessSearch(radius, drop, error, steps, samples, ctx.forward_passes - start, capped)
+    radius, drop, error, capped, upper = _bisect(drop_at, 0.0, 1e-3 if not magnitude_aware else 1e-2, steps)
+    return SharpnessSearch(radius, drop, error, steps, samples, ctx.forward_passes - start, capped, upper)
 
 
-def worst_case_sharpness(ctx: MeasureContext, *, ascent_steps: int = 5, steps: int = 10) -> SharpnessSearch:
-    """α: largest box radius where projected sign-gradient ascent costs <= 0.1 train accuracy."""
-    start = ctx.forward_passes
+def worst_case_sharpness(
+    ctx: MeasureContext, *, ascent_steps: int = 5, steps: int = 10, chunk: int | None = None
+) -> SharpnessSearch:
+    """α: largest box radius where projected sign-gradient ascent costs <= 0.1 train accuracy.
+
+    Each ascent step needs the gradient of the mean training loss at ``w + u``; it is summed over
+    chunks of examples (``chunk`` defaults to what the memory budget allows for a backward pass,
+    about 3 × the activation bytes per example), weighted by their share of the subset, so the
+    memory does not grow with the number of examples.
+    """
+    start, start_backward = ctx.forward_passes, ctx.backward_passes
     base = ctx.accuracy()
     generator = torch.Generator(device="cpu").manual_seed(ctx.seed + 1)
     names = list(ctx.params)
+    size = chunk if chunk is not None else ctx.chunk(3 * ctx.structure.activation_bytes, cap=2048)
+    n = ctx.n
 
-    def loss_of(flat_params: dict[str, torch.Tensor]) -> torch.Tensor:
-        return ctx.problem.criterion(ctx.problem.forward(flat_params, ctx.x), ctx.y)
+    def loss_gradient(u: dict[str, torch.Tensor]) -> list[torch.Tensor | None]:
+        leaves = {k: u[k].clone().requires_grad_(True) for k in names}
+        total: list[torch.Tensor | None] = [None] * len(names)
+        for x, y in ctx.chunks(size):
+            with torch.enable_grad():
+                loss = ctx.problem.criterion(ctx.problem.forward({k: ctx.params[k] + leaves[k] for k in names}, x), y)
+                weight = len(y) / n
+                grads = torch.autograd.grad(
+                    loss * weight if weight != 1 else loss, list(leaves.values()), allow_unused=True
+                )
+            total = [g if t is None else (t if g is None else t + g) for t, g in zip(total, grads, strict=True)]
+        ctx.forward_passes += n
+        ctx.backward_passes += n
+        return total
 
     def drop_at(alpha: float) -> tuple[float, float]:
         u = {
@@ -140,18 +172,15 @@ def worst_case_sharpness(ctx: MeasureContext, *, ascent_steps: int = 5, steps: i
             for n, p in ctx.params.items()
         }
         for _ in range(ascent_steps):
-            leaves = {n: u[n].clone().requires_grad_(True) for n in names}
-            with torch.enable_grad():
-                loss = loss_of({n: ctx.params[n] + leaves[n] for n in names})
-                grads = torch.autograd.grad(loss, [leaves[n] for n in names], allow_unused=True)
-            ctx.forward_passes += 2 * len(ctx.x)  # forward + backward
-            for n, g in zip(names, grads, strict=True):
+            for k, g in zip(names, loss_gradient(u), strict=True):
                 if g is not None:
-                    u[n] = (u[n] + 0.5 * alpha * g.sign()).clamp(-alpha, alpha).detach()
-        return base - ctx.accuracy({n: ctx.params[n] + u[n] for n in names}), 0.0
+                    u[k] = (u[k] + 0.5 * alpha * g.sign()).clamp(-alpha, alpha).detach()
+        return base - ctx.accuracy({k: ctx.params[k] + u[k] for k in names}), 0.0
 
-    radius, drop, error, capped = _bisect(drop_at, 0.0, 1e-3, steps)
-    return SharpnessSearch(radius, drop, error, steps, 1, ctx.forward_passes - start, capped)
+    radius, drop, error, capped, upper = _bisect(drop_at, 0.0, 1e-3, steps)
+    return SharpnessSearch(
+        radius, drop, error, steps, 1, ctx.forward_passes - start, capped, upper, ctx.backward_passes - start_backward
+    )
 
 
 def _squared_norm(tensors) -> float:
@@ -177,9 +206,11 @@ def sharpness_measures(ctx: MeasureContext, *, samples: int = 8, steps: int = 10
     alpha_seconds = time.perf_counter() - clock
 
     def cost(search: SharpnessSearch) -> str:
+        bracket = f" (crossing in [{search.radius:.4g}, {search.upper:.4g}))" if math.isfinite(search.upper) else ""
         return (
-            f"radius {search.radius:.3g}, drop {search.accuracy_drop:.3f} ± {search.standard_error:.3f}, "
+            f"radius {search.radius:.3g}{bracket}, drop {search.accuracy_drop:.3f} ± {search.standard_error:.3f}, "
             f"{search.steps} bisection steps × {search.samples_per_step} samples, {search.forward_passes} forward passes"
+            + (f", {search.backward_passes} backward" if search.backward_passes else "")
             + (" (capped: accuracy never dropped by 0.1)" if search.capped else "")
         )
 
@@ -262,6 +293,11 @@ def sharpness_measures(ctx: MeasureContext, *, samples: int = 8, steps: int = 10
         ),
         MeasureValue("sharpness_flatness", safe(lambda: 1 / a**2, a), "sharpness", jiang, "1/α²"),
     ]
-    # each search's wall time goes to the rows computed from it (σ: 4 rows, σ': 4, α: 4)
-    costs = [sigma_seconds] * 4 + [mag_seconds] * 4 + [alpha_seconds] * 4
-    return [dataclasses.replace(row, seconds=cost) for row, cost in zip(rows, costs, strict=True)]
+    # each search's wall time and passes go to the rows computed from it (σ: 4 rows, σ': 4, α: 4)
+    searches = [(sigma, sigma_seconds)] * 4 + [(mag, mag_seconds)] * 4 + [(alpha, alpha_seconds)] * 4
+    return [
+        dataclasses.replace(
+            row, seconds=seconds, forward_passes=search.forward_passes, backward_passes=search.backward_passes
+        )
+        for row, (search, seconds) in zip(rows, searches, strict=True)
+    ]

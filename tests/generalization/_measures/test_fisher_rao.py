@@ -39,3 +39,28 @@ def test_gradient_noise_matches_autograd_loop():
     value, n = gradient_noise(ctx, chunk=7)
     assert n == 30
     assert value == pytest.approx(expected, rel=1e-5)
+
+
+def test_gradient_noise_chunks_under_the_memory_budget(monkeypatch):
+    """Per-example gradients are held one chunk at a time: with a budget that fits one example the
+    chunks have one example each, and the accumulated sums give the same trace (the float32 per-example
+    gradients of a batched and an unbatched vmap differ in their last bits: 1e-6 relative)."""
+    from deepscope.generalization._measures import _cost
+
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
+    ctx, _, _ = _setup(model, 4)
+    whole, _ = gradient_noise(ctx, chunk=30)
+    sizes = []
+    original = ctx.chunks
+
+    def recording(size, stop=None):
+        sizes.append(size)
+        return original(size, stop)
+
+    monkeypatch.setattr(ctx, "chunks", recording)
+    monkeypatch.setattr(_cost, "MEMORY_BUDGET", 1)
+    value, n = gradient_noise(ctx)
+    assert sizes == [1] and n == 30
+    assert value == pytest.approx(whole, rel=1e-6)
+    assert fisher_rao_norm(ctx) == pytest.approx(fisher_rao_norm(ctx, chunk=30), rel=1e-6)  # float32 jvp sums
+    assert sizes == [1, 1, 30]  # the jvp chunks under the same budget: one example each

@@ -60,7 +60,7 @@ def test_bisection_finds_the_threshold_from_either_side(start):
     """
     from deepscope.generalization._measures.sharpness import _bisect
 
-    radius, drop, _, capped = _bisect(lambda r: (r, 0.0), 0.0, start, steps=10)
+    radius, drop, _, capped, upper = _bisect(lambda r: (r, 0.0), 0.0, start, steps=10)
     assert not capped
     assert radius == pytest.approx(0.1, rel=1e-3) and drop <= 0.1
 
@@ -100,7 +100,7 @@ def test_early_rejection_gives_the_same_search_with_fewer_passes(magnitude_aware
         y = model(x).argmax(1)
     ctx = build_context(Problem(model, (x, y)), max_samples=None, seed=3)
     search = pac_bayes_sigma(ctx, magnitude_aware=magnitude_aware, samples=8, steps=10)
-    radius, drop, error, capped, naive_passes = _naive_pac_bayes_sigma(ctx, magnitude_aware=magnitude_aware)
+    radius, drop, error, capped, _, naive_passes = _naive_pac_bayes_sigma(ctx, magnitude_aware=magnitude_aware)
     # bit-identical: same draws, same decisions, the reported drop evaluated on every draw
     assert (search.radius, search.accuracy_drop, search.standard_error, search.capped) == (radius, drop, error, capped)
     assert search.forward_passes < naive_passes  # rejected radii stopped early
@@ -110,3 +110,40 @@ def test_rows_carry_the_cost_of_their_search():
     rows = sharpness_measures(_context(), samples=4, steps=3)
     assert all(row.seconds > 0 for row in rows)
     assert len({row.seconds for row in rows}) == 3  # σ, σ' and α each share one search's time
+    assert all(row.forward_passes > 0 for row in rows)
+    assert {row.backward_passes for row in rows if row.name.startswith("pac_bayes")} == {0}
+    assert all(row.backward_passes > 0 for row in rows if "sharpness" in row.name)  # the ascent steps
+
+
+def _relu_context(seed=3):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    x = torch.randn(300, 4)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return build_context(Problem(model, (x, y)), max_samples=None, seed=seed)
+
+
+@pytest.mark.parametrize("magnitude_aware", [False, True])
+def test_fewer_bisection_steps_bracket_the_radius_of_more(magnitude_aware):
+    """Before/after oracle of the default change (10 -> 5 steps): the noise draws of each evaluation
+    do not depend on the step count, so the 5-step search evaluates the first radii of the 10-step
+    one, and the 10-step radius lies in the 5-step bracket [radius, upper), whose ratio is
+    2^(1/32) (2.2%) — the stated resolution. Exact inequalities, no tolerance."""
+    ten = pac_bayes_sigma(_relu_context(), magnitude_aware=magnitude_aware, samples=8, steps=10)
+    five = pac_bayes_sigma(_relu_context(), magnitude_aware=magnitude_aware, samples=8, steps=5)
+    assert five.radius <= ten.radius < five.upper
+    assert five.upper / five.radius == pytest.approx(2 ** (1 / 32), rel=1e-12)
+    assert five.forward_passes < ten.forward_passes
+
+
+def test_worst_case_bracket_and_chunked_ascent():
+    """α with 5 steps brackets α with 10; the ascent gradient summed over chunks of 7 examples gives
+    the same search as one batch (the loss is a mean: chunks weighted by their share; float32
+    summation order can only move a sign of an exactly-zero-ish gradient, which these data avoid)."""
+    ten = worst_case_sharpness(_relu_context(), steps=10)
+    five = worst_case_sharpness(_relu_context(), steps=5)
+    assert five.radius <= ten.radius < five.upper
+    chunked = worst_case_sharpness(_relu_context(), steps=5, chunk=7)
+    assert (chunked.radius, chunked.accuracy_drop, chunked.upper) == (five.radius, five.accuracy_drop, five.upper)
+    assert chunked.backward_passes == five.backward_passes > 0

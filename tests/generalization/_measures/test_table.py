@@ -63,3 +63,38 @@ def test_residual_network_folds_every_batchnorm():
     batchnorms = [name for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
     assert sorted(layer.batchnorm for layer in structure.layers if layer.batchnorm) == sorted(batchnorms)
     assert result.value("frobenius_distance") == 0.0 and math.isfinite(result.value("log_product_spectral"))
+
+
+def test_every_row_records_its_passes_and_the_totals_add_up():
+    result = measures(make_fixture("cnn").problem(), max_samples=16, sharpness_samples=2, bisection_steps=2)
+    rows = result.rows()
+    assert all(row["forward_passes"] is not None and row["backward_passes"] is not None for row in rows)
+    # the searches carry their own passes; every other row carries its family's (shared by the family)
+    searches = {row["note"]: row for row in rows if row["name"] in ("pac_bayes_sigma", "pac_bayes_mag_sigma")}
+    assert all(row["backward_passes"] == 0 and row["forward_passes"] > 0 for row in searches.values())
+    gradient = [row for row in rows if row["family"] == "gradient"]
+    assert {row["backward_passes"] for row in gradient} == {2 * result.samples_used}  # jvp + per-example grads
+    by_family = {}
+    for row in rows:
+        by_family.setdefault(row["family"], set()).add((row["forward_passes"], row["backward_passes"]))
+    total_backward = sum(b for family in ("gradient",) for _, b in by_family[family]) + sum(
+        {row["backward_passes"] for row in rows if row["name"] == "worst_case_sharpness_alpha"}
+    )
+    assert result.backward_passes == total_backward
+    assert result.declined == {}
+
+
+def test_a_family_over_its_predicted_budget_is_declined_with_its_rows():
+    problem = make_fixture("cnn").problem()
+    ran = measures(problem, max_samples=16, sharpness_samples=2, bisection_steps=2, families=("sharpness", "gradient"))
+    declined = measures(problem, max_samples=16, families=("sharpness", "gradient"), max_family_seconds=1e-9)
+    assert set(declined.declined) == {"sharpness", "gradient"}
+    assert [row["name"] for row in declined.rows()] == [row["name"] for row in ran.rows()]  # same rows, NaN
+    for row in declined.rows():
+        assert math.isnan(row["value"]) and row["note"].startswith("declined: predicted up to")
+        assert "max_family_seconds=1e-09" in row["note"] and row["forward_passes"] == 0
+    assert declined.backward_passes == 0 and declined.forward_passes == declined.samples_used  # the timed clean pass
+    with pytest.raises(InvalidParameterError, match="max_family_seconds"):
+        measures(problem, max_family_seconds=0)
+    with pytest.raises(InvalidParameterError, match="chunk_size"):
+        measures(problem, chunk_size=0)

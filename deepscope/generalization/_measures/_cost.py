@@ -1,0 +1,50 @@
+"""What the measures cost: chunk sizes under a memory budget, and predicted time per family.
+
+Memory. Per-example work (per-example gradients, forward-mode derivatives, the ascent steps of
+the worst-case sharpness search) is done in chunks of examples sized so that one chunk holds
+about :data:`MEMORY_BUDGET` bytes: ``chunk = ⌊budget / bytes_per_example⌋`` (at least 1). A
+per-example gradient of a network with ``P`` parameters holds ``4P`` bytes per example (float32),
+so on an 11M-parameter ResNet-18 a chunk has 5 examples, never the whole batch (256 examples
+would hold 11 GB).
+
+Time. Every data-dependent family costs a number of passes over the measures' training subset,
+and one clean forward pass over it is timed first (the margins need it anyway), so a family's
+time is predicted before it runs as ``passes × t_clean`` with (the searches' largest count)
+
+* sharpness: σ and σ' at most ``(doublings + 1 + steps) × samples`` passes each, α at most
+  ``(doublings + 1 + steps) × (3 · ascent_steps + 1)`` (a forward-and-backward pass counted as
+  3 forward passes);
+* gradient: 3 passes for the Fisher-Rao forward-mode derivative and ``4 · n_noise / n`` for the
+  per-example gradients of the gradient noise.
+
+A family predicted to take longer than its budget is declined: its rows are NaN with a one-line
+note that gives the prediction and the option that lifts the limit (no value is guessed).
+
+Example:
+    >>> chunk_size(4 * 11_000_000)  # per-example gradients of an 11M-parameter network
+    6
+"""
+
+from __future__ import annotations
+
+__all__ = ["MEMORY_BUDGET", "chunk_size", "predicted_passes", "BACKWARD_COST"]
+
+MEMORY_BUDGET = 256 * 2**20  # bytes one chunk of per-example work may hold
+BACKWARD_COST = 3.0  # one forward + backward pass, in forward passes (the usual 1 + 2)
+_DOUBLINGS = 12  # the sharpness searches' bracket search: at most 12 doublings or halvings
+
+
+def chunk_size(bytes_per_example: int, *, budget: int | None = None, cap: int = 1024) -> int:
+    """Examples per chunk: ``⌊budget / bytes_per_example⌋`` clipped to ``[1, cap]`` (budget: :data:`MEMORY_BUDGET`)."""
+    budget = MEMORY_BUDGET if budget is None else budget
+    return max(1, min(cap, budget // max(int(bytes_per_example), 1)))
+
+
+def predicted_passes(family: str, *, n: int, samples: int, steps: int, ascent_steps: int, noise_examples: int) -> float:
+    """Passes over the subset (of ``n`` examples) that ``family`` takes at most (see the module docstring)."""
+    evaluations = _DOUBLINGS + 1 + steps
+    if family == "sharpness":
+        return evaluations * (2 * samples + BACKWARD_COST * ascent_steps + 1)
+    if family == "gradient":
+        return 3.0 + 4.0 * min(noise_examples, n) / max(n, 1)
+    return 0.0
