@@ -22,6 +22,7 @@ from deepscope.attribution.deeplift import deeplift
 from deepscope.attribution.lrp import lrp
 from deepscope.attribution.layer_integrated_gradients import layer_integrated_gradients
 from deepscope.attribution.layer_gradient_x_activation import layer_gradient_x_activation
+from deepscope.attribution.attn_lrp import attn_lrp
 from deepscope.attribution.axioms import CLAIMED_AXIOMS, AxiomReport, check_axioms
 
 METHODS = RegistryView("function")
@@ -48,4 +49,5 @@ __all__ = [
     "lrp",
     "layer_integrated_gradients",
     "layer_gradient_x_activation",
+    "attn_lrp",
 ]
