@@ -76,8 +76,11 @@ def is_image_like(inputs: torch.Tensor) -> bool:
 
 
 def is_one_hot(inputs: torch.Tensor) -> bool:
-    """One-hot sequences ``(batch, alphabet, length)``: every position holds exactly one 1."""
-    return inputs.dim() == 3 and bool(((inputs == 0) | (inputs == 1)).all()) and bool((inputs.sum(1) == 1).all())
+    """One-hot sequences ``(batch, alphabet, length)``: every position holds one 1, or none (``N``)."""
+    if inputs.dim() != 3 or not bool(((inputs == 0) | (inputs == 1)).all()):
+        return False
+    columns = inputs.sum(1)
+    return bool((columns <= 1).all()) and bool((columns == 1).any())
 
 
 def has_few_features(inputs: torch.Tensor) -> bool:

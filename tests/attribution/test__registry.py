@@ -141,3 +141,15 @@ def test_the_report_lists_derive_from_the_registrations():
         "lrp",
     ]
     assert report_axiom_methods("unknown budget", 64) == report_axiom_methods("quick", 64)
+
+
+def test_is_one_hot_accepts_n_columns():
+    from deepscope.attribution._registry import is_one_hot
+
+    x = torch.nn.functional.one_hot(torch.tensor([[0, 3, 1, 2]]), 4).transpose(1, 2).float()
+    assert is_one_hot(x)
+    x[0, :, 2] = 0  # an N: an all-zero column
+    assert is_one_hot(x)
+    assert not is_one_hot(torch.zeros(1, 4, 3))  # all N is no sequence
+    x[0, :, 1] = 1  # two letters at once
+    assert not is_one_hot(x)
