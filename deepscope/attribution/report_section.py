@@ -2,6 +2,10 @@
 
 Budgets: "quick" explains 4 inputs with a handful of methods and checks the axioms of two of
 them (a few seconds on the demo CNN); "full" explains 8 inputs with every applicable method.
+
+Token inputs (integer ids or a dict such as ``input_ids`` + ``attention_mask``) get the layer
+methods at the input embedding (layer integrated gradients from a pad-token baseline, AttnLRP) and
+a text rendering with per-token colours (:mod:`deepscope.attribution.token_figure`) instead of maps.
 """
 
 from __future__ import annotations
@@ -11,10 +15,11 @@ from typing import Any
 import torch
 
 from deepscope.attribution._base import Attribution, draw_attribution
-from deepscope.attribution._registry import is_one_hot, report_axiom_methods, report_methods
+from deepscope.attribution._registry import is_one_hot, is_tokens, report_axiom_methods, report_methods
 from deepscope.attribution.axioms import check_axioms
+from deepscope.attribution.token_figure import token_html, token_rows
 from deepscope.errors import DeepscopeError
-from deepscope.report.sections import AuditContext, Figure, Section, Table, Text, register_section
+from deepscope.report.sections import AuditContext, Figure, Html, Section, Table, Text, register_section
 from deepscope.report.svg import figure_to_svg, new_figure
 
 __all__ = ["build_attribution_section"]
@@ -70,13 +75,16 @@ def build_attribution_section(context: AuditContext) -> Section:
     budget = _BUDGETS.get(context.budget, _BUDGETS["quick"])
     model = context.problem.model
     inputs, mask, names = _inputs(context, budget["examples"])
+    if is_tokens(inputs):
+        return _token_section(context, inputs, budget)
     targets = None  # each method explains the predicted class
+    output_fn = getattr(context.problem, "output_fn", None)  # e.g. out.logits of a HuggingFace ViT
     maps: dict[str, Attribution] = {}
     skipped: list[str] = []
     # which methods, with which options: each method's registration says (attribution/_registry.py)
     for name, (function, options) in report_methods(inputs, context.budget, budget["max_steps"]).items():
         try:
-            maps[name] = function(model, inputs, targets, **options)
+            maps[name] = function(model, inputs, targets, output_fn=output_fn, **options)
         except DeepscopeError as error:
             skipped.append(f"{name}: {error}")
     blocks: list[Any] = []
@@ -184,3 +192,62 @@ def _sanity_check(model, inputs, results) -> str:
         return ""
     results["sanity_check"] = check.rows()
     return f"for saliency {check.verdict}"
+
+
+def _token_section(context: AuditContext, inputs: Any, budget: dict[str, Any]) -> Section:
+    """Token models: the layer methods at the input embedding, shown as coloured text."""
+    model = context.problem.model
+    output_fn = getattr(context.problem, "output_fn", None)
+    tokenizer = getattr(context.dataset, "tokenizer", None) or getattr(context.problem, "tokenizer", None)
+    pad = getattr(getattr(model, "config", None), "pad_token_id", None)
+    maps: dict[str, Attribution] = {}
+    skipped: list[str] = []
+    for name, (function, options) in report_methods(inputs, context.budget, budget["max_steps"]).items():
+        if name == "layer_integrated_gradients" and isinstance(pad, int):
+            options = {**options, "baseline": pad}  # the pad-token sequence (Captum's tutorials' choice)
+        try:
+            maps[name] = function(model, inputs, None, output_fn=output_fn, **options)
+        except DeepscopeError as error:
+            skipped.append(f"{name}: {error}")
+    blocks: list[Any] = []
+    rows = []
+    shown = min(4, len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs))
+    for i in range(shown):
+        for name, result in maps.items():
+            tokens, scores = token_rows(inputs, result.values, i, tokenizer)
+            rows.append((f"example {i} (class {int(result.target[i])}), {name}", tokens, scores))
+    if rows:
+        blocks.append(
+            Text(
+                "Token attributions at the input embedding: red tokens push the predicted class up, blue push it "
+                "down (each line scaled to its largest score; hover for the value)."
+                + ("" if tokenizer is not None else " Tokens are shown as their ids (no tokenizer was given).")
+            )
+        )
+        blocks.append(Html(token_html(rows)))
+    errors = []
+    for name, result in maps.items():
+        for key in ("completeness_error", "conservation_error"):
+            if key in result.diagnostics:
+                errors.append(
+                    {"method": name, "check": key.replace("_", " "), "worst": float(result.diagnostics[key].max())}
+                )
+    if errors:
+        blocks.append(
+            Table(
+                errors,
+                columns=["method", "check", "worst"],
+                caption="Relative error of Σ token scores against the explained score change (completeness) or "
+                "the explained score (LRP conservation; biases and the softmax rule keep a share).",
+            )
+        )
+    if skipped:
+        blocks.append(Text("Not shown: " + "; ".join(skipped)))
+    results = {
+        "methods": list(maps),
+        "skipped": skipped,
+        "errors": errors,
+        "token_scores": {name: result.values[:shown].tolist() for name, result in maps.items()},
+    }
+    summary = f"{len(maps)} token attribution methods explain {shown} inputs at the input embedding."
+    return Section(summary=summary, blocks=blocks, results=results)

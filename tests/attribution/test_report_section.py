@@ -34,3 +34,24 @@ def test_sequences_get_in_silico_mutagenesis():
     fixture = make_fixture("sequence")
     section = build_attribution_section(AuditContext(problem=fixture.problem()))
     assert "ism" in section.results["methods"]
+
+
+def test_token_models_get_layer_methods_and_coloured_text():
+    import hf_models
+
+    from deepscope import Problem
+    from deepscope.report.sections import Html
+
+    model = hf_models.tiny_bert()
+    inputs, labels = hf_models.token_batch(6, seq_len=6, seed=0)
+    problem = Problem(model, (inputs, labels), output_fn=lambda out: out.logits)
+    section = build_attribution_section(AuditContext(problem=problem))
+    assert section.results["skipped"] == []
+    assert set(section.results["methods"]) == {"layer_integrated_gradients", "attn_lrp"}
+    html = next(block.html for block in section.blocks if isinstance(block, Html))
+    assert html.count("layer_integrated_gradients") == 4 and "rgba(" in html
+    # padded positions are left out: row 1 of token_batch has padding
+    assert len(section.results["token_scores"]["attn_lrp"][1]) == 6
+    errors = {row["method"]: row["worst"] for row in section.results["errors"]}
+    assert errors["layer_integrated_gradients"] < 0.05  # 32 Gauss-Legendre nodes on a smooth model
+    json.dumps(to_jsonable(section.results), allow_nan=False)
