@@ -125,20 +125,28 @@ def pass_cost(context: Any) -> PassCost:
     return cost
 
 
-def estimate(context: Any, label: str, passes: float) -> Estimate:
-    """The :class:`Estimate` of a block needing ``passes`` example passes under the context's budget."""
-    return Estimate(label, float(passes), pass_cost(context).seconds, block_seconds(context))
+def estimate(context: Any, label: str, passes: float, share: float = 1.0) -> Estimate:
+    """The :class:`Estimate` of a block needing ``passes`` example passes, allowed ``share`` block budgets."""
+    return Estimate(label, float(passes), pass_cost(context).seconds, share * block_seconds(context))
 
 
-def fit_count(context: Any, wanted: int, passes_per_unit: float, minimum: int = 1, fixed_passes: float = 0.0) -> int:
+def fit_count(
+    context: Any,
+    wanted: int,
+    passes_per_unit: float,
+    minimum: int = 1,
+    fixed_passes: float = 0.0,
+    share: float = 1.0,
+) -> int:
     """The largest count <= ``wanted`` whose ``fixed_passes + count * passes_per_unit`` fits the block budget.
 
     Returns at least ``minimum`` (the caller then declines if even that does not fit, see
     :func:`estimate`). ``passes_per_unit`` is the cost of one unit (an example, a sample, a vector)
-    in example passes.
+    in example passes; ``share`` is how many block budgets the block may use (a block that is the
+    point of its section, such as the Hessian spectrum, gets more than one).
     """
     unit = pass_cost(context).seconds
-    room = block_seconds(context) / unit - fixed_passes
+    room = share * block_seconds(context) / unit - fixed_passes
     affordable = int(room // max(passes_per_unit, 1e-12)) if room > 0 else 0
     return max(minimum, min(int(wanted), affordable))
 

@@ -69,3 +69,61 @@ def test_a_failing_estimate_leaves_the_rest_of_the_section(monkeypatch):
     assert "sharpness_vs_two_over_lr" not in section.results and "hessian_eigenvalues" not in section.results
     assert sum(isinstance(b, Html) for b in section.blocks) == 1
     assert sum(isinstance(b, Figure) for b in section.blocks) == 3
+
+
+def _priced(problem, unit_seconds, budget="quick"):
+    """A context whose measured pass cost is replaced by ``unit_seconds`` per example (deterministic)."""
+    from deepscope.report.cost import PassCost
+
+    context = AuditContext(problem=problem, budget=budget)
+    parameters = sum(p.numel() for p in problem.model.parameters() if p.requires_grad)
+    context.cache["report.pass_cost"] = PassCost(unit_seconds, unit_seconds / 3, parameters, 4)
+    return context
+
+
+def test_blocks_that_cannot_fit_the_budget_decline_in_one_line():
+    # at 100 s per example pass not even one Hessian-vector product fits the 20 s block budget
+    fixture = make_fixture("mlp")
+    context = _priced(fixture.problem(), 100.0)
+    section = check_model_untouched(build_curvature_section, fixture.model, context)
+    assert section.summary == "The Hessian was not estimated: it does not fit this budget (see below)."
+    assert "block_errors" not in section.results and "hessian_eigenvalues" not in section.results
+    texts = [b.text for b in section.blocks if hasattr(b, "text")]
+    assert any(t.startswith("Hessian spectrum and trace declined: it would take about") for t in texts)
+    assert all("\n" not in t for t in texts)
+    declined = [cost["block"] for cost in section.costs if cost.get("declined")]
+    # the mlp fixture has initial weights, so the interpolation block is there too
+    assert declined == [
+        "Hessian spectrum and trace",
+        "Eigenvalue density",
+        "Neural tangent kernel",
+        "Loss from initial to final weights",
+        "Loss surface",
+    ]
+
+
+def test_samples_shrink_to_fit_and_the_text_says_so():
+    # 20 s x 2 shares / (0.05 s x (30 + 20) HVPs x 4 passes) = 4 samples for the spectrum and trace
+    from deepscope.curvature.report_section import HVP_PASSES
+
+    fixture = make_fixture("mlp")
+    context = _priced(fixture.problem(), 0.05)
+    section = build_curvature_section(context)
+    expected = int(2 * 20.0 / 0.05 // ((30 + 20) * HVP_PASSES))
+    assert expected == 4
+    assert section.results["hessian_eigenvalues"]["n_samples"] == expected
+    assert f"on {expected} samples ({expected} of the budget's" in section.blocks[0].text
+    spectrum = section.costs[0]
+    assert spectrum["block"] == "Hessian spectrum and trace" and spectrum["samples"] == expected
+    assert spectrum["estimated_seconds"] <= spectrum["budget_seconds"]
+
+
+def test_ntk_is_sketched_with_its_error_when_the_jacobian_would_not_fit(monkeypatch):
+    import deepscope.curvature.report_section as module
+
+    monkeypatch.setattr(module, "_NTK_MEMORY_MB", 0.0)
+    fixture = make_fixture("mlp")
+    section = build_curvature_section(AuditContext(problem=fixture.problem(), budget="quick"))
+    assert section.results["ntk"]["method"] == "sketch"
+    assert section.results["ntk"]["eigenvalue_error"] > 0
+    assert any("count-sketched" in getattr(b, "text", "") for b in section.blocks)
