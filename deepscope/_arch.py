@@ -10,10 +10,15 @@ resolves only from an allowlist that needs no import:
   ``torch.nn`` module that torch has already imported;
 * ``"deepscope.models...:Class"``: an ``nn.Module`` class of deepscope's own architectures.
 
-Any other module is imported only with ``trust_code=True`` (CLI: ``--trust-code``), and even then
-the current directory is never searched: ``''``, ``'.'`` and the working directory are taken off
-``sys.path`` during the import, so a ``.py`` file lying in the folder deepscope was started from
-cannot shadow or inject a module.
+Any other module is imported only with ``trust_code=True`` (CLI: ``--trust-code``). Where that
+module is looked up depends on who named it:
+
+* named by you (``arch=`` / ``--arch``) with ``trust_code=True``: on ``sys.path`` with the current
+  directory first, so ``--arch mynet:build --trust-code`` finds ``./mynet.py`` without
+  ``PYTHONPATH=.`` (you typed the name and vouched for the code);
+* named by a file (``"arch"`` in a model's ``.json``): never in the current directory (``''``,
+  ``'.'`` and the working directory are taken off ``sys.path`` during the import), so a ``.py``
+  file shipped next to downloaded weights cannot be injected through their config.
 
 Sizes are checked before anything is allocated: :func:`build_on_meta` builds the architecture on
 PyTorch's ``meta`` device (shapes without storage), so a config declaring a 512 GB layer next to a
@@ -35,7 +40,16 @@ from torch import nn
 
 from deepscope.errors import DataError, DeepscopeError, UnsafeFileError, invalid_parameter
 
-__all__ = ["resolve", "build", "build_on_meta", "check_fit", "without_cwd_on_path", "ALLOWED_PREFIXES"]
+__all__ = [
+    "resolve",
+    "build",
+    "build_on_meta",
+    "check_fit",
+    "cwd_first_on_path",
+    "infer_builtin_kwargs",
+    "without_cwd_on_path",
+    "ALLOWED_PREFIXES",
+]
 
 ALLOWED_PREFIXES = ("torch.nn", "deepscope.models")
 _MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -70,13 +84,28 @@ def without_cwd_on_path() -> Iterator[None]:
         sys.path[:] = saved
 
 
+@contextlib.contextmanager
+def cwd_first_on_path() -> Iterator[None]:
+    """Put the current directory first on ``sys.path`` for the duration of the block (then restore it)."""
+    saved = list(sys.path)
+    try:
+        sys.path.insert(0, os.getcwd())
+    except OSError:  # the working directory was deleted: nothing to add
+        pass
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
 def resolve(arch: str, *, trust_code: bool, named_by: str | None) -> tuple[Callable[..., nn.Module], bool]:
     """The factory that ``"module:attribute"`` names, and whether it came from the allowlist.
 
     Args:
         arch: ``"package.module:factory"`` (``attribute`` may be dotted).
         trust_code: allow importing a module outside the allowlist.
-        named_by: the config file that named ``arch`` (None when the caller passed it).
+        named_by: the config file that named ``arch`` (None when the caller passed it: then, with
+            ``trust_code``, the current directory is searched first).
 
     Raises:
         UnsafeFileError: a module outside the allowlist without ``trust_code``, or a non-class factory
@@ -101,7 +130,7 @@ def resolve(arch: str, *, trust_code: bool, named_by: str | None) -> tuple[Calla
             "If you trust that module, pass trust_code=True (CLI: --trust-code)."
         )
     else:
-        with without_cwd_on_path():
+        with without_cwd_on_path() if named_by else cwd_first_on_path():  # see the module docstring
             module = _import(module_name, arch)
     factory: Any = module
     for part in attribute.split("."):
@@ -123,10 +152,66 @@ def resolve(arch: str, *, trust_code: bool, named_by: str | None) -> tuple[Calla
 
 
 def _import(module_name: str, arch: str) -> Any:
+    importlib.invalidate_caches()  # a module written since the interpreter started is found too
     try:
         return importlib.import_module(module_name)
     except ImportError as error:
         raise invalid_parameter("arch", _OWNER, "'package.module:factory' naming an importable module", arch) from error
+    except Exception as error:  # trusted code that fails while it is imported: the user's to fix, not ours
+        raise DataError(
+            f"Importing module '{module_name}' for arch '{arch}' failed: {type(error).__name__}: {error}"
+        ) from error
+
+
+def infer_builtin_kwargs(name: str, shapes: Mapping[str, tuple[int, ...]], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` completed with the options of built-in arch ``name`` that the weights' ``shapes`` determine.
+
+    For ``"cnn1d"`` (:class:`deepscope.models.CNN1d`, an ``nn.Sequential``): the convolution
+    ``channels`` and ``kernel_size`` (from the 3-D weights), ``batch_norm`` (running statistics
+    present), ``hidden`` (two linear layers), ``num_classes`` (the last linear layer) and the
+    input channels; with the input length known, ``pooling="flatten"`` when the head's width is
+    channels × remaining length. The activation and a global max/mean pooling leave no trace in the
+    weights: they keep their defaults unless given (a global pooling must be named, the head's
+    width alone cannot tell max from mean). Values given in ``kwargs`` always win; a file the
+    inference does not fit is reported by :func:`check_fit` as usual.
+    """
+    found = dict(kwargs)
+    if name != "cnn1d":
+        return found
+    names = list(shapes)
+    first = names[0].split(".", 1)[0] + "." if names else ""
+    if first and not first[:-1].isdigit() and all(n.startswith(first) for n in names):
+        shapes = {n[len(first) :]: shape for n, shape in shapes.items()}  # "model.0.weight" -> "0.weight"
+    layers: dict[int, dict[str, tuple[int, ...]]] = {}
+    for key, shape in shapes.items():
+        index, _, tensor = key.partition(".")
+        if index.isdigit():
+            layers.setdefault(int(index), {})[tensor] = tuple(shape)
+    ordered = [layers[i] for i in sorted(layers)]
+    convs = [layer["weight"] for layer in ordered if len(layer.get("weight", ())) == 3]
+    linears = [layer["weight"] for layer in ordered if len(layer.get("weight", ())) == 2]
+    if not convs or not linears or len(linears) > 2:
+        return found  # not a CNN1d's weights: check_fit will say what does not fit
+    found.setdefault("channels", [int(w[0]) for w in convs])
+    found.setdefault("kernel_size", int(convs[0][2]))
+    found.setdefault("batch_norm", any("running_mean" in layer for layer in ordered))
+    found.setdefault("hidden", int(linears[0][0]) if len(linears) == 2 else 0)
+    found.setdefault("num_classes", int(linears[-1][0]))
+    shape = found.get("input_shape")
+    if shape is not None and len(shape) == 2 and "pooling" not in found:
+        length = int(shape[1])
+        for _ in found["channels"]:
+            length = length // 2 if length >= 2 else length
+        width, last = int(linears[0][1]), int(found["channels"][-1])
+        if width == last * length:
+            found["pooling"] = "flatten"
+        elif width == last:
+            raise DataError(
+                f"These cnn1d weights pool over positions (the head takes {width} features, one per channel), and "
+                "weights cannot tell max from mean pooling: pass arch_kwargs={'pooling': 'max'} or 'mean' "
+                """(CLI: --arch-kwargs '{"pooling": "max"}')."""
+            )
+    return found
 
 
 def build(factory: Callable[..., nn.Module] | str, kwargs: Mapping[str, Any], label: str) -> nn.Module:

@@ -67,10 +67,12 @@ def load_model(
     No code is imported without your consent: ``"module:factory"`` resolves without any import when
     it names an ``nn.Module`` class of ``torch.nn`` (``"torch.nn:Linear"``) or of ``deepscope.models``.
     Any other module runs its own code when imported, so it is imported only with
-    ``trust_code=True`` (CLI: ``--trust-code``), and even then the current directory is not searched
-    (a ``.py`` file lying where you started Python is never imported). A factory named by the JSON
-    (not by you) must be a built-in name or an ``nn.Module`` class; a function named there needs
-    your ``arch=``. The architecture is first built on the ``meta`` device and compared with the
+    ``trust_code=True`` (CLI: ``--trust-code``). A module you name in ``arch=`` is then looked up in
+    the current directory first (``--arch mynet:Net`` finds ``./mynet.py``); one named by the JSON
+    never is (a ``.py`` file shipped next to the weights is never imported), and must be a built-in
+    name or an ``nn.Module`` class (a function named there needs your ``arch=``). For a built-in
+    name, what the weights determine is read from them (``cnn1d``'s channels, kernel size, head:
+    :func:`deepscope._arch.infer_builtin_kwargs`). The architecture is first built on the ``meta`` device and compared with the
     file's tensor shapes, so a config declaring far larger layers than the file holds fails before
     anything is allocated. Only regular files are read (a FIFO or ``/dev/zero`` is refused).
 
@@ -317,6 +319,7 @@ def _build_and_fill(
         factory, allowed = _arch.resolve(arch, trust_code=trust_code, named_by=config_path.name if from_file else None)
     elif isinstance(arch, str):
         factory, allowed = arch, True  # a built-in name: deepscope.models.build
+        kwargs = _arch.infer_builtin_kwargs(arch, shapes, kwargs)  # what the weights tell (cnn1d's channels...)
     else:
         raise invalid_parameter(
             "arch", "load_model", "None, 'package.module:factory', a built-in name or a callable", arch

@@ -292,18 +292,28 @@ def test_module_on_sys_path_runs_no_code_without_trust_code(tmp_path, monkeypatc
     assert not marker.exists() and "evil_arch_module" not in sys.modules
 
 
-def test_trusted_import_never_searches_the_current_directory(tmp_path, monkeypatch):
+def test_trusted_import_searches_the_current_directory_only_for_an_arch_you_name(tmp_path, monkeypatch):
     import sys
 
     marker = tmp_path / "imported"
-    (tmp_path / "cwd_arch_module.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (tmp_path / "cwd_arch_module.py").write_text(
+        f"import torch\nopen({str(marker)!r}, 'w').close()\nclass Net(torch.nn.Linear):\n"
+        "    def __init__(self, width=2):\n        super().__init__(4, width)\n"
+    )
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "cwd_arch_module", raising=False)
+    path = save_model(nn.Linear(4, 3), tmp_path / "m", arch="cwd_arch_module:Net", arch_kwargs={"width": 3})
     monkeypatch.syspath_prepend("")  # what `python -m` and an interactive session put first
-    path = save_model(nn.Linear(4, 2), tmp_path / "m", arch="torch.nn:Linear")
+    # named by the file: never from the current directory, even trusted (a .py shipped with the weights)
     with pytest.raises(InvalidParameterError, match="importable module"):
-        load_model(path, arch="cwd_arch_module:Net", trust_code=True)
+        load_model(path, trust_code=True)
     assert not marker.exists() and "cwd_arch_module" not in sys.modules
     assert "" in sys.path  # restored afterwards
+    # named by you and trusted: found in the current directory, the file's arch_kwargs apply
+    model = load_model(path, arch="cwd_arch_module:Net", trust_code=True)
+    assert marker.exists() and model.out_features == 3
+    assert load_model(path, arch="cwd_arch_module:Net", trust_code=True, arch_kwargs={"width": 3}).out_features == 3
 
 
 def test_torch_nn_and_builtin_architectures_need_no_trust(tmp_path):

@@ -36,6 +36,10 @@ from deepscope.errors import DeepscopeError
 
 __all__ = ["cli", "main"]
 
+MODEL_HELP = (
+    "Model: a .safetensors file (+ .json config), a torch.export program (.pt2), TorchScript, a torch.save "
+    "checkpoint, or a HuggingFace model directory (config.json + model.safetensors)."
+)
 _FILE_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -113,6 +117,7 @@ def _run_audit(
     *,
     model_path: Path,
     arch: str | None,
+    arch_kwargs: dict[str, Any] | None,
     trust_pickle: bool,
     trust_code: bool,
     input_shape: tuple[int, ...] | None,
@@ -134,8 +139,8 @@ def _run_audit(
     seed = check_seed(seed, model_path, data, history_path, history_seed)
     check_overwrite(out, (out / "report.html", out / "results.json"), overwrite)  # before loading anything
     dataset = _load_dataset(data, seed)
-    loading = {"arch": arch, "trust_pickle": trust_pickle, "trust_code": trust_code, "input_shape": input_shape,
-               "classes": classes, "dataset": dataset}  # fmt: skip
+    loading = {"arch": arch, "arch_kwargs": arch_kwargs, "trust_pickle": trust_pickle, "trust_code": trust_code,
+               "input_shape": input_shape, "classes": classes, "dataset": dataset}  # fmt: skip
     model = load_cli_model(model_path, **loading)
     init_state = None
     if init_path is not None:
@@ -160,7 +165,7 @@ def _run_audit(
 def _audit_options(default_out: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
     options = [
-        click.option("--model", "model_path", required=True, type=existing_file, help="Model file: .safetensors (+ .json config), TorchScript or a torch.save checkpoint."),
+        click.option("--model", "model_path", required=True, type=click.Path(exists=True, path_type=Path), help=MODEL_HELP),
         click.option("--data", required=True, help="A built-in dataset name (digits, mnist1d, ...) or a .npz/.csv/.pt file."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out, show_default=True, help="Output directory for report.html and results.json."),
         click.option("--budget", type=click.Choice(["quick", "full"]), default="quick", show_default=True, help="How much compute the analyses may spend."),

@@ -64,12 +64,34 @@ def _parse_shape(ctx: click.Context, param: click.Parameter, value: str | None) 
     return shape
 
 
+def _parse_arch_kwargs(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, Any] | None:
+    """``--arch-kwargs '{"width": 64}'``: a JSON object (finite numbers only)."""
+    if value is None:
+        return None
+
+    def refuse_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a finite number")
+
+    try:
+        parsed = json.loads(value, parse_constant=refuse_constant)
+    except ValueError as error:
+        raise click.BadParameter(
+            f"{value!r} is not JSON ({error}); give an object such as '{{\"width\": 64}}'"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter(
+            f"{value!r} is a JSON {type(parsed).__name__}, not an object; give an object such as '{{\"width\": 64}}'"
+        )
+    return parsed
+
+
 def model_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """--arch, --trust-pickle, --trust-code, --input-shape and --classes."""
+    """--arch, --arch-kwargs, --trust-pickle, --trust-code, --input-shape and --classes."""
     options = [
-        click.option("--arch", default=None, help=f"Architecture for bare weights: a built-in name ({_BUILTIN_HINT}), torch.nn:Class, or package.module:factory (needs --trust-code)."),
-        click.option("--trust-pickle", is_flag=True, help="Allow a full pickle checkpoint. Unpickling runs code from the file: only for files you trust."),
-        click.option("--trust-code", is_flag=True, help="Allow an architecture from a module outside torch.nn and deepscope (in --arch or the model's .json). Importing runs that module's code: only for code you trust. The current directory is never searched."),
+        click.option("--arch", default=None, help=f"Architecture for bare weights: a built-in name ({_BUILTIN_HINT}), torch.nn:Class, or module:factory (needs --trust-code)."),
+        click.option("--arch-kwargs", callback=_parse_arch_kwargs, default=None, help="""Keyword arguments for --arch (or the model's .json) as a JSON object, e.g. '{"width": 64}'."""),
+        click.option("--trust-pickle", is_flag=True, help="Allow a full pickle checkpoint, or a torch.export program holding pickles or compiled code. Unpickling runs code from the file: only for files you trust."),
+        click.option("--trust-code", is_flag=True, help="Allow an architecture from a module outside torch.nn and deepscope, or a HuggingFace config with remote code. Importing runs that module's code: only for code you trust. A module you name in --arch is looked up in the current directory first; one named by the model's .json never is."),
         click.option("--input-shape", callback=_parse_shape, default=None, help="Shape of one example for a built-in --arch, e.g. 1,28,28 (default: the data's)."),
         click.option("--classes", type=click.IntRange(min=1), default=None, help="Output width for a built-in --arch (default: the data's number of classes)."),
     ]  # fmt: skip
@@ -87,23 +109,46 @@ def load_cli_model(
     input_shape: tuple[int, ...] | None,
     classes: int | None,
     dataset: Any,
+    arch_kwargs: dict[str, Any] | None = None,
 ) -> Any:
     """Load the model as ``--model``/``--arch`` say; a built-in ``--arch`` gets the shape and classes it needs.
 
-    ``--input-shape``/``--classes`` win; otherwise a built-in name takes the data's input shape and
-    number of classes (what a model trained on that data has), and a config beside the weights keeps its own.
+    ``--arch-kwargs`` and ``--input-shape``/``--classes`` win (the two must agree where both are
+    given); otherwise a built-in name takes the data's input shape and number of classes (what a
+    model trained on that data has), and a config beside the weights keeps its own. A directory is
+    a HuggingFace model (``config.json`` + ``model.safetensors``): :func:`deepscope._hf.load_hf`.
     """
     from deepscope.io import load_model
 
-    arch_kwargs: dict[str, Any] = {}
-    if input_shape is not None:
-        arch_kwargs["input_shape"] = list(input_shape)
-    if classes is not None:
-        arch_kwargs["num_classes"] = classes
+    if model_path.is_dir():
+        from deepscope._hf import check_token_data, load_hf
+
+        if arch is not None or arch_kwargs:
+            raise DataError(
+                f"'{model_path}' is a HuggingFace model directory: its config.json is the architecture, so "
+                "--arch and --arch-kwargs do not apply (edit config.json instead)."
+            )
+        model = load_hf(model_path, trust_code=trust_code)
+        check_token_data(model, dataset)
+        return model
+    arch_kwargs = dict(arch_kwargs or {})
+    for key, value in (("input_shape", None if input_shape is None else list(input_shape)), ("num_classes", classes)):
+        if value is None:
+            continue
+        if key in arch_kwargs and list(_as_list(arch_kwargs[key])) != list(_as_list(value)):
+            flag = "--input-shape" if key == "input_shape" else "--classes"
+            raise DataError(
+                f'{flag} and --arch-kwargs\' "{key}" disagree ({value} against {arch_kwargs[key]}); give one.'
+            )
+        arch_kwargs[key] = value
     if arch is not None and ":" not in arch and dataset is not None:
         arch_kwargs.setdefault("input_shape", list(dataset.input_shape))
         arch_kwargs.setdefault("num_classes", int(dataset.num_classes or 1))
     return load_model(model_path, arch=arch, trust_pickle=trust_pickle, trust_code=trust_code, arch_kwargs=arch_kwargs)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _read_json(path: Path, what: str) -> Any:

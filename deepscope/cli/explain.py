@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 import deepscope
-from deepscope.cli._app import _CONTEXT, _load_dataset, cli
+from deepscope.cli._app import _CONTEXT, MODEL_HELP, _load_dataset, cli
 from deepscope.cli._options import check_seed, load_cli_model, model_options
 from deepscope.errors import DataError, DeepscopeError
 
@@ -140,8 +140,8 @@ def _scalar(value: Any) -> Any:
     "--model",
     "model_path",
     required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Model file: .safetensors (+ .json config), TorchScript or a torch.save checkpoint.",
+    type=click.Path(exists=True, path_type=Path),
+    help=MODEL_HELP,
 )
 @model_options
 @click.option("--data", required=True, help="A built-in dataset name (digits, mnist1d, ...) or a .npz/.csv/.pt file.")
@@ -184,6 +184,7 @@ def _scalar(value: Any) -> Any:
 def explain(
     model_path: Path,
     arch: str | None,
+    arch_kwargs: dict[str, Any] | None,
     trust_pickle: bool,
     trust_code: bool,
     input_shape: tuple[int, ...] | None,
@@ -210,8 +211,8 @@ def explain(
     _check_explain_out(out, svg_paths, overwrite)
     if split == "train":
         click.echo(f"note: {dataset.name} has no test split; --index refers to the training split.", err=True)
-    model = load_cli_model(model_path, arch=arch, trust_pickle=trust_pickle, trust_code=trust_code,
-                           input_shape=input_shape, classes=classes, dataset=dataset)  # fmt: skip
+    model = load_cli_model(model_path, arch=arch, arch_kwargs=arch_kwargs, trust_pickle=trust_pickle,
+                           trust_code=trust_code, input_shape=input_shape, classes=classes, dataset=dataset)  # fmt: skip
     with OutputUnit(out, "explain") as unit:  # writable? checked before the attributions are computed
         _explain(
             unit, model, (x_all[indices], y_all[indices]), indices, method=method, target=target, model_path=model_path,

@@ -1,8 +1,16 @@
-"""User data files: ``.npz`` and ``.pt`` (keys x, y[, x_test, y_test]) and ``.csv`` (one label column).
+"""User data files: ``.npz``, ``.pt`` and ``.safetensors`` (keys x, y[, x_test, y_test]) and ``.csv``.
 
-Nothing here can execute code from the file: ``.npz`` is read with ``allow_pickle=False`` and ``.pt``
-with ``torch.load(weights_only=True)``; a file that needs full unpickling is refused. Only regular
-files are read: a FIFO, a device such as ``/dev/zero`` or a socket is refused as "not a regular file".
+Nothing here can execute code from the file: ``.npz`` is read with ``allow_pickle=False``, ``.pt``
+with ``torch.load(weights_only=True)`` and ``.safetensors`` with safetensors; a file that needs full
+unpickling is refused. Only regular files are read: a FIFO, a device such as ``/dev/zero`` or a
+socket is refused as "not a regular file".
+
+Token data for language models: instead of ``x``, integer ``input_ids`` ``(n, L)`` (with
+``labels`` or ``y``, optionally ``attention_mask``, and ``input_ids_test``/``labels_test``/
+``attention_mask_test``). The ids keep their integer dtype (int64), never cast to float. The
+attention mask must be the padding of the ids (0 exactly where the id is one pad token): the
+model rebuilds it from that token (see :class:`deepscope._hf.Logits`), and the pad token found is
+recorded as ``info["pad_token_id"]`` so that a model with another pad token is refused.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from deepscope.errors import DataError, UnsafeFileError, invalid_parameter
 
 __all__ = ["load_file", "SUFFIXES"]
 
-SUFFIXES = (".npz", ".csv", ".pt")
+SUFFIXES = (".npz", ".csv", ".pt", ".safetensors")
 _OWNER = "deepscope.datasets.load"
 
 
@@ -110,6 +118,8 @@ def load_file(
         arrays = _read_npz(path)
     elif suffix == ".pt":
         arrays = _read_pt(path)
+    elif suffix == ".safetensors":
+        arrays = _read_safetensors(path)
     else:
         raise DataError(f"Cannot read '{path.name}': data files must end in {', '.join(SUFFIXES)}.")
     return _to_splits(path, arrays, feature_names, seed, n_samples, test_fraction, task, num_classes, standardize)
@@ -127,12 +137,18 @@ def _to_splits(
     standardize: bool,
 ) -> DatasetSplits:
     source = f"Data file '{path.name}'"
+    pad_token_id, tokens = None, "input_ids" in arrays
+    if tokens:
+        if standardize:
+            raise invalid_parameter("standardize", _OWNER, "False for token ids (input_ids)", standardize)
+        arrays, pad_token_id = _token_arrays(arrays, source)
     missing = [key for key in ("x", "y") if key not in arrays]
     if missing:
         raise DataError(f"{source} must contain arrays 'x' and 'y'; missing {missing}, found {sorted(arrays)}.")
     if ("x_test" in arrays) != ("y_test" in arrays):
         raise DataError(f"{source} has only one of 'x_test' and 'y_test'; give both or neither.")
-    x = as_inputs(arrays["x"], source, "train").numpy()
+    inputs = _as_ids if tokens else as_inputs
+    x = inputs(arrays["x"], source, "train").numpy()
     task = task or infer_task(arrays["y"])
     y, classes = as_labels(arrays["y"], source, task, num_classes=num_classes, split="train")
     y = y.numpy()
@@ -145,7 +161,7 @@ def _to_splits(
         x, y, mask = x[keep], y[keep], None if mask is None else mask[keep]
         stratify = y if task == "classification" else None
     if "x_test" in arrays:
-        x_test = as_inputs(arrays["x_test"], source, "test").numpy()
+        x_test = inputs(arrays["x_test"], source, "test").numpy()
         y_test, _ = as_labels(arrays["y_test"], source, task, num_classes=classes or num_classes, split="test")
         y_test = y_test.numpy()
         if len(x_test) != len(y_test):
@@ -167,6 +183,8 @@ def _to_splits(
     if (mask_train is None) != (mask_test is None):
         mask_train = mask_test = None  # ground truth for one split only is not usable as ground truth
     info: dict[str, Any] = {"path": str(path), "seed": seed}
+    if tokens:
+        info.update(inputs="token ids", pad_token_id=pad_token_id)
     if standardize:
         flat_train, flat_test, info["standardisation"] = standardise(
             x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
@@ -187,6 +205,69 @@ def _to_splits(
         description=f"User file {path.name}: {len(y_train)} train / {len(y_test)} test examples; test is {held_out}.",
         info=info,
     )
+
+
+def _token_arrays(arrays: dict[str, Any], source: str) -> tuple[dict[str, Any], int | None]:
+    """``input_ids``/``labels``/``attention_mask`` (and ``_test``) as x/y; the pad token the masks imply."""
+    if "x" in arrays:
+        raise DataError(f"{source} has both 'x' and 'input_ids'; give one kind of inputs.")
+    renamed: dict[str, Any] = {}
+    pads: set[int] = set()
+    for suffix in ("", "_test"):
+        if f"input_ids{suffix}" not in arrays:
+            continue
+        ids = _as_ids(arrays[f"input_ids{suffix}"], source, f"input_ids{suffix}").numpy()
+        labels = next((arrays[k + suffix] for k in ("labels", "y") if k + suffix in arrays), None)
+        if labels is None:
+            raise DataError(f"{source} has 'input_ids{suffix}' but no 'labels{suffix}' (or 'y{suffix}').")
+        renamed[f"x{suffix}"], renamed[f"y{suffix}"] = ids, labels
+        if f"attention_mask{suffix}" in arrays:
+            pads |= _padding(ids, np.asarray(arrays[f"attention_mask{suffix}"]), source, suffix)
+    if len(pads) > 1:
+        raise DataError(f"{source}: the attention masks mark ids {sorted(pads)} as padding; one pad token is expected.")
+    return renamed, (next(iter(pads)) if pads else None)
+
+
+def _as_ids(value: Any, source: str, key: str) -> torch.Tensor:
+    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise DataError(f"{source}: '{key}' must hold integer token ids; got dtype {array.dtype}.")
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise DataError(f"{source}: '{key}' must have shape (n_examples, sequence_length); got {tuple(array.shape)}.")
+    if array.min() < 0:
+        raise DataError(f"{source}: '{key}' holds the negative id {int(array.min())}; token ids are >= 0.")
+    return torch.from_numpy(np.ascontiguousarray(array.astype(np.int64)))
+
+
+def _padding(ids: np.ndarray, mask: np.ndarray, source: str, suffix: str) -> set[int]:
+    """The pad ids an attention mask implies; it must be exactly the positions holding them."""
+    key = f"attention_mask{suffix}"
+    if mask.shape != ids.shape or not np.isin(mask, (0, 1)).all():
+        raise DataError(f"{source}: '{key}' must be 0/1 with the shape of the ids {ids.shape}; got {mask.shape}.")
+    if (mask.sum(axis=1) == 0).any():
+        row = int(np.flatnonzero(mask.sum(axis=1) == 0)[0])
+        raise DataError(f"{source}: '{key}' masks every token of example {row}.")
+    pads = {int(v) for v in np.unique(ids[mask == 0])}
+    if len(pads) > 1:
+        raise DataError(
+            f"{source}: '{key}' marks different ids {sorted(pads)[:5]} as padding; one pad token is expected."
+        )
+    if pads and (ids[mask == 1] == next(iter(pads))).any():
+        raise DataError(
+            f"{source}: '{key}' attends to the pad id {next(iter(pads))} somewhere; the mask must be 0 exactly where "
+            "the ids are padding (the model rebuilds it from the pad token)."
+        )
+    return pads
+
+
+def _read_safetensors(path: Path) -> dict[str, Any]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return dict(load_file(path, device="cpu"))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise DataError(f"Cannot read '{path.name}' as safetensors: {error}") from error
 
 
 def _mask(value: Any, x: np.ndarray, source: str, key: str) -> np.ndarray | None:

@@ -11,6 +11,7 @@ import pytest
 
 from deepscope.cli._options import (
     FiniteFloat,
+    _parse_arch_kwargs,
     _parse_shape,
     check_seed,
     load_history,
@@ -88,3 +89,17 @@ def test_strip_cwd_from_path(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "path", ["", ".", str(tmp_path), "/usr/lib/python3"])
     strip_cwd_from_path()
     assert sys.path == ["/usr/lib/python3"] and os.getcwd() == str(tmp_path)
+
+
+def test_arch_kwargs_is_a_json_object():
+    assert _parse_arch_kwargs(None, None, '{"width": 64, "channels": [8, 16]}') == {"width": 64, "channels": [8, 16]}
+    assert _parse_arch_kwargs(None, None, None) is None
+    for bad, words in (
+        ("{width: 64}", "is not JSON"),
+        ("[1, 2]", "is a JSON list, not an object"),
+        ('"text"', "is a JSON str, not an object"),
+        ('{"lr": NaN}', "NaN is not a finite number"),
+        ('{"lr": Infinity}', "Infinity is not a finite number"),
+    ):
+        with pytest.raises(click.BadParameter, match=words):
+            _parse_arch_kwargs(None, None, bad)

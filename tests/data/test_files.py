@@ -1,5 +1,7 @@
 """User files: .npz, .csv, .pt; every bad input gives a one-line DataError (or UnsafeFileError)."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -207,3 +209,73 @@ def test_fifo_and_dev_zero_are_not_read(tmp_path):
     assert len(lines) == 3, result.stderr
     assert lines[0].startswith("DataError Data file") and "not a regular file (it is a FIFO (named pipe))" in lines[0]
     assert all("not a regular file (it is a character device)" in line for line in lines[1:])
+
+
+# ---- token ids for language models (issue 12): integer dtype kept, masks checked against one pad token
+def _tokens(n=24, length=6, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, 50, (n, length))
+    ids[::3, 4:] = 0  # right padding with id 0
+    return ids, (ids != 0).astype(np.int64), np.arange(n) % 3
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors", ".pt"])
+def test_token_ids_keep_their_integer_dtype_and_values(tmp_path, suffix):
+    ids, mask, labels = _tokens()
+    path = tmp_path / f"tokens{suffix}"
+    arrays = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if suffix == ".npz":
+        np.savez(path, **arrays)
+    elif suffix == ".pt":
+        torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, path)
+    else:
+        from safetensors.numpy import save_file
+
+        save_file(arrays, str(path))
+    data = load_file(path, seed=0)
+    assert data.x_train.dtype == torch.int64 and data.x_test.dtype == torch.int64
+    assert data.input_shape == (6,) and data.num_classes == 3 and len(data.x_train) + len(data.x_test) == 24
+    assert data.info["inputs"] == "token ids" and data.info["pad_token_id"] == 0
+    rows = {row.tobytes(): label for row, label in zip(ids.astype(np.int64), labels)}
+    for row, label in zip(data.x_test.numpy(), data.y_test.tolist()):  # the same rows, labels with them
+        assert rows[row.tobytes()] == label
+
+
+def test_token_ids_with_their_own_test_split_and_without_a_mask(tmp_path):
+    ids, _, labels = _tokens()
+    np.savez(tmp_path / "t.npz", input_ids=ids[:16], y=labels[:16], input_ids_test=ids[16:], y_test=labels[16:])
+    data = load_file(tmp_path / "t.npz")
+    assert torch.equal(data.x_test, torch.from_numpy(ids[16:])) and data.info["pad_token_id"] is None
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (
+            lambda a: a.update(input_ids=a["input_ids"].astype(np.float32)),
+            "must hold integer token ids; got dtype float32",
+        ),
+        (lambda a: a.update(input_ids=a["input_ids"][:, :, None]), "shape (n_examples, sequence_length)"),
+        (lambda a: a["input_ids"].__setitem__((1, 1), -3), "negative id -3"),
+        (lambda a: a.pop("labels"), "no 'labels' (or 'y')"),
+        (lambda a: a.update(x=a["input_ids"]), "both 'x' and 'input_ids'"),
+        (lambda a: a.update(attention_mask=a["attention_mask"][:, :3]), "must be 0/1 with the shape of the ids"),
+        (lambda a: a["attention_mask"].__setitem__((2, slice(None)), 0), "masks every token of example 2"),
+        (lambda a: a["attention_mask"].__setitem__((1, 0), 0), "marks different ids"),
+        (lambda a: a["attention_mask"].__setitem__((0, 4), 1), "attends to the pad id 0"),
+    ],
+)
+def test_bad_token_files_are_one_line_errors(tmp_path, change, words):
+    ids, mask, labels = _tokens()
+    arrays = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    change(arrays)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError, match=re.escape(words)):
+        load_file(tmp_path / "bad.npz")
+
+
+def test_token_ids_cannot_be_standardised(tmp_path):
+    ids, mask, labels = _tokens()
+    np.savez(tmp_path / "t.npz", input_ids=ids, labels=labels)
+    with pytest.raises(InvalidParameterError, match="'standardize'.*False for token ids"):
+        load_file(tmp_path / "t.npz", standardize=True)
