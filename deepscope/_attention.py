@@ -58,15 +58,21 @@ class _Watch(TorchFunctionMode):
 
 
 @contextmanager
-def math_attention() -> Iterator[AttentionUse]:
+def math_attention(watch: bool = True) -> Iterator[AttentionUse]:
     """Run fused ``scaled_dot_product_attention`` on the math backend inside the block.
 
     Yields an :class:`AttentionUse` whose ``seen`` tells whether SDPA was called in the block (a
-    model without attention leaves it False and its analysis needs no note). The previous backend
-    selection is restored on exit, whether the block finishes or raises.
+    model without attention leaves it False and its analysis needs no note). Watching intercepts
+    every torch call in the block (a Python call each), so a caller that repeats the same work
+    watches once and passes ``watch=False`` afterwards (``seen`` then stays False). The previous
+    backend selection is restored on exit, whether the block finishes or raises.
     """
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     use = AttentionUse()
-    with sdpa_kernel([SDPBackend.MATH]), _Watch(use):
-        yield use
+    with sdpa_kernel([SDPBackend.MATH]):
+        if not watch:
+            yield use
+            return
+        with _Watch(use):
+            yield use

@@ -6,6 +6,9 @@ returns the model in eval mode with HuggingFace's DEFAULT attention (``sdpa``: P
 builds the same model (same seed, same weights) with the plain matmul/softmax attention, the
 oracle the fused kernel is compared against.
 
+``init_range`` is the std of the random weights (HF's default 0.02 leaves attention nearly uniform
+and its curvature ~1e-8; 0.3-0.5 gives attention blocks curvature of order one).
+
 Import from any test as ``import hf_models`` (tests/ is on sys.path through tests/conftest.py).
 
 Example:
@@ -44,6 +47,7 @@ def tiny_bert(
     hidden: int = HIDDEN,
     layers: int = LAYERS,
     heads: int = HEADS,
+    init_range: float = 0.02,
 ) -> torch.nn.Module:
     """``BertForSequenceClassification``: hidden 32, 2 layers, 2 heads, vocab 100, 32 positions."""
     transformers = _transformers()
@@ -56,6 +60,7 @@ def tiny_bert(
         max_position_embeddings=MAX_POSITIONS,
         num_labels=num_labels,
         pad_token_id=PAD_ID,
+        initializer_range=init_range,
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
@@ -65,7 +70,9 @@ def tiny_bert(
     return _finish(transformers.BertForSequenceClassification(config), dtype)
 
 
-def _gpt2_config(num_labels: int, attn_implementation: str | None, hidden: int, layers: int, heads: int):
+def _gpt2_config(
+    num_labels: int, attn_implementation: str | None, hidden: int, layers: int, heads: int, init_range: float
+):
     transformers = _transformers()
     config = transformers.GPT2Config(
         vocab_size=VOCAB,
@@ -77,6 +84,7 @@ def _gpt2_config(num_labels: int, attn_implementation: str | None, hidden: int, 
         pad_token_id=PAD_ID,
         bos_token_id=VOCAB - 1,
         eos_token_id=VOCAB - 1,
+        initializer_range=init_range,
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,
@@ -94,9 +102,10 @@ def tiny_gpt2(
     hidden: int = HIDDEN,
     layers: int = LAYERS,
     heads: int = HEADS,
+    init_range: float = 0.02,
 ) -> torch.nn.Module:
     """``GPT2ForSequenceClassification`` (pad token set, so padded rows pick their last real token)."""
-    transformers, config = _gpt2_config(num_labels, attn_implementation, hidden, layers, heads)
+    transformers, config = _gpt2_config(num_labels, attn_implementation, hidden, layers, heads, init_range)
     torch.manual_seed(seed)
     return _finish(transformers.GPT2ForSequenceClassification(config), dtype)
 
@@ -108,9 +117,10 @@ def tiny_gpt2_lm(
     hidden: int = HIDDEN,
     layers: int = LAYERS,
     heads: int = HEADS,
+    init_range: float = 0.02,
 ) -> torch.nn.Module:
     """``GPT2LMHeadModel``: ``lm_head.weight`` IS ``transformer.wte.weight`` (tied parameters)."""
-    transformers, config = _gpt2_config(2, attn_implementation, hidden, layers, heads)
+    transformers, config = _gpt2_config(2, attn_implementation, hidden, layers, heads, init_range)
     config.tie_word_embeddings = True
     torch.manual_seed(seed)
     model = _finish(transformers.GPT2LMHeadModel(config), dtype)
@@ -127,6 +137,7 @@ def tiny_vit(
     hidden: int = HIDDEN,
     layers: int = LAYERS,
     heads: int = HEADS,
+    init_range: float = 0.02,
 ) -> torch.nn.Module:
     """``ViTForImageClassification``: 3×16×16 images, 8×8 patches (4 patches + CLS)."""
     transformers = _transformers()
@@ -139,6 +150,7 @@ def tiny_vit(
         num_attention_heads=heads,
         intermediate_size=2 * hidden,
         num_labels=num_labels,
+        initializer_range=init_range,
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )

@@ -102,3 +102,14 @@ def test_previous_backend_selection_restored_on_exit_and_on_error():
 
 def test_note_names_the_kernel_and_the_reason():
     assert "math kernel" in NOTE and "double-backward" in NOTE and "forward-mode" in NOTE
+
+
+def test_without_watching_the_math_kernel_is_still_selected(bert):
+    model, inputs, labels, vector = bert
+    with math_attention(watch=False) as attention:
+        assert not torch.backends.cuda.flash_sdp_enabled()
+        got = _hvp(model, inputs, labels, vector)
+    assert not attention.seen  # not watched, so not reported
+    want = _hvp(hf_models.eager_copy(model), inputs, labels, vector)
+    for one, other in zip(got, want):
+        torch.testing.assert_close(one, other, rtol=1e-9, atol=1e-12)

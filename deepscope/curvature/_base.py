@@ -9,12 +9,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import BatchSampler, DataLoader, IterableDataset, SequentialSampler
 
+from deepscope import _inputs
+from deepscope._attention import NOTE as ATTENTION_NOTE
+from deepscope._inputs import Inputs
+
 if TYPE_CHECKING:
     from deepscope.problem import Problem
 
-__all__ = ["ParameterSpace", "Batches", "batches_of", "fixed_batches", "reads_in_order"]
+__all__ = ["ParameterSpace", "Batches", "batches_of", "fixed_batches", "reads_in_order", "result_note"]
 
-Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+Batches = Callable[[], Iterable[tuple[Inputs, torch.Tensor]]]
 
 
 class ParameterSpace:
@@ -47,15 +51,28 @@ class ParameterSpace:
         return slice(self.offsets[index], self.offsets[index + 1])
 
 
-def batches_of(inputs: torch.Tensor, targets: torch.Tensor, batch_size: int | None = None) -> Batches:
-    """A batch source over in-memory tensors (for the operator and the Monitor)."""
-    size = len(inputs) if batch_size is None else batch_size
+def batches_of(inputs: Inputs, targets: torch.Tensor, batch_size: int | None = None) -> Batches:
+    """A batch source over in-memory inputs (a tensor or a dict of tensors) and targets."""
+    total = len(targets)
+    size = total if batch_size is None else batch_size
 
-    def iterate() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(inputs), size):
-            yield inputs[start : start + size], targets[start : start + size]
+    def iterate() -> Iterator[tuple[Inputs, torch.Tensor]]:
+        for start in range(0, total, size):
+            yield _inputs.slice_rows(inputs, start, start + size), targets[start : start + size]
 
     return iterate
+
+
+def result_note(model: torch.nn.Module, fused_attention: bool = False) -> str:
+    """The note of a curvature result: the guard's (train-mode modules run in eval semantics), and
+    that fused attention ran on the math kernel when it did."""
+    from deepscope.guard import current_guard_report
+
+    report = current_guard_report(model)
+    parts = [report.note] if report is not None and report.note else []
+    if fused_attention:
+        parts.append(ATTENTION_NOTE[0].upper() + ATTENTION_NOTE[1:] + ".")
+    return " ".join(parts)
 
 
 def reads_in_order(loader: Any) -> bool:
@@ -100,12 +117,12 @@ def fixed_batches(problem: Problem, split: str, max_samples: int | None, batch_s
         whole = DataLoader(loader.dataset, batch_size=loader.batch_size, collate_fn=loader.collate_fn)
         in_order = DataSource(whole, name=split, batch_size=getattr(source, "batch_size", 256))
 
-        def read_whole() -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        def read_whole() -> Iterable[tuple[Inputs, torch.Tensor]]:
             return in_order.batches(batch_size, device=problem.device, dtype=problem.dtype, max_samples=max_samples)
 
         return read_whole, total
 
-    def stream() -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    def stream() -> Iterable[tuple[Inputs, torch.Tensor]]:
         return problem.batches(split, batch_size=batch_size, max_samples=max_samples)
 
     return stream, total

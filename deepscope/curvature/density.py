@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deepscope._validation import check_float, check_int
+from deepscope.curvature._base import result_note
 from deepscope.curvature.hvp import HessianOperator
 from deepscope.curvature.lanczos import lanczos_tridiagonal, random_unit_vector
 from deepscope.registry import analysis
@@ -172,9 +173,6 @@ def hessian_density(
     density = _smoothed(grid, nodes, weights, sigma)
     means = np.array([float((w * n).sum()) for n, w in zip(nodes, weights)])  # = vᵀHv per probe
     error = float(means.std(ddof=1) / math.sqrt(len(means))) if len(means) > 1 else math.inf
-    from deepscope.guard import current_guard_report
-
-    report = current_guard_report(operator.model)
     return DensityResult(
         grid=grid.tolist(),
         density=density.tolist(),
@@ -187,5 +185,5 @@ def hessian_density(
         n_params=operator.n_params,
         mean_eigenvalue=float(means.mean()),
         mean_standard_error=error,
-        note=report.note if report is not None else "",
+        note=result_note(operator.model, operator.fused_attention),
     )

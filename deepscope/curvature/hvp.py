@@ -17,6 +17,14 @@ Over several batches the products are summed with weights ``n_b / N`` (the loss 
 all samples); batches are streamed, never all held at once. A list of parameter names restricts
 the operator to that block (the other parameters stay fixed).
 
+Inputs may be a tensor or a dict of tensors (``model(**x)``, token ids stay integers), and
+``output_fn`` picks the scores from a tuple/dict/``ModelOutput``. Parameters tied between modules
+(GPT-2's output layer and input embedding) are one parameter of the operator, under their first
+name: ``functional_call`` substitutes it everywhere it is used, so ``H`` is the Hessian in the
+shared weight. Fused attention (``scaled_dot_product_attention``) runs on PyTorch's math kernel
+during the products (:func:`deepscope._attention.math_attention`), since the fused kernels have no
+double-backward or forward-mode derivative; ``fused_attention`` records that it happened.
+
 Example:
     >>> import torch
     >>> from deepscope import Problem
@@ -30,12 +38,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from deepscope import _inputs
+from deepscope._attention import math_attention
+from deepscope._inputs import Inputs
+from deepscope._outputs import OutputFn, select_output
 from deepscope._validation import check_choice, check_int
 from deepscope.curvature._base import Batches, ParameterSpace, fixed_batches
 from deepscope.errors import DataError, DeepscopeError, UnsupportedModelError, invalid_parameter
@@ -71,10 +84,12 @@ class HessianOperator:
         method: "double_backward", "forward_over_reverse" or "auto" (double backward, with the
             gradient graph kept when all samples fit in one batch).
         n_samples: total number of samples ``batches`` yields, when known (saves a pass over the data).
+        output_fn: picks the scores the loss reads from a model output that is not one tensor.
 
     Attributes:
         n_params: dimension of the operator; n_products: products applied so far (one product is
-        one application to one vector over all samples); n_samples: number of samples.
+        one application to one vector over all samples); n_samples: number of samples;
+        fused_attention: True once a product ran ``scaled_dot_product_attention`` (on the math kernel).
     """
 
     def __init__(
@@ -90,10 +105,14 @@ class HessianOperator:
         method: str = "auto",
         owner: str = "HessianOperator",
         n_samples: int | None = None,
+        output_fn: OutputFn | None = None,
     ) -> None:
         check_choice(kind, "kind", owner, _KINDS)
         check_choice(method, "method", owner, _METHODS)
         self.model, self.loss_fn, self.kind, self.owner = model, loss_fn, kind, owner
+        self.output_fn = output_fn
+        self.fused_attention = False
+        self._watched = False  # whether a product has looked for fused attention yet
         self.method = "double_backward" if method == "auto" else method
         self.base = {n: p.detach() for n, p in params.items()}
         self.buffers = {n: b.detach().clone() for n, b in (buffers or {}).items()}
@@ -106,10 +125,10 @@ class HessianOperator:
         self.n_products = 0
         self._checked = False
         self._cached: list[tuple[float, list[torch.Tensor], list[torch.Tensor]]] | None = None
-        cached: list[tuple[torch.Tensor, torch.Tensor]] = []
+        cached: list[tuple[Inputs, torch.Tensor]] = []
         counted = 0
         for x, y in batches():  # only the first two batches are read when n_samples is known
-            counted += len(x)
+            counted += len(y)
             if len(cached) < 2:
                 cached.append((x, y))
             if len(cached) == 2 and n_samples is not None:
@@ -156,6 +175,7 @@ class HessianOperator:
             method=method,
             owner=owner,
             n_samples=total,
+            output_fn=problem.output_fn,
         )
 
     def _check_names(self, names: list[str]) -> None:
@@ -178,10 +198,28 @@ class HessianOperator:
             )
 
     # --------------------------------------------------------------------------- evaluation
-    def _loss(self, varied: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        params = {**self.base, **varied}
-        output = torch.func.functional_call(self.model, (params, self.buffers), (x,), strict=False)
-        return self.loss_fn(output, y)
+    def _outputs(self, varied: Mapping[str, torch.Tensor], x: Inputs) -> torch.Tensor:
+        state = ({**self.base, **varied}, self.buffers)
+        if _inputs.is_mapping(x):
+            output = torch.func.functional_call(self.model, state, (), dict(x), strict=False)  # type: ignore[arg-type]
+        else:
+            output = torch.func.functional_call(self.model, state, (x,), strict=False)
+        return select_output(output, self.output_fn, self.owner)
+
+    def _loss(self, varied: Mapping[str, torch.Tensor], x: Inputs, y: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(self._outputs(varied, x), y)
+
+    @contextmanager
+    def second_order(self) -> Iterator[None]:
+        """Fused attention on the math kernel for the block; the first block also looks for it.
+
+        Watching costs a Python call per torch operation, so only the first block watches (a model
+        calls attention on every pass or never); every block selects the math kernel.
+        """
+        with math_attention(watch=not self._watched) as attention:
+            yield
+        self._watched = True
+        self.fused_attention = self.fused_attention or attention.seen
 
     def _check_loss(self, loss: torch.Tensor) -> None:
         if loss.ndim != 0:
@@ -189,9 +227,9 @@ class HessianOperator:
         if not bool(torch.isfinite(loss.detach())):
             raise DataError(f"The loss is not finite ({float(loss.detach())}); curvature is undefined there.")
 
-    def _gradient_graph(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def _gradient_graph(self, x: Inputs, y: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         leaves = [self.base[n].detach().requires_grad_(True) for n in self.space.names]
-        with torch.enable_grad():
+        with torch.enable_grad(), self.second_order():
             loss = self._loss(dict(zip(self.space.names, leaves)), x, y)
             self._check_loss(loss)
             if not loss.requires_grad:
@@ -210,7 +248,7 @@ class HessianOperator:
             products = torch.autograd.grad(dot, leaves, retain_graph=True, allow_unused=True)
         return self.space.flatten([torch.zeros_like(p) if h is None else h for h, p in zip(products, leaves)])
 
-    def _forward_over_reverse(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def _forward_over_reverse(self, x: Inputs, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         def gradient(varied: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             return torch.func.grad(lambda p: self._loss(p, x, y))(varied)
 
@@ -222,11 +260,11 @@ class HessianOperator:
         _, tangent = torch.func.jvp(gradient, (primal,), (self.space.unflatten(v),))
         return self.space.flatten(tangent)
 
-    def _gauss_newton(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def _gauss_newton(self, x: Inputs, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         primal = {n: self.base[n] for n in self.space.names}
 
         def outputs(varied: dict[str, torch.Tensor]) -> torch.Tensor:
-            return torch.func.functional_call(self.model, ({**self.base, **varied}, self.buffers), (x,), strict=False)
+            return self._outputs(varied, x)
 
         output, output_tangent = torch.func.jvp(outputs, (primal,), (self.space.unflatten(v),))  # J v
         with torch.enable_grad():
@@ -241,7 +279,7 @@ class HessianOperator:
         _, pullback = torch.func.vjp(outputs, primal)
         return self.space.flatten(pullback(curvature_tangent.detach().clone())[0])  # Jᵀ H_ℓ J v
 
-    def _batch_product(self, x: torch.Tensor, y: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    def _batch_product(self, x: Inputs, y: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
         """Products with each column of ``vectors`` (n_params, m) for one batch."""
         if self.kind == "gauss_newton":
             return torch.stack([self._gauss_newton(x, y, v) for v in vectors.T], dim=1)
@@ -264,8 +302,9 @@ class HessianOperator:
         vectors = vectors.to(device=self.device, dtype=self.dtype)
         result = torch.zeros_like(vectors)
         batches = [self._single_batch] if self._single_batch is not None else self._batches()
-        for x, y in batches:
-            result += self._batch_product(x, y, vectors).detach() * (len(x) / self.n_samples)
+        with self.second_order():
+            for x, y in batches:
+                result += self._batch_product(x, y, vectors).detach() * (len(y) / self.n_samples)
         self.n_products += vectors.shape[1]
         return result
 

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from deepscope._validation import check_choice, check_float, check_int
+from deepscope.curvature._base import result_note
 from deepscope.curvature._krylov import (
     MatVec,
     lanczos_run,
@@ -324,9 +325,6 @@ def eigen_result_from_operator(
         return_eigenvectors=return_eigenvectors,
         progress=progress,
     )
-    from deepscope.guard import current_guard_report
-
-    report = current_guard_report(operator.model)
     return EigenResult(
         eigenvalues=values,
         residual_norms=residuals,
@@ -337,5 +335,5 @@ def eigen_result_from_operator(
         n_params=operator.n_params,
         n_samples=operator.n_samples,
         eigenvectors=vectors,
-        note=getattr(report, "note", "") if report is not None else "",
+        note=result_note(operator.model, operator.fused_attention),
     )

@@ -131,7 +131,7 @@ class _Evaluator:
         self.problem = problem
         self.shadow = copy.deepcopy(problem.model).eval()
         self.batches = list(problem.batches(split, max_samples=max_samples))
-        self.n_samples = sum(len(x) for x, _ in self.batches)
+        self.n_samples = sum(len(y) for _, y in self.batches)
         has_norms = any(isinstance(m, _NORMS) and m.track_running_stats for m in self.shadow.modules())
         self.bn_mode = ("recompute" if has_norms else "keep") if bn_mode == "auto" else bn_mode
         self.n_forward_samples = 0
@@ -145,14 +145,14 @@ class _Evaluator:
             self._recompute_statistics()
         total, correct = 0.0, 0
         for x, y in self.batches:
-            output = self.shadow(x)
+            output = self.problem.run(x, self.shadow)
             loss = float(self.problem.criterion(output, y))
             if not np.isfinite(loss):
                 loss = float("inf")
-            total += loss * len(x)
+            total += loss * len(y)
             if self.problem.num_classes is not None:
                 correct += int((output.argmax(-1) == y).sum())
-            self.n_forward_samples += len(x)
+            self.n_forward_samples += len(y)
         accuracy = correct / self.n_samples if self.problem.num_classes is not None else None
         return total / self.n_samples, accuracy
 
@@ -162,9 +162,9 @@ class _Evaluator:
             module.reset_running_stats()
             module.momentum = None  # cumulative average over the subset
             module.train()
-        for x, _ in self.batches:
-            self.shadow(x)
-            self.n_forward_samples += len(x)
+        for x, y in self.batches:
+            self.problem.run(x, self.shadow)
+            self.n_forward_samples += len(y)
         for module in norms:
             module.eval()
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from deepscope._validation import check_choice, check_float, check_int
+from deepscope.curvature._base import result_note
 from deepscope.curvature.hvp import HessianOperator
 from deepscope.registry import analysis
 from deepscope.results import Result
@@ -196,9 +197,6 @@ def _mean_and_error(samples: list[float], exact_part: float) -> tuple[float, flo
 def _result(
     trace, error, hvps, probes, method, sketch, converged, rel_tol, n, running, running_error, running_hvps, operator
 ) -> TraceResult:
-    from deepscope.guard import current_guard_report
-
-    report = current_guard_report(operator.model)
     return TraceResult(
         trace=trace,
         standard_error=error,
@@ -212,7 +210,7 @@ def _result(
         running_trace=running,
         running_standard_error=running_error,
         running_hvps=running_hvps,
-        note=report.note if report is not None else "",
+        note=result_note(operator.model, operator.fused_attention),
     )
 
 

@@ -18,3 +18,25 @@ def test_batches_of_covers_every_sample_once():
     batches = list(batches_of(x, y, batch_size=4)())
     assert [len(b[0]) for b in batches] == [4, 4, 2]
     assert torch.equal(torch.cat([b[1] for b in batches]), y)
+
+
+def test_batches_of_slices_every_tensor_of_a_dict():
+    inputs = {"input_ids": torch.arange(14).reshape(7, 2), "attention_mask": torch.ones(7, 2)}
+    targets = torch.arange(7)
+    batches = list(batches_of(inputs, targets, 3)())
+    assert [len(y) for _, y in batches] == [3, 3, 1]
+    assert torch.equal(torch.cat([x["input_ids"] for x, _ in batches]), inputs["input_ids"])
+    assert all(x["input_ids"].dtype == torch.int64 for x, _ in batches)
+
+
+def test_result_note_joins_the_guard_note_and_the_attention_note():
+    from deepscope._attention import NOTE
+    from deepscope.curvature._base import result_note
+    from deepscope.guard import model_guard
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
+    assert result_note(model) == ""
+    assert result_note(model, fused_attention=True) == NOTE[0].upper() + NOTE[1:] + "."
+    with model_guard(model):
+        both = result_note(model, fused_attention=True)
+    assert both.startswith("The model was in train mode") and both.endswith(NOTE[1:] + ".")
