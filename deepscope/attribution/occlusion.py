@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from deepscope._inputs import batch_length, is_mapping, rows
 from deepscope.attribution._base import (
     DEFAULT_MAX_BATCH,
     Attribution,
@@ -19,6 +21,8 @@ from deepscope.attribution._base import (
     prepare,
     prepare_baseline,
 )
+from deepscope.attribution._layer import input_baseline
+from deepscope.attribution._prepare import is_token_inputs
 from deepscope.attribution._registry import ReportDefaults, attribution_method, is_image_like
 from deepscope.errors import invalid_parameter
 from deepscope.registry import analysis
@@ -83,18 +87,27 @@ def occlusion(
     window: Any = 1,
     strides: Any = None,
     baseline: Any = None,
+    keep_tokens: Sequence[int] = (),
+    input_key: str = "input_ids",
     output_fn: OutputFn | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
     progress: bool = False,
 ) -> Attribution:
     """Occlusion (Zeiler & Fergus, 2014): φ_i = mean over windows W ∋ i of F(x) − F(x with W set to x').
 
+    Token inputs (integer ids, or a dict whose ``input_key`` tensor holds them) are occluded in id
+    space: the window's tokens are replaced by the baseline's (a pad or [MASK] id), the other named
+    tensors (the attention mask) held fixed; ``values`` are then ``(batch, tokens)``.
+
     Args:
         model, inputs, target, output_fn, max_batch: as for every method.
         window: the sliding window shape over the feature dimensions (an int for every dimension,
             or a tuple, e.g. ``(1, 3, 3)`` for images with a channel dimension).
         strides: the step between windows (default: the window, i.e. no overlap).
-        baseline: the replacement value (None = zeros), a number or a tensor shaped like the inputs.
+        baseline: the replacement value (None = zeros), a number or a tensor shaped like the inputs;
+            for token ids: None (id 0), a token id, or an integer tensor of ids.
+        keep_tokens: for token ids, ids never occluded (e.g. [CLS], [SEP]).
+        input_key: for dict inputs, the name of the tensor that is occluded.
         progress: show a tqdm bar over the chunks.
 
     Returns:
@@ -107,25 +120,33 @@ def occlusion(
         True
     """
     owner = "occlusion"
-    prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch)
+    prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch, tokens=True)
     x, targets = prepared.inputs, prepared.targets
-    reference = prepare_baseline(baseline, x, owner)
-    masks = occlusion_windows(tuple(x.shape[1:]), window, strides).to(x.device)
-    n, windows = x.shape[0], masks.shape[0]
-    scores = torch.empty(targets.shape[0], n, windows, dtype=x.dtype, device=x.device)
+    named = is_mapping(x)
+    if is_token_inputs(x):
+        reference_inputs = input_baseline(x, baseline, owner, input_key=input_key, keep_tokens=keep_tokens)
+        features = x[input_key] if named else x
+        reference = reference_inputs[input_key] if named else reference_inputs
+    else:
+        features, reference = x, prepare_baseline(baseline, x, owner)
+    masks = occlusion_windows(tuple(features.shape[1:]), window, strides).to(features.device)
+    n, windows = batch_length(x), masks.shape[0]
     full = evaluate_outputs(prepared.forward, x, prepared.max_batch).gather(1, targets.t()).t()
+    scores = torch.empty(targets.shape[0], n, windows, dtype=full.dtype, device=full.device)
     for start in chunk_starts(n * windows, prepared.max_batch, progress, "occlusion"):
-        flat = torch.arange(start, min(start + prepared.max_batch, n * windows), device=x.device)
+        flat = torch.arange(start, min(start + prepared.max_batch, n * windows), device=features.device)
         example, position = flat // windows, flat % windows
-        occluded = torch.where(masks[position], reference[example], x[example])
+        occluded = torch.where(masks[position], reference[example], features[example])
+        if named:
+            occluded = {**rows(x, example), input_key: occluded}
         outputs = evaluate_outputs(prepared.forward, occluded, prepared.max_batch)
         scores[:, example, position] = full[:, example] - outputs.gather(1, targets[:, example].t()).t()
-    flat_masks = masks.flatten(1).to(x.dtype)
+    flat_masks = masks.flatten(1).to(scores.dtype)
     counts = flat_masks.sum(0)
     values = (scores @ flat_masks) / counts
     return finish(
         model,
-        values=values.reshape(targets.shape[0], *x.shape),
+        values=values.reshape(targets.shape[0], *features.shape),
         targets=targets,
         multi=prepared.multi,
         method=owner,
