@@ -108,3 +108,22 @@ def test_kac_rice_density_matches_exact_breakpoint_counts_of_a_deep_net():
     measured_se = math.sqrt(max(breakpoints, 1)) / (segments * length)
     spread = 3 * math.hypot(measured_se, estimate.hanin_rolnick_standard_error)
     assert abs(measured - estimate.hanin_rolnick_density) <= spread + 0.1 * estimate.hanin_rolnick_density
+
+
+def test_whole_space_bounds_are_left_out_with_a_note_when_their_programme_is_too_long(monkeypatch):
+    # oracle: the step count L * (n0 + 1)^2 by hand; the slice bounds (n0 = 2) are still exact
+    import sys
+
+    module = sys.modules["deepscope.expressivity.capacity"]
+
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 4), torch.nn.ReLU())
+    inputs = torch.randn(16, 6)
+    assert capacity(net, inputs).serra_upper == serra_upper_bound(6, [5, 4])
+    steps = 2 * (6 + 1) ** 2  # 98
+    monkeypatch.setattr(module, "MAX_BOUND_STEPS", steps - 1)
+    plane = linear_regions(net, inputs, plane=inputs[:3])
+    result = capacity(net, inputs, regions=plane)
+    assert result.serra_upper is None and result.montufar_lower is None
+    assert any("about 98 big-integer steps for 6 inputs and 2 ReLU layers" in note for note in result.notes)
+    assert result.slice_serra_upper == serra_upper_bound(2, [5, 4])
+    assert "regions upper bound (Serra 2018)" not in [row["quantity"] for row in result.rows()]
