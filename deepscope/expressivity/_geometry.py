@@ -87,9 +87,16 @@ def signed_distances(pieces: Pieces, coefficients: np.ndarray) -> np.ndarray:
         return values / np.maximum(norms, 1e-300)[:, None]
 
 
-def clip(pieces: Pieces, coefficients: np.ndarray, tol: float) -> tuple[Pieces, np.ndarray]:
-    """The part of each piece where ``f >= 0``; returns the non-empty parts and their source index."""
-    distances = signed_distances(pieces, coefficients)
+def clip(
+    pieces: Pieces, coefficients: np.ndarray, tol: float, distances: np.ndarray | None = None
+) -> tuple[Pieces, np.ndarray]:
+    """The part of each piece where ``f >= 0``; returns the non-empty parts and their source index.
+
+    ``distances`` may pass ``signed_distances(pieces, coefficients)`` when the caller has it (the
+    negative side of a cut is the same array negated, exactly: IEEE rounding is sign-symmetric).
+    """
+    if distances is None:
+        distances = signed_distances(pieces, coefficients)
     if pieces.dim == 1:
         return _clip_segments(pieces, distances, tol)
     return _clip_polygons(pieces, distances, tol)
@@ -110,8 +117,9 @@ def split(pieces: Pieces, coefficients: np.ndarray, tol: float) -> tuple[Pieces,
         return None
     keep = np.flatnonzero(~(above & below))
     crossed = pieces.take(crossing)
-    positive, positive_source = clip(crossed, coefficients[crossing], tol)
-    negative, negative_source = clip(crossed, -coefficients[crossing], tol)
+    width = crossed.vertices.shape[1]
+    positive, positive_source = clip(crossed, coefficients[crossing], tol, distances[crossing, :width])
+    negative, negative_source = clip(crossed, -coefficients[crossing], tol, -distances[crossing, :width])
     parts = [pieces.take(keep), positive, negative]
     parent = np.concatenate([keep, crossing[positive_source], crossing[negative_source]])
     return Pieces.concatenate(parts), parent
@@ -171,12 +179,12 @@ def _clip_polygons(pieces: Pieces, distances: np.ndarray, tol: float) -> tuple[P
     intersections = vertices + fraction[:, :, None] * (next_vertices - vertices)
     candidates = np.stack([vertices, intersections], axis=2).reshape(count, 2 * width, 2)
     keep = np.stack([inside, crossing], axis=2).reshape(count, 2 * width)
-    order = np.argsort(~keep, axis=1, kind="stable")
+    # the kept candidates of each polygon, in order, moved to the front (a stable compaction)
     new_counts = keep.sum(axis=1)
-    new_vertices = np.take_along_axis(candidates, order[:, :, None], axis=1)
     new_width = max(int(new_counts.max()) if count else 0, 3)
-    new_vertices = new_vertices[:, :new_width]
-    new_vertices[np.arange(new_width)[None, :] >= new_counts[:, None]] = np.nan
+    new_vertices = np.full((count, new_width, 2), np.nan)
+    rows, columns = np.nonzero(keep)
+    new_vertices[rows, (np.cumsum(keep, axis=1) - 1)[rows, columns]] = candidates[rows, columns]
     source = np.flatnonzero(new_counts >= 3)
     result = Pieces(new_vertices[source], new_counts[source])
     if len(source):
@@ -252,7 +260,8 @@ class PieceBuffer:
     """Pieces stored in growable arrays so that cutting one piece costs O(1) amortised, not O(P).
 
     A cut writes the positive part over the piece in place and appends the negative part; each
-    slot remembers its ``parent`` (the piece it descends from when the buffer was made).
+    slot remembers its ``parent`` (the piece it descends from when the buffer was made) and a
+    ``cursor`` (the caller's count of cuts applied to it so far, copied to the appended part).
     """
 
     def __init__(self, pieces: Pieces) -> None:
@@ -264,6 +273,7 @@ class PieceBuffer:
         self.counts[:count] = pieces.counts
         self.parent = np.zeros(capacity, dtype=np.int64)
         self.parent[:count] = np.arange(count)
+        self.cursor = np.zeros(capacity, dtype=np.int64)
         self.alive = np.zeros(capacity, dtype=bool)
         self.alive[:count] = True
         self.size = count
@@ -274,17 +284,19 @@ class PieceBuffer:
 
     def split(self, slots: np.ndarray, coefficients: np.ndarray, tol: float) -> None:
         """Cut the pieces in ``slots`` that ``f = 0`` crosses (``coefficients`` one row per slot)."""
-        distances = signed_distances(Pieces(self.vertices[slots], self.counts[slots]), coefficients)
-        valid = np.arange(distances.shape[1])[None, :] < self.counts[slots][:, None]
+        counts = self.counts[slots]
+        width = int(counts.max())  # the buffer's padding columns beyond every piece's last vertex are unused
+        distances = signed_distances(Pieces(self.vertices[slots, :width], counts), coefficients)
+        valid = np.arange(width)[None, :] < counts[:, None]
         crossing = np.where(valid, distances > tol, False).any(axis=1) & np.where(valid, distances < -tol, False).any(
             axis=1
         )
         if not crossing.any():
             return
-        index, rows = slots[crossing], coefficients[crossing]
-        crossed = Pieces(self.vertices[index], self.counts[index])
-        positive, positive_source = clip(crossed, rows, tol)
-        negative, negative_source = clip(crossed, -rows, tol)
+        index, rows, distances = slots[crossing], coefficients[crossing], distances[crossing]
+        crossed = Pieces(self.vertices[index, :width], self.counts[index])
+        positive, positive_source = clip(crossed, rows, tol, distances)
+        negative, negative_source = clip(crossed, -rows, tol, -distances)
         self._widen(max(positive.vertices.shape[1], negative.vertices.shape[1]))
         kept = index[positive_source]
         self.vertices[kept] = np.nan
@@ -301,6 +313,7 @@ class PieceBuffer:
         self.vertices[new, : negative.vertices.shape[1]] = negative.vertices
         self.counts[new] = negative.counts
         self.parent[new] = self.parent[index[negative_source]]
+        self.cursor[new] = self.cursor[index[negative_source]]
         self.alive[new] = True
         self.size += added
 
@@ -323,4 +336,5 @@ class PieceBuffer:
         self.vertices = np.concatenate([self.vertices, np.full((grow, *self.vertices.shape[1:]), np.nan)])
         self.counts = np.concatenate([self.counts, np.zeros(grow, dtype=np.int64)])
         self.parent = np.concatenate([self.parent, np.zeros(grow, dtype=np.int64)])
+        self.cursor = np.concatenate([self.cursor, np.zeros(grow, dtype=np.int64)])
         self.alive = np.concatenate([self.alive, np.zeros(grow, dtype=bool)])

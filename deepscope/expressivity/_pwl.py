@@ -319,22 +319,32 @@ def _relu(value: Affine, slope: float, name: str, state: PartitionState):
         values = torch.bmm(homogeneous[block], maps[block])  # (p, vertices, units)
         margin = state.tol * maps[block, :k].square().sum(dim=1).sqrt()
         crosses[block] = (values.amax(dim=1) > margin) & (values.amin(dim=1) < -margin)
-    crosses = crosses.numpy()
     coefficients = maps.numpy()
+    # each piece is cut by the units crossing its parent, in increasing unit order; pieces of
+    # different parents are independent, so round r applies every piece's next cut at once (a
+    # piece's cursor counts its cuts; a cut's two parts both go on with the next unit)
+    cut_parent, cut_unit = np.nonzero(crosses.numpy())  # sorted by parent, then by unit
+    first_cut = np.searchsorted(cut_parent, np.arange(count))
+    cuts = np.bincount(cut_parent, minlength=count)
     buffer = geometry.PieceBuffer(state.pieces)
-    for unit in np.flatnonzero(crosses.any(axis=0)):
-        slots = np.flatnonzero(crosses[buffer.parent[: buffer.size], unit] & buffer.alive[: buffer.size])
+    while True:
+        size = buffer.size
+        parent, cursor = buffer.parent[:size], buffer.cursor[:size]
+        slots = np.flatnonzero(buffer.alive[:size] & (cursor < cuts[parent]))
         if len(slots) == 0:
-            continue
-        buffer.split(slots, coefficients[buffer.parent[slots], :, unit], state.tol)
+            break
+        unit = cut_unit[first_cut[parent[slots]] + cursor[slots]]
+        buffer.cursor[slots] += 1
+        buffer.split(slots, coefficients[parent[slots], :, unit], state.tol)
         if len(buffer) > state.max_regions:
             state.regroup(*buffer.finish())
     pieces, parent = buffer.finish()
     state.regroup(pieces, parent)
-    index = torch.from_numpy(parent)
-    mapped = maps[index]
+    mapped = maps.index_select(0, torch.from_numpy(parent))
     points = torch.from_numpy(geometry.interior_points(pieces))
-    pre_activation = torch.einsum("pk,pku->pu", points, mapped[:, :k]) + mapped[:, k]
+    pre_activation = mapped[:, k].clone()
+    for j in range(k):  # Σ_j x_j A_j + b, summed in this order (an einsum here was a slow batched matmul)
+        pre_activation += points[:, j, None] * mapped[:, j]
     active = pre_activation > 0
     mapped.mul_((active.to(mapped.dtype) * (1.0 - slope) + slope)[:, None])  # float64 slope, not float32
     state.patterns.append(active.numpy().astype(np.int8))

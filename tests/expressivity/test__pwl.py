@@ -128,3 +128,56 @@ def test_an_untraceable_model_raises_a_deepscope_error_and_a_bare_layer_traces_a
         _pwl.trace(_Untraceable())
     graph = _pwl.trace(nn.Linear(2, 2))
     assert [node.op for node in graph.graph.nodes] == ["placeholder", "call_module", "output"]
+
+
+def _cut_piece_by_piece(model: nn.Sequential, bounds, tol):
+    """Reference partition: every piece cut by every unit's zero line in turn, one piece at a time.
+
+    This is the definition the vectorised walk implements (and what it did unit by unit before the
+    cuts of different pieces were batched into rounds): after each Linear + ReLU, each piece is split
+    by unit 0's line, both parts by unit 1's, and so on; the pattern is read at the interior point.
+    Returns ``(vertices list, patterns (P, units))``.
+    """
+    pieces = [(geometry.initial_pieces(bounds), np.eye(3, 2))]  # the plane's coordinates: x = u, y = v
+    patterns = [np.zeros(0, dtype=np.int8)]
+    layers = [m for m in model if isinstance(m, nn.Linear)]
+    for layer in layers[:-1]:
+        weight, bias = layer.weight.detach().double(), layer.bias.detach().double()
+        next_pieces, next_patterns = [], []
+        for (piece, affine), pattern in zip(pieces, patterns):
+            pre = torch.matmul(torch.from_numpy(affine)[None], weight.T)[0]  # as the walk's Linear fast path
+            pre[-1] += bias
+            pre = pre.numpy()
+            parts = [piece]
+            for unit in range(pre.shape[1]):
+                cut = []
+                for part in parts:
+                    result = geometry.split(part, pre[None, :, unit], tol)
+                    cut += [part] if result is None else [result[0].take(np.array([i])) for i in range(len(result[0]))]
+                parts = cut
+            for part in parts:
+                point = geometry.interior_points(part)[0]
+                active = (point @ pre[:2] + pre[2]) > 0
+                next_pieces.append((part, pre * active[None]))
+                next_patterns.append(np.concatenate([pattern, active.astype(np.int8)]))
+        pieces, patterns = next_pieces, next_patterns
+    return [p.vertices[0, : p.counts[0]] for p, _ in pieces], np.array(patterns)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_partition_is_every_piece_cut_by_every_unit_in_turn(seed):
+    # the same polygons, vertex for vertex: both sides cut the same pieces by the same lines, so the
+    # only difference allowed is the last bit of a coefficient (1e-12 of the unit square's size)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(2, 12), nn.ReLU(), nn.Linear(12, 12), nn.ReLU(), nn.Linear(12, 3)).double()
+    bounds, tol = (-2.0, 2.0, -2.0, 2.0), 1e-9  # _partition's absolute tolerance
+    expected_vertices, expected_patterns = _cut_piece_by_piece(model, bounds, tol)
+    _, _, state, _ = _partition(model, bounds=bounds)
+    got = np.concatenate(state.patterns, axis=1)
+    assert len(got) == len(expected_patterns) > 50
+    order_got, order_expected = np.lexsort(got.T[::-1]), np.lexsort(expected_patterns.T[::-1])
+    assert np.array_equal(got[order_got], expected_patterns[order_expected])  # every region once, same patterns
+    for i, j in zip(order_got, order_expected):
+        count = state.pieces.counts[i]
+        assert count == len(expected_vertices[j])
+        assert np.allclose(state.pieces.vertices[i, :count], expected_vertices[j], rtol=0, atol=1e-12)

@@ -58,3 +58,27 @@ def test_buffer_cuts_in_place_and_keeps_parents():
     pieces, parent = buffer.finish()
     assert len(pieces) == 6 and sorted(parent.tolist()) == [0, 0, 0, 0, 1, 1]
     assert geometry.measures(pieces).sum() == pytest.approx(2.0)
+
+
+def test_clip_with_given_distances_and_their_negation_is_the_same_as_computing_them():
+    # random convex polygons (regular 3- to 8-gons) cut by random lines: passing the distances (and
+    # their negation for the other side) must give the very same polygons, bit for bit
+    rng = np.random.default_rng(0)
+    sides = rng.integers(3, 9, 200)
+    angles = [np.sort(rng.uniform(0, 2 * np.pi, n)) for n in sides]
+    vertices = np.full((200, 8, 2), np.nan)
+    for i, a in enumerate(angles):
+        vertices[i, : len(a)] = rng.normal(size=2) + np.stack([np.cos(a), np.sin(a)], 1)
+    pieces = geometry.Pieces(vertices, sides)
+    lines = rng.normal(size=(200, 3))
+    distances = geometry.signed_distances(pieces, lines)
+    for sign in (1.0, -1.0):
+        expected, expected_source = geometry.clip(pieces, sign * lines, 1e-9)
+        got, source = geometry.clip(pieces, sign * lines, 1e-9, sign * distances)
+        assert np.array_equal(source, expected_source) and 50 < len(source) < 200
+        assert np.array_equal(got.counts, expected.counts)
+        assert np.array_equal(got.vertices, expected.vertices, equal_nan=True)
+    # the compaction keeps the kept vertices in order: a square cut through two sides has 4 corners
+    square = geometry.initial_pieces((0.0, 1.0, 0.0, 1.0))
+    half, _ = geometry.clip(square, np.array([[1.0, 0.0, -0.5]]), 1e-9)
+    assert half.vertices[0, : half.counts[0]].tolist() == [[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]
