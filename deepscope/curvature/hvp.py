@@ -211,11 +211,15 @@ class HessianOperator:
 
     @contextmanager
     def second_order(self) -> Iterator[None]:
-        """Fused attention on the math kernel for the block; the first block also looks for it.
+        """Fused attention on the math kernel for the block; the first block looks for it.
 
         Watching costs a Python call per torch operation, so only the first block watches (a model
-        calls attention on every pass or never); every block selects the math kernel.
+        calls attention on every pass or never); later blocks select the math kernel only when
+        attention was seen (for a model without it, no context at all).
         """
+        if self._watched and not self.fused_attention:
+            yield
+            return
         with math_attention(watch=not self._watched) as attention:
             yield
         self._watched = True
