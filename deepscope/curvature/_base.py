@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -11,12 +12,23 @@ from torch.utils.data import BatchSampler, DataLoader, IterableDataset, Sequenti
 
 from deepscope import _inputs
 from deepscope._attention import NOTE as ATTENTION_NOTE
+from deepscope._attention import math_attention
 from deepscope._inputs import Inputs
+from deepscope._outputs import OutputFn, select_output
 
 if TYPE_CHECKING:
     from deepscope.problem import Problem
 
-__all__ = ["ParameterSpace", "Batches", "batches_of", "fixed_batches", "reads_in_order", "result_note"]
+__all__ = [
+    "ParameterSpace",
+    "Batches",
+    "SecondOrder",
+    "batches_of",
+    "fixed_batches",
+    "functional_outputs",
+    "reads_in_order",
+    "result_note",
+]
 
 Batches = Callable[[], Iterable[tuple[Inputs, torch.Tensor]]]
 
@@ -61,6 +73,49 @@ def batches_of(inputs: Inputs, targets: torch.Tensor, batch_size: int | None = N
             yield _inputs.slice_rows(inputs, start, start + size), targets[start : start + size]
 
     return iterate
+
+
+def functional_outputs(
+    model: torch.nn.Module,
+    state: tuple[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor]],
+    x: Inputs,
+    output_fn: OutputFn | None,
+    owner: str,
+) -> torch.Tensor:
+    """``output_fn(model(x))`` with ``state = (params, buffers)`` substituted; ``model(**x)`` for a dict.
+
+    ``functional_call`` keeps tied parameters tied: a shared weight given under one name is used
+    everywhere the model uses it.
+    """
+    if _inputs.is_mapping(x):
+        output = torch.func.functional_call(model, state, (), dict(x), strict=False)  # type: ignore[arg-type]
+    else:
+        output = torch.func.functional_call(model, state, (x,), strict=False)
+    return select_output(output, output_fn, owner)
+
+
+class SecondOrder:
+    """``with second_order():`` runs fused attention on PyTorch's math kernel (double backward and
+    forward-mode AD need it; :func:`deepscope._attention.math_attention`); ``seen`` records it ran.
+
+    Watching costs a Python call per torch operation, so only the first block watches (a model
+    calls attention on every pass or never); later blocks select the math kernel only when
+    attention was seen (for a model without it, no context at all).
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._watched = False
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self._watched and not self.seen:
+            yield
+            return
+        with math_attention(watch=not self._watched) as attention:
+            yield
+        self._watched = True
+        self.seen = self.seen or attention.seen
 
 
 def result_note(model: torch.nn.Module, fused_attention: bool = False) -> str:

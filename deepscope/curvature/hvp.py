@@ -38,19 +38,16 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from deepscope import _inputs
-from deepscope._attention import math_attention
 from deepscope._inputs import Inputs
-from deepscope._outputs import OutputFn, select_output
+from deepscope._outputs import OutputFn
 from deepscope._validation import check_choice, check_int
-from deepscope.curvature._base import Batches, ParameterSpace, fixed_batches
+from deepscope.curvature._base import Batches, ParameterSpace, SecondOrder, fixed_batches, functional_outputs
 from deepscope.errors import DataError, DeepscopeError, UnsupportedModelError, invalid_parameter
 from deepscope.registry import analysis
 
@@ -111,8 +108,7 @@ class HessianOperator:
         check_choice(method, "method", owner, _METHODS)
         self.model, self.loss_fn, self.kind, self.owner = model, loss_fn, kind, owner
         self.output_fn = output_fn
-        self.fused_attention = False
-        self._watched = False  # whether a product has looked for fused attention yet
+        self.second_order = SecondOrder()  # fused attention on the math kernel during products
         self.method = "double_backward" if method == "auto" else method
         self.base = {n: p.detach() for n, p in params.items()}
         self.buffers = {n: b.detach().clone() for n, b in (buffers or {}).items()}
@@ -198,32 +194,16 @@ class HessianOperator:
             )
 
     # --------------------------------------------------------------------------- evaluation
-    def _outputs(self, varied: Mapping[str, torch.Tensor], x: Inputs) -> torch.Tensor:
-        state = ({**self.base, **varied}, self.buffers)
-        if _inputs.is_mapping(x):
-            output = torch.func.functional_call(self.model, state, (), dict(x), strict=False)  # type: ignore[arg-type]
-        else:
-            output = torch.func.functional_call(self.model, state, (x,), strict=False)
-        return select_output(output, self.output_fn, self.owner)
-
     def _loss(self, varied: Mapping[str, torch.Tensor], x: Inputs, y: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(self._outputs(varied, x), y)
 
-    @contextmanager
-    def second_order(self) -> Iterator[None]:
-        """Fused attention on the math kernel for the block; the first block looks for it.
+    def _outputs(self, varied: Mapping[str, torch.Tensor], x: Inputs) -> torch.Tensor:
+        return functional_outputs(self.model, ({**self.base, **varied}, self.buffers), x, self.output_fn, self.owner)
 
-        Watching costs a Python call per torch operation, so only the first block watches (a model
-        calls attention on every pass or never); later blocks select the math kernel only when
-        attention was seen (for a model without it, no context at all).
-        """
-        if self._watched and not self.fused_attention:
-            yield
-            return
-        with math_attention(watch=not self._watched) as attention:
-            yield
-        self._watched = True
-        self.fused_attention = self.fused_attention or attention.seen
+    @property
+    def fused_attention(self) -> bool:
+        """True once a product ran ``scaled_dot_product_attention`` (on the math kernel)."""
+        return self.second_order.seen
 
     def _check_loss(self, loss: torch.Tensor) -> None:
         if loss.ndim != 0:

@@ -40,3 +40,37 @@ def test_result_note_joins_the_guard_note_and_the_attention_note():
     with model_guard(model):
         both = result_note(model, fused_attention=True)
     assert both.startswith("The model was in train mode") and both.endswith(NOTE[1:] + ".")
+
+
+def test_second_order_watches_once_and_keeps_the_math_kernel_only_for_attention():
+    from deepscope.curvature._base import SecondOrder
+
+    q = torch.randn(1, 1, 3, 4)
+    for calls_attention in (False, True):
+        second_order = SecondOrder()
+        for block in range(3):
+            with second_order():
+                # the first block always selects the math kernel; later ones only after attention ran
+                assert torch.backends.cuda.flash_sdp_enabled() == (block > 0 and not calls_attention)
+                if calls_attention:
+                    torch.nn.functional.scaled_dot_product_attention(q, q, q)
+            assert second_order.seen == calls_attention
+        assert torch.backends.cuda.flash_sdp_enabled()  # restored after every block
+
+
+def test_functional_outputs_calls_with_keywords_for_a_dict_and_applies_output_fn():
+    from deepscope.curvature._base import functional_outputs
+
+    class Named(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(2, 1)
+
+        def forward(self, features, scale):
+            return {"logits": self.linear(features) * scale}
+
+    model = Named()
+    zero = {"linear.weight": torch.zeros(1, 2), "linear.bias": torch.ones(1)}
+    x = {"features": torch.randn(3, 2), "scale": torch.full((3, 1), 2.0)}
+    out = functional_outputs(model, (zero, {}), x, lambda o: o["logits"], "test")
+    assert torch.equal(out, torch.full((3, 1), 2.0))
