@@ -32,7 +32,7 @@ from torch import nn
 
 from deepscope._finite import check_finite_model
 from deepscope._forward import first_forward
-from deepscope._inputs import Inputs, batch_length, call_model, example_shape, floating, is_mapping, move, slice_rows
+from deepscope._inputs import Inputs, batch_length, call_model, floating, is_mapping, move, slice_rows
 from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
 
 __all__ = [
@@ -93,12 +93,16 @@ def prepare_inputs(model: nn.Module, inputs: Any, owner: str, *, gradient: bool 
         # (a perturbation method, gradient=False, takes an integer tensor as numbers, e.g. int one-hot DNA)
         if not tokens:
             kind = "a dict of named tensors" if is_mapping(inputs) else "integer token ids"
-            why = "there is no gradient with respect to token ids" if gradient else "it perturbs a single tensor"
+            why = (
+                "token ids can be neither differentiated nor perturbed continuously"
+                if gradient
+                else "it perturbs a single tensor"
+            )
             raise invalid_parameter(
                 "inputs",
                 owner,
                 f"a floating-point tensor of shape (batch, *features) ({why}); for {kind}, attribute at the "
-                f"embedding layer with {', '.join(LAYER_METHODS)}",
+                f"embedding layer with {', '.join(LAYER_METHODS)}, or occlude tokens with occlusion(baseline=<pad id>)",
                 inputs,
             )
         batch_length(inputs)  # one batch length for every named tensor (DataError otherwise)
@@ -194,10 +198,7 @@ def evaluate_outputs(forward: Callable[[Any], torch.Tensor], points: Inputs, max
 
 def _probe(forward: Callable[[Any], torch.Tensor], inputs: Inputs, max_batch: int) -> torch.Tensor:
     """The first forward pass; a model that cannot take the inputs gives Problem's DataError."""
-    shape = example_shape(inputs)
-    if isinstance(shape, dict):  # named inputs: show every name with its shape
-        shape = tuple(f"{name}: {tuple(value)}" for name, value in shape.items())
-    return first_forward(lambda points: evaluate_outputs(forward, points, max_batch), inputs, shape=shape)
+    return first_forward(lambda points: evaluate_outputs(forward, points, max_batch), inputs)
 
 
 def _is_index(value: Any) -> bool:

@@ -17,7 +17,15 @@ from deepscope.errors import DataError, InvalidParameterError, NonFiniteError
 
 # grad_cam needs a convolution and ism one-hot sequences; they get their own models below
 TABULAR = sorted(name for name in METHODS if name not in ("grad_cam", "ism"))
-OPTIONS = {"shapley": {"samples": 4}, "smoothgrad": {"samples": 3}, "vargrad": {"samples": 3}}
+# the layer methods attribute at a layer: "2" is a layer of _mlp() and of _mlp(first) alike
+OPTIONS = {
+    "shapley": {"samples": 4},
+    "smoothgrad": {"samples": 3},
+    "vargrad": {"samples": 3},
+    "layer_integrated_gradients": {"layer": "2", "steps": 4},
+    "layer_gradient_x_activation": {"layer": "2"},
+    "attn_lrp": {"layer": "2"},
+}
 
 
 def _mlp(first=None):
