@@ -189,3 +189,24 @@ def test_a_batchnorm_cnn_is_fully_accounted_for():
     # BatchNorm (eval) keeps its offset as "bias", ReLU and max pooling pass relevance unchanged
     assert float(d["untracked"].abs().max()) < 1e-9 * float(d["explained"].abs().max())
     assert float(d["kept_bias"].abs().max()) > 0
+
+
+def test_several_targets_and_chunks_give_the_single_runs():
+    model = _random_biases(hf_models.tiny_gpt2(dtype=torch.float64))
+    inputs, _ = hf_models.token_batch(3, seq_len=6, seed=5)
+    both = attn_lrp(model, inputs, target=[[0], [2]], output_fn=_logits, max_batch=2)
+    for t, target in enumerate((0, 2)):
+        single = attn_lrp(model, inputs, target=target, output_fn=_logits)
+        assert torch.allclose(both.values[t], single.values, atol=1e-12)
+        for key in ("kept_bias", "kept_softmax", "untracked"):
+            assert torch.allclose(both.diagnostics[key][t], single.diagnostics[key], atol=1e-12)
+
+
+def test_tied_embeddings_of_a_language_model():
+    model = hf_models.tiny_gpt2_lm(dtype=torch.float64)
+    inputs, _ = hf_models.token_batch(2, seq_len=5, seed=6)
+    inputs["attention_mask"][:] = 1  # the next-token logits of the last position
+    result = attn_lrp(model, inputs, target=7, output_fn=lambda out: out.logits[:, -1])
+    d = result.diagnostics
+    assert float(d["untracked"].abs().max()) < 1e-9 * float(d["explained"].abs().max())
+    assert model.lm_head.weight is model.transformer.wte.weight

@@ -168,3 +168,12 @@ def test_the_model_and_its_hooks_are_left_as_they_were():
     layer_integrated_gradients(model, _tokens(2), target=0, steps=2, output_fn=_logits)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not any(module._forward_hooks for module in model.modules())
+
+
+def test_chunks_that_split_examples_and_steps_give_the_same_result():
+    model = Bag().double()
+    ids = torch.randint(1, 12, (3, 5))
+    whole = layer_integrated_gradients(model, ids, target=[0, 1, 0], steps=7)
+    chunked = layer_integrated_gradients(model, ids, target=[0, 1, 0], steps=7, max_batch=5)  # 21 rows in 5s
+    assert torch.allclose(whole.diagnostics["layer_attributions"], chunked.diagnostics["layer_attributions"])
+    assert torch.equal(whole.diagnostics["steps"], torch.full((3,), 7))
