@@ -245,3 +245,39 @@ def test_an_inplace_first_layer_never_changes_the_callers_data_or_repeated_forwa
     params = problem.parameters(trainable_only=False)
     assert torch.equal(problem.forward(params, batch), problem.forward(params, batch))
     assert torch.equal(batch, before[:8])
+
+
+class _TupleOutput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.linear(x), x.sum(1)
+
+
+def test_output_fn_picks_the_scores_for_forward_loss_and_evaluate():
+    x, y = small_data()
+    model = _TupleOutput()
+    problem = Problem(model, (x, y), output_fn=lambda out: out[0], batch_size=6)
+    assert problem.output_shape == (2,) and problem.num_classes == 2
+    with torch.no_grad():
+        logits = model.linear(x)
+        assert torch.equal(problem.forward(problem.parameters(), x), logits)
+        assert torch.equal(problem.run(x), logits)
+    assert problem.evaluate().loss == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-6)
+    assert problem.output_fn is not None
+
+
+def test_a_tuple_output_without_output_fn_and_a_non_callable_output_fn_are_refused():
+    x, y = small_data()
+    with pytest.raises(DataError, match="must return a tensor. Got tuple: pass Problem\\(\\.\\.\\., output_fn="):
+        Problem(_TupleOutput(), (x, y))
+    with pytest.raises(InvalidParameterError, match="output_fn"):
+        Problem(_TupleOutput(), (x, y), output_fn=0)
+
+
+def test_a_regression_output_fn_needs_one_row_per_example():
+    x, _ = small_data()
+    with pytest.raises(InvalidParameterError, match="one row per example \\(20\\).*gave shape \\(2,\\)"):
+        Problem(_TupleOutput(), (x, torch.randn(20, 2)), loss="mse", output_fn=lambda out: out[0][0])
