@@ -394,7 +394,7 @@ def reference_pass(plan: LocalPlan, x: torch.Tensor, args: Sequence[torch.Tensor
             values[node] = result.clone() if isinstance(result, torch.Tensor) else result
             return result
 
-    _Recorder(plan.gm).run(x, *args, *[None] * unused)
+    _Recorder(plan.gm).run(x.clone(), *args, *[None] * unused)  # a copy: an in-place first layer
     return values
 
 

@@ -193,3 +193,21 @@ def test_bad_options_are_refused(kwargs, match):
 
     with pytest.raises(InvalidParameterError, match=match):
         ism(small_cnn(), one_hot(torch.randint(0, 4, (2, 12))), target=0, **kwargs)
+
+
+def test_the_callers_sequences_survive_an_in_place_first_layer():
+    class Doubling(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv1d(4, 2, 3, padding=1)
+
+        def forward(self, x):
+            return torch.relu(self.conv(x.mul_(2))).sum(2)
+
+    torch.manual_seed(5)
+    model = Doubling().double()
+    x = one_hot(torch.randint(0, 4, (2, 9)))
+    kept = x.clone()
+    result = ism(model, x, target=0)
+    assert torch.equal(x, kept)
+    torch.testing.assert_close(result.values, brute_force(lambda v: Doubling.forward(model, v.clone()), x, 0))
