@@ -78,7 +78,8 @@ def load_model(
 
     Args:
         path: the model file (``.safetensors``, its ``.json``, ``.pt``/``.pth``/``.ckpt``/``.bin``,
-            a TorchScript archive, or a ``torch.export`` program ``.pt2`` with a dynamic batch dimension).
+            a TorchScript archive, a ``torch.export`` program ``.pt2`` with a dynamic batch dimension, or a
+            HuggingFace directory with ``config.json`` + ``model.safetensors``: :func:`deepscope._hf.load_hf`).
         arch: how to build the module the weights go into.
         trust_pickle: allow full unpickling of a ``.pt`` that is not weights-only. Unpickling runs
             code chosen by whoever wrote the file: only for files from a trusted source.
@@ -104,6 +105,12 @@ def load_model(
         >>> type(load_model(path)).__name__
         'MLP'
     """
+    if isinstance(path, (str, os.PathLike)) and Path(path).expanduser().is_dir():
+        directory = Path(path).expanduser()
+        if (directory / "config.json").is_file() and arch is None and not arch_kwargs:
+            from deepscope._hf import load_hf  # a HuggingFace directory: its config.json is the architecture
+
+            return load_hf(directory, trust_code=trust_code is True).to(map_location)
     path = _check_existing(path)
     if not isinstance(trust_pickle, bool):
         raise invalid_parameter("trust_pickle", "load_model", "a bool", trust_pickle)
