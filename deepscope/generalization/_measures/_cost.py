@@ -14,8 +14,9 @@ time is predicted before it runs as ``passes × t_clean`` with (the searches' la
 * sharpness: σ and σ' at most ``(doublings + 1 + steps) × samples`` passes each, α at most
   ``(doublings + 1 + steps) × (3 · ascent_steps + 1)`` (a forward-and-backward pass counted as
   3 forward passes);
-* gradient: 3 passes for the Fisher-Rao forward-mode derivative and ``4 · n_noise / n`` for the
-  per-example gradients of the gradient noise.
+* gradient: 3 passes for the Fisher-Rao forward-mode derivative, plus ``n_noise`` times one
+  example's timed forward and backward pass for the per-example gradients of the gradient noise
+  (a batch of one runs far less efficiently than a batch: its own timing, not passes).
 
 A family predicted to take longer than its budget is declined: its rows are NaN with a one-line
 note that gives the prediction and the option that lifts the limit (no value is guessed).
@@ -40,11 +41,11 @@ def chunk_size(bytes_per_example: int, *, budget: int | None = None, cap: int = 
     return max(1, min(cap, budget // max(int(bytes_per_example), 1)))
 
 
-def predicted_passes(family: str, *, n: int, samples: int, steps: int, ascent_steps: int, noise_examples: int) -> float:
-    """Passes over the subset (of ``n`` examples) that ``family`` takes at most (see the module docstring)."""
+def predicted_passes(family: str, *, samples: int, steps: int, ascent_steps: int) -> float:
+    """Batched passes over the subset that ``family`` takes at most (see the module docstring)."""
     evaluations = _DOUBLINGS + 1 + steps
     if family == "sharpness":
         return evaluations * (2 * samples + BACKWARD_COST * ascent_steps + 1)
     if family == "gradient":
-        return 3.0 + 4.0 * min(noise_examples, n) / max(n, 1)
+        return BACKWARD_COST  # the forward-mode derivative; the per-example gradients are timed apart
     return 0.0

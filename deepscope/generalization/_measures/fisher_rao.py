@@ -6,11 +6,11 @@
   the per-example losses along the tangent ``w``).
 * Gradient noise: the trace of the covariance of per-example gradients,
   ``(1/n) Σ_i ‖g_i − ḡ‖² = (1/n) Σ_i ‖g_i‖² − ‖ḡ‖²`` (per-example gradients with
-  ``torch.func.vmap(grad)``), evaluated at the trained weights — the noise SGD sees at the end of
-  training. The per-example gradients are never held for the whole batch: each chunk adds its
-  ``Σ ‖g_i‖²`` and ``Σ g_i`` to float64 accumulators, so the memory is one chunk of gradients
-  (chunk × parameters × 4 bytes, sized by the memory budget of ``_cost``) plus one float64
-  copy of the parameters. In float64 the difference loses ``‖ḡ‖²/tr Cov × 1e-16`` relative
+  one backward pass per example), evaluated at the trained weights — the noise SGD sees at the
+  end of training. The per-example gradients are never held for the whole batch: each adds its
+  ``‖g_i‖²`` and ``g_i`` to float64 accumulators, so the memory is one gradient plus one float64
+  copy of the parameters (an 11M-parameter ResNet-18: 130 MB, where 256 gradients held at once
+  took 11 GB). In float64 the difference loses ``‖ḡ‖²/tr Cov × 1e-16`` relative
   accuracy — nothing next to the float32 rounding of the gradients themselves.
 
 Forward-mode derivatives and double backward of PyTorch's fused attention kernels are not
@@ -21,15 +21,16 @@ math kernel computes the same attention); the table's note says when it did.
 from __future__ import annotations
 
 import contextlib
+import math
+import time
 from collections.abc import Iterator
 
 import torch
 
 from deepscope._attention import math_attention
-from deepscope._inputs import is_mapping
 from deepscope.generalization._measures._context import MeasureContext, MeasureValue
 
-__all__ = ["fisher_rao_norm", "gradient_noise", "gradient_measures", "derivative_kernels"]
+__all__ = ["fisher_rao_norm", "gradient_noise", "gradient_measures", "derivative_kernels", "example_gradient_seconds"]
 
 
 @contextlib.contextmanager
@@ -73,47 +74,56 @@ def fisher_rao_norm(ctx: MeasureContext, *, chunk: int | None = None) -> float:
     return (ctx.depth + 1) ** 2 * total / ctx.n
 
 
-def _one_example(x):
-    if is_mapping(x):
-        return {name: value[None] for name, value in x.items()}
-    return x[None]
-
-
-def gradient_noise(ctx: MeasureContext, *, max_examples: int = 256, chunk: int | None = None) -> tuple[float, int]:
+def gradient_noise(ctx: MeasureContext, *, max_examples: int = 256) -> tuple[float, int]:
     """Trace of the per-example gradient covariance on up to ``max_examples`` training examples.
 
-    ``chunk`` (examples whose gradients are held at once) defaults to what the memory budget
-    allows: ``4P`` bytes of gradient and ``8P`` of float64 work per example, plus the activations.
+    One reverse-mode pass per example (batch of one), so one gradient is held at a time and any
+    model runs — ``vmap`` refuses data-dependent control flow (HuggingFace's attention masks) and
+    turns convolutions into slow grouped ones (3× slower than this loop on a ResNet-18 and 1.6×
+    on the digits CNN).
     """
     names = list(ctx.params)
     n = min(ctx.n, max_examples)
-    per_example = 12 * ctx.num_params + 3 * ctx.structure.activation_bytes
-    size = chunk if chunk is not None else ctx.chunk(per_example, cap=256)
-
-    def single(values, x, y):
-        return _per_example_losses(ctx, dict(zip(names, values, strict=True)), _one_example(x), y[None]).sum()
-
-    gradient = torch.func.vmap(torch.func.grad(single), in_dims=(None, 0, 0))
     sums = [torch.zeros(ctx.params[k].shape, dtype=torch.float64, device=ctx.params[k].device) for k in names]
     squares = 0.0
-    with derivative_kernels(ctx):
-        for x, y in ctx.chunks(size, stop=n):
-            grads = gradient(tuple(ctx.params[k] for k in names), x, y)
+    leaves = [ctx.params[k].clone().requires_grad_(True) for k in names]
+    params = dict(zip(names, leaves, strict=True))
+    with derivative_kernels(ctx), torch.enable_grad():
+        for x, y in ctx.chunks(1, stop=n):
+            loss = _per_example_losses(ctx, params, x, y).sum()
+            grads = torch.autograd.grad(loss, leaves, allow_unused=True)
             for total, g in zip(sums, grads, strict=True):
-                g = g.double()
-                squares += float(g.pow(2).sum())
-                total += g.sum(dim=0)
-            del grads
+                if g is not None:
+                    g = g.double()
+                    squares += float(g.pow(2).sum())
+                    total += g
     ctx.forward_passes += n
     ctx.backward_passes += n
     mean_sq = float(sum(total.pow(2).sum() for total in sums)) / n**2
     return max(squares / n - mean_sq, 0.0), n
 
 
+def example_gradient_seconds(ctx: MeasureContext) -> float:
+    """Seconds of one example's forward and backward pass (the second of two, so start-up costs do
+    not count): the unit of the gradient noise's cost."""
+    leaves = {k: v.clone().requires_grad_(True) for k, v in ctx.params.items()}
+    x, y = next(ctx.chunks(1))
+    seconds = math.inf
+    with derivative_kernels(ctx), torch.enable_grad():
+        for _ in range(2):
+            start = time.perf_counter()
+            loss = _per_example_losses(ctx, leaves, x, y).sum()
+            torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+            seconds = min(seconds, time.perf_counter() - start)
+    ctx.forward_passes += 2
+    ctx.backward_passes += 2
+    return seconds
+
+
 def gradient_measures(ctx: MeasureContext, *, chunk: int | None = None) -> list[MeasureValue]:
     """Fisher-Rao norm and gradient noise as measure rows (their costs in ``seconds``/passes)."""
-    noise, n = gradient_noise(ctx, chunk=chunk)
-    fisher = fisher_rao_norm(ctx)
+    noise, n = gradient_noise(ctx)
+    fisher = fisher_rao_norm(ctx, chunk=chunk)
     kernel = " (fused attention ran on its math kernel)" if ctx.cache.get("math_attention") else ""
     return [
         MeasureValue(

@@ -187,7 +187,9 @@ def _squared_norm(tensors) -> float:
     return float(sum(t.double().pow(2).sum() for t in tensors))
 
 
-def sharpness_measures(ctx: MeasureContext, *, samples: int = 8, steps: int = 10) -> list[MeasureValue]:
+def sharpness_measures(
+    ctx: MeasureContext, *, samples: int = 8, steps: int = 10, chunk: int | None = None
+) -> list[MeasureValue]:
     """The PAC-Bayes and sharpness measures of Jiang et al. (2020) with their search costs in notes."""
     jiang = "Jiang et al. 2020"
     omega = ctx.num_params
@@ -202,7 +204,7 @@ def sharpness_measures(ctx: MeasureContext, *, samples: int = 8, steps: int = 10
     clock, sigma_seconds = time.perf_counter(), time.perf_counter() - clock
     mag = pac_bayes_sigma(ctx, magnitude_aware=True, samples=samples, steps=steps)
     clock, mag_seconds = time.perf_counter(), time.perf_counter() - clock
-    alpha = worst_case_sharpness(ctx, steps=steps)
+    alpha = worst_case_sharpness(ctx, steps=steps, chunk=chunk)
     alpha_seconds = time.perf_counter() - clock
 
     def cost(search: SharpnessSearch) -> str:

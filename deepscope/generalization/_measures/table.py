@@ -34,7 +34,7 @@ from deepscope._validation import check_int
 from deepscope.errors import invalid_parameter
 from deepscope.generalization._measures._context import MeasureValue, build_context
 from deepscope.generalization._measures._cost import predicted_passes
-from deepscope.generalization._measures.fisher_rao import gradient_measures
+from deepscope.generalization._measures.fisher_rao import example_gradient_seconds, gradient_measures
 from deepscope.generalization._measures.margins import margin_measures
 from deepscope.generalization._measures.norms import norm_measures
 from deepscope.generalization._measures.sharpness import sharpness_measures
@@ -209,8 +209,9 @@ def measures(
         progress: show a tqdm bar over the families (sharpness dominates the cost).
         max_family_seconds: decline a "sharpness" or "gradient" family whose predicted time
             (passes × one timed forward pass over the subset) exceeds this; None: no limit.
-        chunk_size: examples per chunk of per-example gradients (None: sized so that a chunk
-            holds about 256 MB).
+        chunk_size: examples per chunk of the Fisher-Rao forward-mode derivative and of the
+            worst-case ascent's backward passes (None: sized so that a chunk holds about 256 MB
+            of activations); per-example gradients are taken one example at a time.
 
     Returns:
         :class:`MeasuresResult`, one row per measure, each with its cost.
@@ -237,7 +238,9 @@ def measures(
     compute = {
         "norm": lambda: norm_measures(ctx),
         "margin": lambda: margin_measures(ctx),
-        "sharpness": lambda: sharpness_measures(ctx, samples=sharpness_samples, steps=bisection_steps),
+        "sharpness": lambda: sharpness_measures(
+            ctx, samples=sharpness_samples, steps=bisection_steps, chunk=chunk_size
+        ),
         "gradient": lambda: gradient_measures(ctx, chunk=chunk_size),
         "spectral": lambda: _spectral_rows(problem),
     }
@@ -298,14 +301,17 @@ def _decline(ctx, family: str, limit: float | None, samples: int, steps: int) ->
     """The one-line reason to decline ``family`` (its predicted time exceeds ``limit``), or ""."""
     if limit is None or family not in _PREDICTED_ROWS:
         return ""
-    passes = predicted_passes(
-        family, n=ctx.n, samples=samples, steps=steps, ascent_steps=_ASCENT_STEPS, noise_examples=_NOISE_EXAMPLES
-    )
+    passes = predicted_passes(family, samples=samples, steps=steps, ascent_steps=_ASCENT_STEPS)
     seconds = passes * ctx.clean_seconds()
+    detail = f"{passes:.0f} passes over {ctx.n} examples at {ctx.clean_seconds():.2g} s each"
+    if family == "gradient":
+        examples = min(ctx.n, _NOISE_EXAMPLES)
+        one = example_gradient_seconds(ctx)
+        seconds += examples * one
+        detail += f", {examples} per-example gradients at {one:.2g} s each"
     if seconds <= limit:
         return ""
     return (
-        f"declined: predicted up to {seconds:.0f} s ({passes:.0f} passes over {ctx.n} examples at "
-        f"{ctx.clean_seconds():.2g} s each) > max_family_seconds={limit:g}; pass a larger limit, None, "
-        "or fewer max_samples"
+        f"declined: predicted up to {seconds:.0f} s ({detail}) > max_family_seconds={limit:g}; "
+        "pass a larger limit, None, or fewer max_samples"
     )

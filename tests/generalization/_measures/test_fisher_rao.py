@@ -36,20 +36,20 @@ def test_gradient_noise_matches_autograd_loop():
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]).double())
     g = torch.stack(grads)
     expected = float((g - g.mean(0)).pow(2).sum(1).mean())
-    value, n = gradient_noise(ctx, chunk=7)
+    value, n = gradient_noise(ctx)
     assert n == 30
     assert value == pytest.approx(expected, rel=1e-5)
 
 
-def test_gradient_noise_chunks_under_the_memory_budget(monkeypatch):
-    """Per-example gradients are held one chunk at a time: with a budget that fits one example the
-    chunks have one example each, and the accumulated sums give the same trace (the float32 per-example
-    gradients of a batched and an unbatched vmap differ in their last bits: 1e-6 relative)."""
+def test_per_example_gradients_one_at_a_time_and_jvp_chunks_under_the_memory_budget(monkeypatch):
+    """The gradient noise takes one example per backward pass (one gradient held at a time); the
+    Fisher-Rao jvp chunks are sized by the memory budget: with a budget that fits one example
+    they hold one example each and give the same norm (float32 jvp sums in another order: 1e-6)."""
     from deepscope.generalization._measures import _cost
 
     model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
     ctx, _, _ = _setup(model, 4)
-    whole, _ = gradient_noise(ctx, chunk=30)
+    whole = fisher_rao_norm(ctx, chunk=30)
     sizes = []
     original = ctx.chunks
 
@@ -59,8 +59,15 @@ def test_gradient_noise_chunks_under_the_memory_budget(monkeypatch):
 
     monkeypatch.setattr(ctx, "chunks", recording)
     monkeypatch.setattr(_cost, "MEMORY_BUDGET", 1)
-    value, n = gradient_noise(ctx)
-    assert sizes == [1] and n == 30
-    assert value == pytest.approx(whole, rel=1e-6)
-    assert fisher_rao_norm(ctx) == pytest.approx(fisher_rao_norm(ctx, chunk=30), rel=1e-6)  # float32 jvp sums
-    assert sizes == [1, 1, 30]  # the jvp chunks under the same budget: one example each
+    _, n = gradient_noise(ctx)
+    assert fisher_rao_norm(ctx) == pytest.approx(whole, rel=1e-6)
+    assert sizes == [1, 1] and n == 30
+    assert ctx.forward_passes == 30 + 30 + 30 and ctx.backward_passes == 90  # 2 jvps + 30 gradients
+
+
+def test_example_gradient_seconds_is_a_positive_time_counted_as_two_passes():
+    from deepscope.generalization._measures.fisher_rao import example_gradient_seconds
+
+    ctx, _, _ = _setup(nn.Linear(4, 3), 4)
+    assert 0 < example_gradient_seconds(ctx) < 60
+    assert (ctx.forward_passes, ctx.backward_passes) == (2, 2)

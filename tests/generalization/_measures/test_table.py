@@ -73,7 +73,8 @@ def test_every_row_records_its_passes_and_the_totals_add_up():
     searches = {row["note"]: row for row in rows if row["name"] in ("pac_bayes_sigma", "pac_bayes_mag_sigma")}
     assert all(row["backward_passes"] == 0 and row["forward_passes"] > 0 for row in searches.values())
     gradient = [row for row in rows if row["family"] == "gradient"]
-    assert {row["backward_passes"] for row in gradient} == {2 * result.samples_used}  # jvp + per-example grads
+    # jvp + per-example gradients + the two timed examples of the cost prediction
+    assert {row["backward_passes"] for row in gradient} == {2 * result.samples_used + 2}
     by_family = {}
     for row in rows:
         by_family.setdefault(row["family"], set()).add((row["forward_passes"], row["backward_passes"]))
@@ -93,7 +94,8 @@ def test_a_family_over_its_predicted_budget_is_declined_with_its_rows():
     for row in declined.rows():
         assert math.isnan(row["value"]) and row["note"].startswith("declined: predicted up to")
         assert "max_family_seconds=1e-09" in row["note"] and row["forward_passes"] == 0
-    assert declined.backward_passes == 0 and declined.forward_passes == declined.samples_used  # the timed clean pass
+    # spent: the timed clean pass and the two timed examples of the gradient prediction
+    assert (declined.forward_passes, declined.backward_passes) == (declined.samples_used + 2, 2)
     with pytest.raises(InvalidParameterError, match="max_family_seconds"):
         measures(problem, max_family_seconds=0)
     with pytest.raises(InvalidParameterError, match="chunk_size"):
