@@ -210,3 +210,52 @@ def test_tied_embeddings_of_a_language_model():
     d = result.diagnostics
     assert float(d["untracked"].abs().max()) < 1e-9 * float(d["explained"].abs().max())
     assert model.lm_head.weight is model.transformer.wte.weight
+
+
+class OneHead(nn.Module):
+    """One attention head on an embedding, F = Σ w ⊙ softmax(q kᵀ / 2) v: small enough to propagate by hand."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(4)
+        self.embed = nn.Embedding(10, 4)
+        self.q, self.k, self.v = (nn.Linear(4, 4, bias=False) for _ in range(3))
+        self.w = nn.Parameter(torch.randn(4))
+
+    def forward(self, ids):
+        h = self.embed(ids)
+        s = torch.softmax(self.q(h) @ self.k(h).transpose(-1, -2) / 2, dim=-1)
+        return ((s @ self.v(h)) * self.w).sum((1, 2)).unsqueeze(1)
+
+
+def _relevance_form_by_hand(model, ids):
+    """AttnLRP written in relevance form, layer by layer (Achtibat et al., 2024, eqs. 9, 13, 15), ε = 0."""
+    h = model.embed(ids).detach()
+    wq, wk, wv, w = (p.detach() for p in (model.q.weight, model.k.weight, model.v.weight, model.w))
+    q, k, v = h @ wq.T, h @ wk.T, h @ wv.T
+    scores = q @ k.transpose(-1, -2) / 2
+    s = torch.softmax(scores, -1)
+    out = s @ v
+    r_out = out * w  # F = Σ out ⊙ w
+    # out_id = Σ_j s_ij v_jd: each product term gets its share, split half to s and half to v
+    share = torch.einsum("nij,njd->nijd", s, v) / out.unsqueeze(2) * r_out.unsqueeze(2)
+    r_s, r_v = 0.5 * share.sum(3), 0.5 * share.sum(1)
+    r_scores = scores * (r_s - s * r_s.sum(-1, keepdim=True))  # the softmax rule
+    # scores_ij = Σ_e q_ie k_je / 2: same for the query-key product
+    share = torch.einsum("nie,nje->nije", q, k) / 2 / scores.unsqueeze(3) * r_scores.unsqueeze(3)
+    r_q, r_k = 0.5 * share.sum(2), 0.5 * share.sum(1)
+
+    def linear(r, z, weight):  # z = h Wᵀ, LRP-0: R_h = h ⊙ Wᵀ(R / z)
+        return h * ((r / z) @ weight)
+
+    return linear(r_q, q, wq) + linear(r_k, k, wk) + linear(r_v, v, wv)
+
+
+def test_one_attention_head_against_attnlrp_written_out_by_hand():
+    model = OneHead().double()
+    ids = torch.randint(0, 10, (3, 5), generator=torch.Generator().manual_seed(0))
+    result = attn_lrp(model, ids, target=0, epsilon=0.0)
+    expected = _relevance_form_by_hand(model, ids)
+    # two float64 computations of the same sums (divisions by activations of O(0.1)): rounding only
+    assert torch.allclose(result.diagnostics["layer_attributions"], expected, atol=1e-10)
+    assert torch.allclose(result.values, expected.sum(-1), atol=1e-10)
