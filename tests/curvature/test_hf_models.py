@@ -100,12 +100,12 @@ def test_top_eigenvalues_and_trace_on_sdpa_equal_the_eager_copy(name):
     assert "math kernel" in trace_sdpa.note and "math kernel" not in trace_eager.note
 
 
-def _attention_block(model):
-    return [
-        name
-        for name, _ in model.named_parameters()
-        if "layer.0.attention" in name and name.endswith(("query.weight", "key.weight"))
-    ]
+# the query and key weights of the first attention layer (GPT-2 keeps q, k, v in one c_attn matrix)
+BLOCKS = {
+    "bert": ("bert.encoder.layer.0.attention.self.query.weight", "bert.encoder.layer.0.attention.self.key.weight"),
+    "gpt2": ("transformer.h.0.attn.c_attn.weight",),
+    "vit": ("vit.layers.0.attention.q_proj.weight", "vit.layers.0.attention.k_proj.weight"),
+}
 
 
 def _dense_oracle(model, inputs, labels, names):
@@ -117,30 +117,35 @@ def _dense_oracle(model, inputs, labels, names):
 
     def loss(flat):
         pieces = dict(zip(names, [p.reshape(s) for p, s in zip(flat.split(sizes), shapes)]))
-        logits = torch.func.functional_call(eager, {**base, **pieces}, (), inputs).logits
+        logits = torch.func.functional_call(eager, {**base, **pieces}, (), dict(inputs)).logits
         return torch.nn.functional.cross_entropy(logits, labels)
 
     flat = torch.cat([base[name].reshape(-1) for name in names])
     return torch.func.hessian(loss)(flat)
 
 
-def test_bert_attention_block_eigenvalues_and_trace_equal_a_dense_hessian():
-    model = hf_models.tiny_bert(dtype=F64, hidden=8, layers=1, init_range=0.4)
-    inputs, labels = hf_models.token_batch(4, seed=1)
-    names = _attention_block(model)
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_attention_block_eigenvalues_and_trace_equal_a_dense_hessian(name):
+    builder = CASES[name][0]
+    model = builder(dtype=F64, hidden=8, layers=1, init_range=0.4)
+    inputs, labels = hf_models.token_batch(4, seed=1) if name != "vit" else hf_models.image_batch(4, seed=1)
+    inputs = inputs if name != "vit" else {"pixel_values": inputs}
+    names = list(BLOCKS[name])
     oracle = _dense_oracle(model, inputs, labels, names)
-    assert oracle.shape == (128, 128)
+    n = oracle.shape[0]
+    assert n in (128, 192)
     want = torch.linalg.eigvalsh(oracle)
     problem = Problem(model, (inputs, labels), output_fn=_logits)
     top = hessian_eigenvalues(problem, k=3, tol=1e-10, parameter_names=names)
-    torch.testing.assert_close(torch.tensor(top.eigenvalues, dtype=F64), want.flip(0)[:3], rtol=1e-7, atol=1e-10)
-    assert float(want[-1]) > 0.1 and "math kernel" in top.note
+    rtol = 1e-7 + AGREEMENT[name]
+    torch.testing.assert_close(torch.tensor(top.eigenvalues, dtype=F64), want.flip(0)[:3], rtol=rtol, atol=1e-10)
+    assert float(want.abs().max()) > 1e-2 and "math kernel" in top.note
     # 2 × sketch >= n: hessian_trace takes the exact trace from n products with unit vectors
-    trace = hessian_trace(problem, parameter_names=names, sketch_size=64)
+    trace = hessian_trace(problem, parameter_names=names, sketch_size=n // 2)
     assert trace.standard_error == 0.0
-    assert trace.trace == pytest.approx(float(torch.trace(oracle)), rel=1e-9, abs=1e-12)
+    assert trace.trace == pytest.approx(float(torch.trace(oracle)), rel=1e-9 + AGREEMENT[name], abs=1e-10)
     dense = dense_hessian(problem, parameter_names=names)
-    torch.testing.assert_close(dense, oracle, rtol=1e-8, atol=1e-11)
+    torch.testing.assert_close(dense, oracle, rtol=1e-8 + AGREEMENT[name], atol=1e-11 + AGREEMENT[name])
 
 
 def test_gauss_newton_and_forward_over_reverse_run_through_sdpa_as_through_eager():
