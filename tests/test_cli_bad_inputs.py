@@ -85,6 +85,20 @@ def paths(tmp_path_factory):
     (root / "trained").mkdir()
     save_model(build("mlp", (4,), 3), root / "trained" / "model")
     (root / "trained" / "history.json").write_text(json.dumps(history))
+    # ---- the user's own architecture (issue 12, item 5)
+    batch = torch.export.Dim("batch")
+    mlp = build("mlp", (4,), 3).eval()
+    torch.export.save(torch.export.export(mlp, (torch.randn(2, 4),)), root / "fixed.pt2")  # batch size fixed at 2
+    torch.export.save(torch.export.export(mlp, (torch.randn(2, 4),), dynamic_shapes=({0: batch},)), root / "ok.pt2")
+    (root / "text.pt2").write_text("an exported program, honestly\n")
+    torch.save(build("mlp", (4,), 3).state_dict(), root / "weights.pt2")
+    hf_config = {"model_type": "bert", "architectures": ["BertForSequenceClassification"], "vocab_size": 10}
+    for name, extra in (("remote", {"auto_map": {"AutoModel": "modeling_x.Net"}}), ("noweights", {})):
+        (root / name).mkdir()
+        (root / name / "config.json").write_text(json.dumps({**hf_config, **extra}))
+    (root / "noweights" / "pytorch_model.bin").write_bytes(b"\x80\x02")
+    np.savez(root / "seq.npz", x=rng.normal(size=(40, 4, 16)).astype(np.float32), y=y)
+    torch.save(build("cnn1d", (4, 16), 3, channels=[6], pooling="max").state_dict(), root / "pooled.pt")
     return {key: str(value) for key, value in p.items()} | {"root": str(root)}
 
 
@@ -125,6 +139,21 @@ CASES = [
     ("input shape not ints", [*AUDIT, "--model", "{bare}", "--data", "{data}", "--arch", "mlp", "--input-shape", "1,x"], ["not a shape"]),
     ("input shape with 0", [*AUDIT, "--model", "{bare}", "--data", "{data}", "--arch", "mlp", "--input-shape", "0,3"], [">= 1"]),
     ("classes 0", [*AUDIT, "--model", "{bare}", "--data", "{data}", "--arch", "mlp", "--classes", "0"], ["--classes"]),
+    # ---- the user's own architecture (issue 12, item 5)
+    ("module in the current directory without --trust-code", [*AUDIT, "--model", "{bare}", "--data", "{data}", "--arch", "mynet:Net"], ["mynet", "did not import", "--trust-code"]),
+    ("arch-kwargs not JSON", [*AUDIT, "--model", "{bare}", "--data", "{data}", "--arch", "mlp", "--arch-kwargs", "{{widths: [8]}}"], ["--arch-kwargs", "is not JSON"]),
+    ("arch-kwargs not an object", [*AUDIT, "--model", "{bare}", "--data", "{data}", "--arch", "mlp", "--arch-kwargs", "[8]"], ["--arch-kwargs", "not an object"]),
+    ("arch-kwargs with NaN", [*AUDIT, "--model", "{bare}", "--data", "{data}", "--arch", "mlp", "--arch-kwargs", '{{"dropout": NaN}}'], ["NaN is not a finite number"]),
+    ("arch-kwargs the arch refuses", [*AUDIT, "--model", "{bare}", "--data", "{data}", "--arch", "mlp", "--arch-kwargs", '{{"colour": "red"}}'], ["options the architecture accepts", "colour"]),
+    ("arch-kwargs against --classes", [*AUDIT, "--model", "{bare}", "--data", "{data}", "--arch", "mlp", "--classes", "3", "--arch-kwargs", '{{"num_classes": 4}}'], ["--classes and --arch-kwargs", "disagree"]),
+    ("cnn1d pooling the weights cannot tell", [*AUDIT, "--model", "{root}/pooled.pt", "--data", "{root}/seq.npz", "--arch", "cnn1d"], ["cannot tell max from mean", "--arch-kwargs"]),
+    ("pt2 that is text", [*AUDIT, "--model", "{root}/text.pt2", "--data", "{data}"], ["'text.pt2' is not a torch.export program", "not a zip archive"]),
+    ("pt2 that is a checkpoint", [*AUDIT, "--model", "{root}/weights.pt2", "--data", "{data}"], ["'weights.pt2' is not a torch.export program"]),
+    ("pt2 with a fixed batch size", [*AUDIT, "--model", "{root}/fixed.pt2", "--data", "{data}"], ["fixed batch size 2", "dynamic_shapes"]),
+    ("pt2 on data of another shape", [*AUDIT, "--model", "{root}/ok.pt2", "--data", "{root}/seq.npz"], ["cannot take"]),
+    ("HF directory with remote code", [*AUDIT, "--model", "{root}/remote", "--data", "{data}"], ["needs code shipped with the model", "modeling_x.Net", "--trust-code"]),
+    ("HF directory without weights", [*AUDIT, "--model", "{root}/noweights", "--data", "{data}"], ["no model.safetensors", "pytorch_model.bin", "save_pretrained"]),
+    ("HF directory with --arch", [*AUDIT, "--model", "{root}/noweights", "--data", "{data}", "--arch", "mlp"], ["HuggingFace model directory", "--arch"]),
     # ---- bad option values
     ("audit lr inf", [*AUDIT, "--model", "{model}", "--data", "{data}", "--lr", "inf"], ["--lr", "not a finite number"]),
     ("audit lr nan", [*AUDIT, "--model", "{model}", "--data", "{data}", "--lr", "nan"], ["not a finite number"]),
