@@ -204,6 +204,9 @@ def test_tied_embedding_hessian_vector_product_equals_finite_differences_of_the_
     labels = torch.tensor([5, 17, 33, 90])
     problem = Problem(model, (inputs, labels), output_fn=_last_token)
     assert "lm_head.weight" not in problem.parameters()
+    unique = sum(p.numel() for p in model.parameters())  # parameters() yields a tied tensor once
+    listed = sum(p.numel() for _, p in model.named_parameters(remove_duplicate=False))
+    assert HessianOperator.from_problem(problem).n_params == unique < listed
     name = "transformer.wte.weight"
     vector = torch.randn(model.transformer.wte.weight.numel(), generator=torch.Generator().manual_seed(1), dtype=F64)
     got = hessian_vector_product(problem, vector, parameter_names=[name])
