@@ -43,7 +43,7 @@ def test_decomposed_attention_gives_the_fused_values(options):
     grads = torch.autograd.grad(got, (q, k, v), g)
     total = sum(float((x.detach() * gx).sum()) for x, gx in zip((q, k, v), grads))
     kept = float(ledger.totals["softmax"].sum() + ledger.totals["constant"].sum())
-    assert total + kept == pytest.approx(float((got * g).sum()), abs=1e-10)
+    assert total + kept == pytest.approx(float((got.detach() * g).sum()), abs=1e-10)
 
 
 def test_the_identity_rule_passes_relevance_unchanged_and_handles_zero():
