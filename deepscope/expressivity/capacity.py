@@ -17,7 +17,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from deepscope._forward import first_forward
 from deepscope._validation import check_int
 from deepscope.errors import DataError, invalid_parameter
-from deepscope.expressivity import _pwl
+from deepscope.expressivity._tracing import traced
 from deepscope.expressivity.regions import LinearRegions
 from deepscope.registry import analysis
 from deepscope.results import Result
@@ -268,7 +268,7 @@ def _relu_widths(network: nn.Module, example: torch.Tensor) -> tuple[list[int], 
     """Units per ReLU layer, whether the net is piecewise linear, and caveats, from a traced shape pass."""
     with torch.no_grad():
         first_forward(network, example[:1])  # a wrong input width: the shared DataError, not a ShapeProp error
-    graph = _pwl.trace(network)
+    graph = traced(network, _NAME)
     ShapeProp(graph).propagate(example[:1])
     modules = dict(graph.named_modules())
     widths, notes, piecewise = [], [], True
@@ -300,7 +300,7 @@ def _kac_rice_density(network: nn.Module, inputs: torch.Tensor, step: float = 1e
     generator = torch.Generator().manual_seed(0)
     directions = torch.randn(inputs.shape, generator=generator, dtype=inputs.dtype).to(inputs.device)
     directions = directions / directions.flatten(1).norm(dim=1).reshape(-1, *[1] * (inputs.ndim - 1))
-    graph = _pwl.trace(network)
+    graph = traced(network, _NAME)
     plus = _pre_activations(graph, inputs + step * directions)
     minus = _pre_activations(graph, inputs - step * directions)
     values = (plus + minus) / 2

@@ -15,7 +15,7 @@ from deepscope._forward import first_forward
 from deepscope._outputs import OutputFn, check_output_fn, select_output
 from deepscope._validation import check_float, check_int
 from deepscope.errors import DataError, InvalidParameterError, invalid_parameter
-from deepscope.expressivity import _pwl
+from deepscope.expressivity._tracing import traced
 from deepscope.guard import current_guard_report
 from deepscope.registry import analysis
 from deepscope.results import Result
@@ -159,7 +159,7 @@ def layer_health(
         inputs = inputs.to(reference.device, reference.dtype)
     with torch.no_grad():
         first_forward(network, inputs[:1])  # a wrong input width: the shared DataError
-    graph = _out_of_place(_pwl.trace(network))
+    graph = _out_of_place(traced(network, _NAME))
     params = {name: p.detach().clone().requires_grad_(True) for name, p in graph.named_parameters()}
     for name, value in params.items():
         _assign(graph, name, value)

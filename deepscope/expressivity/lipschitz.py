@@ -19,7 +19,7 @@ from deepscope._forward import first_forward
 from deepscope._outputs import OutputFn, ancestors, check_output_fn, picked_node, select_output
 from deepscope._validation import check_int, check_shape
 from deepscope.errors import UnsupportedModelError, invalid_parameter
-from deepscope.expressivity import _pwl
+from deepscope.expressivity._tracing import traced
 from deepscope.expressivity.activations import activation_lipschitz, function_lipschitz
 from deepscope.guard import current_guard_report
 from deepscope.registry import analysis
@@ -186,7 +186,7 @@ def lipschitz(
     example = torch.zeros((1, *input_shape), dtype=torch.float64, device=device)
     with torch.no_grad():
         first_forward(network, example)  # a wrong input width: the shared DataError, not a ShapeProp error
-    graph = _pwl.trace(network)
+    graph = traced(network, _NAME)
     ShapeProp(graph).propagate(example)
     upper, upper_product, layers, evaluations = _upper_bounds(
         graph, seed, picked_node(graph, output_fn, _NAME, "to bound")

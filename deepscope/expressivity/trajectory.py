@@ -14,7 +14,7 @@ from torch import fx, nn
 from deepscope._outputs import OutputFn, check_output_fn, select_output
 from deepscope._validation import check_int
 from deepscope.errors import invalid_parameter
-from deepscope.expressivity import _pwl
+from deepscope.expressivity._tracing import traced
 from deepscope.expressivity.layer_health import _ACTIVATION_FUNCTIONS, _ACTIVATION_MODULES
 from deepscope.guard import current_guard_report
 from deepscope.registry import analysis
@@ -106,7 +106,7 @@ def trajectory_length(
     reference = next(iter(network.parameters()), None)
     device = reference.device if reference is not None else torch.device("cpu")
     network = network.to(torch.float64)
-    graph = _pwl.trace(network)
+    graph = traced(network, _NAME)
     path = _curve(inputs.to(device, torch.float64), curve, points)
     names, lengths = _stage_lengths(graph, path, chunk_size, curve == "circle", output_fn)
     _, coarse = _stage_lengths(graph, path[::2], chunk_size, curve == "circle", output_fn)
