@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from deepscope.errors import UnsupportedModelError, invalid_parameter
+from deepscope.errors import DeepscopeError, UnsupportedModelError, invalid_parameter
 
 __all__ = ["OutputFn", "ancestors", "check_output_fn", "picked_node", "select_output"]
 
@@ -34,7 +34,16 @@ def check_output_fn(output_fn: Any, owner: str) -> None:
 def select_output(output: Any, output_fn: OutputFn | None, owner: str) -> torch.Tensor:
     """The tensor to analyse: ``output_fn(output)``, or ``output`` itself when it is a tensor."""
     if output_fn is not None:
-        picked = output_fn(output)
+        try:
+            picked = output_fn(output)
+        except (DeepscopeError, torch.cuda.OutOfMemoryError):
+            raise
+        except Exception as error:  # output_fn is user code: say which output it could not read
+            reason = str(error).splitlines()[0] if str(error) else ""
+            raise UnsupportedModelError(
+                f"{owner}: output_fn failed on the model's output (a {type(output).__name__}): "
+                f"{type(error).__name__}: {reason}; it must pick the scores, e.g. lambda out: out.logits or out[0]."
+            ) from error
         if not isinstance(picked, torch.Tensor):
             raise UnsupportedModelError(f"{owner}: output_fn returned a {type(picked).__name__}, not a tensor.")
         return picked

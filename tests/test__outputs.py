@@ -48,3 +48,20 @@ def test_picked_node_follows_the_graph_to_the_chosen_tensor():
         picked_node(graph, lambda out: out["logits"] * 2, "lrp", "to explain")
     single = fx.symbolic_trace(torch.nn.Sequential(torch.nn.Linear(3, 2)))
     assert picked_node(single, None, "lrp", "to explain").op == "call_module"
+
+
+def test_an_output_fn_that_fails_is_reported_with_the_output_kind():
+    with pytest.raises(
+        UnsupportedModelError, match="ntk: output_fn failed on the model's output \\(a tuple\\): AttributeError"
+    ):
+        select_output((torch.ones(2, 3),), lambda out: out.logits, "ntk")
+    with pytest.raises(UnsupportedModelError, match="IndexError"):
+        select_output((torch.ones(2, 3),), lambda out: out[3], "ntk")
+
+
+def test_a_deepscope_error_from_output_fn_passes_unchanged():
+    def refuse(out):
+        raise InvalidParameterError("mine")
+
+    with pytest.raises(InvalidParameterError, match="^mine$"):
+        select_output(torch.ones(2), refuse, "ntk")

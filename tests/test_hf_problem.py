@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from deepscope import Problem
-from deepscope.errors import DataError, InvalidParameterError
+from deepscope.errors import DataError, InvalidParameterError, UnsupportedModelError
 from deepscope.problem import input_embedding
 
 
@@ -162,3 +162,11 @@ def test_different_values_for_the_two_names_of_a_tied_parameter_are_refused():
     state = {**model.state_dict(), "lm_head.weight": torch.zeros_like(model.lm_head.weight)}
     with pytest.raises(InvalidParameterError, match="lm_head.weight.*transformer.wte.weight.*tied"):
         problem.evaluate(params=state)
+
+
+def test_an_output_fn_that_cannot_read_the_output_names_it():
+    inputs, labels = hf_models.token_batch(4)
+    with pytest.raises(
+        UnsupportedModelError, match="output_fn failed on the model's output \\(a SequenceClassifierOutput\\)"
+    ):
+        Problem(hf_models.tiny_bert(), (inputs, labels), output_fn=lambda out: out.scores)
