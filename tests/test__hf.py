@@ -158,3 +158,14 @@ def test_token_data_is_checked_against_the_model(saved, tmp_path):
     np.savez(tmp_path / "long.npz", input_ids=long, labels=np.arange(20) % 3)
     with pytest.raises(DataError, match=f"have {hf_models.MAX_POSITIONS + 1} tokens; the model takes at most"):
         check_token_data(model, load_file(tmp_path / "long.npz"))
+
+
+def test_load_model_takes_a_huggingface_directory(saved):
+    from deepscope.io import load_model
+
+    root, models = saved
+    model = load_model(root / "bert")
+    ids = token_ids()
+    assert isinstance(model, Logits) and torch.equal(model(ids), load_hf(root / "bert")(ids))
+    with pytest.raises(DataError, match="is a directory"):  # with an arch, a directory is not a model file
+        load_model(root / "bert", arch="mlp")
