@@ -8,8 +8,8 @@ keep their true gradient, which is LRP-0 and conserves exactly. The others are s
 
 * linear layers (``F.linear``, ``torch.addmm``, convolutions), ε-rule: g_x = Wᵀ (g_y ⊙ y / (y + ε sign y));
   the bias and ε keep the share Σ y g_y − Σ x g_x ("bias", "epsilon").
-* elementwise activations (GELU, tanh, SiLU, ReLU, ...; HuggingFace's activation modules as a
-  whole), identity rule: R_x = R_y, i.e. g_x = g_y ⊙ y / x.
+* elementwise activations (GELU, tanh, SiLU, ReLU, ...; HuggingFace's activation modules and
+  hand-written RMSNorm modules as a whole), identity rule: R_x = R_y, i.e. g_x = g_y ⊙ y / x.
 * LayerNorm / RMSNorm, identity rule on the normalisation: the standard deviation is held constant,
   so x ↦ (x − μ)/σ is linear and conserves; the affine β keeps Σ β g ("bias").
 * the product of two activations (``q @ kᵀ``, ``s @ v``, ``a * b``), uniform rule: each operand
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["KINDS", "Ledger", "ModifiedGradient", "RuleMode", "activation_module", "identity_rule"]
+__all__ = ["KINDS", "Ledger", "ModifiedGradient", "RuleMode", "identity_rule", "whole_module"]
 
 KINDS = ("bias", "epsilon", "softmax", "activation", "constant")
 
@@ -161,9 +161,15 @@ def _norm_rule(dims: tuple[int, ...], weight: Any, eps: float, center: bool) -> 
     return rule
 
 
-def activation_module(module: torch.nn.Module) -> bool:
-    """HuggingFace's activation modules (``NewGELUActivation``, ...), whose formulas mix several operations."""
-    return type(module).__module__.startswith("transformers.activations")
+def whole_module(module: torch.nn.Module) -> bool:
+    """Modules that get the identity rule as a whole, because their formulas mix several operations.
+
+    HuggingFace's activation modules (``NewGELUActivation``: 0.5 x (1 + tanh(...)), ...) and RMSNorm
+    modules written out by hand (``LlamaRMSNorm``: w ⊙ x · rsqrt(mean x²), a product of two
+    activations): y = (w/rms) ⊙ x elementwise, so the identity rule R_x = R_y is exactly the
+    rule with rms held constant.
+    """
+    return type(module).__module__.startswith("transformers.activations") or type(module).__name__.endswith("RMSNorm")
 
 
 _ACTIVATIONS = {F.gelu, F.silu, F.relu, torch.relu, torch.tanh, _Base.tanh, _Base.relu, F.elu, F.leaky_relu, F.mish}
@@ -191,7 +197,9 @@ class RuleMode(TorchFunctionMode):
             if func in _SOFTMAX:
                 return self._softmax(func, args, kwargs)
             if func in _ACTIVATIONS and _activation(args[0]):
-                return ModifiedGradient.apply(args[0], lambda x: func(x, *args[1:], **kwargs), identity_rule(self.ledger))
+                return ModifiedGradient.apply(
+                    args[0], lambda x: func(x, *args[1:], **kwargs), identity_rule(self.ledger)
+                )
             if func is F.layer_norm or func is getattr(F, "rms_norm", None):
                 return self._norm(func, args, kwargs)
             if func is F.scaled_dot_product_attention:
@@ -228,7 +236,9 @@ class RuleMode(TorchFunctionMode):
         if self.cp:
             return func(*args, **kwargs).detach()
         dim = kwargs.get("dim", args[1] if len(args) > 1 else -1)
-        return ModifiedGradient.apply(x, lambda value: func(value, *args[1:], **kwargs), _softmax_rule(self.ledger, dim))
+        return ModifiedGradient.apply(
+            x, lambda value: func(value, *args[1:], **kwargs), _softmax_rule(self.ledger, dim)
+        )
 
     def _norm(self, func: Any, args: tuple, kwargs: dict) -> Any:
         names = ("input", "normalized_shape", "weight", "bias", "eps")

@@ -14,8 +14,8 @@ from deepscope.attribution._attn_rules import (
     Ledger,
     ModifiedGradient,
     RuleMode,
-    activation_module,
     identity_rule,
+    whole_module,
 )
 from deepscope.attribution._base import (
     DEFAULT_MAX_BATCH,
@@ -109,7 +109,7 @@ def attn_lrp(
 
     forward = make_forward(functional, output_fn, owner)  # type: ignore[arg-type]
     ledger = Ledger(n_targets, n, plain.dtype, plain.device)
-    members = {id(m) for m in model.modules() if activation_module(m)}
+    members = {id(m) for m in model.modules() if whole_module(m)}
 
     def whole_activation(module: nn.Module, args: tuple, output: Any) -> Any:
         if id(module) in members and args and isinstance(output, torch.Tensor) and args[0].requires_grad:

@@ -259,3 +259,25 @@ def test_one_attention_head_against_attnlrp_written_out_by_hand():
     # two float64 computations of the same sums (divisions by activations of O(0.1)): rounding only
     assert torch.allclose(result.diagnostics["layer_attributions"], expected, atol=1e-10)
     assert torch.allclose(result.values, expected.sum(-1), atol=1e-10)
+
+
+def test_a_llama_style_model_rmsnorm_modules_gated_mlp_rotary_and_grouped_heads():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=hf_models.VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+        num_labels=3,
+        pad_token_id=hf_models.PAD_ID,
+    )
+    torch.manual_seed(0)
+    model = transformers.LlamaForSequenceClassification(config).double().eval()
+    inputs, _ = hf_models.token_batch(2, seq_len=6, seed=7)
+    d = attn_lrp(model, inputs, target=0, output_fn=_logits).diagnostics
+    # LlamaRMSNorm (x · rsqrt(mean x²), a product of two activations) gets the identity rule as a
+    # whole; without it half the relevance would leak into the rsqrt branch, untracked (~50% of F)
+    assert float(d["untracked"].abs().max()) < 1e-9 * float(d["explained"].abs().max())
