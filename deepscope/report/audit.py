@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from deepscope._finite import describe_nonfinite, nonfinite_tensors
+from deepscope._outputs import OutputFn
 from deepscope._validation import check_choice, check_float, check_seed
 from deepscope.data._base import DatasetSplits
 from deepscope.errors import NonFiniteError, invalid_parameter
@@ -45,6 +46,7 @@ def audit(
     progress: bool = False,
     seed: int = 0,
     init_state: Mapping[str, torch.Tensor] | None = None,
+    output_fn: OutputFn | None = None,
 ) -> ReportPaths:
     """Audit ``model`` on ``data``: run the report sections and write report.html + results.json into ``out``.
 
@@ -69,6 +71,8 @@ def audit(
         seed: seed for every stochastic estimate.
         init_state: the model's state_dict at initialisation (``TrainingRun.init_state``), for
             distance-from-initialisation measures.
+        output_fn: for a model returning a tuple, dict or HuggingFace ``ModelOutput``, picks the
+            scores every section analyses (e.g. ``lambda out: out.logits``); see :class:`Problem`.
 
     Returns:
         ``ReportPaths(html, json)``.
@@ -87,6 +91,8 @@ def audit(
     if model_name is not None and not isinstance(model_name, str):
         raise invalid_parameter("model_name", "audit", "a string or None", model_name)
     options: dict[str, Any] = {"init_state": init_state}
+    if output_fn is not None:
+        options["output_fn"] = output_fn
     if loss is not None:
         options["loss"] = loss
     if isinstance(data, DatasetSplits):

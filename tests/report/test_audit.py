@@ -159,3 +159,27 @@ def test_non_finite_weights_with_bad_data_report_the_data(tmp_path):
     with pytest.raises(DataError, match="train inputs contain NaN"):
         audit(model, (bad, test), out=tmp_path, sections=["model_card"])
     assert not (tmp_path / "report.html").exists()
+
+
+def test_output_fn_picks_the_scores_of_a_model_returning_a_dict(tmp_path):
+    # oracle: the training section's accuracy equals the accuracy of the selected logits by hand
+    class DictModel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            return {"logits": self.linear(x), "hidden": x}
+
+    torch.manual_seed(0)
+    model = DictModel()
+    x, y = torch.randn(30, 4), torch.randint(0, 3, (30,))
+    with pytest.raises(DataError, match="output_fn"):
+        audit(model, ((x, y), None), out=tmp_path / "refused", sections=["training"])
+    paths = audit(
+        model, ((x, y), None), out=tmp_path / "ok", sections=["training"], output_fn=lambda out: out["logits"]
+    )
+    section = json.loads(paths.json.read_text())["sections"]["training"]
+    assert section["status"] == "ok"
+    expected = float((model(x)["logits"].argmax(1) == y).float().mean())
+    assert section["results"]["evaluation"][0]["accuracy"] == pytest.approx(expected)
