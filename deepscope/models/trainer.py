@@ -8,6 +8,11 @@ seeded inside ``torch.random.fork_rng``, so the caller's random state is left as
 calls with the same seed give bit-identical weights and history on CPU. After every epoch the
 copy is evaluated in eval mode on the whole train and test splits (epoch 0 is the initial model).
 
+It is deepscope's one training loop: the generalization diagnostics retrain on it, and the
+data-dependent PAC-Bayes prior is learned on it with ``steps`` (a fixed number of steps on
+mini-batches drawn with replacement), ``generator`` (the caller's random stream) and
+``mode="eval"`` (the eval semantics every analysis runs under).
+
 Example:
     >>> import torch
     >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
@@ -38,6 +43,7 @@ from deepscope.problem import resolve_loss
 __all__ = ["train", "TrainingRun", "TrainingHistory", "OPTIMIZERS"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+MODES = ("train", "eval")
 
 
 def _unpack(dataset: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, str]:
@@ -149,6 +155,9 @@ def train(
     stop_loss: float | None = None,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     after_epoch: Callable[[nn.Module, int], bool | None] | None = None,
+    steps: int | None = None,
+    generator: torch.Generator | None = None,
+    mode: str = "train",
 ) -> TrainingRun:
     """Train a deep copy of ``model`` on ``dataset`` with a fixed seed and return it with its history.
 
@@ -157,7 +166,7 @@ def train(
         dataset: a :class:`~deepscope.data.DatasetSplits`, or ``((X_train, y_train), (X_test, y_test))``
             (the test pair may be None). ``X``: ``(n, *input_shape)`` floats, or integer token ids
             (passed unchanged); ``y``: ``(n,)`` integer labels (classification) or floats (regression).
-        epochs: passes over the training data (0 only evaluates).
+        epochs: passes over the training data (0 only evaluates; not used when ``steps`` is given).
         lr: learning rate (ignored when ``optimizer`` is a callable).
         optimizer: "adam", "adamw", "sgd", or a callable ``params -> torch.optim.Optimizer``.
         batch_size: mini-batch size (a final batch of one example is skipped, for BatchNorm).
@@ -179,6 +188,14 @@ def train(
         after_epoch: ``after_epoch(model, epoch) -> bool``, called with the copy in eval mode after the
             evaluation of each epoch (epoch 0 = the initial weights) to record more of the run or to
             stop it: returning True ends training there. It must not change the weights.
+        steps: train for exactly this many optimizer steps, each on ``min(batch_size, n)`` examples
+            drawn uniformly with replacement (the sampling model of SGD's analyses), instead of
+            ``epochs`` shuffled passes; the history then has epoch 0 (the initial weights) and
+            epoch 1 (after the steps). None (default): epochs.
+        generator: draw the mini-batches (and ``augment``'s randomness) from this CPU generator, so the
+            caller's random stream goes on after training; default: a generator seeded with ``seed``.
+        mode: "train" (default) runs the training steps in train mode (Dropout active, BatchNorm on batch
+            statistics); "eval" runs them in eval semantics, as analyses under ``model_guard`` do.
 
     Returns:
         A :class:`TrainingRun` with the trained copy (eval mode), its initial ``state_dict`` and
@@ -208,6 +225,12 @@ def train(
     for name, hook in (("augment", augment), ("after_epoch", after_epoch)):
         if hook is not None and not callable(hook):
             raise invalid_parameter(name, "train", "a callable or None", hook)
+    if steps is not None:
+        steps = check_int(steps, "steps", "train", minimum=0)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise invalid_parameter("generator", "train", "a torch.Generator or None", generator)
+    if mode not in MODES:
+        raise invalid_parameter("mode", "train", "'train' or 'eval'", mode)
 
     x_train, y_train, x_test, y_test, task = _unpack(dataset)
     if loss in ("cross_entropy", "nll"):
@@ -240,7 +263,7 @@ def train(
     started = time.perf_counter()
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
-        shuffler = torch.Generator().manual_seed(seed)
+        shuffler = generator if generator is not None else torch.Generator().manual_seed(seed)
         init_state = {k: v.detach().clone() for k, v in trained.state_dict().items()}
         _probe(trained, loss_fn, x_train, y_train, x_test, y_test, classify, target_device, dtype)
         opt = _make_optimizer(optimizer, params, lr, weight_decay, momentum)
@@ -267,11 +290,26 @@ def train(
         def asked_to_stop(epoch: int) -> bool:
             return after_epoch is not None and bool(after_epoch(trained, epoch))
 
+        n = len(x_train)
+
+        def batches():
+            """Index tensors of one epoch: a shuffled pass, or ``steps`` draws with replacement."""
+            if steps is not None:
+                for _ in range(steps):
+                    yield torch.randint(0, n, (min(batch_size, n),), generator=shuffler)
+                return
+            order = torch.randperm(n, generator=shuffler)
+            for start in range(0, n, batch_size):
+                index = order[start : start + batch_size]
+                if len(index) > 1 or n == 1:  # a final batch of one example is skipped, for BatchNorm
+                    yield index
+
         record(0)
         stop_asked = asked_to_stop(0)
-        steps, n = 0, len(x_train)
+        taken = 0
         stopped_by = "max_epochs"
-        bar = tqdm(range(1, epochs + 1), desc="training", unit="epoch", disable=not progress, leave=False)
+        passes = epochs if steps is None else 1
+        bar = tqdm(range(1, passes + 1), desc="training", unit="epoch", disable=not progress, leave=False)
         try:
             for epoch in bar:
                 if stop_asked:
@@ -280,12 +318,8 @@ def train(
                 if stop_loss is not None and curves["train_loss"][-1] <= stop_loss:
                     stopped_by = "stop_loss"
                     break
-                trained.train()
-                order = torch.randperm(n, generator=shuffler)
-                for start in range(0, n, batch_size):
-                    index = order[start : start + batch_size]
-                    if len(index) == 1 and n > 1:
-                        continue
+                trained.train(mode == "train")
+                for index in batches():
                     xb = _on(x_train[index], target_device, dtype)
                     if augment is not None:
                         xb = augment(xb, shuffler)
@@ -294,12 +328,12 @@ def train(
                     value = loss_fn(trained(xb), yb)
                     if not bool(torch.isfinite(value)):
                         raise DeepscopeError(
-                            f"Training diverged: the loss became {float(value.detach())} at epoch {epoch}, step {steps + 1}. "
+                            f"Training diverged: the loss became {float(value.detach())} at epoch {epoch}, step {taken + 1}. "
                             "Try a smaller learning rate."
                         )
                     value.backward()
                     opt.step()
-                    steps += 1
+                    taken += 1
                     if monitor is not None:
                         monitor.step(
                             loss=float(value.detach()), lr=float(opt.param_groups[0]["lr"]), inputs=xb, targets=yb
@@ -328,10 +362,12 @@ def train(
     opt.zero_grad(set_to_none=True)
     monitor_result = monitor.result() if monitor is not None else None
     history = TrainingHistory(
-        **curves, n_train=n, n_test=0 if x_test is None else len(x_test), steps=steps, monitor=monitor_result
+        **curves, n_train=n, n_test=0 if x_test is None else len(x_test), steps=taken, monitor=monitor_result
     )
     config = {
-        "epochs": epochs,
+        "epochs": epochs if steps is None else None,
+        "steps": steps,
+        "mode": mode,
         "lr": lr if isinstance(optimizer, str) else None,
         "optimizer": optimizer if isinstance(optimizer, str) else getattr(optimizer, "__name__", "callable"),
         "batch_size": batch_size,

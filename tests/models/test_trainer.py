@@ -279,3 +279,50 @@ def test_integer_token_ids_reach_the_model_unchanged_and_booleans_are_refused():
     assert run.history.steps > 0 and run.history.train_accuracy[-1] is not None
     with pytest.raises(DataError, match="train inputs must be floating point .*Got dtype torch.bool"):
         train(model, ((x > 4, y), None), epochs=1)
+
+
+def test_steps_draw_batches_with_replacement_from_the_given_generator():
+    # oracle: the plain loop (Adam, uniform draws with replacement from one generator), bit for bit
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
+    x, y = torch.randn(40, 3), torch.randint(0, 2, (40,))
+    reference = {k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()}
+    optimizer = torch.optim.Adam(reference.values(), lr=0.05)
+    draws = torch.Generator().manual_seed(4)
+    for _ in range(12):
+        index = torch.randint(0, 40, (8,), generator=draws)
+        optimizer.zero_grad()
+        output = torch.func.functional_call(model, reference, (x[index],))
+        nn.functional.cross_entropy(output, y[index]).backward()
+        optimizer.step()
+    generator = torch.Generator().manual_seed(4)
+    run = train(model, ((x, y), None), steps=12, lr=0.05, batch_size=8, generator=generator, epochs=99)
+    for name, value in run.model.named_parameters():
+        assert bitwise_equal(value, reference[name].detach()), name
+    assert torch.equal(generator.get_state(), draws.get_state())  # the caller's stream went on, as in the loop
+    assert run.history.epoch == [0, 1] and run.history.steps == 12  # epochs is not used with steps
+    assert run.config["steps"] == 12 and run.config["epochs"] is None and run.config["epochs_run"] == 1
+    assert train(model, ((x, y), None), steps=0).history.steps == 0
+
+
+def test_eval_mode_trains_without_dropout_randomness():
+    # oracle: in eval semantics Dropout is the identity, so training equals training the same net without it
+    torch.manual_seed(0)
+    with_dropout = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 2))
+    without = nn.Sequential(*[nn.Identity() if isinstance(m, nn.Dropout) else m for m in with_dropout])
+    data = ((torch.randn(30, 3), torch.randint(0, 2, (30,))), None)
+    evaluated = train(with_dropout, data, epochs=2, batch_size=8, mode="eval", seed=1).model
+    plain = train(without, data, epochs=2, batch_size=8, seed=1).model
+    dropped = train(with_dropout, data, epochs=2, batch_size=8, seed=1).model  # train mode: Dropout active
+    assert all(bitwise_equal(a, b) for a, b in zip(evaluated.parameters(), plain.parameters()))
+    assert not all(bitwise_equal(a, b) for a, b in zip(dropped.parameters(), plain.parameters()))
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [({"steps": -1}, "steps"), ({"steps": 2.5}, "steps"), ({"mode": "test"}, "mode"), ({"generator": 3}, "generator")],
+)
+def test_bad_steps_mode_and_generator(options, name):
+    data = ((torch.randn(8, 3), torch.randint(0, 2, (8,))), None)
+    with pytest.raises(InvalidParameterError, match=rf"^The '{name}' parameter of train must be"):
+        train(nn.Linear(3, 2), data, **options)

@@ -1,9 +1,11 @@
 """A PAC-Bayes risk certificate for a trained classifier (Pérez-Ortiz et al. 2021; Dziugaite & Roy 2017).
 
 The certified predictor is a Gaussian ``Q = N(μ, diag σ²)`` over the weights, started at the trained
-weights. The prior is ``P = N(w_P, σ_P² I)`` with ``w_P`` the weights at initialisation (``prior="init"``)
-or weights trained on a held-out part of the training set (``prior="data"``; the bound then uses only
-the remaining ``n`` examples, and Q starts at the prior's mean, as in Pérez-Ortiz et al.). ``σ_P`` is the KL-minimising value
+weights (with either prior: it is the user's network that is certified). The prior is
+``P = N(w_P, σ_P² I)`` with ``w_P`` the weights at initialisation (``prior="init"``) or weights trained
+from there on a held-out part of the training set (``prior="data"``, Dziugaite & Roy 2018; Dziugaite et
+al. 2021: the prior may use any data the bound does not, the posterior may depend on all of it); the
+bound then uses only the remaining ``n`` examples. ``σ_P`` is the KL-minimising value
 ``σ_P² = (Σ σ_i² + ‖μ − w_P‖²)/d`` for the current Q, finally rounded (in log scale) to the nearest
 point of a grid of ``G`` values, paid for by a union bound (δ/G). With probability ≥ 1 − δ − δ' over
 the bound set and the Monte-Carlo draws (Maurer 2004; Langford & Caruana 2001; Hoeffding 1963 for the N independent draws):
@@ -33,6 +35,7 @@ from deepscope.generalization.bounds._stochastic import GaussianPosterior
 from deepscope.generalization.bounds.kl import kl_inverse_upper
 from deepscope.guard import current_guard_report
 from deepscope.models.initial import initial_copy
+from deepscope.models.trainer import train
 from deepscope.registry import analysis
 from deepscope.results import Result
 
@@ -131,26 +134,28 @@ def _objective(kind: str, loss: torch.Tensor, kl: torch.Tensor, n: int, delta: f
     return (torch.sqrt(loss + k) + torch.sqrt(k)) ** 2  # f-quad, also used for "scale"
 
 
-def _train_prior_mean(problem: Problem, start, x, y, iterations, learning_rate, batch_size, generator):
-    """ERM on the prior set from ``start`` (a data-dependent prior never sees the bound set)."""
-    params = {k: v.detach().clone().requires_grad_(True) for k, v in start.items()}
-    optimizer = torch.optim.Adam(params.values(), lr=learning_rate)
-    for _ in range(iterations):
-        index = torch.randint(0, len(x), (min(batch_size, len(x)),), generator=generator)
-        with torch.enable_grad():
-            loss = problem.criterion(problem.forward(params, x[index]), y[index])
-            optimizer.zero_grad()
-            loss.backward()
-        optimizer.step()
-    return {k: v.detach() for k, v in params.items()}
+def _train_prior_mean(problem: Problem, x, y, iterations, learning_rate, batch_size, generator, seed):
+    """ERM on the prior set only (a data-dependent prior never sees the bound set), by deepscope's one loop.
 
-
-def _fresh_init(problem: Problem, seed: int) -> dict[str, torch.Tensor]:
-    """Initial weights: ``init_state`` if given, else a re-initialised deep copy (seeded)."""
-    if problem.init_state is not None:
-        return {k: problem.init_state[k] for k, _ in problem.model.named_parameters()}
-    # the one fresh copy (seeded reset_parameters inside a forked RNG), shared with the diagnostics
-    return {k: v.detach() for k, v in initial_copy(problem.model, seed=seed).named_parameters()}
+    From the model's initial weights (:func:`deepscope.models.initial.initial_copy`: ``init_state``,
+    else a seeded re-initialisation), :func:`deepscope.models.train` takes ``iterations`` Adam steps on
+    the problem's loss, on mini-batches drawn with replacement from ``generator`` (whose stream the
+    posterior's optimisation continues), in eval semantics like the rest of the analysis.
+    Returns the prior's mean, by parameter name.
+    """
+    run = train(
+        initial_copy(problem.model, problem.init_state, seed=seed),
+        ((x, y), None),
+        steps=iterations,
+        lr=learning_rate,
+        optimizer="adam",
+        batch_size=batch_size,
+        loss=problem.criterion,
+        generator=generator,
+        mode="eval",
+        seed=seed,
+    )
+    return {k: v.detach() for k, v in run.model.named_parameters()}
 
 
 @analysis(
@@ -188,8 +193,9 @@ def pac_bayes_certificate(
             training set; give ``init_state`` for ``prior="init"``).
         delta: failure probability of the PAC-Bayes bound, in (0, 1).
         objective: "f-quad", "f-classic" or "scale" (see module docstring).
-        prior: "init" (prior centred at the initial weights) or "data" (learned on the first
-            ``prior_fraction`` of a seeded shuffle of the training set).
+        prior: "init" (prior centred at the initial weights) or "data" (learned from the initial
+            weights on the first ``prior_fraction`` of a seeded shuffle of the training set; the
+            bound then uses the rest). Either way the posterior starts at the trained weights.
         prior_sigmas: the grid of prior standard deviations (G values, union bound).
         initial_sigma: the posterior's starting standard deviation.
         delta_mc: failure probability of the Monte-Carlo bound on the empirical risk.
@@ -254,21 +260,15 @@ def pac_bayes_certificate(
             raise DataError(f"prior_fraction={prior_fraction} leaves no examples for the prior or for the bound.")
         x_prior, y_prior, x, y = x[order[:n_prior]], y[order[:n_prior]], x[order[n_prior:]], y[order[n_prior:]]
         prior_mean = _train_prior_mean(
-            problem,
-            _fresh_init(problem, seed),
-            x_prior,
-            y_prior,
-            prior_iterations,
-            prior_learning_rate,
-            batch_size,
-            generator,
+            problem, x_prior, y_prior, prior_iterations, prior_learning_rate, batch_size, generator, seed
         )
     else:
         prior_mean = {k: problem.init_state[k].detach().to(v) for k, v in problem.parameters(False).items()}
     n = len(x)
+    # Q starts at the trained network with either prior (Dziugaite & Roy 2018): the certificate is about
+    # the user's model. (Until this fix, prior="data" started Q at the learned prior's mean and so
+    # certified a network fitted to the bound set alone, unrelated to the trained one.)
     trained = problem.parameters(trainable_only=False)
-    if prior == "data" and objective != "scale":
-        trained = prior_mean  # Pérez-Ortiz et al.: the posterior starts at the learned prior's mean
     log_start = math.log(initial_sigma)
     if objective == "scale":
         mean = {k: v.detach().clone() for k, v in trained.items()}

@@ -18,6 +18,7 @@ import torch
 from deepscope._validation import check_float_sequence
 from deepscope.generalization.diagnostics._training import check_training, error_rate, fit, fresh_copy
 from deepscope.generalization.diagnostics.learning_curves import _classification_split
+from deepscope.models.gap import generalization_gap
 from deepscope.registry import analysis
 from deepscope.results import Result
 
@@ -91,7 +92,7 @@ def label_noise_sensitivity(
                 "train_accuracy": train_accuracy,
                 "clean_train_accuracy": 1 - error_rate(model, x, y),
                 "test_accuracy": test_accuracy,
-                "gap": train_accuracy - test_accuracy,
+                "gap": generalization_gap(train_accuracy, test_accuracy, len(y_test)).gap,  # the one definition
             }
         )
     return LabelNoiseSensitivity(table=table, epochs=epochs)

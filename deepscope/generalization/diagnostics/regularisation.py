@@ -29,6 +29,7 @@ from deepscope._validation import check_float
 from deepscope.errors import invalid_parameter
 from deepscope.generalization.diagnostics._training import check_training, error_rate, fit, fresh_copy
 from deepscope.generalization.diagnostics.learning_curves import _classification_split
+from deepscope.models.gap import generalization_gap
 from deepscope.registry import analysis
 from deepscope.results import Result
 
@@ -155,7 +156,7 @@ def regularisation_comparison(
             "setting": setting,
             "train_error": train_error,
             "test_error": test_error,
-            "gap": test_error - train_error,
+            "gap": generalization_gap(1 - train_error, 1 - test_error, len(y_test)).gap,  # the one definition
             "epochs_used": history.best_epoch if history.best_epoch is not None else epochs,
         }
         values = measures(Problem(model, train, init_state=init), families=("norm", "margin"), max_samples=512)

@@ -114,27 +114,99 @@ def test_per_example_draws_match_network_draws(planted):
     assert wrong / draws == pytest.approx(network.error, abs=4 * network.standard_error + 0.01)
 
 
-def test_the_data_prior_starts_from_the_shared_initial_copy():
-    """Pinned when _fresh_init moved onto deepscope.models.initial.initial_copy: same weights, bit for bit."""
-    import copy as copy_module
+def _previous_prior_loop(model, start, buffers, criterion, x, y, iterations, learning_rate, batch_size, generator):
+    """The data-dependent prior's own loop before it moved onto deepscope.models.train (kept as the oracle)."""
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in start.items()}
+    optimizer = torch.optim.Adam(params.values(), lr=learning_rate)
+    for _ in range(iterations):
+        index = torch.randint(0, len(x), (min(batch_size, len(x)),), generator=generator)
+        with torch.enable_grad():
+            output = torch.func.functional_call(model, (params, buffers), (x[index].clone(),), strict=False)
+            loss = criterion(output, y[index])
+            optimizer.zero_grad()
+            loss.backward()
+        optimizer.step()
+    return {k: v.detach() for k, v in params.items()}
 
-    from deepscope.generalization.bounds.pac_bayes import _fresh_init
-    from deepscope.guard import bitwise_equal
+
+@pytest.mark.parametrize("fixture_name", ["planted", "mlp", "cnn"])
+@pytest.mark.parametrize("with_init", [True, False])
+def test_the_data_prior_is_learned_by_the_one_trainer_bit_for_bit(planted, fixture_name, with_init):
+    """The prior's training moved onto deepscope.models.train (steps, generator, mode="eval"): same
+    weights bit for bit as its previous loop, and the shared random stream ends in the same state.
+
+    It starts from ``initial_copy`` (init_state, else seeded reset_parameters) and runs in eval
+    semantics on the initial copy's buffers (never the trained model's BatchNorm statistics, which
+    saw the bound set)."""
+    from deepscope.generalization.bounds.pac_bayes import _train_prior_mean
+    from deepscope.guard import bitwise_equal, model_guard
+    from deepscope.models.initial import initial_copy
     from deepscope.testing import make_fixture
 
-    fixture = make_fixture("cnn")
-    problem = Problem(fixture.model, (fixture.inputs, fixture.targets))
-    reference = copy_module.deepcopy(fixture.model)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(11)
-        for module in reference.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+    if fixture_name == "planted":
+        model, init, (x, y), _ = planted
+        x, y = x[:300], y[:300]
+    else:
+        fixture = make_fixture(fixture_name)
+        model, init, x, y = fixture.model, fixture.problem().init_state, fixture.inputs, fixture.targets
+    problem = Problem(model, (x, y), init_state=init if with_init else None)
+    start = initial_copy(model, problem.init_state, seed=5).eval()
+    expected_generator = torch.Generator().manual_seed(7)
+    expected = _previous_prior_loop(
+        start,
+        dict(start.named_parameters()),
+        dict(start.named_buffers()),
+        problem.criterion,
+        x,
+        y.long(),
+        25,
+        1e-2,
+        8,
+        expected_generator,
+    )
+    generator = torch.Generator().manual_seed(7)
     state = torch.random.get_rng_state()
-    start = _fresh_init(problem, 11)
-    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's stream is untouched
-    assert list(start) == [name for name, _ in fixture.model.named_parameters()]
-    for name, value in reference.named_parameters():
-        assert bitwise_equal(start[name], value.detach()), name
-    with_init = fixture.problem()
-    assert all(start is with_init.init_state[k] for k, start in _fresh_init(with_init, 11).items())
+    with model_guard(model):
+        got = _train_prior_mean(problem, x, y.long(), 25, 1e-2, 8, generator, 5)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's global stream is untouched
+    assert torch.equal(generator.get_state(), expected_generator.get_state())  # the posterior goes on from here
+    assert list(got) == [name for name, _ in model.named_parameters()]
+    for name, value in expected.items():
+        assert bitwise_equal(got[name], value), name
+    assert not all(bitwise_equal(got[k], v.detach()) for k, v in start.named_parameters())  # it did train
+
+
+def test_the_data_prior_certifies_the_trained_network_not_the_prior(planted):
+    """prior="data" (Dziugaite & Roy 2018): P is learned on a held-out part, Q is centred on the TRAINED weights.
+
+    With no optimisation (iterations=0) and no prior training (prior_iterations=0), every term has a
+    closed form: w_P = the initial weights, μ = the trained weights, σ = initial_sigma, σ_P the grid
+    point nearest (in log scale) to sqrt((d σ² + ‖μ − w_P‖²)/d), KL(Q‖P) the sum of the Gaussian KLs,
+    and the deterministic error is the trained network's error on the bound half of a seeded shuffle.
+    Before the fix Q started at the prior's mean (here: the initial weights) and this test fails.
+    """
+    import numpy as np
+
+    from deepscope.generalization.bounds.pac_bayes import DEFAULT_PRIOR_SIGMAS
+
+    model, init, (x, y), _ = planted
+    problem = Problem(model, (x, y), init_state=init)
+    result = pac_bayes_certificate(
+        problem, prior="data", prior_fraction=0.5, iterations=0, prior_iterations=0, mc_samples=2, seed=3
+    )
+    trained = {k: v.detach() for k, v in model.named_parameters()}
+    for name, value in trained.items():  # the certified predictor is centred on the user's network
+        assert torch.equal(result.posterior.mean[name], value), name
+    mu = np.concatenate([v.double().numpy().ravel() for v in trained.values()])
+    w_p = np.concatenate([init[k].double().numpy().ravel() for k in trained])
+    sigma, d = 0.01, len(mu)
+    learned = np.sqrt((d * sigma**2 + ((mu - w_p) ** 2).sum()) / d)
+    sigma_p = min(DEFAULT_PRIOR_SIGMAS, key=lambda s: abs(np.log(s) - np.log(learned)))
+    kl = (np.log(sigma_p / sigma) + (sigma**2 + (mu - w_p) ** 2) / (2 * sigma_p**2) - 0.5).sum()
+    assert result.prior_sigma == sigma_p
+    assert result.kl == pytest.approx(kl, rel=1e-6)  # float32 weights, float64 sums: ~1e-7 relative
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(3))
+    bound = order[result.n_prior :]
+    with torch.no_grad():
+        error = float((model(x[bound]).argmax(1) != y[bound]).double().mean())
+    assert result.n_prior == 1000 and result.deterministic_error == error
