@@ -216,7 +216,8 @@ class Problem:
                 raise DataError(
                     f"init_state['{name}'] has shape {tuple(init_state[name].shape)} but the model's parameter has {tuple(value.shape)}."
                 )
-        return {k: v.detach().to(self.device) for k, v in init_state.items()}
+        untied = self._untie(init_state, "init_state", "Problem")
+        return {k: v.detach().to(self.device) for k, v in untied.items()}
 
     def _probe(self) -> tuple[int, ...]:
         x, y = next(self.train.batches(batch_size=min(self.batch_size, 64), device=self.device, dtype=self.dtype))
@@ -376,10 +377,14 @@ class Problem:
                 raise invalid_parameter(
                     f"params['{name}']", "Problem.evaluate", f"a tensor of shape {tuple(known[name].shape)}", value
                 )
-        return self._untie(params)
+        return self._untie(params, "params", "Problem.evaluate")
 
-    def _untie(self, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``params`` with the second names of tied parameters dropped (a state_dict lists both)."""
+    def _untie(self, params: Mapping[str, torch.Tensor], what: str, owner: str) -> dict[str, torch.Tensor]:
+        """``params`` with the second names of tied parameters dropped (a state_dict lists both).
+
+        ``functional_call`` refuses two tensors for one tied parameter, so weights given by name
+        (``init_state``, ``evaluate(params=...)``) keep the first name only, as ``named_parameters()``.
+        """
         first: dict[int, str] = {}
         kept = dict(params)
         for name, parameter in self.model.named_parameters(remove_duplicate=False):
@@ -388,9 +393,9 @@ class Problem:
                 continue
             if canonical in kept and not torch.equal(kept[canonical], kept[name]):
                 raise invalid_parameter(
-                    f"params['{name}']",
-                    "Problem.evaluate",
-                    f"the value of params['{canonical}'] (the two names are one tied parameter)",
+                    f"{what}['{name}']",
+                    owner,
+                    f"the value of {what}['{canonical}'] (the two names are one tied parameter)",
                     "a different tensor",
                 )
             kept.setdefault(canonical, kept[name])

@@ -170,3 +170,15 @@ def test_an_output_fn_that_cannot_read_the_output_names_it():
         UnsupportedModelError, match="output_fn failed on the model's output \\(a SequenceClassifierOutput\\)"
     ):
         Problem(hf_models.tiny_bert(), (inputs, labels), output_fn=lambda out: out.scores)
+
+
+def test_init_state_of_a_tied_model_keeps_the_first_name_and_works_in_functional_call():
+    model = hf_models.tiny_gpt2_lm()
+    initial = {name: value.clone() for name, value in model.state_dict().items()}
+    inputs, _ = hf_models.token_batch(4, seq_len=8, seed=5)
+    problem = Problem(
+        model, (inputs, torch.tensor([3, 7, 11, 40])), output_fn=lambda out: out.logits[:, -1], init_state=initial
+    )
+    assert "transformer.wte.weight" in problem.init_state and "lm_head.weight" not in problem.init_state
+    with torch.no_grad():
+        torch.testing.assert_close(problem.forward(problem.init_state, inputs), model(**inputs).logits[:, -1])
