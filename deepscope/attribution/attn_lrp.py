@@ -85,8 +85,9 @@ def attn_lrp(
         An :class:`Attribution`: ``values`` the relevance summed over every layer dimension after
         the second (one score per token at an embedding); diagnostics ``layer_attributions``
         (full), ``explained`` (F(x)), ``conservation_error`` (|Σ R − F(x)| / |F(x)|), ``kept_<kind>``
-        for bias, epsilon, softmax, activation and constant, ``untracked``, and ``forward_error``
-        (the largest relative change of the outputs under the rules' forward pass; ≈ 1e-7).
+        for bias, epsilon, softmax, activation and constant, ``untracked``, ``forward_error``
+        (the largest relative change of the outputs under the rules' forward pass; ≈ 1e-7), and
+        ``warning`` when ``untracked`` exceeds 1% of F(x).
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Flatten(), torch.nn.Linear(12, 2, bias=False))
@@ -155,6 +156,12 @@ def attn_lrp(
         "forward_error": forward_error,
         "layer": name,
     }
+    share = float((untracked.abs() / scores.abs().clamp_min(1e-12)).max())
+    if share > 0.01:  # an operation without a rule took part: say so rather than return a silent gap
+        diagnostics["warning"] = (
+            f"operations without an LRP rule took up to {share:.0%} of F(x) ('untracked'): the relevance is "
+            "incomplete for this model (a nonlinearity or normalisation written as elementary operations)"
+        )
     return finish(
         model,
         values=per_token(relevance),

@@ -281,3 +281,21 @@ def test_a_llama_style_model_rmsnorm_modules_gated_mlp_rotary_and_grouped_heads(
     # LlamaRMSNorm (x · rsqrt(mean x²), a product of two activations) gets the identity rule as a
     # whole; without it half the relevance would leak into the rsqrt branch, untracked (~50% of F)
     assert float(d["untracked"].abs().max()) < 1e-9 * float(d["explained"].abs().max())
+
+
+def test_operations_without_a_rule_are_reported_not_hidden():
+    class Exp(nn.Module):  # exp has no rule: its input-output gap is nobody's share
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(2)
+            self.embed = nn.Embedding(6, 3)
+
+        def forward(self, ids):
+            return torch.exp(self.embed(ids)).sum((1, 2)).unsqueeze(1)
+
+    result = attn_lrp(Exp().double(), torch.randint(0, 6, (2, 4)), target=0)
+    d = result.diagnostics
+    assert float(d["untracked"].abs().max()) > 0.01 * float(d["explained"].abs().max())
+    assert "untracked" in d["warning"]
+    clean = attn_lrp(Plain().double(), torch.randint(0, 20, (2, 5)), target=0).diagnostics
+    assert "warning" not in clean
