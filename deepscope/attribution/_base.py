@@ -3,7 +3,10 @@
 Every method has the call shape ``method(model, inputs, target=None, *, baseline=..., ...) -> Attribution``:
 
 * ``inputs``: a float tensor ``(batch, *features)``; NaN/Inf are refused with a DataError. The
-  caller's tensor is never modified (methods work on a copy, also with in-place layers).
+  caller's tensor is never modified (methods work on a copy, also with in-place layers). Token
+  ids and dicts of tensors (``model(**inputs)``) go to the layer methods
+  (``layer_integrated_gradients``, ``layer_gradient_x_activation``, ``attn_lrp``) and ``occlusion``;
+  their ``values`` are per token ``(batch, tokens)``. The others refuse them, naming these.
 * ``target`` (as in Captum): ``None`` (the predicted class of each example), an int (the same class
   for every example), or one class per example — a list of ``batch`` ints or a 1-D tensor of
   ``batch`` ints. Several targets per example need an explicit 2-D form: a tensor or nested list
