@@ -212,6 +212,13 @@ def _shape_text(output: Any) -> tuple[int, ...] | str | None:
     return None
 
 
+def _kind(module: nn.Module) -> str:
+    """The module's class name; a TorchScript module keeps its original class's name in ``original_name``."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return str(getattr(module, "original_name", type(module).__name__))
+    return type(module).__name__
+
+
 @analysis(takes="model", family="foundation", fixture="cnn", example_kwargs={"input_shape": (1, 8, 8)})
 def model_summary(
     model: nn.Module, input_shape: Sequence[int] | None = None, *, example_inputs: torch.Tensor | None = None
@@ -277,6 +284,8 @@ def model_summary(
         handles = []
         try:
             for name in listed:
+                if isinstance(modules[name], torch.jit.ScriptModule):
+                    continue  # TorchScript takes no Python hooks: no per-layer shapes, the model's output still
                 handles.append(
                     modules[name].register_forward_hook(
                         lambda module, args, output, name=name: calls[name].append(_shape_text(output))
@@ -299,7 +308,7 @@ def model_summary(
         layers.append(
             {
                 "name": name or "(model)",
-                "type": type(modules[name]).__name__,
+                "type": _kind(modules[name]),
                 "output_shape": traced[0] if traced else None,
                 "calls": len(traced),
                 "parameters": counts.get(name, 0),
@@ -310,7 +319,7 @@ def model_summary(
     activation_modules: dict[str, int] = {}
     for name in listed:
         module = modules[name]
-        kind = type(module).__name__
+        kind = _kind(module)
         layer_types[kind] = layer_types.get(kind, 0) + 1
         if _is_activation(module):
             activation_modules[kind] = activation_modules.get(kind, 0) + 1

@@ -139,3 +139,14 @@ def test_nan_weights_are_flagged_naming_the_parameter_and_layer():
     assert summary.nonfinite == [{"name": "2.weight", "layer": "2", "type": "Linear", "bad": 2, "total": 6}]
     assert "WARNING: its weights are not finite: '2.weight' (layer '2', Linear) has 2 of 6" in summary.sentence()
     assert summary.to_dict()["nonfinite"][0]["name"] == "2.weight"
+
+
+def test_a_scripted_model_is_summarised_without_hooks():
+    # TorchScript modules refuse Python forward hooks: the card used to fail on every scripted model
+    model = build("cnn2d", (1, 8, 8), 10).eval()
+    scripted = torch.jit.script(model)
+    summary = check_model_untouched(model_summary, scripted, scripted, input_shape=(1, 8, 8))
+    eager = model_summary(model, input_shape=(1, 8, 8))
+    assert summary.total_parameters == eager.total_parameters and summary.output_shape == (10,)
+    assert summary.layer_types == eager.layer_types  # the scripted layers keep their class names
+    assert all(row["output_shape"] is None for row in summary.layers)  # no hooks, so no per-layer shapes
