@@ -227,18 +227,26 @@ def _token_section(context: AuditContext, inputs: Any, budget: dict[str, Any]) -
         blocks.append(Html(token_html(rows)))
     errors = []
     for name, result in maps.items():
+        d = result.diagnostics
         for key in ("completeness_error", "conservation_error"):
-            if key in result.diagnostics:
-                errors.append(
-                    {"method": name, "check": key.replace("_", " "), "worst": float(result.diagnostics[key].max())}
-                )
+            if key in d:
+                errors.append({"method": name, "check": key.replace("_", " "), "worst": float(d[key].max())})
+        if "explained" in d:  # LRP: where the rest of F(x) went, as shares of |F(x)|
+            scale = d["explained"].abs().clamp_min(1e-12)
+            for key in [k for k in d if k.startswith("kept_")] + ["untracked"]:
+                share = float((d[key].abs() / scale).max())
+                if share > 1e-6 or key == "untracked":
+                    what = f"share kept by {key.removeprefix('kept_')}" if key != "untracked" else "share untracked"
+                    errors.append({"method": name, "check": what, "worst": share})
     if errors:
         blocks.append(
             Table(
                 errors,
                 columns=["method", "check", "worst"],
                 caption="Relative error of Σ token scores against the explained score change (completeness) or "
-                "the explained score (LRP conservation; biases and the softmax rule keep a share).",
+                "the explained score (LRP conservation). For LRP the rest of the score is kept by biases, the "
+                "softmax rule and constants added after the embedding (position embeddings), each shown as a "
+                "share of |F(x)|; 'untracked' is what no rule accounts for (≈ 0).",
             )
         )
     if skipped:
