@@ -124,6 +124,9 @@ class LocalPlan:
 
     def _rule(self, node, module, ref, local_inputs, tensor_inputs, n) -> _Rule | None:
         length = ref[node].shape[-1]
+        windowed = isinstance(module, (nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d)) or node.target is operator.getitem
+        if not windowed and any(ref[i].shape[-1] != length for i in local_inputs):
+            return None  # elementwise across different lengths (broadcasting): positions do not line up
         if isinstance(module, (nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d)) and len(tensor_inputs) == 1:
             return self._window_rule(node, module)
         if isinstance(module, nn.BatchNorm1d):

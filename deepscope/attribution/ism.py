@@ -70,7 +70,9 @@ def ism(
     is recomputed only over the positions a substitution can change (fastISM, Nair et al. 2022;
     see :mod:`deepscope.attribution._ism_local`): exact, not approximate. A check batch of edits
     at both ends of the span is compared with full forward passes first; a model that cannot be
-    traced, or whose check disagrees, runs full forward passes (``options["fast"]`` says which).
+    traced, or whose check disagrees, runs full forward passes (``options["fast"]`` says which);
+    so do models on another device than the CPU. The traced graph calls the model's submodules, not
+    the model itself: forward hooks on the top-level module do not run on that path.
 
     Args:
         model, target, output_fn, max_batch: as for every method (``output_fn`` picks one output

@@ -43,7 +43,22 @@ class Concat(nn.Module):
         return self.out(self.head(h).amax(dim=2))
 
 
+class Broadcast(nn.Module):
+    """A local node of length 1 (a max pool over the whole sequence) added back onto every position."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 3, 5, padding=2)
+        self.pool = nn.MaxPool1d(40)
+        self.head = nn.Conv1d(3, 2, 3, padding=1)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        return self.head(h + self.pool(h)).sum(2)
+
+
 MODELS = {
+    "broadcast": Broadcast,
     "pooling": lambda: nn.Sequential(
         nn.Conv1d(4, 5, 7), nn.BatchNorm1d(5), nn.ReLU(inplace=True), nn.MaxPool1d(3, padding=1),
         nn.Conv1d(5, 4, 3, stride=2), nn.Tanh(), nn.AvgPool1d(2), nn.Flatten(), nn.LazyLinear(3),
