@@ -335,6 +335,12 @@ def initialization_verdict(model: nn.Module, *, width: int = 256, networks: int 
         raise invalid_parameter("model", owner, "a torch.nn.Module", model)
     layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d)]
     activation = next((_MODULE_ACTIVATIONS[type(m)] for m in model.modules() if type(m) in _MODULE_ACTIVATIONS), None)
+    outside = _outside_the_theory(model)
+    if outside:
+        raise UnsupportedModelError(
+            f"{owner} applies to feed-forward chains of Linear/Conv layers with one activation (Poole et al. 2016; "
+            f"Schoenholz et al. 2017); this model has {outside}, for which that mean-field recursion does not hold."
+        )
     if not layers or activation is None:
         raise UnsupportedModelError(
             "initialization_verdict needs Linear/Conv layers and one of the catalogue's activation modules "
@@ -357,3 +363,20 @@ def initialization_verdict(model: nn.Module, *, width: int = 256, networks: int 
         networks=networks,
         edge_points=edge_points,
     )
+
+
+def _outside_the_theory(model: nn.Module) -> str:
+    """What puts ``model`` outside the chain mean-field theory: attention, embeddings, LayerNorm, mixed activations."""
+    found: list[str] = []
+    kinds = {type(m).__name__ for m in model.modules()}
+    if any(isinstance(m, nn.Embedding) for m in model.modules()):
+        found.append("embeddings")
+    if any(isinstance(m, nn.LayerNorm) for m in model.modules()) or any("LayerNorm" in k for k in kinds):
+        found.append("LayerNorm")
+    if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()) or any("Attention" in k for k in kinds):
+        found.append("attention")
+    activations = sorted({_MODULE_ACTIVATIONS[type(m)] for m in model.modules() if type(m) in _MODULE_ACTIVATIONS})
+    foreign = sorted(k for k in kinds if k.endswith("Activation") or k in ("NewGELUActivation", "GELUActivation"))
+    if len(activations) + len(foreign) > 1:
+        found.append("several activations (" + ", ".join(activations + foreign) + ")")
+    return ", ".join(found[:-1]) + (" and " if len(found) > 1 else "") + (found[-1] if found else "")

@@ -88,3 +88,18 @@ def test_bad_parameters():
         signal_propagation("swish2", 1.0, 0.0, 3)
     with pytest.raises(InvalidParameterError, match="depth"):
         signal_propagation("relu", 1.0, 0.0, 0)
+
+
+def test_initialization_verdict_refuses_models_outside_the_chain_theory():
+    # a transformer layer (attention + LayerNorm), an embedding and a tanh "pooler" after GELU:
+    # the verdict used to read the first activation it met and judge the model as a tanh chain
+    from deepscope.errors import UnsupportedModelError
+
+    encoder = nn.Sequential(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), nn.Linear(8, 8), nn.Tanh())
+    with pytest.raises(UnsupportedModelError, match=r"this model has LayerNorm and attention, for which"):
+        initialization_verdict(encoder, width=8, edge_points=0)
+    with pytest.raises(UnsupportedModelError, match=r"this model has embeddings, for which"):
+        initialization_verdict(nn.Sequential(nn.Embedding(5, 4), nn.Linear(4, 4), nn.ReLU()), width=8, edge_points=0)
+    mixed = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.Tanh())
+    with pytest.raises(UnsupportedModelError, match=r"several activations \(relu, tanh\)"):
+        initialization_verdict(mixed, width=8, edge_points=0)
