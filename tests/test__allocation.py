@@ -65,3 +65,12 @@ def test_absurd_sizes_are_refused_by_name_not_by_the_allocator(net, name, call):
     with pytest.raises(InvalidParameterError, match=rf"^The '{name}' parameter of \w+ asks for 1e\+12 x"):
         call(attribution, metrics, net, x)
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+@pytest.mark.parametrize("name", ["mnist1d", "planted_tabular", "planted_image", "planted_motifs"])
+def test_a_dataset_of_absurd_size_is_refused_before_generating(name):
+    # was: a raw numpy MemoryError (planted sets) or a generator running for hours (mnist1d)
+    from deepscope.datasets import load
+
+    with pytest.raises(InvalidParameterError, match=r"^The 'n_samples' parameter of .+ asks for 1e\+12 x 1 values"):
+        load(name, n_samples=HUGE, cache=False) if name == "mnist1d" else load(name, n_samples=HUGE)

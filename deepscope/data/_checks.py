@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepscope._allocation import check_allocation
 from deepscope._validation import check_choice
 from deepscope._validation import check_seed as _check_seed
 from deepscope.errors import DataError, invalid_parameter
@@ -50,6 +51,8 @@ def check_n_samples(n_samples: Any, owner: str, *, minimum: int = 2, maximum: in
         raise invalid_parameter("n_samples", owner, f"None or {bounds}", n_samples)
     if n_samples < minimum or (maximum is not None and n_samples > maximum):
         raise invalid_parameter("n_samples", owner, f"None or {bounds}", n_samples)
+    # the labels alone (one int64 each) must fit in memory; else the generator dies in the allocator
+    check_allocation(int(n_samples), 1, torch.int64, "cpu", name="n_samples", owner=owner)
     return int(n_samples)
 
 
