@@ -211,3 +211,18 @@ def test_the_callers_sequences_survive_an_in_place_first_layer():
     result = ism(model, x, target=0)
     assert torch.equal(x, kept)
     torch.testing.assert_close(result.values, brute_force(lambda v: Doubling.forward(model, v.clone()), x, 0))
+
+
+def test_basset_takes_the_receptive_field_path_with_the_numbers_of_full_passes():
+    # oracle: the same call with fast=False (every mutant through the whole network); float64, so the
+    # only difference is summation order inside the window convolutions (~1e-15 relative)
+    from deepscope.models import Basset
+
+    torch.manual_seed(6)
+    model = Basset((4, 200), 3, channels=(8, 6, 6), hidden=(16,)).double().eval()
+    x = one_hot(torch.randint(0, 4, (2, 200)))
+    x[1, :, 150] = 0
+    fast = ism(model, x, target=[[0], [2]])
+    full = ism(model, x, target=[[0], [2]], fast=False)
+    assert fast.diagnostics["path"] == "receptive field" and full.diagnostics["path"] == "full forward passes"
+    torch.testing.assert_close(fast.values, full.values, rtol=1e-9, atol=1e-12)
