@@ -156,9 +156,15 @@ class LocalPlan:
 
     def _window_rule(self, node, module) -> _Rule | None:
         if isinstance(module, nn.Conv1d):
-            if module.padding_mode != "zeros" or isinstance(module.padding, str):
+            if module.padding_mode != "zeros":
                 return None
-            k, s, d, p = module.kernel_size[0], module.stride[0], module.dilation[0], module.padding[0]
+            k, s, d = module.kernel_size[0], module.stride[0], module.dilation[0]
+            # the left padding ("same" pads d(k-1)//2 on the left and the rest on the right)
+            p = (
+                {"valid": 0, "same": d * (k - 1) // 2}.get(module.padding, None)
+                if isinstance(module.padding, str)
+                else module.padding[0]
+            )
             call = lambda x: F.conv1d(x, module.weight, module.bias, s, 0, d, module.groups)  # noqa: E731
             return _Rule("window", [node.args[0]], k=k, s=s, d=d, p=p, fill=0.0, call=call, conv=module)
         k, s = _one(module.kernel_size), _one(module.stride)

@@ -57,7 +57,20 @@ class Broadcast(nn.Module):
         return self.head(h + self.pool(h)).sum(2)
 
 
+class SamePadding(nn.Module):
+    """String paddings: an even kernel with padding="same" pads one more position on the right."""
+
+    def __init__(self):
+        super().__init__()
+        self.even = nn.Conv1d(4, 3, 4, padding="same")
+        self.valid = nn.Conv1d(3, 2, 3, padding="valid", dilation=2)
+
+    def forward(self, x):
+        return self.valid(torch.tanh(self.even(x))).flatten(1)
+
+
 MODELS = {
+    "same_padding": SamePadding,
     "broadcast": Broadcast,
     "pooling": lambda: nn.Sequential(
         nn.Conv1d(4, 5, 7), nn.BatchNorm1d(5), nn.ReLU(inplace=True), nn.MaxPool1d(3, padding=1),
