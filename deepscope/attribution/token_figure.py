@@ -1,6 +1,7 @@
 """Token attributions as text: each token on a background whose colour is its score (inline HTML).
 
-The report is one offline file, so the rendering is plain HTML with inline styles (no script, no
+:func:`token_plot` draws the same as a matplotlib figure (notebooks, papers). The report is one
+offline file, so its rendering (:func:`token_html`) is plain HTML with inline styles (no script, no
 stylesheet, no font): red for tokens that push the explained class up, blue for those that push
 it down, the opacity proportional to |score| / max |score| of the row. Every token's text is
 escaped, and its exact score is in the ``title`` (shown on hover). Without a tokenizer the
@@ -23,7 +24,7 @@ import torch
 from deepscope._inputs import is_mapping
 from deepscope.errors import invalid_parameter
 
-__all__ = ["token_html", "token_labels", "token_rows"]
+__all__ = ["token_html", "token_labels", "token_plot", "token_rows"]
 
 _POSITIVE = (214, 39, 40)  # the report's red
 _NEGATIVE = (31, 119, 180)  # the report's blue
@@ -90,3 +91,45 @@ def token_html(rows: Sequence[tuple[str, Sequence[str], Sequence[float]]]) -> st
             f"{html.escape(label)}</span>{spans}</div>"
         )
     return '<div class="token-attributions">' + "".join(lines) + "</div>"
+
+
+def token_plot(rows: Sequence[tuple[str, Sequence[str], Sequence[float]]], *, per_line: int = 12) -> Any:
+    """The rows of :func:`token_html` as a ``matplotlib.figure.Figure``: each token a coloured box.
+
+    Args:
+        rows: ``(label, tokens, scores)`` per example or method (colour scale per row).
+        per_line: tokens per line before a row wraps.
+
+    Returns:
+        A figure from :func:`deepscope._figures.new_figure` (never attached to a window).
+    """
+    from deepscope._figures import new_figure
+
+    lines = sum(max(1, -(-len(tokens) // per_line)) + 1 for _, tokens, _ in rows)
+    figure, ax = new_figure(1.0 + 0.75 * per_line, 0.3 * lines + 0.3)
+    ax.set_axis_off()
+    ax.set_xlim(0, per_line)
+    ax.set_ylim(lines, 0)
+    line = 0
+    for label, tokens, scores in rows:
+        if len(tokens) != len(scores):
+            raise invalid_parameter("rows", "token_plot", "one score per token in each row", (len(tokens), len(scores)))
+        ax.text(0, line + 0.5, label, fontsize=8, color="#555", va="center")
+        line += 1
+        scale = max((abs(s) for s in scores), default=0.0)
+        for k, (token, score) in enumerate(zip(tokens, scores)):
+            alpha = min(abs(score) / scale, 1.0) if scale > 0 else 0.0
+            rgb = _POSITIVE if score >= 0 else _NEGATIVE
+            colour = (rgb[0] / 255, rgb[1] / 255, rgb[2] / 255, alpha)
+            ax.text(
+                k % per_line + 0.05,
+                line + k // per_line + 0.5,
+                str(token),
+                fontsize=8,
+                family="monospace",
+                va="center",
+                color="white" if alpha > 0.6 else "#111",
+                bbox={"facecolor": colour, "edgecolor": "none", "boxstyle": "round,pad=0.2"},
+            )
+        line += max(1, -(-len(tokens) // per_line))
+    return figure

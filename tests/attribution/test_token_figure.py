@@ -31,3 +31,17 @@ def test_rows_drop_padding_and_show_ids_without_a_tokenizer():
         token_rows(inputs, torch.zeros(2, 3, 4), 0)
     with pytest.raises(InvalidParameterError, match="one score per token"):
         token_html([("x", ["a"], [1.0, 2.0])])
+
+
+def test_the_figure_colours_each_token_box_by_its_score():
+    from deepscope.attribution.token_figure import token_plot
+
+    figure = token_plot([("example 0", ["a", "b", "c"], [1.0, -0.5, 0.0])], per_line=2)
+    boxes = {text.get_text(): text.get_bbox_patch() for text in figure.axes[0].texts if text.get_bbox_patch()}
+    assert set(boxes) == {"a", "b", "c"}
+    red, blue = boxes["a"].get_facecolor(), boxes["b"].get_facecolor()
+    assert red[0] > red[2] and red[3] == pytest.approx(1.0)  # positive: red, full
+    assert blue[2] > blue[0] and blue[3] == pytest.approx(0.5)  # negative: blue, half
+    assert boxes["c"].get_facecolor()[3] == 0.0
+    with pytest.raises(InvalidParameterError, match="one score per token"):
+        token_plot([("x", ["a"], [])])
