@@ -129,3 +129,9 @@ def test_a_huggingface_directory_with_token_data(tmp_path):
                               "--sections", "model_card", "--out", tmp_path / "out")  # fmt: skip
     assert code == 0, stderr
     assert sections(tmp_path / "out") == {"model_card": "ok"}
+    ids[5, 3] = hf_models.VOCAB  # one id past the vocabulary: a one-line error before any analysis
+    np.savez(tmp_path / "bad.npz", input_ids=ids, attention_mask=ids != hf_models.PAD_ID, labels=np.arange(40) % 3)
+    code, _, stderr = run_cli("audit", "--model", tmp_path / "bert", "--data", tmp_path / "bad.npz", "--out",
+                              tmp_path / "bad")  # fmt: skip
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and f"Token id {hf_models.VOCAB} in bad is out of range" in errors[0], stderr
