@@ -41,13 +41,26 @@ __all__ = ["LocalPlan", "plan_local", "reference_pass"]
 
 _POINTWISE_MODULES = (
     nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Identity,
-    nn.Dropout, nn.Mish, nn.Hardtanh, nn.Softsign, nn.ReLU6,
+    nn.Dropout, nn.Mish, nn.Hardtanh, nn.Softsign, nn.ReLU6, nn.PReLU,
 )  # fmt: skip
 _POINTWISE_FUNCTIONS = {
     torch.relu, F.relu, torch.exp, torch.log, torch.sigmoid, torch.tanh, F.gelu, F.elu, F.leaky_relu,
     F.softplus, F.silu, torch.abs, torch.square, torch.sqrt, torch.neg, operator.neg,
 }  # fmt: skip
-_POINTWISE_METHODS = {"relu", "exp", "log", "sigmoid", "tanh", "abs", "square", "sqrt", "neg", "contiguous"}
+_POINTWISE_METHODS = {
+    "relu",
+    "exp",
+    "log",
+    "sigmoid",
+    "tanh",
+    "abs",
+    "square",
+    "sqrt",
+    "neg",
+    "contiguous",
+    "float",
+    "double",
+}
 _BINARY_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul, torch.div}  # fmt: skip
 _BINARY_METHODS = {"add", "sub", "mul", "div"}
 

@@ -58,15 +58,16 @@ class Broadcast(nn.Module):
 
 
 class SamePadding(nn.Module):
-    """String paddings: an even kernel with padding="same" pads one more position on the right."""
+    """String paddings (an even kernel with padding="same" pads one more on the right), a dtype cast, PReLU."""
 
     def __init__(self):
         super().__init__()
         self.even = nn.Conv1d(4, 3, 4, padding="same")
         self.valid = nn.Conv1d(3, 2, 3, padding="valid", dilation=2)
+        self.prelu = nn.PReLU(3)
 
     def forward(self, x):
-        return self.valid(torch.tanh(self.even(x))).flatten(1)
+        return self.valid(self.prelu(self.even(x.double()))).flatten(1)
 
 
 MODELS = {
