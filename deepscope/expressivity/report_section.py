@@ -4,28 +4,57 @@ Budgets: "quick" caps the exact partition at a few thousand regions (zooming in 
 training points until it fits, and saying so), uses a narrow random network for the mean-field
 check and a short local search for the Lipschitz lower bound; "full" allows 60 000 regions, a
 width-1000 check and a longer search.
+
+Each block first says in one line when it does not apply (token or dict inputs, a network torch.fx
+cannot trace, exact regions of a smooth network, mean field for a transformer); then it estimates
+its cost from the measured pass (:mod:`deepscope.report.cost`): the region cap, the Kac-Rice sample
+(also bounded to 1 GB of recorded pre-activations), trajectory points and Lipschitz inputs shrink to
+fit, and a block whose minimum does not fit declines in one line (a ResNet-18's exact partition:
+thousands of breakpoints per unit length, each region a float64 pass).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
-from deepscope.errors import DeepscopeError
+from deepscope.errors import DeepscopeError, UnsupportedModelError
 from deepscope.expressivity.activations import activation_catalogue
-from deepscope.expressivity.capacity import capacity
+from deepscope.expressivity.capacity import _relu_widths, capacity
 from deepscope.expressivity.layer_health import layer_health
 from deepscope.expressivity.lipschitz import lipschitz
 from deepscope.expressivity.regions import _domain, linear_regions
 from deepscope.expressivity.signal_propagation import _MODULE_ACTIVATIONS, initialization_verdict
 from deepscope.expressivity.trajectory import trajectory_length
 from deepscope.models.initial import initial_copy
+from deepscope.report.cost import declined, estimate, fit_count, pass_cost
 from deepscope.report.sections import AuditContext, Figure, Part, Section, Table, Text, register_section, run_block
 from deepscope.report.svg import figure_to_svg
 
 __all__ = ["build_expressivity_section"]
+
+# cost of each unit of work in forward passes of one example (float64 passes count about two)
+_REGION_PASSES = 2.0  # per linear region of the exact partition (each carried through every layer in float64)
+_KAC_RICE_PASSES = 6.0  # per example of the Kac-Rice density: two float64 passes with every pre-activation kept
+_TRAJECTORY_PASSES = 2.0  # per point of the circle
+# in example passes (forward + backward)
+_HEALTH_PASSES = 2.0  # per example: the fx interpreter's forward with every activation kept, and its backward
+_LIPSCHITZ_PASSES = 20.0  # per point: power iteration on the Jacobian (jvp + vjp pairs)
+_MIN_REGIONS = 50
+_KAC_RICE_BYTES = 1e9
+_CATALOGUE_COLUMNS = [
+    "name",
+    "lipschitz",
+    "smooth",
+    "monotonic",
+    "saturates_left",
+    "saturates_right",
+    "zero_centred",
+    "critical_sigma_w",
+]
 
 _BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {
@@ -107,7 +136,9 @@ def _regions_block(model, inputs, targets, budget, density=None) -> tuple[list[A
         caption="Linear regions (colours), decision boundary (black), "
         "training points projected on the plane (dots, coloured by predicted class).",
     )
-    sentence = f"{result.count} linear regions on a plane through three training points"
+    sentence = (
+        f"The network's exact partition has {result.count} linear regions on a plane through three training points."
+    )
     results = {
         "count": result.count,
         "density": result.density,
@@ -134,173 +165,228 @@ def _square(plane: torch.Tensor) -> tuple[float, ...]:
 
 @register_section("expressivity", title="Expressivity", order=50)
 def build_expressivity_section(context: AuditContext) -> Section:
-    """Regions on a data plane, counts vs bounds, the initialisation's mean-field verdict and the Lipschitz interval."""
+    """Regions on a data plane, counts vs bounds, the initialisation's mean-field verdict and the Lipschitz interval.
+
+    Each block first asks whether it applies (continuous inputs, a network torch.fx can trace, a
+    piecewise-linear network for exact regions) and says why in one line when it does not; then it
+    estimates its cost (:mod:`deepscope.report.cost`) and shrinks its sample or declines.
+    """
     budget = _BUDGETS.get(context.budget, _BUDGETS["quick"])
     problem = context.problem
     model = problem.model
     inputs, targets = problem.tensors("train", max_samples=budget["n"])
-    found: dict[str, Any] = {}  # the exact regions, which the capacity block compares with its bounds
+    output_fn = getattr(problem, "output_fn", None)
+    why_not = _input_reason(inputs)  # None for continuous inputs
+    shape: dict[str, Any] = {}
+    if why_not is None:
+        try:
+            widths, piecewise, _ = _relu_widths(copy.deepcopy(model).to(torch.float64).eval(), inputs[:1].double())
+            shape.update(units=max(sum(widths), 1), piecewise=piecewise and bool(widths))
+        except DeepscopeError as error:
+            why_not = str(error)
+    found: dict[str, Any] = {}  # the exact regions and Kac-Rice sample, which later blocks reuse
     parts: list[Part] = []
 
-    def regions_block(blocks: list[Any], results: dict[str, Any], sentences: list[str]) -> None:
+    def regions_block(blocks: list[Any], results: dict[str, Any], sentences: list[str], cost: dict[str, Any]) -> None:
+        if why_not is not None or not shape["piecewise"]:
+            reason = why_not or (
+                "exact linear regions exist only for piecewise-linear networks (ReLU, leaky ReLU, max-pool); this "
+                "network has smooth activations (or no ReLU), so it is affine on no open region to count"
+            )
+            _not_applicable(blocks, cost, "Exact linear regions", reason)
+            return
+        kac_rice = _kac_rice_sample(context, budget, shape["units"])
+        found["kac_rice"] = kac_rice
         try:  # the Kac-Rice density along random lines through the data sizes the plane's domain
-            density = capacity(model, inputs).hanin_rolnick_density
+            density = capacity(model, inputs[:kac_rice]).hanin_rolnick_density
         except DeepscopeError:
             density = None
-        try:
-            region_blocks, region_results, sentence, found["regions"] = _regions_block(
-                model, inputs, targets, budget, density
-            )
-            blocks += region_blocks
-            results["linear_regions"] = region_results
-            sentences.append(sentence)
-        except DeepscopeError as error:
-            blocks.append(Text(f"Exact linear regions are not available for this model: {error}"))
+        ratio = _forward_ratio(context)
+        affordable = fit_count(context, budget["max_regions"], _REGION_PASSES * ratio * 2, share=1.5)
+        found_cost = estimate(context, "Exact linear regions", _MIN_REGIONS * _REGION_PASSES * ratio * 2, share=1.5)
+        if affordable < _MIN_REGIONS or not found_cost.fits:
+            part = declined(found_cost, f"Fewer than {_MIN_REGIONS} regions of this network fit its time.")
+            blocks += part.blocks
+            cost.update(part.cost)
+            return
+        local = {**budget, "max_regions": affordable}
+        region_blocks, region_results, sentence, found["regions"] = _regions_block(
+            model, inputs, targets, local, density
+        )
+        blocks += region_blocks
+        results["linear_regions"] = region_results
+        sentences.append(sentence)
+        cost.update(estimated_passes=affordable * _REGION_PASSES * ratio * 2, regions_cap=affordable)
 
     parts.append(_isolated("Linear regions", regions_block))
 
-    def capacity_block(blocks: list[Any], results: dict[str, Any], sentences: list[str]) -> None:
-        try:
-            bounds = capacity(model, inputs, regions=found.get("regions"))
+    def capacity_block(blocks: list[Any], results: dict[str, Any], sentences: list[str], cost: dict[str, Any]) -> None:
+        if why_not is not None:
+            _not_applicable(blocks, cost, "Capacity bounds", why_not)
+            return
+        kac_rice = found.get("kac_rice") or _kac_rice_sample(context, budget, shape["units"])
+        bounds = capacity(model, inputs[:kac_rice], regions=found.get("regions"))
+        blocks.append(
+            Table(
+                bounds.rows(),
+                caption="Counts against theory (Serra 2018 upper and Montúfar 2014 "
+                "lower bounds on the number of regions, Hanin & Rolnick 2019, VC rates of Bartlett 2019); "
+                "log10 shown for huge numbers",
+            )
+        )
+        if bounds.notes:
+            blocks.append(Text("Caveats: " + "; ".join(bounds.notes) + "."))
+        results["capacity"] = bounds.to_dict()
+        cost.update(kac_rice_examples=kac_rice)
+        if found.get("regions") is not None and bounds.hanin_rolnick_density is not None:
+            ends = _plane_points(inputs, targets)[:2]
+            length = float((ends[1] - ends[0]).double().norm())
+            expected = 1.0 + bounds.hanin_rolnick_density * length
+            segment_cost = estimate(context, "Exact segment", expected * _REGION_PASSES * _forward_ratio(context))
+            if not segment_cost.fits:
+                blocks += declined(segment_cost, f"About {expected:.3g} pieces are expected (Hanin & Rolnick).").blocks
+                return
+            segment = linear_regions(model, line=ends, max_regions=max(budget["max_regions"] * 20, int(3 * expected)))
             blocks.append(
-                Table(
-                    bounds.rows(),
-                    caption="Counts against theory (Serra 2018 upper and Montúfar 2014 "
-                    "lower bounds on the number of regions, Hanin & Rolnick 2019, VC rates of Bartlett 2019); "
-                    "log10 shown for huge numbers",
+                Text(
+                    f"On the segment between two training points (length {segment.measure:.3g}) the network has "
+                    f"exactly {segment.count} linear pieces; Hanin & Rolnick's Kac-Rice estimate from the data "
+                    f"predicts {expected:.3g} (breakpoints per unit length: measured "
+                    f"{(segment.count - 1) / segment.measure:.3g}, predicted {bounds.hanin_rolnick_density:.3g} ± "
+                    f"{bounds.hanin_rolnick_standard_error:.2g}), i.e. about the number of neurons times a per-neuron "
+                    "density, not exponential in depth."
                 )
             )
-            if bounds.notes:
-                blocks.append(Text("Caveats: " + "; ".join(bounds.notes) + "."))
-            results["capacity"] = bounds.to_dict()
-            if found.get("regions") is not None and bounds.hanin_rolnick_density is not None:
-                segment = linear_regions(
-                    model, line=_plane_points(inputs, targets)[:2], max_regions=budget["max_regions"] * 20
-                )
-                expected = 1.0 + bounds.hanin_rolnick_density * segment.measure
-                blocks.append(
-                    Text(
-                        f"On the segment between two training points (length {segment.measure:.3g}) the network has "
-                        f"exactly {segment.count} linear pieces; Hanin & Rolnick's Kac-Rice estimate from the data "
-                        f"predicts {expected:.3g} (breakpoints per unit length: measured "
-                        f"{(segment.count - 1) / segment.measure:.3g}, predicted {bounds.hanin_rolnick_density:.3g} ± "
-                        f"{bounds.hanin_rolnick_standard_error:.2g}), i.e. about the number of neurons times a per-neuron "
-                        "density, not exponential in depth."
-                    )
-                )
-                results["segment"] = {
-                    "count": segment.count,
-                    "length": segment.measure,
-                    "hanin_rolnick_expected": expected,
-                }
-        except DeepscopeError as error:
-            blocks.append(Text(f"Capacity bounds are not available: {error}"))
+            results["segment"] = {"count": segment.count, "length": segment.measure, "hanin_rolnick_expected": expected}
 
     parts.append(_isolated("Capacity bounds", capacity_block))
 
-    def mean_field_block(blocks: list[Any], results: dict[str, Any], sentences: list[str]) -> None:
+    def mean_field_block(
+        blocks: list[Any], results: dict[str, Any], sentences: list[str], cost: dict[str, Any]
+    ) -> None:
+        at_init = model
+        origin = "trained weights (no initial weights were given)"
+        if problem.init_state is not None:
+            at_init = initial_copy(model, problem.init_state)
+            origin = "weights at initialisation"
         try:
-            at_init = model
-            origin = "trained weights (no initial weights were given)"
-            if problem.init_state is not None:
-                at_init = initial_copy(model, problem.init_state)
-                origin = "weights at initialisation"
             verdict = initialization_verdict(
                 at_init, width=budget["width"], networks=budget["networks"], edge_points=budget["edge_points"]
             )
+        except UnsupportedModelError as error:
+            _not_applicable(blocks, cost, "The mean-field verdict", str(error))
+            return
+        blocks.append(
+            Text(
+                f"Mean-field signal propagation for the {origin}: {verdict.summary()} Depth scale of "
+                f"correlations xi_c = {verdict.xi_c:.3g} layers (Schoenholz et al. 2017)."
+            )
+        )
+        blocks.append(
+            Figure(
+                figure_to_svg(verdict.plot()),
+                caption="Correlation of two inputs through depth "
+                f"(mean field vs a random width-{verdict.width} network) and the edge of chaos.",
+            )
+        )
+        results["initialization_verdict"] = verdict.to_dict()
+        used = sorted({_MODULE_ACTIVATIONS[type(m)] for m in model.modules() if type(m) in _MODULE_ACTIVATIONS})
+        if used:
+            catalogue = activation_catalogue(used)
             blocks.append(
-                Text(
-                    f"Mean-field signal propagation for the {origin}: {verdict.summary()} Depth scale of "
-                    f"correlations xi_c = {verdict.xi_c:.3g} layers (Schoenholz et al. 2017)."
+                Table(
+                    [{c: row[c] for c in _CATALOGUE_COLUMNS} for row in catalogue.rows()],
+                    caption="The model's activations (critical sigma_w: edge of chaos at sigma_b = 0)",
                 )
             )
-            blocks.append(
-                Figure(
-                    figure_to_svg(verdict.plot()),
-                    caption="Correlation of two inputs through depth "
-                    f"(mean field vs a random width-{verdict.width} network) and the edge of chaos.",
-                )
-            )
-            results["initialization_verdict"] = verdict.to_dict()
-            used = sorted({_MODULE_ACTIVATIONS[type(m)] for m in model.modules() if type(m) in _MODULE_ACTIVATIONS})
-            if used:
-                catalogue = activation_catalogue(used)
-                columns = [
-                    "name",
-                    "lipschitz",
-                    "smooth",
-                    "monotonic",
-                    "saturates_left",
-                    "saturates_right",
-                    "zero_centred",
-                    "critical_sigma_w",
-                ]
-                blocks.append(
-                    Table(
-                        [{c: row[c] for c in columns} for row in catalogue.rows()],
-                        caption="The model's activations (critical sigma_w: edge of chaos at sigma_b = 0)",
-                    )
-                )
-            subject = "the initialisation" if problem.init_state is not None else "the trained weight scale"
-            sentences.append(f"{subject} is {verdict.phase} in mean-field terms (chi_1 = {verdict.chi_1:.3g})")
-        except DeepscopeError as error:
-            blocks.append(Text(f"Mean-field verdict not available: {error}"))
+        subject = "the initialisation" if problem.init_state is not None else "the trained weight scale"
+        sentences.append(f"In mean-field terms {subject} is {verdict.phase} (chi_1 = {verdict.chi_1:.3g}).")
 
     parts.append(_isolated("Mean-field verdict", mean_field_block))
 
-    def health_block(blocks: list[Any], results: dict[str, Any], sentences: list[str]) -> None:
-        try:
-            labels = targets if problem.num_classes is not None else None  # regression targets are not classes
-            health = layer_health(model, inputs, labels, jacobian_points=min(8, len(inputs)))
-            blocks.append(Text(f"Layer health on {health.examples} training inputs: {health.summary()}"))
-            blocks.append(
-                Table(
-                    health.rows(),
-                    caption="Per activation layer: dead units (never active), saturated "
-                    "units (derivative < 5% of its maximum on 95% of inputs), statistics and RMS gradient",
-                )
+    def health_block(blocks: list[Any], results: dict[str, Any], sentences: list[str], cost: dict[str, Any]) -> None:
+        if why_not is not None:
+            _not_applicable(blocks, cost, "Layer health", why_not)
+            return
+        classes = int(problem.output_shape[-1]) if getattr(problem, "output_shape", None) else 1
+        points = min(8, len(inputs), max(fit_count(context, 8, classes, minimum=0, share=0.5), 0))
+        count = fit_count(context, len(inputs), _HEALTH_PASSES, minimum=2, fixed_passes=points * classes)
+        found_cost = estimate(context, "Layer health", count * _HEALTH_PASSES + points * classes)
+        if not found_cost.fits:
+            part = declined(found_cost)
+            blocks += part.blocks
+            cost.update(part.cost)
+            return
+        labels = targets[:count] if problem.num_classes is not None else None  # regression targets are not classes
+        health = layer_health(model, inputs[:count], labels, jacobian_points=points, output_fn=output_fn)
+        blocks.append(Text(f"Layer health on {health.examples} training inputs: {health.summary()}"))
+        blocks.append(
+            Table(
+                health.rows(),
+                caption="Per activation layer: dead units (never active), saturated "
+                "units (derivative < 5% of its maximum on 95% of inputs), statistics and RMS gradient",
             )
-            blocks.append(
-                Figure(figure_to_svg(health.plot()), caption="Dead and saturated units; gradient through depth")
-            )
-            results["layer_health"] = health.to_dict()
-        except DeepscopeError as error:
-            blocks.append(Text(f"Layer health not available: {error}"))
+        )
+        blocks.append(Figure(figure_to_svg(health.plot()), caption="Dead and saturated units; gradient through depth"))
+        results["layer_health"] = health.to_dict()
+        cost.update(found_cost.to_dict(), examples=count, jacobian_points=points)
 
     parts.append(_isolated("Layer health", health_block))
 
-    def trajectory_block(blocks: list[Any], results: dict[str, Any], sentences: list[str]) -> None:
-        try:
-            trajectory = trajectory_length(model, inputs[:3], points=budget["trajectory_points"])
-            lengths = ", ".join(f"{row['length']:.3g}" for row in trajectory.layers)
-            blocks.append(
-                Text(
-                    f"Trajectory length (Raghu et al. 2017) of a circle through three training points, after the "
-                    f"input, each activation and the output: {lengths}; x{trajectory.growth_rate:.3g} per layer."
-                )
+    def trajectory_block(
+        blocks: list[Any], results: dict[str, Any], sentences: list[str], cost: dict[str, Any]
+    ) -> None:
+        if why_not is not None:
+            _not_applicable(blocks, cost, "Trajectory length", why_not)
+            return
+        per_point = _TRAJECTORY_PASSES * _forward_ratio(context)
+        points = fit_count(context, budget["trajectory_points"], per_point, minimum=16, share=0.5)
+        found_cost = estimate(context, "Trajectory length", points * per_point, share=0.5)
+        if not found_cost.fits:
+            part = declined(found_cost)
+            blocks += part.blocks
+            cost.update(part.cost)
+            return
+        trajectory = trajectory_length(model, inputs[:3], points=points)
+        lengths = ", ".join(f"{row['length']:.3g}" for row in trajectory.layers)
+        blocks.append(
+            Text(
+                f"Trajectory length (Raghu et al. 2017) of a circle through three training points ({points} points), "
+                f"after the input, each activation and the output: {lengths}; x{trajectory.growth_rate:.3g} per layer."
             )
-            results["trajectory_length"] = trajectory.to_dict()
-        except DeepscopeError as error:
-            blocks.append(Text(f"Trajectory length not available: {error}"))
+        )
+        results["trajectory_length"] = trajectory.to_dict()
+        cost.update(found_cost.to_dict(), points=points)
 
     parts.append(_isolated("Trajectory length", trajectory_block))
 
-    def lipschitz_block(blocks: list[Any], results: dict[str, Any], sentences: list[str]) -> None:
-        try:
-            interval = lipschitz(model, inputs, search_steps=budget["search"], seed=context.seed)
-            blocks.append(
-                Text(
-                    f"Lipschitz constant (l2): {interval.summary()}; {interval.evaluations} forward/backward "
-                    "passes. The lower bound is a measured Jacobian norm, the upper bound a certified product "
-                    "of exact operator norms."
-                )
+    def lipschitz_block(blocks: list[Any], results: dict[str, Any], sentences: list[str], cost: dict[str, Any]) -> None:
+        if why_not is not None:
+            _not_applicable(blocks, cost, "Lipschitz bounds", why_not)
+            return
+        search = _LIPSCHITZ_PASSES * 4 * budget["search"]
+        count = fit_count(context, len(inputs), _LIPSCHITZ_PASSES, minimum=1, fixed_passes=search)
+        found_cost = estimate(context, "Lipschitz bounds", search + count * _LIPSCHITZ_PASSES)
+        if not found_cost.fits:
+            part = declined(found_cost)
+            blocks += part.blocks
+            cost.update(part.cost)
+            return
+        interval = lipschitz(
+            model, inputs[:count], search_steps=budget["search"], seed=context.seed, output_fn=output_fn
+        )
+        blocks.append(
+            Text(
+                f"Lipschitz constant (l2) from {count} training inputs: {interval.summary()}; {interval.evaluations} "
+                "forward/backward passes. The lower bound is a measured Jacobian norm, the upper bound a certified "
+                "product of exact operator norms."
             )
-            blocks.append(Table(interval.rows(), caption="Operator norm of each layer"))
-            results["lipschitz"] = interval.to_dict()
-            if interval.lower is not None:
-                sentences.append(f"its Lipschitz constant lies in [{interval.lower:.3g}, {interval.upper:.3g}]")
-        except DeepscopeError as error:
-            blocks.append(Text(f"Lipschitz bounds not available: {error}"))
+        )
+        blocks.append(Table(interval.rows(), caption="Operator norm of each layer"))
+        results["lipschitz"] = interval.to_dict()
+        cost.update(found_cost.to_dict(), passes=interval.evaluations, examples=count)
+        if interval.lower is not None:
+            sentences.append(f"Its Lipschitz constant lies in [{interval.lower:.3g}, {interval.upper:.3g}].")
 
     parts.append(_isolated("Lipschitz bounds", lipschitz_block))
 
@@ -308,17 +394,55 @@ def build_expressivity_section(context: AuditContext) -> Section:
 
 
 def _summary(sentences: list[str]) -> str:
-    return ("The model has " + "; ".join(sentences) + ".") if sentences else "No expressivity analysis applied."
+    if not sentences:
+        return "No expressivity analysis applied to this model (each block below says why)."
+    return " ".join(sentences)
 
 
-def _isolated(label: str, fill: Callable[[list[Any], dict[str, Any], list[str]], None]) -> Part:
-    """Run one block that fills blocks, results and summary clauses; any exception becomes its error box."""
+def _input_reason(inputs: Any) -> str | None:
+    """Why the input-space analyses do not apply (token ids, a dict of tensors), or None for float inputs."""
+    if isinstance(inputs, Mapping):
+        return (
+            "it studies the network as a function of continuous input vectors, and this model's inputs are a dict "
+            f"of tensors ({', '.join(map(str, inputs))})"
+        )
+    if isinstance(inputs, torch.Tensor) and not inputs.is_floating_point():
+        return (
+            "it studies the network as a function of continuous input vectors, and this model's inputs are integer "
+            "token ids"
+        )
+    return None
+
+
+def _not_applicable(blocks: list[Any], cost: dict[str, Any], label: str, reason: str) -> None:
+    """One line saying that ``label`` does not apply to this model, and why."""
+    reason = reason.rstrip(".")
+    blocks.append(Text(f"{label} — not applicable: {reason}."))
+    cost["not_applicable"] = reason
+
+
+def _forward_ratio(context: AuditContext) -> float:
+    unit = pass_cost(context)
+    return unit.forward_seconds / unit.seconds
+
+
+def _kac_rice_sample(context: AuditContext, budget: dict[str, Any], units: int) -> int:
+    """Examples for the Kac-Rice density: its float64 passes fit half a block and its arrays 1 GB."""
+    per_example = _KAC_RICE_PASSES * _forward_ratio(context)
+    by_time = fit_count(context, budget["n"], per_example, minimum=4, share=0.5)
+    by_memory = max(4, int(_KAC_RICE_BYTES // (units * 8 * 6)))  # six float64 arrays of (examples, units)
+    return min(by_time, by_memory)
+
+
+def _isolated(label: str, fill: Callable[[list[Any], dict[str, Any], list[str], dict[str, Any]], None]) -> Part:
+    """Run one block that fills blocks, results, summary sentences and its cost; an exception becomes its error box."""
 
     def build() -> Part:
         blocks: list[Any] = []
         results: dict[str, Any] = {}
         sentences: list[str] = []
-        fill(blocks, results, sentences)
-        return Part(blocks, results, "; ".join(sentences))
+        cost: dict[str, Any] = {}
+        fill(blocks, results, sentences, cost)
+        return Part(blocks, results, " ".join(sentences), cost=cost)
 
     return run_block(label, build)

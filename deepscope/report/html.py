@@ -208,6 +208,9 @@ def _render_costs(costs: list[dict[str, Any]]) -> str:
     items = []
     for cost in costs:
         label = str(cost.get("block", "block"))
+        if cost.get("not_applicable"):
+            items.append(f"{label}: does not apply")
+            continue
         if cost.get("declined"):
             items.append(f"{label}: declined (estimated {float(cost.get('estimated_seconds', 0.0)):.3g} s)")
             continue

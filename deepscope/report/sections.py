@@ -128,7 +128,7 @@ def run_block(label: str, build: Callable[[], Part]) -> Part:
         if not isinstance(part, Part):
             raise TypeError(f"the block builder returned {type(part).__name__}, expected a Part")
         seconds = time.perf_counter() - started
-        return dataclasses.replace(part, cost={"block": label, **part.cost, "seconds": seconds})
+        return dataclasses.replace(part, cost={**part.cost, "block": label, "seconds": seconds})
     except Exception as error:  # noqa: BLE001 - one failing block must not blank its section
         seconds = time.perf_counter() - started
         message = _describe(error)

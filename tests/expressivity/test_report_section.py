@@ -35,8 +35,51 @@ def test_section_explains_what_does_not_apply():
     x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
     section = build_expressivity_section(AuditContext(problem=Problem(model, (x, y))))
     texts = " ".join(getattr(block, "text", "") for block in section.blocks)
-    assert "not available" in texts and "Tanh" in texts
+    assert "Exact linear regions — not applicable: exact linear regions exist only for piecewise-linear" in texts
     assert "lipschitz" in section.results and "linear_regions" not in section.results
+    assert "block_errors" not in section.results
+    assert [c["block"] for c in section.costs if c.get("not_applicable")] == ["Linear regions"]
+
+
+class _TokenClassifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(20, 8)
+        self.head = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+
+    def forward(self, ids):
+        return self.head(self.embed(ids).mean(1))
+
+
+def test_token_inputs_give_one_line_reasons_and_no_errors():
+    from deepscope.expressivity.report_section import build_expressivity_section
+
+    torch.manual_seed(0)
+    ids, y = torch.randint(0, 20, (24, 6)), torch.randint(0, 3, (24,))
+    section = build_expressivity_section(AuditContext(problem=Problem(_TokenClassifier(), (ids, y))))
+    assert "block_errors" not in section.results
+    texts = [block.text for block in section.blocks if hasattr(block, "text")]
+    reasons = [t for t in texts if "— not applicable:" in t]
+    assert len(reasons) == 6  # regions, capacity, mean field (embeddings), health, trajectory, Lipschitz
+    assert all("\n" not in t for t in reasons)
+    assert sum("this model's inputs are integer token ids" in t for t in reasons) == 5
+    assert any(t.startswith("The mean-field verdict — not applicable: initialization_verdict applies") for t in reasons)
+    assert section.summary == "No expressivity analysis applied to this model (each block below says why)."
+
+
+def test_blocks_decline_when_the_budget_is_too_small():
+    from deepscope.expressivity.report_section import build_expressivity_section
+    from deepscope.report.cost import PassCost
+
+    fixture = make_fixture("relu_mlp")
+    context = AuditContext(problem=fixture.problem(), budget="quick")
+    context.cache["report.pass_cost"] = PassCost(100.0, 100.0 / 3, 10, 4)  # 100 s per example pass
+    section = build_expressivity_section(context)
+    assert "block_errors" not in section.results
+    declined = [c["block"] for c in section.costs if c.get("declined")]
+    assert declined == ["Linear regions", "Layer health", "Trajectory length", "Lipschitz bounds"]
+    texts = [block.text for block in section.blocks if hasattr(block, "text")]
+    assert any(t.startswith("Exact linear regions declined: it would take about") for t in texts)
 
 
 def test_a_block_that_raises_leaves_the_rest_of_the_section(monkeypatch):
@@ -55,5 +98,6 @@ def test_a_block_that_raises_leaves_the_rest_of_the_section(monkeypatch):
         section.results
     )
     assert "linear regions" in section.summary and "Lipschitz" in section.summary
+    assert section.summary.startswith("The network's exact partition has ")
     (box,) = [block for block in section.blocks if isinstance(block, Html)]
     assert "Layer health failed" in box.html
