@@ -179,12 +179,13 @@ def load_hf(directory: Path, *, trust_code: bool = False) -> Logits:
             "code, so deepscope did not. If you trust it, pass trust_code=True (CLI: --trust-code)."
         )
     weights = _weights(directory)
-    try:
-        import transformers
-    except ImportError as error:
-        raise DataError(
-            f"'{directory}' is a HuggingFace model directory; loading it needs transformers: {_INSTALL}."
-        ) from error
+    with _offline():  # before the import too: huggingface_hub reads HF_HUB_OFFLINE when it is first imported
+        try:
+            import transformers
+        except ImportError as error:
+            raise DataError(
+                f"'{directory}' is a HuggingFace model directory; loading it needs transformers: {_INSTALL}."
+            ) from error
     with _offline(), _quiet(transformers):
         cls = _architecture(transformers, config, directory, trust_code and bool(remote))
         _check_declared_size(transformers, cls, directory, weights, trust_code and bool(remote))
