@@ -29,7 +29,15 @@ from torch import nn
 from deepscope._batchnorm import AFFINE_LAYERS, BATCHNORMS, fold_batchnorm
 from deepscope._inputs import Inputs, batch_length, call_model
 
-__all__ = ["LayerSpec", "LayerStructure", "discover_layers", "fold_layers", "FoldedLayer", "folded_state"]
+__all__ = [
+    "is_transposed_linear",
+    "LayerSpec",
+    "LayerStructure",
+    "discover_layers",
+    "fold_layers",
+    "FoldedLayer",
+    "folded_state",
+]
 
 _WEIGHT_LAYERS = AFFINE_LAYERS  # the layer kinds and the folding arithmetic live in deepscope/_batchnorm.py
 _BATCHNORMS = BATCHNORMS
@@ -63,6 +71,7 @@ class LayerSpec:
     batchnorm: str | None
     input_shape: tuple[int, ...]  # per example, as seen in the forward pass
     batchnorm_eps: float = 0.0
+    transposed: bool = False  # the parameter stores Wᵀ (HuggingFace's Conv1D); folded weights are W
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,11 +100,18 @@ class LayerStructure:
     activation_bytes: int = 0
 
 
+def is_transposed_linear(module: nn.Module) -> bool:
+    """HuggingFace's ``Conv1D`` (GPT-2's attention and MLP): a Linear layer storing ``Wᵀ`` (in × out)."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and getattr(module, "weight", None) is not None
+
+
 def _kind(module: nn.Module) -> str:
-    return "linear" if isinstance(module, nn.Linear) else "conv"
+    return "linear" if isinstance(module, nn.Linear) or is_transposed_linear(module) else "conv"
 
 
 def _channels(module: nn.Module) -> int:
+    if is_transposed_linear(module):
+        return module.nf
     return module.out_features if isinstance(module, nn.Linear) else module.out_channels
 
 
@@ -151,7 +167,7 @@ def discover_layers(model: nn.Module, example: Inputs) -> LayerStructure:
     previous: tuple[str, nn.Module] | None = None
     for name, module, shape in order:
         has_params = any(True for _ in module.parameters(recurse=False))
-        if isinstance(module, _WEIGHT_LAYERS):
+        if isinstance(module, _WEIGHT_LAYERS) or is_transposed_linear(module):
             prefix = f"{name}." if name else ""
             weight_key = canonical[id(module.weight)]
             if weight_key != prefix + "weight":
@@ -169,6 +185,7 @@ def discover_layers(model: nn.Module, example: Inputs) -> LayerStructure:
                     bias_key=canonical[id(module.bias)] if module.bias is not None else None,
                     batchnorm=None,
                     input_shape=shape,
+                    transposed=is_transposed_linear(module),
                 )
             )
         elif isinstance(module, _BATCHNORMS):
@@ -229,6 +246,8 @@ def fold_layers(
     folded = []
     for spec in structure.layers:
         weight = params[spec.weight_key]
+        if spec.transposed:
+            weight = weight.t()
         bias = params[spec.bias_key] if spec.bias_key is not None else None
         if spec.batchnorm is not None:
             prefix = f"{spec.batchnorm}."
@@ -261,7 +280,7 @@ def folded_state(
     buffers = dict(buffers)
     for layer in folded:
         spec = layer.spec
-        params[spec.weight_key] = layer.weight
+        params[spec.weight_key] = layer.weight.t() if spec.transposed else layer.weight
         if spec.bias_key is not None:
             params[spec.bias_key] = layer.bias
         if spec.batchnorm is None:

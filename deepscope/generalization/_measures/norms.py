@@ -69,9 +69,20 @@ def path_norm(ctx: MeasureContext) -> float:
     squared = {k: v.detach() ** 2 for k, v in params.items()}
     ones = torch.ones((1, *ctx.x.shape[1:]), dtype=ctx.x.dtype, device=ctx.x.device)
     with torch.no_grad():
-        out = torch.func.functional_call(ctx.problem.model, (squared, buffers), (ones,), strict=False)
+        out = ctx.problem.select(
+            torch.func.functional_call(ctx.problem.model, (squared, buffers), (ones,), strict=False)
+        )
     ctx.forward_passes += 1
     return float(out.double().sum())
+
+
+def _path_norm_note(ctx: MeasureContext) -> str:
+    """Why the path norm is undefined for this model ("" when it is defined)."""
+    if not isinstance(ctx.x, torch.Tensor) or not ctx.x.is_floating_point():
+        return "needs float tensor inputs (token ids or named inputs have no all-ones input)"
+    if ctx.structure.non_homogeneous:
+        return "not ReLU-like: " + ", ".join(ctx.structure.non_homogeneous)
+    return ""
 
 
 def norm_measures(ctx: MeasureContext) -> list[MeasureValue]:
@@ -123,7 +134,7 @@ def norm_measures(ctx: MeasureContext) -> list[MeasureValue]:
     ]
     out += _spectral_margin_measures(ctx, spec, log_gamma_sq, margin_note, reference="orig")
     out += _distance_measures(ctx, spec, log_gamma_sq, margin_note)
-    note = "" if not ctx.structure.non_homogeneous else "not ReLU-like: " + ", ".join(ctx.structure.non_homogeneous)
+    note = _path_norm_note(ctx)
     value = path_norm(ctx) if not note else math.nan
     out.append(MeasureValue("path_norm", value, "norm", "Neyshabur et al. 2015", "Σ f_{w²}(1)", False, note))
     out.append(

@@ -34,6 +34,7 @@ from torch import nn
 
 from deepscope._validation import check_int
 from deepscope.errors import UnsupportedModelError, invalid_parameter
+from deepscope.generalization._measures._folding import is_transposed_linear
 from deepscope.registry import analysis
 from deepscope.results import Result
 
@@ -265,7 +266,7 @@ def _symmetric_eigenvalues(gram: np.ndarray) -> np.ndarray:
 
 
 def _layer_spectrum(name: str, module: nn.Module, min_eigenvalues: int) -> LayerSpectrum:
-    eigenvalues = _eigenvalues(module.weight, name)
+    eigenvalues = _eigenvalues(module.weight, name)  # WᵀW and WWᵀ share their nonzero eigenvalues
     frobenius_sq = float(eigenvalues.sum())
     lambda_max = float(eigenvalues[-1])  # sorted ascending
     if len(eigenvalues) < min_eigenvalues:  # a tail fit on so few values would only be noise
@@ -304,8 +305,10 @@ def spectral_metrics(model: nn.Module, *, min_eigenvalues: int = 50) -> Spectral
     """WeightWatcher-style per-layer spectral metrics with a fit-quality flag (Martin & Mahoney 2021).
 
     Args:
-        model: any ``nn.Module``; its Linear and Conv1d/2d/3d weights are analysed (raw, not
-            BatchNorm-folded, to match WeightWatcher).
+        model: any ``nn.Module``; its Linear and Conv1d/2d/3d weights (and HuggingFace's
+            ``Conv1D``, a Linear stored transposed) are analysed (raw, not BatchNorm-folded, to
+            match WeightWatcher). A weight shared by several layers (tied embeddings) is one
+            layer, listed under its first name.
         min_eigenvalues: layers with fewer eigenvalues are not fitted and are flagged
             "too_few_eigenvalues".
 
@@ -315,11 +318,14 @@ def spectral_metrics(model: nn.Module, *, min_eigenvalues: int = 50) -> Spectral
     """
     min_eigenvalues = check_int(min_eigenvalues, "min_eigenvalues", "spectral_metrics", minimum=1)
     layers, unsupported = [], []
+    counted: set[int] = set()  # a tied weight is one matrix: analysed once
     for name, module in model.named_modules():
         if module._modules and any(child is not None for child in module._modules.values()):
             continue  # not a leaf
-        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            layers.append(_layer_spectrum(name, module, min_eigenvalues))
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) or is_transposed_linear(module):
+            if id(module.weight) not in counted:
+                counted.add(id(module.weight))
+                layers.append(_layer_spectrum(name, module, min_eigenvalues))
         elif any(parameter is not None for parameter in module._parameters.values()):
             unsupported.append(f"{name} ({type(module).__name__})")
     if not layers:
