@@ -35,6 +35,10 @@ __all__ = ["NOTE", "AttentionUse", "math_attention"]
 NOTE = "fused attention ran on PyTorch's math kernel for double-backward/forward-mode AD"
 
 _SDPA = torch.nn.functional.scaled_dot_product_attention
+# torch's own multi-head attention (nn.MultiheadAttention, nn.Transformer*) calls SDPA from inside
+# this Python function when it need not return the weights; a torch-function mode is switched off
+# while it handles a call, so the inner SDPA call is not seen and the outer one is recognised here
+_MHA = torch.nn.functional.multi_head_attention_forward
 
 
 @dataclass
@@ -54,6 +58,9 @@ class _Watch(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if func is _SDPA:
             self.use.seen = True
+        elif func is _MHA:  # need_weights is its 16th parameter
+            need_weights = (kwargs or {}).get("need_weights", args[15] if len(args) > 15 else True)
+            self.use.seen = self.use.seen or not need_weights
         return func(*args, **(kwargs or {}))
 
 

@@ -113,3 +113,43 @@ def test_without_watching_the_math_kernel_is_still_selected(bert):
     want = _hvp(hf_models.eager_copy(model), inputs, labels, vector)
     for one, other in zip(got, want):
         torch.testing.assert_close(one, other, rtol=1e-9, atol=1e-12)
+
+
+class _SelfAttention(torch.nn.Module):
+    """torch's own multi-head attention: need_weights=False runs SDPA, True the explicit softmax."""
+
+    def __init__(self, need_weights: bool):
+        super().__init__()
+        self.attention = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+        self.need_weights = need_weights
+
+    def forward(self, x):
+        return self.attention(x, x, x, need_weights=self.need_weights)[0].sum()
+
+
+def test_torch_multihead_attention_is_seen_and_differentiated_twice():
+    """Oracle: the same weights through MHA's explicit-softmax path (need_weights=True); float64
+    rounding over a few hundred operations: relative 1e-9."""
+    torch.manual_seed(0)
+    fused, explicit = _SelfAttention(False).double(), _SelfAttention(True).double()
+    explicit.load_state_dict(fused.state_dict())
+    x = torch.randn(3, 4, 8, dtype=torch.float64)
+
+    def hvp(module):
+        params = [p.detach().requires_grad_() for p in module.parameters()]
+        names = [name for name, _ in module.named_parameters()]
+        out = torch.func.functional_call(module, dict(zip(names, params)), (x,))
+        grads = torch.autograd.grad(out, params, create_graph=True)
+        second = torch.autograd.grad(sum((g * g).sum() for g in grads), params, allow_unused=True)
+        return [torch.zeros_like(p) if h is None else h for h, p in zip(second, params)]  # bias: linear
+
+    with pytest.raises(RuntimeError, match="scaled_dot_product"):
+        hvp(fused)
+    with math_attention() as attention:
+        got = hvp(fused)
+    assert attention.seen
+    with math_attention() as attention:
+        want = hvp(explicit)
+    assert not attention.seen  # the explicit path runs no SDPA: no note needed
+    for one, other in zip(got, want):
+        torch.testing.assert_close(one, other, rtol=1e-9, atol=1e-12)

@@ -80,3 +80,35 @@ def test_dict_inputs_and_picked_outputs_give_the_bare_models_numbers(name, kind)
     want = _numbers(spec.function(plain, **_options(name, plain)))
     got = _numbers(spec.function(wrapped, **_options(name, wrapped)))
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+class _TokenAttention(nn.Module):
+    """Token ids -> embedding -> torch's MultiheadAttention -> mean -> 3 scores."""
+
+    def __init__(self, need_weights: bool):
+        super().__init__()
+        self.embedding = nn.Embedding(12, 8)
+        self.attention = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 3)
+        self.need_weights = need_weights
+
+    def forward(self, ids):
+        h = self.embedding(ids)
+        return self.head(self.attention(h, h, h, need_weights=self.need_weights)[0].mean(1))
+
+
+def test_integer_ids_through_torch_attention_match_the_explicit_softmax_path():
+    """need_weights=False runs fused SDPA (math kernel under the operator), True the explicit
+    softmax: same weights, so the dense Hessians agree to float64 rounding (relative 1e-9), and the
+    note says the math kernel ran only for the fused one. No transformers needed."""
+    torch.manual_seed(0)
+    fused, explicit = _TokenAttention(False).double(), _TokenAttention(True).double()
+    explicit.load_state_dict(fused.state_dict())
+    ids, labels = torch.randint(0, 12, (6, 5)), torch.arange(6) % 3
+    problems = [Problem(model, (ids, labels)) for model in (fused, explicit)]
+    dense = [ANALYSES["dense_hessian"].function(problem) for problem in problems]
+    torch.testing.assert_close(dense[0], dense[1], rtol=1e-9, atol=1e-12)
+    assert float(dense[1].abs().max()) > 1e-2
+    tops = [ANALYSES["hessian_eigenvalues"].function(problem, tol=1e-8) for problem in problems]
+    assert tops[0].eigenvalues[0] == pytest.approx(float(torch.linalg.eigvalsh(dense[1])[-1]), rel=1e-7)
+    assert "math kernel" in tops[0].note and "math kernel" not in tops[1].note
