@@ -2,7 +2,13 @@
 
 Most analyses need the same four things; a Problem holds them, validates them once, and offers
 batched, device-aware iteration and a functional view of the parameters
-(``torch.func.functional_call``), so analyses never have to touch the caller's module.
+(``torch.func.functional_call``), so analyses never have to touch the caller's module. Inputs may
+be float tensors, integer token ids or dicts of tensors (a HuggingFace model's ``input_ids`` and
+``attention_mask``); ``output_fn`` picks the scores from a model that returns a tuple, dict or
+``ModelOutput``:
+
+    >>> problem = Problem(bert, ({"input_ids": ids, "attention_mask": mask}, labels),
+    ...                   output_fn=lambda out: out.logits)  # doctest: +SKIP
 
 Example:
     >>> import torch
