@@ -7,6 +7,12 @@ Budgets: "quick" (a few seconds on the demo CNN) uses small subsets, a short pos
 scaling and a short memorisation probe; "full" uses the library defaults, an optimised f-quad
 posterior, and adds the learning curve (when no training history is given), label-noise
 sensitivity and the regularisation comparison. Every number carries its sample counts.
+
+Cost bounds (:mod:`deepscope.report.cost`): the measures get the block budget as their
+``max_family_seconds`` (an expensive family is declined by ``measures`` with its prediction); the
+PAC-Bayes certificate's batch, the memorisation probe's examples and the classic bounds' sample are
+fitted to the budget from the measured cost of one example's pass, and each says what it used, or
+declines in one line when even its minimum does not fit.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from deepscope.generalization.diagnostics import (
     memorisation_probe,
     regularisation_comparison,
 )
+from deepscope.report.cost import block_seconds, declined, estimate, fit_count, pass_cost
 from deepscope.report.sections import AuditContext, Figure, Part, Section, Table, Text, register_section, run_block
 from deepscope.report.svg import figure_to_svg
 
@@ -33,6 +40,11 @@ if TYPE_CHECKING:
     from deepscope.problem import Problem
 
 __all__ = ["build_generalization_section"]
+
+_MEASURE_SHARE = 1.5  # block budgets each expensive measure family may take
+_NOISY_PASSES = 1.5  # one PAC-Bayes step per example: a forward+backward through noisy weights, plus the noise
+_MIN_BATCH = 16
+_MIN_MEMO = 16
 
 _BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {
@@ -82,10 +94,11 @@ def _measure_rows(result) -> list[dict]:
     ]
 
 
-def _certificate_block(problem: Problem, budget, seed) -> tuple[list[Any], dict[str, Any], str]:
+def _certificate_block(problem: Problem, budget, seed, batch_size: int = 256) -> tuple[list[Any], dict[str, Any], str]:
     prior = budget["prior"] if problem.init_state is not None else "data"
     certificate = pac_bayes_certificate(
         problem,
+        batch_size=batch_size,
         objective=budget["objective"] if prior == budget["prior"] else "f-quad",
         prior=prior,
         iterations=budget["iterations"],
@@ -162,11 +175,11 @@ def build_generalization_section(context: AuditContext) -> Section:
     parts: list[Part] = []
     if problem.test is not None and len(problem.test):
         parts.append(run_block("Test-set bound", lambda: _test_set_part(problem)))
-    parts.append(run_block("Generalization measures", lambda: _measures_part(problem, budget, seed)))
+    parts.append(run_block("Generalization measures", lambda: _measures_part(problem, budget, seed, context)))
     parts.append(run_block("Spectral metrics", lambda: _spectral_part(problem)))
-    parts.append(run_block("PAC-Bayes certificate", lambda: _certificate_part(problem, budget, seed)))
-    parts.append(run_block("Classic bounds", lambda: _classic_part(problem, budget)))
-    parts.append(run_block("Memorisation probe", lambda: _memorisation_part(problem, budget, seed)))
+    parts.append(run_block("PAC-Bayes certificate", lambda: _certificate_part(problem, budget, seed, context)))
+    parts.append(run_block("Classic bounds", lambda: _classic_part(problem, budget, context)))
+    parts.append(run_block("Memorisation probe", lambda: _memorisation_part(problem, budget, seed, context)))
     if budget["extras"] and problem.test is not None:
         if context.history is None:
             parts.append(run_block("Learning curve", lambda: _learning_curve_part(problem, seed)))
@@ -200,13 +213,14 @@ def _test_set_part(problem: Problem) -> Part:
     )
 
 
-def _measures_part(problem: Problem, budget: dict[str, Any], seed: int) -> Part:
+def _measures_part(problem: Problem, budget: dict[str, Any], seed: int, context: AuditContext) -> Part:
     table = measures(
         problem,
         max_samples=budget["measure_samples"],
         sharpness_samples=budget["sharpness_samples"],
         bisection_steps=budget["bisection_steps"],
         seed=seed,
+        max_family_seconds=_MEASURE_SHARE * block_seconds(context),
     )
     blocks: list[Any] = [
         Table(
@@ -219,7 +233,7 @@ def _measures_part(problem: Problem, budget: dict[str, Any], seed: int) -> Part:
     ]
     if table.unsupported_layers:
         blocks.append(Text("Not covered by the norm measures: " + "; ".join(table.unsupported_layers) + "."))
-    return Part(blocks, {"measures": table.to_dict()})
+    return Part(blocks, {"measures": table.to_dict()}, cost={"forward_passes": table.forward_passes})
 
 
 def _spectral_part(problem: Problem) -> Part:
@@ -228,15 +242,31 @@ def _spectral_part(problem: Problem) -> Part:
     return Part([Figure(figure_to_svg(spectra.plot()), caption=caption)])
 
 
-def _certificate_part(problem: Problem, budget: dict[str, Any], seed: int) -> Part:
+def _certificate_part(problem: Problem, budget: dict[str, Any], seed: int, context: AuditContext) -> Part:
+    data_prior = problem.init_state is None or budget["prior"] == "data"
+    steps = budget["iterations"] + ((budget["prior_iterations"] or 200) if data_prior else 0)
+    examples = (
+        len(problem.train) if budget["bound_samples"] is None else min(budget["bound_samples"], len(problem.train))
+    )
+    draws = budget["mc_samples"] * examples * _forward_ratio(context)  # the Monte-Carlo training error
+    batch = fit_count(context, 256, steps * _NOISY_PASSES, minimum=_MIN_BATCH, fixed_passes=draws, share=1.5)
+    found = estimate(context, "PAC-Bayes certificate", draws + batch * steps * _NOISY_PASSES, share=1.5)
+    if not found.fits:
+        return declined(found, f"Its {steps} optimisation steps need batches of at least {_MIN_BATCH} examples.")
     try:
-        blocks, results, sentence = _certificate_block(problem, budget, seed)
+        blocks, results, sentence = _certificate_block(problem, budget, seed, batch_size=batch)
     except DeepscopeError as error:  # a certificate that does not apply (e.g. too few examples) is not a failure
         return Part([Text(f"PAC-Bayes certificate skipped: {error}")])
-    return Part(blocks, results, sentence)
+    if batch < 256:
+        blocks.insert(1, Text(f"Optimised with batches of {batch} examples (256 do not fit this budget's time)."))
+    return Part(blocks, results, sentence, cost={**found.to_dict(), "batch_size": batch})
 
 
-def _classic_part(problem: Problem, budget: dict[str, Any]) -> Part:
+def _classic_part(problem: Problem, budget: dict[str, Any], context: AuditContext) -> Part:
+    wanted = len(problem.train) if budget["bound_samples"] is None else min(budget["bound_samples"], len(problem.train))
+    found = estimate(context, "Classic bounds", wanted * _forward_ratio(context))
+    if not found.fits:
+        return declined(found, "Their margins need a forward pass over the bound's examples.")
     classic = classic_bounds(problem, max_samples=budget["bound_samples"])
     blocks = [
         Text(classic.summary() + " Classic bounds hold for every network of the class, which is why they are loose."),
@@ -244,21 +274,31 @@ def _classic_part(problem: Problem, budget: dict[str, Any]) -> Part:
     ]
     finite = [b.value for b in classic.bounds if math.isfinite(b.value)]
     sentence = f"the classic bounds reach up to {max(finite):.3g}" if finite else ""
-    return Part(blocks, {"classic_bounds": classic.to_dict()}, sentence)
+    return Part(blocks, {"classic_bounds": classic.to_dict()}, sentence, cost=found.to_dict())
 
 
-def _memorisation_part(problem: Problem, budget: dict[str, Any], seed: int) -> Part:
-    probe = memorisation_probe(
-        problem, epochs=budget["memo_epochs"], max_samples=budget["memo_samples"], lr=3e-3, seed=seed
-    )
+def _memorisation_part(problem: Problem, budget: dict[str, Any], seed: int, context: AuditContext) -> Part:
+    wanted = min(budget["memo_samples"], len(problem.train))
+    per_example = 2 * budget["memo_epochs"]  # two copies (true and random labels), one pass per epoch each
+    samples = fit_count(context, wanted, per_example, minimum=_MIN_MEMO, share=1.5)
+    found = estimate(context, "Memorisation probe", samples * per_example, share=1.5)
+    if not found.fits:
+        return declined(found, f"Two copies trained {budget['memo_epochs']} epochs on {_MIN_MEMO} examples.")
+    probe = memorisation_probe(problem, epochs=budget["memo_epochs"], max_samples=samples, lr=3e-3, seed=seed)
+    fitted = "" if samples >= wanted else f" ({samples} of the budget's {wanted} examples: what fits its time)"
     blocks = [
-        Text("Memorisation probe (Zhang et al. 2017): " + probe.summary()),
+        Text("Memorisation probe (Zhang et al. 2017): " + probe.summary() + fitted),
         Figure(
             figure_to_svg(probe.plot()),
             caption=f"Train accuracy of copies on true and random labels ({probe.n} examples)",
         ),
     ]
-    return Part(blocks, {"memorisation": probe.to_dict()})
+    return Part(blocks, {"memorisation": probe.to_dict()}, cost={**found.to_dict(), "examples": samples})
+
+
+def _forward_ratio(context: AuditContext) -> float:
+    unit = pass_cost(context)
+    return unit.forward_seconds / unit.seconds
 
 
 def _learning_curve_part(problem: Problem, seed: int) -> Part:

@@ -48,3 +48,26 @@ def test_one_failing_analysis_leaves_the_rest_of_the_section(monkeypatch):
     errors = [b for b in section.blocks if isinstance(b, Html)]
     assert len(errors) == 1 and "Classic bounds failed" in errors[0].html
     assert any(isinstance(b, Table) and b.caption.startswith("Generalization measures") for b in section.blocks)
+
+
+def test_blocks_fit_or_decline_in_one_line_under_the_measured_pass_cost():
+    from deepscope.generalization.report_section import build_generalization_section
+    from deepscope.report.cost import PassCost
+    from deepscope.report.sections import AuditContext
+    from deepscope.testing import make_fixture
+
+    fixture = make_fixture("mlp")
+    context = AuditContext(problem=fixture.problem(), budget="quick")
+    context.cache["report.pass_cost"] = PassCost(100.0, 100.0 / 3, 10, 4)  # 100 s per example pass
+    section = build_generalization_section(context)
+    assert "block_errors" not in section.results
+    declined = [cost["block"] for cost in section.costs if cost.get("declined")]
+    assert declined == ["PAC-Bayes certificate", "Classic bounds", "Memorisation probe"]
+    texts = [b.text for b in section.blocks if hasattr(b, "text")]
+    assert any(t.startswith("Memorisation probe declined: it would take about") for t in texts)
+    # a cheaper pass: the memorisation probe shrinks to what fits 1.5 x 20 s (8 epochs x 2 copies per example)
+    context = AuditContext(problem=fixture.problem(), budget="quick")
+    context.cache["report.pass_cost"] = PassCost(0.05, 0.05 / 3, 10, 4)
+    section = build_generalization_section(context)
+    probe = next(cost for cost in section.costs if cost["block"] == "Memorisation probe")
+    assert probe["examples"] == min(int(1.5 * 20.0 / 0.05 // 16), 128, len(fixture.problem().train))
