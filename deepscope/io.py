@@ -134,6 +134,7 @@ def load_model(
     elif suffix in CHECKPOINT_SUFFIXES:
         model = _load_checkpoint(path, arch, arch_kwargs, trust_pickle, map_location, trust_code)
     elif suffix == EXPORT_SUFFIX:
+        _no_arch(path, "torch.export program", arch, arch_kwargs)
         return load_exported(path, trust_pickle=trust_pickle, map_location=map_location)  # its flags set, not .eval()
     else:
         raise DataError(
@@ -262,6 +263,7 @@ def _load_checkpoint(
             f"(it starts with {head!r})."
         )
     if is_torchscript(path):
+        _no_arch(path, "TorchScript archive", arch, arch_kwargs)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -340,6 +342,14 @@ def _build_and_fill(
     model = _arch.build(factory, kwargs, label)
     _fill(model, state, path.name, label)
     return model
+
+
+def _no_arch(path: Path, kind: str, arch: Any, arch_kwargs: Any) -> None:
+    if arch is not None or arch_kwargs:
+        raise DataError(
+            f"'{path.name}' is a {kind}: it carries its own graph, so arch and arch_kwargs (CLI: --arch, "
+            "--arch-kwargs, --input-shape, --classes) do not apply; leave them out."
+        )
 
 
 def _arch_label(arch: Architecture) -> str:

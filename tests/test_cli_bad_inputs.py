@@ -91,6 +91,7 @@ def paths(tmp_path_factory):
     torch.export.save(torch.export.export(mlp, (torch.randn(2, 4),)), root / "fixed.pt2")  # batch size fixed at 2
     torch.export.save(torch.export.export(mlp, (torch.randn(2, 4),), dynamic_shapes=({0: batch},)), root / "ok.pt2")
     (root / "text.pt2").write_text("an exported program, honestly\n")
+    torch.jit.save(torch.jit.script(mlp), root / "script.ts")
     torch.save(build("mlp", (4,), 3).state_dict(), root / "weights.pt2")
     hf_config = {"model_type": "bert", "architectures": ["BertForSequenceClassification"], "vocab_size": 10}
     for name, extra in (("remote", {"auto_map": {"AutoModel": "modeling_x.Net"}}), ("noweights", {})):
@@ -151,6 +152,8 @@ CASES = [
     ("pt2 that is a checkpoint", [*AUDIT, "--model", "{root}/weights.pt2", "--data", "{data}"], ["'weights.pt2' is not a torch.export program"]),
     ("pt2 with a fixed batch size", [*AUDIT, "--model", "{root}/fixed.pt2", "--data", "{data}"], ["fixed batch size 2", "dynamic_shapes"]),
     ("pt2 on data of another shape", [*AUDIT, "--model", "{root}/ok.pt2", "--data", "{root}/seq.npz"], ["cannot take"]),
+    ("--arch for a pt2", [*AUDIT, "--model", "{root}/ok.pt2", "--data", "{data}", "--arch", "mlp"], ["torch.export program", "carries its own graph", "do not apply"]),
+    ("--input-shape for TorchScript", [*AUDIT, "--model", "{root}/script.ts", "--data", "{data}", "--input-shape", "4"], ["TorchScript archive", "do not apply"]),
     ("HF directory with remote code", [*AUDIT, "--model", "{root}/remote", "--data", "{data}"], ["needs code shipped with the model", "modeling_x.Net", "--trust-code"]),
     ("HF directory without weights", [*AUDIT, "--model", "{root}/noweights", "--data", "{data}"], ["no model.safetensors", "pytorch_model.bin", "save_pretrained"]),
     ("HF directory with --arch", [*AUDIT, "--model", "{root}/noweights", "--data", "{data}", "--arch", "mlp"], ["HuggingFace model directory", "--arch"]),
