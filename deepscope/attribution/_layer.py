@@ -97,8 +97,13 @@ def layer_hook(module: nn.Module, name: str, owner: str) -> Iterator[LayerState]
             output = replacement
         elif state.leaf and torch.is_grad_enabled():
             output = output.detach().requires_grad_(True)
+        else:  # a record only: kept apart from the model, which may change its output in place (h += ...)
+            state.captured.append(output.detach().clone())
+            return output
         state.captured.append(output)
-        return output
+        # the model gets a copy, so that an in-place step after the layer (h += position) changes neither
+        # the values put in its place nor the leaf the gradient is taken for
+        return output.clone()
 
     handle = module.register_forward_hook(hook)
     try:

@@ -55,3 +55,32 @@ def test_layer_reference_and_per_token():
     values = torch.randn(1, 2, 3, 4)
     assert torch.allclose(per_token(values), values.sum(-1))
     assert per_token(values[..., 0]).shape == (1, 2, 3)
+
+
+def test_an_in_place_step_after_the_layer_works_for_every_layer_method():
+    from deepscope.attribution import attn_lrp, layer_gradient_x_activation, layer_integrated_gradients
+
+    class InPlace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.embed = nn.Embedding(6, 3)
+            self.position = nn.Parameter(torch.randn(4, 3))
+            self.head = nn.Linear(12, 2, bias=False)
+
+        def forward(self, ids):
+            h = self.embed(ids)
+            h += self.position  # in place on the layer's output, as some models add positions
+            return self.head(h.flatten(1))
+
+    model = InPlace().double()
+    ids = torch.randint(0, 6, (2, 4))
+    exact = layer_gradient_x_activation(model, ids, target=1)
+    lig = layer_integrated_gradients(model, ids, target=1, steps=2)
+    lrp = attn_lrp(model, ids, target=1, epsilon=0.0)
+    # F is linear in h: gradient × activation, IG from h' = embed(0) and LRP-0 agree with the closed form
+    w = model.head.weight[1].detach().view(4, 3)
+    h = model.embed(ids).detach()
+    assert torch.allclose(exact.diagnostics["layer_attributions"], h * w)
+    assert torch.allclose(lrp.diagnostics["layer_attributions"], h * w)
+    assert torch.allclose(lig.diagnostics["layer_attributions"], (h - model.embed.weight[0].detach()) * w)
