@@ -4,7 +4,8 @@ fastISM (Nair, Shrikumar, Schreiber & Kundaje 2022, Bioinformatics 38:2397): in 
 network, a substitution at position p changes a layer's output only inside the layer's receptive
 window around p. The model is traced once with ``torch.fx``; every node of the graph that is a
 ``(batch, channels, length)`` tensor computed by a *position-local* operation is evaluated, for
-each mutant, only over the window ``[lo_p, hi_p)`` of positions it can differ from the reference:
+each mutant, only over the window ``[lo_p, hi_p)`` of positions it can differ from the reference
+(the rules are in :mod:`deepscope.attribution._ism_rules`):
 
 * convolution and max/average pooling (``Conv1d``, ``MaxPool1d``, ``AvgPool1d``): output ``o``
   reads inputs ``[o·s − pad, o·s − pad + d(k−1)]``, so ``lo' = ⌈(lo + pad − d(k−1))/s⌉`` and
@@ -25,9 +26,6 @@ against full forward passes on a few mutants and falls back to full passes if th
 
 from __future__ import annotations
 
-import inspect
-import math
-import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,53 +35,9 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from deepscope.attribution._ism_rules import Rule, is_inplace, rule_for, tensor_nodes
+
 __all__ = ["LocalPlan", "plan_local", "reference_pass"]
-
-_POINTWISE_MODULES = (
-    nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Identity,
-    nn.Dropout, nn.Mish, nn.Hardtanh, nn.Softsign, nn.ReLU6, nn.PReLU,
-)  # fmt: skip
-_POINTWISE_FUNCTIONS = {
-    torch.relu, F.relu, torch.exp, torch.log, torch.sigmoid, torch.tanh, F.gelu, F.elu, F.leaky_relu,
-    F.softplus, F.silu, torch.abs, torch.square, torch.sqrt, torch.neg, operator.neg,
-}  # fmt: skip
-_POINTWISE_METHODS = {
-    "relu",
-    "exp",
-    "log",
-    "sigmoid",
-    "tanh",
-    "abs",
-    "square",
-    "sqrt",
-    "neg",
-    "contiguous",
-    "float",
-    "double",
-}
-_BINARY_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul, torch.div}  # fmt: skip
-_BINARY_METHODS = {"add", "sub", "mul", "div"}
-
-
-class _Rule:
-    """How one local node maps windows: ``sources`` read over ``[u_p, u_p + reach)`` per edit."""
-
-    def __init__(self, kind: str, sources: list[fx.Node], **extra: Any) -> None:
-        self.kind, self.sources, self.extra = kind, sources, extra
-
-
-def _tensor_nodes(node: fx.Node) -> list[fx.Node]:
-    found: list[fx.Node] = []
-    fx.node.map_arg((node.args, node.kwargs), lambda n: found.append(n) or n)
-    return found
-
-
-def _inplace(node: fx.Node, module: nn.Module | None) -> bool:
-    if module is not None and getattr(module, "inplace", False):
-        return True
-    if node.kwargs.get("inplace", False):
-        return True
-    return node.op == "call_method" and str(node.target).endswith("_") and not str(node.target).startswith("__")
 
 
 class LocalPlan:
@@ -91,7 +45,7 @@ class LocalPlan:
 
     def __init__(self, graph_module: fx.GraphModule, x_node: fx.Node, arg_nodes: list[fx.Node]) -> None:
         self.gm, self.x, self.arg_nodes = graph_module, x_node, arg_nodes
-        self.rules: dict[fx.Node, _Rule] = {}
+        self.rules: dict[fx.Node, Rule] = {}
         self.order: list[fx.Node] = []  # local nodes after x, in graph order
         self.static: set[fx.Node] = set()
 
@@ -106,7 +60,7 @@ class LocalPlan:
         for node in self.gm.graph.nodes:
             if node.op in ("placeholder", "output"):
                 continue
-            inputs = _tensor_nodes(node)
+            inputs = tensor_nodes(node)
             if any(i in depends_arg for i in inputs):
                 depends_arg.add(node)
             if not any(i in depends_x for i in inputs):
@@ -115,7 +69,7 @@ class LocalPlan:
                 continue
             depends_x.add(node)
             module = self.gm.get_submodule(node.target) if node.op == "call_module" else None
-            if _inplace(node, module) and any(len(i.users) > 1 for i in inputs):
+            if is_inplace(node, module) and any(len(i.users) > 1 for i in inputs):
                 return False  # an in-place op on a value that others read: not mirrored here
             value = ref.get(node)
             if not (isinstance(value, torch.Tensor) and value.dim() == 3 and value.shape[0] == n):
@@ -124,7 +78,7 @@ class LocalPlan:
             tensor_inputs = [i for i in inputs if isinstance(ref.get(i), torch.Tensor)]
             if not local_inputs or any(i in depends_x and i not in local for i in tensor_inputs):
                 continue
-            rule = self._rule(node, module, ref, local_inputs, tensor_inputs, n)
+            rule = rule_for(node, module, ref, local_inputs, tensor_inputs, n)
             if rule is None:
                 continue
             self.rules[node], length[node] = rule, value.shape[-1]
@@ -134,76 +88,6 @@ class LocalPlan:
         self.local, self.length, self.depends_arg = local, length, depends_arg
         self._intervals(start, end)
         return useful
-
-    def _rule(self, node, module, ref, local_inputs, tensor_inputs, n) -> _Rule | None:
-        length = ref[node].shape[-1]
-        windowed = isinstance(module, (nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d)) or node.target is operator.getitem
-        if not windowed and any(ref[i].shape[-1] != length for i in local_inputs):
-            return None  # elementwise across different lengths (broadcasting): positions do not line up
-        if isinstance(module, (nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d)) and len(tensor_inputs) == 1:
-            return self._window_rule(node, module)
-        if isinstance(module, nn.BatchNorm1d):
-            return None if module.training else _Rule("same", local_inputs, call=module)
-        if isinstance(module, _POINTWISE_MODULES) and len(tensor_inputs) == 1:
-            if module.training and isinstance(module, nn.Dropout):
-                return None
-            return _Rule("same", local_inputs, call=module)
-        function = node.target if node.op == "call_function" else None
-        method = node.target if node.op == "call_method" else None
-        if len(tensor_inputs) == 1 and (function in _POINTWISE_FUNCTIONS or method in _POINTWISE_METHODS):
-            if node.args and node.args[0] is tensor_inputs[0]:
-                return _Rule("same", local_inputs)
-            return None
-        if function in _BINARY_FUNCTIONS or method in _BINARY_METHODS:
-            for i in tensor_inputs:
-                if i not in local_inputs and not _broadcastable(ref[i], length, n):
-                    return None
-            return _Rule("same", local_inputs)
-        if function is torch.cat and node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0) in (1, -2):
-            if all(i in local_inputs or _broadcastable(ref[i], length, n) for i in tensor_inputs):
-                return _Rule("same", local_inputs)
-            return None
-        if function is operator.getitem and len(tensor_inputs) == 1:
-            return self._crop_rule(node, ref)
-        return None
-
-    def _window_rule(self, node, module) -> _Rule | None:
-        if isinstance(module, nn.Conv1d):
-            if module.padding_mode != "zeros":
-                return None
-            k, s, d = module.kernel_size[0], module.stride[0], module.dilation[0]
-            # the left padding ("same" pads d(k-1)//2 on the left and the rest on the right)
-            p = (
-                {"valid": 0, "same": d * (k - 1) // 2}.get(module.padding, None)
-                if isinstance(module.padding, str)
-                else module.padding[0]
-            )
-            call = lambda x: F.conv1d(x, module.weight, module.bias, s, 0, d, module.groups)  # noqa: E731
-            return _Rule("window", [node.args[0]], k=k, s=s, d=d, p=p, fill=0.0, call=call, conv=module)
-        k, s = _one(module.kernel_size), _one(module.stride)
-        p = _one(module.padding)
-        if module.ceil_mode:
-            return None
-        if isinstance(module, nn.MaxPool1d):
-            if module.return_indices:
-                return None
-            d = _one(module.dilation)
-            call = lambda x: F.max_pool1d(x, k, s, 0, d)  # noqa: E731
-            return _Rule("window", [node.args[0]], k=k, s=s, d=d, p=p, fill=-math.inf, call=call)
-        if p != 0:
-            return None
-        return _Rule("window", [node.args[0]], k=k, s=s, d=1, p=0, fill=0.0, call=lambda x: F.avg_pool1d(x, k, s))
-
-    def _crop_rule(self, node, ref) -> _Rule | None:
-        index = fx.node.map_arg(node.args[1], lambda n: ref[n])
-        if not isinstance(index, tuple) or len(index) != 3 or index[0] != slice(None):
-            return None
-        if not all(isinstance(i, slice) for i in index):
-            return None
-        start, stop, step = index[2].indices(ref[node.args[0]].shape[-1])
-        if step != 1:
-            return None
-        return _Rule("crop", [node.args[0]], a=start, channels=index[1])
 
     def _intervals(self, start: int, end: int) -> None:
         """Window width and start of every local node for each edit position in [start, end).
@@ -235,7 +119,7 @@ class LocalPlan:
             else:
                 self.width[node], self.starts[node] = width, a
             width = self.width[node]
-            for source in _tensor_nodes(node):
+            for source in tensor_nodes(node):
                 if rule.kind == "window":
                     e = rule.extra
                     u = self.starts[node] * e["s"] - e["p"]
@@ -250,7 +134,7 @@ class LocalPlan:
                 self.reads[(node, source)] = (u, reach, fill, direct)
             rule.extra["delta"] = self._delta_weight(node, rule)
 
-    def _delta_weight(self, node: fx.Node, rule: _Rule) -> torch.Tensor | None:
+    def _delta_weight(self, node: fx.Node, rule: Rule) -> torch.Tensor | None:
         """For a convolution with few output channels (BPNet's profile head, 64 -> 2, kernel 75): the
         flipped weight for ``conv(x) = conv(ref) + conv_transpose(x − ref)`` over the window's change,
         which touches only changed inputs (and runs ~5x faster than a 2-channel direct convolution)."""
@@ -322,7 +206,7 @@ class LocalPlan:
         for node in self.order:
             rule = self.rules[node]
             reads = {}
-            for source in _tensor_nodes(node) if rule.extra.get("delta") is None else ():
+            for source in tensor_nodes(node) if rule.extra.get("delta") is None else ():
                 u, reach, fill, direct = self.reads[(node, source)]
                 if direct and source in windows:
                     reads[source] = windows[source]
@@ -392,19 +276,6 @@ class LocalPlan:
         raise RuntimeError("graph without output")  # unreachable: fx graphs always end in an output
 
 
-def _broadcastable(value: Any, length: int, n: int) -> bool:
-    """A reference operand of an elementwise op: a number, or a tensor with the full length or none."""
-    if not isinstance(value, torch.Tensor):
-        return True
-    if value.dim() == 3:
-        return value.shape[0] in (1, n) and value.shape[-1] in (1, length)
-    return value.dim() <= 2 and (value.dim() < 2 or value.shape[-1] == 1)
-
-
-def _one(value: Any) -> int:
-    return int(value[0]) if isinstance(value, (tuple, list)) else int(value)
-
-
 def reference_pass(plan: LocalPlan, x: torch.Tensor, args: Sequence[torch.Tensor]) -> dict[fx.Node, Any]:
     """Run the traced graph once on the reference sequences, keeping a copy of every node's value."""
     values: dict[fx.Node, Any] = {}
@@ -420,17 +291,29 @@ def reference_pass(plan: LocalPlan, x: torch.Tensor, args: Sequence[torch.Tensor
     return values
 
 
+class _Call(nn.Module):
+    """``model(x, *args)`` with a fixed signature, so that ``torch.fx`` traces through the model's own
+    optional parameters and ``**kwargs`` (bpnet-lite's ``forward(X, X_ctl=None)``, its wrappers'
+    ``forward(X, X_ctl=None, **kwargs)``) as Python values instead of proxies."""
+
+    def __init__(self, model: nn.Module, n_args: int) -> None:
+        super().__init__()
+        self.model, self.n_args = model, n_args
+
+    def forward(self, x, a0=None, a1=None, a2=None, a3=None):  # noqa: ANN001, ANN201 - traced, not called
+        return self.model(x, *(a0, a1, a2, a3)[: self.n_args])
+
+
 def plan_local(model: nn.Module, n_args: int) -> LocalPlan | None:
-    """Trace ``model(x, *args)`` with ``torch.fx`` (parameters after those left at their defaults).
+    """Trace ``model(x, *args)`` (at most 4 extra arguments) with ``torch.fx``.
 
     Returns None when the model cannot be traced (data-dependent control flow, ...).
     """
+    if n_args > 4:
+        return None
+    unused = {f"a{i}": None for i in range(n_args, 4)}
     try:
-        parameters = list(inspect.signature(model.forward).parameters.values())
-        concrete = {p.name: p.default for p in parameters[1 + n_args :] if p.default is not inspect.Parameter.empty}
-        if len(concrete) != len(parameters) - 1 - n_args:
-            return None
-        graph_module = fx.symbolic_trace(model, concrete_args=concrete or None)
+        graph_module = fx.symbolic_trace(_Call(model, n_args), concrete_args=unused or None)
     except Exception:  # noqa: BLE001 - any tracing failure means: use full forward passes
         return None
     placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]

@@ -147,7 +147,7 @@ def test_windows_are_the_receptive_fields():
     # conv k=5 (±2), then dilations 2 and 4 with k=3 (±2, ±4): the residual sums are ±2, ±4, ±8 wide
     model = Residual().double().eval()
     plan, _, _, _ = run_plan(model, one_hot(1, 64), 0, 64)
-    widths = {str(node): plan.width[node] for node in plan.order}
+    widths = {str(node).removeprefix("model_"): plan.width[node] for node in plan.order}
     assert widths["first"] == 5 and widths["convs_0"] == 9 and widths["add"] == 9
     assert widths["convs_1"] == 17 and widths["add_1"] == 17 and widths["profile"] == 25
     # windows are not clipped at the ends: position 0's window starts 8 positions before the sequence
@@ -160,6 +160,25 @@ def test_a_dense_model_has_nothing_to_localise():
     plan = plan_local(model, 0)
     ref = reference_pass(plan, one_hot(1, 10), ())
     assert plan.build(ref, 1, 0, 10) is False
+
+
+def test_models_with_optional_arguments_and_kwargs_are_traced():
+    # bpnet-lite's wrappers: forward(X, X_ctl=None, **kwargs); the optional ones keep their defaults
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = Residual()
+
+        def forward(self, x, control=None, **kwargs):
+            return self.inner(x, control, **kwargs)[1]
+
+    model = Wrapper().double().eval()
+    for args in ((), (torch.randn(2, 6, 30, dtype=torch.float64),)):
+        x = one_hot(2, 30, seed=2)
+        plan, useful, fast, mutants = run_plan(model, x, 0, 30, args=args)
+        assert useful
+        with torch.no_grad():
+            torch.testing.assert_close(fast, full_pass(model, x, *mutants, args=args), rtol=1e-10, atol=1e-12)
 
 
 def test_untraceable_model_gives_no_plan():
