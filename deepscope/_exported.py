@@ -16,7 +16,8 @@ the same functions: the check is a sufficient condition, not a heuristic.
 
 The program must take a dynamic batch dimension (``dynamic_shapes``): deepscope evaluates the model
 on batches of many sizes, and a program exported with a fixed batch size fails on every other one,
-so that is refused at load time with the re-export recipe.
+so that is refused at load time with the re-export recipe. Tied weights (saved once by
+``torch.export``, loaded as two Parameters over one storage) are made one Parameter again.
 """
 
 from __future__ import annotations
@@ -62,9 +63,27 @@ def load_exported(path: Path, *, trust_pickle: bool, map_location: str | torch.d
         ) from error
     _check_dynamic_batch(path, program)
     module = module.to(map_location)
+    _retie(module)
     for submodule in module.modules():  # the graph fixed its semantics at export; .eval() is not supported
         object.__setattr__(submodule, "training", False)
     return module
+
+
+def _retie(module: nn.Module) -> None:
+    """Make parameters saved as one tensor (tied weights) one Parameter again.
+
+    ``torch.export`` saves a tied tensor once, but loading gives each name its own Parameter over the
+    same storage: gradients would split between them and every measure would count the tensor twice.
+    """
+    first: dict[tuple[Any, ...], nn.Parameter] = {}
+    for name, parameter in list(module.named_parameters(remove_duplicate=False)):
+        key = (parameter.untyped_storage().data_ptr(), parameter.storage_offset(), tuple(parameter.shape),
+               parameter.stride(), parameter.dtype)  # fmt: skip
+        if key not in first:
+            first[key] = parameter
+        elif first[key] is not parameter:
+            owner_name, _, attribute = name.rpartition(".")
+            setattr(module.get_submodule(owner_name), attribute, first[key])
 
 
 def _not_a_program(path: Path, why: str) -> str:

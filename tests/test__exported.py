@@ -128,3 +128,30 @@ def test_files_that_are_not_export_programs(tmp_path):
     torch.save({"weight": torch.zeros(2)}, tmp_path / "weights.pt2")  # a checkpoint under the wrong name
     with pytest.raises(DataError, match="'weights.pt2' is not a torch.export program.*holds no program"):
         load_model(tmp_path / "weights.pt2")
+
+
+class Tied(nn.Module):
+    """GPT-2 style: the output layer's weight is the embedding's."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(11, 4)
+        self.head = nn.Linear(4, 11, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, ids):
+        return self.head(self.embed(ids)).mean(1)
+
+
+def test_tied_weights_are_one_parameter_after_loading(tmp_path):
+    torch.manual_seed(0)
+    model = Tied()
+    ids = torch.randint(0, 11, (2, 5))
+    batch = torch.export.Dim("batch")
+    torch.export.save(torch.export.export(model, (ids,), dynamic_shapes=({0: batch},)), tmp_path / "tied.pt2")
+    loaded = load_model(tmp_path / "tied.pt2")
+    assert loaded.head.weight is loaded.embed.weight and len(list(loaded.parameters())) == 1
+    other = torch.randint(0, 11, (3, 5))
+    loaded(other).sum().backward()
+    model(other).sum().backward()  # oracle: the eager tied model's one gradient, from both uses
+    assert torch.allclose(loaded.embed.weight.grad, model.embed.weight.grad, atol=1e-6)
