@@ -87,8 +87,9 @@ class DataSource:
     """One split of data: ``(X, y)`` tensors, a ``torch.utils.data.Dataset`` or a ``DataLoader``.
 
     ``X`` is a tensor or a dict of tensors with the same first dimension (``{"input_ids": ...,
-    "attention_mask": ...}``); a Dataset/DataLoader yields ``(x, y)`` pairs of those kinds (or dicts
-    with the targets under ``"labels"``/``"label"``). Iterates in fixed order (no shuffling; a
+    "attention_mask": ...}``); a Dataset/DataLoader yields ``(x, y)`` pairs of those kinds. A dict
+    with the targets under ``"labels"``/``"label"`` (HuggingFace's batches) stands for the pair of
+    the other entries and the targets, whole or as the batches of a loader. Iterates in fixed order (no shuffling; a
     shuffling DataLoader is iterated as it comes), moves batches to the requested device (floating
     tensors cast to ``dtype``; integer ids and masks keep their dtype), and checks each batch for
     non-finite inputs, masks that do not fit the ids and — through ``target_check`` and
@@ -113,11 +114,15 @@ class DataSource:
             self.loader = DataLoader(data, batch_size=batch_size, shuffle=False)
         elif isinstance(data, (tuple, list)) and len(data) == 2:
             self.x, self.y = self._pair(data[0], data[1])
+        elif isinstance(data, Mapping) and any(key in data for key in _LABEL_KEYS):  # {"input_ids", "labels"}
+            key = next(key for key in _LABEL_KEYS if key in data)
+            self.x, self.y = self._pair({name: value for name, value in data.items() if name != key}, data[key])
         else:
             raise invalid_parameter(
                 name,
                 "Problem",
-                "a pair (X, y) of tensors or arrays (X may be a dict of them), a torch Dataset or a DataLoader",
+                "a pair (X, y) of tensors or arrays (X may be a dict of them), a dict with 'labels', "
+                "a torch Dataset or a DataLoader",
                 data,
                 cls=DataError,
             )

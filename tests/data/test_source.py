@@ -112,3 +112,11 @@ def test_an_empty_dict_and_a_bad_batch_kind_are_refused():
         DataSource(({}, torch.zeros(3)))
     with pytest.raises(DataError, match="pair \\(x, y\\) or a dict with 'labels'"):
         list(DataSource(DataLoader([torch.zeros(2, 3)], batch_size=None)).batches())
+
+
+def test_a_dict_with_labels_is_the_pair_of_its_other_entries_and_the_labels():
+    x, y = _dict_data()
+    inputs, targets = DataSource({**x, "labels": y}).tensors()
+    assert set(inputs) == {"input_ids", "attention_mask"} and torch.equal(targets, y)
+    with pytest.raises(DataError, match="as many targets as inputs"):
+        DataSource({**x, "labels": y[:3]})
