@@ -86,20 +86,25 @@ def gradient_noise(ctx: MeasureContext, *, max_examples: int = 256) -> tuple[flo
     n = min(ctx.n, max_examples)
     sums = [torch.zeros(ctx.params[k].shape, dtype=torch.float64, device=ctx.params[k].device) for k in names]
     squares = 0.0
+    norms: list[float] = []
     leaves = [ctx.params[k].clone().requires_grad_(True) for k in names]
     params = dict(zip(names, leaves, strict=True))
     with derivative_kernels(ctx), torch.enable_grad():
         for x, y in ctx.chunks(1, stop=n):
             loss = _per_example_losses(ctx, params, x, y).sum()
             grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+            norms.append(0.0)
             for total, g in zip(sums, grads, strict=True):
                 if g is not None:
                     g = g.double()
-                    squares += float(g.pow(2).sum())
+                    norms[-1] += float(g.pow(2).sum())
                     total += g
+            squares += norms[-1]
     ctx.forward_passes += n
     ctx.backward_passes += n
     mean_sq = float(sum(total.pow(2).sum() for total in sums)) / n**2
+    spread = float(torch.tensor(norms, dtype=torch.float64).std()) / math.sqrt(n) if n > 1 else math.nan
+    ctx.cache["gradient_noise_error"] = spread
     return max(squares / n - mean_sq, 0.0), n
 
 
@@ -120,9 +125,16 @@ def example_gradient_seconds(ctx: MeasureContext) -> float:
     return seconds
 
 
-def gradient_measures(ctx: MeasureContext, *, chunk: int | None = None) -> list[MeasureValue]:
-    """Fisher-Rao norm and gradient noise as measure rows (their costs in ``seconds``/passes)."""
-    noise, n = gradient_noise(ctx)
+def gradient_measures(
+    ctx: MeasureContext, *, chunk: int | None = None, noise_examples: int = 256
+) -> list[MeasureValue]:
+    """Fisher-Rao norm and gradient noise as measure rows (their costs in ``seconds``/passes).
+
+    The gradient noise is a mean over ``noise_examples`` examples; its note gives the standard error
+    ``sd_i(‖g_i‖²)/√n`` (the spread of the terms of its first part, which dominates once the mean
+    gradient is small, as at the end of training).
+    """
+    noise, n = gradient_noise(ctx, max_examples=noise_examples)
     fisher = fisher_rao_norm(ctx, chunk=chunk)
     kernel = " (fused attention ran on its math kernel)" if ctx.cache.get("math_attention") else ""
     return [
@@ -135,6 +147,6 @@ def gradient_measures(ctx: MeasureContext, *, chunk: int | None = None) -> list[
             "gradient",
             "Jiang et al. 2020",
             "tr Cov of per-example gradients",
-            note=f"{n} examples" + kernel,
+            note=f"{n} examples, s.e. ≈ {ctx.cache['gradient_noise_error']:.3g}" + kernel,
         ),
     ]

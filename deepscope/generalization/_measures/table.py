@@ -154,6 +154,7 @@ _PREDICTED_ROWS = {
 }
 _ASCENT_STEPS = 5
 _NOISE_EXAMPLES = 256
+_MIN_NOISE_EXAMPLES = 16
 
 
 def _declined_rows(family: str, reason: str) -> list[MeasureValue]:
@@ -189,7 +190,7 @@ def measures(
     bisection_steps: int = 5,
     seed: int = 0,
     progress: bool = False,
-    max_family_seconds: float | None = 300.0,
+    max_family_seconds: float | None = 120.0,
     chunk_size: int | None = None,
 ) -> MeasuresResult:
     """Compute the generalization measures of a trained classifier.
@@ -208,7 +209,9 @@ def measures(
         seed: seed of the noise draws and power iterations.
         progress: show a tqdm bar over the families (sharpness dominates the cost).
         max_family_seconds: decline a "sharpness" or "gradient" family whose predicted time
-            (passes × one timed forward pass over the subset) exceeds this; None: no limit.
+            (passes × one timed forward pass over the subset) exceeds this; the gradient noise
+            first takes fewer examples (down to 16; its note gives the number and the standard
+            error) to fit. None: no limit.
         chunk_size: examples per chunk of the Fisher-Rao forward-mode derivative and of the
             worst-case ascent's backward passes (None: sized so that a chunk holds about 256 MB
             of activations); per-example gradients are taken one example at a time.
@@ -241,7 +244,9 @@ def measures(
         "sharpness": lambda: sharpness_measures(
             ctx, samples=sharpness_samples, steps=bisection_steps, chunk=chunk_size
         ),
-        "gradient": lambda: gradient_measures(ctx, chunk=chunk_size),
+        "gradient": lambda: gradient_measures(
+            ctx, chunk=chunk_size, noise_examples=ctx.cache.get("noise_examples", 256)
+        ),
         "spectral": lambda: _spectral_rows(problem),
     }
     selected = [family for family in FAMILIES if family in families]
@@ -298,15 +303,23 @@ def measures(
 
 
 def _decline(ctx, family: str, limit: float | None, samples: int, steps: int) -> str:
-    """The one-line reason to decline ``family`` (its predicted time exceeds ``limit``), or ""."""
+    """The one-line reason to decline ``family`` (its predicted time exceeds ``limit``), or "".
+
+    The gradient family first shrinks its gradient-noise sample to fit (at least 16 examples; the
+    row's note gives the sample and its standard error).
+    """
     if limit is None or family not in _PREDICTED_ROWS:
         return ""
     passes = predicted_passes(family, samples=samples, steps=steps, ascent_steps=_ASCENT_STEPS)
     seconds = passes * ctx.clean_seconds()
     detail = f"{passes:.0f} passes over {ctx.n} examples at {ctx.clean_seconds():.2g} s each"
     if family == "gradient":
-        examples = min(ctx.n, _NOISE_EXAMPLES)
         one = example_gradient_seconds(ctx)
+        examples = min(ctx.n, _NOISE_EXAMPLES, int(max(limit - seconds, 0.0) // max(one, 1e-12)))
+        if examples >= _MIN_NOISE_EXAMPLES:
+            ctx.cache["noise_examples"] = examples
+            return ""
+        examples = min(ctx.n, _MIN_NOISE_EXAMPLES)
         seconds += examples * one
         detail += f", {examples} per-example gradients at {one:.2g} s each"
     if seconds <= limit:

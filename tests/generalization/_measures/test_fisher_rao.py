@@ -39,6 +39,9 @@ def test_gradient_noise_matches_autograd_loop():
     value, n = gradient_noise(ctx)
     assert n == 30
     assert value == pytest.approx(expected, rel=1e-5)
+    # its stated standard error: the spread of the per-example squared gradient norms / √n
+    spread = float(g.pow(2).sum(1).std()) / 30**0.5
+    assert ctx.cache["gradient_noise_error"] == pytest.approx(spread, rel=1e-5)
 
 
 def test_per_example_gradients_one_at_a_time_and_jvp_chunks_under_the_memory_budget(monkeypatch):

@@ -100,3 +100,23 @@ def test_a_family_over_its_predicted_budget_is_declined_with_its_rows():
         measures(problem, max_family_seconds=0)
     with pytest.raises(InvalidParameterError, match="chunk_size"):
         measures(problem, chunk_size=0)
+
+
+def test_the_gradient_noise_shrinks_to_fit_its_budget_before_declining(monkeypatch):
+    """With one example's gradient timed at 1 s and the jvp's passes at 0 s (both patched, so the test
+    does not depend on the machine), a 20 s budget affords 20 per-example gradients; 10 s affords
+    fewer than the minimum 16, so the family is declined."""
+    from deepscope.generalization._measures import _context, table
+
+    monkeypatch.setattr(table, "example_gradient_seconds", lambda ctx: 1.0)
+    monkeypatch.setattr(_context.MeasureContext, "clean_seconds", lambda self: 0.0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    problem = Problem(model, (torch.randn(64, 4), torch.randint(0, 3, (64,))))
+    fitted = measures(problem, families=("gradient",), max_family_seconds=20)
+    note = next(m.note for m in fitted.measures if m.name == "gradient_noise")
+    assert note.startswith("20 examples, s.e. ≈ ") and fitted.declined == {}
+    full = measures(problem, families=("gradient",), max_family_seconds=None)
+    assert next(m.note for m in full.measures if m.name == "gradient_noise").startswith("64 examples")
+    declined = measures(problem, families=("gradient",), max_family_seconds=10)
+    assert "16 per-example gradients at 1 s each" in declined.declined["gradient"]
