@@ -301,7 +301,8 @@ class _Call(nn.Module):
         self.model, self.n_args = model, n_args
 
     def forward(self, x, a0=None, a1=None, a2=None, a3=None):  # noqa: ANN001, ANN201 - traced, not called
-        return self.model(x, *(a0, a1, a2, a3)[: self.n_args])
+        # forward, not __call__: the model's own hooks are not run with tracing proxies
+        return self.model.forward(x, *(a0, a1, a2, a3)[: self.n_args])
 
 
 def plan_local(model: nn.Module, n_args: int) -> LocalPlan | None:

@@ -226,3 +226,15 @@ def test_basset_takes_the_receptive_field_path_with_the_numbers_of_full_passes()
     full = ism(model, x, target=[[0], [2]], fast=False)
     assert fast.diagnostics["path"] == "receptive field" and full.diagnostics["path"] == "full forward passes"
     torch.testing.assert_close(fast.values, full.values, rtol=1e-9, atol=1e-12)
+
+
+def test_the_models_hooks_never_see_tracing_proxies():
+    # the receptive-field path traces model.forward; hooks on the model only ever get real tensors
+    model = small_cnn()
+    seen = []
+    handle = model.register_forward_pre_hook(lambda module, inputs: seen.append(type(inputs[0])))
+    try:
+        result = ism(model, one_hot(torch.randint(0, 4, (2, 12))), target=0)
+    finally:
+        handle.remove()
+    assert result.options["fast"] and seen and set(seen) == {torch.Tensor}
