@@ -135,3 +135,29 @@ def test_a_huggingface_directory_with_token_data(tmp_path):
                               tmp_path / "bad")  # fmt: skip
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and f"Token id {hf_models.VOCAB} in bad is out of range" in errors[0], stderr
+
+
+@pytest.mark.slow  # a real `python -m deepscope` process: the command line takes the current directory off sys.path
+def test_python_m_deepscope_finds_a_named_module_in_the_current_directory_only_with_trust_code(tmp_path):
+    import os
+    import subprocess
+
+    (tmp_path / "h6_proc_net.py").write_text(FACTORY)
+    marker = tmp_path / "shadow-ran"
+    (tmp_path / "numpy.py").write_text(f"open({str(marker)!r}, 'w').write('numpy')\n")  # never imported
+    script = "import torch, h6_proc_net; torch.save(h6_proc_net.Net(hidden=16).state_dict(), 'weights.pt')"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.append('.'); {script}"], cwd=tmp_path,
+                   env=env, check=True, timeout=300)  # fmt: skip
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.normal(size=(60, 4)).astype(np.float32), y=np.arange(60) % 3)
+    command = [sys.executable, "-m", "deepscope", "audit", "--model", "weights.pt", "--data", "data.npz",
+               "--sections", "model_card", "--arch", "h6_proc_net:Net", "--arch-kwargs", '{"hidden": 16}']  # fmt: skip
+    refused = subprocess.run([*command, "--out", "a"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=600, check=False)  # fmt: skip
+    assert refused.returncode == 2 and "--trust-code" in refused.stderr, refused.stderr
+    trusted = subprocess.run([*command, "--trust-code", "--out", "b"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=600, check=False)  # fmt: skip
+    assert trusted.returncode == 0, trusted.stderr
+    assert sections(tmp_path / "b") == {"model_card": "ok"}
+    assert not marker.exists()
