@@ -105,7 +105,8 @@ def build_attribution_section(context: AuditContext) -> Section:
     axiom_inputs = inputs[: budget["axiom_examples"]]
     for name, options in report_axiom_methods(context.budget, budget["max_steps"]):
         try:
-            report = check_axioms(model, axiom_inputs, method=name, **options)
+            extra = {"output_fn": output_fn} if output_fn is not None else {}
+            report = check_axioms(model, axiom_inputs, method=name, **options, **extra)
         except DeepscopeError as error:
             skipped.append(f"axioms of {name}: {error}")
             continue
