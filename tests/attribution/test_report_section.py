@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from deepscope.attribution.report_section import build_attribution_section
 from deepscope.report.sections import SECTIONS, AuditContext, Figure, Table
 from deepscope.results import to_jsonable
@@ -58,3 +60,16 @@ def test_token_models_get_layer_methods_and_coloured_text():
     assert errors["attn_lrp", "share kept by constant"] > 0.01
     assert errors["attn_lrp", "share untracked"] < 1e-4
     json.dumps(to_jsonable(section.results), allow_nan=False)
+
+
+@pytest.mark.slow
+def test_a_vision_transformer_with_output_fn_gets_maps_and_axioms():
+    import hf_models
+
+    from deepscope import Problem
+
+    pixels, labels = hf_models.image_batch(8)
+    problem = Problem(hf_models.tiny_vit(), (pixels, labels), output_fn=lambda out: out.logits)
+    section = build_attribution_section(AuditContext(problem=problem))
+    assert {"saliency", "integrated_gradients"} <= set(section.results["methods"])
+    assert section.results["axioms"]  # check_axioms got the output_fn too
