@@ -92,6 +92,28 @@ def test_remote_code_is_refused_unless_trusted(saved, tmp_path):
     assert not marker.exists()
 
 
+def test_remote_code_runs_when_trusted(saved, tmp_path, monkeypatch):
+    from transformers import dynamic_module_utils
+
+    root, models = saved
+    cache = tmp_path / "modules"  # where transformers copies the model's code before importing it
+    monkeypatch.setattr(dynamic_module_utils, "HF_MODULES_CACHE", str(cache))
+    monkeypatch.setattr(sys, "path", list(sys.path))  # transformers appends the cache to sys.path
+    target = tmp_path / "remote"
+    shutil.copytree(root / "bert", target)
+    config = json.loads((target / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForSequenceClassification": "modeling_h6.H6Model"}
+    (target / "config.json").write_text(json.dumps(config))
+    (target / "modeling_h6.py").write_text(
+        "from transformers import BertForSequenceClassification\n\n\n"
+        "class H6Model(BertForSequenceClassification):\n    pass\n"
+    )
+    model = load_hf(target, trust_code=True)
+    assert type(model.model).__name__ == "H6Model"  # the shipped class, filled with the saved weights
+    ids = token_ids()
+    assert torch.equal(model(ids), load_hf(root / "bert")(ids))
+
+
 def test_directories_without_what_is_needed(saved, tmp_path, monkeypatch):
     root, _ = saved
     empty = tmp_path / "empty"
