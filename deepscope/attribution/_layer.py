@@ -24,7 +24,15 @@ from deepscope._inputs import Inputs, batch_length, is_mapping, slice_rows
 from deepscope.attribution._prepare import prepare_baseline
 from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
 
-__all__ = ["LayerState", "find_layer", "layer_hook", "layer_outputs", "input_baseline", "per_token"]
+__all__ = [
+    "LayerState",
+    "check_token_ids",
+    "find_layer",
+    "input_baseline",
+    "layer_hook",
+    "layer_outputs",
+    "per_token",
+]
 
 
 def find_layer(model: nn.Module, layer: Any, owner: str) -> tuple[str, nn.Module]:
@@ -54,6 +62,29 @@ def find_layer(model: nn.Module, layer: Any, owner: str) -> tuple[str, nn.Module
         if module is layer:
             return name, module
     raise invalid_parameter("layer", owner, "None, a submodule of the model, or its name", layer)
+
+
+def check_token_ids(
+    module: nn.Module, name: str, inputs: Inputs, owner: str, *, input_key: str = "input_ids", what: str = "inputs"
+) -> None:
+    """Raise DataError when the layer is an ``nn.Embedding`` and token ids fall outside its rows.
+
+    Checked before any forward pass: on a GPU an out-of-range id is a device-side assert that ends
+    the process, not an exception.
+    """
+    if not isinstance(module, nn.Embedding):
+        return
+    ids = inputs.get(input_key) if is_mapping(inputs) else inputs  # type: ignore[union-attr]
+    if not isinstance(ids, torch.Tensor) or ids.numel() == 0 or ids.is_floating_point() or ids.dtype == torch.bool:
+        return
+    rows = module.num_embeddings
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= rows:
+        bad = int(((ids < 0) | (ids >= rows)).sum())
+        raise DataError(
+            f"{owner}: token ids must lie in [0, {rows - 1}] for the embedding '{name}' ({rows} rows). Got {what} "
+            f"ids in [{low}, {high}]: {bad} id(s) out of range; check the tokenizer (and the baseline id)."
+        )
 
 
 class LayerState:

@@ -27,7 +27,7 @@ from deepscope.attribution._base import (
     prepare,
     relative_completeness_error,
 )
-from deepscope.attribution._layer import find_layer, layer_hook, per_token
+from deepscope.attribution._layer import check_token_ids, find_layer, layer_hook, per_token
 from deepscope.attribution._registry import ReportDefaults, attribution_method, is_tokens
 from deepscope.registry import analysis
 
@@ -99,6 +99,7 @@ def attn_lrp(
     check_choice(attention, "attention", owner, ("attnlrp", "cp"))
     epsilon = check_float(epsilon, "epsilon", owner, minimum=0.0)
     name, module = find_layer(model, layer, owner)
+    check_token_ids(module, name, inputs, owner)  # before any forward pass (a GPU would abort)
     prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch, tokens=True)
     x, targets = prepared.inputs, prepared.targets
     n, n_targets = batch_length(x), targets.shape[0]

@@ -9,7 +9,7 @@ from torch import nn
 
 from deepscope._inputs import batch_length, slice_rows
 from deepscope.attribution._base import DEFAULT_MAX_BATCH, Attribution, OutputFn, finish, prepare
-from deepscope.attribution._layer import find_layer, layer_hook, per_token
+from deepscope.attribution._layer import check_token_ids, find_layer, layer_hook, per_token
 from deepscope.attribution._registry import ReportDefaults, attribution_method, is_tokens
 from deepscope.registry import analysis
 
@@ -59,6 +59,7 @@ def layer_gradient_x_activation(
     """
     owner = "layer_gradient_x_activation"
     name, module = find_layer(model, layer, owner)
+    check_token_ids(module, name, inputs, owner)  # before any forward pass (a GPU would abort)
     prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch, tokens=True)
     x, forward, targets = prepared.inputs, prepared.forward, prepared.targets
     n, n_targets = batch_length(x), targets.shape[0]

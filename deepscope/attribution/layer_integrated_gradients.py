@@ -21,6 +21,7 @@ from deepscope.attribution._base import (
 )
 from deepscope.attribution._layer import (
     LayerState,
+    check_token_ids,
     find_layer,
     input_baseline,
     layer_hook,
@@ -153,6 +154,7 @@ def layer_integrated_gradients(
             layer_baseline,
         )
     name, module = find_layer(model, layer, owner)
+    check_token_ids(module, name, inputs, owner, input_key=input_key)  # before any forward pass (a GPU would abort)
     prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch, tokens=True)
     x, forward, targets = prepared.inputs, prepared.forward, prepared.targets
     reference = (
@@ -160,6 +162,8 @@ def layer_integrated_gradients(
         if layer_baseline is not None
         else input_baseline(x, baseline, owner, input_key=input_key, keep_tokens=keep_tokens)
     )
+    if reference is not None:
+        check_token_ids(module, name, reference, owner, input_key=input_key, what="baseline")
     with layer_hook(module, name, owner) as state:
         activations, outputs = layer_outputs(forward, state, x, prepared.max_batch)
         n = activations.shape[0]

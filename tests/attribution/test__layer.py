@@ -84,3 +84,18 @@ def test_an_in_place_step_after_the_layer_works_for_every_layer_method():
     assert torch.allclose(exact.diagnostics["layer_attributions"], h * w)
     assert torch.allclose(lrp.diagnostics["layer_attributions"], h * w)
     assert torch.allclose(lig.diagnostics["layer_attributions"], (h - model.embed.weight[0].detach()) * w)
+
+
+def test_token_ids_outside_the_embedding_are_refused_before_any_forward_pass():
+    from deepscope.attribution import attn_lrp, layer_gradient_x_activation, layer_integrated_gradients
+
+    model = nn.Sequential(nn.Embedding(5, 2), nn.Flatten(), nn.Linear(6, 2))
+    calls = []
+    model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    bad = torch.tensor([[1, 2, 7]])
+    for method in (layer_integrated_gradients, layer_gradient_x_activation, attn_lrp):
+        with pytest.raises(DataError, match=r"token ids must lie in \[0, 4\].*'0' \(5 rows\).*\[1, 7\]: 1 id"):
+            method(model, {"input_ids": bad} if method is attn_lrp else bad)
+    assert calls == []
+    with pytest.raises(DataError, match="baseline ids in"):
+        layer_integrated_gradients(model, torch.tensor([[1, 2, 3]]), baseline=9)
