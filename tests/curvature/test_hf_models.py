@@ -160,6 +160,12 @@ def test_gauss_newton_and_forward_over_reverse_run_through_sdpa_as_through_eager
         got, want = function(sdpa, vector, **options), function(eager, vector, **options)
         torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-11)
         assert float(want.norm()) > 1e-3
+    # many products: only the first one watches for attention, the later ones must still use the math kernel
+    for options in ({"method": "forward_over_reverse"}, {"kind": "gauss_newton"}):
+        got_top = hessian_eigenvalues(sdpa, tol=1e-6, max_iter=20, **options)
+        want_top = hessian_eigenvalues(eager, tol=1e-6, max_iter=20, **options)
+        assert got_top.n_hvps > 2 and "math kernel" in got_top.note
+        assert got_top.eigenvalues[0] == pytest.approx(want_top.eigenvalues[0], rel=2e-6)
     torch.testing.assert_close(
         hessian_vector_product(sdpa, vector, method="forward_over_reverse"),
         hessian_vector_product(sdpa, vector, method="double_backward"),
