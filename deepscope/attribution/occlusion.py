@@ -21,10 +21,10 @@ from deepscope.attribution._base import (
     prepare,
     prepare_baseline,
 )
-from deepscope.attribution._layer import input_baseline
+from deepscope.attribution._layer import check_token_ids, find_layer, input_baseline
 from deepscope.attribution._prepare import is_token_inputs
 from deepscope.attribution._registry import ReportDefaults, attribution_method, is_image_like
-from deepscope.errors import invalid_parameter
+from deepscope.errors import UnsupportedModelError, invalid_parameter
 from deepscope.registry import analysis
 
 __all__ = ["occlusion", "occlusion_windows"]
@@ -125,6 +125,12 @@ def occlusion(
     named = is_mapping(x)
     if is_token_inputs(x):
         reference_inputs = input_baseline(x, baseline, owner, input_key=input_key, keep_tokens=keep_tokens)
+        try:
+            embedding = find_layer(model, None, owner)
+        except UnsupportedModelError:  # no single input embedding: the forward pass will say what is wrong
+            embedding = None
+        if embedding is not None:
+            check_token_ids(embedding[1], embedding[0], reference_inputs, owner, input_key=input_key, what="baseline")
         features = x[input_key] if named else x
         reference = reference_inputs[input_key] if named else reference_inputs
     else:

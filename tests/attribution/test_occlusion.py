@@ -58,3 +58,11 @@ def test_token_ids_with_a_float_baseline_are_refused():
     model = torch.nn.Sequential(torch.nn.Embedding(5, 2), torch.nn.Flatten(), torch.nn.Linear(6, 2))
     with pytest.raises(InvalidParameterError, match="token id"):
         occlusion(model, torch.randint(0, 5, (2, 3)), baseline=0.5)
+
+
+def test_a_baseline_id_outside_the_vocabulary_is_refused():
+    from deepscope.errors import DataError
+
+    model = torch.nn.Sequential(torch.nn.Embedding(5, 2), torch.nn.Flatten(), torch.nn.Linear(6, 2))
+    with pytest.raises(DataError, match="baseline ids in"):
+        occlusion(model, torch.randint(0, 5, (2, 3)), baseline=5)
