@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from deepscope._inputs import batch_length, slice_rows
 from deepscope.attribution._base import Attribution, draw_attribution
 from deepscope.attribution._registry import is_one_hot, is_tokens, report_axiom_methods, report_methods
 from deepscope.attribution.axioms import check_axioms
@@ -41,9 +42,10 @@ _BUDGETS = {
 def _inputs(context: AuditContext, count: int) -> tuple[torch.Tensor, torch.Tensor | None, list[str] | None]:
     """The first test inputs (train when there is no test split), their ground-truth mask and feature names."""
     dataset = context.dataset
-    if dataset is not None and getattr(dataset, "x_test", None) is not None and len(dataset.x_test) > 0:
+    x_test = getattr(dataset, "x_test", None) if dataset is not None else None
+    if x_test is not None and batch_length(x_test) > 0:  # a tensor, or a dict of token tensors
         mask = dataset.mask_test[:count] if getattr(dataset, "mask_test", None) is not None else None
-        return dataset.x_test[:count], mask, getattr(dataset, "feature_names", None)
+        return slice_rows(x_test, 0, count), mask, getattr(dataset, "feature_names", None)
     split = "test" if context.problem.test is not None else "train"
     inputs, _ = context.problem.tensors(split, max_samples=count)
     return inputs, None, None
@@ -212,7 +214,7 @@ def _token_section(context: AuditContext, inputs: Any, budget: dict[str, Any]) -
             skipped.append(f"{name}: {error}")
     blocks: list[Any] = []
     rows = []
-    shown = min(4, len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs))
+    shown = min(4, batch_length(inputs))
     for i in range(shown):
         for name, result in maps.items():
             tokens, scores = token_rows(inputs, result.values, i, tokenizer)

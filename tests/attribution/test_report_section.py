@@ -73,3 +73,25 @@ def test_a_vision_transformer_with_output_fn_gets_maps_and_axioms():
     section = build_attribution_section(AuditContext(problem=problem))
     assert {"saliency", "integrated_gradients"} <= set(section.results["methods"])
     assert section.results["axioms"]  # check_axioms got the output_fn too
+
+
+def test_token_sections_take_dict_test_inputs_and_a_tokenizer_from_the_dataset():
+    import types
+
+    import hf_models
+
+    from deepscope import Problem
+    from deepscope.report.sections import Html
+
+    class Tokenizer:
+        def convert_ids_to_tokens(self, ids):
+            return [f"tok{i}" for i in ids]
+
+    model = hf_models.tiny_gpt2()
+    inputs, labels = hf_models.token_batch(4, seq_len=5, seed=3)
+    dataset = types.SimpleNamespace(x_test=inputs, tokenizer=Tokenizer())
+    problem = Problem(model, (inputs, labels), output_fn=lambda out: out.logits)
+    section = build_attribution_section(AuditContext(problem=problem, dataset=dataset))
+    html = next(block.html for block in section.blocks if isinstance(block, Html))
+    assert f">tok{int(inputs['input_ids'][0, 0])}<" in html
+    assert "shown as their ids" not in " ".join(b.text for b in section.blocks if hasattr(b, "text"))
