@@ -51,6 +51,16 @@ def grid_patterns(model: nn.Module, result, side: int = 256) -> int:
     return len({row.tobytes() for row in packed})
 
 
+def cpu_seconds(function, repeats: int = 3) -> float:
+    """Median CPU time of ``function`` (this process only: less sensitive than wall time to other jobs)."""
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        function()
+        times.append(time.process_time() - start)
+    return float(np.median(times))
+
+
 def main() -> None:
     torch.set_num_threads(1)
     dataset = load("digits", seed=0)
@@ -63,6 +73,7 @@ def main() -> None:
         model = model.eval()
         result = linear_regions(model, plane=plane, max_regions=200_000)
         found = grid_patterns(model, result)
+        cpu = cpu_seconds(lambda model=model: linear_regions(model, plane=plane, max_regions=200_000))
         rows.append(
             compare(
                 f"exact 2-D partition, 3x256 ReLU MLP {label}, plane through 3 digits ({result.count} regions)",
@@ -72,7 +83,8 @@ def main() -> None:
                 repeats=3,
                 agreement=f"grid finds {found} of {result.count} regions; max |net - affine| {result.max_abs_error:.1e}",
                 notes="the grid only gives a lower bound on the count and no polygons; "
-                f"load average {os.getloadavg()[0]:.1f} on the shared machine during the run",
+                f"one exact partition takes {cpu:.2f} s of CPU time (median of 3; wall time inflates with the "
+                f"load); load average {os.getloadavg()[0]:.1f} on the shared machine during the run",
             )
         )
     full = linear_regions(flat, plane=plane, max_regions=200_000)
