@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepscope._inputs import rows
-from deepscope._validation import check_choice, check_int
+from deepscope._inputs import rows, slice_rows
+from deepscope._validation import check_choice, check_float, check_int
 from deepscope.attribution._base import (
     DEFAULT_MAX_BATCH,
     Attribution,
@@ -80,6 +80,23 @@ def layer_path_sum(
     return total
 
 
+def _outputs_at(
+    forward: Callable[[Any], torch.Tensor], state: LayerState, inputs: Any, values: torch.Tensor, max_batch: int
+) -> torch.Tensor:
+    """The model's outputs ``(n, classes)`` with the layer's output set to ``values`` (n, *layer), chunked."""
+    outputs = []
+    try:
+        with torch.no_grad():
+            for begin in range(0, values.shape[0], max_batch):
+                state.captured.clear()
+                state.replacement = values[begin : begin + max_batch]
+                outputs.append(forward(slice_rows(inputs, begin, begin + max_batch)))
+    finally:
+        state.replacement = None
+        state.captured.clear()
+    return torch.cat(outputs)
+
+
 @attribution_method(
     aliases=("lig",),
     claimed_axioms=(),  # completeness holds in the layer's output space, which check_axioms does not perturb
@@ -96,8 +113,11 @@ def layer_integrated_gradients(
     layer_baseline: torch.Tensor | None = None,
     keep_tokens: Sequence[int] = (),
     input_key: str = "input_ids",
-    steps: int = 50,
+    steps: int | None = 50,
     rule: str = "gausslegendre",
+    tol: float | None = None,
+    initial_steps: int = 8,
+    max_steps: int = 1024,
     output_fn: OutputFn | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
     progress: bool = False,
@@ -126,7 +146,11 @@ def layer_integrated_gradients(
         layer_baseline: h' itself, a tensor shaped like the layer output (instead of ``baseline``).
         keep_tokens: ids the baseline keeps where the input has them (e.g. [CLS] and [SEP]).
         input_key: for dict inputs, the name of the tensor the baseline replaces.
-        steps: quadrature nodes per example; rule: as for :func:`integrated_gradients`.
+        steps: quadrature nodes per example, or None for the adaptive mode: each example's node
+            count doubles from ``initial_steps`` until its relative completeness error is below
+            ``tol`` (default 0.01) or ``max_steps`` is reached (``converged`` says which).
+        rule: as for :func:`integrated_gradients` (the adaptive mode restarts the rule at each doubling).
+        tol, initial_steps, max_steps: the adaptive mode's target and schedule.
         output_fn: maps a tuple/dict/ModelOutput to ``(batch, classes)``.
         max_batch: rows (path points) per forward pass.
         progress: show a tqdm bar over the chunks.
@@ -135,7 +159,8 @@ def layer_integrated_gradients(
         An :class:`Attribution`: ``values`` the layer attributions summed over every dimension
         after the second, i.e. ``(batch, tokens)`` for an embedding (one score per token);
         diagnostics ``layer_attributions`` (the full ``(batch, *layer)`` attributions),
-        ``completeness_error`` (relative), ``delta`` (F(x) − F(h')), ``steps``.
+        ``completeness_error`` (relative), ``delta`` (F(x) − F(h')), ``steps`` per example, and
+        ``converged`` in the adaptive mode.
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Flatten(), torch.nn.Linear(12, 2))
@@ -145,7 +170,14 @@ def layer_integrated_gradients(
     """
     owner = "layer_integrated_gradients"
     check_choice(rule, "rule", owner, RULES)
-    check_int(steps, "steps", owner, minimum=2 if rule == "riemann_trapezoid" else 1)
+    minimum = 2 if rule == "riemann_trapezoid" else 1
+    if steps is not None:
+        check_int(steps, "steps", owner, minimum=minimum)
+        if tol is not None:
+            raise invalid_parameter("tol", owner, "None when steps is an int (tol is the target of steps=None)", tol)
+    tol = 0.01 if tol is None else check_float(tol, "tol", owner, minimum=0.0, strict_minimum=True)
+    check_int(initial_steps, "initial_steps", owner, minimum=max(minimum, 1))
+    check_int(max_steps, "max_steps", owner, minimum=initial_steps)
     if baseline is not None and layer_baseline is not None:
         raise invalid_parameter(
             "layer_baseline",
@@ -172,25 +204,56 @@ def layer_integrated_gradients(
         else:
             start, _ = layer_outputs(forward, state, reference, prepared.max_batch)
         # F at the path's start: the model with the layer's output set to h' (the inputs otherwise unchanged)
-        state.replacement = start
-        try:
-            at_start = layer_outputs(forward, state, x, n)[1]
-        finally:
-            state.replacement = None
-        alphas, weights = quadrature(rule, steps)
+        at_start = _outputs_at(forward, state, x, start, prepared.max_batch)
+        at_input = outputs.gather(1, targets.t()).t()
+        at_baseline = at_start.gather(1, targets.t()).t()
         delta = activations - start
-        sums = layer_path_sum(forward, state, x, start, delta, targets, alphas, weights, prepared.max_batch, progress)
-    full = sums * delta.unsqueeze(0)
-    at_input = outputs.gather(1, targets.t()).t()
-    at_baseline = at_start.gather(1, targets.t()).t()
+
+        def attribute(index: torch.Tensor, count: int) -> torch.Tensor:
+            alphas, weights = quadrature(rule, count)
+            sums = layer_path_sum(
+                forward,
+                state,
+                rows(x, index),
+                start[index],
+                delta[index],
+                targets[:, index],
+                alphas,
+                weights,
+                prepared.max_batch,
+                progress,
+            )
+            return sums * delta[index].unsqueeze(0)
+
+        everyone = torch.arange(n, device=delta.device)
+        if steps is not None:
+            full = attribute(everyone, steps)
+            used = torch.full((n,), steps, dtype=torch.long)
+            evaluations = n * steps
+        else:
+            full = torch.zeros((targets.shape[0], *delta.shape), dtype=delta.dtype, device=delta.device)
+            used = torch.zeros(n, dtype=torch.long)
+            pending, count, evaluations = everyone, initial_steps, 0
+            while pending.numel() > 0:
+                full[:, pending] = attribute(pending, count)
+                evaluations += pending.numel() * count
+                used[pending.cpu()] = count
+                totals = full[:, pending].flatten(2).sum(2)
+                error = relative_completeness_error(totals, at_input[:, pending], at_baseline[:, pending])
+                count *= 2
+                if count > max_steps:
+                    break
+                pending = pending[error.max(dim=0).values >= tol]
     error = relative_completeness_error(full.flatten(2).sum(2), at_input, at_baseline)
     diagnostics: dict[str, Any] = {
         "completeness_error": error,
         "delta": at_input - at_baseline,
-        "steps": torch.full_like(error, steps, dtype=torch.long),
+        "steps": used.to(error.device).unsqueeze(0).expand_as(error).clone(),
         "layer_attributions": full,
         "layer": name,
     }
+    if steps is None:
+        diagnostics["converged"] = error < tol
     return finish(
         model,
         values=per_token(full),
@@ -198,6 +261,14 @@ def layer_integrated_gradients(
         multi=prepared.multi,
         method=owner,
         diagnostics=diagnostics,
-        evaluations=prepared.evaluations + 3 * n + n * steps,
-        options={"layer": name, "steps": steps, "rule": rule, "input_key": input_key, "max_batch": prepared.max_batch},
+        evaluations=prepared.evaluations + 3 * n + evaluations,
+        options={
+            "layer": name,
+            "steps": steps,
+            "rule": rule,
+            "tol": tol if steps is None else None,
+            "max_steps": max_steps,
+            "input_key": input_key,
+            "max_batch": prepared.max_batch,
+        },
     )

@@ -174,6 +174,24 @@ def test_chunks_that_split_examples_and_steps_give_the_same_result():
     model = Bag().double()
     ids = torch.randint(1, 12, (3, 5))
     whole = layer_integrated_gradients(model, ids, target=[0, 1, 0], steps=7)
-    chunked = layer_integrated_gradients(model, ids, target=[0, 1, 0], steps=7, max_batch=5)  # 21 rows in 5s
+    chunked = layer_integrated_gradients(model, ids, target=[0, 1, 0], steps=7, max_batch=2)  # 21 rows in 2s
     assert torch.allclose(whole.diagnostics["layer_attributions"], chunked.diagnostics["layer_attributions"])
     assert torch.equal(whole.diagnostics["steps"], torch.full((3,), 7))
+
+
+def test_the_adaptive_mode_refines_until_the_tolerance():
+    model = hf_models.tiny_bert(dtype=torch.float64)
+    inputs = _tokens(3)
+    adaptive = layer_integrated_gradients(
+        model, inputs, target=0, steps=None, tol=1e-6, initial_steps=2, max_batch=7, output_fn=_logits
+    )
+    d = adaptive.diagnostics
+    assert bool(d["converged"].all()) and float(d["completeness_error"].max()) < 1e-6
+    assert int(d["steps"].min()) >= 2 and adaptive.options["tol"] == 1e-6
+    reference = layer_integrated_gradients(model, inputs, target=0, steps=128, output_fn=_logits)
+    # both integrate the same smooth path; completeness within 1e-6 bounds the sum, the per-token
+    # values agree to the quadrature error of the coarser rule (a few 1e-6 of the largest score)
+    scale = float(reference.values.abs().max())
+    assert torch.allclose(adaptive.values, reference.values, atol=1e-4 * scale, rtol=0)
+    with pytest.raises(InvalidParameterError, match="tol"):
+        layer_integrated_gradients(model, inputs, steps=8, tol=0.1, output_fn=_logits)
