@@ -208,10 +208,12 @@ def load_hf(directory: Path, *, trust_code: bool = False) -> Logits:
             f"The weights in '{directory}' do not fill {cls.__name__} as config.json describes it: {'; '.join(problems)}."
         )
     model.eval()
-    if not any(hasattr(model, head) for head in ("classifier", "lm_head", "score", "qa_outputs", "cls")):
+    built = type(model).__name__  # transformers' naming: task heads are XFor..., XLMHeadModel; XModel has none
+    names = [kind.__name__ for kind in type(model).__mro__]
+    if not remote and not any("For" in name or name.endswith("LMHeadModel") for name in names):
         raise DataError(
-            f"{cls.__name__} in '{directory}' has no output head (no logits to analyse); save a model with a head, "
-            "e.g. ...ForSequenceClassification or ...LMHeadModel."
+            f"{built} in '{directory}' is a base model without a task head (no logits to analyse); save a model with "
+            "a head, e.g. ...ForSequenceClassification or ...LMHeadModel."
         )
     return Logits(model, getattr(model.config, "pad_token_id", None)).eval()
 

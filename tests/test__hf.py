@@ -191,3 +191,11 @@ def test_load_model_takes_a_huggingface_directory(saved):
     assert isinstance(model, Logits) and torch.equal(model(ids), load_hf(root / "bert")(ids))
     with pytest.raises(DataError, match="is a directory"):  # with an arch, a directory is not a model file
         load_model(root / "bert", arch="mlp")
+
+
+def test_a_base_model_without_a_head_is_refused(tmp_path):
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=16)  # fmt: skip
+    transformers.BertModel(config).save_pretrained(tmp_path / "base")
+    with pytest.raises(DataError, match="BertModel in .* is a base model without a task head"):
+        load_hf(tmp_path / "base")
