@@ -122,8 +122,9 @@ def _fitted_text(used: int, wanted: int, what: str = "samples") -> str:
 def _spectrum_part(context: AuditContext, budget: dict[str, Any], samples: int, found: dict[str, Any]) -> Part:
     problem, seed = context.problem, context.seed
     hvps = budget["max_iter"] + budget["trace_hvps"]
-    fitted = fit_count(context, samples, hvps * HVP_PASSES, share=2.0)
-    cost = estimate(context, "Hessian spectrum and trace", fitted * hvps * HVP_PASSES, share=2.0)
+    calls = hvps * HVP_PASSES  # each product is one batched call over the sample
+    fitted = fit_count(context, samples, hvps * HVP_PASSES, share=2.0, fixed_calls=calls)
+    cost = estimate(context, "Hessian spectrum and trace", fitted * hvps * HVP_PASSES, share=2.0, calls=calls)
     if not cost.fits:
         found["declined"] = True
         return declined(cost, "Even one example's Lanczos and Hutch++ products do not fit; use budget='full'.")
@@ -153,8 +154,9 @@ def _spectrum_part(context: AuditContext, budget: dict[str, Any], samples: int, 
 
 def _density_part(context: AuditContext, budget: dict[str, Any], samples: int) -> Part:
     hvps = budget["slq_vectors"] * budget["slq_steps"]
-    fitted = fit_count(context, samples, hvps * HVP_PASSES, share=0.75)
-    cost = estimate(context, "Eigenvalue density", fitted * hvps * HVP_PASSES, share=0.75)
+    calls = hvps * HVP_PASSES
+    fitted = fit_count(context, samples, hvps * HVP_PASSES, share=0.75, fixed_calls=calls)
+    cost = estimate(context, "Eigenvalue density", fitted * hvps * HVP_PASSES, share=0.75, calls=calls)
     if not cost.fits:
         return declined(cost, "Stochastic Lanczos quadrature needs its steps even on one example.")
     density = hessian_density(
@@ -200,8 +202,9 @@ def _ntk_part(context: AuditContext, budget: dict[str, Any]) -> Part:
     problem = context.problem
     wanted = min(budget["ntk_samples"], len(problem.train))
     classes = int(problem.output_shape[-1]) if getattr(problem, "output_shape", None) else 1
-    fitted = fit_count(context, wanted, classes * NTK_ROW_PASSES)
-    cost = estimate(context, "Neural tangent kernel", max(fitted, 2) * classes * NTK_ROW_PASSES)
+    per_input = classes * NTK_ROW_PASSES  # one backward call of one example per (input, output)
+    fitted = fit_count(context, wanted, per_input, calls_per_unit=per_input)
+    cost = estimate(context, "Neural tangent kernel", max(fitted, 2) * per_input, calls=max(fitted, 2) * per_input)
     if fitted < 2 or not cost.fits:
         return declined(cost, "A kernel needs at least two inputs, each with one backward pass per output.")
     x, y = problem.tensors("train", max_samples=fitted)
@@ -238,8 +241,11 @@ def _interpolation_part(context: AuditContext, budget: dict[str, Any]) -> Part:
     problem = context.problem
     wanted = min(budget["line_samples"], len(problem.train))
     forward = _forward_passes(context)
-    fitted = fit_count(context, wanted, budget["line_points"] * forward, share=0.5)
-    cost = estimate(context, "Loss from initial to final weights", fitted * budget["line_points"] * forward, share=0.5)
+    calls = budget["line_points"] * _forward_calls(context)
+    fitted = fit_count(context, wanted, budget["line_points"] * forward, share=0.5, fixed_calls=calls)
+    cost = estimate(
+        context, "Loss from initial to final weights", fitted * budget["line_points"] * forward, share=0.5, calls=calls
+    )
     if not cost.fits:
         return declined(cost)
     line = loss_interpolation(problem, n_points=budget["line_points"], max_samples=fitted)
@@ -257,8 +263,9 @@ def _surface_part(context: AuditContext, budget: dict[str, Any]) -> Part:
     wanted = min(budget["grid_samples"], len(problem.train))
     forward = _forward_passes(context)
     points = budget["grid"] ** 2
-    fitted = fit_count(context, wanted, points * forward, share=0.75)
-    cost = estimate(context, "Loss surface", fitted * points * forward, share=0.75)
+    calls = points * _forward_calls(context)
+    fitted = fit_count(context, wanted, points * forward, share=0.75, fixed_calls=calls)
+    cost = estimate(context, "Loss surface", fitted * points * forward, share=0.75, calls=calls)
     if not cost.fits:
         return declined(cost)
     surface = loss_surface(problem, grid_size=budget["grid"], max_samples=fitted, seed=context.seed)
@@ -276,3 +283,9 @@ def _forward_passes(context: AuditContext) -> float:
     """One example's forward pass in example passes (forward+backward), as measured."""
     unit = pass_cost(context)
     return unit.forward_seconds / unit.seconds
+
+
+def _forward_calls(context: AuditContext) -> float:
+    """One forward call's fixed cost in forward+backward calls, as measured."""
+    unit = pass_cost(context)
+    return unit.forward_call_seconds / unit.call_seconds if unit.call_seconds > 0 else 0.0

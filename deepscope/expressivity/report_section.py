@@ -45,16 +45,9 @@ _HEALTH_PASSES = 2.0  # per example: the fx interpreter's forward with every act
 _LIPSCHITZ_PASSES = 20.0  # per point: power iteration on the Jacobian (jvp + vjp pairs)
 _MIN_REGIONS = 50
 _KAC_RICE_BYTES = 1e9
-_CATALOGUE_COLUMNS = [
-    "name",
-    "lipschitz",
-    "smooth",
-    "monotonic",
-    "saturates_left",
-    "saturates_right",
-    "zero_centred",
-    "critical_sigma_w",
-]
+_CATALOGUE_COLUMNS = (
+    "name lipschitz smooth monotonic saturates_left saturates_right zero_centred critical_sigma_w".split()
+)
 
 _BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {
@@ -365,8 +358,10 @@ def build_expressivity_section(context: AuditContext) -> Section:
             _not_applicable(blocks, cost, "Lipschitz bounds", why_not)
             return
         search = _LIPSCHITZ_PASSES * 4 * budget["search"]
-        count = fit_count(context, len(inputs), _LIPSCHITZ_PASSES, minimum=1, fixed_passes=search)
-        found_cost = estimate(context, "Lipschitz bounds", search + count * _LIPSCHITZ_PASSES)
+        per_point = {"passes_per_unit": _LIPSCHITZ_PASSES, "calls_per_unit": _LIPSCHITZ_PASSES}
+        count = fit_count(context, len(inputs), minimum=1, fixed_passes=search, fixed_calls=search, **per_point)
+        passes = search + count * _LIPSCHITZ_PASSES
+        found_cost = estimate(context, "Lipschitz bounds", passes, calls=passes)
         if not found_cost.fits:
             part = declined(found_cost)
             blocks += part.blocks

@@ -249,8 +249,11 @@ def _certificate_part(problem: Problem, budget: dict[str, Any], seed: int, conte
         len(problem.train) if budget["bound_samples"] is None else min(budget["bound_samples"], len(problem.train))
     )
     draws = budget["mc_samples"] * examples * _forward_ratio(context)  # the Monte-Carlo training error
-    batch = fit_count(context, 256, steps * _NOISY_PASSES, minimum=_MIN_BATCH, fixed_passes=draws, share=1.5)
-    found = estimate(context, "PAC-Bayes certificate", draws + batch * steps * _NOISY_PASSES, share=1.5)
+    calls = steps * _NOISY_PASSES
+    batch = fit_count(
+        context, 256, steps * _NOISY_PASSES, minimum=_MIN_BATCH, fixed_passes=draws, share=1.5, fixed_calls=calls
+    )
+    found = estimate(context, "PAC-Bayes certificate", draws + batch * steps * _NOISY_PASSES, share=1.5, calls=calls)
     if not found.fits:
         return declined(found, f"Its {steps} optimisation steps need batches of at least {_MIN_BATCH} examples.")
     try:
@@ -280,8 +283,9 @@ def _classic_part(problem: Problem, budget: dict[str, Any], context: AuditContex
 def _memorisation_part(problem: Problem, budget: dict[str, Any], seed: int, context: AuditContext) -> Part:
     wanted = min(budget["memo_samples"], len(problem.train))
     per_example = 2 * budget["memo_epochs"]  # two copies (true and random labels), one pass per epoch each
-    samples = fit_count(context, wanted, per_example, minimum=_MIN_MEMO, share=1.5)
-    found = estimate(context, "Memorisation probe", samples * per_example, share=1.5)
+    calls = per_example  # at least one batch per epoch and copy
+    samples = fit_count(context, wanted, per_example, minimum=_MIN_MEMO, share=1.5, calls_per_unit=per_example / 64)
+    found = estimate(context, "Memorisation probe", samples * per_example, share=1.5, calls=calls * -(-samples // 64))
     if not found.fits:
         return declined(found, f"Two copies trained {budget['memo_epochs']} epochs on {_MIN_MEMO} examples.")
     probe = memorisation_probe(problem, epochs=budget["memo_epochs"], max_samples=samples, lr=3e-3, seed=seed)

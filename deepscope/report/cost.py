@@ -1,10 +1,11 @@
 """Cost bounds for the report's blocks: measure one pass, estimate each block before it runs, fit or decline.
 
 The unit of cost is one *example pass*: the forward and backward pass of one training example
-through the model (a forward-only pass counts as a third of one, the usual 1:2 forward:backward
-ratio of reverse-mode autodiff, Griewank & Walther 2008, Section 4.6). :func:`pass_cost` measures it
-once per audit on a few training examples and caches it in ``context.cache``; each block then says
-how many example passes it needs (:class:`Estimate`), and either runs as asked, shrinks its sample
+through the model, plus a fixed cost per *call* (one batched forward + backward, whatever its size:
+Python and framework overhead, which dominates small models). :func:`pass_cost` measures both once
+per audit, on one and on eight training examples, and caches them in ``context.cache``; each block
+then says how many example passes and calls it needs (:class:`Estimate`; a forward-only pass is
+priced by its own measured ratio), and either runs as asked, shrinks its sample
 to fit its share of the budget (:func:`fit_count`, the block states the smaller sample and its
 error), or declines with a one-line reason (:func:`declined`).
 
@@ -37,38 +38,46 @@ __all__ = ["BLOCK_SECONDS", "PassCost", "Estimate", "pass_cost", "block_seconds"
 # seconds each block may take, by budget
 BLOCK_SECONDS: dict[str, float] = {"quick": 20.0, "full": 600.0}
 _CACHE_KEY = "report.pass_cost"
-_PROBE_EXAMPLES = 4
+_PROBE_EXAMPLES = 8
 
 
 @dataclasses.dataclass(frozen=True)
 class PassCost:
-    """The measured cost of one example's forward + backward pass.
+    """The measured cost of forward + backward passes: ``call_seconds + examples * seconds`` per call.
 
     Attributes:
         seconds: wall-clock seconds per example for forward + backward (the unit of every estimate).
         forward_seconds: seconds per example of a forward pass without gradients.
         parameters: trainable parameters of the model.
-        examples: examples the measurement used.
+        examples: examples of the larger timed batch.
+        call_seconds: fixed seconds of one forward + backward call, whatever its batch (Python and
+            framework overhead: it dominates small models, where an HVP on 100 examples costs about
+            what one on a single example does).
+        forward_call_seconds: the same for a forward pass without gradients.
     """
 
     seconds: float
     forward_seconds: float
     parameters: int
     examples: int
+    call_seconds: float = 0.0
+    forward_call_seconds: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
 class Estimate:
-    """A block's cost before it runs: ``passes`` example passes of ``unit_seconds`` each, against its budget."""
+    """A block's cost before it runs: ``passes`` example passes and ``calls`` calls, against its budget."""
 
     label: str
     passes: float
     unit_seconds: float
     budget_seconds: float
+    calls: float = 0.0
+    call_seconds: float = 0.0
 
     @property
     def seconds(self) -> float:
-        return self.passes * self.unit_seconds
+        return self.passes * self.unit_seconds + self.calls * self.call_seconds
 
     @property
     def fits(self) -> bool:
@@ -78,6 +87,7 @@ class Estimate:
         return {
             "block": self.label,
             "estimated_passes": float(self.passes),
+            "estimated_calls": float(self.calls),
             "estimated_seconds": float(self.seconds),
             "budget_seconds": float(self.budget_seconds),
         }
@@ -89,11 +99,12 @@ def block_seconds(context: Any) -> float:
 
 
 def pass_cost(context: Any) -> PassCost:
-    """Measure (once per audit, then cached) the seconds of one example's forward + backward pass.
+    """Measure (once per audit, then cached) the cost of forward + backward passes on this model.
 
-    Runs the Problem's loss on the first few training examples under :func:`model_guard` with
-    detached copies of the parameters (the model's own ``.grad`` is never touched); the second of
-    two timed repeats is kept, so one-off start-up costs do not count.
+    Times the Problem's loss on one and on a few training examples under :func:`model_guard` with
+    detached copies of the parameters (the model's own ``.grad`` is never touched); the faster of
+    two repeats counts, so one-off start-up costs do not. The two batch sizes split the time into
+    a per-call part and a per-example part (a straight line through the two points).
     """
     cached = context.cache.get(_CACHE_KEY)
     if cached is not None:
@@ -101,33 +112,47 @@ def pass_cost(context: Any) -> PassCost:
     problem = context.problem
     x, y = problem.tensors("train", max_samples=_PROBE_EXAMPLES)
     count = batch_length(x)
-    x, y = slice_rows(x, 0, count), y[:count]
     with model_guard(problem.model):
         params = {name: value.clone().requires_grad_(True) for name, value in problem.parameters().items()}
-        forward = backward = float("inf")
-        for _ in range(2):
-            started = time.perf_counter()
-            with torch.no_grad():
-                problem.loss(params, x, y)
-            middle = time.perf_counter()
-            with torch.enable_grad():
-                loss = problem.loss(params, x, y)
-                torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-            ended = time.perf_counter()
-            forward, backward = min(forward, middle - started), min(backward, ended - middle)
+        single = _timed(problem, params, slice_rows(x, 0, 1), y[:1])
+        several = _timed(problem, params, slice_rows(x, 0, count), y[:count]) if count > 1 else single
+    if count > 1:
+        forward = max((several[0] - single[0]) / (count - 1), 1e-9)
+        backward = max((several[1] - single[1]) / (count - 1), 1e-9)
+    else:
+        forward, backward = single
     cost = PassCost(
-        seconds=max(backward, 1e-9) / count,
-        forward_seconds=max(forward, 1e-9) / count,
+        seconds=backward,
+        forward_seconds=forward,
         parameters=sum(value.numel() for value in params.values()),
         examples=count,
+        call_seconds=max(single[1] - backward, 0.0),
+        forward_call_seconds=max(single[0] - forward, 0.0),
     )
     context.cache[_CACHE_KEY] = cost
     return cost
 
 
-def estimate(context: Any, label: str, passes: float, share: float = 1.0) -> Estimate:
-    """The :class:`Estimate` of a block needing ``passes`` example passes, allowed ``share`` block budgets."""
-    return Estimate(label, float(passes), pass_cost(context).seconds, share * block_seconds(context))
+def _timed(problem: Any, params: dict[str, torch.Tensor], x: Any, y: torch.Tensor) -> tuple[float, float]:
+    """Seconds of a forward pass and of a forward + backward pass on ``(x, y)``: the faster of two repeats."""
+    forward = backward = float("inf")
+    for _ in range(2):
+        started = time.perf_counter()
+        with torch.no_grad():
+            problem.loss(params, x, y)
+        middle = time.perf_counter()
+        with torch.enable_grad():
+            loss = problem.loss(params, x, y)
+            torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        ended = time.perf_counter()
+        forward, backward = min(forward, middle - started), min(backward, ended - middle)
+    return forward, backward
+
+
+def estimate(context: Any, label: str, passes: float, share: float = 1.0, calls: float = 0.0) -> Estimate:
+    """The :class:`Estimate` of a block needing ``passes`` example passes in ``calls`` calls, allowed ``share`` budgets."""
+    unit = pass_cost(context)
+    return Estimate(label, float(passes), unit.seconds, share * block_seconds(context), float(calls), unit.call_seconds)
 
 
 def fit_count(
@@ -137,25 +162,30 @@ def fit_count(
     minimum: int = 1,
     fixed_passes: float = 0.0,
     share: float = 1.0,
+    calls_per_unit: float = 0.0,
+    fixed_calls: float = 0.0,
 ) -> int:
-    """The largest count <= ``wanted`` whose ``fixed_passes + count * passes_per_unit`` fits the block budget.
+    """The largest count <= ``wanted`` whose cost fits the block budget.
 
-    Returns at least ``minimum`` (the caller then declines if even that does not fit, see
-    :func:`estimate`). ``passes_per_unit`` is the cost of one unit (an example, a sample, a vector)
-    in example passes; ``share`` is how many block budgets the block may use (a block that is the
-    point of its section, such as the Hessian spectrum, gets more than one).
+    The cost of ``count`` units is ``(fixed_passes + count * passes_per_unit)`` example passes plus
+    ``(fixed_calls + count * calls_per_unit)`` calls (see :class:`PassCost`). Returns at least
+    ``minimum`` (the caller then declines if even that does not fit, see :func:`estimate`).
+    ``share`` is how many block budgets the block may use (a block that is the point of its
+    section, such as the Hessian spectrum, gets more than one).
     """
-    unit = pass_cost(context).seconds
-    room = share * block_seconds(context) / unit - fixed_passes
-    affordable = int(room // max(passes_per_unit, 1e-12)) if room > 0 else 0
+    unit = pass_cost(context)
+    room = share * block_seconds(context) - fixed_passes * unit.seconds - fixed_calls * unit.call_seconds
+    per_unit = passes_per_unit * unit.seconds + calls_per_unit * unit.call_seconds
+    affordable = int(room / max(per_unit, 1e-12) + 1e-9) if room > 0 else 0  # 20 / 0.05 is 399.99...
     return max(minimum, min(int(wanted), affordable))
 
 
 def declined(found: Estimate, reason: str = "") -> Part:
     """A one-line Part saying the block did not run, what it would have cost and (optionally) why."""
     extra = f" {reason}" if reason else ""
+    calls = f" in {found.calls:.3g} calls of {found.call_seconds * 1e3:.3g} ms" if found.calls else ""
     text = (
         f"{found.label} declined: it would take about {found.seconds:.3g} s ({found.passes:.3g} example passes of "
-        f"{found.unit_seconds * 1e3:.3g} ms) against this budget's {found.budget_seconds:.3g} s per block.{extra}"
+        f"{found.unit_seconds * 1e3:.3g} ms{calls}) against this budget's {found.budget_seconds:.3g} s.{extra}"
     )
     return Part([Text(text)], cost={**found.to_dict(), "declined": reason or "over budget"})

@@ -37,7 +37,8 @@ def test_pass_cost_is_measured_once_and_leaves_the_model_alone():
     problem = Problem(model, (torch.randn(20, 5), torch.randint(0, 3, (20,))))
     context = AuditContext(problem=problem)
     cost = pass_cost(context)
-    assert cost.parameters == 5 * 7 + 7 + 7 * 3 + 3 and cost.examples == 4
+    assert cost.parameters == 5 * 7 + 7 + 7 * 3 + 3 and cost.examples == 8
+    assert cost.call_seconds >= 0 and cost.forward_call_seconds >= 0
     assert cost.seconds > 0 and cost.forward_seconds > 0
     assert pass_cost(context) is cost  # cached: one measurement per audit
     assert all(bitwise_equal(before[name], value) for name, value in model.state_dict().items())
@@ -68,3 +69,43 @@ def test_declined_says_in_one_line_what_it_would_cost():
     assert text.text.startswith("Line partition declined: it would take about 6e+04 s")
     assert text.text.endswith("regions grow")
     assert part.cost["declined"] == "regions grow" and part.error is None
+
+
+def test_calls_carry_their_fixed_cost():
+    # 20 s budget; 0.01 s per example pass and 0.5 s per call: 10 calls leave 15 s = 1500 passes
+    context = AuditContext(problem=None, budget="quick")
+    context.cache["report.pass_cost"] = PassCost(0.01, 0.004, 10, 8, call_seconds=0.5, forward_call_seconds=0.2)
+    assert fit_count(context, wanted=10_000, passes_per_unit=1, fixed_calls=10) == 1500
+    # each unit: 1 pass + 1 call = 0.51 s -> 39 units in 20 s
+    assert fit_count(context, wanted=10_000, passes_per_unit=1, calls_per_unit=1) == 39
+    found = estimate(context, "NTK", passes=100, calls=20)
+    assert found.seconds == pytest.approx(100 * 0.01 + 20 * 0.5) and found.to_dict()["estimated_calls"] == 20
+    (text,) = declined(estimate(context, "NTK", passes=100, calls=40)).blocks
+    assert "in 40 calls of 500 ms" in text.text
+
+
+def test_pass_cost_splits_the_time_into_calls_and_examples(monkeypatch):
+    # oracle: a fake clock where a forward pass costs 1 + 2n and a forward+backward 3 + 4n "seconds"
+    import deepscope.report.cost as module
+
+    class FakeProblem:
+        model = nn.Linear(2, 2)
+
+        def tensors(self, split, max_samples):
+            return torch.zeros(max_samples, 2), torch.zeros(max_samples, dtype=torch.long)
+
+        def parameters(self):
+            return {"weight": self.model.weight.detach()}
+
+    clock = {"now": 0.0, "pending": []}
+
+    def loss(params, x, y):
+        n = len(x)
+        clock["now"] += (3 + 4 * n) if torch.is_grad_enabled() else (1 + 2 * n)
+        return (params["weight"].sum() * 0).requires_grad_(torch.is_grad_enabled())
+
+    FakeProblem.loss = staticmethod(loss)
+    monkeypatch.setattr(module.time, "perf_counter", lambda: clock["now"])
+    cost = pass_cost(AuditContext(problem=FakeProblem()))
+    assert (cost.forward_seconds, cost.forward_call_seconds) == (2.0, 1.0)
+    assert (cost.seconds, cost.call_seconds) == (4.0, 3.0)
