@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 import torch.fx as fx
+from torch import nn
+from torch.nn import functional as F
 
 from deepscope.attribution._deeplift_graph import (
     ELEMENTWISE_FUNCTIONS,
@@ -95,10 +97,10 @@ class _Rescale(torch.autograd.Function):
     """y = f(r) forward; backward g · Δy/Δz, g · f'(z_x) where |Δz| < eps."""
 
     @staticmethod
-    def forward(ctx, z, z_x, y_x, function, eps):
+    def forward(ctx, z, z_x, y_x, function, eps, elementwise=True):
         output = _apply(function, z)
         ctx.save_for_backward(z, output, z_x, y_x)
-        ctx.function, ctx.eps = function, eps
+        ctx.function, ctx.eps, ctx.elementwise = function, eps, elementwise
         return output
 
     @staticmethod
@@ -106,16 +108,27 @@ class _Rescale(torch.autograd.Function):
         z, output, z_x, y_x = ctx.saved_tensors
         z_ref, z_in = _pair(z, z_x)
         y_ref, y_in = _pair(output, y_x)
-        delta_in, delta_out = z_in - z_ref, y_in - y_ref
-        small = _small_mask(delta_in, ctx.eps)
-        grad = grad_output.unflatten(0, z_ref.shape[:2])
-        if not bool(small.max() > 0):
-            return (grad * delta_out / delta_in).flatten(0, 1), None, None, None, None
-        with torch.enable_grad():  # f'(z_x), only where the input and its reference coincide
-            leaf = z_x.detach().requires_grad_(True)
-            (local,) = torch.autograd.grad(ctx.function(leaf.clone()).sum(), leaf)
-        secant = delta_out / (delta_in + small * (1.0 - delta_in))
-        return (grad * torch.lerp(secant, local.unsqueeze(1), small)).flatten(0, 1), None, None, None, None
+        pairs = z_ref.shape[:2]
+        delta_in = z_in - z_ref
+        grad = grad_output.unflatten(0, pairs)
+        magnitude = delta_in.abs()
+        # a whole module is not element-wise: Δy_j/Δz_j grows without bound as Δz_j → 0 while the other
+        # inputs still differ, so its threshold is at least tangermeme's 1e-6
+        eps = ctx.eps if ctx.elementwise else max(ctx.eps, _RATIO_GUARD)
+        if not bool(magnitude.min() < eps):  # the common case: the secant everywhere
+            return (grad * ((y_in - y_ref) / delta_in)).flatten(0, 1), None, None, None, None, None
+        small = torch.relu(torch.sign(eps - magnitude))  # 1.0 where |Δz| < eps (float mask)
+        with torch.enable_grad():  # the derivative at x, only where the input and its reference coincide
+            if ctx.elementwise:  # f'(z_x), once per example
+                leaf = z_x.detach().requires_grad_(True)
+                (local,) = torch.autograd.grad(ctx.function(leaf.clone()).sum(), leaf)
+                local = grad * local.unsqueeze(1)
+            else:  # a whole module: the vector-Jacobian product at x with the upstream gradient
+                leaf = z_x.detach().repeat_interleave(pairs[1], 0).requires_grad_(True)
+                (local,) = torch.autograd.grad(ctx.function(leaf.clone()), leaf, grad_output)
+                local = local.unflatten(0, pairs)
+        secant = (y_in - y_ref) / (delta_in + small * (1.0 - delta_in))
+        return torch.lerp(grad * secant, local, small).flatten(0, 1), None, None, None, None, None
 
 
 class _MaxRule(torch.autograd.Function):
@@ -153,6 +166,45 @@ class _MaxRule(torch.autograd.Function):
             return (routed / delta_in).flatten(0, 1), None, None, None, None
         multiplied = routed / (delta_in + small * (1.0 - delta_in))
         return torch.lerp(multiplied, local.unflatten(0, z_ref.shape[:2]), small).flatten(0, 1), None, None, None, None
+
+
+class _PoolRule(torch.autograd.Function):
+    """Max pooling (fixed or adaptive windows) with the routing rule of :class:`_MaxRule`, computed at the
+    pooled size through the pooling indices: the share max(y_x, y_r) − y_r of each window is divided by Δz
+    at the input's winner, y_x − max(y_x, y_r) by Δz at the reference's winner, and both are added back
+    there (where |Δz| < eps: the gradient at x, i.e. the upstream gradient at the input's winners)."""
+
+    @staticmethod
+    def forward(ctx, z, z_x, y_x, pool, eps):
+        output, indices = pool(z)
+        ctx.save_for_backward(z, output, indices, z_x, y_x)
+        ctx.pool, ctx.eps = pool, eps
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        z, output, indices, z_x, y_x = ctx.saved_tensors
+        batch, n = z_x.shape[0], z.shape[0] // z_x.shape[0]
+        y_ref, y_in = _pair(output.flatten(2), y_x.flatten(2))  # (B, n, C, pooled positions), (B, 1, C, ...)
+        grad = grad_output.flatten(2).unflatten(0, (batch, n))
+        upper = torch.maximum(y_in, y_ref)
+        flat = z.flatten(2)  # (B·n, C, positions)
+        # the input's winners: positions in x's windows, the same for all its references
+        indices_in = ctx.pool(z_x)[1].flatten(2)
+        indices_in = indices_in.unsqueeze(1).expand(batch, n, *indices_in.shape[1:]).flatten(0, 1)
+        indices_ref = indices.flatten(2)
+        # Δz at the winners: y_x − z_r at x's winner, z_x − y_r at the reference's
+        at_x = y_in - flat.gather(2, indices_in).unflatten(0, (batch, n))
+        z_in = z_x.flatten(2).unsqueeze(1).expand(batch, n, *flat.shape[1:]).flatten(0, 1)
+        at_ref = z_in.gather(2, indices_ref).unflatten(0, (batch, n)) - y_ref
+        share_x, share_ref = grad * (upper - y_ref), grad * (y_in - upper)
+        small_x, small_ref = _small_mask(at_x, ctx.eps), _small_mask(at_ref, ctx.eps)
+        from_x = torch.lerp(share_x / (at_x + small_x * (1.0 - at_x)), grad, small_x)
+        from_ref = share_ref * (1.0 - small_ref) / (at_ref + small_ref * (1.0 - at_ref))
+        multiplier = torch.zeros_like(flat)
+        multiplier.scatter_add_(2, indices_in, from_x.flatten(0, 1))
+        multiplier.scatter_add_(2, indices_ref, from_ref.flatten(0, 1))
+        return multiplier.view_as(z), None, None, None, None
 
 
 def _shifted_exponentials(z_ref, z_in, axes):
@@ -240,6 +292,34 @@ def _max_values(function: Callable[..., Any], dim: Any, keepdim: bool) -> Callab
     if function is torch.amax or function == "amax":
         return lambda z: torch.amax(z, dim, keepdim)
     return lambda z: torch.max(z, dim, keepdim).values
+
+
+_POOLS = {
+    nn.MaxPool1d: F.max_pool1d, nn.MaxPool2d: F.max_pool2d, nn.MaxPool3d: F.max_pool3d,
+    nn.AdaptiveMaxPool1d: F.adaptive_max_pool1d, nn.AdaptiveMaxPool2d: F.adaptive_max_pool2d,
+    nn.AdaptiveMaxPool3d: F.adaptive_max_pool3d,
+}  # fmt: skip
+
+
+def _with_indices(n: fx.Node, root: nn.Module, args: tuple, kwargs: dict) -> Callable | None:
+    """The pooling step as ``z -> (pooled, indices)`` (flat per channel), or None for another max."""
+    if n.op == "call_module":
+        module = root.get_submodule(n.target)
+        pool = _POOLS.get(type(module))
+        if pool is None:
+            return None
+        if "adaptive" in pool.__name__:
+            return lambda z: pool(z, module.output_size, return_indices=True)
+        options = (module.kernel_size, module.stride, module.padding, module.dilation)
+        return lambda z: pool(z, *options, ceil_mode=module.ceil_mode, return_indices=True)
+    if (
+        n.op == "call_function"
+        and n.target in _POOLS.values()
+        and len(args) <= 2 + 3 * ("adaptive" not in n.target.__name__)
+    ):
+        rest, options = args[1:], {**kwargs, "return_indices": True}
+        return lambda z: n.target(z, *rest, **options)
+    return None
 
 
 class PairedInterpreter(fx.Interpreter):
@@ -344,12 +424,16 @@ class PairedInterpreter(fx.Interpreter):
             return _Product.apply(z, args[1], operands_x[0], operands_x[1], operation)
         function = self._function(n, args, kwargs)
         if kind == "rescale":
-            return _Rescale.apply(z, operands_x[0], value_x, function, self.eps)
+            elementwise = not (n.op == "call_module" and isinstance(function, self.leaf_types))
+            return _Rescale.apply(z, operands_x[0], value_x, function, self.eps, elementwise)
         if kind == "max":
             if n.target in (torch.max, "max"):
                 dim, keepdim = reduced_dims(n), bool(n.args[2] if len(n.args) > 2 else kwargs.get("keepdim", False))
                 values = _MaxRule.apply(z, operands_x[0], value_x.values, _max_values(n.target, dim, keepdim), self.eps)
                 return torch.return_types.max((values, z.detach().max(dim, keepdim).indices))
+            pool = _with_indices(n, self.module, args, kwargs)
+            if pool is not None:
+                return _PoolRule.apply(z, operands_x[0], value_x, pool, self.eps)
             return _MaxRule.apply(z, operands_x[0], value_x, function, self.eps)
         return self._normaliser(n, z, operands_x[0], kwargs)
 

@@ -68,7 +68,7 @@ def deep_lift_shap(
     hypothetical: bool = False,
     args: tuple[Any, ...] = (),
     rescale_modules: Sequence[type] = (),
-    eps: float = 1e-10,
+    eps: float = 1e-6,
     output_fn: OutputFn | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
 ) -> Attribution:
@@ -95,8 +95,10 @@ def deep_lift_shap(
             ``n_shuffles`` dinucleotide shuffles of each sequence (``seed``-ed, ``N`` kept in place,
             :func:`deepscope.data.shuffle.dinucleotide_shuffle`).
         hypothetical: one-hot inputs only: the hypothetical contributions of every letter.
-        args, rescale_modules, eps: as for :func:`deeplift` (extra model arguments held fixed,
-            module classes given the element-wise rescale rule as a whole, the rescale threshold).
+        args, rescale_modules: as for :func:`deeplift` (extra model arguments held fixed, module
+            classes given the element-wise rescale rule as a whole).
+        eps: below this |Δz| a rule uses the derivative at x instead of the secant (tangermeme's
+            1e-6; :func:`deeplift` uses Captum's 1e-10).
 
     Returns:
         An :class:`Attribution`; diagnostics per example ``completeness_error`` (relative, of Σφ
@@ -128,7 +130,7 @@ def deep_lift_shap(
         raise invalid_parameter("hypothetical", owner, "False for inputs that are not one-hot sequences", hypothetical)
     refs = _references(references, x, n_shuffles, seed, owner)
     n, k, n_targets = x.shape[0], refs.shape[1], targets.shape[0]
-    interpreter = prepare_graph(model, args, eps, rescale_modules, owner)
+    interpreter, graph_output_fn = prepare_graph(model, args, eps, rescale_modules, owner, output_fn)
 
     values = torch.empty((n_targets, *x.shape), dtype=x.dtype, device=x.device)
     at_input = torch.empty(n_targets, n, dtype=x.dtype, device=x.device)
@@ -144,7 +146,7 @@ def deep_lift_shap(
             chunk_refs.flatten(0, 1),
             rows_of(args, start, stop),
             targets[:, start:stop],
-            output_fn,
+            graph_output_fn,
             owner,
         )
         multipliers = multipliers.unflatten(1, chunk_refs.shape[:2])  # (T, chunk, K, *features)

@@ -130,16 +130,44 @@ def paired_multipliers(
     return multipliers, at_input, at_references
 
 
+def _prune(graph_module: fx.GraphModule, output_fn: OutputFn | None) -> OutputFn | None:
+    """When ``output_fn`` only picks one returned tensor (``out[1]``, ``out["logits"]``), make the graph
+    return that tensor and drop the steps it does not need (a profile head when the count head is
+    explained); returns the ``output_fn`` still to apply (None after pruning)."""
+    if output_fn is None:
+        return None
+    output = next(node for node in graph_module.graph.nodes if node.op == "output")
+    try:
+        picked = output_fn(output.args[0])
+    except Exception:  # output_fn computes something: keep the whole graph and apply it to the outputs
+        return output_fn
+    if not isinstance(picked, fx.Node):
+        return output_fn
+    output.args = (picked,)
+    graph_module.graph.eliminate_dead_code()
+    graph_module.recompile()
+    return None
+
+
 def prepare_graph(
-    model: nn.Module, args: tuple[Any, ...], eps: float, rescale_modules: Sequence[type], owner: str
-) -> PairedInterpreter:
-    """Trace ``model(x, *args)`` and build the interpreter with DeepLIFT's rules."""
+    model: nn.Module,
+    args: tuple[Any, ...],
+    eps: float,
+    rescale_modules: Sequence[type],
+    owner: str,
+    output_fn: OutputFn | None = None,
+) -> tuple[PairedInterpreter, OutputFn | None]:
+    """Trace ``model(x, *args)`` (pruned to what ``output_fn`` picks) and build the interpreter with
+    DeepLIFT's rules; returns it and the ``output_fn`` still to apply to its outputs."""
     if isinstance(rescale_modules, type) or not all(isinstance(t, type) for t in rescale_modules):
         raise invalid_parameter("rescale_modules", owner, "a tuple of module classes", rescale_modules)
     leaf_types = tuple(rescale_modules)
     hint = ": pass the other arguments as args=(...), held fixed"
     graph_module = trace_model(model, n_args=len(args), owner=owner, leaf_types=leaf_types, args_hint=hint)
-    return PairedInterpreter(graph_module, eps, _check_graph(graph_module, leaf_types), 1, leaf_types)
+    graph_module.graph.eliminate_dead_code()  # e.g. a wrapper's unused head
+    graph_module.recompile()
+    remaining = _prune(graph_module, output_fn)
+    return PairedInterpreter(graph_module, eps, _check_graph(graph_module, leaf_types), 1, leaf_types), remaining
 
 
 @attribution_method(
@@ -184,7 +212,10 @@ def deeplift(
         rescale_modules: module classes treated as ONE element-wise non-linearity (the rescale
             rule over the whole module, which must keep its input's shape), as tangermeme's
             ``additional_nonlinear_ops={cls: _nonlinear}``; e.g. bpnet-lite's
-            ``_ProfileLogitScaling`` to reproduce bpnet-lite's profile attributions.
+            ``_ProfileLogitScaling`` to reproduce bpnet-lite's profile attributions. Such a module is
+            not element-wise, so its secants are replaced by the vector-Jacobian product at x where
+            |Δz| < max(eps, 1e-6) (tangermeme's threshold; it uses the gradient through the
+            module's own rules there, so the two can differ at those positions).
         eps: below this |Δz| the plain derivative is used (Captum's default 1e-10).
 
     Returns:
@@ -207,7 +238,7 @@ def deeplift(
     )
     x, targets = prepared.inputs, prepared.targets
     reference = prepare_baseline(baseline, x, owner)
-    interpreter = prepare_graph(model, args, eps, rescale_modules, owner)
+    interpreter, graph_output_fn = prepare_graph(model, args, eps, rescale_modules, owner, output_fn)
 
     n, n_targets = x.shape[0], targets.shape[0]
     values = torch.empty((n_targets, *x.shape), dtype=x.dtype, device=x.device)
@@ -221,7 +252,7 @@ def deeplift(
             reference[start:stop],
             rows_of(args, start, stop),
             targets[:, start:stop],
-            output_fn,
+            graph_output_fn,
             owner,
         )
         values[:, start:stop] = (x[start:stop] - reference[start:stop]) * multipliers

@@ -88,6 +88,13 @@ def test_control_tracks_are_held_fixed_as_in_tangermeme():
     ours = deep_lift_shap(model, x, target=0, references=references, args=(control,), max_batch=4)
     theirs = _tangermeme(model, x, references, target=0, args=(control,))
     torch.testing.assert_close(ours.values, theirs, **_CLOSE)
+    # the model itself, its count head picked by output_fn (the graph is pruned to that head)
+    picked = deep_lift_shap(model.model, x, target=0, references=references, args=(control,), output_fn=lambda o: o[1])
+    torch.testing.assert_close(picked.values, ours.values, rtol=0, atol=0)
+    computed = deep_lift_shap(  # an output_fn that computes is applied to the outputs instead
+        model.model, x, target=0, references=references, args=(control,), output_fn=lambda o: o[1] * 2.0
+    )
+    torch.testing.assert_close(computed.values, 2.0 * ours.values, rtol=1e-12, atol=1e-15)
 
 
 def test_basset_cnn_matches_tangermeme():
