@@ -247,7 +247,8 @@ def check_token_data(model: Logits, dataset: Any) -> None:
     if pad is not None and pad != model.pad_token_id:
         raise DataError(
             f"The attention masks of {name} pad with id {pad}, but the model's config.json has pad_token_id "
-            f"{model.pad_token_id}; the masks do not match the model (tokenize with its tokenizer)."
+            f"{model.pad_token_id}; the masks do not match the model (tokenize with its tokenizer, or set "
+            f'"pad_token_id": {pad} in config.json if the model pads with that token).'
         )
 
 
