@@ -157,6 +157,7 @@ CASES = [
     ("HF directory with remote code", [*AUDIT, "--model", "{root}/remote", "--data", "{data}"], ["needs code shipped with the model", "modeling_x.Net", "--trust-code"]),
     ("HF directory without weights", [*AUDIT, "--model", "{root}/noweights", "--data", "{data}"], ["no model.safetensors", "pytorch_model.bin", "save_pretrained"]),
     ("HF directory with --arch", [*AUDIT, "--model", "{root}/noweights", "--data", "{data}", "--arch", "mlp"], ["HuggingFace model directory", "--arch"]),
+    ("HF directory with --classes", [*AUDIT, "--model", "{root}/noweights", "--data", "{data}", "--classes", "3"], ["HuggingFace model directory", "--classes", "do not apply"]),
     # ---- bad option values
     ("audit lr inf", [*AUDIT, "--model", "{model}", "--data", "{data}", "--lr", "inf"], ["--lr", "not a finite number"]),
     ("audit lr nan", [*AUDIT, "--model", "{model}", "--data", "{data}", "--lr", "nan"], ["not a finite number"]),

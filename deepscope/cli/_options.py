@@ -123,10 +123,10 @@ def load_cli_model(
     if model_path.is_dir():
         from deepscope._hf import check_token_data, load_hf
 
-        if arch is not None or arch_kwargs:
+        if arch is not None or arch_kwargs or input_shape is not None or classes is not None:
             raise DataError(
                 f"'{model_path}' is a HuggingFace model directory: its config.json is the architecture, so "
-                "--arch and --arch-kwargs do not apply (edit config.json instead)."
+                "--arch, --arch-kwargs, --input-shape and --classes do not apply (edit config.json instead)."
             )
         model = load_hf(model_path, trust_code=trust_code)
         check_token_data(model, dataset)
