@@ -60,7 +60,16 @@ def _totals(summary: ModelSummary) -> list[dict[str, Any]]:
 @register_section("model_card", title="Model card", order=10)
 def model_card_section(context: AuditContext) -> Section:
     """Architecture table, parameter counts, layer types and activation functions of the audited model."""
-    summary = model_summary(context.problem.model, example_inputs=_example_inputs(context))
+    inputs = _example_inputs(context)
+    traced_note = None
+    if isinstance(inputs, Mapping):  # model_summary traces one tensor argument; a dict of tensors is called by name
+        traced_note = (
+            "Output shapes per layer are not traced: this model takes a dict of tensors ("
+            + ", ".join(map(str, inputs))
+            + "), and the summary's trace takes one tensor; counts and layer types are complete."
+        )
+        inputs = None
+    summary = model_summary(context.problem.model, example_inputs=inputs)
     rows = [
         {
             "layer": row["name"],
@@ -75,6 +84,8 @@ def model_card_section(context: AuditContext) -> Section:
     blocks: list[Any] = [Table(_totals(summary), caption="Totals")]
     if summary.note:
         blocks.append(Text(summary.note))
+    if traced_note:
+        blocks.append(Text(traced_note))
     blocks.append(
         Table(
             rows,

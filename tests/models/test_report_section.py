@@ -42,3 +42,28 @@ def test_model_card_on_a_digits_cnn():
     x, y = torch.rand(12, 1, 8, 8), torch.arange(12) % 10
     section = model_card_section(AuditContext(problem=Problem(model, (x, y)), model_name="cnn2d"))
     assert "uses ReLU" in section.summary
+
+
+def test_model_card_of_a_model_taking_a_dict_of_tensors():
+    # oracle: the parameter count by hand; the card says in one line why no shapes are traced
+    class Keyword(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(10, 4)
+            self.head = torch.nn.Linear(4, 3)
+
+        def forward(self, input_ids, attention_mask):
+            return self.head((self.embed(input_ids) * attention_mask[..., None]).mean(1))
+
+    ids = torch.randint(0, 10, (12, 5))
+    batch = {"input_ids": ids, "attention_mask": torch.ones(12, 5)}
+    problem = Problem(Keyword(), (batch, torch.randint(0, 3, (12,))))
+    section = model_card_section(AuditContext(problem=problem))
+    assert section.results["model_summary"].total_parameters == 10 * 4 + 4 * 3 + 3
+    texts = [block.text for block in section.blocks if hasattr(block, "text")]
+    assert any(
+        t.startswith(
+            "Output shapes per layer are not traced: this model takes a dict of tensors (input_ids, attention_mask)"
+        )
+        for t in texts
+    )
