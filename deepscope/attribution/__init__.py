@@ -24,6 +24,9 @@ from deepscope.attribution.layer_integrated_gradients import layer_integrated_gr
 from deepscope.attribution.layer_gradient_x_activation import layer_gradient_x_activation
 from deepscope.attribution.attn_lrp import attn_lrp
 from deepscope.attribution.axioms import CLAIMED_AXIOMS, AxiomReport, check_axioms
+from deepscope.attribution.deep_lift_shap import deep_lift_shap
+from deepscope.attribution.logos import attribution_logo
+from deepscope.attribution.seqlets import MotifRecovery, Seqlets, call_seqlets, motif_recovery
 
 METHODS = RegistryView("function")
 """name -> function of every registered method, in registration order (a live view of the registry)."""
@@ -50,4 +53,10 @@ __all__ = [
     "layer_integrated_gradients",
     "layer_gradient_x_activation",
     "attn_lrp",
+    "deep_lift_shap",
+    "attribution_logo",
+    "call_seqlets",
+    "motif_recovery",
+    "Seqlets",
+    "MotifRecovery",
 ]

@@ -10,11 +10,13 @@ from deepscope.data.files import load_file
 from deepscope.data.loader import available, load
 from deepscope.data.mnist1d_set import load_mnist1d
 from deepscope.data.planted import planted_image, planted_motifs, planted_tabular
+from deepscope.data.shuffle import dinucleotide_shuffle
 from deepscope.data.sklearn_sets import load_breast_cancer, load_digits, load_wine
 
 __all__ = [
     "DatasetSplits",
     "available",
+    "dinucleotide_shuffle",
     "load",
     "load_breast_cancer",
     "load_digits",
