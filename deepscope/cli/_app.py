@@ -166,7 +166,7 @@ def _audit_options(default_out: str) -> Callable[[Callable[..., Any]], Callable[
     existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
     options = [
         click.option("--model", "model_path", required=True, type=click.Path(exists=True, path_type=Path), help=MODEL_HELP),
-        click.option("--data", required=True, help="A built-in dataset name (digits, mnist1d, ...) or a .npz/.csv/.pt file."),
+        click.option("--data", required=True, help="A built-in dataset name (digits, mnist1d, ...) or a .npz/.csv/.pt/.safetensors file (token data: integer input_ids)."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out, show_default=True, help="Output directory for report.html and results.json."),
         click.option("--budget", type=click.Choice(["quick", "full"]), default="quick", show_default=True, help="How much compute the analyses may spend."),
         click.option("--overwrite", is_flag=True, help="Replace report files in --out that deepscope did not write."),

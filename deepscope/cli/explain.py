@@ -144,7 +144,11 @@ def _scalar(value: Any) -> Any:
     help=MODEL_HELP,
 )
 @model_options
-@click.option("--data", required=True, help="A built-in dataset name (digits, mnist1d, ...) or a .npz/.csv/.pt file.")
+@click.option(
+    "--data",
+    required=True,
+    help="A built-in dataset name (digits, mnist1d, ...) or a .npz/.csv/.pt/.safetensors file (token data: integer input_ids).",
+)
 @click.option(
     "--method",
     default="ig",
