@@ -17,9 +17,17 @@ Both sides of every comparison run single-threaded (torch and the BLAS/LAPACK po
 no MP fit; it fits the same layers with the same estimator (its own per-xmin loop; a bias-corrected
 small-N variant on layers with few eigenvalues).
 
+4. Before/after of the measures table on the typical digits CNN (issue 14 item 9): the table of
+   commit ``BEFORE`` (extracted with ``git archive``) and of the working tree, each in its own
+   single-threaded subprocess, alternating; the agreement column compares every value.
+5. The measures table on an untrained CIFAR ResNet-18 (11.2M parameters, 256 random 3×32×32
+   inputs, defaults): each family in its own subprocess (seconds, peak resident memory), and the
+   whole table once (issue 12 item 6: under 4 GB).
+
 Run: ``python -m bench.bench_generalization`` (single-threaded; a few minutes), or
 ``python -m bench.bench_generalization --only spectral`` to rerun only part 1 (the other rows
-already in ``bench/results/generalization.json`` are kept).
+already in ``bench/results/generalization.json`` are kept); ``--only measures-speed`` and
+``--only resnet18`` run parts 4 and 5.
 """
 
 from __future__ import annotations
@@ -204,7 +212,11 @@ def _certificate_row() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("spectral", "measures", "measures-typical", "certificate"), default=None)
+    parser.add_argument(
+        "--only",
+        choices=("spectral", "measures", "measures-typical", "certificate", "measures-speed", "resnet18"),
+        default=None,
+    )
     only = parser.parse_args().only
     torch.set_num_threads(1)
     logging.disable(logging.WARNING)
@@ -303,7 +315,113 @@ def _run(only: str | None) -> tuple[list[dict], str]:
         rows.append(_typical_measures_row())
     if only in (None, "certificate"):
         rows.append(_certificate_row())
+    if only in (None, "measures-speed"):
+        rows.append(_before_after_row())
+    if only in (None, "resnet18"):
+        rows += _resnet18_rows()
     return rows, extra
+
+
+BEFORE = "18e5b47"  # the measures as they were before issue 12/14's cost work (default 10 bisection steps)
+
+
+def _worker(arguments: list[str], pythonpath: str | None = None) -> dict:
+    """Run the worker in a subprocess; ``pythonpath``: a folder whose deepscope replaces this one."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    root = str(RESULTS.parent.parent)
+    env["PYTHONPATH"] = root  # bench/ from here; deepscope from the working folder, first on sys.path
+    done = subprocess.run(
+        [sys.executable, "-m", "bench._measures_cost", *arguments],
+        cwd=pythonpath or root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _agreement(before: dict, after: dict) -> str:
+    """Non-search rows: largest relative difference; each search radius: the old one in the new bracket."""
+    import re
+
+    searches = ("pac_bayes_sigma", "pac_bayes_mag_sigma", "worst_case_sharpness_alpha")
+    derived = {"pac_bayes", "sharpness"}
+    worst, name_worst, inside = 0.0, "", []
+    for name, (old, _, _) in before["rows"].items():
+        new, note, _ = after["rows"][name]
+        if name in searches:
+            bracket = re.search(r"crossing in \[([0-9.e+-]+), ([0-9.e+-]+)\)", note)
+            inside.append(bool(bracket) and float(bracket.group(1)) <= old < float(bracket.group(2)))
+        elif name.split("_")[0] not in derived and math.isfinite(old) and old != 0:
+            difference = abs(new - old) / abs(old)
+            if difference > worst:
+                worst, name_worst = difference, name
+    return (
+        f"old σ, σ', α each in the new 5-step bracket (ratio 2^(1/32), 2.2%): {all(inside)}; "
+        f"other rows: max relative difference {worst:.1e} ({name_worst})"
+    )
+
+
+def _before_after_row(repeats: int = 2) -> dict:
+    import subprocess
+    import tempfile
+
+    root = RESULTS.parent.parent
+    with tempfile.TemporaryDirectory() as folder:
+        archive = subprocess.run(["git", "archive", BEFORE, "deepscope"], cwd=root, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+        befores, afters = [], []
+        for _ in range(repeats):  # alternating, so both arms see the same load
+            befores.append(_worker(["typical"], pythonpath=folder))
+            afters.append(_worker(["typical"]))
+    before = sorted(befores, key=lambda r: r["seconds"])[len(befores) // 2]
+    after = sorted(afters, key=lambda r: r["seconds"])[len(afters) // 2]
+    costs = ", ".join(f"{family} {seconds:.1f} s" for family, seconds in after["family_seconds"].items())
+    return {
+        "task": "whole measures table (defaults), TYPICAL MODEL, before/after the cost work (issue 14 item 9)",
+        "reference": f"the same table at commit {BEFORE}",
+        "deepscope_median_s": statistics.median(r["seconds"] for r in afters),
+        "reference_median_s": statistics.median(r["seconds"] for r in befores),
+        "speedup": statistics.median(r["seconds"] for r in befores) / statistics.median(r["seconds"] for r in afters),
+        "repeats": repeats,
+        "agreement": _agreement(before, after),
+        "notes": (
+            f"1 thread each, alternating subprocesses; CPU seconds before {statistics.median(r['cpu_seconds'] for r in befores):.1f}, "
+            f"after {statistics.median(r['cpu_seconds'] for r in afters):.1f}; load average "
+            f"{min(r['load'] for r in befores + afters):.1f}-{max(r['load'] for r in befores + afters):.1f}; "
+            f"after per family: {costs}; forward passes {before['forward_passes']} -> {after['forward_passes']}"
+        ),
+    }
+
+
+def _resnet18_rows() -> list[dict]:
+    rows = []
+    for families in ("norm", "margin", "sharpness", "gradient", "spectral", "norm,margin,sharpness,gradient,spectral"):
+        result = _worker(["resnet18", families])
+        whole = "," in families
+        declined = "; ".join(f"{family}: {reason}" for family, reason in result["declined"].items())
+        rows.append(
+            {
+                "task": f"measures on ResNet-18 (11.2M params, 256 examples, defaults): {'whole table' if whole else families}",
+                "reference": "targets: peak RSS < 4 GB (issue 12 item 6); a couple of minutes",
+                "deepscope_median_s": result["seconds"],
+                "reference_median_s": None,
+                "speedup": None,
+                "repeats": 1,
+                "agreement": f"peak RSS {result['peak_rss_mb']:.0f} MB",
+                "notes": (
+                    f"1 thread, own subprocess, load average {result['load']:.1f} at the end; CPU {result['cpu_seconds']:.0f} s; "
+                    + ", ".join(f"{family} {seconds:.1f} s" for family, seconds in result["family_seconds"].items())
+                    + (f"; {declined}" if declined else "")
+                ),
+            }
+        )
+    return rows
 
 
 if __name__ == "__main__":

@@ -168,8 +168,8 @@ def worst_case_sharpness(
 
     def drop_at(alpha: float) -> tuple[float, float]:
         u = {
-            n: (torch.rand(p.shape, generator=generator, dtype=p.dtype).to(p.device) * 2 - 1) * alpha
-            for n, p in ctx.params.items()
+            k: (torch.rand(p.shape, generator=generator, dtype=p.dtype).to(p.device) * 2 - 1) * alpha
+            for k, p in ctx.params.items()
         }
         for _ in range(ascent_steps):
             for k, g in zip(names, loss_gradient(u), strict=True):

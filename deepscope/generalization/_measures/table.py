@@ -190,7 +190,7 @@ def measures(
     bisection_steps: int = 5,
     seed: int = 0,
     progress: bool = False,
-    max_family_seconds: float | None = 120.0,
+    max_family_seconds: float | None = 300.0,
     chunk_size: int | None = None,
 ) -> MeasuresResult:
     """Compute the generalization measures of a trained classifier.
