@@ -3,6 +3,9 @@
 Budgets: "quick" explains 4 inputs with a handful of methods and checks the axioms of two of
 them (a few seconds on the demo CNN); "full" explains 8 inputs with every applicable method.
 
+One-hot DNA gets, besides the maps, ISM and DeepLIFT-SHAP logos, seqlets and planted-motif
+recovery (:mod:`deepscope.attribution.genomics_section`, each an isolated block with its cost).
+
 Token inputs (integer ids or a dict such as ``input_ids`` + ``attention_mask``) get the layer
 methods at the input embedding (layer integrated gradients from a pad-token baseline, AttnLRP) and
 a text rendering with per-token colours (:mod:`deepscope.attribution.token_figure`) instead of maps.
@@ -18,6 +21,7 @@ from deepscope._inputs import batch_length, slice_rows
 from deepscope.attribution._base import Attribution, draw_attribution
 from deepscope.attribution._registry import is_one_hot, is_tokens, report_axiom_methods, report_methods
 from deepscope.attribution.axioms import check_axioms
+from deepscope.attribution.genomics_section import genomics_parts
 from deepscope.attribution.token_figure import token_html, token_rows
 from deepscope.errors import DeepscopeError
 from deepscope.report.sections import AuditContext, Figure, Html, Section, Table, Text, register_section
@@ -146,6 +150,14 @@ def build_attribution_section(context: AuditContext) -> Section:
     verdict = _sanity_check(model, inputs, results)
     if verdict:
         blocks.append(Text(f"Sanity check (cascading parameter randomisation, Adebayo et al. 2018) {verdict}."))
+    costs: list[dict[str, Any]] = []
+    if is_one_hot(inputs):  # one-hot DNA: logos, seqlets, motif recovery (each an isolated block)
+        for part in genomics_parts(context, output_fn):  # merged by hand: one failing part never fails the section
+            blocks.extend(part.blocks)
+            results.update(part.results)
+            costs.append(dict(part.cost))
+            if part.error is not None:
+                results.setdefault("block_errors", []).append(part.error)
     if skipped:
         blocks.append(Text("Not shown: " + "; ".join(skipped)))
 
@@ -157,7 +169,13 @@ def build_attribution_section(context: AuditContext) -> Section:
         )
     else:
         summary = f"{len(maps)} attribution methods explain {len(inputs)} inputs."
-    return Section(summary=summary, blocks=blocks, results=results)
+    if "motif_recovery" in results:
+        recovery = results["motif_recovery"]
+        summary += (
+            f" Seqlets recover {recovery['recall']:.0%} of the planted motif sites "
+            f"(precision {recovery['precision']:.0%})."
+        )
+    return Section(summary=summary, blocks=blocks, results=results, costs=costs)
 
 
 def _metric_rows(model, inputs, maps, mask) -> tuple[list[dict[str, Any]], dict[str, Any]]:
