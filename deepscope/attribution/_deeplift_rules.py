@@ -111,13 +111,13 @@ class _Rescale(torch.autograd.Function):
         pairs = z_ref.shape[:2]
         delta_in = z_in - z_ref
         grad = grad_output.unflatten(0, pairs)
-        magnitude = delta_in.abs()
         # a whole module is not element-wise: Δy_j/Δz_j grows without bound as Δz_j → 0 while the other
         # inputs still differ, so its threshold is at least tangermeme's 1e-6
         eps = ctx.eps if ctx.elementwise else max(ctx.eps, _RATIO_GUARD)
-        if not bool(magnitude.min() < eps):  # the common case: the secant everywhere
-            return (grad * ((y_in - y_ref) / delta_in)).flatten(0, 1), None, None, None, None, None
-        small = torch.relu(torch.sign(eps - magnitude))  # 1.0 where |Δz| < eps (float mask)
+        if not bool(torch.linalg.vector_norm(delta_in, float("-inf")) < eps):  # min |Δz|: the common case
+            secant = torch.sub(y_in, y_ref).div_(delta_in)  # in place: no more full-size allocations
+            return secant.mul_(grad).flatten(0, 1), None, None, None, None, None
+        small = torch.relu(torch.sign(eps - delta_in.abs()))  # 1.0 where |Δz| < eps (float mask)
         with torch.enable_grad():  # the derivative at x, only where the input and its reference coincide
             if ctx.elementwise:  # f'(z_x), once per example
                 leaf = z_x.detach().requires_grad_(True)
@@ -185,25 +185,24 @@ class _PoolRule(torch.autograd.Function):
     def backward(ctx, grad_output):
         z, output, indices, z_x, y_x = ctx.saved_tensors
         batch, n = z_x.shape[0], z.shape[0] // z_x.shape[0]
-        y_ref, y_in = _pair(output.flatten(2), y_x.flatten(2))  # (B, n, C, pooled positions), (B, 1, C, ...)
+        # everything in the (B, n, C, positions) layout; x's tensors broadcast over the n references (views)
+        y_ref, y_in = _pair(output.flatten(2), y_x.flatten(2))
         grad = grad_output.flatten(2).unflatten(0, (batch, n))
         upper = torch.maximum(y_in, y_ref)
-        flat = z.flatten(2)  # (B·n, C, positions)
-        # the input's winners: positions in x's windows, the same for all its references
-        indices_in = ctx.pool(z_x)[1].flatten(2)
-        indices_in = indices_in.unsqueeze(1).expand(batch, n, *indices_in.shape[1:]).flatten(0, 1)
-        indices_ref = indices.flatten(2)
+        flat_ref = z.flatten(2).unflatten(0, (batch, n))
+        flat_in = z_x.flatten(2).unsqueeze(1).expand(batch, n, -1, -1)
+        indices_ref = indices.flatten(2).unflatten(0, (batch, n))
+        indices_in = ctx.pool(z_x)[1].flatten(2).unsqueeze(1).expand(batch, n, -1, -1)  # x's winners
         # Δz at the winners: y_x − z_r at x's winner, z_x − y_r at the reference's
-        at_x = y_in - flat.gather(2, indices_in).unflatten(0, (batch, n))
-        z_in = z_x.flatten(2).unsqueeze(1).expand(batch, n, *flat.shape[1:]).flatten(0, 1)
-        at_ref = z_in.gather(2, indices_ref).unflatten(0, (batch, n)) - y_ref
+        at_x = y_in - flat_ref.gather(3, indices_in)
+        at_ref = flat_in.gather(3, indices_ref) - y_ref
         share_x, share_ref = grad * (upper - y_ref), grad * (y_in - upper)
         small_x, small_ref = _small_mask(at_x, ctx.eps), _small_mask(at_ref, ctx.eps)
         from_x = torch.lerp(share_x / (at_x + small_x * (1.0 - at_x)), grad, small_x)
         from_ref = share_ref * (1.0 - small_ref) / (at_ref + small_ref * (1.0 - at_ref))
-        multiplier = torch.zeros_like(flat)
-        multiplier.scatter_add_(2, indices_in, from_x.flatten(0, 1))
-        multiplier.scatter_add_(2, indices_ref, from_ref.flatten(0, 1))
+        multiplier = torch.zeros_like(flat_ref)
+        multiplier.scatter_add_(3, indices_in, from_x)
+        multiplier.scatter_add_(3, indices_ref, from_ref)
         return multiplier.view_as(z), None, None, None, None
 
 
@@ -292,6 +291,21 @@ def _max_values(function: Callable[..., Any], dim: Any, keepdim: bool) -> Callab
     if function is torch.amax or function == "amax":
         return lambda z: torch.amax(z, dim, keepdim)
     return lambda z: torch.max(z, dim, keepdim).values
+
+
+# Piecewise-linear activations: Δy and Δz round alike, so the secant is exact and within the slopes for
+# any Δz ≠ 0 and the derivative is needed only where Δz = 0 exactly (below the smallest normal float);
+# the same holds for the routing rule of max pooling (a routed share is at most the winner's own Δz).
+# Smooth functions keep ``eps``: there a tiny Δz leaves a secant of rounding errors.
+_EXACT = 1.2e-38
+_PIECEWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh, nn.PReLU, nn.RReLU)
+_PIECEWISE_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.leaky_relu, F.hardtanh, "relu"}
+
+
+def _piecewise_linear(n: fx.Node, function: Any) -> bool:
+    if n.op == "call_module":
+        return isinstance(function, _PIECEWISE_MODULES)
+    return n.target in _PIECEWISE_FUNCTIONS
 
 
 _POOLS = {
@@ -425,7 +439,8 @@ class PairedInterpreter(fx.Interpreter):
         function = self._function(n, args, kwargs)
         if kind == "rescale":
             elementwise = not (n.op == "call_module" and isinstance(function, self.leaf_types))
-            return _Rescale.apply(z, operands_x[0], value_x, function, self.eps, elementwise)
+            eps = _EXACT if _piecewise_linear(n, function) else self.eps
+            return _Rescale.apply(z, operands_x[0], value_x, function, eps, elementwise)
         if kind == "max":
             if n.target in (torch.max, "max"):
                 dim, keepdim = reduced_dims(n), bool(n.args[2] if len(n.args) > 2 else kwargs.get("keepdim", False))
@@ -433,7 +448,7 @@ class PairedInterpreter(fx.Interpreter):
                 return torch.return_types.max((values, z.detach().max(dim, keepdim).indices))
             pool = _with_indices(n, self.module, args, kwargs)
             if pool is not None:
-                return _PoolRule.apply(z, operands_x[0], value_x, pool, self.eps)
+                return _PoolRule.apply(z, operands_x[0], value_x, pool, _EXACT)
             return _MaxRule.apply(z, operands_x[0], value_x, function, self.eps)
         return self._normaliser(n, z, operands_x[0], kwargs)
 
