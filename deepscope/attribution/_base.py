@@ -99,9 +99,22 @@ class Attribution(Result):
         return rows
 
     def plot(
-        self, ax=None, example: int = 0, *, feature_names: Sequence[str] | None = None, top: int = 12
+        self,
+        ax=None,
+        example: int = 0,
+        *,
+        feature_names: Sequence[str] | None = None,
+        top: int = 12,
+        inputs: torch.Tensor | None = None,
     ):  # -> matplotlib.figure.Figure
-        """Draw one example's attribution (heat map for images, bars for sequences and tabular).
+        """Draw one example's attribution (heat map for images, logo for DNA, bars for other sequences and tabular).
+
+        One-hot DNA — ``inputs`` given as one-hot sequences ``(batch, 4, L)``, or an ``ism`` /
+        ``deep_lift_shap`` result of four letters — is drawn as an attribution logo
+        (:func:`~deepscope.attribution.logos.attribution_logo`, letters ACGT): with ``inputs`` the
+        observed letters only, each as tall as its attribution (for ISM the position importance,
+        ``−mean`` of the three substitution effects); without, every letter's value (for ISM the
+        effect of substituting that letter).
 
         Args:
             ax: a matplotlib Axes to draw on (a new figure when None).
@@ -109,12 +122,19 @@ class Attribution(Result):
             feature_names: names of tabular features (one per feature), used as bar labels instead
                 of ``x0, x1, …``, e.g. ``dataset.feature_names``.
             top: how many tabular features to show, largest |attribution| first.
+            inputs: the explained inputs (only used to draw one-hot DNA as a logo on its observed letters).
         """
         from deepscope._figures import new_figure
 
         values = self.values[0] if self.multi_target else self.values
         if not isinstance(example, int) or isinstance(example, bool) or not 0 <= example < values.shape[0]:
             raise invalid_parameter("example", "Attribution.plot", f"an int in [0, {values.shape[0]})", example)
+        heights = self._dna_heights(values, example, inputs)
+        if heights is not None:
+            from deepscope.attribution.logos import attribution_logo
+
+            title = f"{self.method}, example {example}, target {int(self.target.reshape(-1)[example])}"
+            return attribution_logo(heights, ax=ax, title=title)
         if not isinstance(top, int) or isinstance(top, bool) or top < 1:
             raise invalid_parameter("top", "Attribution.plot", "an int >= 1", top)
         features = values[example].numel()
@@ -134,6 +154,33 @@ class Attribution(Result):
         draw_attribution(ax, values[example].detach().cpu(), feature_names, top)
         ax.set_title(f"{self.method}, example {example}, target {int(self.target.reshape(-1)[example])}")
         return figure
+
+    def _dna_heights(self, values: torch.Tensor, example: int, inputs: Any) -> torch.Tensor | None:
+        """The logo heights ``(4, L)`` of one example when it is one-hot DNA, else None."""
+        if inputs is not None:
+            from deepscope.attribution._registry import is_one_hot
+
+            if not isinstance(inputs, torch.Tensor) or inputs.shape != values.shape or not is_one_hot(inputs):
+                raise invalid_parameter(
+                    "inputs",
+                    "Attribution.plot",
+                    f"one-hot sequences shaped like the values {tuple(values.shape)}",
+                    inputs,
+                )
+        if values.dim() != 3 or values.shape[1] != 4 or (inputs is None and self.method not in _DNA_METHODS):
+            return None
+        row = values[example].detach().cpu().double()
+        if inputs is None:
+            return row
+        sequence = inputs[example].detach().cpu().double()
+        importance = self.diagnostics.get("position_importance") if self.method == "ism" else None
+        if isinstance(importance, torch.Tensor):
+            importance = importance[0] if self.multi_target else importance
+            return importance[example].detach().cpu().double().unsqueeze(0) * sequence
+        return row * sequence
+
+
+_DNA_METHODS = frozenset({"ism", "deep_lift_shap"})  # methods whose four-letter results are one-hot DNA
 
 
 def draw_attribution(

@@ -98,3 +98,63 @@ def test_relative_completeness_error_and_its_floor():
     assert error[0] == pytest.approx(0.1, rel=1e-5)
     assert error[1] == 0.0  # F(x) = F(x'), attributions sum to 0: no error, no division by zero
     assert list(chunk_starts(10, 4)) == [0, 4, 8]
+
+
+# ----------------------------------------------------------------------------------- DNA logos
+def _dna():
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv1d(4, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(18, 2)).double()
+    x = nn.functional.one_hot(torch.randint(0, 4, (2, 8)), 4).permute(0, 2, 1).double()
+    x[1, :, 3] = 0  # an N
+    return model, x
+
+
+def _glyphs(figure):
+    """(centre x, signed height) of each letter patch of the logo, in drawing order."""
+    boxes = []
+    for patch in figure.axes[0].patches:
+        box = patch.get_path().get_extents()
+        boxes.append((round((box.x0 + box.x1) / 2), box.height if box.y1 > 1e-12 else -box.height))
+    return sorted(boxes)
+
+
+def test_ism_plot_with_inputs_is_a_logo_of_the_observed_bases_position_importance():
+    from deepscope.attribution import ism
+
+    model, x = _dna()
+    result = ism(model, x)
+    figure = result.plot(example=1, inputs=x)
+    importance = result.diagnostics["position_importance"][1]
+    # oracle: one glyph per position with a base (not the N at 3), as tall as the position importance;
+    # the letter outline fills its box to within a rounding of the path (1e-6 of the height)
+    expected = [(position, float(importance[position])) for position in range(8) if position != 3]
+    found = _glyphs(figure)
+    assert [p for p, _ in found] == [p for p, _ in expected]
+    for (_, height), (_, want) in zip(found, expected):
+        assert height == pytest.approx(want, rel=1e-6, abs=1e-9)
+
+
+def test_ism_plot_without_inputs_draws_every_substitution_and_other_methods_keep_bars():
+    from deepscope.attribution import ism
+
+    model, x = _dna()
+    result = ism(model, x)
+    found = _glyphs(result.plot(example=0))
+    substitutions = result.values[0]
+    # oracle: the three substitution effects of each position (the observed letter is 0 and draws nothing)
+    expected = sorted((p, float(substitutions[a, p])) for a in range(4) for p in range(8) if substitutions[a, p] != 0)
+    assert len(found) == len(expected) == 3 * 8
+    assert sorted(round(h, 6) for _, h in found) == sorted(round(h, 6) for _, h in expected)
+    bars = saliency(model, x).plot()  # a four-channel saliency map without inputs is not known to be DNA
+    assert not bars.axes[0].patches or all(type(p).__name__ == "Rectangle" for p in bars.axes[0].patches)
+    logo = saliency(model, x).plot(inputs=x)
+    assert {type(p).__name__ for p in logo.axes[0].patches} == {"PathPatch"}
+
+
+def test_plot_rejects_inputs_that_are_not_one_hot_like_the_values():
+    model, x = _dna()
+    result = saliency(model, x)
+    with pytest.raises(InvalidParameterError, match="'inputs' parameter of Attribution.plot"):
+        result.plot(inputs=x[:, :, :5])
+    with pytest.raises(InvalidParameterError, match="'inputs' parameter of Attribution.plot"):
+        result.plot(inputs=x * 0.5)
