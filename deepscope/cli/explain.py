@@ -80,6 +80,20 @@ def _expand(ranges: list[tuple[int, int]], size: int, split: str, name: str) -> 
     return list(dict.fromkeys(indices))
 
 
+def _layer(model: Any, name: str | None) -> Any:
+    """The submodule ``--layer`` names; by default a HuggingFace model's input embedding (else the method's own)."""
+    if name is not None:
+        try:
+            return model.get_submodule(name)
+        except AttributeError:
+            raise DataError(
+                f"--layer '{name}' is not a submodule of the model; see the model card's layer names."
+            ) from None
+    inner = getattr(model, "model", None)
+    embeddings = getattr(inner, "get_input_embeddings", None)
+    return embeddings() if callable(embeddings) else None
+
+
 def _explain_owned(path: Path) -> bool:
     """Whether ``path`` was written by deepscope (the report writer's markers; SVGs carry a comment)."""
     from deepscope.report import written_by_deepscope
@@ -106,14 +120,18 @@ def _check_explain_out(out: Path, paths: Sequence[Path], overwrite: bool) -> Non
             )
 
 
-def _top_features(values: Any, feature_names: Sequence[str] | None, count: int = 3) -> str:
+def _top_features(values: Any, feature_names: Sequence[str] | None, count: int = 3, *, tokens: bool = False) -> str:
     """The ``count`` largest |attributions| of one example, named like the figure draws them.
 
     Images ``(C, H, W)`` are summed over channels (``r3c5`` is row 3, column 5), sequences ``(C, L)``
-    likewise (``pos 12``); tabular inputs use the feature names (else ``x7``).
+    likewise (``pos 12``); tabular inputs use the feature names (else ``x7``); per-token values of
+    token ids ``(L,)`` or ``(L, hidden)`` are summed per position (``tok 4``).
     """
     array = values.detach().double().cpu()
-    if array.dim() == 3 and array.shape[0] in (1, 3) and array.shape[1] > 1 and array.shape[2] > 1:
+    if tokens:
+        array = array.reshape(array.shape[0], -1).sum(1) if array.dim() > 1 else array
+        names = [f"tok {flat}" for flat in range(array.numel())]
+    elif array.dim() == 3 and array.shape[0] in (1, 3) and array.shape[1] > 1 and array.shape[2] > 1:
         width = array.shape[2]
         array = array.sum(0).reshape(-1)
         names = [f"r{flat // width}c{flat % width}" for flat in range(array.numel())]
@@ -184,6 +202,12 @@ def _scalar(value: Any) -> Any:
     help="Seed of the data split; must match training so that the test split holds no training examples "
     "(default: the seed in the history.json beside the model, else 0; another one is refused).",
 )
+@click.option(
+    "--layer",
+    default=None,
+    help="For a layer method (layer_integrated_gradients, layer_gradient_x_activation): the submodule's name, "
+    "e.g. model.bert.embeddings.word_embeddings (default: a HuggingFace model's input embedding).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace files in --out that deepscope did not write.")
 def explain(
     model_path: Path,
@@ -199,6 +223,7 @@ def explain(
     target: int | None,
     out: Path,
     seed: int | None,
+    layer: str | None,
     overwrite: bool,
 ) -> None:
     """Attribute a model's outputs on a few test examples, check the method's axioms, and save the maps."""
@@ -220,7 +245,7 @@ def explain(
     with OutputUnit(out, "explain") as unit:  # writable? checked before the attributions are computed
         _explain(
             unit, model, (x_all[indices], y_all[indices]), indices, method=method, target=target, model_path=model_path,
-            data=data, dataset=dataset, split=split, seed=seed, out=out,
+            data=data, dataset=dataset, split=split, seed=seed, out=out, layer=layer,
         )  # fmt: skip
 
 
@@ -238,12 +263,14 @@ def _explain(
     split: str,
     seed: int,
     out: Path,
+    layer: str | None = None,
 ) -> None:
     """Attribute, check the axioms, write the unit (explain.json, explain.html, the SVGs) and print."""
     import inspect
 
     import torch
 
+    from deepscope._inputs import call_model, move
     from deepscope.attribution import METHODS, check_axioms
     from deepscope.attribution._registry import REGISTRY
     from deepscope.guard import model_guard
@@ -259,9 +286,13 @@ def _explain(
     # 1% (as the report section does) instead of a fixed 50 steps that may miss it
     accuracy = {"steps": None, "tol": 0.01} if "tol" in parameters and "steps" in parameters else {}
     options = {**accuracy, "progress": True} if "progress" in parameters else dict(accuracy)
+    if "layer" in parameters:
+        options["layer"] = _layer(model, layer)
+    elif layer is not None:
+        raise DataError(f"--layer applies to the layer methods (layer_integrated_gradients, ...), not to {method}.")
     attribution = function(model, inputs, target, **options)
     with model_guard(model), torch.no_grad():  # the predicted class, with Dropout/BatchNorm in eval mode
-        outputs = model(inputs.to(attribution.values.device, attribution.values.dtype))
+        outputs = call_model(model, move(inputs, attribution.values.device, attribution.values.dtype))  # ids stay ints
     predicted = (
         outputs.argmax(1) if outputs.dim() == 2 and outputs.shape[1] > 1 else outputs.reshape(len(inputs), -1)[:, 0]
     )
@@ -272,7 +303,9 @@ def _explain(
     check_options = (
         spec.report.axiom_options(256) if spec.report is not None and spec.report.axiom_options else accuracy
     )
-    axioms = check_axioms(model, inputs, attribution.target, method=method, **check_options)
+    # the axiom checks perturb the inputs continuously (baselines, scaled copies): token ids have none
+    tokens = not inputs.is_floating_point()
+    axioms = None if tokens else check_axioms(model, inputs, attribution.target, method=method, **check_options)
 
     errors = attribution.diagnostics.get("completeness_error")
     rows = []
@@ -284,7 +317,7 @@ def _explain(
                 "predicted": _scalar(predicted[position]),
                 "target": int(attribution.target[position]),
                 "completeness_error": float(errors[position]) if isinstance(errors, torch.Tensor) else None,
-                "top": _top_features(attribution.values[position], dataset.feature_names),
+                "top": _top_features(attribution.values[position], dataset.feature_names, tokens=tokens),
             }
         )
     svgs = []
@@ -306,7 +339,7 @@ def _explain(
         "examples": rows,
         "figures": [path.name for path in svg_paths],
         "attribution": attribution.to_dict(),
-        "axioms": axioms.to_dict(),
+        "axioms": None if axioms is None else axioms.to_dict(),
     }
     files: dict[str, str] = {json_path.name: json.dumps(to_jsonable(record), indent=2, allow_nan=False) + "\n"}
     for path, svg in zip(svg_paths, svgs, strict=True):
@@ -314,11 +347,10 @@ def _explain(
     facts = [("Model", model_path.name), ("Data", f"{data} ({split} split, seed {seed})"), ("Method", method)]
     if attribution.note:
         facts.append(("Note", attribution.note))
-    tables = [
-        Table(rows, caption="Examples: label, predicted class, explained target, largest attributions"),
-        Table(axioms.rows(), columns=["axiom", "claimed", "status", "magnitude", "tolerance", "detail"],
-              caption="Axiom checks on these examples"),
-    ]  # fmt: skip
+    tables = [Table(rows, caption="Examples: label, predicted class, explained target, largest attributions")]
+    if axioms is not None:
+        tables.append(Table(axioms.rows(), columns=["axiom", "claimed", "status", "magnitude", "tolerance", "detail"],
+                            caption="Axiom checks on these examples"))  # fmt: skip
     figures = [Figure(svg, f"{split} example {index}") for index, svg in zip(indices, svgs, strict=True)]
     files[html_path.name] = render_page(f"deepscope explain: {model_path.name}", [*tables, *figures], facts=facts)
     unit.commit(files)  # all files of this run appear together, the previous run's SVGs go
@@ -331,9 +363,12 @@ def _explain(
     widths = [max(len(column), *(len(cell[k]) for cell in cells)) for k, column in enumerate(columns)]
     for line in [columns, *cells]:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
-    verdicts = [f"{check['axiom']} {check['status']} ({format_value(check['magnitude'])})" for check in axioms.checks]
-    click.echo("axioms:  " + "; ".join(verdicts))
-    if axioms.violated_claims:
+    if axioms is None:
+        click.echo("axioms:  not checked (token ids: the checks perturb inputs continuously)")
+    else:
+        verdicts = [f"{c['axiom']} {c['status']} ({format_value(c['magnitude'])})" for c in axioms.checks]
+        click.echo("axioms:  " + "; ".join(verdicts))
+    if axioms is not None and axioms.violated_claims:
         click.echo(f"warning: {method} violated axioms it claims: {', '.join(axioms.violated_claims)}", err=True)
     click.echo(f"report:  {html_path.absolute()}")  # not resolve(): the files are links into .deepscope
     click.echo(f"results: {json_path.absolute()}")

@@ -145,3 +145,56 @@ def test_explain_never_overwrites_user_files(files, tmp_path):
     assert (out / "example-0.svg").read_text() == "<svg>my drawing</svg>"
     assert run_cli(*args, "--overwrite")[0] == 0
     assert (out / "example-0.svg").read_text().startswith("<!-- generator: deepscope -->")
+
+
+def test_layer_methods_take_a_named_layer(files, tmp_path):
+    from deepscope.attribution import layer_gradient_x_activation
+    from deepscope.datasets import load
+    from deepscope.io import load_model
+
+    out = tmp_path / "layer"
+    args = ["explain", "--model", files["model"], "--data", files["data"], "--method", "layer_gradient_x_activation",
+            "--index", "0", "--out", out]  # fmt: skip
+    code, stdout, stderr = run_cli(*args, "--layer", "0")
+    assert code == 0, stderr
+    record = _strict_json(out / "explain.json")
+    model = load_model(files["model"])
+    x, _ = load(str(files["data"]), seed=0).test
+    expected = layer_gradient_x_activation(model, x[:1], record["examples"][0]["target"], layer=model[0]).values
+    assert torch.allclose(torch.tensor(record["attribution"]["values"]), expected, atol=1e-6)  # that layer's values
+    assert_one_line_error(run_cli(*args, "--layer", "nope", "--overwrite"), "--layer 'nope' is not a submodule")
+    bad = run_cli("explain", "--model", files["model"], "--data", files["data"], "--method", "ig", "--layer", "0",
+                  "--out", tmp_path / "ig")  # fmt: skip
+    assert_one_line_error(bad, "--layer applies to the layer methods")
+
+
+@pytest.mark.slow  # imports transformers' BERT
+def test_token_models_are_explained_at_their_input_embedding(tmp_path):
+    import numpy as np
+
+    hf_models = pytest.importorskip("hf_models")
+    pytest.importorskip("transformers")
+    from deepscope._hf import load_hf
+    from deepscope.attribution import layer_integrated_gradients
+
+    hf_models.tiny_bert().save_pretrained(tmp_path / "bert")
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, hf_models.VOCAB, (20, 8))
+    ids[::2, 6:] = hf_models.PAD_ID
+    np.savez(tmp_path / "tokens.npz", input_ids=ids, attention_mask=ids != 0, labels=np.arange(20) % 3)
+    out = tmp_path / "explain"
+    code, stdout, stderr = run_cli("explain", "--model", tmp_path / "bert", "--data", tmp_path / "tokens.npz",
+                                   "--method", "layer_integrated_gradients", "--index", "0..1", "--out", out)  # fmt: skip
+    assert code == 0, stderr
+    assert "axioms:  not checked (token ids" in stdout and "tok " in stdout
+    record = _strict_json(out / "explain.json")
+    assert record["axioms"] is None
+    # oracle: the library call at the word embeddings (the default for a HuggingFace model) on the same ids
+    model = load_hf(tmp_path / "bert")
+    from deepscope.datasets import load
+
+    x, _ = load(str(tmp_path / "tokens.npz"), seed=0).test
+    targets = [row["target"] for row in record["examples"]]
+    expected = layer_integrated_gradients(model, x[:2], targets, layer=model.model.get_input_embeddings(),
+                                          steps=None, tol=0.01).values  # fmt: skip
+    assert torch.allclose(torch.tensor(record["attribution"]["values"]), expected, atol=1e-6)

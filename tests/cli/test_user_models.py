@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from cli.conftest import run_cli
 from deepscope.models import build
+from tests.cli.conftest import run_cli
 
 
 def sections(out):
