@@ -16,7 +16,9 @@ test examples for their true class, and is scored on:
   Spearman correlation of |a| with the original map falls below 0.5 after every layer is re-initialised
   (per position, |a| summed over channels, on sequences).
 
-A method that does not apply (raises a DeepscopeError) is listed with the reason. The whole run is
+A method registered for other inputs only (the token-only layer methods; ISM off one-hot
+sequences: :func:`select_methods`) is not run and is listed with a note; one that raises a
+DeepscopeError is listed with the reason. The whole run is
 bounded (a few minutes on 2 CPU cores); the tables go to bench/results/attribution_leaderboard.json.
 """
 
@@ -33,6 +35,7 @@ import torch
 
 from bench.harness import compare, record, time_call
 from deepscope.attribution import METHODS
+from deepscope.attribution._registry import REGISTRY, is_one_hot, is_tokens
 from deepscope.attribution.metrics import (
     deletion_curve,
     faithfulness_correlation,
@@ -69,6 +72,29 @@ def cheap_options(function: Callable[..., Any], train_inputs: torch.Tensor) -> d
     if "window" in parameters and len(shape) == 2:  # sequences: occlude a whole position
         options["window"] = (shape[0], 1)
     return options
+
+
+def select_methods(inputs: Any) -> tuple[list[tuple[str, Callable[..., Any]]], list[tuple[str, str]]]:
+    """The methods of METHODS that can apply to these inputs, and a note for each one that cannot.
+
+    A method registered for token inputs only (``shown_when=is_tokens``: the layer methods, which
+    attribute at an embedding) cannot explain the float features of this leaderboard's models; one
+    registered for one-hot sequences only (``shown_when=is_one_hot``: ISM) cannot explain tabular
+    rows or images. Every other method runs (a DeepscopeError it raises is still an error row).
+    """
+    chosen, skipped = [], []
+    tokens, one_hot = is_tokens(inputs), not is_tokens(inputs) and is_one_hot(inputs)
+    for name, function in METHODS.items():
+        shown_when = REGISTRY[name].report.shown_when if REGISTRY[name].report is not None else None
+        if shown_when is is_tokens and not tokens:
+            skipped.append((name, "token models only (attributes at an embedding layer); these inputs are features"))
+        elif shown_when is is_one_hot and not one_hot:
+            skipped.append((name, "one-hot sequences only; these inputs are not one-hot"))
+        elif shown_when is not is_tokens and tokens:
+            skipped.append((name, "float features only; these inputs are token ids"))
+        else:
+            chosen.append((name, function))
+    return chosen, skipped
 
 
 def random_attribution(model: torch.nn.Module, inputs: torch.Tensor, target: Any = None) -> torch.Tensor:
@@ -143,7 +169,9 @@ def run_dataset(name: str, *, n_samples: int, epochs: int, n_eval: int, sanity_e
     sequences = inputs.dim() == 3
     rows = []
     candidates: list[tuple[str, Callable[..., torch.Tensor], bool]] = []
-    for method_name, function in METHODS.items():
+    chosen, skipped = select_methods(inputs)
+    rows.extend({"method": method_name, "skipped": note} for method_name, note in skipped)
+    for method_name, function in chosen:
         options = cheap_options(function, data.x_train)
 
         def explain(m, x, target, function=function, options=options):
@@ -186,7 +214,7 @@ def to_markdown(header: str, rows: list[dict[str, Any]]) -> str:
         "| sanity check (final ρ) | time |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    scored = sorted((r for r in rows if "error" not in r), key=lambda r: -(r["auroc"][0] or 0))
+    scored = sorted((r for r in rows if "error" not in r and "skipped" not in r), key=lambda r: -(r["auroc"][0] or 0))
     for row in scored:
         sanity = (
             "–"
@@ -201,6 +229,8 @@ def to_markdown(header: str, rows: list[dict[str, Any]]) -> str:
     for row in rows:
         if "error" in row:
             lines.append(f"| {row['method']} | not applicable: {row['error']} | | | | | | |")
+        elif "skipped" in row:
+            lines.append(f"| {row['method']} | not run: {row['skipped']} | | | | | | |")
     return "\n".join(lines)
 
 
