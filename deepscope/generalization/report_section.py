@@ -18,9 +18,10 @@ declines in one line when even its minimum does not fit.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from deepscope.errors import DeepscopeError
+from deepscope.errors import DataError, DeepscopeError
 from deepscope.generalization._measures import measures, spectral_metrics
 from deepscope.generalization.bounds.classic import classic_bounds
 from deepscope.generalization.bounds.pac_bayes import pac_bayes_certificate
@@ -265,7 +266,19 @@ def _certificate_part(problem: Problem, budget: dict[str, Any], seed: int, conte
     return Part(blocks, results, sentence, cost={**found.to_dict(), "batch_size": batch})
 
 
+def _token_inputs(problem: Problem) -> bool:
+    """True when the model's inputs are token ids or a dict of tensors (not continuous vectors)."""
+    x, _ = problem.tensors("train", max_samples=1)
+    return isinstance(x, Mapping) or not x.is_floating_point()
+
+
 def _classic_part(problem: Problem, budget: dict[str, Any], context: AuditContext) -> Part:
+    if _token_inputs(problem):
+        reason = (
+            "their complexity terms need the norm of continuous input vectors (B = max ‖x‖ over the data), and this "
+            "model's inputs are token ids"
+        )
+        return Part([Text(f"Classic bounds — not applicable: {reason}.")], cost={"not_applicable": reason})
     wanted = len(problem.train) if budget["bound_samples"] is None else min(budget["bound_samples"], len(problem.train))
     found = estimate(context, "Classic bounds", wanted * _forward_ratio(context))
     if not found.fits:
@@ -288,7 +301,12 @@ def _memorisation_part(problem: Problem, budget: dict[str, Any], seed: int, cont
     found = estimate(context, "Memorisation probe", samples * per_example, share=1.5, calls=calls * -(-samples // 64))
     if not found.fits:
         return declined(found, f"Two copies trained {budget['memo_epochs']} epochs on {_MIN_MEMO} examples.")
-    probe = memorisation_probe(problem, epochs=budget["memo_epochs"], max_samples=samples, lr=3e-3, seed=seed)
+    try:
+        probe = memorisation_probe(problem, epochs=budget["memo_epochs"], max_samples=samples, lr=3e-3, seed=seed)
+    except DataError as error:  # data the retraining cannot take (e.g. a dict of tensors) is not a failure
+        return Part(
+            [Text(f"Memorisation probe not run: {str(error).rstrip('.')}.")], cost={"not_applicable": str(error)}
+        )
     fitted = "" if samples >= wanted else f" ({samples} of the budget's {wanted} examples: what fits its time)"
     blocks = [
         Text("Memorisation probe (Zhang et al. 2017): " + probe.summary() + fitted),

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = ["BLOCK_SECONDS", "PassCost", "Estimate", "pass_cost", "block_seconds"
 BLOCK_SECONDS: dict[str, float] = {"quick": 20.0, "full": 600.0}
 _CACHE_KEY = "report.pass_cost"
 _PROBE_EXAMPLES = 8
+_REPEATS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,9 +104,13 @@ def pass_cost(context: Any) -> PassCost:
     """Measure (once per audit, then cached) the cost of forward + backward passes on this model.
 
     Times the Problem's loss on one and on a few training examples under :func:`model_guard` with
-    detached copies of the parameters (the model's own ``.grad`` is never touched); the faster of
-    two repeats counts, so one-off start-up costs do not. The two batch sizes split the time into
-    a per-call part and a per-example part (a straight line through the two points).
+    detached copies of the parameters (the model's own ``.grad`` is never touched), after one
+    untimed warm-up; the median of three interleaved repeats counts (on a loaded machine the blocks
+    meet the typical time, not the best one).
+    The two batch sizes split the time into a per-call part and a per-example part (a straight
+    line through the two points; the per-example part is at least a tenth of the batch's average,
+    so a model that is all call overhead still pays per example). The forward : forward+backward
+    ratio is that of the batch (between 0.1 and 1).
     """
     cached = context.cache.get(_CACHE_KEY)
     if cached is not None:
@@ -114,39 +120,43 @@ def pass_cost(context: Any) -> PassCost:
     count = batch_length(x)
     with model_guard(problem.model):
         params = {name: value.clone().requires_grad_(True) for name, value in problem.parameters().items()}
-        single = _timed(problem, params, slice_rows(x, 0, 1), y[:1])
-        several = _timed(problem, params, slice_rows(x, 0, count), y[:count]) if count > 1 else single
-    if count > 1:
-        forward = max((several[0] - single[0]) / (count - 1), 1e-9)
-        backward = max((several[1] - single[1]) / (count - 1), 1e-9)
-    else:
-        forward, backward = single
+        one, several = (slice_rows(x, 0, 1), y[:1]), (slice_rows(x, 0, count), y[:count])
+        _timed(problem, params, *one)  # warm-up: first-call costs (kernels, caches) are not the model's
+        singles, batches = [], []
+        for _ in range(_REPEATS):  # interleaved; the median is what the blocks will meet on this machine now
+            singles.append(_timed(problem, params, *one))
+            batches.append(_timed(problem, params, *several) if count > 1 else singles[-1])
+    single = tuple(statistics.median(times) for times in zip(*singles))
+    several_times = tuple(statistics.median(times) for times in zip(*batches))
+    full_forward, full_backward = several_times
+    backward = max((full_backward - single[1]) / (count - 1), 0.0) if count > 1 else single[1]
+    # a model dominated by call overhead has a slope near 0 (or below, by noise): at least 1/10 of the
+    # average per-example time keeps every estimate proportional to the examples it uses
+    backward = max(backward, 0.1 * full_backward / count, 1e-9)
+    ratio = min(max(full_forward / full_backward, 0.1), 1.0)  # forward : forward+backward, measured on the batch
+    call = max(single[1] - backward, 0.0)
     cost = PassCost(
         seconds=backward,
-        forward_seconds=forward,
+        forward_seconds=ratio * backward,
         parameters=sum(value.numel() for value in params.values()),
         examples=count,
-        call_seconds=max(single[1] - backward, 0.0),
-        forward_call_seconds=max(single[0] - forward, 0.0),
+        call_seconds=call,
+        forward_call_seconds=min(max(single[0] / single[1], 0.1), 1.0) * call,
     )
     context.cache[_CACHE_KEY] = cost
     return cost
 
 
 def _timed(problem: Any, params: dict[str, torch.Tensor], x: Any, y: torch.Tensor) -> tuple[float, float]:
-    """Seconds of a forward pass and of a forward + backward pass on ``(x, y)``: the faster of two repeats."""
-    forward = backward = float("inf")
-    for _ in range(2):
-        started = time.perf_counter()
-        with torch.no_grad():
-            problem.loss(params, x, y)
-        middle = time.perf_counter()
-        with torch.enable_grad():
-            loss = problem.loss(params, x, y)
-            torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-        ended = time.perf_counter()
-        forward, backward = min(forward, middle - started), min(backward, ended - middle)
-    return forward, backward
+    """Seconds of a forward pass and of a forward + backward pass on ``(x, y)``."""
+    started = time.perf_counter()
+    with torch.no_grad():
+        problem.loss(params, x, y)
+    middle = time.perf_counter()
+    with torch.enable_grad():
+        loss = problem.loss(params, x, y)
+        torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+    return middle - started, time.perf_counter() - middle
 
 
 def estimate(context: Any, label: str, passes: float, share: float = 1.0, calls: float = 0.0) -> Estimate:
