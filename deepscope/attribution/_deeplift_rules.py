@@ -172,13 +172,13 @@ class _PoolRule(torch.autograd.Function):
     """Max pooling (fixed or adaptive windows) with the routing rule of :class:`_MaxRule`, computed at the
     pooled size through the pooling indices: the share max(y_x, y_r) − y_r of each window is divided by Δz
     at the input's winner, y_x − max(y_x, y_r) by Δz at the reference's winner, and both are added back
-    there (where |Δz| < eps: the gradient at x, i.e. the upstream gradient at the input's winners)."""
+    there (where Δz = 0: the gradient at x, i.e. the upstream gradient at the input's winners)."""
 
     @staticmethod
-    def forward(ctx, z, z_x, y_x, pool, eps):
+    def forward(ctx, z, z_x, y_x, pool):
         output, indices = pool(z)
         ctx.save_for_backward(z, output, indices, z_x, y_x)
-        ctx.pool, ctx.eps = pool, eps
+        ctx.pool = pool
         return output
 
     @staticmethod
@@ -197,13 +197,14 @@ class _PoolRule(torch.autograd.Function):
         at_x = y_in - flat_ref.gather(3, indices_in)
         at_ref = flat_in.gather(3, indices_ref) - y_ref
         share_x, share_ref = grad * (upper - y_ref), grad * (y_in - upper)
-        small_x, small_ref = _small_mask(at_x, ctx.eps), _small_mask(at_ref, ctx.eps)
-        from_x = torch.lerp(share_x / (at_x + small_x * (1.0 - at_x)), grad, small_x)
-        from_ref = share_ref * (1.0 - small_ref) / (at_ref + small_ref * (1.0 - at_ref))
+        # Δz = 0 at a winner (the only case needing care: a share is at most its winner's own |Δz|):
+        # the derivative at x there, i.e. the upstream gradient at x's winners and nothing at the reference's
+        from_x = torch.where(at_x == 0, grad, share_x / at_x)
+        from_ref = torch.where(at_ref == 0, 0.0, share_ref / at_ref)
         multiplier = torch.zeros_like(flat_ref)
         multiplier.scatter_add_(3, indices_in, from_x)
         multiplier.scatter_add_(3, indices_ref, from_ref)
-        return multiplier.view_as(z), None, None, None, None
+        return multiplier.view_as(z), None, None, None
 
 
 def _shifted_exponentials(z_ref, z_in, axes):
@@ -448,7 +449,7 @@ class PairedInterpreter(fx.Interpreter):
                 return torch.return_types.max((values, z.detach().max(dim, keepdim).indices))
             pool = _with_indices(n, self.module, args, kwargs)
             if pool is not None:
-                return _PoolRule.apply(z, operands_x[0], value_x, pool, _EXACT)
+                return _PoolRule.apply(z, operands_x[0], value_x, pool)
             return _MaxRule.apply(z, operands_x[0], value_x, function, self.eps)
         return self._normaliser(n, z, operands_x[0], kwargs)
 
