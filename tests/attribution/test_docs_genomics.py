@@ -23,8 +23,8 @@ def test_the_genomics_example_runs_and_its_seqlets_find_the_planted_motifs(capsy
     namespace: dict = {}
     exec(compile(_genomics_example(), str(DOC), "exec"), namespace)  # noqa: S102 - our own documentation
     assert "precision" in capsys.readouterr().out
-    # the trained CNN's DeepLIFT-SHAP seqlets sit on most planted sites (recall 0.94-1.0 measured at 1
-    # and 2 threads); 0.5 is far above the ~0.15 of seqlets placed at random
-    assert namespace["recovery"].recall > 0.5
+    # the trained CNN's DeepLIFT-SHAP seqlets sit on the planted sites: precision 0.73-0.84 measured at 1
+    # and 2 threads, where seqlets called on random tracks of these sequences reach 0.16-0.25 (chance)
+    assert namespace["recovery"].precision > 0.5 and namespace["recovery"].recall > 0.5
     assert namespace["figure"].axes[0].patches  # the logo has glyphs
     assert tuple(namespace["track"].shape) == (16, 60)

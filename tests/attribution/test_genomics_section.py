@@ -107,10 +107,12 @@ def test_audit_of_a_cnn_trained_on_planted_motifs_has_the_genomics_blocks(tmp_pa
     found = section["results"]
     assert "block_errors" not in found
     assert found["genomics_ism"]["sequences"] >= 1 and found["genomics_deep_lift_shap"]["n_shuffles"] == 5
-    # the trained CNN (global max pooling, test accuracy 0.98-1.0) looks at the class motif: its seqlets hit most planted
-    # sites (1.0 measured; 0.5 leaves room for other seeds/threads while still failing a model that
-    # attends to random positions, whose 12-base seqlets hit a 6-base site in ~15% of 60-base sequences)
-    assert found["motif_recovery"]["recall"] > 0.5
+    # the trained CNN (global max pooling, test accuracy 0.98-1.0) looks at the class motif: its seqlets
+    # sit on the planted sites (precision 0.73-0.84, recall 0.94-1.0 measured at 1 and 2 threads). The
+    # oracle is chance: seqlets called the same way on random tracks of these 16 sequences have
+    # precision 0.16-0.25 (recall 0.44-0.69, several seqlets per sequence), so precision > 0.5 fails a
+    # model that does not attend to the motifs
+    assert found["motif_recovery"]["precision"] > 0.5 and found["motif_recovery"]["recall"] > 0.5
     page = paths.html.read_text()
     assert "ISM attribution logos" in page and "DeepLIFT-SHAP attribution logos" in page
     assert "Called seqlets" in page and "Planted motifs" in page
