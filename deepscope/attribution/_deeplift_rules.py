@@ -114,6 +114,12 @@ class _Rescale(torch.autograd.Function):
         # a whole module is not element-wise: Δy_j/Δz_j grows without bound as Δz_j → 0 while the other
         # inputs still differ, so its threshold is at least tangermeme's 1e-6
         eps = ctx.eps if ctx.elementwise else max(ctx.eps, _RATIO_GUARD)
+        if eps <= _EXACT and ctx.elementwise:  # piecewise linear: f'(z_x) only where Δz = 0 (there Δy/Δz is NaN)
+            with torch.enable_grad():
+                leaf = z_x.detach().requires_grad_(True)
+                (local,) = torch.autograd.grad(ctx.function(leaf.clone()).sum(), leaf)
+            secant = torch.where(delta_in == 0, local.unsqueeze(1), torch.sub(y_in, y_ref).div_(delta_in))
+            return secant.mul_(grad).flatten(0, 1), None, None, None, None, None
         if not bool(torch.linalg.vector_norm(delta_in, float("-inf")) < eps):  # min |Δz|: the common case
             secant = torch.sub(y_in, y_ref).div_(delta_in)  # in place: no more full-size allocations
             return secant.mul_(grad).flatten(0, 1), None, None, None, None, None
