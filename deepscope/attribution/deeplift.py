@@ -22,7 +22,7 @@ from deepscope.attribution._base import (
     relative_completeness_error,
 )
 from deepscope.attribution._deeplift_graph import refusal, unsupported_steps
-from deepscope.attribution._deeplift_rules import PairedInterpreter
+from deepscope.attribution._deeplift_interpreter import PairedInterpreter
 from deepscope.attribution._registry import ReportDefaults, attribution_method
 from deepscope.attribution._trace import trace_model
 from deepscope.errors import UnsupportedModelError, invalid_parameter

@@ -1,0 +1,77 @@
+"""The interpreter: the inputs once, all references in one pass; rows kept in step; in-place steps safe."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from deepscope.attribution import deeplift
+from deepscope.attribution._deeplift_interpreter import PairedInterpreter
+from deepscope.attribution._trace import trace_model
+from deepscope.attribution.deeplift import paired_multipliers
+from deepscope.errors import UnsupportedModelError
+
+
+def _one_hot(batch: int, length: int, seed: int) -> torch.Tensor:
+    codes = torch.randint(0, 4, (batch, length), generator=torch.Generator().manual_seed(seed))
+    return F.one_hot(codes, 4).permute(0, 2, 1).double()
+
+
+class _Head(nn.Module):
+    def __init__(self, length: int = 12):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.pool = nn.Conv1d(4, 3, 5), nn.MaxPool1d(3, stride=2, ceil_mode=True)  # overlapping windows
+        self.first, self.last = nn.Linear(3 * (length - 4) + 3 * 4, 6), nn.Linear(6, 2)
+        self.double()
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        h = torch.cat([h.flatten(1), self.pool(h).flatten(1)], 1)
+        return self.last(F.softmax(self.first(h), dim=-1))
+
+
+def test_several_references_at_once_equal_one_reference_at_a_time():
+    model = _Head()
+    x, references = _one_hot(3, 12, 6), _one_hot(12, 12, 7)  # 4 references per example, example-major
+    x[1, :, 3:5] = 0.0  # N positions are fine
+    interpreter = PairedInterpreter(trace_model(model, owner="test"), 1e-10, {})
+    targets = torch.tensor([[0, 1, 0], [1, 1, 0]])
+    multipliers, at_input, at_references = paired_multipliers(interpreter, x, references, (), targets, None, "test")
+    for k in range(4):
+        rows = references.view(3, 4, 4, 12)[:, k]
+        for t in range(2):
+            one = deeplift(model, x, target=targets[t], baseline=rows)
+            assert one.diagnostics["completeness_error"].max() < 1e-10  # overlapping pool windows too
+            torch.testing.assert_close(
+                (x - rows) * multipliers[t].view(3, 4, 4, 12)[:, k], one.values, rtol=1e-10, atol=1e-13
+            )
+            torch.testing.assert_close(at_input[t] - at_references[t].view(3, 4)[:, k], one.diagnostics["delta"])
+
+
+def test_in_place_steps_and_a_moved_batch_axis():
+    class InPlace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(3)
+            self.conv, self.act, self.linear = nn.Conv1d(4, 3, 3), nn.ReLU(inplace=True), nn.Linear(30, 2)
+            self.double()
+
+        def forward(self, x):
+            return self.linear(F.hardtanh(self.act(self.conv(x)), inplace=True).flatten(1))
+
+    x, baseline = _one_hot(4, 12, 8), _one_hot(4, 12, 9)
+    assert deeplift(InPlace(), x, target=1, baseline=baseline).diagnostics["completeness_error"].max() < 1e-10
+
+    class Transposed(nn.Module):
+        def forward(self, x):
+            return torch.tanh(x.transpose(0, 1)).transpose(0, 1).sum(1, keepdim=True)
+
+    # with one reference per example the element-wise rule is right whatever the layout; with two
+    # the rows of an example and of its references no longer line up, which is refused
+    rows, references = x[:, 0], torch.cat([x[:, 1], x[:, 2]]).view(2, 4, 12).transpose(0, 1).reshape(8, 12)
+    interpreter = PairedInterpreter(trace_model(Transposed(), owner="test"), 1e-10, {})
+    with pytest.raises(UnsupportedModelError, match="batch as its first axis"):
+        paired_multipliers(interpreter, rows, references, (), torch.zeros(1, 4, dtype=torch.long), None, "test")
