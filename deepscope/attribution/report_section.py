@@ -4,7 +4,7 @@ Budgets: "quick" explains 4 inputs with a handful of methods and checks the axio
 them (a few seconds on the demo CNN); "full" explains 8 inputs with every applicable method.
 
 One-hot DNA gets, besides the maps, ISM and DeepLIFT-SHAP logos, seqlets and planted-motif
-recovery (:mod:`deepscope.attribution.genomics_section`, each an isolated block with its cost).
+recovery (computed in :mod:`deepscope.attribution._genomics`; each an isolated block with its cost).
 
 Token inputs (integer ids or a dict such as ``input_ids`` + ``attention_mask``) get the layer
 methods at the input embedding (layer integrated gradients from a pad-token baseline, AttnLRP) and
@@ -18,13 +18,24 @@ from typing import Any
 import torch
 
 from deepscope._inputs import batch_length, slice_rows
+from deepscope.attribution import _genomics as genomics
 from deepscope.attribution._base import Attribution, draw_attribution
 from deepscope.attribution._registry import is_one_hot, is_tokens, report_axiom_methods, report_methods
 from deepscope.attribution.axioms import check_axioms
-from deepscope.attribution.genomics_section import genomics_parts
 from deepscope.attribution.token_figure import token_html, token_rows
 from deepscope.errors import DeepscopeError
-from deepscope.report.sections import AuditContext, Figure, Html, Section, Table, Text, register_section
+from deepscope.report.cost import fit_count, pass_cost
+from deepscope.report.sections import (
+    AuditContext,
+    Figure,
+    Html,
+    Part,
+    Section,
+    Table,
+    Text,
+    register_section,
+    run_block,
+)
 from deepscope.report.svg import figure_to_svg, new_figure
 
 __all__ = ["build_attribution_section"]
@@ -152,7 +163,7 @@ def build_attribution_section(context: AuditContext) -> Section:
         blocks.append(Text(f"Sanity check (cascading parameter randomisation, Adebayo et al. 2018) {verdict}."))
     costs: list[dict[str, Any]] = []
     if is_one_hot(inputs):  # one-hot DNA: logos, seqlets, motif recovery (each an isolated block)
-        for part in genomics_parts(context, output_fn):  # merged by hand: one failing part never fails the section
+        for part in _genomics_parts(context, output_fn):  # merged by hand: one failing part never fails the section
             blocks.extend(part.blocks)
             results.update(part.results)
             costs.append(dict(part.cost))
@@ -176,6 +187,74 @@ def build_attribution_section(context: AuditContext) -> Section:
             f"(precision {recovery['precision']:.0%})."
         )
     return Section(summary=summary, blocks=blocks, results=results, costs=costs)
+
+
+def _genomics_parts(context: AuditContext, output_fn: Any) -> list[Part]:
+    """ISM logos, DeepLIFT-SHAP logos, seqlets and planted-motif recovery of one-hot DNA: four isolated blocks.
+
+    The sequences are fitted to the block budget from the measured pass cost (ISM: 3L+1 forward
+    passes per sequence, an upper bound when its fast path runs; DeepLIFT-SHAP: K + 1 reference rows).
+    """
+    budget = genomics.GENOMICS_BUDGETS.get(context.budget, genomics.GENOMICS_BUDGETS["quick"])
+    model = context.problem.model
+    x, mask = genomics.sequences(context.dataset, context.problem, budget["sequences"])
+    found: dict[str, Any] = {}
+
+    def ism_part() -> Part:
+        unit = pass_cost(context)
+        ratio = unit.forward_seconds / max(unit.seconds, 1e-12)  # ISM runs forward passes only
+        count = fit_count(context, len(x), (3 * x.shape[-1] + 1) * ratio, minimum=1)
+        found["ism"] = genomics.ism_block(model, x[:count], output_fn, budget["logos"])
+        return _genomics_part(found["ism"], passes=found["ism"].passes * ratio)
+
+    def shap_part() -> Part:
+        k = budget["n_shuffles"]
+        count = fit_count(context, len(x), genomics.DEEPLIFT_PASS_FACTOR * (k + 1), minimum=1)
+        try:
+            found["deep_lift_shap"] = genomics.shap_block(model, x[:count], output_fn, budget["logos"], k)
+        except DeepscopeError as error:
+            return _not_applicable("DeepLIFT-SHAP logos", str(error))
+        return _genomics_part(found["deep_lift_shap"])
+
+    def seqlet_part() -> Part:
+        source = found.get("deep_lift_shap") or found.get("ism")
+        if source is None:
+            return _not_applicable("Seqlets", "neither ISM nor DeepLIFT-SHAP gave a per-position attribution")
+        method = "deep_lift_shap" if "deep_lift_shap" in found else "ism"
+        found["seqlets"], found["explained"] = genomics.seqlet_block(source.track, method, mask), len(source.track)
+        return _genomics_part(found["seqlets"])
+
+    def recovery_part() -> Part:
+        called = found.get("seqlets")
+        if called is None:
+            return _not_applicable("Motif recovery", "no seqlets were called")
+        block = genomics.recovery_block(called.seqlets, found["explained"], mask)
+        if block is None:
+            return _not_applicable("Motif recovery", "the dataset marks no planted motif site per sequence")
+        return _genomics_part(block)
+
+    return [
+        run_block("ISM logos", ism_part),
+        run_block("DeepLIFT-SHAP logos", shap_part),
+        run_block("Seqlets", seqlet_part),
+        run_block("Motif recovery", recovery_part),
+    ]
+
+
+def _genomics_part(block: genomics.GenomicsBlock, passes: float | None = None) -> Part:
+    blocks: list[Any] = [Text(block.text)]
+    if block.figure is not None:
+        blocks.append(Figure(figure_to_svg(block.figure), caption=block.caption))
+    if block.rows:
+        blocks.append(Table(block.rows, caption=block.caption))
+    passes = block.passes if passes is None else passes
+    return Part(blocks, block.results, sentence=block.sentence, cost={} if passes is None else {"passes": passes})
+
+
+def _not_applicable(label: str, reason: str) -> Part:
+    """One line saying that ``label`` does not apply here, and why."""
+    reason = reason.strip().rstrip(".")
+    return Part([Text(f"{label} — not applicable: {reason}.")], cost={"not_applicable": reason})
 
 
 def _metric_rows(model, inputs, maps, mask) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from deepscope.attribution.genomics_section import _sites, genomics_parts
+from deepscope.attribution._genomics import sites
+from deepscope.attribution.report_section import _genomics_parts
 from deepscope.report.sections import AuditContext, Figure, Text
 from deepscope.testing import make_fixture
 
@@ -31,22 +32,22 @@ def test_sites_read_planted_motifs_mask_and_refuse_other_masks():
     from deepscope import datasets
 
     data = datasets.load("planted_motifs", seed=3, n_samples=40, sequence_length=40, motif_length=5)
-    starts, length = _sites(data.mask_test)
+    starts, length = sites(data.mask_test)
     # oracle: the generator's own record of where it wrote each test sequence's class motif
     assert length == 5 and starts.tolist() == data.info["motif_start_test"]
     mask = torch.zeros(2, 4, 10)
     mask[0, :, 2:4] = 1
     mask[1, :, [1, 5]] = 1  # two bases, not contiguous
-    assert _sites(mask) is None
+    assert sites(mask) is None
     mask[1] = 0  # a sequence without a site
-    assert _sites(mask) is None
+    assert sites(mask) is None
     mask[1, :, 6:9] = 1  # sites of different lengths
-    assert _sites(mask) is None
+    assert sites(mask) is None
 
 
 def test_parts_on_the_sequence_fixture_without_planted_sites():
     fixture = make_fixture("sequence")
-    parts = genomics_parts(AuditContext(problem=fixture.problem()))
+    parts = _genomics_parts(AuditContext(problem=fixture.problem()), None)
     labels = [part.cost["block"] for part in parts]
     assert labels == ["ISM logos", "DeepLIFT-SHAP logos", "Seqlets", "Motif recovery"]
     assert all(part.error is None for part in parts), [part.error for part in parts]
@@ -86,7 +87,7 @@ def test_a_model_deeplift_cannot_trace_gets_one_line_and_seqlets_fall_back_to_is
     torch.manual_seed(0)
     x = torch.nn.functional.one_hot(torch.randint(0, 4, (12, 30)), 4).permute(0, 2, 1).float()
     y = torch.randint(0, 2, (12,))
-    parts = genomics_parts(AuditContext(problem=Problem(DataDependent(), (x, y))))
+    parts = _genomics_parts(AuditContext(problem=Problem(DataDependent(), (x, y))), None)
     shap_part = parts[1]
     assert shap_part.error is None and "not applicable" in shap_part.blocks[0].text
     assert parts[2].error is None and parts[2].results["seqlets"]["method"] == "ism"
