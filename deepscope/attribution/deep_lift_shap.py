@@ -18,6 +18,7 @@ from deepscope.attribution._base import (
     prepare,
     relative_completeness_error,
 )
+from deepscope.attribution._registry import attribution_method
 from deepscope.attribution.deeplift import WithArgs, check_args, paired_multipliers, prepare_graph, rows_of
 from deepscope.data.shuffle import dinucleotide_shuffle
 from deepscope.errors import DataError, invalid_parameter
@@ -35,13 +36,11 @@ def _is_one_hot(x: torch.Tensor) -> bool:
 
 
 def _references(references: Any, x: torch.Tensor, n_shuffles: int, seed: int, owner: str) -> torch.Tensor:
-    """``(batch, K, *features)``: given per example, shared ``(K, *features)``, or dinucleotide shuffles."""
+    """``(batch, K, *features)``: given per example, shared ``(K, *features)``, dinucleotide shuffles of
+    one-hot sequences, or (other inputs) one zero reference, DeepLIFT's default baseline."""
     if references is None:
         if not _is_one_hot(x):
-            raise DataError(
-                f"The default references of {owner} are dinucleotide shuffles, which need one-hot sequences "
-                f"(batch, alphabet, length); got inputs of shape {tuple(x.shape)} that are not. Pass references=."
-            )
+            return torch.zeros_like(x).unsqueeze(1)
         return dinucleotide_shuffle(x, n_shuffles=n_shuffles, seed=seed)
     expected = f"a tensor of shape ({x.shape[0]}, K, {', '.join(map(str, x.shape[1:]))}) or (K, ...) shared by all"
     if not isinstance(references, torch.Tensor) or not references.is_floating_point():
@@ -56,6 +55,7 @@ def _references(references: Any, x: torch.Tensor, n_shuffles: int, seed: int, ow
     return references
 
 
+@attribution_method(aliases=("deepshap", "dls"), claimed_axioms={"dummy", "linearity"}, report=None)
 @analysis(takes="model_inputs", family="attribution", fixture="sequence", example_kwargs={"n_shuffles": 3})
 def deep_lift_shap(
     model: nn.Module,
@@ -93,7 +93,8 @@ def deep_lift_shap(
             reference rows per pass: ⌊max_batch / K⌋ examples at a time, at least one).
         references: ``(batch, K, *features)`` per example or ``(K, *features)`` for all; None:
             ``n_shuffles`` dinucleotide shuffles of each sequence (``seed``-ed, ``N`` kept in place,
-            :func:`deepscope.data.shuffle.dinucleotide_shuffle`).
+            :func:`deepscope.data.shuffle.dinucleotide_shuffle`) for one-hot sequences, one zero
+            reference (DeepLIFT's default baseline) for other inputs.
         hypothetical: one-hot inputs only: the hypothetical contributions of every letter.
         args, rescale_modules: as for :func:`deeplift` (extra model arguments held fixed, module
             classes given the element-wise rescale rule as a whole).

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from deepscope.attribution import deeplift
 from deepscope.attribution.deep_lift_shap import deep_lift_shap
 from deepscope.data.shuffle import dinucleotide_shuffle
-from deepscope.errors import DataError, InvalidParameterError
+from deepscope.errors import InvalidParameterError
 from deepscope.models.basset import Basset
 
 
@@ -129,8 +129,8 @@ def test_other_inputs_average_deeplift_over_shared_references(mlp_and_rows):
 
 def test_bad_references_and_options_are_named(mlp_and_rows):
     model, rows = mlp_and_rows
-    with pytest.raises(DataError, match="one-hot sequences"):
-        deep_lift_shap(model, rows, target=0)
+    # other inputs: one zero reference by default, i.e. DeepLIFT with its default baseline
+    torch.testing.assert_close(deep_lift_shap(model, rows, target=0).values, deeplift(model, rows, target=0).values)
     with pytest.raises(InvalidParameterError, match="'references' parameter of deep_lift_shap"):
         deep_lift_shap(model, rows, target=0, references=torch.zeros(3, 2))
     with pytest.raises(InvalidParameterError, match="'hypothetical' parameter"):
