@@ -104,16 +104,21 @@ def _walk(rng: np.random.Generator, pairs: np.ndarray, last: np.ndarray, firsts:
     rows = np.arange(pairs.shape[0])
     holding = last >= 0
     remaining[rows[:, None], np.arange(pairs.shape[1]), np.maximum(last, 0)] -= holding  # kept for the end
+    alphabet = pairs.shape[1]
+    flat = remaining.reshape(-1, alphabet)  # row r, letter a at r·alphabet + a
+    last_flat, base = last.reshape(-1), rows * alphabet
+    draws = rng.random((max(length - 1, 0), rows.size))
     walk = np.empty((pairs.shape[0], length), dtype=np.int64)
     current = firsts.copy()
     walk[:, 0] = current
     for step in range(1, length):
-        counts = remaining[rows, current]  # (rows, alphabet)
-        total = counts.sum(1)
-        u = rng.random(rows.size) * total
-        following = (u[:, None] >= np.cumsum(counts, axis=1)).sum(1)
-        following = np.where(total > 0, following, np.maximum(last[rows, current], 0))  # finished runs: ignored
-        remaining[rows, current, np.minimum(following, pairs.shape[1] - 1)] -= total > 0
+        index = base + current
+        bounds = np.cumsum(flat[index], axis=1)  # (rows, alphabet)
+        total = bounds[:, -1]
+        following = (draws[step - 1, :, None] * total[:, None] >= bounds).sum(1)
+        open_rows = total > 0
+        following = np.where(open_rows, following, np.maximum(last_flat[index], 0))  # the last edge; finished runs
+        flat[index, np.minimum(following, alphabet - 1)] -= open_rows
         current = following
         walk[:, step] = current
     return walk
