@@ -153,3 +153,26 @@ def test_a_tied_linear_weight_is_one_parameter_and_one_layer():
     untied = _Tied(tie=False)  # the same weights, b with its own matrix: three layers
     assert [layer.name for layer in spectral_metrics(untied, min_eigenvalues=2).layers] == ["a", "b", "c"]
     assert spectra.layers[0] == spectral_metrics(untied, min_eigenvalues=2).layers[0]
+
+
+class _Wrapped(nn.Module):
+    """The issue's wrapper: ``m`` is GPT-2 with its tied head, forward returns next-token logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.m = hf_models.tiny_gpt2_lm()
+
+    def forward(self, input_ids, attention_mask):
+        return self.m(input_ids=input_ids, attention_mask=attention_mask).logits[:, -1]
+
+
+def test_the_reported_wrapper_keyerror_is_gone():
+    """Issue 12: ``KeyError: 'm.lm_head.weight'`` (the state_dict name of the tied weight, which
+    named_parameters() lists once as m.transformer.wte.weight)."""
+    model = _Wrapped().eval()
+    x, _ = hf_models.token_batch(8)
+    y = torch.randint(0, hf_models.VOCAB, (8,), generator=torch.Generator().manual_seed(2))
+    result = measures(Problem(model, (x, y)), families=("norm", "margin", "gradient", "spectral"))
+    assert "m.lm_head.weight is m.transformer.wte.weight" in result.note
+    assert result.value("parameter_count") == sum(p.numel() for p in model.parameters())
+    assert math.isfinite(result.value("fisher_rao_norm"))
