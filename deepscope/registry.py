@@ -48,7 +48,7 @@ from torch import nn
 
 from deepscope._finite import check_finite_model
 from deepscope._validation import MAX_SEED, check_choice, check_seed
-from deepscope.errors import invalid_parameter
+from deepscope.errors import UnsupportedModelError, invalid_parameter
 from deepscope.guard import model_guard
 
 __all__ = ["AnalysisSpec", "ANALYSES", "ANALYSIS_PACKAGES", "analysis", "find_model", "load_all_analyses"]
@@ -176,7 +176,12 @@ def analysis(
             if takes == "model_inputs":  # a model that works in place must never change the caller's inputs
                 args, kwargs = _copy_inputs(args, kwargs)
             with model_guard(model, mode=guard_mode):
-                return function(*args, **kwargs)
+                try:
+                    return function(*args, **kwargs)
+                except RuntimeError as error:
+                    if isinstance(model, torch.jit.ScriptModule) and "Jitted modules" in str(error):
+                        raise _scripted_refusal(spec_name) from error
+                    raise
 
         guarded.__deepscope_analysis__ = spec_name  # type: ignore[attr-defined]
         if register:
@@ -192,6 +197,15 @@ def analysis(
         return guarded  # type: ignore[return-value]
 
     return decorate
+
+
+def _scripted_refusal(spec_name: str) -> UnsupportedModelError:
+    """The one-line refusal for analyses that call a TorchScript module with substituted parameters."""
+    return UnsupportedModelError(
+        f"{spec_name} runs the model with substituted parameters (torch.func.functional_call), which "
+        "TorchScript modules do not support; save the model as a torch.export program (.pt2) or as "
+        "safetensors weights with its architecture to run it."
+    )
 
 
 def _copy_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -55,3 +55,16 @@ def test_analyses_are_declared_only_in_the_packages_load_all_analyses_imports():
         if path.name != "registry.py" and re.search(r"^@analysis\(", path.read_text(encoding="utf-8"), re.M)
     }
     assert declaring <= set(ANALYSIS_PACKAGES)
+
+
+def test_a_scripted_model_is_refused_in_one_line_where_torch_func_cannot_call_it():
+    # torch.func.functional_call raises "The stateless API can't be used with Jitted modules" on a
+    # ScriptModule; every analysis that substitutes parameters turns it into one clear refusal.
+    from deepscope import Problem
+    from deepscope.curvature import hessian_eigenvalues
+    from deepscope.errors import UnsupportedModelError
+
+    scripted = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)))
+    problem = Problem(scripted, (torch.randn(20, 3), torch.randint(0, 2, (20,))))
+    with pytest.raises(UnsupportedModelError, match=r"hessian_eigenvalues .*TorchScript.*torch.export"):
+        hessian_eigenvalues(problem, k=1)
