@@ -121,7 +121,7 @@ def deep_lift_shap(
     if not isinstance(hypothetical, bool):
         raise invalid_parameter("hypothetical", owner, "True or False", hypothetical)
     batch = inputs.shape[0] if isinstance(inputs, torch.Tensor) and inputs.dim() >= 1 else 0
-    args = check_args(args, batch, owner)
+    args = check_args(args, batch, model, owner)
     runner = WithArgs(model, args, batch) if args else model
     probe_batch = max(max_batch, batch) if args else max_batch
     prepared = prepare(runner, inputs, target, owner=owner, output_fn=output_fn, max_batch=probe_batch)

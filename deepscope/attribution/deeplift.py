@@ -17,6 +17,7 @@ from deepscope.attribution._base import (
     OutputFn,
     check_max_batch,
     finish,
+    model_device_dtype,
     prepare,
     prepare_baseline,
     relative_completeness_error,
@@ -46,18 +47,23 @@ def _check_graph(graph_module: fx.GraphModule, leaf_types: tuple[type, ...]) -> 
     return problems
 
 
-def check_args(args: Any, batch: int, owner: str) -> tuple[Any, ...]:
-    """Extra model arguments: a tuple; tensors among them need one row per example (held fixed)."""
+def check_args(args: Any, batch: int, model: nn.Module, owner: str) -> tuple[Any, ...]:
+    """Extra model arguments: a tuple; tensors among them need one row per example (held fixed) and go
+    to the model's device (floating ones also to its dtype, as the inputs do)."""
     if isinstance(args, list):
         args = tuple(args)
     if not isinstance(args, tuple):
         raise invalid_parameter("args", owner, "a tuple of extra model arguments, passed as model(x, *args)", args)
+    device, dtype = model_device_dtype(model)
+    moved = []
     for i, arg in enumerate(args):
-        if isinstance(arg, torch.Tensor) and (arg.dim() == 0 or arg.shape[0] != batch):
-            raise invalid_parameter(
-                "args", owner, f"tensors with one row per example ({batch} rows); args[{i}] does not have them", arg
-            )
-    return args
+        if isinstance(arg, torch.Tensor):
+            if arg.dim() == 0 or arg.shape[0] != batch:
+                expected = f"tensors with one row per example ({batch} rows); args[{i}] does not have them"
+                raise invalid_parameter("args", owner, expected, arg)
+            arg = arg.detach().to(device=device, dtype=dtype if arg.is_floating_point() else arg.dtype)
+        moved.append(arg)
+    return tuple(moved)
 
 
 def rows_of(args: tuple[Any, ...], start: int, stop: int, repeats: int = 1) -> tuple[Any, ...]:
@@ -231,7 +237,7 @@ def deeplift(
     eps = check_float(eps, "eps", owner, minimum=0.0)
     max_batch = check_max_batch(max_batch, owner)
     batch = inputs.shape[0] if isinstance(inputs, torch.Tensor) and inputs.dim() >= 1 else 0
-    args = check_args(args, batch, owner)
+    args = check_args(args, batch, model, owner)
     runner = WithArgs(model, args, batch) if args else model
     prepared = prepare(
         runner, inputs, target, owner=owner, output_fn=output_fn, max_batch=max(max_batch, batch) if args else max_batch
