@@ -38,7 +38,17 @@ from deepscope.attribution.seqlets import Seqlets, call_seqlets, motif_recovery
 if TYPE_CHECKING:
     from deepscope.problem import Problem
 
-__all__ = ["GENOMICS_BUDGETS", "GenomicsBlock", "sequences", "sites", "ism_block", "shap_block", "seqlet_block"]
+__all__ = [
+    "GENOMICS_BUDGETS",
+    "GenomicsBlock",
+    "sequences",
+    "sites",
+    "ism_block",
+    "shap_block",
+    "seqlet_block",
+    "recovery_block",
+    "chance_precision",
+]
 
 GENOMICS_BUDGETS: dict[str, dict[str, int]] = {
     "quick": {"sequences": 16, "logos": 2, "n_shuffles": 5},
@@ -49,6 +59,7 @@ GENOMICS_BUDGETS: dict[str, dict[str, int]] = {
 DEEPLIFT_PASS_FACTOR = 2.0
 """Cost of one DeepLIFT reference row (interpreted graph, forward + backward) in plain example passes."""
 
+_NAMES = {"deep_lift_shap": "DeepLIFT-SHAP", "ism": "ISM"}
 _LOGO_WINDOW = 100  # longer sequences show the 100 positions around the most important one
 
 
@@ -149,7 +160,7 @@ def seqlet_block(track: torch.Tensor, method: str, mask: torch.Tensor | None) ->
     found = call_seqlets(track, window_size=window, flank=flank)
     rows = [{k: row[k] for k in ("example", "start", "end", "attribution")} for row in found.rows()[: 4 * len(track)]]
     text = (
-        f"Seqlets (TF-MoDISco's seqlet calling, Shrikumar et al. 2018) on the {method} attribution of "
+        f"Seqlets (TF-MoDISco's seqlet calling, Shrikumar et al. 2018) on the {_NAMES.get(method, method)} attribution of "
         f"{len(track)} sequences, core window {window} bases + {flank} on each side: {len(found.start)} called "
         f"(window-sum thresholds {found.thresholds[0]:.3g} / {found.thresholds[1]:.3g})."
     )
@@ -170,15 +181,34 @@ def recovery_block(found: Seqlets, n: int, mask: torch.Tensor | None) -> Genomic
         return None
     starts, motif_length = site
     recovery = motif_recovery(found, starts, motif_length)
-    text = (
-        f"Planted motifs, {recovery.summary()} Precision is the share of seqlets overlapping their sequence's "
-        f"planted site by at least {recovery.min_overlap} bases; recall the share of sites hit."
+    chance = chance_precision(
+        starts, motif_length, found.window_size + 2 * found.flank, mask.shape[-1], recovery.min_overlap
     )
+    text = (
+        f"{recovery.summary()} Precision is the share of seqlets overlapping their sequence's planted motif site "
+        f"by at least {recovery.min_overlap} bases (a seqlet placed at random would: {chance:.0%}); recall the "
+        "share of sites hit."
+    )
+    numbers = {"precision": recovery.precision, "recall": recovery.recall, "chance_precision": chance, "sequences": n}
     return GenomicsBlock(
         text,
-        {"motif_recovery": {"precision": recovery.precision, "recall": recovery.recall, "sequences": n}},
+        {"motif_recovery": numbers},
         sentence=f"seqlets recover {recovery.recall:.0%} of the planted motifs",
     )
+
+
+def chance_precision(starts: torch.Tensor, motif_length: int, span: int, length: int, min_overlap: int) -> float:
+    """The precision of a seqlet of ``span`` bases placed uniformly at random: P(it shares >= min_overlap with the site).
+
+    A seqlet ``[t, t + span)`` shares at least ``o`` bases with the site ``[a, a + m)`` iff
+    ``a + o − span <= t <= a + m − o``; ``t`` is uniform on ``0 .. length − span``. Averaged over the sites.
+    """
+    if span > length:
+        return float("nan")
+    last = length - span
+    low = (starts + min_overlap - span).clamp(min=0)
+    high = (starts + motif_length - min_overlap).clamp(max=last)
+    return float(((high - low + 1).clamp(min=0).double() / (last + 1)).mean())
 
 
 def _logos(heights: torch.Tensor, target: torch.Tensor, count: int, method: str) -> Any:

@@ -184,7 +184,7 @@ def build_attribution_section(context: AuditContext) -> Section:
         recovery = results["motif_recovery"]
         summary += (
             f" Seqlets recover {recovery['recall']:.0%} of the planted motif sites "
-            f"(precision {recovery['precision']:.0%})."
+            f"(precision {recovery['precision']:.0%}; {recovery['chance_precision']:.0%} for seqlets placed at random)."
         )
     return Section(summary=summary, blocks=blocks, results=results, costs=costs)
 

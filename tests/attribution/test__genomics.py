@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from deepscope.attribution._genomics import sites
+from deepscope.attribution._genomics import chance_precision, sites
 from deepscope.attribution.report_section import _genomics_parts
 from deepscope.report.sections import AuditContext, Figure, Text
 from deepscope.testing import make_fixture
@@ -43,6 +43,18 @@ def test_sites_read_planted_motifs_mask_and_refuse_other_masks():
     assert sites(mask) is None
     mask[1, :, 6:9] = 1  # sites of different lengths
     assert sites(mask) is None
+
+
+def test_chance_precision_equals_counting_every_placement():
+    # oracle: enumerate every start of a 12-base seqlet in 60 bases and count those sharing >= 3 bases
+    # with a 6-base site, for sites at both ends and in the middle
+    starts = torch.tensor([0, 5, 27, 54])
+    hits = []
+    for a in starts.tolist():
+        shared = [min(t + 12, a + 6) - max(t, a) for t in range(60 - 12 + 1)]
+        hits.append(sum(s >= 3 for s in shared) / 49)
+    assert chance_precision(starts, 6, 12, 60, 3) == pytest.approx(sum(hits) / len(hits), abs=1e-12)
+    assert chance_precision(starts, 6, 61, 60, 3) != chance_precision(starts, 6, 61, 60, 3)  # nan: no placement
 
 
 def test_parts_on_the_sequence_fixture_without_planted_sites():
@@ -114,7 +126,8 @@ def test_audit_of_a_cnn_trained_on_planted_motifs_has_the_genomics_blocks(tmp_pa
     # precision 0.16-0.25 (recall 0.44-0.69, several seqlets per sequence), so precision > 0.5 fails a
     # model that does not attend to the motifs
     assert found["motif_recovery"]["precision"] > 0.5 and found["motif_recovery"]["recall"] > 0.5
+    assert 0.15 < found["motif_recovery"]["chance_precision"] < 0.3  # about 13 of 49 placements hit a site
     page = paths.html.read_text()
     assert "ISM attribution logos" in page and "DeepLIFT-SHAP attribution logos" in page
-    assert "Called seqlets" in page and "Planted motifs" in page
+    assert "Called seqlets" in page and "planted motif site" in page
     assert "ISM logos:" in page  # the cost line names the block
