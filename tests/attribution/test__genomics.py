@@ -131,3 +131,20 @@ def test_audit_of_a_cnn_trained_on_planted_motifs_has_the_genomics_blocks(tmp_pa
     assert "ISM attribution logos" in page and "DeepLIFT-SHAP attribution logos" in page
     assert "Called seqlets" in page and "planted motif site" in page
     assert "ISM logos:" in page  # the cost line names the block
+
+
+def test_parts_on_an_untrained_basset_with_an_n_column():
+    from deepscope import Problem
+    from deepscope.models import build
+
+    torch.manual_seed(0)
+    model = build("basset", (4, 120), 3, channels=(8, 8), kernel_sizes=(7, 5), pools=(2, 2), hidden=(8,)).eval()
+    x = torch.nn.functional.one_hot(torch.randint(0, 4, (20, 120)), 4).permute(0, 2, 1).float()
+    x[0, :, 10] = 0  # an N
+    parts = _genomics_parts(AuditContext(problem=Problem(model, (x, torch.randint(0, 3, (20,))))), None)
+    assert [part.error for part in parts] == [None] * 4
+    shap = parts[1].results["genomics_deep_lift_shap"]
+    assert shap["sequences"] >= 1 and shap["completeness_error"] < 1e-3  # summation to delta in float32
+    # without planted sites the seqlet window is TF-MoDISco's 21 bases (L // 5 = 24 > 21) with flank 10
+    assert (parts[2].results["seqlets"]["window"], parts[2].results["seqlets"]["flank"]) == (21, 10)
+    assert parts[3].cost["not_applicable"]
