@@ -43,6 +43,9 @@ NTK_ROW_PASSES = 2.5
 # exact NTK rows are kept in memory up to this size; beyond it the kernel is count-sketched
 _NTK_MEMORY_MB = 512.0
 _SKETCH_SIZE = 4096
+# Lanczos keeps its whole basis in float64 (full reorthogonalisation): iterations x P x 8 bytes; the
+# quick and full runs cap it here (a ResNet-18's 30-vector basis took 2.7 GB: 13 vectors fit)
+_KRYLOV_BYTES = 1.2e9
 
 _BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {
@@ -121,7 +124,14 @@ def _fitted_text(used: int, wanted: int, what: str = "samples") -> str:
 
 def _spectrum_part(context: AuditContext, budget: dict[str, Any], samples: int, found: dict[str, Any]) -> Part:
     problem, seed = context.problem, context.seed
-    hvps = budget["max_iter"] + budget["trace_hvps"]
+    max_iter = _krylov_vectors(context, budget["max_iter"])
+    if max_iter < budget["k"] + 2:
+        found["declined"] = True
+        reason = (
+            f"A Lanczos basis of {budget['k'] + 2} vectors of this many parameters exceeds {_KRYLOV_BYTES / 1e9:g} GB."
+        )
+        return Part([Text(f"Hessian spectrum and trace — not applicable: {reason}")], cost={"declined": reason})
+    hvps = max_iter + budget["trace_hvps"]
     calls = hvps * HVP_PASSES  # each product is one batched call over the sample
     fitted = fit_count(context, samples, hvps * HVP_PASSES, share=2.0, fixed_calls=calls)
     cost = estimate(context, "Hessian spectrum and trace", fitted * hvps * HVP_PASSES, share=2.0, calls=calls)
@@ -129,7 +139,7 @@ def _spectrum_part(context: AuditContext, budget: dict[str, Any], samples: int, 
         found["declined"] = True
         return declined(cost, "Even one example's Lanczos and Hutch++ products do not fit; use budget='full'.")
     spectrum = hessian_eigenvalues(
-        problem, k=budget["k"], tol=budget["tol"], max_iter=budget["max_iter"], seed=seed, max_samples=fitted
+        problem, k=budget["k"], tol=budget["tol"], max_iter=max_iter, seed=seed, max_samples=fitted
     )
     context.cache["curvature.hessian_eigenvalues"] = spectrum
     trace = hessian_trace(
@@ -142,6 +152,7 @@ def _spectrum_part(context: AuditContext, budget: dict[str, Any], samples: int, 
         f"({spectrum.n_params} parameters): largest eigenvalue {top:.4g} (Lanczos, {spectrum.n_hvps} Hessian-vector "
         f"products, residual {spectrum.residual_norms[0]:.2g}); trace {trace.trace:.4g} ± {trace.standard_error:.2g} "
         f"(Hutch++, {trace.n_hvps} products), i.e. a mean eigenvalue of {trace.trace / trace.n_params:.3g}."
+        + _krylov_text(max_iter, budget["max_iter"])
     )
     table = Table(spectrum.rows(), caption="Top Hessian eigenvalues with residual norms ‖Hv − λv‖")
     passes = (spectrum.n_hvps + trace.n_hvps) * fitted * HVP_PASSES
@@ -153,7 +164,8 @@ def _spectrum_part(context: AuditContext, budget: dict[str, Any], samples: int, 
 
 
 def _density_part(context: AuditContext, budget: dict[str, Any], samples: int) -> Part:
-    hvps = budget["slq_vectors"] * budget["slq_steps"]
+    steps = _krylov_vectors(context, budget["slq_steps"])
+    hvps = budget["slq_vectors"] * steps
     calls = hvps * HVP_PASSES
     fitted = fit_count(context, samples, hvps * HVP_PASSES, share=0.75, fixed_calls=calls)
     cost = estimate(context, "Eigenvalue density", fitted * hvps * HVP_PASSES, share=0.75, calls=calls)
@@ -162,13 +174,13 @@ def _density_part(context: AuditContext, budget: dict[str, Any], samples: int) -
     density = hessian_density(
         context.problem,
         n_vectors=budget["slq_vectors"],
-        n_steps=budget["slq_steps"],
+        n_steps=steps,
         seed=context.seed,
         max_samples=fitted,
     )
     caption = (
-        f"Eigenvalue density (stochastic Lanczos quadrature) on {fitted} samples{_fitted_text(fitted, samples)}, "
-        "log scale"
+        f"Eigenvalue density (stochastic Lanczos quadrature, {steps} steps) on {fitted} samples"
+        f"{_fitted_text(fitted, samples)}, log scale{_krylov_text(steps, budget['slq_steps'])}"
     )
     return Part(
         [Figure(figure_to_svg(density.plot()), caption=caption)],
@@ -289,3 +301,17 @@ def _forward_calls(context: AuditContext) -> float:
     """One forward call's fixed cost in forward+backward calls, as measured."""
     unit = pass_cost(context)
     return unit.forward_call_seconds / unit.call_seconds if unit.call_seconds > 0 else 0.0
+
+
+def _krylov_vectors(context: AuditContext, wanted: int) -> int:
+    """Lanczos vectors whose float64 basis fits :data:`_KRYLOV_BYTES` (at most ``wanted``)."""
+    return min(wanted, int(_KRYLOV_BYTES // (8 * max(pass_cost(context).parameters, 1))))
+
+
+def _krylov_text(used: int, wanted: int) -> str:
+    if used >= wanted:
+        return ""
+    return (
+        f" The Lanczos basis was capped at {used} of {wanted} vectors so that it fits {_KRYLOV_BYTES / 1e9:g} GB "
+        "(float64, one per iteration); its residuals say how converged the values are."
+    )

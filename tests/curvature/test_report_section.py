@@ -127,3 +127,21 @@ def test_ntk_is_sketched_with_its_error_when_the_jacobian_would_not_fit(monkeypa
     assert section.results["ntk"]["method"] == "sketch"
     assert section.results["ntk"]["eigenvalue_error"] > 0
     assert any("count-sketched" in getattr(b, "text", "") for b in section.blocks)
+
+
+def test_the_lanczos_basis_is_capped_to_its_memory(monkeypatch):
+    # oracle: the cap by hand, 8 bytes x parameters x vectors <= the budget
+    import deepscope.curvature.report_section as module
+
+    fixture = make_fixture("mlp")
+    problem = fixture.problem()
+    parameters = sum(p.numel() for p in problem.model.parameters() if p.requires_grad)
+    monkeypatch.setattr(module, "_KRYLOV_BYTES", 8.0 * parameters * 12)  # room for 12 vectors
+    section = build_curvature_section(AuditContext(problem=problem, budget="quick"))
+    spectrum = section.results["hessian_eigenvalues"]
+    assert spectrum["n_hvps"] <= 12
+    assert "capped at 12 of 30 vectors" in section.blocks[0].text
+    monkeypatch.setattr(module, "_KRYLOV_BYTES", 8.0 * parameters * 4)  # fewer than k + 2 = 5 vectors
+    section = build_curvature_section(AuditContext(problem=problem, budget="quick"))
+    assert "hessian_eigenvalues" not in section.results and "block_errors" not in section.results
+    assert section.blocks[0].text.startswith("Hessian spectrum and trace — not applicable: A Lanczos basis of 5")
