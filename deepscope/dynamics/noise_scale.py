@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from deepscope import _inputs
+from deepscope._outputs import OutputFn, select_output
 from deepscope._validation import check_int
 from deepscope.errors import DataError, UnsupportedModelError
 from deepscope.registry import analysis
@@ -48,26 +50,36 @@ def noise_scale_from_batch(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     params: Mapping[str, torch.Tensor],
     buffers: Mapping[str, torch.Tensor],
-    inputs: torch.Tensor,
+    inputs: _inputs.Inputs,
     targets: torch.Tensor,
     chunk_size: int = 64,
+    output_fn: OutputFn | None = None,
 ) -> NoiseScaleResult:
-    """B_simple from per-example gradients (``torch.func.vmap`` of ``grad``) on one batch."""
-    if len(inputs) < 2:
+    """B_simple from per-example gradients (``torch.func.vmap`` of ``grad``) on one batch.
+
+    ``inputs`` is a tensor, integer token ids or a dict of tensors (``model(**inputs)``);
+    ``output_fn`` picks the scores the loss reads from a model that returns a dict or tuple.
+    """
+    if len(targets) < 2:
         raise DataError("The gradient noise scale needs at least 2 examples.")
     params = {n: p.detach() for n, p in params.items()}
     buffers = {n: b.detach().clone() for n, b in buffers.items()}
 
-    def single_loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        output = torch.func.functional_call(model, (p, buffers), (x[None],), strict=False)
-        return loss_fn(output, y[None])
+    def single_loss(p: dict[str, torch.Tensor], x: _inputs.Inputs, y: torch.Tensor) -> torch.Tensor:
+        if _inputs.is_mapping(x):
+            one = {name: value[None] for name, value in x.items()}  # type: ignore[union-attr]
+            output = torch.func.functional_call(model, (p, buffers), (), one, strict=False)
+        else:
+            output = torch.func.functional_call(model, (p, buffers), (x[None],), strict=False)  # type: ignore[index]
+        return loss_fn(select_output(output, output_fn, "gradient_noise_scale"), y[None])
 
     per_example = torch.func.vmap(torch.func.grad(single_loss), (None, 0, 0))
     total = torch.zeros((), dtype=torch.float64)
     squares = torch.zeros((), dtype=torch.float64)
     sums = None
-    for start in range(0, len(inputs), chunk_size):
-        grads = per_example(params, inputs[start : start + chunk_size], targets[start : start + chunk_size])
+    for start in range(0, len(targets), chunk_size):
+        batch = _inputs.slice_rows(inputs, start, start + chunk_size)
+        grads = per_example(params, batch, targets[start : start + chunk_size])
         flat = torch.cat([g.reshape(g.shape[0], -1) for g in grads.values()], dim=1).double()
         squares += (flat**2).sum()
         sums = flat.sum(0) if sums is None else sums + flat.sum(0)
@@ -111,7 +123,9 @@ def gradient_noise_scale(problem: Problem, *, max_samples: int = 256, split: str
     if not params:
         raise UnsupportedModelError("gradient_noise_scale found no trainable parameters.")
     x, y = problem.tensors(split, max_samples=max_samples)
-    result = noise_scale_from_batch(problem.model, problem.criterion, params, problem.buffers(), x, y)
+    result = noise_scale_from_batch(
+        problem.model, problem.criterion, params, problem.buffers(), x, y, output_fn=problem.output_fn
+    )
     from deepscope.guard import current_guard_report
 
     report = current_guard_report(problem.model)

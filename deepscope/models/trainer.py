@@ -32,8 +32,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from deepscope import _inputs
 from deepscope._finite import describe_nonfinite, nonfinite_tensors
 from deepscope._forward import first_forward
+from deepscope._outputs import OutputFn, check_output_fn, select_output
 from deepscope._validation import check_float, check_int, check_seed
 from deepscope.data._base import DatasetSplits
 from deepscope.errors import DataError, DeepscopeError, invalid_parameter
@@ -73,34 +75,49 @@ def _unpack(dataset: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | No
     return x_train, y_train, x_test, y_test, task
 
 
-def _tensor(value: Any, what: str) -> torch.Tensor:
+def _tensor(value: Any, what: str) -> Any:
+    if _inputs.is_mapping(value):  # named inputs ({"input_ids": ..., "attention_mask": ...}): each a tensor
+        return {name: _tensor(item, f"{what}[{name!r}]") for name, item in value.items()}
     try:
         return value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError) as error:
         raise DataError(f"The {what} must be a tensor or an array. Got {type(value).__name__} instead.") from error
 
 
-def _check_split(x: torch.Tensor, y: torch.Tensor, split: str, task: str) -> None:
-    if len(x) != len(y):
-        raise DataError(f"The {split} data has {len(x)} inputs but {len(y)} targets.")
-    if len(x) == 0:
+def _check_split(x: Any, y: torch.Tensor, split: str, task: str) -> None:
+    n = _inputs.batch_length(x, f"{split} inputs")
+    if n != len(y):
+        raise DataError(f"The {split} data has {n} inputs but {len(y)} targets.")
+    if n == 0:
         raise DataError(f"The {split} data is empty: at least one example is needed.")
-    if x.is_complex() or x.dtype == torch.bool:
+    if not _inputs.is_mapping(x) and (x.is_complex() or x.dtype == torch.bool):  # a dict may hold a bool mask
         raise DataError(
             f"The {split} inputs must be floating point (or integer token ids for an embedding). Got dtype {x.dtype}."
         )
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).reshape(len(x), -1).any(dim=1).sum())
-        raise DataError(f"The {split} inputs contain NaN or infinite values in {bad} example(s).")
+    for value in _inputs.floating(x):
+        if not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).reshape(n, -1).any(dim=1).sum())
+            raise DataError(f"The {split} inputs contain NaN or infinite values in {bad} example(s).")
     if task == "classification" and (y.is_floating_point() or y.is_complex()):
         raise DataError(f"The {split} labels must be integers for classification. Got dtype {y.dtype}.")
     if y.is_floating_point() and not bool(torch.isfinite(y).all()):
         raise DataError(f"The {split} targets contain NaN or infinite values.")
 
 
-def _on(x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _on(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
     """Inputs on the training device; floating inputs in the model's dtype, integer token ids unchanged."""
-    return x.to(device=device, dtype=dtype) if x.is_floating_point() else x.to(device)
+    return _inputs.move(x, device, dtype, copy=False)
+
+
+def _scores(model: nn.Module, x: Any, output_fn: OutputFn | None) -> torch.Tensor:
+    """``output_fn(model(x))`` (``model(**x)`` for named inputs); a non-tensor output without it is refused."""
+    output = _inputs.call_model(model, x)
+    if output_fn is None and not isinstance(output, torch.Tensor):
+        raise DataError(
+            f"The model must return a tensor. Got {type(output).__name__}: pass "
+            "output_fn=lambda out: out.logits (or out[0], out['logits']) to pick the scores."
+        )
+    return select_output(output, output_fn, "train")
 
 
 def _make_optimizer(
@@ -123,18 +140,27 @@ def _make_optimizer(
 
 
 def _evaluate(
-    model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Tensor, classify: bool, device, dtype, batch: int
+    model: nn.Module,
+    loss_fn: Callable,
+    x: Any,
+    y: torch.Tensor,
+    classify: bool,
+    device,
+    dtype,
+    batch: int,
+    output_fn: OutputFn | None = None,
 ) -> tuple[float, float | None]:
     total, correct = 0.0, 0
+    n = len(y)
     with torch.no_grad():
-        for start in range(0, len(x), batch):
-            xb = _on(x[start : start + batch], device, dtype)
+        for start in range(0, n, batch):
+            xb = _on(_inputs.slice_rows(x, start, start + batch), device, dtype)
             yb = y[start : start + batch].to(device)
-            output = model(xb)
-            total += float(loss_fn(output, yb)) * len(xb)
+            output = _scores(model, xb, output_fn)
+            total += float(loss_fn(output, yb)) * len(yb)
             if classify:
                 correct += int((output.argmax(dim=-1) == yb).sum())
-    return total / len(x), (correct / len(x) if classify else None)
+    return total / n, (correct / n if classify else None)
 
 
 def train(
@@ -158,14 +184,15 @@ def train(
     steps: int | None = None,
     generator: torch.Generator | None = None,
     mode: str = "train",
+    output_fn: OutputFn | None = None,
 ) -> TrainingRun:
     """Train a deep copy of ``model`` on ``dataset`` with a fixed seed and return it with its history.
 
     Args:
         model: any ``nn.Module`` (left untouched: a deep copy is trained).
         dataset: a :class:`~deepscope.data.DatasetSplits`, or ``((X_train, y_train), (X_test, y_test))``
-            (the test pair may be None). ``X``: ``(n, *input_shape)`` floats, or integer token ids
-            (passed unchanged); ``y``: ``(n,)`` integer labels (classification) or floats (regression).
+            (the test pair may be None). ``X``: ``(n, *input_shape)`` floats, integer token ids
+            (passed unchanged), or a dict of such tensors (passed as ``model(**X)``); ``y``: ``(n,)`` integer labels (classification) or floats (regression).
         epochs: passes over the training data (0 only evaluates; not used when ``steps`` is given).
         lr: learning rate (ignored when ``optimizer`` is a callable).
         optimizer: "adam", "adamw", "sgd", or a callable ``params -> torch.optim.Optimizer``.
@@ -196,6 +223,8 @@ def train(
             caller's random stream goes on after training; default: a generator seeded with ``seed``.
         mode: "train" (default) runs the training steps in train mode (Dropout active, BatchNorm on batch
             statistics); "eval" runs them in eval semantics, as analyses under ``model_guard`` do.
+        output_fn: picks the scores from a model that returns a tuple, dict or ``ModelOutput``
+            (``lambda out: out["logits"]``), as :class:`deepscope.Problem` does; None: the output itself.
 
     Returns:
         A :class:`TrainingRun` with the trained copy (eval mode), its initial ``state_dict`` and
@@ -231,6 +260,7 @@ def train(
         raise invalid_parameter("generator", "train", "a torch.Generator or None", generator)
     if mode not in MODES:
         raise invalid_parameter("mode", "train", "'train' or 'eval'", mode)
+    check_output_fn(output_fn, "train")
 
     x_train, y_train, x_test, y_test, task = _unpack(dataset)
     if loss in ("cross_entropy", "nll"):
@@ -238,9 +268,10 @@ def train(
     _check_split(x_train, y_train, "train", task)
     if x_test is not None and y_test is not None:
         _check_split(x_test, y_test, "test", task)
-        if tuple(x_test.shape[1:]) != tuple(x_train.shape[1:]):
+        if _inputs.example_shape(x_test) != _inputs.example_shape(x_train):
             raise DataError(
-                f"Train and test inputs differ in shape: {tuple(x_train.shape[1:])} vs {tuple(x_test.shape[1:])} per example."
+                f"Train and test inputs differ in shape: {_inputs.example_shape(x_train)} vs "
+                f"{_inputs.example_shape(x_test)} per example."
             )
     loss_name, loss_fn = resolve_loss(
         loss if loss is not None else ("cross_entropy" if task == "classification" else "mse"), "train"
@@ -265,7 +296,7 @@ def train(
         torch.manual_seed(seed)
         shuffler = generator if generator is not None else torch.Generator().manual_seed(seed)
         init_state = {k: v.detach().clone() for k, v in trained.state_dict().items()}
-        _probe(trained, loss_fn, x_train, y_train, x_test, y_test, classify, target_device, dtype)
+        _probe(trained, loss_fn, x_train, y_train, x_test, y_test, classify, target_device, dtype, output_fn)
         opt = _make_optimizer(optimizer, params, lr, weight_decay, momentum)
         if monitor is not None:
             monitor.attach(trained, loss_fn)
@@ -277,12 +308,12 @@ def train(
         def record(epoch: int) -> None:
             trained.eval()
             train_loss, train_acc = _evaluate(
-                trained, loss_fn, x_train, y_train, classify, target_device, dtype, eval_batch
+                trained, loss_fn, x_train, y_train, classify, target_device, dtype, eval_batch, output_fn
             )
             test_loss = test_acc = None
             if x_test is not None:
                 test_loss, test_acc = _evaluate(
-                    trained, loss_fn, x_test, y_test, classify, target_device, dtype, eval_batch
+                    trained, loss_fn, x_test, y_test, classify, target_device, dtype, eval_batch, output_fn
                 )
             for key, value in zip(curves, (epoch, train_loss, test_loss, train_acc, test_acc)):
                 curves[key].append(value)
@@ -290,7 +321,7 @@ def train(
         def asked_to_stop(epoch: int) -> bool:
             return after_epoch is not None and bool(after_epoch(trained, epoch))
 
-        n = len(x_train)
+        n = len(y_train)
 
         def batches():
             """Index tensors of one epoch: a shuffled pass, or ``steps`` draws with replacement."""
@@ -320,12 +351,12 @@ def train(
                     break
                 trained.train(mode == "train")
                 for index in batches():
-                    xb = _on(x_train[index], target_device, dtype)
+                    xb = _on(_inputs.rows(x_train, index), target_device, dtype)
                     if augment is not None:
                         xb = augment(xb, shuffler)
                     yb = y_train[index].to(target_device)
                     opt.zero_grad(set_to_none=True)
-                    value = loss_fn(trained(xb), yb)
+                    value = loss_fn(_scores(trained, xb, output_fn), yb)
                     if not bool(torch.isfinite(value)):
                         raise DeepscopeError(
                             f"Training diverged: the loss became {float(value.detach())} at epoch {epoch}, step {taken + 1}. "
@@ -362,7 +393,7 @@ def train(
     opt.zero_grad(set_to_none=True)
     monitor_result = monitor.result() if monitor is not None else None
     history = TrainingHistory(
-        **curves, n_train=n, n_test=0 if x_test is None else len(x_test), steps=taken, monitor=monitor_result
+        **curves, n_train=n, n_test=0 if y_test is None else len(y_test), steps=taken, monitor=monitor_result
     )
     config = {
         "epochs": epochs if steps is None else None,
@@ -383,17 +414,25 @@ def train(
     return TrainingRun(trained, init_state, history, monitor_result, config, seconds)
 
 
-def _probe(model, loss_fn, x_train, y_train, x_test, y_test, classify, device, dtype) -> None:
+def _probe(model, loss_fn, x_train, y_train, x_test, y_test, classify, device, dtype, output_fn=None) -> None:
     """Run one small eval batch to check input shape, output width and label range (clear errors)."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            output = first_forward(model, _on(x_train[:2], device, dtype), "training inputs")
+            output = first_forward(
+                lambda inputs: _inputs.call_model(model, inputs),
+                _on(_inputs.slice_rows(x_train, 0, 2), device, dtype),
+                "training inputs",
+            )
     finally:
         model.train(was_training)
-    if not isinstance(output, torch.Tensor):
-        raise DataError(f"The model must return a tensor. Got {type(output).__name__}.")
+    if output_fn is None and not isinstance(output, torch.Tensor):
+        raise DataError(
+            f"The model must return a tensor. Got {type(output).__name__}: pass "
+            "output_fn=lambda out: out.logits (or out[0], out['logits']) to pick the scores."
+        )
+    output = select_output(output, output_fn, "train")
     if classify:
         classes = output.shape[-1] if output.ndim > 1 else 1
         for split, y in (("train", y_train), ("test", y_test)):

@@ -2,7 +2,8 @@
 
 Each prediction draws weights ``w = μ + σ ⊙ ε`` (ε ~ N(0, I)) and runs the network with them
 (``torch.func.functional_call`` on a private deep copy of the model, so the caller's module is
-never used or changed).
+never used or changed). Inputs may be a tensor, integer token ids or a dict of tensors
+(:mod:`deepscope._inputs`); ``output_fn`` picks the scores from a model returning a dict or tuple.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepscope import _inputs
+from deepscope._outputs import OutputFn, check_output_fn, select_output
 from deepscope._validation import check_int
 from deepscope.errors import DataError, invalid_parameter
 from deepscope.results import Result
@@ -46,6 +49,7 @@ class GaussianPosterior:
         mean: parameter means by name.
         std: parameter standard deviations by name (same shapes).
         buffers: buffers used in every forward pass (BatchNorm statistics).
+        output_fn: picks the scores from the model's output (a dict, tuple, ``ModelOutput``); None: the output.
 
     Example:
         >>> net = nn.Linear(2, 2)
@@ -60,8 +64,12 @@ class GaussianPosterior:
         mean: dict[str, torch.Tensor],
         std: dict[str, torch.Tensor],
         buffers: dict[str, torch.Tensor] | None = None,
+        output_fn: OutputFn | None = None,
     ) -> None:
         import copy
+
+        check_output_fn(output_fn, "GaussianPosterior")
+        self.output_fn = output_fn
 
         self.model = copy.deepcopy(model).eval()
         for hooks in ("_forward_hooks", "_forward_pre_hooks"):
@@ -84,17 +92,22 @@ class GaussianPosterior:
             drawn[name] = mu + self.std[name] * noise
         return drawn
 
-    def forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """The network's output with the given weights."""
-        return torch.func.functional_call(self.model, (params, self.buffers), (x,), strict=False)
+    def forward(self, params: dict[str, torch.Tensor], x: _inputs.Inputs) -> torch.Tensor:
+        """The network's scores with the given weights (``model(**x)`` for named inputs; ``output_fn`` applied)."""
+        state = (params, self.buffers)
+        if _inputs.is_mapping(x):
+            output = torch.func.functional_call(self.model, state, (), dict(x), strict=False)
+        else:
+            output = torch.func.functional_call(self.model, state, (x,), strict=False)
+        return select_output(output, self.output_fn, "GaussianPosterior")
 
-    def predict(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def predict(self, x: _inputs.Inputs, generator: torch.Generator | None = None) -> torch.Tensor:
         """Class predictions of one weight sample, ``(batch,)``."""
         with torch.no_grad():
             return self.forward(self.sample(generator), x).argmax(dim=-1)
 
     def errors_per_sample(
-        self, x: torch.Tensor, y: torch.Tensor, samples: int, generator: torch.Generator, batch_size: int = 4096
+        self, x: _inputs.Inputs, y: torch.Tensor, samples: int, generator: torch.Generator, batch_size: int = 4096
     ) -> torch.Tensor:
         """The 0-1 error on ``(x, y)`` of each of ``samples`` weight draws, ``(samples,)``."""
         errors = torch.empty(samples, dtype=torch.float64)
@@ -102,14 +115,14 @@ class GaussianPosterior:
             for s in range(samples):
                 params = self.sample(generator)
                 wrong = 0
-                for start in range(0, len(x), batch_size):
-                    out = self.forward(params, x[start : start + batch_size])
+                for start in range(0, len(y), batch_size):
+                    out = self.forward(params, _inputs.slice_rows(x, start, start + batch_size))
                     wrong += int((out.argmax(dim=-1) != y[start : start + batch_size]).sum())
-                errors[s] = wrong / len(x)
+                errors[s] = wrong / len(y)
         return errors
 
     def errors_per_example_draws(
-        self, x: torch.Tensor, y: torch.Tensor, passes: int, generator: torch.Generator, max_floats: int = 4_000_000
+        self, x: _inputs.Inputs, y: torch.Tensor, passes: int, generator: torch.Generator, max_floats: int = 4_000_000
     ) -> tuple[int, int]:
         """``(errors, draws)``: every example classified by its own weight draw, ``passes`` times.
 
@@ -119,43 +132,45 @@ class GaussianPosterior:
         ``max_floats`` bounds the memory of the per-example weights of one chunk.
         """
         count = sum(v.numel() for v in self.mean.values())
-        chunk = max(1, min(len(x), max_floats // max(count, 1)))
+        chunk = max(1, min(len(y), max_floats // max(count, 1)))
 
         def single(params, example):
-            return self.forward(params, example[None]).squeeze(0)
+            one = {k: v[None] for k, v in example.items()} if _inputs.is_mapping(example) else example[None]
+            return self.forward(params, one).squeeze(0)
 
         batched = torch.func.vmap(single)
         errors = 0
         with torch.no_grad():
             for _ in range(passes):
-                for start in range(0, len(x), chunk):
-                    xs = x[start : start + chunk]
+                for start in range(0, len(y), chunk):
+                    xs = _inputs.slice_rows(x, start, start + chunk)
+                    size = len(y[start : start + chunk])
                     params = {}
                     for name, mu in self.mean.items():
-                        noise = torch.randn((len(xs), *mu.shape), generator=generator, dtype=mu.dtype).to(mu.device)
+                        noise = torch.randn((size, *mu.shape), generator=generator, dtype=mu.dtype).to(mu.device)
                         params[name] = mu + self.std[name] * noise
                     errors += int((batched(params, xs).argmax(dim=-1) != y[start : start + chunk]).sum())
-        return errors, passes * len(x)
+        return errors, passes * len(y)
 
     def stochastic_error(self, data: Any, samples: int = 100, seed: int = 0) -> StochasticError:
         """Monte-Carlo 0-1 error of the stochastic predictor on ``data = (X, y)``.
 
         Args:
-            data: a pair of tensors ``X: (n, *features)``, ``y: (n,)`` integer labels.
+            data: a pair ``X: (n, *features)`` (a tensor, token ids or a dict of tensors), ``y: (n,)`` integer labels.
             samples: weight samples (each evaluated on all of ``data``).
             seed: seed of the weight samples.
         """
         samples = check_int(samples, "samples", "GaussianPosterior.stochastic_error", minimum=1)
         if not (isinstance(data, (tuple, list)) and len(data) == 2):
             raise invalid_parameter("data", "GaussianPosterior.stochastic_error", "a pair (X, y) of tensors", data)
-        x, y = (torch.as_tensor(v) for v in data)
-        if len(x) == 0 or len(x) != len(y):
-            raise DataError(
-                f"stochastic_error needs as many labels as inputs, at least one. Got {len(x)} and {len(y)}."
-            )
+        x = data[0] if _inputs.is_mapping(data[0]) else torch.as_tensor(data[0])
+        y = torch.as_tensor(data[1])
+        n = _inputs.batch_length(x)
+        if n == 0 or n != len(y):
+            raise DataError(f"stochastic_error needs as many labels as inputs, at least one. Got {n} and {len(y)}.")
         first = next(iter(self.mean.values()))
-        x, y = x.to(device=first.device, dtype=first.dtype), y.to(first.device).long()
+        x, y = _inputs.move(x, first.device, first.dtype, copy=False), y.to(first.device).long()
         generator = torch.Generator(device="cpu").manual_seed(seed)
         errors = self.errors_per_sample(x, y, samples, generator)
         spread = float(errors.std()) / math.sqrt(samples) if samples > 1 else math.nan
-        return StochasticError(float(errors.mean()), spread, samples, len(x), samples * len(x))
+        return StochasticError(float(errors.mean()), spread, samples, n, samples * n)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from deepscope import _inputs
 from deepscope._validation import check_choice, check_float, check_float_sequence, check_int, check_probability
 from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
 from deepscope.generalization.bounds._stochastic import GaussianPosterior
@@ -154,6 +155,7 @@ def _train_prior_mean(problem: Problem, x, y, iterations, learning_rate, batch_s
         generator=generator,
         mode="eval",
         seed=seed,
+        output_fn=problem.output_fn,
     )
     return {k: v.detach() for k, v in run.model.named_parameters()}
 
@@ -254,17 +256,18 @@ def pac_bayes_certificate(
     y = y.long()
     n_prior = 0
     if prior == "data":
-        order = torch.randperm(len(x), generator=generator).to(x.device)
-        n_prior = int(round(prior_fraction * len(x)))
-        if n_prior < 1 or n_prior >= len(x):
+        order = torch.randperm(len(y), generator=generator).to(y.device)
+        n_prior = int(round(prior_fraction * len(y)))
+        if n_prior < 1 or n_prior >= len(y):
             raise DataError(f"prior_fraction={prior_fraction} leaves no examples for the prior or for the bound.")
-        x_prior, y_prior, x, y = x[order[:n_prior]], y[order[:n_prior]], x[order[n_prior:]], y[order[n_prior:]]
+        x_prior, y_prior = _inputs.rows(x, order[:n_prior]), y[order[:n_prior]]
+        x, y = _inputs.rows(x, order[n_prior:]), y[order[n_prior:]]
         prior_mean = _train_prior_mean(
             problem, x_prior, y_prior, prior_iterations, prior_learning_rate, batch_size, generator, seed
         )
     else:
         prior_mean = {k: problem.init_state[k].detach().to(v) for k, v in problem.parameters(False).items()}
-    n = len(x)
+    n = len(y)
     # Q starts at the trained network with either prior (Dziugaite & Roy 2018): the certificate is about
     # the user's model. (Until this fix, prior="data" started Q at the learned prior's mean and so
     # certified a network fitted to the bound set alone, unrelated to the trained one.)
@@ -301,7 +304,7 @@ def pac_bayes_certificate(
             sigma = stds()
             noise = {k: torch.randn(v.shape, generator=generator, dtype=v.dtype).to(v.device) for k, v in mean.items()}
             weights = {k: mean[k] + sigma[k] * noise[k] for k in mean}
-            loss = _bounded_cross_entropy(problem.forward(weights, x[index]), y[index], p_min)
+            loss = _bounded_cross_entropy(problem.forward(weights, _inputs.rows(x, index)), y[index], p_min)
             kl = gaussian_kl(mean, sigma, prior_mean, _best_prior_sigma(mean, sigma, prior_mean).detach())
             value = _objective(objective, loss.double(), kl.double(), n, delta)
             for optimizer in optimizers:
@@ -318,7 +321,7 @@ def pac_bayes_certificate(
     prior_sigma = min(grid, key=lambda s: abs(math.log(s) - math.log(learned)))
     with torch.no_grad():
         kl_value = float(gaussian_kl(final_mean, final_std, prior_mean, torch.tensor(prior_sigma, dtype=torch.float64)))
-    posterior = GaussianPosterior(problem.model, final_mean, final_std, problem.buffers())
+    posterior = GaussianPosterior(problem.model, final_mean, final_std, problem.buffers(), problem.output_fn)
     wrong, draws = posterior.errors_per_example_draws(x, y, mc_samples, generator)
     forward_passes += draws
     with torch.no_grad():

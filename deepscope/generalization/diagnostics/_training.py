@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from deepscope import _inputs
+from deepscope._outputs import OutputFn, select_output
 from deepscope._validation import check_float, check_int
 from deepscope.models.initial import initial_copy
 from deepscope.models.trainer import train as train_model
@@ -43,16 +45,20 @@ def fresh_copy(problem: Problem, seed: int) -> nn.Module:
     return initial_copy(problem.model, problem.init_state, seed=seed)
 
 
-def error_rate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 2048) -> float:
-    """0-1 error of ``model`` (eval mode) on ``(x, y)``."""
+def error_rate(
+    model: nn.Module, x: _inputs.Inputs, y: torch.Tensor, chunk: int = 2048, output_fn: OutputFn | None = None
+) -> float:
+    """0-1 error of ``model`` (eval mode) on ``(x, y)``; ``x`` a tensor or a dict of tensors, scores by ``output_fn``."""
     was_training = model.training
     model.eval()
     wrong = 0
     with torch.no_grad():
-        for start in range(0, len(x), chunk):
-            wrong += int((model(x[start : start + chunk]).argmax(-1) != y[start : start + chunk]).sum())
+        for start in range(0, len(y), chunk):
+            output = _inputs.call_model(model, _inputs.slice_rows(x, start, start + chunk))
+            scores = select_output(output, output_fn, "error_rate")
+            wrong += int((scores.argmax(-1) != y[start : start + chunk]).sum())
     model.train(was_training)
-    return wrong / max(len(x), 1)
+    return wrong / max(len(y), 1)
 
 
 def check_training(owner: str, *, epochs: int, lr: float, batch_size: int) -> tuple[int, float, int]:
@@ -70,8 +76,8 @@ def check_training(owner: str, *, epochs: int, lr: float, batch_size: int) -> tu
 
 def fit(
     model: nn.Module,
-    train: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor] | None,
+    train: tuple[_inputs.Inputs, torch.Tensor],
+    test: tuple[_inputs.Inputs, torch.Tensor] | None,
     *,
     epochs: int,
     lr: float,
@@ -80,22 +86,24 @@ def fit(
     seed: int = 0,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     stop_at_train_accuracy: float | None = None,
-    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
+    validation: tuple[_inputs.Inputs, torch.Tensor] | None = None,
+    output_fn: OutputFn | None = None,
 ) -> FitHistory:
     """Adam on cross-entropy (:func:`deepscope.models.train`); records accuracies each epoch; optional
-    stop once ``stop_at_train_accuracy`` is reached or best-on-validation weights. ``model`` ends trained."""
+    stop once ``stop_at_train_accuracy`` is reached or best-on-validation weights. ``model`` ends trained.
+    ``output_fn`` (the Problem's) picks the scores from a model that returns a dict or tuple."""
     x, y = train
     history = FitHistory([], [], model)
     best: dict[str, object] = {}
 
     def after_epoch(trained: nn.Module, epoch: int) -> bool:
-        history.train_accuracy.append(1 - error_rate(trained, x, y))
+        history.train_accuracy.append(1 - error_rate(trained, x, y, output_fn=output_fn))
         if test is not None:
-            history.test_accuracy.append(1 - error_rate(trained, *test))
+            history.test_accuracy.append(1 - error_rate(trained, *test, output_fn=output_fn))
         if epoch == 0:
             return False
         if validation is not None:
-            error = error_rate(trained, *validation)
+            error = error_rate(trained, *validation, output_fn=output_fn)
             if "error" not in best or error < best["error"]:
                 best.update(error=error, state=copy.deepcopy(trained.state_dict()))
                 history.best_epoch = epoch
@@ -113,6 +121,7 @@ def fit(
         loss="cross_entropy",
         augment=augment,
         after_epoch=after_epoch,
+        output_fn=output_fn,
     )
     model.load_state_dict(best["state"] if "state" in best else run.model.state_dict())
     model.eval()

@@ -83,14 +83,16 @@ def label_noise_sensitivity(
     for level in levels:
         noisy = corrupt_labels(y, level, problem.num_classes, generator)
         model = fresh_copy(problem, seed)
-        fit(model, (x, noisy), None, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-        train_accuracy = 1 - error_rate(model, x, noisy)
-        test_accuracy = 1 - error_rate(model, x_test, y_test)
+        fit(
+            model, (x, noisy), None, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, output_fn=problem.output_fn
+        )
+        train_accuracy = 1 - error_rate(model, x, noisy, output_fn=problem.output_fn)
+        test_accuracy = 1 - error_rate(model, x_test, y_test, output_fn=problem.output_fn)
         table.append(
             {
                 "noise": level,
                 "train_accuracy": train_accuracy,
-                "clean_train_accuracy": 1 - error_rate(model, x, y),
+                "clean_train_accuracy": 1 - error_rate(model, x, y, output_fn=problem.output_fn),
                 "test_accuracy": test_accuracy,
                 "gap": generalization_gap(train_accuracy, test_accuracy, len(y_test)).gap,  # the one definition
             }

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from deepscope import _inputs
 from deepscope._validation import check_float_sequence, check_probability
 from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
 from deepscope.generalization.diagnostics._training import check_training, error_rate, fit, fresh_copy
@@ -125,15 +126,16 @@ def learning_curve(
         raise invalid_parameter("fractions", "learning_curve", "a non-empty sequence of floats in (0, 1]", fractions)
     x, y = _classification_split(problem, "train", max_samples, "learning_curve")
     x_test, y_test = _classification_split(problem, "test", None, "learning_curve")
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed)).to(y.device)
     sizes, train_errors, test_errors, lows, highs = [], [], [], [], []
     for fraction in sorted(fractions):
-        size = max(2, int(round(fraction * len(x))))
+        size = max(2, int(round(fraction * len(y))))
         index = order[:size]
+        subset = (_inputs.rows(x, index), y[index])
         model = fresh_copy(problem, seed)
-        fit(model, (x[index], y[index]), None, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-        train_error = error_rate(model, x[index], y[index])
-        test_error = error_rate(model, x_test, y_test)
+        fit(model, subset, None, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, output_fn=problem.output_fn)
+        train_error = error_rate(model, *subset, output_fn=problem.output_fn)
+        test_error = error_rate(model, x_test, y_test, output_fn=problem.output_fn)
         estimate = generalization_gap(1 - train_error, 1 - test_error, len(x_test), n_train=size)
         sizes.append(size)
         train_errors.append(train_error)

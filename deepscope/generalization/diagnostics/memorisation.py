@@ -121,6 +121,7 @@ def memorisation_probe(
             batch_size=batch_size,
             seed=seed,
             stop_at_train_accuracy=target_accuracy,
+            output_fn=problem.output_fn,
         )
         curves[name] = history.train_accuracy
     return MemorisationProbe(

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from deepscope import _inputs
 from deepscope._validation import check_float
 from deepscope.errors import invalid_parameter
 from deepscope.generalization.diagnostics._training import check_training, error_rate, fit, fresh_copy
@@ -142,16 +143,23 @@ def regularisation_comparison(
                 not_defined.append("dropout (the model has no Dropout module)")
                 continue
         elif setting == "early_stopping":
-            cut = max(1, len(x) // 5)
-            train, options["validation"] = (x[cut:], y[cut:]), (x[:cut], y[:cut])
+            cut = max(1, len(y) // 5)
+            train = (_inputs.slice_rows(x, cut, len(y)), y[cut:])
+            options["validation"] = (_inputs.slice_rows(x, 0, cut), y[:cut])
         elif setting == "augmentation":
+            if _inputs.is_mapping(x) or not x.is_floating_point():
+                not_defined.append("augmentation (named or token-id inputs have no spatial axis to shift)")
+                continue
             if x.ndim < 3:
                 not_defined.append("augmentation (tabular inputs have no spatial axis to shift)")
                 continue
             options["augment"] = random_shift
-        history = fit(model, train, None, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, **options)
-        train_error = error_rate(model, *train)
-        test_error = error_rate(model, x_test, y_test)
+        output_fn = problem.output_fn
+        history = fit(
+            model, train, None, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, output_fn=output_fn, **options
+        )
+        train_error = error_rate(model, *train, output_fn=output_fn)
+        test_error = error_rate(model, x_test, y_test, output_fn=output_fn)
         table_row = {
             "setting": setting,
             "train_error": train_error,
@@ -159,7 +167,9 @@ def regularisation_comparison(
             "gap": generalization_gap(1 - train_error, 1 - test_error, len(y_test)).gap,  # the one definition
             "epochs_used": history.best_epoch if history.best_epoch is not None else epochs,
         }
-        values = measures(Problem(model, train, init_state=init), families=("norm", "margin"), max_samples=512)
+        values = measures(
+            Problem(model, train, init_state=init, output_fn=output_fn), families=("norm", "margin"), max_samples=512
+        )
         table_row.update({name: values.value(name) for name in _MEASURES})
         table.append(table_row)
     return RegularisationComparison(table=table, not_defined=not_defined, epochs=epochs)
