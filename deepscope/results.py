@@ -111,7 +111,8 @@ class Result:
         fields = [(name, value) for name, value in self._scalar_fields().items() if value is not None and value != ""]
         if not fields:
             return f"{type(self).__name__}."
-        return f"{type(self).__name__}: " + ", ".join(f"{name} {format_value(value)}" for name, value in fields) + "."
+        text = f"{type(self).__name__}: " + ", ".join(f"{name} {format_value(value)}" for name, value in fields)
+        return text if text.endswith(".") else text + "."  # a note that ends a sentence gets no second period
 
     def to_frame(self):  # -> pandas.DataFrame
         """The table view as a pandas DataFrame (pandas is an optional dependency)."""

@@ -99,3 +99,18 @@ def test_old_headline_names_are_aliases_of_summary():
     assert summary.sentence("Net") == summary.summary("Net") and summary.summary().startswith("The model has 8")
     check = RandomisationCheck(["a"], torch.zeros(1, 2), [0.9], [0.0], None, 0.5, False, "saliency", 2)
     assert check.verdict == check.summary() and check.summary().startswith("failed")
+
+
+def test_summary_ends_with_one_period_when_the_last_field_is_a_sentence():
+    import dataclasses
+
+    from deepscope.results import Result
+
+    @dataclasses.dataclass(frozen=True)
+    class Noted(Result):
+        value: float
+        note: str
+
+    assert Noted(1.0, "Ran on the math kernel.").summary().endswith("kernel.")
+    assert not Noted(1.0, "Ran on the math kernel.").summary().endswith("..")
+    assert Noted(1.0, "plain").summary().endswith("plain.")
