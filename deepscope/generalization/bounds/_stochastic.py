@@ -41,6 +41,11 @@ class StochasticError(Result):
     forward_passes: int
 
 
+def _rows_at(x: _inputs.Inputs, index: int) -> _inputs.Inputs:
+    """Example ``index`` without its batch dimension (what ``vmap`` hands a per-example function)."""
+    return {k: v[index] for k, v in x.items()} if _inputs.is_mapping(x) else x[index]  # type: ignore[union-attr,index]
+
+
 class GaussianPosterior:
     """A diagonal Gaussian over the parameters of ``model``: the certified stochastic predictor.
 
@@ -128,8 +133,9 @@ class GaussianPosterior:
 
         The ``n · passes`` indicators are independent with mean exactly the stochastic empirical
         risk, so a Chernoff-kl bound applies with ``draws = n · passes`` (Hoeffding 1963), far
-        tighter than one network draw per pass. Draws are vectorised with ``torch.func.vmap``;
-        ``max_floats`` bounds the memory of the per-example weights of one chunk.
+        tighter than one network draw per pass. Draws are vectorised with ``torch.func.vmap`` (a model
+        vmap cannot trace, e.g. one whose forward branches on an attention mask's values, is run one
+        example at a time on the same draws); ``max_floats`` bounds the memory of the per-example weights of one chunk.
         """
         count = sum(v.numel() for v in self.mean.values())
         chunk = max(1, min(len(y), max_floats // max(count, 1)))
@@ -138,7 +144,25 @@ class GaussianPosterior:
             one = {k: v[None] for k, v in example.items()} if _inputs.is_mapping(example) else example[None]
             return self.forward(params, one).squeeze(0)
 
-        batched = torch.func.vmap(single)
+        vectorised = torch.func.vmap(single)
+        looped = [False]  # set once vmap refuses the model (data-dependent control flow, as HF attention masks)
+
+        def batched(params, xs):
+            if not looped[0]:
+                try:
+                    return vectorised(params, xs)
+                except RuntimeError as error:
+                    if "vmap" not in str(error):
+                        raise
+                    looped[0] = True
+            # the same draws, one example at a time: same indicators, slower
+            return torch.stack(
+                [
+                    single({k: v[i] for k, v in params.items()}, _rows_at(xs, i))
+                    for i in range(len(next(iter(params.values()))))
+                ]
+            )
+
         errors = 0
         with torch.no_grad():
             for _ in range(passes):

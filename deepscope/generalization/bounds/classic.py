@@ -27,6 +27,8 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING
 
+import torch
+
 from deepscope._validation import check_probability
 from deepscope.generalization._measures._context import build_context
 from deepscope.generalization._measures._layers import layer_spectral_norm
@@ -100,7 +102,7 @@ def classic_bounds(problem: Problem, delta: float = 0.05, *, max_samples: int | 
     """
     delta = check_probability(delta, "delta", "classic_bounds")
     ctx = build_context(problem, max_samples=max_samples, seed=0)
-    n = len(ctx.x)
+    n = len(ctx.y)
     margins = ctx.margins()
     gamma = ctx.margin()
     train_error = float((margins <= 0).double().mean())
@@ -108,17 +110,24 @@ def classic_bounds(problem: Problem, delta: float = 0.05, *, max_samples: int | 
     spec = [layer_spectral_norm(layer)[0] for layer in ctx.folded]
     fro_sq = [float(layer.weight.double().pow(2).sum()) for layer in ctx.folded]
     l21 = [float(layer.matrix().double().norm(dim=1).sum()) for layer in ctx.folded]
-    widths = [layer.weight.shape[0] for layer in ctx.folded] + [int(ctx.x[0].numel())]
+    widths = [layer.weight.shape[0] for layer in ctx.folded]
+    # the three margin bounds read the input norms ‖x‖: defined for float tensor inputs only (token ids
+    # are indices, a dict of named inputs has no one norm); they are then NaN with this note, as the path norm
+    float_inputs = isinstance(ctx.x, torch.Tensor) and ctx.x.is_floating_point()
+    input_note = "" if float_inputs else "needs float tensor inputs (token ids or named inputs have no norm ‖x‖)"
+    b_max = x_norm = math.nan
+    if float_inputs:
+        widths.append(int(ctx.x[0].numel()))
+        flat = ctx.x.reshape(n, -1).double()
+        b_max = float(flat.norm(dim=1).max())
+        x_norm = float(flat.pow(2).sum().sqrt())
     h, d = max(widths), ctx.depth
-    flat = ctx.x.reshape(n, -1).double()
-    b_max = float(flat.norm(dim=1).max())
-    x_norm = float(flat.pow(2).sum().sqrt())
     omega = ctx.num_params
     gamma_note = "γ chosen from the data (union bound over γ left out)"
     relu_note = (
         "" if not ctx.structure.non_homogeneous else "assumes ReLU; found " + ", ".join(ctx.structure.non_homogeneous)
     )
-    notes = "; ".join(x for x in (gamma_note, relu_note) if x)
+    notes = "; ".join(x for x in (gamma_note, relu_note, input_note) if x)
     bounds = []
     if gamma > 0:
         r = math.prod(spec) * sum((a / s) ** (2 / 3) for a, s in zip(l21, spec, strict=True)) ** 1.5
@@ -139,7 +148,7 @@ def classic_bounds(problem: Problem, delta: float = 0.05, *, max_samples: int | 
                 notes + "; O(·) constant taken as 1 (optimistic)",
             )
         )
-        phi = path_norm(ctx) if not relu_note else math.nan
+        phi = path_norm(ctx) if not relu_note and float_inputs else math.nan
         complexity = 2 * 2**d * math.sqrt(phi) * b_max / (gamma * math.sqrt(n)) + 3 * math.sqrt(
             math.log(2 / delta) / (2 * n)
         )

@@ -77,3 +77,55 @@ def test_bad_data():
         posterior.stochastic_error((x, y[:10]))
     with pytest.raises(InvalidParameterError, match="'samples'"):
         posterior.stochastic_error((x, y), samples=0)
+
+
+class _Branching(nn.Module):
+    """The same function as its inner net, but its forward branches on the input's values (vmap refuses)."""
+
+    def __init__(self, net, dict_out=False):
+        super().__init__()
+        self.net, self.dict_out = net, dict_out
+
+    def forward(self, x):
+        if bool((x == 0).all()):  # data-dependent control flow, as HF models' attention-mask checks
+            x = x + 0
+        out = self.net(x)
+        return {"logits": out} if self.dict_out else out
+
+
+def _draws(net, output_fn=None):
+    x, y = _data()
+    params = dict(net.named_parameters())
+    posterior = GaussianPosterior(
+        net, params, {k: torch.full_like(v, 0.3) for k, v in params.items()}, output_fn=output_fn
+    )
+    return posterior.errors_per_example_draws(x, y, 3, torch.Generator().manual_seed(5), max_floats=2000)
+
+
+def test_a_model_vmap_cannot_trace_gets_the_same_per_example_draws_one_at_a_time():
+    # oracle: the vectorised draws of the plain net; the branching wrapper computes the same function on the
+    # same draws (same generator, same chunks), so the error count must be identical, not merely close
+    net = _net()
+    expected = _draws(net)
+    assert _draws(_Branching(net)) == expected
+    assert _draws(_Branching(net, dict_out=True), output_fn=lambda out: out["logits"]) == expected
+
+
+def test_output_fn_and_token_ids_reach_the_network_unchanged():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Embedding(6, 4), nn.Flatten(), nn.Linear(12, 3))
+    ids = torch.randint(0, 6, (20, 3), generator=torch.Generator().manual_seed(2))
+    y = torch.randint(0, 3, (20,), generator=torch.Generator().manual_seed(3))
+    params = dict(net.named_parameters())
+    zero = {k: torch.zeros_like(v) for k, v in params.items()}
+    picked = GaussianPosterior(
+        _Branching(net, dict_out=True),
+        {f"net.{k}": v for k, v in params.items()},
+        {f"net.{k}": v for k, v in zero.items()},
+        output_fn=lambda out: out["logits"],
+    )
+    with torch.no_grad():
+        wrong = int((net(ids).argmax(1) != y).sum())
+    result = picked.stochastic_error((ids, y), samples=2)  # ids stay integers (a float cast fails in Embedding)
+    assert result.error == wrong / 20 and result.n == 20
+    assert picked.errors_per_example_draws(ids, y, 2, torch.Generator().manual_seed(0)) == (2 * wrong, 40)
