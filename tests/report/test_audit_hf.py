@@ -35,19 +35,7 @@ def _data(kind: str):
 _BUILDERS = {"bert": hf_models.tiny_bert, "gpt2": hf_models.tiny_gpt2, "vit": hf_models.tiny_vit}
 
 
-# The one block still in error on token inputs is another family's: pac_bayes_certificate treats the
-# batch as one tensor (len(x), x.device, x[order] at generalization/bounds/pac_bayes.py:257) where a
-# dict of input_ids/attention_mask arrives. Strict: the marks must go when it takes _inputs batches.
-_PAC_BAYES_DICT = pytest.mark.xfail(
-    reason="pac_bayes_certificate indexes a dict batch as a tensor ('dict' object has no attribute 'device')",
-    raises=AssertionError,
-    strict=True,
-)
-
-
-@pytest.mark.parametrize(
-    "kind", [pytest.param("bert", marks=_PAC_BAYES_DICT), pytest.param("gpt2", marks=_PAC_BAYES_DICT), "vit"]
-)
+@pytest.mark.parametrize("kind", ["bert", "gpt2", "vit"])
 def test_audit_of_a_tiny_hf_model_has_no_section_or_block_in_error(kind, tmp_path):
     model = _BUILDERS[kind]()
     assert model.config._attn_implementation == "sdpa"  # the default fused attention, not eager
