@@ -326,3 +326,46 @@ def test_bad_steps_mode_and_generator(options, name):
     data = ((torch.randn(8, 3), torch.randint(0, 2, (8,))), None)
     with pytest.raises(InvalidParameterError, match=rf"^The '{name}' parameter of train must be"):
         train(nn.Linear(3, 2), data, **options)
+
+
+class _Wrapped(nn.Module):
+    """The fixture's network behind a dict output and/or named inputs ``model(x=..., mask=...)``."""
+
+    def __init__(self, net, dict_out, named):
+        super().__init__()
+        self.net, self.dict_out, self.named = net, dict_out, named
+
+    def forward(self, x, mask=None):
+        out = self.net(x * mask if self.named else x)
+        return {"logits": out, "features": out.relu()} if self.dict_out else out
+
+
+@pytest.mark.parametrize("dict_out,named", [(False, False), (True, False), (False, True), (True, True)])
+def test_output_fn_and_named_inputs_train_bit_for_bit_as_the_plain_network(dict_out, named):
+    # oracle: the plain network trained with the same seed. The wrappers compute the same function (the mask
+    # is integer ones), the parameters have the same names, so weights and history must be bit-identical.
+    fixture, ((x, y), (xt, yt)) = fixture_data()
+    plain = train(_Wrapped(fixture.model, False, False), ((x, y), (xt, yt)), epochs=2, batch_size=5, seed=3)
+
+    def inputs(v):
+        return {"x": v, "mask": torch.ones(v.shape, dtype=torch.long)} if named else v
+
+    run = train(
+        _Wrapped(fixture.model, dict_out, named),
+        ((inputs(x), y), (inputs(xt), yt)),
+        epochs=2,
+        batch_size=5,
+        seed=3,
+        output_fn=(lambda out: out["logits"]) if dict_out else None,
+    )
+    assert run.history.to_dict() == plain.history.to_dict()
+    for (name, a), b in zip(plain.model.state_dict().items(), run.model.state_dict().values()):
+        assert bitwise_equal(a, b), name
+
+
+def test_a_dict_output_without_output_fn_says_to_pass_it():
+    fixture, data = fixture_data()
+    with pytest.raises(DataError, match="output_fn=lambda out"):
+        train(_Wrapped(fixture.model, True, False), data, epochs=1)
+    with pytest.raises(InvalidParameterError, match="output_fn"):
+        train(fixture.model, data, epochs=1, output_fn="logits")

@@ -65,3 +65,41 @@ def test_bad_delta(trained):
     model, x, y = trained
     with pytest.raises(InvalidParameterError, match="delta"):
         classic_bounds(Problem(model, (x, y)), delta=0.0)
+
+
+class _Named(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, mask):
+        return {"logits": self.net(x * mask)}
+
+
+def test_named_inputs_leave_the_input_norm_bounds_undefined_and_the_vc_bound_equal(trained):
+    # the three margin bounds read ‖x‖; named inputs have no one norm: NaN with a note saying so, while the
+    # VC bound (no input term) equals the plain network's exactly (same weights, same function)
+    model, x, y = trained
+    plain = {b.name: b for b in classic_bounds(Problem(model, (x, y))).bounds}
+    named = _Named(model)
+    inputs = {"x": x, "mask": torch.ones(x.shape, dtype=torch.long)}
+    result = classic_bounds(Problem(named, (inputs, y), output_fn=lambda out: out["logits"]))
+    rows = {b.name: b for b in result.bounds}
+    for name in ("spectral_margin", "pac_bayes_spectral", "path_norm"):
+        assert math.isnan(rows[name].value) and "needs float tensor inputs" in rows[name].note
+    assert rows["vc_relu"].value == plain["vc_relu"].value
+    assert result.n == 400
+
+
+def test_token_ids_have_no_input_norm():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(5, 3), nn.Flatten(), nn.Linear(6, 2))
+    ids = torch.randint(0, 5, (40, 2))
+    with torch.no_grad():
+        labels = model(ids).argmax(1)  # its own predictions: every margin > 0, so the margin bounds are attempted
+    result = classic_bounds(Problem(model, (ids, labels)))
+    rows = {b.name: b for b in result.bounds}
+    assert result.margin > 0
+    for name in ("spectral_margin", "pac_bayes_spectral", "path_norm"):
+        assert math.isnan(rows[name].value) and "needs float tensor inputs" in rows[name].note
+    assert math.isfinite(rows["vc_relu"].value)
