@@ -57,6 +57,9 @@ def noise_scale_from_batch(
 ) -> NoiseScaleResult:
     """B_simple from per-example gradients (``torch.func.vmap`` of ``grad``) on one batch.
 
+    A model ``vmap`` cannot trace (a forward that branches on its inputs' values, as HuggingFace
+    models do on the attention mask) gets the same gradients one example at a time.
+
     ``inputs`` is a tensor, integer token ids or a dict of tensors (``model(**inputs)``);
     ``output_fn`` picks the scores the loss reads from a model that returns a dict or tuple.
     """
@@ -73,7 +76,22 @@ def noise_scale_from_batch(
             output = torch.func.functional_call(model, (p, buffers), (x[None],), strict=False)  # type: ignore[index]
         return loss_fn(select_output(output, output_fn, "gradient_noise_scale"), y[None])
 
-    per_example = torch.func.vmap(torch.func.grad(single_loss), (None, 0, 0))
+    gradient = torch.func.grad(single_loss)
+    vectorised = torch.func.vmap(gradient, (None, 0, 0))
+    looped = [False]  # set once vmap refuses the model (data-dependent control flow, as HF attention masks)
+
+    def per_example(p: dict[str, torch.Tensor], xs: _inputs.Inputs, ys: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not looped[0]:
+            try:
+                return vectorised(p, xs, ys)
+            except RuntimeError as error:
+                if "vmap" not in str(error):
+                    raise
+                looped[0] = True
+        # the same per-example gradients, one example at a time
+        each = [gradient(p, _example(xs, i), ys[i]) for i in range(len(ys))]
+        return {name: torch.stack([g[name] for g in each]) for name in p}
+
     total = torch.zeros((), dtype=torch.float64)
     squares = torch.zeros((), dtype=torch.float64)
     sums = None
@@ -99,6 +117,11 @@ def noise_scale_from_batch(
         biased_gradient_norm_squared=biased,
         n_samples=n,
     )
+
+
+def _example(x: _inputs.Inputs, index: int) -> _inputs.Inputs:
+    """Example ``index`` without its batch dimension (what ``vmap`` hands the per-example loss)."""
+    return {k: v[index] for k, v in x.items()} if _inputs.is_mapping(x) else x[index]  # type: ignore[union-attr,index]
 
 
 @analysis(takes="problem", family="dynamics", example_kwargs={"max_samples": 8})
