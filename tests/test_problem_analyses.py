@@ -8,7 +8,8 @@ seen through several wrappers that compute the same function:
 * ``dict_out``: the same network returning ``{"logits": ..., "features": ...}``, read through
   ``Problem(..., output_fn=lambda out: out["logits"])``;
 * ``dict_in``: the same network called as ``model(x=..., mask=...)`` on a dict of inputs (the
-  integer mask is all ones, so the function is unchanged);
+  integer mask is all ones, so the function is unchanged), branching on the mask's values as
+  HuggingFace models do (which ``torch.func.vmap`` cannot trace);
 * ``ids`` / ``ids_dict_out``: integer token ids through an ``nn.Embedding`` (the ids' reference),
   and the same model returning a dict read through ``output_fn``.
 
@@ -48,6 +49,8 @@ class Net(nn.Module):
         self.dict_out = dict_out
 
     def forward(self, x, mask=None):
+        if mask is not None and bool((mask == 0).all()):  # branches on a mask's values, as HF models do:
+            x = x * 0  # torch.func.vmap cannot trace this, so analyses that vectorise must fall back
         logits = self.net(x if mask is None else x * mask)
         return {"logits": logits, "features": torch.relu(logits)} if self.dict_out else logits
 
