@@ -139,17 +139,8 @@ def _make_optimizer(
     )
 
 
-def _evaluate(
-    model: nn.Module,
-    loss_fn: Callable,
-    x: Any,
-    y: torch.Tensor,
-    classify: bool,
-    device,
-    dtype,
-    batch: int,
-    output_fn: OutputFn | None = None,
-) -> tuple[float, float | None]:
+def _evaluate(model, loss_fn, x, y, classify, device, dtype, batch, output_fn=None) -> tuple[float, float | None]:
+    """Mean loss (and accuracy) of ``model`` on ``(x, y)`` in chunks of ``batch``; ``x`` a tensor or a dict."""
     total, correct = 0.0, 0
     n = len(y)
     with torch.no_grad():
