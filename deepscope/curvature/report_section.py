@@ -35,8 +35,9 @@ from deepscope.report.svg import figure_to_svg
 __all__ = ["build_curvature_section", "HVP_PASSES", "NTK_ROW_PASSES"]
 
 # example passes (one forward + backward of one example) per Hessian-vector product and example:
-# measured 3.8 on a ResNet-18 (double backward through every layer)
-HVP_PASSES = 4.0
+# 3.8 measured alone on a ResNet-18 (double backward through every layer), but the whole block ran
+# at 4x its estimate with 4 in bench/resnet18_audit.py (1.3x on BERT-small): 8 keeps it near budget
+HVP_PASSES = 8.0
 # per (example, output) row of the NTK: a backward pass kept by retain_graph, plus the sketch's
 # scatter of P numbers (measured 2.5 on a ResNet-18)
 NTK_ROW_PASSES = 2.5
@@ -142,8 +143,15 @@ def _spectrum_part(context: AuditContext, budget: dict[str, Any], samples: int, 
         problem, k=budget["k"], tol=budget["tol"], max_iter=max_iter, seed=seed, max_samples=fitted
     )
     context.cache["curvature.hessian_eigenvalues"] = spectrum
+    # Hutch++ holds its sketch, H·sketch and their basis in float64: 3 x sketch x P x 8 bytes
+    sketch = max(1, min(_krylov_vectors(context, budget["trace_hvps"]) // 3, budget["trace_hvps"] // 4))
     trace = hessian_trace(
-        problem, rel_tol=budget["trace_tol"], max_hvps=budget["trace_hvps"], seed=seed, max_samples=fitted
+        problem,
+        rel_tol=budget["trace_tol"],
+        max_hvps=budget["trace_hvps"],
+        seed=seed,
+        max_samples=fitted,
+        sketch_size=sketch,
     )
     top = spectrum.eigenvalues[0]
     found.update(top=top, trace=trace)

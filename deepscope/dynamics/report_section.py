@@ -118,6 +118,7 @@ def training_section(context: AuditContext) -> Section:
     train_eval = problem.evaluate("train")
     test_eval = problem.evaluate("test") if problem.test is not None else None
     gap = None if test_eval is None else evaluation_gap(train_eval, test_eval)
+    context.cache["training.generalization_gap"] = gap  # the generalization section's test-set bound reuses it
     if train_eval.accuracy is not None:
         test_text = "" if test_eval is None else f" and {test_eval.accuracy:.1%} test accuracy"
         summary = f"The model has {train_eval.accuracy:.1%} train accuracy{test_text}; deepscope did not train it."

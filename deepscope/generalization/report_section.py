@@ -175,7 +175,7 @@ def build_generalization_section(context: AuditContext) -> Section:
         )
     parts: list[Part] = []
     if problem.test is not None and len(problem.test):
-        parts.append(run_block("Test-set bound", lambda: _test_set_part(problem)))
+        parts.append(run_block("Test-set bound", lambda: _test_set_part(problem, context)))
     parts.append(run_block("Generalization measures", lambda: _measures_part(problem, budget, seed, context)))
     parts.append(run_block("Spectral metrics", lambda: _spectral_part(problem)))
     parts.append(run_block("PAC-Bayes certificate", lambda: _certificate_part(problem, budget, seed, context)))
@@ -204,8 +204,9 @@ def _summary(sentences: list[str]) -> str:
     return summary[0].upper() + summary[1:]
 
 
-def _test_set_part(problem: Problem) -> Part:
-    gap = gap_estimate(problem)
+def _test_set_part(problem: Problem, context: AuditContext) -> Part:
+    # the training section evaluated both splits already (same model, same data): reuse, not a second pass
+    gap = context.cache.get("training.generalization_gap") or gap_estimate(problem)
     bound = test_set_bound(round(gap.test_error * gap.n_test), gap.n_test, 0.05)
     return Part(
         [Text(gap.sentence() + " " + bound.summary() + " (binomial tail inversion, Langford 2005)")],

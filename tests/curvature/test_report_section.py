@@ -103,14 +103,14 @@ def test_blocks_that_cannot_fit_the_budget_decline_in_one_line():
 
 
 def test_samples_shrink_to_fit_and_the_text_says_so():
-    # 20 s x 2 shares / (0.05 s x (30 + 20) HVPs x 4 passes) = 4 samples for the spectrum and trace
+    # 20 s x 2 shares / (0.05 s x (30 + 20) HVPs x 8 passes) = 2 samples for the spectrum and trace
     from deepscope.curvature.report_section import HVP_PASSES
 
     fixture = make_fixture("mlp")
     context = _priced(fixture.problem(), 0.05)
     section = build_curvature_section(context)
     expected = int(2 * 20.0 / 0.05 // ((30 + 20) * HVP_PASSES))
-    assert expected == 4
+    assert expected == 2
     assert section.results["hessian_eigenvalues"]["n_samples"] == expected
     assert f"on {expected} samples ({expected} of the budget's" in section.blocks[0].text
     spectrum = section.costs[0]

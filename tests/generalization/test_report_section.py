@@ -71,3 +71,21 @@ def test_blocks_fit_or_decline_in_one_line_under_the_measured_pass_cost():
     section = build_generalization_section(context)
     probe = next(cost for cost in section.costs if cost["block"] == "Memorisation probe")
     assert probe["examples"] == min(int(1.5 * 20.0 / 0.05 // 16), 128, len(fixture.problem().train))
+
+
+def test_the_test_set_bound_reuses_the_training_sections_evaluation(monkeypatch):
+    # oracle: the gap the training section left in the cache, bit for bit; a second evaluation would raise
+    import deepscope.generalization.report_section as module
+    from deepscope.dynamics.report_section import training_section
+
+    fixture = make_fixture("mlp")
+    context = AuditContext(problem=fixture.problem(), budget="quick")
+    training_section(context)
+    cached = context.cache["training.generalization_gap"]
+
+    def no_second_pass(problem):
+        raise AssertionError("the splits were evaluated again")
+
+    monkeypatch.setattr(module, "gap_estimate", no_second_pass)
+    part = module._test_set_part(context.problem, context)
+    assert part.results["gap"] == cached.to_dict()
