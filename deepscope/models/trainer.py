@@ -37,8 +37,8 @@ from deepscope._finite import describe_nonfinite, nonfinite_tensors
 from deepscope._forward import first_forward
 from deepscope._outputs import OutputFn, check_output_fn, select_output
 from deepscope._validation import check_float, check_int, check_seed
-from deepscope.data._base import DatasetSplits
-from deepscope.errors import DataError, DeepscopeError, invalid_parameter
+from deepscope.errors import DataError, DeepscopeError, UnsupportedModelError, invalid_parameter
+from deepscope.models._train_data import check_split, on_device, scores, unpack
 from deepscope.models.history import TrainingHistory, TrainingRun
 from deepscope.problem import resolve_loss
 
@@ -46,78 +46,6 @@ __all__ = ["train", "TrainingRun", "TrainingHistory", "OPTIMIZERS"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 MODES = ("train", "eval")
-
-
-def _unpack(dataset: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, str]:
-    """``(x_train, y_train, x_test, y_test, task)`` from a DatasetSplits or ``((X, y), (X, y) | None)``."""
-    if isinstance(dataset, DatasetSplits):
-        has_test = len(dataset.x_test) > 0
-        return (
-            dataset.x_train,
-            dataset.y_train,
-            dataset.x_test if has_test else None,
-            dataset.y_test if has_test else None,
-            dataset.task,
-        )
-    expected = "a DatasetSplits or a pair ((X_train, y_train), (X_test, y_test) or None)"
-    if not isinstance(dataset, (tuple, list)) or len(dataset) != 2:
-        raise invalid_parameter("dataset", "train", expected, dataset, cls=DataError)
-    train_pair, test_pair = dataset
-    if isinstance(train_pair, torch.Tensor) or not isinstance(train_pair, (tuple, list)) or len(train_pair) != 2:
-        raise invalid_parameter("dataset", "train", expected, dataset, cls=DataError)
-    if test_pair is not None and (not isinstance(test_pair, (tuple, list)) or len(test_pair) != 2):
-        raise invalid_parameter("dataset", "train", expected, dataset, cls=DataError)
-    x_train, y_train = (_tensor(v, f"train {w}") for v, w in zip(train_pair, ("inputs", "targets")))
-    x_test = y_test = None
-    if test_pair is not None:
-        x_test, y_test = (_tensor(v, f"test {w}") for v, w in zip(test_pair, ("inputs", "targets")))
-    task = "classification" if not y_train.is_floating_point() else "regression"
-    return x_train, y_train, x_test, y_test, task
-
-
-def _tensor(value: Any, what: str) -> Any:
-    if _inputs.is_mapping(value):  # named inputs ({"input_ids": ..., "attention_mask": ...}): each a tensor
-        return {name: _tensor(item, f"{what}[{name!r}]") for name, item in value.items()}
-    try:
-        return value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise DataError(f"The {what} must be a tensor or an array. Got {type(value).__name__} instead.") from error
-
-
-def _check_split(x: Any, y: torch.Tensor, split: str, task: str) -> None:
-    n = _inputs.batch_length(x, f"{split} inputs")
-    if n != len(y):
-        raise DataError(f"The {split} data has {n} inputs but {len(y)} targets.")
-    if n == 0:
-        raise DataError(f"The {split} data is empty: at least one example is needed.")
-    if not _inputs.is_mapping(x) and (x.is_complex() or x.dtype == torch.bool):  # a dict may hold a bool mask
-        raise DataError(
-            f"The {split} inputs must be floating point (or integer token ids for an embedding). Got dtype {x.dtype}."
-        )
-    for value in _inputs.floating(x):
-        if not bool(torch.isfinite(value).all()):
-            bad = int((~torch.isfinite(value)).reshape(n, -1).any(dim=1).sum())
-            raise DataError(f"The {split} inputs contain NaN or infinite values in {bad} example(s).")
-    if task == "classification" and (y.is_floating_point() or y.is_complex()):
-        raise DataError(f"The {split} labels must be integers for classification. Got dtype {y.dtype}.")
-    if y.is_floating_point() and not bool(torch.isfinite(y).all()):
-        raise DataError(f"The {split} targets contain NaN or infinite values.")
-
-
-def _on(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
-    """Inputs on the training device; floating inputs in the model's dtype, integer token ids unchanged."""
-    return _inputs.move(x, device, dtype, copy=False)
-
-
-def _scores(model: nn.Module, x: Any, output_fn: OutputFn | None) -> torch.Tensor:
-    """``output_fn(model(x))`` (``model(**x)`` for named inputs); a non-tensor output without it is refused."""
-    output = _inputs.call_model(model, x)
-    if output_fn is None and not isinstance(output, torch.Tensor):
-        raise DataError(
-            f"The model must return a tensor. Got {type(output).__name__}: pass "
-            "output_fn=lambda out: out.logits (or out[0], out['logits']) to pick the scores."
-        )
-    return select_output(output, output_fn, "train")
 
 
 def _make_optimizer(
@@ -145,9 +73,9 @@ def _evaluate(model, loss_fn, x, y, classify, device, dtype, batch, output_fn=No
     n = len(y)
     with torch.no_grad():
         for start in range(0, n, batch):
-            xb = _on(_inputs.slice_rows(x, start, start + batch), device, dtype)
+            xb = on_device(_inputs.slice_rows(x, start, start + batch), device, dtype)
             yb = y[start : start + batch].to(device)
-            output = _scores(model, xb, output_fn)
+            output = scores(model, xb, output_fn)
             total += float(loss_fn(output, yb)) * len(yb)
             if classify:
                 correct += int((output.argmax(dim=-1) == yb).sum())
@@ -216,6 +144,7 @@ def train(
             statistics); "eval" runs them in eval semantics, as analyses under ``model_guard`` do.
         output_fn: picks the scores from a model that returns a tuple, dict or ``ModelOutput``
             (``lambda out: out["logits"]``), as :class:`deepscope.Problem` does; None: the output itself.
+            Not with ``monitor``, whose measurements read the model's own output.
 
     Returns:
         A :class:`TrainingRun` with the trained copy (eval mode), its initial ``state_dict`` and
@@ -252,13 +181,18 @@ def train(
     if mode not in MODES:
         raise invalid_parameter("mode", "train", "'train' or 'eval'", mode)
     check_output_fn(output_fn, "train")
+    if monitor is not None and output_fn is not None:  # its sharpness and noise scale read the raw output
+        raise UnsupportedModelError(
+            "train: a monitor measures the model's own output and takes no output_fn; with output_fn, wrap the "
+            "model so that it returns the scores (e.g. a module whose forward returns model(x).logits)."
+        )
 
-    x_train, y_train, x_test, y_test, task = _unpack(dataset)
+    x_train, y_train, x_test, y_test, task = unpack(dataset)
     if loss in ("cross_entropy", "nll"):
         task = "classification"  # float labels then give a clear error below
-    _check_split(x_train, y_train, "train", task)
+    check_split(x_train, y_train, "train", task)
     if x_test is not None and y_test is not None:
-        _check_split(x_test, y_test, "test", task)
+        check_split(x_test, y_test, "test", task)
         if _inputs.example_shape(x_test) != _inputs.example_shape(x_train):
             raise DataError(
                 f"Train and test inputs differ in shape: {_inputs.example_shape(x_train)} vs "
@@ -342,12 +276,12 @@ def train(
                     break
                 trained.train(mode == "train")
                 for index in batches():
-                    xb = _on(_inputs.rows(x_train, index), target_device, dtype)
+                    xb = on_device(_inputs.rows(x_train, index), target_device, dtype)
                     if augment is not None:
                         xb = augment(xb, shuffler)
                     yb = y_train[index].to(target_device)
                     opt.zero_grad(set_to_none=True)
-                    value = loss_fn(_scores(trained, xb, output_fn), yb)
+                    value = loss_fn(scores(trained, xb, output_fn), yb)
                     if not bool(torch.isfinite(value)):
                         raise DeepscopeError(
                             f"Training diverged: the loss became {float(value.detach())} at epoch {epoch}, step {taken + 1}. "
@@ -413,7 +347,7 @@ def _probe(model, loss_fn, x_train, y_train, x_test, y_test, classify, device, d
         with torch.no_grad():
             output = first_forward(
                 lambda inputs: _inputs.call_model(model, inputs),
-                _on(_inputs.slice_rows(x_train, 0, 2), device, dtype),
+                on_device(_inputs.slice_rows(x_train, 0, 2), device, dtype),
                 "training inputs",
             )
     finally:

@@ -369,3 +369,13 @@ def test_a_dict_output_without_output_fn_says_to_pass_it():
         train(_Wrapped(fixture.model, True, False), data, epochs=1)
     with pytest.raises(InvalidParameterError, match="output_fn"):
         train(fixture.model, data, epochs=1, output_fn="logits")
+
+
+def test_output_fn_with_a_monitor_is_refused_with_the_way_out():
+    from deepscope.dynamics import Monitor
+
+    fixture, data = fixture_data()
+    with pytest.raises(DeepscopeError, match="wrap the model"):
+        train(
+            _Wrapped(fixture.model, True, False), data, epochs=1, monitor=Monitor(), output_fn=lambda out: out["logits"]
+        )
