@@ -187,13 +187,19 @@ def _certificate_row() -> dict:
     problem = Problem.from_dataset(run.model, dataset, init_state=run.init_state)
     start = time.perf_counter()
     certificate = pac_bayes_certificate(
-        problem, objective="f-quad", prior="data", iterations=300, prior_iterations=3000, mc_samples=10
+        problem,
+        objective="f-quad",
+        prior="data",
+        posterior_start="prior",  # Pérez-Ortiz et al.: certifies a network trained from the prior
+        iterations=300,
+        prior_iterations=3000,
+        mc_samples=10,
     )
     seconds = time.perf_counter() - start
     measured = certificate.stochastic_error((fresh_x, fresh_y), samples=50)
     ratio = certificate.certificate / measured.error if measured.error > 0 else math.inf
     return {
-        "task": f"PAC-Bayes certificate, cnn1d on mnist1d ({len(dataset.x_train)} train)",
+        "task": f"PAC-Bayes certificate (prior='data', posterior_start='prior'), cnn1d on mnist1d ({len(dataset.x_train)} train)",
         "reference": "target: < 0.25 and <= 2x stochastic error on 10,000 fresh samples",
         "deepscope_median_s": seconds,
         "reference_median_s": None,

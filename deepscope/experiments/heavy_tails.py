@@ -14,7 +14,7 @@ population spanned by the searched hyperparameters; then :func:`deepscope.genera
 (data-dependent prior, which makes the certificate non-vacuous at this size) and the Monte-Carlo
 test error of the certified stochastic predictor (``posterior.stochastic_error`` on the test split).
 
-What is certified: with ``prior="data"`` deepscope follows Pérez-Ortiz et al. — the prior is trained on
+What is certified: with ``prior="data", posterior_start="prior"`` deepscope follows Pérez-Ortiz et al. — the prior is trained on
 half of the training set from a fresh initialisation and the Gaussian posterior starts at the prior's
 mean and is trained on the other half — so the certified predictor is built from the model's data and
 architecture, not from its trained weights (each model gets its own certificate seed, from its trial
@@ -130,7 +130,7 @@ def protocol(spec: dict[str, Any]) -> str:
         f"MLPs (width {m.get('width')}, depth {m.get('depth')}) on {spec['dataset']['name']} "
         f"({spec['data']['train_size'] or 'all'} training examples), SGD (momentum {t['momentum']}) until train "
         f"cross-entropy {t['stop_loss']} or {t['max_epochs']} epochs, over {grid}, {len(spec['seeds'])} seeds. "
-        f"spectral_metrics(min_eigenvalues={p['min_eigenvalues']}); pac_bayes_certificate(prior='data', "
+        f"spectral_metrics(min_eigenvalues={p['min_eigenvalues']}); pac_bayes_certificate(prior='data', posterior_start='prior', "
         f"delta={p['delta']}, delta_mc={p['delta_mc']}, iterations={p['pac_iterations']}, prior_iterations="
         f"{p['prior_iterations']}, mc_samples={p['mc_samples']}); the stochastic predictor's test error from "
         f"{p['test_weight_samples']} weight samples on the test split."
@@ -153,6 +153,7 @@ def run_kind(config: dict[str, Any]):
         problem,
         params["delta"],
         prior="data",
+        posterior_start="prior",  # Pérez-Ortiz et al.'s protocol: see the module docstring
         delta_mc=params["delta_mc"],
         iterations=params["pac_iterations"],
         prior_iterations=params["prior_iterations"],

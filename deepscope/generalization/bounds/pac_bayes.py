@@ -74,6 +74,7 @@ class PacBayesCertificate(Result):
         n_bound, n_prior: examples used by the bound and to learn the prior.
         prior_sigma, grid_size: σ_P after rounding, and G.
         objective, prior, iterations, mc_samples, forward_passes: how it was obtained.
+        posterior_start: "trained" (Q started at the user's weights) or "prior" (at the learned prior's mean).
         posterior: the certified stochastic predictor (``.stochastic_error((X, y))``, ``.sample()``).
     """
 
@@ -98,6 +99,7 @@ class PacBayesCertificate(Result):
     forward_passes: int
     posterior: GaussianPosterior
     note: str = ""
+    posterior_start: str = "trained"
 
     def to_dict(self):
         data = super().to_dict()
@@ -172,6 +174,7 @@ def pac_bayes_certificate(
     *,
     objective: str = "f-quad",
     prior: str = "init",
+    posterior_start: str = "trained",
     prior_fraction: float = 0.5,
     prior_sigmas: Sequence[float] = DEFAULT_PRIOR_SIGMAS,
     initial_sigma: float = 0.01,
@@ -197,7 +200,12 @@ def pac_bayes_certificate(
         objective: "f-quad", "f-classic" or "scale" (see module docstring).
         prior: "init" (prior centred at the initial weights) or "data" (learned from the initial
             weights on the first ``prior_fraction`` of a seeded shuffle of the training set; the
-            bound then uses the rest). Either way the posterior starts at the trained weights.
+            bound then uses the rest).
+        posterior_start: where Q's mean starts. "trained" (default): at the trained weights, with
+            either prior, so the certificate is about the user's network (Dziugaite & Roy 2018).
+            "prior" (only with ``prior="data"``): at the learned prior's mean, as in Pérez-Ortiz et
+            al. (2021) — usually much tighter, but the certified predictor is then a network
+            trained from the data-dependent prior on the bound set, not the user's weights.
         prior_sigmas: the grid of prior standard deviations (G values, union bound).
         initial_sigma: the posterior's starting standard deviation.
         delta_mc: failure probability of the Monte-Carlo bound on the empirical risk.
@@ -221,6 +229,14 @@ def pac_bayes_certificate(
     delta_mc = check_probability(delta_mc, "delta_mc", "pac_bayes_certificate")
     check_choice(objective, "objective", "pac_bayes_certificate", ("f-quad", "f-classic", "scale"))
     check_choice(prior, "prior", "pac_bayes_certificate", ("init", "data"))
+    check_choice(posterior_start, "posterior_start", "pac_bayes_certificate", ("trained", "prior"))
+    if posterior_start == "prior" and (prior != "data" or objective == "scale"):
+        raise invalid_parameter(
+            "posterior_start",
+            "pac_bayes_certificate",
+            "'trained' unless prior='data' with a learned mean (objective 'f-quad' or 'f-classic')",
+            posterior_start,
+        )
     prior_fraction = check_float(prior_fraction, "prior_fraction", "pac_bayes_certificate", minimum=0.0, maximum=1.0)
     initial_sigma = check_float(
         initial_sigma, "initial_sigma", "pac_bayes_certificate", minimum=0.0, strict_minimum=True
@@ -268,10 +284,12 @@ def pac_bayes_certificate(
     else:
         prior_mean = {k: problem.init_state[k].detach().to(v) for k, v in problem.parameters(False).items()}
     n = len(y)
-    # Q starts at the trained network with either prior (Dziugaite & Roy 2018): the certificate is about
-    # the user's model. (Until this fix, prior="data" started Q at the learned prior's mean and so
-    # certified a network fitted to the bound set alone, unrelated to the trained one.)
+    # By default Q starts at the trained network with either prior (Dziugaite & Roy 2018): the certificate
+    # is about the user's model. posterior_start="prior" keeps Pérez-Ortiz et al.'s protocol, where Q
+    # starts at the learned prior's mean (a network fitted to the bound set from the prior, not the user's).
     trained = problem.parameters(trainable_only=False)
+    if posterior_start == "prior":
+        trained = {k: prior_mean[k] if k in prior_mean else v for k, v in trained.items()}
     log_start = math.log(initial_sigma)
     if objective == "scale":
         mean = {k: v.detach().clone() for k, v in trained.items()}
@@ -348,6 +366,7 @@ def pac_bayes_certificate(
         grid_size=len(grid),
         objective=objective,
         prior=prior,
+        posterior_start=posterior_start,
         iterations=iterations,
         mc_samples=mc_samples,
         mc_draws=draws,

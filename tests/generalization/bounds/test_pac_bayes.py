@@ -210,3 +210,43 @@ def test_the_data_prior_certifies_the_trained_network_not_the_prior(planted):
     with torch.no_grad():
         error = float((model(x[bound]).argmax(1) != y[bound]).double().mean())
     assert result.n_prior == 1000 and result.deterministic_error == error
+
+
+def test_posterior_start_prior_keeps_perez_ortiz_protocol(planted):
+    """posterior_start="prior" (Pérez-Ortiz et al. 2021): Q starts at the learned prior's mean.
+
+    With prior_iterations=0 the prior's mean is the initial weights and with iterations=0 Q stays
+    where it started, so Q's mean must equal init_state exactly, and KL(Q‖P) has only the variance
+    terms (μ = w_P): d·(log(σ_P/σ) + σ²/(2σ_P²) − 1/2) with σ_P the grid point nearest σ.
+    """
+    from deepscope.generalization.bounds.pac_bayes import DEFAULT_PRIOR_SIGMAS
+
+    model, init, (x, y), _ = planted
+    problem = Problem(model, (x, y), init_state=init)
+    result = pac_bayes_certificate(
+        problem,
+        prior="data",
+        posterior_start="prior",
+        iterations=0,
+        prior_iterations=0,
+        mc_samples=2,
+        seed=3,
+    )
+    assert result.posterior_start == "prior"
+    for name, _ in model.named_parameters():
+        assert torch.equal(result.posterior.mean[name], init[name].to(result.posterior.mean[name])), name
+    d, sigma = sum(p.numel() for p in model.parameters()), 0.01
+    sigma_p = min(DEFAULT_PRIOR_SIGMAS, key=lambda s: abs(math.log(s) - math.log(sigma)))
+    kl = d * (math.log(sigma_p / sigma) + sigma**2 / (2 * sigma_p**2) - 0.5)
+    assert result.kl == pytest.approx(kl, rel=1e-6, abs=1e-9)  # float32 weights summed in float64
+
+
+@pytest.mark.parametrize(
+    "options", [{"prior": "init"}, {"prior": "data", "objective": "scale"}, {"prior": "data", "posterior_start": "x"}]
+)
+def test_posterior_start_prior_needs_a_learned_data_prior(planted, options):
+    model, init, (x, y), _ = planted
+    problem = Problem(model, (x, y), init_state=init)
+    options = {"posterior_start": "prior", **options}
+    with pytest.raises(InvalidParameterError, match="posterior_start"):
+        pac_bayes_certificate(problem, iterations=0, prior_iterations=0, mc_samples=2, **options)
