@@ -32,6 +32,7 @@ import torch
 
 from deepscope._inputs import batch_length, slice_rows
 from deepscope.guard import model_guard
+from deepscope.problem import Problem
 from deepscope.report.sections import Part, Text
 
 __all__ = ["BLOCK_SECONDS", "PassCost", "Estimate", "pass_cost", "block_seconds", "fit_count", "declined"]
@@ -147,7 +148,7 @@ def pass_cost(context: Any) -> PassCost:
     return cost
 
 
-def _timed(problem: Any, params: dict[str, torch.Tensor], x: Any, y: torch.Tensor) -> tuple[float, float]:
+def _timed(problem: Problem, params: dict[str, torch.Tensor], x: Any, y: torch.Tensor) -> tuple[float, float]:
     """Seconds of a forward pass and of a forward + backward pass on ``(x, y)``."""
     started = time.perf_counter()
     with torch.no_grad():
