@@ -2,6 +2,12 @@
 
 Budgets: "quick" explains 4 inputs with a handful of methods and checks the axioms of two of
 them (a few seconds on the demo CNN); "full" explains 8 inputs with every applicable method.
+Every map, axiom check, the faithfulness metrics and the randomisation check is priced before it
+runs from the measured pass cost (:mod:`deepscope.report.cost`; the counts are in
+:mod:`deepscope.attribution._report_cost`): integrated gradients' steps and the axiom checks'
+inputs shrink to fit the block budget and the section says so, a block that cannot fit declines in
+one line with its estimated seconds, and every method runs in chunks whose saved activations stay
+under a few hundred MB (a ResNet-18's 256-step axiom checks held 4.6 GB in one chunk).
 
 One-hot DNA gets, besides the maps, ISM and DeepLIFT-SHAP logos, seqlets and planted-motif
 recovery (computed in :mod:`deepscope.attribution._genomics`; each an isolated block with its cost).
@@ -19,12 +25,13 @@ import torch
 
 from deepscope._inputs import batch_length, slice_rows
 from deepscope.attribution import _genomics as genomics
+from deepscope.attribution import _report_cost as cost_model
 from deepscope.attribution._base import Attribution, draw_attribution
 from deepscope.attribution._registry import is_one_hot, is_tokens, report_axiom_methods, report_methods
 from deepscope.attribution.axioms import check_axioms
 from deepscope.attribution.token_figure import token_html, token_rows
 from deepscope.errors import DeepscopeError
-from deepscope.report.cost import fit_count, pass_cost
+from deepscope.report.cost import declined, fit_count, pass_cost
 from deepscope.report.sections import (
     AuditContext,
     Figure,
@@ -98,13 +105,26 @@ def build_attribution_section(context: AuditContext) -> Section:
     output_fn = getattr(context.problem, "output_fn", None)  # e.g. out.logits of a HuggingFace ViT
     maps: dict[str, Attribution] = {}
     skipped: list[str] = []
+    blocks: list[Any] = []
+    costs: list[dict[str, Any]] = []
+    chunk = cost_model.max_batch(context, inputs, output_fn)  # rows per chunk: activations under CHUNK_BYTES
+    ratio = cost_model.forward_ratio(context)
     # which methods, with which options: each method's registration says (attribution/_registry.py)
     for name, (function, options) in report_methods(inputs, context.budget, budget["max_steps"]).items():
+        options = cost_model.fitted_options(context, name, inputs, options, chunk, share=0.5)
+        found = cost_model.estimate_chunked(
+            context, f"{name} map", cost_model.method_passes(name, inputs, options, ratio), chunk, 0.5
+        )
+        if not found.fits:
+            skipped.append(f"{name}: declined (about {found.seconds:.3g} s against {found.budget_seconds:.3g} s)")
+            costs.append({**found.to_dict(), "declined": "over budget"})
+            continue
         try:
-            maps[name] = function(model, inputs, targets, output_fn=output_fn, **options)
+            maps[name] = cost_model.timed(
+                costs, found, function, model, inputs, targets, output_fn=output_fn, **{"max_batch": chunk, **options}
+            )
         except DeepscopeError as error:
             skipped.append(f"{name}: {error}")
-    blocks: list[Any] = []
     results: dict[str, Any] = {"methods": list(maps), "skipped": skipped}
     if maps:
         blocks.append(Text("Attribution maps: red features push the predicted class up, blue push it down."))
@@ -119,11 +139,33 @@ def build_attribution_section(context: AuditContext) -> Section:
     results["completeness_error"] = completeness
 
     axiom_rows: list[dict[str, Any]] = []
-    axiom_inputs = inputs[: budget["axiom_examples"]]
+    fitted: list[str] = []  # axiom checks run on fewer inputs or steps than the budget names
     for name, options in report_axiom_methods(context.budget, budget["max_steps"]):
+        wanted = options
+        count, options = cost_model.fitted_axioms(
+            context, name, inputs, budget["axiom_examples"], options, ratio, chunk
+        )
+        passes = cost_model.axiom_passes(name, inputs[:count], options, ratio)
+        found = cost_model.estimate_chunked(context, f"Axioms of {name}", passes, chunk, 1.0)
+        if not found.fits:
+            blocks.extend(declined(found, "Even one input does not fit; use budget='full'.").blocks)
+            costs.append({**found.to_dict(), "declined": "over budget"})
+            continue
+        if count < min(budget["axiom_examples"], len(inputs)) or options != wanted:
+            steps = f" with {options['steps']} steps" if "steps" in options else ""
+            fitted.append(f"{name} on {count} of {min(budget['axiom_examples'], len(inputs))} inputs{steps}")
         try:
             extra = {"output_fn": output_fn} if output_fn is not None else {}
-            report = check_axioms(model, axiom_inputs, method=name, **options, **extra)
+            report = cost_model.timed(
+                costs,
+                found,
+                check_axioms,
+                model,
+                inputs[:count],
+                method=name,
+                **{"max_batch": chunk, **options},
+                **extra,
+            )
         except DeepscopeError as error:
             skipped.append(f"axioms of {name}: {error}")
             continue
@@ -136,7 +178,10 @@ def build_attribution_section(context: AuditContext) -> Section:
         claimed = [row for row in axiom_rows if row["claimed"]]
         held = sum(row["status"] == "held" for row in claimed)
         blocks.append(
-            Text(f"Axioms checked at run time: {held} of {len(claimed)} claimed axioms held on these inputs.")
+            Text(
+                f"Axioms checked at run time: {held} of {len(claimed)} claimed axioms held on these inputs."
+                + (f" Fitted to the time budget: {'; '.join(fitted)}." if fitted else "")
+            )
         )
         blocks.append(
             Table(
@@ -146,8 +191,9 @@ def build_attribution_section(context: AuditContext) -> Section:
             )
         )
     results["axioms"] = axiom_rows
+    results["axioms_fitted"] = fitted
 
-    metric_rows, metric_numbers = _metric_rows(model, inputs, maps, mask)
+    metric_rows, metric_numbers = _metric_rows(context, model, inputs, maps, mask, chunk, costs, blocks)
     if metric_rows:
         blocks.append(
             Text(
@@ -158,10 +204,9 @@ def build_attribution_section(context: AuditContext) -> Section:
         blocks.append(Table(metric_rows, caption="Mean ± standard error over the inputs shown."))
     results["metrics"] = metric_numbers
 
-    verdict = _sanity_check(model, inputs, results)
+    verdict = _sanity_check(context, model, inputs, results, chunk, costs, blocks)
     if verdict:
         blocks.append(Text(f"Sanity check (cascading parameter randomisation, Adebayo et al. 2018) {verdict}."))
-    costs: list[dict[str, Any]] = []
     if is_one_hot(inputs):  # one-hot DNA: logos, seqlets, motif recovery (each an isolated block)
         for part in _genomics_parts(context, output_fn):  # merged by hand: one failing part never fails the section
             blocks.extend(part.blocks)
@@ -257,41 +302,76 @@ def _not_applicable(label: str, reason: str) -> Part:
     return Part([Text(f"{label} — not applicable: {reason}.")], cost={"not_applicable": reason})
 
 
-def _metric_rows(model, inputs, maps, mask) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Table rows ("mean ± se" text) and the same numbers for results.json."""
+def _metric_rows(context, model, inputs, maps, mask, chunk, costs, blocks) -> tuple[list[dict[str, Any]], dict]:
+    """Table rows ("mean ± se" text) and the same numbers for results.json, on the inputs the budget affords."""
     try:
         from deepscope.attribution.metrics import summary_metrics
     except ImportError:
         return [], {}
+    shaped = [name for name, result in maps.items() if result.values.shape == inputs.shape]
+    if not shaped:
+        return [], {}
+    per_example = len(shaped) * cost_model.metric_passes(1, cost_model.forward_ratio(context))
+    count = fit_count(context, len(inputs), per_example)
+    found = cost_model.estimate_chunked(context, "Faithfulness metrics", count * per_example, chunk, 1.0)
+    if not found.fits:
+        blocks.extend(declined(found).blocks)
+        costs.append({**found.to_dict(), "declined": "over budget"})
+        return [], {}
+    if count < len(inputs):
+        blocks.append(
+            Text(f"Faithfulness metrics on the first {count} of {len(inputs)} inputs (fitted to the budget).")
+        )
     rows, numbers = [], {}
-    for name, result in maps.items():
-        if result.values.shape != inputs.shape:
-            continue
-        try:
-            metrics = summary_metrics(model, inputs, result.target, result, mask)
-        except DeepscopeError:
-            continue
-        row: dict[str, Any] = {"method": name}
-        numbers[name] = {}
-        for key, value in metrics.items():
-            if isinstance(value, tuple):
-                row[key] = f"{value[0]:.3f} ± {value[1]:.3f}"
-                numbers[name][key] = {"mean": float(value[0]), "standard_error": float(value[1])}
-        rows.append(row)
+
+    def compute() -> None:
+        for name in shaped:
+            result = maps[name]
+            try:
+                metrics = summary_metrics(
+                    model, inputs[:count], result.target[:count], result.values[:count],
+                    None if mask is None else mask[:count], max_batch=chunk,
+                )  # fmt: skip
+            except DeepscopeError:
+                continue
+            row: dict[str, Any] = {"method": name}
+            numbers[name] = {}
+            for key, value in metrics.items():
+                if isinstance(value, tuple):
+                    row[key] = f"{value[0]:.3f} ± {value[1]:.3f}"
+                    numbers[name][key] = {"mean": float(value[0]), "standard_error": float(value[1])}
+            rows.append(row)
+
+    cost_model.timed(costs, found, compute)
     return rows, numbers
 
 
-def _sanity_check(model, inputs, results) -> str:
+def _sanity_check(context, model, inputs, results, chunk, costs, blocks) -> str:
     try:
         from deepscope.attribution.metrics import model_parameter_randomisation
     except ImportError:
         return ""
+    layers_only = cost_model.randomisation_passes(model, 0)  # the copies, whatever the inputs
+    per_example = cost_model.randomisation_passes(model, 1) - layers_only
+    count = fit_count(context, len(inputs), per_example, fixed_passes=layers_only)
+    passes = cost_model.randomisation_passes(model, count)
+    found = cost_model.estimate_chunked(context, "Randomisation sanity check", passes, chunk, 1.0)
+    if not found.fits:
+        blocks.extend(declined(found).blocks)
+        costs.append({**found.to_dict(), "declined": "over budget"})
+        return ""
     try:
-        check = model_parameter_randomisation(model, inputs, method="saliency", sum_channels=is_one_hot(inputs))
+        check = cost_model.timed(
+            costs,
+            found,
+            lambda: model_parameter_randomisation(
+                model, inputs[:count], method="saliency", sum_channels=is_one_hot(inputs), max_batch=chunk
+            ),
+        )
     except DeepscopeError:
         return ""
     results["sanity_check"] = check.rows()
-    return f"for saliency {check.verdict}"
+    return f"for saliency {check.verdict}" + (f" (on {count} of {len(inputs)} inputs)" if count < len(inputs) else "")
 
 
 def _token_section(context: AuditContext, inputs: Any, budget: dict[str, Any]) -> Section:

@@ -95,3 +95,40 @@ def test_token_sections_take_dict_test_inputs_and_a_tokenizer_from_the_dataset()
     html = next(block.html for block in section.blocks if isinstance(block, Html))
     assert f">tok{int(inputs['input_ids'][0, 0])}<" in html
     assert "shown as their ids" not in " ".join(b.text for b in section.blocks if hasattr(b, "text"))
+
+
+def _priced(problem, unit_seconds: float) -> AuditContext:
+    """A context whose measured pass cost is patched (as tests/report/test_cost.py does): 20 s per block."""
+    from deepscope.report.cost import PassCost
+
+    context = AuditContext(problem=problem, budget="quick")
+    context.cache["report.pass_cost"] = PassCost(unit_seconds, unit_seconds / 3, 10, 8)
+    return context
+
+
+def test_blocks_that_do_not_fit_the_budget_decline_in_one_line():
+    fixture = make_fixture("cnn")
+    section = build_attribution_section(_priced(fixture.problem(), 100.0))  # 100 s per pass: nothing fits
+    assert section.results["methods"] == [] and section.results["axioms"] == []
+    assert all("declined (about" in line for line in section.results["skipped"])
+    texts = [block.text for block in section.blocks if hasattr(block, "text")]
+    declined = [text for text in texts if " declined: it would take about " in text]
+    labels = {text.split(" declined")[0] for text in declined}
+    assert labels == {"Axioms of integrated_gradients", "Axioms of deeplift", "Randomisation sanity check"}
+    assert all("\n" not in text for text in declined)
+    assert all(cost.get("declined") for cost in section.costs)
+
+
+def test_axiom_checks_shrink_to_the_budget_and_say_so():
+    fixture = make_fixture("cnn")
+    # 0.005 s per pass: 4000 passes per block; 10 calls x (256 steps + 2) per input -> 1 input, 256 steps
+    # for integrated gradients (its map's step cap: 10 s / 0.005 s over 4 inputs = 500 >= 256)
+    section = build_attribution_section(_priced(fixture.problem(), 0.005))
+    assert "integrated_gradients" in section.results["methods"]
+    assert section.results["axioms_fitted"] == ["integrated_gradients on 1 of 3 inputs with 256 steps"]
+    texts = " ".join(block.text for block in section.blocks if hasattr(block, "text"))
+    assert "Fitted to the time budget: integrated_gradients on 1 of 3 inputs with 256 steps." in texts
+    assert {row["method"] for row in section.results["axioms"]} == {"integrated_gradients", "deeplift"}
+    timed = [cost for cost in section.costs if "seconds" in cost]
+    assert {"Faithfulness metrics", "Randomisation sanity check"} <= {cost["block"] for cost in timed}
+    assert all(cost["estimated_seconds"] <= cost["budget_seconds"] for cost in timed)
