@@ -16,6 +16,7 @@ thousands of breakpoints per unit length, each region a float64 pass).
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -39,7 +40,9 @@ __all__ = ["build_expressivity_section"]
 # cost of each unit of work in forward passes of one example (float64 passes count about two)
 _REGION_PASSES = 2.0  # per linear region of the exact partition (each carried through every layer in float64)
 _KAC_RICE_PASSES = 6.0  # per example of the Kac-Rice density: two float64 passes with every pre-activation kept
-_TRAJECTORY_PASSES = 2.0  # per point of the circle
+# per point of the circle: 1.5 float64 fx-interpreted forward passes (the path, then every other point)
+# keeping every activation; float64 convolutions cost ~6 float32 ones on CPU (ResNet-18: 9.5 measured)
+_TRAJECTORY_PASSES = 10.0
 # in example passes (forward + backward)
 _HEALTH_PASSES = 2.0  # per example: the fx interpreter's forward with every activation kept, and its backward
 _LIPSCHITZ_PASSES = 20.0  # per point: power iteration on the Jacobian (jvp + vjp pairs)
@@ -85,7 +88,8 @@ def _plane_points(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return inputs[:3]
 
 
-def _regions_block(model, inputs, targets, budget, density=None) -> tuple[list[Any], dict[str, Any], str, Any]:
+def _regions_block(model, inputs, targets, budget, density=None, deadline=None) -> tuple | None:
+    """The partition on the data plane, zoomed in to fit; None if a retry (about one try's time) would pass deadline."""
     plane = _plane_points(inputs, targets)
     full = _square(plane)
     side = full[1] - full[0]
@@ -97,6 +101,7 @@ def _regions_block(model, inputs, targets, budget, density=None) -> tuple[list[A
     fitting = 0.6 * budget["max_regions"] ** 0.5 / density
     zoom, last_error = min(1.0, fitting / side), None
     for _ in range(budget["zooms"]):
+        started = time.perf_counter()
         try:
             if zoom >= 1.0:
                 result = linear_regions(model, inputs, plane=plane, max_regions=budget["max_regions"])
@@ -109,6 +114,8 @@ def _regions_block(model, inputs, targets, budget, density=None) -> tuple[list[A
             if "max_regions" not in str(error):
                 raise
             last_error, zoom = error, zoom / 2
+            if deadline is not None and time.perf_counter() + (time.perf_counter() - started) > deadline:
+                return None
     else:
         raise last_error
     zoom_text = (
@@ -186,8 +193,8 @@ def build_expressivity_section(context: AuditContext) -> Section:
                 "exact linear regions exist only for piecewise-linear networks (ReLU, leaky ReLU, max-pool); this "
                 "network has smooth activations (or no ReLU), so it is affine on no open region to count"
             )
-            _not_applicable(blocks, cost, "Exact linear regions", reason)
-            return
+            return _not_applicable(blocks, cost, "Exact linear regions", reason)
+        started = time.perf_counter()
         kac_rice = _kac_rice_sample(context, budget, shape["units"])
         found["kac_rice"] = kac_rice
         try:  # the Kac-Rice density along random lines through the data sizes the plane's domain
@@ -195,28 +202,30 @@ def build_expressivity_section(context: AuditContext) -> Section:
         except DeepscopeError:
             density = None
         ratio = _forward_ratio(context)
-        affordable = fit_count(context, budget["max_regions"], _REGION_PASSES * ratio * 2, share=1.5)
-        found_cost = estimate(context, "Exact linear regions", _MIN_REGIONS * _REGION_PASSES * ratio * 2, share=1.5)
+        kac_passes = kac_rice * _KAC_RICE_PASSES * ratio  # part of this block's time: the partition gets the rest
+        per_region = _REGION_PASSES * ratio * 2
+        affordable = fit_count(context, budget["max_regions"], per_region, share=1.5, fixed_passes=kac_passes)
+        found_cost = estimate(context, "Exact linear regions", kac_passes + _MIN_REGIONS * per_region, share=1.5)
         if affordable < _MIN_REGIONS or not found_cost.fits:
-            part = declined(found_cost, f"Fewer than {_MIN_REGIONS} regions of this network fit its time.")
-            blocks += part.blocks
-            cost.update(part.cost)
-            return
+            return _decline(blocks, cost, found_cost, f"Fewer than {_MIN_REGIONS} regions fit its time.")
         local = {**budget, "max_regions": affordable}
-        region_blocks, region_results, sentence, found["regions"] = _regions_block(
-            model, inputs, targets, local, density
-        )
+        found_cost = estimate(context, "Exact linear regions", kac_passes + affordable * per_region, share=1.5)
+        deadline = started + found_cost.budget_seconds
+        drawn = _regions_block(model, inputs, targets, local, density, deadline=deadline)
+        if drawn is None:
+            reason = f"Zoomed in, the plane still held over {affordable} regions; another try would pass its time."
+            return _decline(blocks, cost, found_cost, reason)
+        region_blocks, region_results, sentence, found["regions"] = drawn
         blocks += region_blocks
         results["linear_regions"] = region_results
         sentences.append(sentence)
-        cost.update(estimated_passes=affordable * _REGION_PASSES * ratio * 2, regions_cap=affordable)
+        cost.update(found_cost.to_dict(), regions_cap=affordable, kac_rice_examples=kac_rice)
 
     parts.append(_isolated("Linear regions", regions_block))
 
     def capacity_block(blocks: list[Any], results: dict[str, Any], sentences: list[str], cost: dict[str, Any]) -> None:
         if why_not is not None:
-            _not_applicable(blocks, cost, "Capacity bounds", why_not)
-            return
+            return _not_applicable(blocks, cost, "Capacity bounds", why_not)
         kac_rice = found.get("kac_rice") or _kac_rice_sample(context, budget, shape["units"])
         bounds = capacity(model, inputs[:kac_rice], regions=found.get("regions"))
         blocks.append(
@@ -267,8 +276,7 @@ def build_expressivity_section(context: AuditContext) -> Section:
                 at_init, width=budget["width"], networks=budget["networks"], edge_points=budget["edge_points"]
             )
         except UnsupportedModelError as error:
-            _not_applicable(blocks, cost, "The mean-field verdict", str(error))
-            return
+            return _not_applicable(blocks, cost, "The mean-field verdict", str(error))
         blocks.append(
             Text(
                 f"Mean-field signal propagation for the {origin}: {verdict.summary()} Depth scale of "
@@ -299,17 +307,13 @@ def build_expressivity_section(context: AuditContext) -> Section:
 
     def health_block(blocks: list[Any], results: dict[str, Any], sentences: list[str], cost: dict[str, Any]) -> None:
         if why_not is not None:
-            _not_applicable(blocks, cost, "Layer health", why_not)
-            return
+            return _not_applicable(blocks, cost, "Layer health", why_not)
         classes = int(problem.output_shape[-1]) if getattr(problem, "output_shape", None) else 1
         points = min(8, len(inputs), max(fit_count(context, 8, classes, minimum=0, share=0.5), 0))
         count = fit_count(context, len(inputs), _HEALTH_PASSES, minimum=2, fixed_passes=points * classes)
         found_cost = estimate(context, "Layer health", count * _HEALTH_PASSES + points * classes)
         if not found_cost.fits:
-            part = declined(found_cost)
-            blocks += part.blocks
-            cost.update(part.cost)
-            return
+            return _decline(blocks, cost, found_cost)
         labels = targets[:count] if problem.num_classes is not None else None  # regression targets are not classes
         health = layer_health(model, inputs[:count], labels, jacobian_points=points, output_fn=output_fn)
         blocks.append(Text(f"Layer health on {health.examples} training inputs: {health.summary()}"))
@@ -330,16 +334,12 @@ def build_expressivity_section(context: AuditContext) -> Section:
         blocks: list[Any], results: dict[str, Any], sentences: list[str], cost: dict[str, Any]
     ) -> None:
         if why_not is not None:
-            _not_applicable(blocks, cost, "Trajectory length", why_not)
-            return
+            return _not_applicable(blocks, cost, "Trajectory length", why_not)
         per_point = _TRAJECTORY_PASSES * _forward_ratio(context)
         points = fit_count(context, budget["trajectory_points"], per_point, minimum=16, share=0.5)
         found_cost = estimate(context, "Trajectory length", points * per_point, share=0.5)
         if not found_cost.fits:
-            part = declined(found_cost)
-            blocks += part.blocks
-            cost.update(part.cost)
-            return
+            return _decline(blocks, cost, found_cost)
         trajectory = trajectory_length(model, inputs[:3], points=points)
         lengths = ", ".join(f"{row['length']:.3g}" for row in trajectory.layers)
         blocks.append(
@@ -355,18 +355,14 @@ def build_expressivity_section(context: AuditContext) -> Section:
 
     def lipschitz_block(blocks: list[Any], results: dict[str, Any], sentences: list[str], cost: dict[str, Any]) -> None:
         if why_not is not None:
-            _not_applicable(blocks, cost, "Lipschitz bounds", why_not)
-            return
+            return _not_applicable(blocks, cost, "Lipschitz bounds", why_not)
         search = _LIPSCHITZ_PASSES * 4 * budget["search"]
         per_point = {"passes_per_unit": _LIPSCHITZ_PASSES, "calls_per_unit": _LIPSCHITZ_PASSES}
         count = fit_count(context, len(inputs), minimum=1, fixed_passes=search, fixed_calls=search, **per_point)
         passes = search + count * _LIPSCHITZ_PASSES
         found_cost = estimate(context, "Lipschitz bounds", passes, calls=passes)
         if not found_cost.fits:
-            part = declined(found_cost)
-            blocks += part.blocks
-            cost.update(part.cost)
-            return
+            return _decline(blocks, cost, found_cost)
         interval = lipschitz(
             model, inputs[:count], search_steps=budget["search"], seed=context.seed, output_fn=output_fn
         )
@@ -414,6 +410,13 @@ def _not_applicable(blocks: list[Any], cost: dict[str, Any], label: str, reason:
     reason = reason.rstrip(".")
     blocks.append(Text(f"{label} — not applicable: {reason}."))
     cost["not_applicable"] = reason
+
+
+def _decline(blocks: list[Any], cost: dict[str, Any], found: Any, reason: str = "") -> None:
+    """One line saying that the block declined (:func:`deepscope.report.cost.declined`)."""
+    part = declined(found, reason)
+    blocks += part.blocks
+    cost.update(part.cost)
 
 
 def _forward_ratio(context: AuditContext) -> float:
