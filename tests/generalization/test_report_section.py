@@ -65,12 +65,13 @@ def test_blocks_fit_or_decline_in_one_line_under_the_measured_pass_cost():
     assert declined == ["PAC-Bayes certificate", "Classic bounds", "Memorisation probe"]
     texts = [b.text for b in section.blocks if hasattr(b, "text")]
     assert any(t.startswith("Memorisation probe declined: it would take about") for t in texts)
-    # a cheaper pass: the memorisation probe shrinks to what fits 1.5 x 20 s (8 epochs x 2 copies per example)
+    # a cheaper pass: the memorisation probe shrinks to what fits 20 s: per example, 2 copies x (8 epochs x
+    # (1 training pass + 1/3 accuracy pass) + the epoch-0 accuracy pass of 1/3) = 22 example passes
     context = AuditContext(problem=fixture.problem(), budget="quick")
     context.cache["report.pass_cost"] = PassCost(0.05, 0.05 / 3, 10, 4)
     section = build_generalization_section(context)
     probe = next(cost for cost in section.costs if cost["block"] == "Memorisation probe")
-    assert probe["examples"] == min(int(1.5 * 20.0 / 0.05 // 16), 128, len(fixture.problem().train))
+    assert probe["examples"] == min(int(20.0 / 0.05 // 22), 128, len(fixture.problem().train))
 
 
 def test_the_test_set_bound_reuses_the_training_sections_evaluation(monkeypatch):
