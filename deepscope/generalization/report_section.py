@@ -298,11 +298,11 @@ def _classic_part(problem: Problem, budget: dict[str, Any], context: AuditContex
 def _memorisation_part(problem: Problem, budget: dict[str, Any], seed: int, context: AuditContext) -> Part:
     wanted = min(budget["memo_samples"], len(problem.train))
     epochs, ratio = budget["memo_epochs"], _forward_ratio(context)
-    # two copies (true and random labels); each epoch a forward + backward pass per example, then the
-    # train accuracy (a forward pass per example), and one more accuracy pass before training (epoch 0):
-    # ResNet-18 measured 48 s where the old 2 x epochs passes per example said 30 s
-    per_example = 2 * (epochs * (1 + ratio) + ratio)
-    calls = 2 * (2 * epochs + 1)  # at least one batch per epoch, step and evaluation, and copy
+    # two copies (true and random labels); each epoch a forward + backward pass per example, then two
+    # forward passes per example (the trainer's train loss and the probe's train accuracy, both also at
+    # epoch 0): ResNet-18 measured 48 s where the old 2 x epochs passes per example said 30 s
+    per_example = 2 * (epochs + (epochs + 1) * 2 * ratio)
+    calls = 2 * (epochs + 2 * (epochs + 1))  # at least one batch per step and evaluation, per copy
     samples = fit_count(context, wanted, per_example, minimum=_MIN_MEMO, share=_MEMO_SHARE, calls_per_unit=calls / 64)
     found = estimate(
         context, "Memorisation probe", samples * per_example, share=_MEMO_SHARE, calls=calls * -(-samples // 64)

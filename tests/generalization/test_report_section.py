@@ -66,12 +66,12 @@ def test_blocks_fit_or_decline_in_one_line_under_the_measured_pass_cost():
     texts = [b.text for b in section.blocks if hasattr(b, "text")]
     assert any(t.startswith("Memorisation probe declined: it would take about") for t in texts)
     # a cheaper pass: the memorisation probe shrinks to what fits 20 s: per example, 2 copies x (8 epochs x
-    # (1 training pass + 1/3 accuracy pass) + the epoch-0 accuracy pass of 1/3) = 22 example passes
+    # 1 training pass + 9 evaluations x 2 forward passes of 1/3) = 28 example passes
     context = AuditContext(problem=fixture.problem(), budget="quick")
-    context.cache["report.pass_cost"] = PassCost(0.05, 0.05 / 3, 10, 4)
+    context.cache["report.pass_cost"] = PassCost(0.04, 0.04 / 3, 10, 4)
     section = build_generalization_section(context)
     probe = next(cost for cost in section.costs if cost["block"] == "Memorisation probe")
-    assert probe["examples"] == min(int(20.0 / 0.05 // 22), 128, len(fixture.problem().train))
+    assert probe["examples"] == min(int(20.0 / 0.04 // 28), 128, len(fixture.problem().train))
 
 
 def test_the_test_set_bound_reuses_the_training_sections_evaluation(monkeypatch):
