@@ -303,7 +303,9 @@ def _memorisation_part(problem: Problem, budget: dict[str, Any], seed: int, cont
     # epoch 0): ResNet-18 measured 48 s where the old 2 x epochs passes per example said 30 s
     per_example = 2 * (epochs + (epochs + 1) * 2 * ratio)
     calls = 2 * (epochs + 2 * (epochs + 1))  # at least one batch per step and evaluation, per copy
-    samples = fit_count(context, wanted, per_example, minimum=_MIN_MEMO, share=_MEMO_SHARE, calls_per_unit=calls / 64)
+    samples = fit_count(  # calls: one batch per step and evaluation, then one more per 64 examples
+        context, wanted, per_example, minimum=_MIN_MEMO, share=_MEMO_SHARE, fixed_calls=calls, calls_per_unit=calls / 64
+    )
     found = estimate(
         context, "Memorisation probe", samples * per_example, share=_MEMO_SHARE, calls=calls * -(-samples // 64)
     )

@@ -90,3 +90,21 @@ def test_the_test_set_bound_reuses_the_training_sections_evaluation(monkeypatch)
     monkeypatch.setattr(module, "gap_estimate", no_second_pass)
     part = module._test_set_part(context.problem, context)
     assert part.results["gap"] == cached.to_dict()
+
+
+def test_a_fitted_memorisation_probe_does_not_decline_on_its_call_overhead():
+    # oracle, by hand: 20 s less the 52 calls of one batch each (8 steps + 9 x 2 evaluations, 2 copies) at
+    # 0.05 s = 17.4 s; per example 28 passes x 0.03 s + 52/64 calls x 0.05 s = 0.8806 s -> 19 examples,
+    # whose estimate 19 x 0.84 + 2.6 = 18.56 s fits (fitting without the fixed calls gave 22, then 21.1 s: declined)
+    from deepscope.generalization.report_section import build_generalization_section
+    from deepscope.report.cost import PassCost
+
+    torch.manual_seed(0)
+    data = [(torch.randn(64, 4), torch.randint(0, 3, (64,))) for _ in range(2)]
+    problem = Problem(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), *data)
+    context = AuditContext(problem=problem, budget="quick")
+    context.cache["report.pass_cost"] = PassCost(0.03, 0.01, 10, 4, call_seconds=0.05)
+    section = build_generalization_section(context)
+    probe = next(cost for cost in section.costs if cost["block"] == "Memorisation probe")
+    assert "declined" not in probe
+    assert probe["examples"] == 19
