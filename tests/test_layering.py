@@ -109,10 +109,24 @@ def test_families_import_the_report_only_from_their_report_section():
     for family in FAMILIES:
         for path in sorted((PACKAGE / family).rglob("*.py")):
             relative = path.relative_to(PACKAGE).as_posix()
-            if path.name == "report_section.py" or relative in PENDING:
+            # a family's report section, or a private helper of it (``_report_*.py``), builds report blocks
+            if path.name == "report_section.py" or path.name.startswith("_report_") or relative in PENDING:
                 continue
             if imports_report(path):
                 offenders[relative] = imports_report(path)
+    assert offenders == {}
+
+
+def test_report_helpers_are_used_only_by_their_report_section():
+    """A ``_report_*.py`` helper may import the report layer because only its family's report section uses it."""
+    offenders = {}
+    for helper in sorted(h for family in FAMILIES for h in (PACKAGE / family).rglob("_report_*.py")):
+        module = "deepscope." + helper.relative_to(PACKAGE).with_suffix("").as_posix().replace("/", ".")
+        for path in sorted(PACKAGE.rglob("*.py")):
+            if path == helper or path == helper.with_name("report_section.py"):
+                continue
+            if any(name == module or name.startswith(module + ".") for name in imported_modules(path)):
+                offenders.setdefault(module, []).append(path.relative_to(PACKAGE).as_posix())
     assert offenders == {}
 
 
