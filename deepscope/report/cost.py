@@ -10,7 +10,7 @@ to fit its share of the budget (:func:`fit_count`, the block states the smaller 
 error), or declines with a one-line reason (:func:`declined`).
 
 Budgets: "quick" gives each block :data:`BLOCK_SECONDS` ``["quick"]`` seconds (the whole audit of a
-ResNet-18 on 256 CIFAR-sized examples fits five minutes on two cores); "full" gives each block ten
+ResNet-18 on 256 CIFAR-sized examples took 240 s on one thread, bench/resnet18_audit.py); "full" gives each block ten
 minutes. The estimates are within a small factor of the measured time (a block's cost is dominated
 by its passes, which are timed on the same model and inputs); the bench ``bench/resnet18_audit.py``
 records both.
