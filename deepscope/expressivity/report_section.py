@@ -440,7 +440,11 @@ def _isolated(label: str, fill: Callable[[list[Any], dict[str, Any], list[str], 
         results: dict[str, Any] = {}
         sentences: list[str] = []
         cost: dict[str, Any] = {}
-        fill(blocks, results, sentences, cost)
+        try:
+            fill(blocks, results, sentences, cost)
+        except UnsupportedModelError as error:  # a layer this analysis cannot follow (a global max): one line
+            del blocks[:], sentences[:]
+            _not_applicable(blocks, cost, label, str(error))
         return Part(blocks, results, " ".join(sentences), cost=cost)
 
     return run_block(label, build)

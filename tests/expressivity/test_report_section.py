@@ -42,6 +42,31 @@ def test_section_explains_what_does_not_apply():
     assert [c["block"] for c in section.costs if c.get("not_applicable")] == ["Linear regions"]
 
 
+class _GlobalMaxCNN(nn.Module):
+    """A sequence CNN ending in a global max over positions (``amax``), which regions and Lipschitz cannot follow."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv1d(4, 6, 3), nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).amax(-1))
+
+
+def test_a_layer_an_analysis_cannot_follow_is_one_line_not_an_error_box():
+    from deepscope.expressivity.report_section import build_expressivity_section
+
+    torch.manual_seed(0)
+    x = torch.nn.functional.one_hot(torch.randint(0, 4, (24, 20)), 4).permute(0, 2, 1).float()
+    section = build_expressivity_section(
+        AuditContext(problem=Problem(_GlobalMaxCNN(), (x, torch.randint(0, 2, (24,)))))
+    )
+    assert "block_errors" not in section.results  # before: two error boxes naming 'amax'
+    reasons = [b.text for b in section.blocks if "— not applicable:" in getattr(b, "text", "")]
+    assert any(r.startswith("Linear regions — not applicable:") and "amax" in r for r in reasons)
+    assert any(r.startswith("Lipschitz bounds — not applicable:") and "amax" in r for r in reasons)
+
+
 class _TokenClassifier(nn.Module):
     def __init__(self):
         super().__init__()
