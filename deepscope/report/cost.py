@@ -149,14 +149,25 @@ def pass_cost(context: Any) -> PassCost:
 
 
 def _timed(problem: Problem, params: dict[str, torch.Tensor], x: Any, y: torch.Tensor) -> tuple[float, float]:
-    """Seconds of a forward pass and of a forward + backward pass on ``(x, y)``."""
+    """Seconds of a forward pass and of a forward + backward pass on ``(x, y)``.
+
+    A TorchScript model cannot run with substituted weights (``torch.func``), so it is timed with its
+    own parameters, differentiated by ``torch.autograd.grad`` (its ``.grad`` is never written).
+    """
+    scripted = isinstance(problem.model, torch.jit.ScriptModule)
+    wrt = [p for p in problem.model.parameters() if p.requires_grad] if scripted else list(params.values())
+
+    def loss() -> torch.Tensor:
+        return problem.criterion(problem.run(x), y) if scripted else problem.loss(params, x, y)
+
     started = time.perf_counter()
     with torch.no_grad():
-        problem.loss(params, x, y)
+        loss()
     middle = time.perf_counter()
     with torch.enable_grad():
-        loss = problem.loss(params, x, y)
-        torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        value = loss()
+        if wrt and value.requires_grad:
+            torch.autograd.grad(value, wrt, allow_unused=True)
     return middle - started, time.perf_counter() - middle
 
 

@@ -45,6 +45,18 @@ def test_pass_cost_is_measured_once_and_leaves_the_model_alone():
     assert torch.equal(model[0].weight.grad, torch.ones_like(model[0].weight))
 
 
+def test_pass_cost_of_a_scripted_model_uses_its_own_weights_and_leaves_them_alone():
+    # torch.func cannot substitute a ScriptModule's weights ("stateless API can't be used with Jitted
+    # modules"): the timing differentiates the scripted model's own parameters with autograd.grad
+    torch.manual_seed(0)
+    scripted = torch.jit.script(nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)))
+    before = {name: value.clone() for name, value in scripted.state_dict().items()}
+    cost = pass_cost(AuditContext(problem=Problem(scripted, (torch.randn(20, 5), torch.randint(0, 3, (20,))))))
+    assert cost.parameters == 5 * 7 + 7 + 7 * 3 + 3 and cost.seconds > 0 and cost.forward_seconds > 0
+    assert all(bitwise_equal(before[name], value) for name, value in scripted.state_dict().items())
+    assert all(p.grad is None for p in scripted.parameters())
+
+
 def test_estimate_is_passes_times_the_unit_against_the_block_budget():
     context = _context(0.01)
     found = estimate(context, "Hessian", passes=1500)
