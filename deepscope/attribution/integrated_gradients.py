@@ -21,7 +21,7 @@ from deepscope.attribution._base import (
     prepare_baseline,
     relative_completeness_error,
 )
-from deepscope.attribution._quadrature import RULES, fejer_nodes, fejer_weights, nested_sizes, quadrature
+from deepscope.attribution._quadrature import RULES, nested_fejer, quadrature
 from deepscope.attribution._registry import PATH_AXIOMS, ReportDefaults, attribution_method
 from deepscope.errors import invalid_parameter
 from deepscope.registry import analysis
@@ -220,10 +220,16 @@ def integrated_gradients(
         evaluations += n * steps
         used = torch.full((n,), steps)
     elif rule == "fejer2":
-        values, used, rows = _nested_fejer(
-            forward, x, reference, targets, at_input, at_baseline, tol, initial_steps, max_steps, prepared.max_batch
+
+        def gradients(pending: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+            ends = (x[pending], reference[pending], targets[:, pending])
+            return path_gradients(forward, *ends, alphas, prepared.max_batch).flatten(3)
+
+        nested = nested_fejer(
+            gradients, (x - reference).flatten(1), at_input, at_baseline, tol, initial_steps, max_steps
         )
-        evaluations += rows
+        values, used = nested.values.view(targets.shape[0], *x.shape), nested.used
+        evaluations += nested.gradient_rows
     else:
         values = torch.zeros((targets.shape[0], *x.shape), dtype=x.dtype, device=x.device)
         used = torch.zeros(n, dtype=torch.long)
@@ -266,58 +272,3 @@ def integrated_gradients(
             "max_batch": prepared.max_batch,
         },
     )
-
-
-def _nested_fejer(
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    reference: torch.Tensor,
-    targets: torch.Tensor,
-    at_input: torch.Tensor,
-    at_baseline: torch.Tensor,
-    tol: float,
-    initial_steps: int,
-    max_steps: int,
-    max_batch: int,
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """The adaptive mode on the nested Fejér-2 levels: (values (T, n, *features), nodes used (n,), gradient rows).
-
-    The gradients at the nodes of the pending examples are kept; a refinement evaluates the new
-    (odd-j) angles only and re-weights all stored nodes for the larger rule. An example stops at
-    the first level whose completeness error is < tol.
-    """
-    n, n_targets = x.shape[0], targets.shape[0]
-    delta = x - reference
-    values = torch.zeros((n_targets, *x.shape), dtype=x.dtype, device=x.device)
-    used = torch.zeros(n, dtype=torch.long)
-    sizes = nested_sizes(initial_steps, max_steps)
-    pending = torch.arange(n, device=x.device)
-    theta = torch.arange(1, sizes[0] + 1, dtype=torch.float64) * torch.pi / (sizes[0] + 1)
-    stored = torch.zeros((n_targets, n, 0, *x.shape[1:]), dtype=x.dtype, device=x.device)
-    rows = 0
-    for level, size in enumerate(sizes):
-        if level > 0:
-            theta_new = torch.arange(1, size + 1, 2, dtype=torch.float64) * torch.pi / (size + 1)
-        else:
-            theta_new = theta
-        new = path_gradients(
-            forward, x[pending], reference[pending], targets[:, pending], fejer_nodes(theta_new), max_batch
-        )
-        rows += pending.numel() * theta_new.numel()
-        stored = torch.cat([stored, new], dim=2)
-        theta = theta_new if level == 0 else torch.cat([theta, theta_new])
-        # per-node completeness contributions s_j = ∇F(α_j) · (x − x'), shape (T, P, nodes)
-        contributions = (stored * delta[pending].unsqueeze(1)).flatten(3).sum(3)
-        weights = fejer_weights(theta, size + 1).to(x.dtype)
-        totals = contributions @ weights
-        error = relative_completeness_error(totals, at_input[:, pending], at_baseline[:, pending]).max(0).values
-        done = error < tol if level < len(sizes) - 1 else torch.ones_like(error, dtype=torch.bool)
-        if bool(done.any()):
-            finished = pending[done]
-            weighted = (stored[:, done] * weights.view((1, 1, -1) + (1,) * (x.dim() - 1))).sum(2)
-            values[:, finished] = weighted * delta[finished].unsqueeze(0)
-            used[finished.cpu()] = size
-        pending, stored = pending[~done], stored[:, ~done]
-        if pending.numel() == 0:
-            break
-    return values, used, rows
