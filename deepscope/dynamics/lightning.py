@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepscope._outputs import OutputFn, check_output_fn
 from deepscope.dynamics.monitor import DynamicsHistory, LossFn, Monitor
 from deepscope.errors import DeepscopeError, invalid_parameter
 
@@ -45,7 +46,7 @@ except ImportError as error:  # pragma: no cover - exercised by the missing-ligh
     _Callback = object
     _IMPORT_ERROR = error
 
-BatchToXY = Callable[[Any], tuple[torch.Tensor, torch.Tensor]]
+BatchToXY = Callable[[Any], tuple[Any, torch.Tensor]]
 
 
 def _default_batch_to_xy(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,6 +75,8 @@ class MonitorCallback(_Callback):
         monitor: the :class:`Monitor` to drive (its ``every``, tolerances and sample cap apply).
         loss_fn: ``(output, target) -> scalar`` mean loss for sharpness and noise scale; ``None``
             keeps the Monitor's own (and without either, only the per-step records are kept).
+        output_fn: picks the scores ``loss_fn`` reads when the watched module returns a tuple, dict
+            or ``ModelOutput`` (``lambda out: out.logits``); ``None`` keeps the Monitor's own.
         module: name of the submodule to watch (a dotted path for ``get_submodule``, e.g. ``"net"``);
             ``None`` watches the whole LightningModule, whose ``forward(x)`` must give the output
             ``loss_fn`` expects. Naming the network avoids copying other module attributes.
@@ -93,6 +96,7 @@ class MonitorCallback(_Callback):
         monitor: Monitor,
         loss_fn: LossFn | None = None,
         *,
+        output_fn: OutputFn | None = None,
         module: str | None = None,
         batch_to_xy: BatchToXY | None = None,
     ) -> None:
@@ -106,12 +110,14 @@ class MonitorCallback(_Callback):
             raise invalid_parameter("monitor", "MonitorCallback", "a deepscope.dynamics.Monitor", monitor)
         if loss_fn is not None and not callable(loss_fn):
             raise invalid_parameter("loss_fn", "MonitorCallback", "a callable (output, target) -> loss", loss_fn)
+        check_output_fn(output_fn, "MonitorCallback")
         if module is not None and not isinstance(module, str):
             raise invalid_parameter("module", "MonitorCallback", "a submodule name (str) or None", module)
         if batch_to_xy is not None and not callable(batch_to_xy):
             raise invalid_parameter("batch_to_xy", "MonitorCallback", "a callable batch -> (x, y)", batch_to_xy)
         self.monitor = monitor
         self.loss_fn = loss_fn
+        self.output_fn = output_fn
         self.module = module
         self.batch_to_xy = batch_to_xy or _default_batch_to_xy
         self._reset_window()
@@ -119,7 +125,7 @@ class MonitorCallback(_Callback):
     # ------------------------------------------------------------------------------- Lightning hooks
     def on_train_start(self, trainer: Any, pl_module: nn.Module) -> None:
         """Attach the Monitor to the watched module; its weights now are the initialisation."""
-        self.monitor.attach(self._watched(pl_module), self.loss_fn)
+        self.monitor.attach(self._watched(pl_module), self.loss_fn, self.output_fn)
         self._reset_window()
 
     def on_train_batch_start(self, trainer: Any, pl_module: nn.Module, batch: Any, batch_idx: int) -> None:

@@ -25,6 +25,11 @@ Usage in a plain loop::
     history = monitor.result()      # a Result: history.plot(), history.rows()
 
 ``deepscope.train(..., monitor=Monitor())`` calls ``attach`` and ``step`` itself.
+
+A model that returns a tuple, dict or ``ModelOutput`` (a HuggingFace classifier) is measured through
+``output_fn``, which picks the scores ``loss_fn`` reads (``Monitor(model, loss_fn, output_fn=lambda
+out: out.logits)``); inputs may be a tensor, integer token ids or a dict of tensors
+(``model(**inputs)``), as everywhere in deepscope (:mod:`deepscope._inputs`).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepscope import _inputs
+from deepscope._outputs import OutputFn, check_output_fn
 from deepscope._validation import check_float, check_int
 from deepscope.curvature._base import batches_of
 from deepscope.curvature.hvp import HessianOperator
@@ -121,6 +128,8 @@ class Monitor:
     Args:
         model: the model being trained (optional here; ``attach`` sets it).
         loss_fn: ``(output, target) -> scalar`` mean loss (needed for sharpness and noise scale).
+        output_fn: picks the scores ``loss_fn`` reads from a model output that is not one tensor
+            (``lambda out: out.logits``, ``lambda out: out["logits"]``); ``None`` for a tensor output.
         every: measure sharpness, noise scale and dead ReLUs every this many steps (when inputs
             and targets are passed to ``step``).
         sharpness_tol: Lanczos residual tolerance for the sharpness.
@@ -134,6 +143,7 @@ class Monitor:
         model: nn.Module | None = None,
         loss_fn: LossFn | None = None,
         *,
+        output_fn: OutputFn | None = None,
         every: int = 10,
         sharpness_tol: float = 1e-3,
         sharpness_max_iter: int = 30,
@@ -145,19 +155,26 @@ class Monitor:
         self.sharpness_max_iter = check_int(sharpness_max_iter, "sharpness_max_iter", "Monitor", minimum=1)
         self.max_samples = check_int(max_samples, "max_samples", "Monitor", minimum=2)
         self.reference_loss = check_float(reference_loss, "reference_loss", "Monitor")
+        check_output_fn(output_fn, "Monitor")
         self.model: nn.Module | None = None
         self.loss_fn = loss_fn
+        self.output_fn = output_fn
         self._records: dict[str, list] = {}
         if model is not None:
             self.attach(model, loss_fn)
 
     # ------------------------------------------------------------------------------- protocol
-    def attach(self, model: nn.Module, loss_fn: LossFn | None = None) -> None:
-        """Start watching ``model`` (its current weights are the initialisation)."""
+    def attach(self, model: nn.Module, loss_fn: LossFn | None = None, output_fn: OutputFn | None = None) -> None:
+        """Start watching ``model`` (its current weights are the initialisation).
+
+        ``loss_fn`` and ``output_fn`` replace the Monitor's own when given (``None`` keeps them).
+        """
         if not isinstance(model, nn.Module):
             raise invalid_parameter("model", "Monitor.attach", "a torch.nn.Module", model)
+        check_output_fn(output_fn, "Monitor.attach")
         self.model = model
         self.loss_fn = loss_fn if loss_fn is not None else self.loss_fn
+        self.output_fn = output_fn if output_fn is not None else self.output_fn
         self._names = [n for n, p in model.named_parameters() if p.requires_grad]
         if not self._names:
             raise DeepscopeError("Monitor found no trainable parameters in the model.")
@@ -177,10 +194,14 @@ class Monitor:
         self,
         loss: float,
         lr: float | None = None,
-        inputs: torch.Tensor | None = None,
+        inputs: _inputs.Inputs | None = None,
         targets: torch.Tensor | None = None,
     ) -> None:
-        """Record one optimizer step (call it after ``optimizer.step()``)."""
+        """Record one optimizer step (call it after ``optimizer.step()``).
+
+        ``inputs`` (a tensor or a dict of tensors) and ``targets`` are the step's batch; at a measured
+        step the first ``max_samples`` examples are used.
+        """
         if self.model is None:
             raise DeepscopeError("Monitor.step was called before attach(model, loss_fn).")
         loss = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
@@ -212,7 +233,7 @@ class Monitor:
         records["relative_distance_from_init"].append(distance / init_norm if init_norm > 0 else math.inf)
         records["pl_estimate"].append(total_sq / (2 * gap) if gap > 0 else math.inf)
         if inputs is not None and targets is not None and self.loss_fn is not None and self._count % self.every == 0:
-            self._measure(current, inputs[: self.max_samples], targets[: self.max_samples], lr)
+            self._measure(current, _inputs.slice_rows(inputs, 0, self.max_samples), targets[: self.max_samples], lr)
         self._previous = current
         self._count += 1
 
@@ -228,13 +249,20 @@ class Monitor:
         return {n: params[n].detach().clone() for n in self._names}
 
     def _measure(
-        self, weights: dict[str, torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor, lr: float
+        self, weights: dict[str, torch.Tensor], inputs: _inputs.Inputs, targets: torch.Tensor, lr: float
     ) -> None:
         device = weights[self._names[0]].device
-        inputs, targets = inputs.detach().to(device), targets.detach().to(device)
+        # a detached copy on the model's device (integer token ids keep their dtype)
+        inputs, targets = _inputs.move(_detached(inputs), device, copy=False), targets.detach().to(device)
         buffers = {n: b.detach().clone() for n, b in self.model.named_buffers()}
         operator = HessianOperator(
-            self._shadow, self.loss_fn, weights, batches_of(inputs, targets), buffers=buffers, owner="Monitor"
+            self._shadow,
+            self.loss_fn,
+            weights,
+            batches_of(inputs, targets),
+            buffers=buffers,
+            output_fn=self.output_fn,
+            owner="Monitor",
         )
         warm = (
             self._eigenvector if self._eigenvector is not None and len(self._eigenvector) == operator.n_params else None
@@ -255,8 +283,10 @@ class Monitor:
         records["sharpness_hvps"].append(spectrum.n_hvps)
         records["two_over_lr"].append(2.0 / lr if lr and math.isfinite(lr) and lr > 0 else math.inf)
         noise = math.nan
-        if len(inputs) >= 2:
-            noise = noise_scale_from_batch(self._shadow, self.loss_fn, weights, buffers, inputs, targets).noise_scale
+        if len(targets) >= 2:
+            noise = noise_scale_from_batch(
+                self._shadow, self.loss_fn, weights, buffers, inputs, targets, output_fn=self.output_fn
+            ).noise_scale
         records["noise_scale"].append(noise)
         records["dead_relu_fraction"].append(self._dead_relu_fraction(weights, buffers, inputs))
 
@@ -275,8 +305,18 @@ class Monitor:
 
         handles = [m.register_forward_hook(count) for m in relus]
         try:
-            torch.func.functional_call(self._shadow, (weights, buffers), (inputs,), strict=False)
+            if _inputs.is_mapping(inputs):
+                torch.func.functional_call(self._shadow, (weights, buffers), (), dict(inputs), strict=False)
+            else:
+                torch.func.functional_call(self._shadow, (weights, buffers), (inputs,), strict=False)
         finally:
             for handle in handles:
                 handle.remove()
         return dead[0] / total[0] if total[0] else None
+
+
+def _detached(inputs: _inputs.Inputs) -> _inputs.Inputs:
+    """The batch cut from any autograd graph (a dict key by key)."""
+    if _inputs.is_mapping(inputs):
+        return {name: value.detach() for name, value in inputs.items()}  # type: ignore[union-attr]
+    return inputs.detach()  # type: ignore[union-attr]

@@ -38,8 +38,9 @@ def loader(batch_size=8, as_dict=False):
     return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch_size)
 
 
-def lightning_module(net, lr, scheduled=False, key=None):
-    """A LightningModule wrapping ``net``, trained with SGD (and a step-wise StepLR when scheduled)."""
+def lightning_module(net, lr, scheduled=False, key=None, pick=None):
+    """A LightningModule wrapping ``net``, trained with SGD (and a step-wise StepLR when scheduled);
+    ``pick`` takes the scores from a net whose output is not one tensor."""
     lightning = pytest.importorskip("lightning")
 
     class Module(lightning.pytorch.LightningModule):
@@ -52,7 +53,8 @@ def lightning_module(net, lr, scheduled=False, key=None):
 
         def training_step(self, batch, batch_idx):
             x, y = (batch["x"], batch["y"]) if key else batch
-            return nn.functional.cross_entropy(self(x), y)
+            output = self(x)
+            return nn.functional.cross_entropy(pick(output) if pick else output, y)
 
         def configure_optimizers(self):
             optimizer = torch.optim.SGD(self.parameters(), lr=lr)
@@ -158,6 +160,37 @@ def test_accumulated_steps_named_submodule_and_custom_batches():
     assert history.step == [0, 1, 2] and history.layers == ["0", "2"]
     assert callback.monitor.model is module.net
     assert_same_history(history, by_hand.result())
+
+
+class DictNet(nn.Module):
+    """``network()`` returning ``{"logits": ...}``, as HuggingFace-style models return named outputs."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        self.net = network(seed)
+
+    def forward(self, x):
+        return {"logits": self.net(x)}
+
+
+def test_output_fn_reads_a_dict_output_module_like_its_logits():
+    pytest.importorskip("lightning")
+    from deepscope.dynamics import MonitorCallback
+
+    steps, lr = 4, 0.4
+    by_hand = Monitor(network(), loss_fn=nn.functional.cross_entropy, every=2)
+    plain_loop(by_hand.model, by_hand, steps, lr)
+
+    pick = lambda out: out["logits"]  # noqa: E731
+    with pytest.raises(DeepscopeError, match="'output_fn' parameter of MonitorCallback"):
+        MonitorCallback(Monitor(), output_fn="logits")
+    callback = MonitorCallback(Monitor(every=2), loss_fn=nn.functional.cross_entropy, output_fn=pick, module="net")
+    module = lightning_module(DictNet(), lr, pick=pick)
+    fit(module, callback, steps, loader())
+    # the same float operations as the tensor-output loop: sharpness and noise scale equal exactly
+    assert callback.monitor.output_fn is pick
+    assert_same_history(callback.result(), by_hand.result())
+    assert callback.result().measured_step == [0, 2]
 
 
 def test_bad_arguments_and_batches_raise_deepscope_errors():

@@ -7,7 +7,7 @@ from torch import nn
 from deepscope import Problem
 from deepscope.curvature.hvp import dense_hessian
 from deepscope.dynamics.monitor import Monitor
-from deepscope.errors import DeepscopeError
+from deepscope.errors import DeepscopeError, UnsupportedModelError
 
 
 def data(n=32, d=4, seed=0, dtype=torch.float32):
@@ -103,6 +103,88 @@ def test_trainer_protocol_attach_step_result():
     assert history.step == list(range(8)) and history.measured_step == [0, 3, 6]
     assert all(v > 0 for v in history.sharpness) and history.two_over_lr == [40.0, 40.0, 40.0]
     assert all(torch.equal(a, b) for a, b in zip(before.values(), model.state_dict().values()))
+
+
+class DictHead(nn.Module):
+    """A ReLU MLP that returns ``{"logits": ..., "hidden": ...}`` (a non-tensor output)."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        hidden = self.hidden(x)
+        return {"hidden": hidden, "logits": self.head(hidden)}
+
+
+class Picked(nn.Module):
+    """The same model (shared parameters) returning only the picked tensor: the oracle."""
+
+    def __init__(self, model, pick):
+        super().__init__()
+        self.model, self.pick = model, pick
+
+    def forward(self, *args, **kwargs):
+        return self.pick(self.model(*args, **kwargs))
+
+
+def watch_both(model, pick, inputs, targets, steps, lr, **options):
+    """Train ``model`` while one Monitor reads it through ``output_fn`` and another reads the
+    logits-returning wrapper of the same parameters; both see identical weights and gradients."""
+    with_fn = Monitor(model, loss_fn=nn.functional.cross_entropy, output_fn=pick, **options)
+    wrapped = Monitor(Picked(model, pick), loss_fn=nn.functional.cross_entropy, **options)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        output = model(**inputs) if isinstance(inputs, dict) else model(inputs)
+        loss = nn.functional.cross_entropy(pick(output), targets)
+        loss.backward()
+        optimizer.step()
+        for monitor in (with_fn, wrapped):
+            monitor.step(loss=loss.item(), lr=lr, inputs=inputs, targets=targets)
+    return with_fn.result(), wrapped.result()
+
+
+MEASURED = ("sharpness", "sharpness_hvps", "noise_scale", "gradient_norm", "distance_from_init")
+
+
+def test_output_fn_reads_a_dict_output_model_as_its_logits():
+    x, y = data(dtype=torch.float64)
+    torch.manual_seed(0)
+    model = DictHead().double()
+    with pytest.raises(UnsupportedModelError, match="output_fn"):  # without output_fn the dict is refused
+        Monitor(copy.deepcopy(model), loss_fn=nn.functional.cross_entropy).step(1.0, 0.1, inputs=x, targets=y)
+    history, oracle = watch_both(model, lambda out: out["logits"], x, y, 4, 0.5, every=2, sharpness_tol=1e-8)
+    assert history.measured_step == oracle.measured_step == [0, 2]
+    assert history.dead_relu_fraction[0] is not None
+    assert history.dead_relu_fraction == oracle.dead_relu_fraction  # counts of ReLU units, exact
+    for field in MEASURED:
+        # the same float64 operations on the same weights and data: equal to rounding (1e-12)
+        assert getattr(history, field) == pytest.approx(getattr(oracle, field), rel=1e-12), field
+
+
+def test_output_fn_on_a_huggingface_bert_with_token_ids():
+    import hf_models
+
+    model = hf_models.tiny_bert(init_range=0.3)
+    inputs, labels = hf_models.token_batch(6, seq_len=8)
+    history, oracle = watch_both(
+        model, lambda out: out.logits, inputs, labels, 2, 0.05, every=1, sharpness_max_iter=8, max_samples=4
+    )
+    assert history.measured_step == [0, 1] and history.dead_relu_fraction == oracle.dead_relu_fraction == [
+        None,
+        None,
+    ]  # GELU
+    assert all(v > 0 for v in history.sharpness) and all(v == v for v in history.noise_scale)
+    for field in MEASURED:
+        # float32, same kernels on the same weights and tokens; 1e-5 covers a reordered reduction
+        assert getattr(history, field) == pytest.approx(getattr(oracle, field), rel=1e-5), field
+
+
+def test_output_fn_must_be_callable():
+    with pytest.raises(DeepscopeError, match="output_fn"):
+        Monitor(output_fn="logits")
 
 
 @pytest.mark.slow
