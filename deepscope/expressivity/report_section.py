@@ -11,35 +11,49 @@ its cost from the measured pass (:mod:`deepscope.report.cost`): the region cap, 
 (also bounded to 1 GB of recorded pre-activations), trajectory points and Lipschitz inputs shrink to
 fit, and a block whose minimum does not fit declines in one line (a ResNet-18's exact partition:
 thousands of breakpoints per unit length, each region a float64 pass).
+
+The zoomed exact partition is drawn by :mod:`deepscope.expressivity._report_regions`; the blocks'
+plumbing (not applicable / declined lines, isolation, the Kac-Rice sample) is in
+:mod:`deepscope.expressivity._report_blocks`.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
 from deepscope.errors import DeepscopeError, UnsupportedModelError
+from deepscope.expressivity._report_blocks import (
+    KAC_RICE_PASSES,
+    decline,
+    forward_ratio,
+    input_reason,
+    isolated,
+    kac_rice_sample,
+    not_applicable,
+    section_summary,
+)
+from deepscope.expressivity._report_regions import plane_points, zoomed_partition
 from deepscope.expressivity.activations import activation_catalogue
 from deepscope.expressivity.capacity import _relu_widths, capacity
 from deepscope.expressivity.layer_health import layer_health
 from deepscope.expressivity.lipschitz import lipschitz
-from deepscope.expressivity.regions import _domain, linear_regions
+from deepscope.expressivity.regions import linear_regions
 from deepscope.expressivity.signal_propagation import _MODULE_ACTIVATIONS, initialization_verdict
 from deepscope.expressivity.trajectory import trajectory_length
 from deepscope.models.initial import initial_copy
-from deepscope.report.cost import declined, estimate, fit_count, pass_cost
-from deepscope.report.sections import AuditContext, Figure, Part, Section, Table, Text, register_section, run_block
+from deepscope.report.cost import declined, estimate, fit_count
+from deepscope.report.sections import AuditContext, Figure, Part, Section, Table, Text, register_section
 from deepscope.report.svg import figure_to_svg
 
 __all__ = ["build_expressivity_section"]
 
 # cost of each unit of work in forward passes of one example (float64 passes count about two)
 _REGION_PASSES = 2.0  # per linear region of the exact partition (each carried through every layer in float64)
-_KAC_RICE_PASSES = 6.0  # per example of the Kac-Rice density: two float64 passes with every pre-activation kept
+# (the Kac-Rice sample's KAC_RICE_PASSES per example lives in _report_blocks, next to the sample's size)
 # per point of the circle: 1.5 float64 fx-interpreted forward passes (the path, then every other point)
 # keeping every activation; float64 convolutions cost ~6 float32 ones on CPU (ResNet-18: 9.5 measured)
 _TRAJECTORY_PASSES = 10.0
@@ -47,7 +61,6 @@ _TRAJECTORY_PASSES = 10.0
 _HEALTH_PASSES = 2.0  # per example: the fx interpreter's forward with every activation kept, and its backward
 _LIPSCHITZ_PASSES = 20.0  # per point: power iteration on the Jacobian (jvp + vjp pairs)
 _MIN_REGIONS = 50
-_KAC_RICE_BYTES = 1e9
 _CATALOGUE_COLUMNS = (
     "name lipschitz smooth monotonic saturates_left saturates_right zero_centred critical_sigma_w".split()
 )
@@ -76,93 +89,6 @@ _BUDGETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _plane_points(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Three training points of three different classes when there are (else the first three)."""
-    chosen, seen = [], set()
-    for index, label in enumerate(targets.tolist()):
-        if label not in seen:
-            chosen.append(index)
-            seen.add(label)
-        if len(chosen) == 3:
-            return inputs[chosen]
-    return inputs[:3]
-
-
-def _regions_block(model, inputs, targets, budget, density=None, deadline=None) -> tuple | None:
-    """The partition on the data plane, zoomed in to fit; None if a retry (about one try's time) would pass deadline."""
-    plane = _plane_points(inputs, targets)
-    full = _square(plane)
-    side = full[1] - full[0]
-    if density is None:  # exact breakpoints per unit length on the segment between two of the points (1-D)
-        segment = linear_regions(model, line=plane[:2], max_regions=budget["max_regions"] * 10)
-        density = max(segment.count - 1, 1) / segment.measure
-    # an arrangement with ~density crossings per unit length has ~(pi/4)(density * side)^2 regions;
-    # aim at half the budget since the density is an estimate
-    fitting = 0.6 * budget["max_regions"] ** 0.5 / density
-    zoom, last_error = min(1.0, fitting / side), None
-    for _ in range(budget["zooms"]):
-        started = time.perf_counter()
-        try:
-            if zoom >= 1.0:
-                result = linear_regions(model, inputs, plane=plane, max_regions=budget["max_regions"])
-            else:
-                half = side * zoom / 2  # zoom in on the first training point, at plane coordinates (0, 0)
-                bounds = (-half, half, -half, half)
-                result = linear_regions(model, inputs, plane=plane, bounds=bounds, max_regions=budget["max_regions"])
-            break
-        except DeepscopeError as error:
-            if "max_regions" not in str(error):
-                raise
-            last_error, zoom = error, zoom / 2
-            if deadline is not None and time.perf_counter() + (time.perf_counter() - started) > deadline:
-                return None
-    else:
-        raise last_error
-    zoom_text = (
-        ""
-        if zoom >= 1.0
-        else f" The square around the three points would hold more than {budget['max_regions']} regions (the "
-        f"budget; about {density:.3g} breakpoints per unit length near the data), so the partition is drawn on "
-        f"a square of side {side * zoom:.3g} around the first point ({zoom:.2g} of the full square's side)."
-    )
-    text = (
-        f"Exact partition of a plane through three training points (of different classes) into the "
-        f"{result.count} pieces where the network is affine: {result.density:.3g} regions per unit area of input "
-        f"space, {len(result.decision_boundary)} decision-boundary segments. Each region's affine map was checked "
-        f"against a direct float64 forward pass (largest difference {result.max_abs_error:.1e}).{zoom_text}"
-    )
-    figure = Figure(
-        figure_to_svg(result.plot()),
-        caption="Linear regions (colours), decision boundary (black), "
-        "training points projected on the plane (dots, coloured by predicted class).",
-    )
-    sentence = (
-        f"The network's exact partition has {result.count} linear regions on a plane through three training points."
-    )
-    results = {
-        "count": result.count,
-        "density": result.density,
-        "measure": result.measure,
-        "bounds": list(result.bounds),
-        "layers": result.layers,
-        "max_abs_error": result.max_abs_error,
-        "decision_boundary_segments": len(result.decision_boundary),
-        "breakpoints_per_unit_length_estimate": density,
-        "zoom": zoom,
-    }
-    return (
-        [Text(text), figure, Table(result.rows(), caption="Regions after each nonlinearity")],
-        results,
-        sentence,
-        result,
-    )
-
-
-def _square(plane: torch.Tensor) -> tuple[float, ...]:
-    """The default domain of ``linear_regions`` for this plane (the bounding square with its margin)."""
-    return _domain(None, None, plane.to(torch.float64), 0.25)[2]
-
-
 @register_section("expressivity", title="Expressivity", order=50)
 def build_expressivity_section(context: AuditContext) -> Section:
     """Regions on a data plane, counts vs bounds, the initialisation's mean-field verdict and the Lipschitz interval.
@@ -176,7 +102,7 @@ def build_expressivity_section(context: AuditContext) -> Section:
     model = problem.model
     inputs, targets = problem.tensors("train", max_samples=budget["n"])
     output_fn = getattr(problem, "output_fn", None)
-    why_not = _input_reason(inputs)  # None for continuous inputs
+    why_not = input_reason(inputs)  # None for continuous inputs
     shape: dict[str, Any] = {}
     if why_not is None:
         try:
@@ -193,40 +119,40 @@ def build_expressivity_section(context: AuditContext) -> Section:
                 "exact linear regions exist only for piecewise-linear networks (ReLU, leaky ReLU, max-pool); this "
                 "network has smooth activations (or no ReLU), so it is affine on no open region to count"
             )
-            return _not_applicable(blocks, cost, "Exact linear regions", reason)
+            return not_applicable(blocks, cost, "Exact linear regions", reason)
         started = time.perf_counter()
-        kac_rice = _kac_rice_sample(context, budget, shape["units"])
+        kac_rice = kac_rice_sample(context, budget, shape["units"])
         found["kac_rice"] = kac_rice
         try:  # the Kac-Rice density along random lines through the data sizes the plane's domain
             density = capacity(model, inputs[:kac_rice]).hanin_rolnick_density
         except DeepscopeError:
             density = None
-        ratio = _forward_ratio(context)
-        kac_passes = kac_rice * _KAC_RICE_PASSES * ratio  # part of this block's time: the partition gets the rest
+        ratio = forward_ratio(context)
+        kac_passes = kac_rice * KAC_RICE_PASSES * ratio  # part of this block's time: the partition gets the rest
         per_region = _REGION_PASSES * ratio * 2
         affordable = fit_count(context, budget["max_regions"], per_region, share=1.5, fixed_passes=kac_passes)
         found_cost = estimate(context, "Exact linear regions", kac_passes + _MIN_REGIONS * per_region, share=1.5)
         if affordable < _MIN_REGIONS or not found_cost.fits:
-            return _decline(blocks, cost, found_cost, f"Fewer than {_MIN_REGIONS} regions fit its time.")
+            return decline(blocks, cost, found_cost, f"Fewer than {_MIN_REGIONS} regions fit its time.")
         local = {**budget, "max_regions": affordable}
         found_cost = estimate(context, "Exact linear regions", kac_passes + affordable * per_region, share=1.5)
         deadline = started + found_cost.budget_seconds
-        drawn = _regions_block(model, inputs, targets, local, density, deadline=deadline)
+        drawn = zoomed_partition(model, inputs, targets, local, density, deadline=deadline)
         if drawn is None:
             reason = f"Zoomed in, the plane still held over {affordable} regions; another try would pass its time."
-            return _decline(blocks, cost, found_cost, reason)
+            return decline(blocks, cost, found_cost, reason)
         region_blocks, region_results, sentence, found["regions"] = drawn
         blocks += region_blocks
         results["linear_regions"] = region_results
         sentences.append(sentence)
         cost.update(found_cost.to_dict(), regions_cap=affordable, kac_rice_examples=kac_rice)
 
-    parts.append(_isolated("Linear regions", regions_block))
+    parts.append(isolated("Linear regions", regions_block))
 
     def capacity_block(blocks: list[Any], results: dict[str, Any], sentences: list[str], cost: dict[str, Any]) -> None:
         if why_not is not None:
-            return _not_applicable(blocks, cost, "Capacity bounds", why_not)
-        kac_rice = found.get("kac_rice") or _kac_rice_sample(context, budget, shape["units"])
+            return not_applicable(blocks, cost, "Capacity bounds", why_not)
+        kac_rice = found.get("kac_rice") or kac_rice_sample(context, budget, shape["units"])
         bounds = capacity(model, inputs[:kac_rice], regions=found.get("regions"))
         blocks.append(
             Table(
@@ -241,10 +167,10 @@ def build_expressivity_section(context: AuditContext) -> Section:
         results["capacity"] = bounds.to_dict()
         cost.update(kac_rice_examples=kac_rice)
         if found.get("regions") is not None and bounds.hanin_rolnick_density is not None:
-            ends = _plane_points(inputs, targets)[:2]
+            ends = plane_points(inputs, targets)[:2]
             length = float((ends[1] - ends[0]).double().norm())
             expected = 1.0 + bounds.hanin_rolnick_density * length
-            segment_cost = estimate(context, "Exact segment", expected * _REGION_PASSES * _forward_ratio(context))
+            segment_cost = estimate(context, "Exact segment", expected * _REGION_PASSES * forward_ratio(context))
             if not segment_cost.fits:
                 blocks += declined(segment_cost, f"About {expected:.3g} pieces are expected (Hanin & Rolnick).").blocks
                 return
@@ -261,7 +187,7 @@ def build_expressivity_section(context: AuditContext) -> Section:
             )
             results["segment"] = {"count": segment.count, "length": segment.measure, "hanin_rolnick_expected": expected}
 
-    parts.append(_isolated("Capacity bounds", capacity_block))
+    parts.append(isolated("Capacity bounds", capacity_block))
 
     def mean_field_block(
         blocks: list[Any], results: dict[str, Any], sentences: list[str], cost: dict[str, Any]
@@ -276,7 +202,7 @@ def build_expressivity_section(context: AuditContext) -> Section:
                 at_init, width=budget["width"], networks=budget["networks"], edge_points=budget["edge_points"]
             )
         except UnsupportedModelError as error:
-            return _not_applicable(blocks, cost, "The mean-field verdict", str(error))
+            return not_applicable(blocks, cost, "The mean-field verdict", str(error))
         blocks.append(
             Text(
                 f"Mean-field signal propagation for the {origin}: {verdict.summary()} Depth scale of "
@@ -303,17 +229,17 @@ def build_expressivity_section(context: AuditContext) -> Section:
         subject = "the initialisation" if problem.init_state is not None else "the trained weight scale"
         sentences.append(f"In mean-field terms {subject} is {verdict.phase} (chi_1 = {verdict.chi_1:.3g}).")
 
-    parts.append(_isolated("Mean-field verdict", mean_field_block))
+    parts.append(isolated("Mean-field verdict", mean_field_block))
 
     def health_block(blocks: list[Any], results: dict[str, Any], sentences: list[str], cost: dict[str, Any]) -> None:
         if why_not is not None:
-            return _not_applicable(blocks, cost, "Layer health", why_not)
+            return not_applicable(blocks, cost, "Layer health", why_not)
         classes = int(problem.output_shape[-1]) if getattr(problem, "output_shape", None) else 1
         points = min(8, len(inputs), max(fit_count(context, 8, classes, minimum=0, share=0.5), 0))
         count = fit_count(context, len(inputs), _HEALTH_PASSES, minimum=2, fixed_passes=points * classes)
         found_cost = estimate(context, "Layer health", count * _HEALTH_PASSES + points * classes)
         if not found_cost.fits:
-            return _decline(blocks, cost, found_cost)
+            return decline(blocks, cost, found_cost)
         labels = targets[:count] if problem.num_classes is not None else None  # regression targets are not classes
         health = layer_health(model, inputs[:count], labels, jacobian_points=points, output_fn=output_fn)
         blocks.append(Text(f"Layer health on {health.examples} training inputs: {health.summary()}"))
@@ -328,18 +254,18 @@ def build_expressivity_section(context: AuditContext) -> Section:
         results["layer_health"] = health.to_dict()
         cost.update(found_cost.to_dict(), examples=count, jacobian_points=points)
 
-    parts.append(_isolated("Layer health", health_block))
+    parts.append(isolated("Layer health", health_block))
 
     def trajectory_block(
         blocks: list[Any], results: dict[str, Any], sentences: list[str], cost: dict[str, Any]
     ) -> None:
         if why_not is not None:
-            return _not_applicable(blocks, cost, "Trajectory length", why_not)
-        per_point = _TRAJECTORY_PASSES * _forward_ratio(context)
+            return not_applicable(blocks, cost, "Trajectory length", why_not)
+        per_point = _TRAJECTORY_PASSES * forward_ratio(context)
         points = fit_count(context, budget["trajectory_points"], per_point, minimum=16, share=0.5)
         found_cost = estimate(context, "Trajectory length", points * per_point, share=0.5)
         if not found_cost.fits:
-            return _decline(blocks, cost, found_cost)
+            return decline(blocks, cost, found_cost)
         trajectory = trajectory_length(model, inputs[:3], points=points)
         lengths = ", ".join(f"{row['length']:.3g}" for row in trajectory.layers)
         blocks.append(
@@ -351,18 +277,18 @@ def build_expressivity_section(context: AuditContext) -> Section:
         results["trajectory_length"] = trajectory.to_dict()
         cost.update(found_cost.to_dict(), points=points)
 
-    parts.append(_isolated("Trajectory length", trajectory_block))
+    parts.append(isolated("Trajectory length", trajectory_block))
 
     def lipschitz_block(blocks: list[Any], results: dict[str, Any], sentences: list[str], cost: dict[str, Any]) -> None:
         if why_not is not None:
-            return _not_applicable(blocks, cost, "Lipschitz bounds", why_not)
+            return not_applicable(blocks, cost, "Lipschitz bounds", why_not)
         search = _LIPSCHITZ_PASSES * 4 * budget["search"]
         per_point = {"passes_per_unit": _LIPSCHITZ_PASSES, "calls_per_unit": _LIPSCHITZ_PASSES}
         count = fit_count(context, len(inputs), minimum=1, fixed_passes=search, fixed_calls=search, **per_point)
         passes = search + count * _LIPSCHITZ_PASSES
         found_cost = estimate(context, "Lipschitz bounds", passes, calls=passes)
         if not found_cost.fits:
-            return _decline(blocks, cost, found_cost)
+            return decline(blocks, cost, found_cost)
         interval = lipschitz(
             model, inputs[:count], search_steps=budget["search"], seed=context.seed, output_fn=output_fn
         )
@@ -379,72 +305,6 @@ def build_expressivity_section(context: AuditContext) -> Section:
         if interval.lower is not None:
             sentences.append(f"Its Lipschitz constant lies in [{interval.lower:.3g}, {interval.upper:.3g}].")
 
-    parts.append(_isolated("Lipschitz bounds", lipschitz_block))
+    parts.append(isolated("Lipschitz bounds", lipschitz_block))
 
-    return Section.from_parts(parts, summary=_summary)
-
-
-def _summary(sentences: list[str]) -> str:
-    if not sentences:
-        return "No expressivity analysis applied to this model (each block below says why)."
-    return " ".join(sentences)
-
-
-def _input_reason(inputs: Any) -> str | None:
-    """Why the input-space analyses do not apply (token ids, a dict of tensors), or None for float inputs."""
-    if isinstance(inputs, Mapping):
-        return (
-            "it studies the network as a function of continuous input vectors, and this model's inputs are a dict "
-            f"of tensors ({', '.join(map(str, inputs))})"
-        )
-    if isinstance(inputs, torch.Tensor) and not inputs.is_floating_point():
-        return (
-            "it studies the network as a function of continuous input vectors, and this model's inputs are integer "
-            "token ids"
-        )
-    return None
-
-
-def _not_applicable(blocks: list[Any], cost: dict[str, Any], label: str, reason: str) -> None:
-    """One line saying that ``label`` does not apply to this model, and why."""
-    reason = reason.rstrip(".")
-    blocks.append(Text(f"{label} — not applicable: {reason}."))
-    cost["not_applicable"] = reason
-
-
-def _decline(blocks: list[Any], cost: dict[str, Any], found: Any, reason: str = "") -> None:
-    """One line saying that the block declined (:func:`deepscope.report.cost.declined`)."""
-    part = declined(found, reason)
-    blocks += part.blocks
-    cost.update(part.cost)
-
-
-def _forward_ratio(context: AuditContext) -> float:
-    unit = pass_cost(context)
-    return unit.forward_seconds / unit.seconds
-
-
-def _kac_rice_sample(context: AuditContext, budget: dict[str, Any], units: int) -> int:
-    """Examples for the Kac-Rice density: its float64 passes fit half a block and its arrays 1 GB."""
-    per_example = _KAC_RICE_PASSES * _forward_ratio(context)
-    by_time = fit_count(context, budget["n"], per_example, minimum=4, share=0.5)
-    by_memory = max(4, int(_KAC_RICE_BYTES // (units * 8 * 6)))  # six float64 arrays of (examples, units)
-    return min(by_time, by_memory)
-
-
-def _isolated(label: str, fill: Callable[[list[Any], dict[str, Any], list[str], dict[str, Any]], None]) -> Part:
-    """Run one block that fills blocks, results, summary sentences and its cost; an exception becomes its error box."""
-
-    def build() -> Part:
-        blocks: list[Any] = []
-        results: dict[str, Any] = {}
-        sentences: list[str] = []
-        cost: dict[str, Any] = {}
-        try:
-            fill(blocks, results, sentences, cost)
-        except UnsupportedModelError as error:  # a layer this analysis cannot follow (a global max): one line
-            del blocks[:], sentences[:]
-            _not_applicable(blocks, cost, label, str(error))
-        return Part(blocks, results, " ".join(sentences), cost=cost)
-
-    return run_block(label, build)
+    return Section.from_parts(parts, summary=section_summary)

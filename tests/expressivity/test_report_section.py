@@ -1,6 +1,5 @@
 """The "expressivity" report section builds on a CNN and on a smooth model, within its budget."""
 
-import pytest
 import torch
 from torch import nn
 
@@ -127,29 +126,3 @@ def test_a_block_that_raises_leaves_the_rest_of_the_section(monkeypatch):
     assert section.summary.startswith("The network's exact partition has ")
     (box,) = [block for block in section.blocks if isinstance(block, Html)]
     assert "Layer health failed" in box.html
-
-
-def test_the_regions_zoom_stops_when_a_retry_would_pass_its_time(monkeypatch):
-    # oracle: every try hits the region cap; with the deadline already passed there is exactly one try
-    # and None (the block then declines in one line), without a deadline all the budget's zooms run
-    import time
-
-    import deepscope.expressivity.report_section as module
-    from deepscope.errors import DeepscopeError
-
-    tries = []
-
-    def always_over(*args, **kwargs):
-        tries.append(kwargs["max_regions"])
-        raise DeepscopeError("the partition would exceed max_regions")
-
-    monkeypatch.setattr(module, "linear_regions", always_over)
-    fixture = make_fixture("relu_mlp")
-    inputs, targets = fixture.problem().tensors("train", max_samples=16)
-    budget = {**module._BUDGETS["quick"], "max_regions": 100}
-    assert module._regions_block(None, inputs, targets, budget, 1.0, deadline=time.perf_counter() - 1) is None
-    assert tries == [100]
-    tries.clear()
-    with pytest.raises(DeepscopeError, match="max_regions"):
-        module._regions_block(None, inputs, targets, budget, 1.0)
-    assert len(tries) == budget["zooms"]
