@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -29,12 +29,49 @@ from deepscope.attribution._layer import (
     layer_reference,
     per_token,
 )
-from deepscope.attribution._quadrature import RULES, quadrature
+from deepscope.attribution._quadrature import RULES, nested_fejer, quadrature
 from deepscope.attribution._registry import ReportDefaults, attribution_method, is_tokens
 from deepscope.errors import invalid_parameter
 from deepscope.registry import analysis
 
 __all__ = ["layer_integrated_gradients"]
+
+
+def _layer_path_chunks(
+    forward: Callable[[Any], torch.Tensor],
+    state: LayerState,
+    inputs: Any,
+    start_values: torch.Tensor,
+    delta: torch.Tensor,
+    targets: torch.Tensor,
+    alphas: torch.Tensor,
+    max_batch: int,
+    progress: bool,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, list[torch.Tensor]]]:
+    """Chunks of ``max_batch`` (example, node) rows: (first row, example, node, [∂F_t/∂h per target]).
+
+    Each row runs the model on its example's inputs with the layer's output replaced by the path
+    point h' + α (h − h') (rows are example-major: row = example · m + node).
+    """
+    n, m, n_targets = start_values.shape[0], alphas.shape[0], targets.shape[0]
+    alphas = alphas.to(device=delta.device, dtype=delta.dtype)
+    view = (-1,) + (1,) * (delta.dim() - 1)
+    for begin in chunk_starts(n * m, max_batch, progress, f"layer integrated gradients, {m} steps"):
+        flat = torch.arange(begin, min(begin + max_batch, n * m), device=delta.device)
+        example, step = flat // m, flat % m
+        points = (start_values[example] + alphas[step].view(view) * delta[example]).requires_grad_(True)
+        state.captured.clear()
+        state.replacement = points
+        try:
+            with torch.enable_grad():
+                outputs = forward(rows(inputs, example))
+                grads = []
+                for t in range(n_targets):
+                    selected = outputs.gather(1, targets[t, example].unsqueeze(1)).sum()
+                    grads.append(torch.autograd.grad(selected, points, retain_graph=t < n_targets - 1)[0])
+        finally:
+            state.replacement = None
+        yield begin, example, step, grads
 
 
 def layer_path_sum(
@@ -51,33 +88,41 @@ def layer_path_sum(
 ) -> torch.Tensor:
     """Σ_s w_s ∂F/∂h at h = h' + α_s (h − h') per target and example, the layer output replaced by h.
 
-    Chunks of ``max_batch`` (example, step) rows: each row runs the model on its example's inputs
-    with the layer's output replaced by its path point.
-
     Returns:
         (T, n, *layer) weighted gradient sums.
     """
-    n, m, n_targets = start_values.shape[0], alphas.shape[0], targets.shape[0]
-    alphas = alphas.to(device=delta.device, dtype=delta.dtype)
     weights = weights.to(device=delta.device, dtype=delta.dtype)
-    total = torch.zeros((n_targets, *delta.shape), dtype=delta.dtype, device=delta.device)
+    total = torch.zeros((targets.shape[0], *delta.shape), dtype=delta.dtype, device=delta.device)
     view = (-1,) + (1,) * (delta.dim() - 1)
-    for begin in chunk_starts(n * m, max_batch, progress, f"layer integrated gradients, {m} steps"):
-        flat = torch.arange(begin, min(begin + max_batch, n * m), device=delta.device)
-        example, step = flat // m, flat % m
-        points = (start_values[example] + alphas[step].view(view) * delta[example]).requires_grad_(True)
-        state.captured.clear()
-        state.replacement = points
-        try:
-            with torch.enable_grad():
-                outputs = forward(rows(inputs, example))
-                for t in range(n_targets):
-                    selected = outputs.gather(1, targets[t, example].unsqueeze(1)).sum()
-                    (grad,) = torch.autograd.grad(selected, points, retain_graph=t < n_targets - 1)
-                    total[t].index_add_(0, example, grad * weights[step].view(view))
-        finally:
-            state.replacement = None
+    chunks = _layer_path_chunks(forward, state, inputs, start_values, delta, targets, alphas, max_batch, progress)
+    for _, example, step, grads in chunks:
+        for t, grad in enumerate(grads):
+            total[t].index_add_(0, example, grad * weights[step].view(view))
     return total
+
+
+def layer_path_gradients(
+    forward: Callable[[Any], torch.Tensor],
+    state: LayerState,
+    inputs: Any,
+    start_values: torch.Tensor,
+    delta: torch.Tensor,
+    targets: torch.Tensor,
+    alphas: torch.Tensor,
+    max_batch: int,
+) -> torch.Tensor:
+    """∂F/∂h at h = h' + α_s (h − h') per target, example and node, kept for the nested rule to re-weight.
+
+    Returns:
+        (T, n, m, *layer) gradients.
+    """
+    n, m = start_values.shape[0], alphas.shape[0]
+    grads = torch.zeros((targets.shape[0], n * m, *delta.shape[1:]), dtype=delta.dtype, device=delta.device)
+    chunks = _layer_path_chunks(forward, state, inputs, start_values, delta, targets, alphas, max_batch, False)
+    for begin, example, _, chunk in chunks:
+        for t, grad in enumerate(chunk):
+            grads[t, begin : begin + example.numel()] = grad
+    return grads.view(targets.shape[0], n, m, *delta.shape[1:])
 
 
 def _outputs_at(
@@ -114,7 +159,7 @@ def layer_integrated_gradients(
     keep_tokens: Sequence[int] = (),
     input_key: str = "input_ids",
     steps: int | None = 50,
-    rule: str = "gausslegendre",
+    rule: str | None = None,
     tol: float | None = None,
     initial_steps: int = 8,
     max_steps: int = 1024,
@@ -146,10 +191,15 @@ def layer_integrated_gradients(
         layer_baseline: h' itself, a tensor shaped like the layer output (instead of ``baseline``).
         keep_tokens: ids the baseline keeps where the input has them (e.g. [CLS] and [SEP]).
         input_key: for dict inputs, the name of the tensor the baseline replaces.
-        steps: quadrature nodes per example, or None for the adaptive mode: each example's node
-            count doubles from ``initial_steps`` until its relative completeness error is below
-            ``tol`` (default 0.01) or ``max_steps`` is reached (``converged`` says which).
-        rule: as for :func:`integrated_gradients` (the adaptive mode restarts the rule at each doubling).
+        steps: quadrature nodes per example, or None for the adaptive mode: each example is refined
+            until its relative completeness error is below ``tol`` (default 0.01) or ``max_steps``
+            is reached (``converged`` says which).
+        rule: None (Gauss-Legendre for fixed steps, the nested Fejér-2 rule for the adaptive mode)
+            or a rule of :func:`integrated_gradients`. With "fejer2" the adaptive levels are
+            2^k − 1 nodes from the largest level ≤ ``initial_steps`` and each refinement evaluates
+            only the new nodes (an example that needs m nodes costs m path points; the stored
+            gradients cost pending examples × nodes × layer size memory); any other rule
+            restarts from ``initial_steps`` at each doubling (m + m/2 + ... points).
         tol, initial_steps, max_steps: the adaptive mode's target and schedule.
         output_fn: maps a tuple/dict/ModelOutput to ``(batch, classes)``.
         max_batch: rows (path points) per forward pass.
@@ -169,6 +219,8 @@ def layer_integrated_gradients(
         (torch.Size([1, 3]), True)
     """
     owner = "layer_integrated_gradients"
+    if rule is None:
+        rule = "gausslegendre" if steps is not None else "fejer2"
     check_choice(rule, "rule", owner, RULES)
     minimum = 2 if rule == "riemann_trapezoid" else 1
     if steps is not None:
@@ -230,6 +282,15 @@ def layer_integrated_gradients(
             full = attribute(everyone, steps)
             used = torch.full((n,), steps, dtype=torch.long)
             evaluations = n * steps
+        elif rule == "fejer2":
+
+            def gradients(pending: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+                ends = (rows(x, pending), start[pending], delta[pending], targets[:, pending])
+                return layer_path_gradients(forward, state, *ends, alphas, prepared.max_batch).flatten(3)
+
+            nested = nested_fejer(gradients, delta.flatten(1), at_input, at_baseline, tol, initial_steps, max_steps)
+            full, used = nested.values.view(targets.shape[0], *delta.shape), nested.used
+            evaluations = nested.gradient_rows
         else:
             full = torch.zeros((targets.shape[0], *delta.shape), dtype=delta.dtype, device=delta.device)
             used = torch.zeros(n, dtype=torch.long)
@@ -267,6 +328,7 @@ def layer_integrated_gradients(
             "steps": steps,
             "rule": rule,
             "tol": tol if steps is None else None,
+            "initial_steps": initial_steps,
             "max_steps": max_steps,
             "input_key": input_key,
             "max_batch": prepared.max_batch,
