@@ -333,18 +333,3 @@ def test_concatenated_branches_give_the_arrangement_of_all_their_lines():
     result = linear_regions(model, plane=PLANE_2D, bounds=(-reach, reach, -reach, reach))
     assert result.count == 1 + 7 + math.comb(7, 2)  # 7 lines in general position
     assert result.max_abs_error < 1e-12
-
-
-def test_linear_fast_path_equals_the_generic_layer_path():
-    # nn.Linear maps take one matmul with the bias on the constant column; a subclass takes the
-    # generic path (run the layer on every column, subtract the bias): both give the same maps
-    from deepscope.expressivity._pwl import Affine, _affine
-
-    class Generic(torch.nn.Linear):
-        pass
-
-    torch.manual_seed(0)
-    fast, generic = torch.nn.Linear(6, 4).double(), Generic(6, 4).double()
-    generic.load_state_dict(fast.state_dict())
-    maps = torch.randn(5, 3, 6, dtype=torch.float64)  # 5 pieces, k = 2 directions + constant column
-    torch.testing.assert_close(_affine(fast, Affine(maps), None).tensor, _affine(generic, Affine(maps), None).tensor)

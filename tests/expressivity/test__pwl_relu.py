@@ -1,0 +1,107 @@
+"""ReLU cuts: kinks where they are by hand, and the partition equal to cutting piece by piece, unit by unit.
+
+The maps are checked with the walk's oracle (:func:`tests.expressivity.test__pwl._assert_maps_match_the_model`:
+the carried affine map equals the network at every vertex and interior point).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from deepscope.expressivity import _geometry as geometry
+from tests.expressivity.test__pwl import ATOL, _assert_maps_match_the_model, _partition
+
+
+def test_a_line_through_two_relus_is_cut_exactly_at_their_kinks():
+    layer = nn.Linear(1, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0], [1.0]]))
+        layer.bias.copy_(torch.tensor([0.0, -0.5]))  # kinks at t = 0 and t = 0.5
+    model, basis, state, maps = _partition(nn.Sequential(layer, nn.ReLU()), bounds=(-1.0, 1.0), d_in=1)
+    order = np.argsort(state.pieces.vertices[:, 0, 0])
+    assert np.allclose(np.sort(state.pieces.vertices[order, :2, 0], axis=1), [[-1, 0], [0, 0.5], [0.5, 1]])
+    assert state.patterns[0][order].tolist() == [[0, 0], [1, 0], [1, 1]]
+    assert state.layers == [{"layer": "1", "kind": "relu", "units": 2, "regions": 3}]
+    # slopes by hand: 0 on t<0, (1, 0) on 0<t<0.5, (1, 1) after; constants 0, 0, (0, -0.5)
+    assert np.allclose(maps[order, 0], [[0, 0], [1, 0], [1, 1]], atol=ATOL)
+    assert np.allclose(maps[order, 1], [[0, 0], [0, 0], [0, -0.5]], atol=ATOL)
+    _assert_maps_match_the_model(model, basis, state, maps)
+
+
+def test_a_leaky_relu_keeps_its_slope_on_the_negative_side():
+    layer = nn.Linear(1, 1)
+    with torch.no_grad():
+        layer.weight.fill_(2.0)
+        layer.bias.fill_(-1.0)  # kink at t = 0.5
+    model, basis, state, maps = _partition(nn.Sequential(layer, nn.LeakyReLU(0.25)), bounds=(-1.0, 1.0), d_in=1)
+    order = np.argsort(state.pieces.vertices[:, 0, 0])
+    assert np.allclose(maps[order, 0, 0], [0.5, 2.0], atol=ATOL)  # 0.25·2 below the kink, 2 above
+    assert state.layers[0]["kind"] == "leaky_relu"
+    _assert_maps_match_the_model(model, basis, state, maps)
+
+
+def test_a_plane_through_a_random_mlp_is_partitioned_and_affine_on_every_piece():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 6), nn.ReLU(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    model, basis, state, maps = _partition(model)
+    assert maps.shape == (len(state.pieces), 3, 3)
+    assert geometry.measures(state.pieces).sum() == pytest.approx(4.0, abs=1e-9)  # the pieces tile the square
+    patterns = np.concatenate(state.patterns, axis=1)
+    assert len({row.tobytes() for row in patterns}) == len(state.pieces) > 1  # one pattern per piece
+    _assert_maps_match_the_model(model, basis, state, maps)
+
+
+def _cut_piece_by_piece(model: nn.Sequential, bounds, tol):
+    """Reference partition: every piece cut by every unit's zero line in turn, one piece at a time.
+
+    This is the definition the vectorised walk implements (and what it did unit by unit before the
+    cuts of different pieces were batched into rounds): after each Linear + ReLU, each piece is split
+    by unit 0's line, both parts by unit 1's, and so on; the pattern is read at the interior point.
+    Returns ``(vertices list, patterns (P, units))``.
+    """
+    pieces = [(geometry.initial_pieces(bounds), np.eye(3, 2))]  # the plane's coordinates: x = u, y = v
+    patterns = [np.zeros(0, dtype=np.int8)]
+    layers = [m for m in model if isinstance(m, nn.Linear)]
+    for layer in layers[:-1]:
+        weight, bias = layer.weight.detach().double(), layer.bias.detach().double()
+        next_pieces, next_patterns = [], []
+        for (piece, affine), pattern in zip(pieces, patterns):
+            pre = torch.matmul(torch.from_numpy(affine)[None], weight.T)[0]  # as the walk's Linear fast path
+            pre[-1] += bias
+            pre = pre.numpy()
+            parts = [piece]
+            for unit in range(pre.shape[1]):
+                cut = []
+                for part in parts:
+                    result = geometry.split(part, pre[None, :, unit], tol)
+                    cut += [part] if result is None else [result[0].take(np.array([i])) for i in range(len(result[0]))]
+                parts = cut
+            for part in parts:
+                point = geometry.interior_points(part)[0]
+                active = (point @ pre[:2] + pre[2]) > 0
+                next_pieces.append((part, pre * active[None]))
+                next_patterns.append(np.concatenate([pattern, active.astype(np.int8)]))
+        pieces, patterns = next_pieces, next_patterns
+    return [p.vertices[0, : p.counts[0]] for p, _ in pieces], np.array(patterns)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_partition_is_every_piece_cut_by_every_unit_in_turn(seed):
+    # the same polygons, vertex for vertex: both sides cut the same pieces by the same lines, so the
+    # only difference allowed is the last bit of a coefficient (1e-12 of the unit square's size)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(2, 12), nn.ReLU(), nn.Linear(12, 12), nn.ReLU(), nn.Linear(12, 3)).double()
+    bounds, tol = (-2.0, 2.0, -2.0, 2.0), 1e-9  # _partition's absolute tolerance
+    expected_vertices, expected_patterns = _cut_piece_by_piece(model, bounds, tol)
+    _, _, state, _ = _partition(model, bounds=bounds)
+    got = np.concatenate(state.patterns, axis=1)
+    assert len(got) == len(expected_patterns) > 50
+    order_got, order_expected = np.lexsort(got.T[::-1]), np.lexsort(expected_patterns.T[::-1])
+    assert np.array_equal(got[order_got], expected_patterns[order_expected])  # every region once, same patterns
+    for i, j in zip(order_got, order_expected):
+        count = state.pieces.counts[i]
+        assert count == len(expected_vertices[j])
+        assert np.allclose(state.pieces.vertices[i, :count], expected_vertices[j], rtol=0, atol=1e-12)
