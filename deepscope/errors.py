@@ -56,6 +56,9 @@ def describe(value: Any) -> str:
     shape = getattr(value, "shape", None)
     if shape is not None and hasattr(value, "dtype"):
         return f"{type(value).__name__} of shape {tuple(shape)} and dtype {value.dtype}"
+    if isinstance(value, (tuple, list)) and any(hasattr(v, "shape") and hasattr(v, "dtype") for v in value):
+        # several tensors (e.g. a model's inputs): each one's type and shape, never their contents
+        return f"a {type(value).__name__} of {len(value)} ({', '.join(describe(v) for v in value)})"
     text = repr(value)
     if len(text) > 80:
         text = text[:77] + "..."

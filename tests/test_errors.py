@@ -39,6 +39,14 @@ def test_describe_shows_type_and_shape_not_contents():
     assert len(long) == 80 and long.endswith("...")
 
 
+def test_describe_names_each_tensor_of_a_tuple():
+    several = describe((torch.zeros(2, 3), torch.zeros(2, 5, dtype=torch.float64)))
+    assert several == (
+        "a tuple of 2 (Tensor of shape (2, 3) and dtype torch.float32, Tensor of shape (2, 5) and dtype torch.float64)"
+    )
+    assert describe((1, 2)) == "(1, 2)"  # a tuple of numbers is shown as it is
+
+
 def test_cannot_take_inputs_keeps_the_first_line_of_the_cause():
     error = cannot_take_inputs((4,), RuntimeError("mat1 and mat2 shapes cannot be multiplied\nmore detail"))
     assert isinstance(error, DataError)
