@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -131,26 +131,25 @@ class NestedLevel:
     weights: torch.Tensor
 
 
-def nested_fejer_levels(initial_steps: int, max_steps: int) -> list[NestedLevel]:
+def nested_fejer_levels(initial_steps: int, max_steps: int) -> Iterator[NestedLevel]:
     """The nested Fejér-2 schedule from ``initial_steps`` to ``max_steps``: which nodes are new, all weights.
 
     Level k + 1 (N = 2^(k+1) nodes in the angle grid) contains every node of level k at the same
     α, so only its odd-j angles θ_j = jπ/N are new; the stored nodes are re-weighted with
-    :func:`fejer_weights` for the larger rule (Waldvogel 2006).
+    :func:`fejer_weights` for the larger rule (Waldvogel 2006). The levels are generated lazily:
+    the weights of level k cost O(4^k), so a caller that stops early does not pay for the cap.
 
     Example:
         >>> levels = nested_fejer_levels(3, 7)
         >>> [(level.size, level.new_alphas.numel()) for level in levels]
         [(3, 3), (7, 4)]
     """
-    levels = []
     theta = torch.zeros(0, dtype=torch.float64)
     for level, size in enumerate(nested_sizes(initial_steps, max_steps)):
-        first, stride = (1, 1) if level == 0 else (1, 2)
-        theta_new = torch.arange(first, size + 1, stride, dtype=torch.float64) * math.pi / (size + 1)
+        stride = 1 if level == 0 else 2
+        theta_new = torch.arange(1, size + 1, stride, dtype=torch.float64) * math.pi / (size + 1)
         theta = torch.cat([theta, theta_new])
-        levels.append(NestedLevel(size, fejer_nodes(theta_new), fejer_weights(theta, size + 1)))
-    return levels
+        yield NestedLevel(size, fejer_nodes(theta_new), fejer_weights(theta, size + 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,11 +195,11 @@ def nested_fejer(
     n, n_targets = delta.shape[0], at_input.shape[0]
     values = torch.zeros((n_targets, *delta.shape), dtype=delta.dtype, device=delta.device)
     used = torch.zeros(n, dtype=torch.long)
-    levels = nested_fejer_levels(initial_steps, max_steps)
+    last = len(nested_sizes(initial_steps, max_steps)) - 1
     pending = torch.arange(n, device=delta.device)
     stored = torch.zeros((n_targets, n, 0, delta.shape[1]), dtype=delta.dtype, device=delta.device)
     rows = 0
-    for index, level in enumerate(levels):
+    for index, level in enumerate(nested_fejer_levels(initial_steps, max_steps)):
         stored = torch.cat([stored, gradients(pending, level.new_alphas)], dim=2)
         rows += pending.numel() * level.new_alphas.numel()
         # per-node completeness contributions s_j = g(α_j) · δ, shape (T, P, nodes)
@@ -208,7 +207,7 @@ def nested_fejer(
         weights = level.weights.to(delta.dtype)
         totals = contributions @ weights
         error = relative_completeness_error(totals, at_input[:, pending], at_baseline[:, pending]).max(0).values
-        done = error < tol if index < len(levels) - 1 else torch.ones_like(error, dtype=torch.bool)
+        done = error < tol if index < last else torch.ones_like(error, dtype=torch.bool)
         if bool(done.any()):
             finished = pending[done]
             weighted = (stored[:, done] * weights.view(1, 1, -1, 1)).sum(2)

@@ -34,7 +34,7 @@ def test_fejer_rule_is_interpolatory_and_nested():
 
 
 def test_nested_levels_are_the_fejer_rule_in_evaluation_order():
-    levels = nested_fejer_levels(4, 31)
+    levels = list(nested_fejer_levels(4, 31))
     assert [level.size for level in levels] == [3, 7, 15, 31]
     assert [level.new_alphas.numel() for level in levels] == [3, 4, 8, 16]  # only the new nodes
     evaluated = torch.zeros(0, dtype=torch.float64)
