@@ -9,7 +9,9 @@ The call shape ``method(model, inputs, target=None, *, ...)`` is described in
   token ids and dicts of named tensors (``{"input_ids": ..., "attention_mask": ...}``, passed as
   ``model(**inputs)``) are accepted by the methods that attribute at a layer (``tokens=True``);
   the input-space methods refuse them with a message naming those (:data:`LAYER_METHODS`).
-  Integer tensors are never cast (:func:`deepscope._inputs.move`).
+  Integer tensors are never cast (:func:`deepscope._inputs.move`). A tuple of float tensors
+  (several inputs, ``model(x1, x2, ...)``) is packed by the methods of :data:`MULTI_INPUT_METHODS`
+  before it gets here (:mod:`deepscope.attribution._multi_input`); the others refuse it, naming those.
 * the model's weights must be finite (a NaN weight would make every attribution NaN).
 * ``target`` follows Captum: ``None`` (the predicted class), an int (the same class for every
   example), or one target per example — a list of ``batch`` ints, or a 1-D tensor of ``batch`` ints.
@@ -38,6 +40,7 @@ from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
 __all__ = [
     "DEFAULT_MAX_BATCH",
     "LAYER_METHODS",
+    "MULTI_INPUT_METHODS",
     "is_token_inputs",
     "OutputFn",
     "Prepared",
@@ -55,6 +58,9 @@ DEFAULT_MAX_BATCH = 4096
 
 LAYER_METHODS = ("layer_integrated_gradients", "layer_gradient_x_activation", "attn_lrp")
 """The methods that take token ids or dicts of tensors: they attribute at a layer (the embedding)."""
+
+MULTI_INPUT_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "deeplift", "deep_lift_shap")
+"""The methods that take a tuple of input tensors, ``model(x1, x2, ...)`` (:mod:`._multi_input`)."""
 
 OutputFn = Callable[[Any], torch.Tensor]
 
@@ -113,8 +119,19 @@ def prepare_inputs(model: nn.Module, inputs: Any, owner: str, *, gradient: bool 
                 bad = int((~torch.isfinite(value)).sum())
                 raise DataError(f"The 'inputs' of {owner} contain {bad} NaN or infinite value(s); clean them first.")
         return move(inputs, device=device, dtype=dtype, copy=True)
+    if isinstance(inputs, (tuple, list)) and owner not in MULTI_INPUT_METHODS:
+        raise invalid_parameter(
+            "inputs",
+            owner,
+            f"one tensor of shape (batch, *features) ({owner} attributes a single input; several inputs, "
+            f"model(x1, x2, ...), are taken as a tuple by {', '.join(MULTI_INPUT_METHODS)})",
+            inputs,
+        )
     if not isinstance(inputs, torch.Tensor):
-        raise invalid_parameter("inputs", owner, "a torch.Tensor of shape (batch, *features)", inputs)
+        expected = "a torch.Tensor of shape (batch, *features)"
+        if owner in MULTI_INPUT_METHODS:  # e.g. a list: several inputs are a tuple, as in Captum
+            expected += " or a tuple of such tensors (several inputs, model(x1, x2, ...))"
+        raise invalid_parameter("inputs", owner, expected, inputs)
     if inputs.dim() < 2 or inputs.shape[0] == 0:
         raise invalid_parameter("inputs", owner, "a non-empty tensor of shape (batch, *features)", inputs)
     if inputs.is_complex():

@@ -19,11 +19,11 @@ from deepscope.attribution._base import (
     finish,
     model_device_dtype,
     prepare,
-    prepare_baseline,
     relative_completeness_error,
 )
 from deepscope.attribution._deeplift_graph import refusal, unsupported_steps
 from deepscope.attribution._deeplift_interpreter import PairedInterpreter
+from deepscope.attribution._multi_input import MultiInputAttribution, packed_baseline, packed_call, unpacked
 from deepscope.attribution._registry import ReportDefaults, attribution_method
 from deepscope.attribution._trace import trace_model
 from deepscope.errors import UnsupportedModelError, invalid_parameter
@@ -32,14 +32,14 @@ from deepscope.registry import analysis
 __all__ = ["deeplift"]
 
 
-def _check_graph(graph_module: fx.GraphModule, leaf_types: tuple[type, ...]) -> dict[fx.Node, str]:
+def _check_graph(graph_module: fx.GraphModule, leaf_types: tuple[type, ...], n_inputs: int = 1) -> dict[fx.Node, str]:
     """Refuse a step the output depends on whose multipliers would be wrong (see ``_deeplift_graph``).
 
     A single-tensor output depends on every live step: refuse now. For a tuple or dict output the
     steps come back, to be wrapped so that they refuse only when the selected output uses them
     (a step with a non-float value, such as an index computed from the input, refuses when run).
     """
-    problems = unsupported_steps(graph_module, 1, leaf_types)
+    problems = unsupported_steps(graph_module, n_inputs, leaf_types)
     output = next(node for node in graph_module.graph.nodes if node.op == "output")
     if problems and isinstance(output.args[0], fx.Node):
         node, what = next(iter(problems.items()))
@@ -106,34 +106,49 @@ def scores(output: Any, output_fn: OutputFn | None, owner: str) -> torch.Tensor:
 
 def paired_multipliers(
     interpreter: PairedInterpreter,
-    x: torch.Tensor,
-    references: torch.Tensor,
+    x: torch.Tensor | tuple[torch.Tensor, ...],
+    references: torch.Tensor | tuple[torch.Tensor, ...],
     args: tuple[Any, ...],
     targets: torch.Tensor,
     output_fn: OutputFn | None,
     owner: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[Any, torch.Tensor, torch.Tensor]:
     """DeepLIFT multipliers of B inputs against n references each, one forward/backward for all.
 
     Args:
-        x: (B, *features); references: (B·n, *features), example-major; args: extra model
-            arguments for the B examples; targets: (T, B).
+        x: (B, *features), or a tuple of such tensors for a model with several attributed inputs
+            (the interpreter built with as many); references: (B·n, *features) example-major, a
+            tuple like ``x``; args: extra model arguments for the B examples; targets: (T, B).
 
     Returns:
-        multipliers (T, B·n, *features), F(x) (T, B) and F(r) (T, B·n).
+        multipliers (T, B·n, *features) (a tuple of them for a tuple ``x``), F(x) (T, B) and F(r) (T, B·n).
     """
-    batch, n = x.shape[0], references.shape[0] // x.shape[0]
-    at_input = scores(interpreter.run_inputs(x.clone(), *args), output_fn, owner).gather(1, targets.t()).t()
-    leaf = references.detach().requires_grad_(True)
-    multipliers = torch.empty((targets.shape[0], *references.shape), dtype=x.dtype, device=x.device)
-    at_references = torch.empty(targets.shape[0], references.shape[0], dtype=x.dtype, device=x.device)
+    several = isinstance(x, tuple)
+    xs = x if several else (x,)
+    refs = references if several else (references,)
+    batch, n = xs[0].shape[0], refs[0].shape[0] // xs[0].shape[0]
+    run_inputs = interpreter.run_inputs(*(part.clone() for part in xs), *args)
+    at_input = scores(run_inputs, output_fn, owner).gather(1, targets.t()).t()
+    leaves = tuple(r.detach().requires_grad_(True) for r in refs)
+    multipliers = tuple(torch.empty((targets.shape[0], *r.shape), dtype=r.dtype, device=r.device) for r in refs)
+    at_references = torch.empty(targets.shape[0], refs[0].shape[0], dtype=refs[0].dtype, device=refs[0].device)
     with torch.enable_grad():
-        outputs = scores(interpreter.run_references(leaf.clone(), *rows_of(args, 0, batch, n)), output_fn, owner)
+        run = interpreter.run_references(*(leaf.clone() for leaf in leaves), *rows_of(args, 0, batch, n))
+        outputs = scores(run, output_fn, owner)
         for t in range(targets.shape[0]):
             selected = outputs.gather(1, targets[t].repeat_interleave(n).unsqueeze(1)).squeeze(1)
-            (multipliers[t],) = torch.autograd.grad(selected.sum(), leaf, retain_graph=t < targets.shape[0] - 1)
+            # several inputs: one the selected output does not use gets zero multipliers
+            grads = torch.autograd.grad(
+                selected.sum(),
+                leaves,
+                retain_graph=t < targets.shape[0] - 1,
+                allow_unused=several,
+                materialize_grads=several,
+            )
+            for multiplier, grad in zip(multipliers, grads):
+                multiplier[t] = grad
             at_references[t] = selected.detach()
-    return multipliers, at_input, at_references
+    return (multipliers if several else multipliers[0]), at_input, at_references
 
 
 def _prune(graph_module: fx.GraphModule, output_fn: OutputFn | None) -> OutputFn | None:
@@ -162,18 +177,23 @@ def prepare_graph(
     rescale_modules: Sequence[type],
     owner: str,
     output_fn: OutputFn | None = None,
+    n_inputs: int = 1,
 ) -> tuple[PairedInterpreter, OutputFn | None]:
-    """Trace ``model(x, *args)`` (pruned to what ``output_fn`` picks) and build the interpreter with
-    DeepLIFT's rules; returns it and the ``output_fn`` still to apply to its outputs."""
+    """Trace ``model(x1, ..., x_{n_inputs}, *args)`` (pruned to what ``output_fn`` picks) and build the
+    interpreter with DeepLIFT's rules, the first ``n_inputs`` arguments attributed; returns it and the
+    ``output_fn`` still to apply to its outputs."""
     if isinstance(rescale_modules, type) or not all(isinstance(t, type) for t in rescale_modules):
         raise invalid_parameter("rescale_modules", owner, "a tuple of module classes", rescale_modules)
     leaf_types = tuple(rescale_modules)
     hint = ": pass the other arguments as args=(...), held fixed"
-    graph_module = trace_model(model, n_args=len(args), owner=owner, leaf_types=leaf_types, args_hint=hint)
+    graph_module = trace_model(
+        model, n_args=n_inputs - 1 + len(args), owner=owner, leaf_types=leaf_types, args_hint=hint
+    )
     graph_module.graph.eliminate_dead_code()  # e.g. a wrapper's unused head
     graph_module.recompile()
     remaining = _prune(graph_module, output_fn)
-    return PairedInterpreter(graph_module, eps, _check_graph(graph_module, leaf_types), 1, leaf_types), remaining
+    refused = _check_graph(graph_module, leaf_types, n_inputs)
+    return PairedInterpreter(graph_module, eps, refused, n_inputs, leaf_types), remaining
 
 
 @attribution_method(
@@ -184,7 +204,7 @@ def prepare_graph(
 @analysis(takes="model_inputs", family="attribution", fixture="cnn")
 def deeplift(
     model: nn.Module,
-    inputs: torch.Tensor,
+    inputs: torch.Tensor | tuple[torch.Tensor, ...],
     target: Any = None,
     *,
     baseline: Any = None,
@@ -193,7 +213,7 @@ def deeplift(
     eps: float = 1e-10,
     output_fn: OutputFn | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
-) -> Attribution:
+) -> Attribution | MultiInputAttribution:
     """DeepLIFT with the rescale rule, φ = (x − x') ⊙ m, m the chain of multipliers Δy/Δz (Shrikumar et al., 2017).
 
     The model is traced with ``torch.fx`` (with the extra arguments ``args`` as fixed inputs and
@@ -211,8 +231,11 @@ def deeplift(
     may use anything.
 
     Args:
-        model, inputs, target, output_fn, max_batch: as for every method.
-        baseline: reference x' (None = zeros), a number or a tensor shaped like the inputs.
+        model, inputs, target, output_fn, max_batch: as for every method; ``inputs`` may be a tuple
+            of float tensors (same batch length) for a model with several attributed inputs,
+            ``model(x1, x2, ..., *args)`` (traced with each as an attributed input).
+        baseline: reference x' (None = zeros), a number or a tensor shaped like the inputs; for a
+            tuple of inputs a number (for each) or a tuple of one baseline per input.
         args: extra model arguments, ``model(x, *args)``, held fixed (the same for x and x'), e.g.
             bpnet-lite's control tracks; tensors need one row per example.
         rescale_modules: module classes treated as ONE element-wise non-linearity (the rescale
@@ -225,7 +248,9 @@ def deeplift(
         eps: below this |Δz| the plain derivative is used (Captum's default 1e-10).
 
     Returns:
-        An :class:`Attribution`; ``diagnostics["completeness_error"]`` (relative) per example.
+        An :class:`Attribution`; ``diagnostics["completeness_error"]`` (relative) per example. For a
+        tuple of inputs a :class:`~deepscope.attribution._multi_input.MultiInputAttribution` (one
+        tensor per input; summation-to-delta holds for the sum over all inputs).
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
@@ -236,15 +261,18 @@ def deeplift(
     owner = "deeplift"
     eps = check_float(eps, "eps", owner, minimum=0.0)
     max_batch = check_max_batch(max_batch, owner)
+    packing, inputs, packed_model = packed_call(model, inputs, owner)
     batch = inputs.shape[0] if isinstance(inputs, torch.Tensor) and inputs.dim() >= 1 else 0
     args = check_args(args, batch, model, owner)
-    runner = WithArgs(model, args, batch) if args else model
+    runner = WithArgs(packed_model, args, batch) if args else packed_model
     prepared = prepare(
         runner, inputs, target, owner=owner, output_fn=output_fn, max_batch=max(max_batch, batch) if args else max_batch
     )
     x, targets = prepared.inputs, prepared.targets
-    reference = prepare_baseline(baseline, x, owner)
-    interpreter, graph_output_fn = prepare_graph(model, args, eps, rescale_modules, owner, output_fn)
+    reference = packed_baseline(baseline, x, packing, owner)
+    n_inputs = 1 if packing is None else len(packing.shapes)
+    interpreter, graph_output_fn = prepare_graph(model, args, eps, rescale_modules, owner, output_fn, n_inputs)
+    split = (lambda rows: rows) if packing is None else packing.unpack
 
     n, n_targets = x.shape[0], targets.shape[0]
     values = torch.empty((n_targets, *x.shape), dtype=x.dtype, device=x.device)
@@ -254,16 +282,18 @@ def deeplift(
         stop = min(start + max_batch, n)
         multipliers, at_input[:, start:stop], at_baseline[:, start:stop] = paired_multipliers(
             interpreter,
-            x[start:stop],
-            reference[start:stop],
+            split(x[start:stop]),
+            split(reference[start:stop]),
             rows_of(args, start, stop),
             targets[:, start:stop],
             graph_output_fn,
             owner,
         )
+        if packing is not None:
+            multipliers = packing.pack(multipliers)
         values[:, start:stop] = (x[start:stop] - reference[start:stop]) * multipliers
     error = relative_completeness_error(values.flatten(2).sum(2), at_input, at_baseline)
-    return finish(
+    result = finish(
         model,
         values=values,
         targets=targets,
@@ -273,3 +303,4 @@ def deeplift(
         evaluations=prepared.evaluations + 2 * n,
         options={"eps": eps, "max_batch": max_batch},
     )
+    return unpacked(result, packing)

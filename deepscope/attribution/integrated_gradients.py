@@ -18,9 +18,9 @@ from deepscope.attribution._base import (
     evaluate_selected,
     finish,
     prepare,
-    prepare_baseline,
     relative_completeness_error,
 )
+from deepscope.attribution._multi_input import MultiInputAttribution, packed_baseline, packed_call, unpacked
 from deepscope.attribution._quadrature import RULES, nested_fejer, quadrature
 from deepscope.attribution._registry import PATH_AXIOMS, ReportDefaults, attribution_method
 from deepscope.errors import invalid_parameter
@@ -119,7 +119,7 @@ def path_gradients(
 @analysis(takes="model_inputs", family="attribution", fixture="cnn", example_kwargs={"steps": 8})
 def integrated_gradients(
     model: nn.Module,
-    inputs: torch.Tensor,
+    inputs: torch.Tensor | tuple[torch.Tensor, ...],
     target: Any = None,
     *,
     baseline: Any = None,
@@ -131,7 +131,7 @@ def integrated_gradients(
     output_fn: OutputFn | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
     progress: bool = False,
-) -> Attribution:
+) -> Attribution | MultiInputAttribution:
     """Integrated gradients, IG_i = (x_i − x'_i) ∫₀¹ ∂F(x' + α(x − x'))/∂x_i dα (Sundararajan et al., 2017).
 
     The integral is a quadrature (``rule``: Gauss-Legendre, nested Fejér-2, or Riemann
@@ -155,9 +155,13 @@ def integrated_gradients(
 
     Args:
         model: the classifier; ``model(inputs)`` gives ``(batch, classes)``.
-        inputs: ``(batch, *features)`` float tensor.
+        inputs: ``(batch, *features)`` float tensor, or a tuple of such tensors (same batch length)
+            for a model with several inputs, ``model(x1, x2, ...)``: the path is joint (every input
+            moves from its baseline together), so the adaptive steps and the completeness error are
+            over the sum of all inputs' attributions, as in Captum.
         target: None (predicted class), an int, ``(batch,)`` ints, or several targets.
-        baseline: reference x' (None = zeros), a number or a tensor shaped like the inputs.
+        baseline: reference x' (None = zeros), a number or a tensor shaped like the inputs; for a
+            tuple of inputs a number (for each) or a tuple of one baseline per input.
         steps: quadrature points per example, or None for the adaptive choice.
         rule: None (Gauss-Legendre for fixed steps, nested "fejer2" for the adaptive mode),
             "gausslegendre", "fejer2", "riemann_left", "riemann_right", "riemann_middle",
@@ -171,7 +175,9 @@ def integrated_gradients(
 
     Returns:
         An :class:`Attribution`; diagnostics ``completeness_error`` (relative), ``delta`` (ΔF) and
-        ``steps`` per example, and ``converged`` (error < tol) for the adaptive mode.
+        ``steps`` per example, and ``converged`` (error < tol) for the adaptive mode. For a tuple of
+        inputs a :class:`~deepscope.attribution._multi_input.MultiInputAttribution` (one tensor per
+        input, the same diagnostics over all inputs together).
 
     Example:
         >>> net = torch.nn.Linear(4, 2)
@@ -196,9 +202,10 @@ def integrated_gradients(
     tol = 0.01 if tol is None else check_float(tol, "tol", owner, minimum=0.0, strict_minimum=True)
     check_int(initial_steps, "initial_steps", owner, minimum=2)
     check_int(max_steps, "max_steps", owner, minimum=initial_steps)
-    prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch)
+    packing, inputs, runner = packed_call(model, inputs, owner)
+    prepared = prepare(runner, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch)
     x, forward, targets = prepared.inputs, prepared.forward, prepared.targets
-    reference = prepare_baseline(baseline, x, owner)
+    reference = packed_baseline(baseline, x, packing, owner)
     n = x.shape[0]
     if steps is not None:  # the path gradients of every node are kept: (targets, n, steps, *features)
         check_allocation(steps, targets.shape[0] * x.numel(), x.dtype, x.device, name="steps", owner=owner)
@@ -255,7 +262,7 @@ def integrated_gradients(
     }
     if steps is None:
         diagnostics["converged"] = error < tol
-    return finish(
+    result = finish(
         model,
         values=values,
         targets=targets,
@@ -272,3 +279,4 @@ def integrated_gradients(
             "max_batch": prepared.max_batch,
         },
     )
+    return unpacked(result, packing)

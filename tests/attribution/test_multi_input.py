@@ -1,0 +1,313 @@
+"""Attribution over several input tensors (deepscope/attribution/_multi_input.py).
+
+Oracle: Captum's convention and numbers: a tuple of inputs gives a tuple of attributions, checked
+against Captum's Saliency / InputXGradient / IntegratedGradients / DeepLift on the same float64
+two-input model (a conv branch and a dense branch concatenated), the same targets and baselines.
+"""
+
+import json
+import warnings
+
+import pytest
+import torch
+from captum.attr import DeepLift, InputXGradient, IntegratedGradients, Saliency
+from torch import nn
+
+from deepscope.attribution import (
+    deeplift,
+    input_x_gradient,
+    integrated_gradients,
+    lrp,
+    occlusion,
+    saliency,
+    smoothgrad,
+)
+from deepscope.attribution._base import Attribution
+from deepscope.attribution._multi_input import MultiInputAttribution, PackedModel, Packing
+from deepscope.errors import DataError, InvalidParameterError
+from deepscope.testing import check_model_untouched
+
+
+class TwoBranches(nn.Module):
+    """``forward(sequence (B, 4, 10), features (B, 5))``: conv branch + dense branch, concatenated."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv1d(4, 3, 3), nn.ReLU(inplace=inplace), nn.Flatten())
+        self.dense = nn.Sequential(nn.Linear(5, 6), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(3 * 8 + 6, 8), nn.ReLU(), nn.Linear(8, 3))
+
+    def forward(self, sequence: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.conv(sequence), self.dense(features)], dim=1))
+
+
+@pytest.fixture
+def two_inputs():
+    torch.manual_seed(1)  # a seed whose head has 2-5 active hidden units per example (not a dead network)
+    model = TwoBranches().double()
+    generator = torch.Generator().manual_seed(1)
+    sequence = torch.randn(4, 4, 10, generator=generator, dtype=torch.float64)
+    features = torch.randn(4, 5, generator=generator, dtype=torch.float64)
+    return model, (sequence, features)
+
+
+def _captum(explainer, model, inputs, **kwargs):
+    with warnings.catch_warnings():  # Captum warns that it sets requires_grad on the inputs
+        warnings.simplefilter("ignore")
+        return explainer(model).attribute(inputs, **kwargs)
+
+
+TARGETS = torch.tensor([0, 1, 2, 1])
+
+
+# ---------------------------------------------------------------------------------------------- oracles
+
+
+@pytest.mark.parametrize("absolute", [True, False])
+def test_saliency_matches_captum(two_inputs, absolute):
+    model, inputs = two_inputs
+    ours = saliency(model, inputs, target=TARGETS, absolute=absolute)
+    reference = _captum(Saliency, model, inputs, target=TARGETS, abs=absolute)
+    assert isinstance(ours, MultiInputAttribution) and len(ours.values) == 2
+    assert all(bool((part != 0).sum() > part.numel() // 2) for part in reference)  # not zeros against zeros
+    for mine, theirs in zip(ours.values, reference, strict=True):
+        # the same autograd graph in float64: only summation order can differ (~1e-16 relative)
+        torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_input_x_gradient_matches_captum(two_inputs):
+    model, inputs = two_inputs
+    ours = input_x_gradient(model, inputs, target=TARGETS)
+    reference = _captum(InputXGradient, model, inputs, target=TARGETS)
+    for mine, theirs in zip(ours.values, reference, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)  # as above
+
+
+def test_integrated_gradients_matches_captum_with_a_baseline_per_input(two_inputs):
+    model, inputs = two_inputs
+    sequence_baseline = 0.1 * torch.randn(4, 4, 10, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    baselines = (sequence_baseline, 0.5)
+    ours = integrated_gradients(model, inputs, target=TARGETS, baseline=baselines, steps=50)
+    reference = _captum(
+        IntegratedGradients, model, inputs, target=TARGETS, baselines=baselines, method="gausslegendre", n_steps=50
+    )
+    for mine, theirs in zip(ours.values, reference, strict=True):
+        # the same 50 Gauss-Legendre nodes; the nodes and weights are computed differently (numpy's
+        # leggauss there), which moves them by ~1e-13 and the attributions by ~1e-10 (measured 1.7e-10)
+        torch.testing.assert_close(mine, theirs, rtol=1e-7, atol=1e-8)
+
+
+def test_deeplift_matches_captum_with_a_baseline_per_input(two_inputs):
+    model, inputs = two_inputs
+    baselines = (torch.zeros(4, 10, dtype=torch.float64), 0.5)  # one shared reference row for the sequence
+    ours = deeplift(model, inputs, target=TARGETS, baseline=baselines)
+    reference = _captum(DeepLift, model, inputs, target=TARGETS, baselines=(torch.zeros(1, 4, 10).double(), 0.5))
+    for mine, theirs in zip(ours.values, reference, strict=True):
+        # the same rescale multipliers (nn.ReLU modules, no reuse) in float64: summation order only
+        torch.testing.assert_close(mine, theirs, rtol=1e-9, atol=1e-12)
+
+
+def test_integrated_gradients_path_is_joint(two_inputs):
+    """IG on (a, b) equals IG on the concatenated input of the same function: one straight path."""
+    model, (sequence, features) = two_inputs
+    packing = Packing(((4, 10), (5,)))
+    packed = packing.pack((sequence, features))
+    on_tuple = integrated_gradients(model, (sequence, features), target=TARGETS, baseline=(0.3, -0.2), steps=16)
+    on_packed = integrated_gradients(
+        PackedModel(model, packing),
+        packed,
+        target=TARGETS,
+        baseline=packing.pack((0.3 + 0 * sequence, features * 0 - 0.2)),
+        steps=16,
+    )
+    for mine, theirs in zip(on_tuple.values, packing.unpack(on_packed.values), strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=0)  # the same computation
+
+
+# ---------------------------------------------------------------------------------------------- completeness
+
+
+def _delta(model, inputs, baselines, targets):
+    with torch.no_grad():
+        at_input = model(*inputs).gather(1, targets.unsqueeze(1)).squeeze(1)
+        at_baseline = model(*baselines).gather(1, targets.unsqueeze(1)).squeeze(1)
+    return at_input - at_baseline
+
+
+def test_deeplift_sums_to_delta_over_all_inputs(two_inputs):
+    model, inputs = two_inputs
+    result = deeplift(model, inputs, target=TARGETS, baseline=(0.0, 1.0))
+    total = sum(v.flatten(1).sum(1) for v in result.values)
+    expected = _delta(model, inputs, (torch.zeros_like(inputs[0]), torch.ones_like(inputs[1])), TARGETS)
+    # summation-to-delta is exact for the rescale rule; float64 rounding only
+    torch.testing.assert_close(total, expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(result.diagnostics["delta"], expected, rtol=1e-12, atol=1e-14)
+    assert float(result.diagnostics["completeness_error"].max()) < 1e-9
+    # neither input alone sums to the delta: completeness is a property of the joint sum
+    assert not torch.allclose(result.values[0].flatten(1).sum(1), expected, atol=1e-6)
+
+
+def test_adaptive_integrated_gradients_converges_on_the_joint_sum(two_inputs):
+    model, inputs = two_inputs
+    result = integrated_gradients(model, inputs, target=TARGETS, steps=None, tol=1e-3, max_steps=4096)
+    total = sum(v.flatten(1).sum(1) for v in result.values)
+    expected = _delta(model, inputs, tuple(torch.zeros_like(x) for x in inputs), TARGETS)
+    error = (total - expected).abs() / expected.abs()
+    torch.testing.assert_close(result.diagnostics["completeness_error"], error, rtol=1e-9, atol=1e-15)
+    converged = result.diagnostics["converged"]
+    assert bool((error[converged] < 1e-3).all()) and int(converged.sum()) >= 3
+
+
+def test_input_x_gradient_reports_the_joint_completeness_error():
+    """A linear model of two inputs: input × gradient is exact, over the sum of both inputs."""
+    torch.manual_seed(3)
+    a_weights, b_weights = torch.randn(3, dtype=torch.float64), torch.randn(2, dtype=torch.float64)
+
+    class Linear2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a_weights, self.b_weights = nn.Parameter(a_weights), nn.Parameter(b_weights)
+
+        def forward(self, a, b):
+            return (a @ self.a_weights + b @ self.b_weights + 0.7).unsqueeze(1)
+
+    a, b = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    result = input_x_gradient(Linear2(), (a, b), target=0, baseline=(1.0, -1.0))
+    torch.testing.assert_close(result.values[0], (a - 1.0) * a_weights)  # w ⊙ (x − x'), analytic
+    torch.testing.assert_close(result.values[1], (b + 1.0) * b_weights)
+    assert float(result.diagnostics["completeness_error"].max()) < 1e-12
+
+
+# ---------------------------------------------------------------------------------------------- shapes and result
+
+
+def test_a_one_tuple_gives_the_tensor_result_in_a_tuple(two_inputs):
+    model, (sequence, _) = two_inputs
+    single = nn.Sequential(model.conv, nn.Linear(24, 3)).double()
+    for method in (saliency, input_x_gradient, deeplift):
+        on_tensor, on_tuple = method(single, sequence, target=1), method(single, (sequence,), target=1)
+        assert isinstance(on_tensor, Attribution) and isinstance(on_tuple, MultiInputAttribution)
+        torch.testing.assert_close(on_tuple.values[0], on_tensor.values, rtol=0, atol=0)
+    on_tensor = integrated_gradients(single, sequence, target=1, steps=8)
+    on_tuple = integrated_gradients(single, (sequence,), target=1, steps=8)
+    torch.testing.assert_close(on_tuple.values[0], on_tensor.values, rtol=0, atol=0)
+
+
+def test_several_targets_get_a_leading_dimension_in_every_input(two_inputs):
+    model, inputs = two_inputs
+    result = deeplift(model, inputs, target=[[0], [2]])
+    assert [tuple(v.shape) for v in result.values] == [(2, 4, 4, 10), (2, 4, 5)]
+    assert result.target.shape == (2, 4) and result.diagnostics["completeness_error"].shape == (2, 4)
+    alone = deeplift(model, inputs, target=2)
+    torch.testing.assert_close(result.values[1][1], alone.values[1], rtol=0, atol=0)
+    assert result.part(1).values.shape == (2, 4, 5) and len(result.rows()) == 8
+
+
+def test_result_part_rows_summary_json_and_plot(two_inputs):
+    model, inputs = two_inputs
+    result = integrated_gradients(model, inputs, target=TARGETS, steps=8)
+    part = result.part(1)
+    assert isinstance(part, Attribution) and torch.equal(part.values, result.values[1])
+    assert torch.equal(part.target, result.target) and "over all 2 inputs together" in part.note
+    row = result.rows()[2]
+    assert row["sum"] == pytest.approx(row["sum_0"] + row["sum_1"])
+    assert row["sum_1"] == pytest.approx(float(result.values[1][2].sum()))
+    assert "completeness_error" in row and row["target"] == 2
+    assert "integrated_gradients over 2 input(s) (4, 10), (5,), 4 example(s)" in result.summary()
+    payload = json.loads(result.to_json())
+    assert payload["type"] == "MultiInputAttribution" and len(payload["values"]) == 2
+    figure = result.plot(example=1)
+    assert len(figure.axes) >= 2
+    with pytest.raises(InvalidParameterError, match="index"):
+        result.part(2)
+
+
+def test_extra_fixed_arguments_follow_the_inputs(two_inputs):
+    model, inputs = two_inputs
+
+    class WithScale(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, a, b, scale):
+            return self.inner(a, b) * scale
+
+    scale = torch.linspace(0.5, 2.0, 4, dtype=torch.float64).unsqueeze(1)
+    scaled = deeplift(WithScale(), inputs, target=TARGETS, args=(scale,))
+    plain = deeplift(model, inputs, target=TARGETS)
+    for with_args, without in zip(scaled.values, plain.values, strict=True):
+        view = (-1,) + (1,) * (with_args.dim() - 1)
+        torch.testing.assert_close(with_args, without * scale.view(view), rtol=1e-10, atol=1e-13)  # linear in scale
+
+
+def test_an_input_the_selected_output_does_not_use_gets_zeros(two_inputs):
+    model, inputs = two_inputs
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, a, b):
+            return self.inner.conv(a)[:, :3], self.inner.dense(b)
+
+    result = deeplift(TwoHeads(), inputs, target=1, output_fn=lambda out: out[0])
+    assert torch.equal(result.values[1], torch.zeros_like(inputs[1]))
+    assert float(result.diagnostics["completeness_error"].max()) < 1e-9
+
+
+# ---------------------------------------------------------------------------------------------- refusals
+
+
+def test_mismatched_batch_lengths_are_refused(two_inputs):
+    model, (sequence, features) = two_inputs
+    for method in (saliency, input_x_gradient, integrated_gradients, deeplift):
+        with pytest.raises(DataError, match=r"same batch length.*\[4, 3\]"):
+            method(model, (sequence, features[:3]), target=0)
+
+
+def test_methods_without_several_inputs_refuse_a_tuple_naming_those_that_take_it(two_inputs):
+    model, inputs = two_inputs
+    for method in (occlusion, smoothgrad, lrp):
+        with pytest.raises(InvalidParameterError, match="taken as a tuple by saliency, input_x_gradient") as caught:
+            method(model, inputs, target=0)
+        assert "\n" not in str(caught.value)
+
+
+def test_bad_elements_and_baselines_are_refused_by_name(two_inputs):
+    model, (sequence, features) = two_inputs
+    with pytest.raises(InvalidParameterError, match=r"'inputs\[1\]'.*floating-point"):
+        saliency(model, (sequence, features.long()), target=0)
+    with pytest.raises(InvalidParameterError, match="non-empty tuple"):
+        saliency(model, (), target=0)
+    with pytest.raises(InvalidParameterError, match="or a tuple of such tensors"):
+        saliency(model, [sequence, features], target=0)
+    with pytest.raises(InvalidParameterError, match="a tuple of 2 baselines"):
+        integrated_gradients(model, (sequence, features), target=0, baseline=(0.0,), steps=4)
+    with pytest.raises(InvalidParameterError, match=r"'baseline\[1\]'.*\(4, 5\) or \(5,\)"):
+        deeplift(model, (sequence, features), target=0, baseline=(0.0, torch.zeros(3)))
+    with pytest.raises(DataError, match="NaN"):
+        input_x_gradient(model, (sequence, features * float("nan")), target=0)
+
+
+def test_a_model_that_cannot_take_the_inputs_names_every_shape(two_inputs):
+    model, (sequence, features) = two_inputs
+    with pytest.raises(DataError, match=r"cannot take the 2 inputs of shapes \(4, 10\) and \(6,\)"):
+        saliency(model, (sequence, torch.zeros(4, 6, dtype=torch.float64)), target=0)
+
+
+# ---------------------------------------------------------------------------------------------- the caller's model and tensors
+
+
+@pytest.mark.parametrize("method", [saliency, input_x_gradient, integrated_gradients, deeplift])
+def test_model_and_inputs_are_untouched(method):
+    torch.manual_seed(4)
+    model = TwoBranches(inplace=True).double().train()  # in place, in train mode
+    model.dense[0].weight.grad = torch.ones_like(model.dense[0].weight)
+    sequence, features = torch.randn(3, 4, 10, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
+    kept = (sequence.clone(), features.clone())
+    options = {"steps": 4} if method is integrated_gradients else {}
+    result = check_model_untouched(method, model, model, (sequence, features), target=0, **options)
+    assert isinstance(result, MultiInputAttribution)
+    assert torch.equal(sequence, kept[0]) and torch.equal(features, kept[1])
