@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepscope._inputs import rows, slice_rows
+from deepscope._inputs import batch_length, concatenate, rows, slice_rows
 from deepscope._validation import check_choice, check_float, check_int
 from deepscope.attribution._base import (
     DEFAULT_MAX_BATCH,
@@ -249,12 +249,13 @@ def layer_integrated_gradients(
     if reference is not None:
         check_token_ids(module, name, reference, owner, input_key=input_key, what="baseline")
     with layer_hook(module, name, owner) as state:
-        activations, outputs = layer_outputs(forward, state, x, prepared.max_batch)
-        n = activations.shape[0]
+        n = batch_length(x)
         if reference is None:
+            activations, outputs = layer_outputs(forward, state, x, prepared.max_batch)
             start = layer_reference(layer_baseline, activations, owner)
-        else:
-            start, _ = layer_outputs(forward, state, reference, prepared.max_batch)
+        else:  # h and h' in one pass over the inputs and the baseline inputs
+            both, outputs = layer_outputs(forward, state, concatenate([x, reference]), prepared.max_batch)
+            activations, start, outputs = both[:n], both[n:], outputs[:n]
         # F at the path's start: the model with the layer's output set to h' (the inputs otherwise unchanged)
         at_start = _outputs_at(forward, state, x, start, prepared.max_batch)
         at_input = outputs.gather(1, targets.t()).t()
