@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from torch import nn
 
@@ -108,3 +109,51 @@ def test_a_fitted_memorisation_probe_does_not_decline_on_its_call_overhead():
     probe = next(cost for cost in section.costs if cost["block"] == "Memorisation probe")
     assert "declined" not in probe
     assert probe["examples"] == 19
+
+
+def test_the_classic_bounds_estimate_counts_the_passes_the_block_makes(monkeypatch):
+    # oracle: the block's own work, counted while it runs (not timed): examples through the model's forward
+    # (a pre-hook sees the layer discovery, the margins and the path norm) and power iterations per
+    # convolution (forced to their cap with tolerance 0, the case a ResNet-18 meets at 1e-6)
+    import deepscope.generalization._measures._layers as layers
+    import deepscope.generalization.report_section as module
+    from deepscope.report.cost import PassCost
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3)
+    )
+    x = torch.randn(40, 3, 6, 6)
+    with torch.no_grad():
+        labels = model(x).argmax(1)  # positive margins: the margin bounds (and so the path norm) run
+    problem = Problem(model, (x, labels))
+    context = AuditContext(problem=problem, budget="quick")
+    context.cache["report.pass_cost"] = PassCost(1e-4, 0.25e-4, 10, 8, call_seconds=1e-3, forward_call_seconds=5e-4)
+    seen, iterations = [], []
+    original = layers.conv_operator_spectral_norm
+
+    def at_cap(*args, **kwargs):
+        sigma, used = original(*args, **{**kwargs, "tolerance": 0.0})
+        iterations.append(used)
+        return sigma, used
+
+    monkeypatch.setattr(layers, "conv_operator_spectral_norm", at_cap)
+    handle = model.register_forward_pre_hook(lambda _, inputs: seen.append(len(inputs[0])))
+    try:
+        part = module._classic_part(problem, module._BUDGETS["quick"], context)
+    finally:
+        handle.remove()
+    assert part.results["classic_bounds"]["margin"] > 0
+    assert part.cost["forward_examples"] == sum(seen) == 40 + 8 + 1
+    assert part.cost["conv_layers"] == len(iterations) == 2
+    assert iterations == [part.cost["power_iterations"]] * 2 == [100, 100]
+    # priced: a forward example at the measured ratio 1/4, one sweep of power iterations as one example pass
+    assert part.cost["estimated_passes"] == pytest.approx(49 / 4 + 100, rel=1e-12)
+    assert part.cost["estimated_calls"] == pytest.approx(3 * 0.5, rel=1e-12)
+
+
+def test_the_classic_bounds_estimate_of_a_network_without_convolutions():
+    import deepscope.generalization.report_section as module
+
+    counts = module._classic_counts(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), 5)
+    assert counts == {"forward_examples": 5 + 5 + 1, "conv_layers": 0, "power_iterations": 0}  # SVD, no iterations
