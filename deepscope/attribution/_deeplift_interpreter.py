@@ -8,6 +8,7 @@ activations at those steps, and feeds them to the rules in the reference run.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +37,7 @@ from deepscope.attribution._deeplift_graph import (
     refusal,
 )
 from deepscope.attribution._deeplift_rules import EXACT, MaxRule, Normaliser, PoolRule, Product, Rescale
+from deepscope.attribution._fast_conv import conv1d, is_plain_conv1d, output_window
 from deepscope.errors import UnsupportedModelError
 
 __all__ = ["PairedInterpreter"]
@@ -85,6 +87,19 @@ def _with_indices(n: fx.Node, root: nn.Module, args: tuple, kwargs: dict) -> Cal
     return None
 
 
+_UNKNOWN = object()
+
+
+def _mentions(argument: Any, value: object) -> bool:
+    if argument is value:
+        return True
+    if isinstance(argument, (tuple, list)):
+        return any(_mentions(a, value) for a in argument)
+    if isinstance(argument, slice):
+        return any(_mentions(a, value) for a in (argument.start, argument.stop, argument.step))
+    return False
+
+
 class PairedInterpreter(fx.Interpreter):
     """Runs a traced model on the inputs (:meth:`run_inputs`), then on their references (:meth:`run_references`).
 
@@ -115,6 +130,22 @@ class PairedInterpreter(fx.Interpreter):
                     self.rules[node] = kind
         self.saved: dict[fx.Node, Any] = {}
         self.reference_run = False
+        # 1-D convolutions (affine: no rule) run by deepscope.attribution._fast_conv, the ones whose only use
+        # is a slice of their positions on the kept window (that slice then passes the value through)
+        self.convolutions: dict[fx.Node, nn.Module] = {}
+        self.sliced_by: dict[fx.Node, fx.Node] = {}
+        for node in graph_module.graph.nodes:
+            if node.op != "call_module" or node in self.rules or node in refused:
+                continue
+            module = graph_module.get_submodule(node.target)
+            if not is_plain_conv1d(module):
+                continue
+            self.convolutions[node] = module
+            users = list(node.users)
+            if len(users) == 1 and users[0].op == "call_function" and users[0].target is operator.getitem:
+                if users[0].args[0] is node and node not in users[0].args[1:] and users[0] not in refused:
+                    self.sliced_by[node] = users[0]
+        self.presliced: set[fx.Node] = set()
 
     def _kind(self, node: fx.Node, dependent: set[fx.Node]) -> str | None:
         target = node.target
@@ -161,8 +192,14 @@ class PairedInterpreter(fx.Interpreter):
         self.reference_run = True
         return self.run(references, *args)
 
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        self.presliced = set()
+        return super().run(*args, **kwargs)
+
     def run_node(self, n: fx.Node) -> Any:
-        if n not in self.rules:
+        if n in self.convolutions or n in self.presliced:
+            value = self._convolution(n)
+        elif n not in self.rules:
             value = super().run_node(n)
         elif not self.reference_run:
             args, kwargs = self.fetch_args_kwargs_from_env(n)
@@ -178,6 +215,24 @@ class PairedInterpreter(fx.Interpreter):
                 raise UnsupportedModelError(refusal(n.name, self.refused[n]))
             return RefuseStep.apply(value, refusal(n.name, self.refused[n]))
         return value
+
+    def _convolution(self, n: fx.Node) -> Any:
+        """A 1-D convolution on the window its slice keeps (see :mod:`._fast_conv`), or that slice: the value."""
+        with self._set_current_node(n):
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+        if n in self.presliced:
+            return args[0]
+        module = self.convolutions[n]
+        if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor):
+            return module(*args, **kwargs)
+        window, user = None, self.sliced_by.get(n)
+        if user is not None:
+            index = fx.node.map_arg(user.args[1], lambda node: self.env.get(node, _UNKNOWN))
+            if not _mentions(index, _UNKNOWN):  # the slice bounds known already (computed before the convolution)
+                window = output_window(index, module, args[0])
+        if window is not None:
+            self.presliced.add(user)
+        return conv1d(module, args[0], window)
 
     def _rule(self, n: fx.Node) -> Any:
         args, kwargs = self.fetch_args_kwargs_from_env(n)

@@ -75,3 +75,28 @@ def test_in_place_steps_and_a_moved_batch_axis():
     interpreter = PairedInterpreter(trace_model(Transposed(), owner="test"), 1e-10, {})
     with pytest.raises(UnsupportedModelError, match="batch as its first axis"):
         paired_multipliers(interpreter, rows, references, (), torch.zeros(1, 4, dtype=torch.long), None, "test")
+
+
+def test_a_trimmed_wide_convolution_runs_on_its_window_with_captums_multipliers():
+    from captum.attr import DeepLift
+
+    class Trimmed(nn.Module):  # bpnet-lite's profile head: a wide convolution, then [:, :, trim:length - trim]
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(5)
+            self.body, self.act, self.squash = nn.Conv1d(4, 8, 5, padding=2), nn.ReLU(), nn.Tanh()  # modules: Captum
+            self.head, self.linear = nn.Conv1d(8, 2, 41, padding=20), nn.Linear(2 * 20, 2)  # fan-in 328: channels-last
+            self.double()
+
+        def forward(self, x):
+            start, end = 15, x.shape[2] - 15
+            return self.linear(self.squash(self.head(self.act(self.body(x)))[:, :, start:end]).flatten(1))
+
+    model, x, baseline = Trimmed(), _one_hot(3, 50, 10), _one_hot(3, 50, 11)
+    interpreter = PairedInterpreter(trace_model(model, owner="test"), 1e-10, {})
+    multipliers, _, _ = paired_multipliers(interpreter, x, baseline, (), torch.tensor([[1, 0, 1]]), None, "test")
+    assert [node.name for node in interpreter.presliced] == ["getitem_1"]  # the slice took the window's value
+    reference = DeepLift(model).attribute(x, baselines=baseline, target=torch.tensor([1, 0, 1]))
+    # the same rules in float64 (Captum's tanh threshold 1e-10 is ours); the window and the channels-last
+    # kernel only change the summation order: ~1e-16
+    torch.testing.assert_close((x - baseline) * multipliers[0], reference, rtol=1e-10, atol=1e-12)
