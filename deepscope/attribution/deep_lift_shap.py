@@ -18,6 +18,7 @@ from deepscope.attribution._base import (
     prepare,
     relative_completeness_error,
 )
+from deepscope.attribution._multi_input import MultiInputAttribution, packed_call, unpacked
 from deepscope.attribution._registry import attribution_method
 from deepscope.attribution.deeplift import WithArgs, check_args, paired_multipliers, prepare_graph, rows_of
 from deepscope.data.shuffle import dinucleotide_shuffle
@@ -55,14 +56,39 @@ def _references(references: Any, x: torch.Tensor, n_shuffles: int, seed: int, ow
     return references
 
 
+def _all_references(
+    references: Any, parts: Sequence[torch.Tensor], n_shuffles: int, seed: int, owner: str
+) -> list[torch.Tensor]:
+    """One ``(batch, K, *features)`` tensor per input, all with the same K: for one input as
+    :func:`_references`; for several, a tuple of one reference set per input, or (None) shuffles of
+    the one-hot inputs with zero references for the others, repeated to the shuffles' K."""
+    if len(parts) == 1:
+        return [_references(references, parts[0], n_shuffles, seed, owner)]
+    if references is None:
+        refs = [_references(None, part, n_shuffles, seed, owner) for part in parts]
+        k = max(ref.shape[1] for ref in refs)
+        return [ref.expand(-1, k, *ref.shape[2:]) if ref.shape[1] != k else ref for ref in refs]
+    if not isinstance(references, tuple) or len(references) != len(parts):
+        raise invalid_parameter(
+            "references", owner, f"None or a tuple of {len(parts)} tensors (one per input)", references
+        )
+    refs = [_references(ref, part, n_shuffles, seed, owner) for ref, part in zip(references, parts)]
+    if len({ref.shape[1] for ref in refs}) > 1:
+        counts = [ref.shape[1] for ref in refs]
+        raise invalid_parameter(
+            "references", owner, "the same number of references K for every input (they are paired)", counts
+        )
+    return refs
+
+
 @attribution_method(aliases=("deepshap", "dls"), claimed_axioms={"dummy", "linearity"}, report=None)
 @analysis(takes="model_inputs", family="attribution", fixture="sequence", example_kwargs={"n_shuffles": 3})
 def deep_lift_shap(
     model: nn.Module,
-    inputs: torch.Tensor,
+    inputs: torch.Tensor | tuple[torch.Tensor, ...],
     target: Any = None,
     *,
-    references: torch.Tensor | None = None,
+    references: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
     n_shuffles: int = 20,
     seed: int = 0,
     hypothetical: bool = False,
@@ -71,7 +97,7 @@ def deep_lift_shap(
     eps: float = 1e-6,
     output_fn: OutputFn | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
-) -> Attribution:
+) -> Attribution | MultiInputAttribution:
     """DeepLIFT-SHAP: φ = (1/K) Σ_k (x − r_k) ⊙ m_k, DeepLIFT against each of K references (Lundberg & Lee, 2017).
 
     DeepSHAP approximates SHAP values of F at x by averaging DeepLIFT's attributions over a
@@ -90,11 +116,17 @@ def deep_lift_shap(
 
     Args:
         model, inputs, target, output_fn, max_batch: as for every method (``max_batch`` bounds the
-            reference rows per pass: ⌊max_batch / K⌋ examples at a time, at least one).
+            reference rows per pass: ⌊max_batch / K⌋ examples at a time, at least one). ``inputs``
+            may be a tuple of float tensors (same batch length) for a model with several attributed
+            inputs, ``model(x1, x2, ..., *args)``; each one-hot input is shown as above, the others
+            as (1/K) Σ_k (x − r_k) ⊙ m_k, and the completeness error is over all inputs together.
         references: ``(batch, K, *features)`` per example or ``(K, *features)`` for all; None:
             ``n_shuffles`` dinucleotide shuffles of each sequence (``seed``-ed, ``N`` kept in place,
             :func:`deepscope.data.shuffle.dinucleotide_shuffle`) for one-hot sequences, one zero
-            reference (DeepLIFT's default baseline) for other inputs.
+            reference (DeepLIFT's default baseline) for other inputs. For a tuple of inputs a tuple
+            of one such tensor per input, all with the same K (reference k of every input forms one
+            joint reference, as in Captum's ``DeepLiftShap``); None shuffles the one-hot inputs and
+            pairs them with zero references of the others.
         hypothetical: one-hot inputs only: the hypothetical contributions of every letter.
         args, rescale_modules: as for :func:`deeplift` (extra model arguments held fixed, module
             classes given the element-wise rescale rule as a whole).
@@ -105,6 +137,7 @@ def deep_lift_shap(
         An :class:`Attribution`; diagnostics per example ``completeness_error`` (relative, of Σφ
         against F(x) − mean F(r_k)), ``delta`` (F(x) − mean F(r_k)) and ``convergence_delta`` (the
         largest |Σ_c,l (x − r_k) m_k − (F(x) − F(r_k))| over the references, as tangermeme reports).
+        For a tuple of inputs a :class:`~deepscope.attribution._multi_input.MultiInputAttribution`.
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Conv1d(4, 3, 5), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(36, 2))
@@ -120,56 +153,63 @@ def deep_lift_shap(
     max_batch = check_max_batch(max_batch, owner)
     if not isinstance(hypothetical, bool):
         raise invalid_parameter("hypothetical", owner, "True or False", hypothetical)
+    packing, inputs, packed_model = packed_call(model, inputs, owner)
     batch = inputs.shape[0] if isinstance(inputs, torch.Tensor) and inputs.dim() >= 1 else 0
     args = check_args(args, batch, model, owner)
-    runner = WithArgs(model, args, batch) if args else model
+    runner = WithArgs(packed_model, args, batch) if args else packed_model
     probe_batch = max(max_batch, batch) if args else max_batch
     prepared = prepare(runner, inputs, target, owner=owner, output_fn=output_fn, max_batch=probe_batch)
     x, targets = prepared.inputs, prepared.targets
-    one_hot = _is_one_hot(x)
-    if hypothetical and not one_hot:
+    parts = (x,) if packing is None else packing.unpack(x)
+    one_hot = [_is_one_hot(part) for part in parts]
+    if hypothetical and not all(one_hot):
         raise invalid_parameter("hypothetical", owner, "False for inputs that are not one-hot sequences", hypothetical)
-    refs = _references(references, x, n_shuffles, seed, owner)
-    n, k, n_targets = x.shape[0], refs.shape[1], targets.shape[0]
-    interpreter, graph_output_fn = prepare_graph(model, args, eps, rescale_modules, owner, output_fn)
+    refs = _all_references(references, parts, n_shuffles, seed, owner)
+    n, k, n_targets = x.shape[0], refs[0].shape[1], targets.shape[0]
+    interpreter, graph_output_fn = prepare_graph(model, args, eps, rescale_modules, owner, output_fn, len(parts))
 
-    values = torch.empty((n_targets, *x.shape), dtype=x.dtype, device=x.device)
+    values = [torch.empty((n_targets, *part.shape), dtype=x.dtype, device=x.device) for part in parts]
     at_input = torch.empty(n_targets, n, dtype=x.dtype, device=x.device)
     mean_reference = torch.empty_like(at_input)
     convergence = torch.empty_like(at_input)
     per_chunk = max(1, max_batch // k)
     for start in range(0, n, per_chunk):
         stop = min(start + per_chunk, n)
-        rows, chunk_refs = x[start:stop], refs[start:stop]
+        rows = [part[start:stop] for part in parts]
+        chunk_refs = [ref[start:stop] for ref in refs]
+        flat_refs = [ref.flatten(0, 1) for ref in chunk_refs]
         multipliers, at_input[:, start:stop], at_refs = paired_multipliers(
             interpreter,
-            rows,
-            chunk_refs.flatten(0, 1),
+            rows[0] if packing is None else tuple(rows),
+            flat_refs[0] if packing is None else tuple(flat_refs),
             rows_of(args, start, stop),
             targets[:, start:stop],
             graph_output_fn,
             owner,
         )
-        multipliers = multipliers.unflatten(1, chunk_refs.shape[:2])  # (T, chunk, K, *features)
-        at_refs = at_refs.unflatten(1, chunk_refs.shape[:2])  # (T, chunk, K)
-        differences = rows.unsqueeze(1) - chunk_refs  # (chunk, K, *features)
-        contributions = differences * multipliers
-        totals = contributions.flatten(3).sum(3)  # (T, chunk, K)
+        multipliers = [multipliers] if packing is None else list(multipliers)
+        at_refs = at_refs.unflatten(1, (stop - start, k))  # (T, chunk, K)
+        totals = 0
+        for i, (row, chunk_ref, multiplier) in enumerate(zip(rows, chunk_refs, multipliers)):
+            multiplier = multiplier.unflatten(1, chunk_ref.shape[:2])  # (T, chunk, K, *features)
+            contributions = (row.unsqueeze(1) - chunk_ref) * multiplier  # differences (chunk, K, *features)
+            totals = totals + contributions.flatten(3).sum(3)  # (T, chunk, K), over all inputs
+            if not one_hot[i]:
+                values[i][:, start:stop] = contributions.mean(2)
+            elif hypothetical:  # m_a − Σ_c r_c m_c, averaged over the references
+                values[i][:, start:stop] = (multiplier - (chunk_ref * multiplier).sum(3, keepdim=True)).mean(2)
+            else:
+                values[i][:, start:stop] = contributions.sum(3, keepdim=True).mean(2) * row
         convergence[:, start:stop] = (totals - (at_input[:, start:stop, None] - at_refs)).abs().amax(2)
         mean_reference[:, start:stop] = at_refs.mean(2)
-        if not one_hot:
-            values[:, start:stop] = contributions.mean(2)
-        elif hypothetical:  # m_a − Σ_c r_c m_c, averaged over the references
-            values[:, start:stop] = (multipliers - (chunk_refs * multipliers).sum(3, keepdim=True)).mean(2)
-        else:
-            values[:, start:stop] = contributions.sum(3, keepdim=True).mean(2) * rows
+    values = values[0] if packing is None else packing.pack(values)
     delta = at_input - mean_reference
     diagnostics: dict[str, Any] = {"delta": delta, "convergence_delta": convergence, "references": k}
     if not hypothetical:  # hypothetical values are not contributions: they need not sum to the delta
         diagnostics["completeness_error"] = relative_completeness_error(
             values.flatten(2).sum(2), at_input, mean_reference
         )
-    return finish(
+    result = finish(
         model,
         values=values,
         targets=targets,
@@ -179,3 +219,4 @@ def deep_lift_shap(
         evaluations=prepared.evaluations + n * (k + 1),
         options={"n_shuffles": k, "seed": seed, "hypothetical": hypothetical, "eps": eps, "max_batch": max_batch},
     )
+    return unpacked(result, packing)

@@ -10,10 +10,11 @@ import warnings
 
 import pytest
 import torch
-from captum.attr import DeepLift, InputXGradient, IntegratedGradients, Saliency
+from captum.attr import DeepLift, DeepLiftShap, InputXGradient, IntegratedGradients, Saliency
 from torch import nn
 
 from deepscope.attribution import (
+    deep_lift_shap,
     deeplift,
     input_x_gradient,
     integrated_gradients,
@@ -105,6 +106,50 @@ def test_deeplift_matches_captum_with_a_baseline_per_input(two_inputs):
     for mine, theirs in zip(ours.values, reference, strict=True):
         # the same rescale multipliers (nn.ReLU modules, no reuse) in float64: summation order only
         torch.testing.assert_close(mine, theirs, rtol=1e-9, atol=1e-12)
+
+
+def test_deep_lift_shap_matches_captum_with_paired_references(two_inputs):
+    model, inputs = two_inputs
+    generator = torch.Generator().manual_seed(5)
+    references = tuple(0.3 * torch.randn(6, *x.shape[1:], generator=generator, dtype=torch.float64) for x in inputs)
+    # eps 1e-10: Captum's threshold (deep_lift_shap defaults to tangermeme's 1e-6)
+    ours = deep_lift_shap(model, inputs, target=TARGETS, references=references, eps=1e-10)
+    reference = _captum(DeepLiftShap, model, inputs, target=TARGETS, baselines=references)
+    for mine, theirs in zip(ours.values, reference, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-9, atol=1e-13)  # float64, summation order only
+    assert ours.diagnostics["references"] == 6 and float(ours.diagnostics["completeness_error"].max()) < 1e-9
+
+
+def test_deep_lift_shap_shuffles_a_one_hot_input_and_pairs_zeros_with_the_other(two_inputs):
+    model, (_, features) = two_inputs
+    letters = torch.randint(0, 4, (4, 10), generator=torch.Generator().manual_seed(6))
+    sequence = nn.functional.one_hot(letters, 4).permute(0, 2, 1).double()
+    result = deep_lift_shap(model, (sequence, features), target=1, n_shuffles=5, seed=3)
+    assert result.diagnostics["references"] == 5
+    assert bool((result.values[0][sequence == 0] == 0).all())  # only the observed letters carry values
+    # summation-to-delta against the mean reference, over both inputs together
+    assert float(result.diagnostics["completeness_error"].max()) < 1e-9
+    total = sum(v.flatten(1).sum(1) for v in result.values)
+    torch.testing.assert_close(total, result.diagnostics["delta"], rtol=1e-9, atol=1e-13)
+
+
+def test_deep_lift_shap_on_a_one_tuple_equals_the_tensor_result():
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Conv1d(4, 3, 5), nn.ReLU(), nn.Flatten(), nn.Linear(18, 2)).double()
+    sequence = nn.functional.one_hot(torch.randint(0, 4, (3, 10)), 4).permute(0, 2, 1).double()
+    on_tensor = deep_lift_shap(model, sequence, target=0, n_shuffles=4)
+    on_tuple = deep_lift_shap(model, (sequence,), target=0, n_shuffles=4)
+    torch.testing.assert_close(on_tuple.values[0], on_tensor.values, rtol=0, atol=0)
+
+
+def test_deep_lift_shap_refuses_unpaired_references(two_inputs):
+    model, inputs = two_inputs
+    with pytest.raises(InvalidParameterError, match="the same number of references K"):
+        deep_lift_shap(model, inputs, target=0, references=(torch.zeros(3, 4, 10), torch.zeros(2, 5)))
+    with pytest.raises(InvalidParameterError, match="a tuple of 2 tensors"):
+        deep_lift_shap(model, inputs, target=0, references=torch.zeros(3, 4, 10))
+    with pytest.raises(InvalidParameterError, match="hypothetical"):
+        deep_lift_shap(model, inputs, target=0, hypothetical=True)
 
 
 def test_integrated_gradients_path_is_joint(two_inputs):
@@ -262,7 +307,7 @@ def test_an_input_the_selected_output_does_not_use_gets_zeros(two_inputs):
 
 def test_mismatched_batch_lengths_are_refused(two_inputs):
     model, (sequence, features) = two_inputs
-    for method in (saliency, input_x_gradient, integrated_gradients, deeplift):
+    for method in (saliency, input_x_gradient, integrated_gradients, deeplift, deep_lift_shap):
         with pytest.raises(DataError, match=r"same batch length.*\[4, 3\]"):
             method(model, (sequence, features[:3]), target=0)
 
@@ -300,7 +345,7 @@ def test_a_model_that_cannot_take_the_inputs_names_every_shape(two_inputs):
 # ---------------------------------------------------------------------------------------------- the caller's model and tensors
 
 
-@pytest.mark.parametrize("method", [saliency, input_x_gradient, integrated_gradients, deeplift])
+@pytest.mark.parametrize("method", [saliency, input_x_gradient, integrated_gradients, deeplift, deep_lift_shap])
 def test_model_and_inputs_are_untouched(method):
     torch.manual_seed(4)
     model = TwoBranches(inplace=True).double().train()  # in place, in train mode
