@@ -24,6 +24,7 @@ __all__ = [
     "split",
     "interior_points",
     "measures",
+    "discs",
     "signed_areas",
     "partition_by_argmax",
 ]
@@ -130,6 +131,19 @@ def interior_points(pieces: Pieces) -> np.ndarray:
     return np.nanmean(pieces.vertices, axis=1)
 
 
+def discs(pieces: Pieces) -> tuple[np.ndarray, np.ndarray]:
+    """Each piece's interior point ``c`` (:func:`interior_points`) and largest vertex distance ``R`` from it.
+
+    Every point of a convex piece lies within ``R`` of ``c``, so an affine ``f = a·x + b`` stays in
+    ``f(c) ± |a| R`` on the piece: a cheap test that settles most (piece, function) pairs before
+    their vertices are evaluated.
+    """
+    centre = interior_points(pieces)
+    offsets = np.square(pieces.vertices - centre[:, None]).sum(axis=2)
+    valid = np.arange(pieces.vertices.shape[1])[None, :] < pieces.counts[:, None]
+    return centre, np.sqrt(np.where(valid, offsets, 0.0).max(axis=1))
+
+
 def measures(pieces: Pieces) -> np.ndarray:
     """Length (1-D) or area (2-D, shoelace formula) of each piece: ``(P,)``."""
     if pieces.dim == 1:
@@ -230,14 +244,24 @@ def argmax_settled(pieces: Pieces, functions: np.ndarray, tol: float) -> tuple[n
     count, m, width = functions.shape
     k = width - 1
     rows = np.arange(count)
-    points = interior_points(pieces)
+    points, radius = discs(pieces)
     first = np.argmax(np.einsum("pmk,pk->pm", functions[:, :, :k], points) + functions[:, :, k], axis=1)
     valid = np.arange(pieces.vertices.shape[1])[None, :] < pieces.counts[:, None]
+    best = functions[rows, first]
+    reach = np.linalg.norm(points, axis=1) + radius
     settled = np.ones(count, dtype=bool)
     for j in range(m):
-        difference = _tie_broken(functions[rows, first], functions[:, j], first < j, first > j)
-        distances = signed_distances(pieces, difference)
-        settled &= np.where(valid, distances >= -tol, True).all(axis=1)
+        difference = _tie_broken(best, functions[:, j], first < j, first > j)
+        # every vertex's distance to the difference's zero line is at least (its value at the centre)/|a| - R:
+        # those pieces are settled for j without their vertices (the 1e-9 margin is far above rounding)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            norm = np.maximum(np.linalg.norm(difference[:, :k], axis=1), 1e-300)
+            at_centre = np.einsum("pk,pk->p", difference[:, :k], points) + difference[:, k]
+            sure = at_centre / norm - radius >= -tol + 1e-9 * (reach + np.abs(difference[:, k]) / norm)
+        open_ = np.flatnonzero(settled & ~sure)
+        if len(open_):
+            distances = signed_distances(Pieces(pieces.vertices[open_], pieces.counts[open_]), difference[open_])
+            settled[open_] = np.where(valid[open_], distances >= -tol, True).all(axis=1)
     return settled, first
 
 

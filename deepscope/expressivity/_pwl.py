@@ -87,7 +87,7 @@ def propagate(graph_module: fx.GraphModule, start: torch.Tensor, state: Partitio
             if parent is not None:
                 for key, value in env.items():
                     if isinstance(value, Affine):
-                        env[key] = Affine(value.tensor[torch.as_tensor(parent, device=value.tensor.device)])
+                        env[key] = value.take(torch.as_tensor(parent))
             env[node] = result
         for used in node.all_input_nodes:
             if last_use.get(used) == position:
@@ -129,14 +129,14 @@ def _evaluate(node: fx.Node, modules: dict, args: tuple, kwargs: dict, state: Pa
             start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
             return reshape(args[0], node, flatten_from=start), None
         if target is getattr and isinstance(args[0], Affine) and args[1] == "shape":
-            return torch.Size((1, *args[0].tensor.shape[2:])), None
+            return torch.Size((1, *args[0].shape[2:])), None
         if target is operator.getitem and not isinstance(args[0], Affine):
             return args[0][args[1]], None
         raise unsupported(node, "function")
     if node.op == "call_method":
         name, value = node.target, args[0]
         if name == "size" and isinstance(value, Affine):
-            size = torch.Size((1, *value.tensor.shape[2:]))
+            size = torch.Size((1, *value.shape[2:]))
             return (size if len(args) == 1 else size[args[1]]), None
         if name in ("view", "reshape") and isinstance(value, Affine):
             shape = args[1] if len(args) == 2 and not isinstance(args[1], int) else args[1:]

@@ -40,17 +40,23 @@ _CHUNK = 4096
 
 
 def affine(module: nn.Module, value: Affine, node: fx.Node) -> Affine:
-    tensor = value.tensor
-    pieces, columns = tensor.shape[:2]
-    features = tensor.shape[2:]
+    """The layer on every piece's map: ``L`` on the ``k`` direction columns, ``L(·) + c`` on the constant."""
+    pieces, columns = value.shape[:2]
+    features = value.shape[2:]
     if type(module) is nn.Linear and len(features) == 1 and features[0] == module.in_features:
         # one matmul on the maps, the bias on the constant column only (the generic path below runs
         # the layer on every column, then subtracts the bias again from the k direction columns)
-        weight = module.weight.detach().to(tensor.dtype)
-        mapped = torch.matmul(tensor, weight.T)
-        if module.bias is not None:
-            mapped[:, -1] += module.bias.detach().to(tensor.dtype)
+        weight = module.weight.detach().to(value.dtype)
+        bias = None if module.bias is None else module.bias.detach().to(value.dtype)
+        if value.rectified is not None and weight.device.type == "cpu":
+            # after a ReLU: the parents' maps times the slopes, block by block into the matmul (the
+            # (P, k + 1, units) ReLU output is never materialised; same products, same sums)
+            return Affine(value.rectified.linear(weight, bias))
+        mapped = torch.matmul(value.tensor, weight.T)
+        if bias is not None:
+            mapped[:, -1] += bias
         return Affine(mapped)
+    tensor = value.tensor
     try:
         with torch.no_grad():
             offset = module(torch.zeros((1, *features), dtype=tensor.dtype, device=tensor.device))

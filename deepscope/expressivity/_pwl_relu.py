@@ -14,37 +14,26 @@ import numpy as np
 import torch
 
 from deepscope.expressivity import _geometry as geometry
-from deepscope.expressivity._pwl_values import Affine, PartitionState
+from deepscope.expressivity._pwl_values import CHUNK, Affine, PartitionState, Rectified
 
 __all__ = ["relu"]
 
-_CHUNK = 4096
+_BLOCK = 1024  # parent pieces per block of the crossing test: (1024, units) float64 arrays stay in cache
 
 
 def relu(value: Affine, slope: float, name: str, state: PartitionState):
     """Cut the pieces by every unit's zero set; on each piece the (leaky) ReLU is then diagonal."""
-    tensor = value.tensor
-    count, width = tensor.shape[:2]
-    k = width - 1
-    maps = tensor.reshape(count, width, -1).detach().cpu()  # (P, k + 1, units)
+    count, width = value.shape[:2]
+    features = tuple(value.shape[2:])
+    device = value.tensor.device
+    maps = value.tensor.reshape(count, width, -1).detach().cpu()  # (P, k + 1, units)
     units = maps.shape[2]
-    # pad each polygon with copies of its first vertex so min/max over vertices need no mask
-    padded = state.pieces.vertices.copy()
-    invalid = np.arange(padded.shape[1])[None, :] >= state.pieces.counts[:, None]
-    padded[invalid] = np.broadcast_to(padded[:, :1], padded.shape)[invalid]
-    vertices = torch.from_numpy(padded)
-    homogeneous = torch.cat([vertices, torch.ones(*vertices.shape[:2], 1, dtype=vertices.dtype)], dim=2)
-    crosses = torch.zeros((count, units), dtype=torch.bool)
-    for start in range(0, count, 1024):
-        block = slice(start, start + 1024)
-        values = torch.bmm(homogeneous[block], maps[block])  # (p, vertices, units)
-        margin = state.tol * maps[block, :k].square().sum(dim=1).sqrt()
-        crosses[block] = (values.amax(dim=1) > margin) & (values.amin(dim=1) < -margin)
+    crosses = _crossing_units(state.pieces, maps, state.tol)
     coefficients = maps.numpy()
     # each piece is cut by the units crossing its parent, in increasing unit order; pieces of
     # different parents are independent, so round r applies every piece's next cut at once (a
     # piece's cursor counts its cuts; a cut's two parts both go on with the next unit)
-    cut_parent, cut_unit = np.nonzero(crosses.numpy())  # sorted by parent, then by unit
+    cut_parent, cut_unit = np.nonzero(crosses)  # sorted by parent, then by unit
     first_cut = np.searchsorted(cut_parent, np.arange(count))
     cuts = np.bincount(cut_parent, minlength=count)
     buffer = geometry.PieceBuffer(state.pieces)
@@ -61,32 +50,73 @@ def relu(value: Affine, slope: float, name: str, state: PartitionState):
             state.regroup(*buffer.finish())
     pieces, parent = buffer.finish()
     state.regroup(pieces, parent)
-    mapped = maps.index_select(0, torch.from_numpy(parent))
+    index = torch.from_numpy(parent)
     points = torch.from_numpy(geometry.interior_points(pieces))
-    active = torch.empty((len(mapped), units), dtype=torch.bool)
-    # (Σ_j x_j A_j) + b at each piece's interior point, then the (leaky) ReLU's slope on each unit, in
-    # blocks of pieces through two small reused buffers: at ~40k pieces x 256 units a fresh float64
-    # (P, units) temporary is ~80 MB of newly mapped pages, and such page faults were a third of the
-    # run's CPU time
-    block = min(len(mapped), _CHUNK)
-    pre_activation = torch.empty((block, units), dtype=mapped.dtype)
+    active = torch.empty((len(index), units), dtype=torch.bool)
+    # (Σ_j x_j A_j) + b at each piece's interior point, read from its parent's maps in blocks of
+    # pieces through small reused buffers (a fresh float64 (P, units) temporary at ~40k pieces is
+    # ~80 MB of newly mapped pages, and such page faults were a third of the run's CPU time)
+    block = min(len(index), CHUNK)
+    gathered = torch.empty((block, width, units), dtype=maps.dtype)
+    pre_activation = torch.empty((block, units), dtype=maps.dtype)
     term = torch.empty_like(pre_activation)
-    for start in range(0, len(mapped), _CHUNK):
-        rows = slice(start, start + _CHUNK)
-        size = len(mapped[rows])
+    for start in range(0, len(index), CHUNK):
+        rows = slice(start, start + CHUNK)
+        size = len(index[rows])
+        mapped = torch.index_select(maps, 0, index[rows], out=gathered[:size])
         pre, extra = pre_activation[:size], term[:size]
-        torch.mul(points[rows, 0, None], mapped[rows, 0], out=pre)
-        for j in range(1, k):
-            pre.add_(torch.mul(points[rows, j, None], mapped[rows, j], out=extra))
-        pre.add_(mapped[rows, k])
+        torch.mul(points[rows, 0, None], mapped[:, 0], out=pre)
+        for j in range(1, width - 1):
+            pre.add_(torch.mul(points[rows, j, None], mapped[:, j], out=extra))
+        pre.add_(mapped[:, width - 1])
         torch.gt(pre, 0, out=active[rows])
-        factor = extra.copy_(active[rows]).mul_(1.0 - slope).add_(slope)  # 1 or the slope, in float64
-        mapped[rows].mul_(factor[:, None])
     state.patterns.append(active.numpy().astype(np.int8))
     kind = "leaky_relu" if slope else "relu"
     state.layers.append({"layer": name, "kind": kind, "units": units, "regions": len(pieces)})
-    return Affine(_reshaped(mapped, tensor)), parent
+    return Affine(rectified=Rectified(maps, index, active, float(slope), features, device)), parent
 
 
-def _reshaped(mapped: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return mapped.to(like.device).reshape(mapped.shape[0], *like.shape[1:])
+def _crossing_units(pieces: geometry.Pieces, maps: torch.Tensor, tol: float) -> np.ndarray:
+    """``(P, units)``: whether unit ``u``'s zero line cuts piece ``p`` (vertex values beyond ±tol·|a| on both sides).
+
+    The test is exact at the vertices, but most (piece, unit) pairs are settled first by a disc:
+    with ``c`` the piece's interior point and ``R`` its largest vertex distance from ``c``, every
+    vertex value lies in ``f(c) ± |a| R``, so ``|f(c)| > |a| R + tol |a|`` (with a margin far above
+    rounding) means one sign throughout. Only the remaining pairs are evaluated at the vertices.
+    """
+    count, width, units = maps.shape
+    k = width - 1
+    vertices, counts = pieces.vertices, pieces.counts
+    # pad each polygon with copies of its first vertex so min/max over vertices need no mask
+    padded = vertices.copy()
+    invalid = np.arange(padded.shape[1])[None, :] >= counts[:, None]
+    padded[invalid] = np.broadcast_to(padded[:, :1], padded.shape)[invalid]
+    centre, radius = geometry.discs(pieces)
+    reach = np.linalg.norm(centre, axis=1) + radius
+    padded_t, centre_t = torch.from_numpy(padded), torch.from_numpy(centre)
+    radius_t, reach_t = torch.from_numpy(radius)[:, None], torch.from_numpy(reach)[:, None]
+    crosses = np.zeros((count, units), dtype=bool)
+    for start in range(0, count, _BLOCK):
+        rows = slice(start, start + _BLOCK)
+        a = maps[rows]
+        norm = a[:, :k].square().sum(dim=1).sqrt()
+        margin = tol * norm
+        at_centre = centre_t[rows, 0, None] * a[:, 0]
+        for j in range(1, k):
+            at_centre += centre_t[rows, j, None] * a[:, j]
+        at_centre += a[:, k]
+        # rounding of f at any point of the piece is below 1e-15·(|a|·(|c| + R) + |b|); 1e-10 is far above
+        bound = norm * radius_t[rows] + margin + 1e-10 * (norm * reach_t[rows] + a[:, k].abs())
+        piece, unit = torch.nonzero(at_centre.abs() <= bound, as_tuple=True)
+        if len(piece) == 0:
+            continue
+        coefficients = a[piece, :, unit]  # (n, k + 1)
+        corners = padded_t[start + piece]  # (n, M, k)
+        values = corners[:, :, 0] * coefficients[:, 0, None]
+        for j in range(1, k):
+            values += corners[:, :, j] * coefficients[:, j, None]
+        values += coefficients[:, k, None]
+        limit = margin[piece, unit][:, None]
+        cut = (values > limit).any(dim=1) & (values < -limit).any(dim=1)
+        crosses[start + piece[cut].numpy(), unit[cut].numpy()] = True
+    return crosses

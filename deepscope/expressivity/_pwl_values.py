@@ -18,14 +18,101 @@ from torch import fx
 from deepscope.errors import DeepscopeError, UnsupportedModelError
 from deepscope.expressivity import _geometry as geometry
 
-__all__ = ["Affine", "PartitionState", "unsupported"]
+__all__ = ["Affine", "PartitionState", "Rectified", "unsupported", "CHUNK"]
+
+CHUNK = 4096  # pieces per block: (4096, 3, 256) float64 is 25 MB
 
 
-@dataclasses.dataclass
 class Affine:
-    """An affine map per piece: ``tensor (P, k + 1, *features)``."""
+    """An affine map per piece: ``tensor (P, k + 1, *features)``.
 
-    tensor: torch.Tensor
+    After a (leaky) ReLU the value is held lazily as a :class:`Rectified` (its parents' maps, each
+    piece's parent and the units' signs): the Linear that usually follows multiplies it block by
+    block (:meth:`Rectified.linear`) without materialising the ``(P, k + 1, units)`` tensor; any
+    other use materialises it once, bit for bit the same.
+    """
+
+    __slots__ = ("_tensor", "rectified")
+
+    def __init__(self, tensor: torch.Tensor | None = None, rectified: Rectified | None = None) -> None:
+        if (tensor is None) == (rectified is None):
+            raise TypeError("Affine takes a tensor or a Rectified, not both")
+        self._tensor, self.rectified = tensor, rectified
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        if self._tensor is None:
+            self._tensor, self.rectified = self.rectified.materialize(), None
+        return self._tensor
+
+    @property
+    def shape(self) -> torch.Size:
+        return self._tensor.shape if self._tensor is not None else self.rectified.shape
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._tensor.dtype if self._tensor is not None else self.rectified.source.dtype
+
+    def take(self, index: torch.Tensor) -> Affine:
+        """The maps of the pieces ``index`` (a lazy value stays lazy: its parents are re-indexed)."""
+        if self.rectified is not None:
+            return Affine(rectified=self.rectified.take(index))
+        return Affine(self._tensor[index.to(self._tensor.device)])
+
+
+@dataclasses.dataclass(frozen=True)
+class Rectified:
+    """A (leaky) ReLU's output on ``P'`` pieces: ``source[parent[i]] * s_i`` with ``s_iu`` 1 or ``slope``.
+
+    ``source (P, k + 1, units)`` float64 on the CPU holds the pre-activation maps of the pieces the
+    layer cut; ``parent (P',)`` names each new piece's; ``active (P', units)`` the units positive on
+    it; ``features`` the layer's feature shape and ``device`` where the materialised value lives.
+    """
+
+    source: torch.Tensor
+    parent: torch.Tensor
+    active: torch.Tensor
+    slope: float
+    features: tuple[int, ...]
+    device: torch.device
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.parent), self.source.shape[1], *self.features))
+
+    def take(self, index: torch.Tensor) -> Rectified:
+        index = index.cpu()
+        return dataclasses.replace(self, parent=self.parent[index], active=self.active[index])
+
+    def rows(self, start: int, stop: int, out: torch.Tensor | None = None, factor: torch.Tensor | None = None):
+        """Pieces ``start:stop`` as ``(n, k + 1, units)``: the parents' maps times each unit's slope."""
+        parent = self.parent[start:stop]
+        gathered = torch.index_select(self.source, 0, parent, out=None if out is None else out[: len(parent)])
+        scale = torch.empty(gathered.shape[0], gathered.shape[2], dtype=gathered.dtype) if factor is None else factor
+        scale = scale[: len(parent)].copy_(self.active[start:stop]).mul_(1.0 - self.slope).add_(self.slope)
+        return gathered.mul_(scale[:, None])
+
+    def materialize(self) -> torch.Tensor:
+        """The value ``(P', k + 1, *features)`` as one tensor."""
+        count, columns, units = len(self.parent), self.source.shape[1], self.source.shape[2]
+        mapped = torch.empty((count, columns, units), dtype=self.source.dtype)
+        factor = torch.empty((min(count, CHUNK), units), dtype=self.source.dtype)
+        for start in range(0, count, CHUNK):
+            self.rows(start, start + CHUNK, out=mapped[start:], factor=factor)
+        return mapped.to(self.device).reshape(count, columns, *self.features)
+
+    def linear(self, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """``Linear(weight, bias)`` of the value, ``(P', k + 1, out)``, block by block (the bias on the constant)."""
+        count, columns, units = len(self.parent), self.source.shape[1], self.source.shape[2]
+        mapped = torch.empty((count, columns, weight.shape[0]), dtype=self.source.dtype)
+        block = torch.empty((min(count, CHUNK), columns, units), dtype=self.source.dtype)
+        factor = torch.empty((min(count, CHUNK), units), dtype=self.source.dtype)
+        for start in range(0, count, CHUNK):
+            rows = self.rows(start, start + CHUNK, out=block, factor=factor)
+            torch.matmul(rows, weight.T, out=mapped[start : start + len(rows)])
+        if bias is not None:
+            mapped[:, -1] += bias
+        return mapped.to(self.device)
 
 
 @dataclasses.dataclass

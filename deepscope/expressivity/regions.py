@@ -363,8 +363,20 @@ def _decision_boundary(pieces: geometry.Pieces, maps: np.ndarray, tol: float) ->
         starts, ends, labels = cells.vertices[order, 0, 0], cells.vertices[order, 1, 0], winner[order]
         change = (labels[1:] != labels[:-1]) & (np.abs(starts[1:] - ends[:-1]) <= 10 * tol + 1e-12)
         return ends[:-1][change]
-    vertices, counts = np.nan_to_num(cells.vertices), cells.counts
     f = functions[source]
+    # a cell can hold a tied edge only where some class comes within the tie scale of the winner; with
+    # c its centre and R its radius, |best - f_j| >= |best(c) - f_j(c)| - (|∇best| + |∇f_j|) R at every
+    # corner, and the scale is at most 1e-7 (1 + max_o |f_o(c)| + |∇f_o| R): the other cells are skipped
+    centre, radius = geometry.discs(cells)
+    at_centre = np.einsum("ck,cok->co", centre, f[:, :, :k]) + f[:, :, k]
+    slopes = np.linalg.norm(f[:, :, :k], axis=2)
+    rows = np.arange(len(f))
+    spread = (slopes + slopes[rows, winner][:, None]) * radius[:, None]
+    gap = np.abs(at_centre[rows, winner][:, None] - at_centre) - spread
+    largest = 1e-7 * (1.0 + (np.abs(at_centre) + slopes * radius[:, None]).max(axis=1))
+    near = (gap <= (largest * (1 + 1e-6) + 1e-12)[:, None]) & (np.arange(f.shape[1])[None, :] > winner[:, None])
+    keep = np.flatnonzero(near.any(axis=1))
+    vertices, counts, f, winner = np.nan_to_num(cells.vertices[keep]), cells.counts[keep], f[keep], winner[keep]
     outputs = np.einsum("cmk,cok->cmo", vertices, f[:, :, :k]) + f[:, None, :, k]  # (cells, vertices, outputs)
     best = np.take_along_axis(outputs, winner[:, None, None], axis=2)[:, :, 0]
     scale = 1e-7 * (1.0 + np.abs(outputs).max(axis=(1, 2)))

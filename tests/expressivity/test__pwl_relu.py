@@ -105,3 +105,32 @@ def test_the_partition_is_every_piece_cut_by_every_unit_in_turn(seed):
         count = state.pieces.counts[i]
         assert count == len(expected_vertices[j])
         assert np.allclose(state.pieces.vertices[i, :count], expected_vertices[j], rtol=0, atol=1e-12)
+
+
+def test_the_crossing_test_agrees_with_every_vertex_evaluated():
+    # oracle: the definition (values at every vertex beyond ±tol·|a| on both sides), on pieces of a
+    # random arrangement and on lines through their vertices and just beside them, where the disc
+    # shortcut must hand the pair to the exact test
+    from deepscope.expressivity._pwl_relu import _crossing_units
+
+    rng = np.random.default_rng(3)
+    pieces = geometry.initial_pieces((-1.0, 1.0, -1.0, 1.0))
+    for _ in range(6):
+        result = geometry.split(pieces, rng.normal(size=(len(pieces), 3)), 1e-9)
+        pieces = pieces if result is None else result[0]
+    units = 40
+    maps = rng.normal(size=(len(pieces), 3, units))
+    corner = pieces.vertices[:, 0]  # lines through a vertex, then nudged by ±0.5 tol and ±2 tol
+    for u, nudge in enumerate([0.0, 0.5e-9, -0.5e-9, 2e-9, -2e-9]):
+        norm = np.linalg.norm(maps[:, :2, u], axis=1)
+        maps[:, 2, u] = -(corner * maps[:, :2, u]).sum(axis=1) + nudge * norm
+    tol = 1e-9
+    got = _crossing_units(pieces, torch.from_numpy(maps), tol)
+    expected = np.zeros_like(got)
+    for p in range(len(pieces)):
+        corners = pieces.vertices[p, : pieces.counts[p]]
+        values = corners @ maps[p, :2] + maps[p, 2]  # (corners, units)
+        margin = tol * np.linalg.norm(maps[p, :2], axis=0)
+        expected[p] = (values > margin).any(axis=0) & (values < -margin).any(axis=0)
+    assert np.array_equal(got, expected)
+    assert 0 < expected.sum() < expected.size

@@ -82,3 +82,41 @@ def test_clip_with_given_distances_and_their_negation_is_the_same_as_computing_t
     square = geometry.initial_pieces((0.0, 1.0, 0.0, 1.0))
     half, _ = geometry.clip(square, np.array([[1.0, 0.0, -0.5]]), 1e-9)
     assert half.vertices[0, : half.counts[0]].tolist() == [[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]
+
+
+def test_discs_contain_every_vertex_and_touch_the_farthest():
+    square = geometry.initial_pieces((0.0, 2.0, 0.0, 2.0))
+    centre, radius = geometry.discs(square)
+    np.testing.assert_allclose(centre, [[1.0, 1.0]])
+    np.testing.assert_allclose(radius, [np.sqrt(2.0)])
+    triangle = geometry.Pieces(np.array([[[0.0, 0.0], [3.0, 0.0], [0.0, 3.0], [np.nan, np.nan]]]), np.array([3]))
+    centre, radius = geometry.discs(triangle)  # centroid (1, 1); farthest vertices at sqrt(5)
+    np.testing.assert_allclose(centre, [[1.0, 1.0]])
+    np.testing.assert_allclose(radius, [np.sqrt(5.0)])
+
+
+def test_argmax_settled_agrees_with_every_vertex_checked():
+    # oracle: the definition, every (piece, rival) pair evaluated at every vertex; the disc shortcut
+    # must neither settle a piece a rival beats somewhere nor leave open one it settles
+    rng = np.random.default_rng(0)
+    square = geometry.initial_pieces((-1.0, 1.0, -1.0, 1.0))
+    pieces, _ = geometry.split(square, np.array([[1.0, 0.3, 0.1]]), TOL)
+    for _ in range(5):
+        lines = rng.normal(size=(len(pieces), 3))
+        result = geometry.split(pieces, lines, TOL)
+        pieces = pieces if result is None else result[0]
+    functions = rng.normal(size=(len(pieces), 4, 3))
+    functions[0, 2] = functions[0, 1]  # an identical pair ties to the lower index
+    settled, first = geometry.argmax_settled(pieces, functions, TOL)
+    expected = []
+    for p in range(len(pieces)):
+        corners = pieces.vertices[p, : pieces.counts[p]]
+        values = corners @ functions[p, :, :2].T + functions[p, :, 2]  # (corners, m)
+        rivals = [j for j in range(4) if not np.array_equal(functions[p, j], functions[p, first[p]])]
+        margins = [
+            (values[:, first[p]] - values[:, j]) / np.linalg.norm(functions[p, first[p], :2] - functions[p, j, :2])
+            for j in rivals
+        ]
+        expected.append(all((m >= -TOL).all() for m in margins))
+    assert settled.tolist() == expected
+    assert 0 < settled.sum() < len(pieces)  # both kinds occur

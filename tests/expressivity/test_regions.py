@@ -333,3 +333,33 @@ def test_concatenated_branches_give_the_arrangement_of_all_their_lines():
     result = linear_regions(model, plane=PLANE_2D, bounds=(-reach, reach, -reach, reach))
     assert result.count == 1 + 7 + math.comb(7, 2)  # 7 lines in general position
     assert result.max_abs_error < 1e-12
+
+
+def test_the_decision_boundary_skips_only_cells_without_a_tie():
+    # oracle: every cell's corners evaluated (the formula without the disc shortcut); the shortcut
+    # must keep every tied edge, so the segments are the same, in the same order
+    from deepscope.expressivity import _geometry as geometry
+    from deepscope.expressivity.regions import _decision_boundary
+
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+    result = linear_regions(model, plane=PLANE_2D, bounds=(-3.0, 3.0, -3.0, 3.0))
+    pieces = geometry.Pieces(result.vertices, result.vertex_counts)
+    tol = 1e-9 * math.dist((-3.0, -3.0), (3.0, 3.0))
+    functions = result.output_maps.transpose(0, 2, 1)
+    cells, source, winner = geometry.partition_by_argmax(pieces, functions, tol)
+    vertices, counts, f = np.nan_to_num(cells.vertices), cells.counts, functions[source]
+    outputs = np.einsum("cmk,cok->cmo", vertices, f[:, :, :2]) + f[:, None, :, 2]
+    best = np.take_along_axis(outputs, winner[:, None, None], axis=2)[:, :, 0]
+    scale = 1e-7 * (1.0 + np.abs(outputs).max(axis=(1, 2)))
+    tied = (np.abs(best[:, :, None] - outputs) <= scale[:, None, None]) & (
+        np.arange(4)[None, None, :] > winner[:, None, None]
+    )
+    index = np.arange(vertices.shape[1])[None, :]
+    following = (index + 1) % counts[:, None]
+    edge = (index < counts[:, None]) & (tied & np.take_along_axis(tied, following[:, :, None], axis=1)).any(axis=2)
+    cell, corner = np.nonzero(edge)
+    ends = np.take_along_axis(vertices, following[:, :, None], axis=1)
+    expected = np.stack([vertices[cell, corner], ends[cell, corner]], axis=1)
+    got = _decision_boundary(pieces, result.output_maps, tol)
+    assert len(expected) > 5 and np.array_equal(got, expected)
