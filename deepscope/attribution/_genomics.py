@@ -17,6 +17,10 @@ block (see :func:`deepscope.attribution.report_section.build_attribution_section
    (``planted_motifs``), the seqlets' precision and recall against those sites
    (:func:`~deepscope.attribution.seqlets.motif_recovery`).
 
+ISM and DeepLIFT-SHAP take ``max_batch``, the rows per model call, which the report section derives
+from the memory budget as for every other attribution block
+(:func:`deepscope.attribution._report_cost.max_batch`): the values do not depend on it.
+
 Every block explains the predicted class of each sequence, as the rest of the section does. This
 module computes; it returns :class:`GenomicsBlock` values (text, a matplotlib figure, table rows,
 results) that the report section turns into blocks, and it never imports the report layer.
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from deepscope._inputs import batch_length, slice_rows
+from deepscope.attribution._prepare import DEFAULT_MAX_BATCH
 from deepscope.attribution.deep_lift_shap import deep_lift_shap
 from deepscope.attribution.ism import ism
 from deepscope.attribution.logos import attribution_logo
@@ -109,9 +114,12 @@ def sites(mask: torch.Tensor | None) -> tuple[torch.Tensor, int] | None:
     return starts, length
 
 
-def ism_block(model: Any, x: torch.Tensor, output_fn: Any, logos: int) -> GenomicsBlock:
-    """ISM of ``x`` and the logos of its first ``logos`` sequences (observed base = position importance)."""
-    result = ism(model, x, None, output_fn=output_fn)
+def ism_block(
+    model: Any, x: torch.Tensor, output_fn: Any, logos: int, max_batch: int = DEFAULT_MAX_BATCH
+) -> GenomicsBlock:
+    """ISM of ``x`` (``max_batch`` mutated rows per call) and the logos of its first ``logos`` sequences
+    (observed base = position importance)."""
+    result = ism(model, x, None, output_fn=output_fn, max_batch=max_batch)
     importance = result.diagnostics["position_importance"]
     figure = _logos(importance.unsqueeze(1) * x, result.target, logos, "ISM")
     text = (
@@ -121,7 +129,7 @@ def ism_block(model: Any, x: torch.Tensor, output_fn: Any, logos: int) -> Genomi
     )
     return GenomicsBlock(
         text,
-        {"genomics_ism": {"sequences": len(x), "forward_passes": result.model_evaluations}},
+        {"genomics_ism": {"sequences": len(x), "forward_passes": result.model_evaluations, "max_batch": max_batch}},
         sentence=f"ISM logos of {min(len(x), logos)} sequences",
         figure=figure,
         caption="ISM attribution logos of the first test sequences.",
@@ -130,9 +138,12 @@ def ism_block(model: Any, x: torch.Tensor, output_fn: Any, logos: int) -> Genomi
     )
 
 
-def shap_block(model: Any, x: torch.Tensor, output_fn: Any, logos: int, n_shuffles: int) -> GenomicsBlock:
-    """DeepLIFT-SHAP of ``x`` against ``n_shuffles`` dinucleotide shuffles; raises DeepscopeError when it cannot apply."""
-    result = deep_lift_shap(model, x, None, n_shuffles=n_shuffles, output_fn=output_fn)
+def shap_block(
+    model: Any, x: torch.Tensor, output_fn: Any, logos: int, n_shuffles: int, max_batch: int = DEFAULT_MAX_BATCH
+) -> GenomicsBlock:
+    """DeepLIFT-SHAP of ``x`` against ``n_shuffles`` dinucleotide shuffles (``max_batch`` reference rows per
+    call); raises DeepscopeError when it cannot apply."""
+    result = deep_lift_shap(model, x, None, n_shuffles=n_shuffles, output_fn=output_fn, max_batch=max_batch)
     figure = _logos(result.values * x, result.target, logos, "DeepLIFT-SHAP")
     worst = float(result.diagnostics["completeness_error"].max())
     text = (
@@ -142,7 +153,14 @@ def shap_block(model: Any, x: torch.Tensor, output_fn: Any, logos: int, n_shuffl
     )
     return GenomicsBlock(
         text,
-        {"genomics_deep_lift_shap": {"sequences": len(x), "n_shuffles": n_shuffles, "completeness_error": worst}},
+        {
+            "genomics_deep_lift_shap": {
+                "sequences": len(x),
+                "n_shuffles": n_shuffles,
+                "completeness_error": worst,
+                "max_batch": max_batch,
+            }
+        },
         sentence="DeepLIFT-SHAP logos",
         figure=figure,
         caption="DeepLIFT-SHAP attribution logos (observed bases).",

@@ -43,6 +43,7 @@ __all__ = [
     "estimate_chunked",
     "fitted_axioms",
     "fitted_options",
+    "fitted_sequences",
     "timed",
     "CHUNK_BYTES",
     "forward_ratio",
@@ -169,6 +170,18 @@ def fitted_options(
     calls = {"calls_per_unit": count / chunk, "fixed_calls": 1.0}  # the last chunk is a call of its own
     steps = fit_count(context, options["max_steps"], count, minimum=16, share=share, **calls)
     return {**options, "max_steps": steps}
+
+
+def fitted_sequences(
+    context: Any, wanted: int, passes_per_sequence: float, rows_per_sequence: float, chunk: int
+) -> int:
+    """Sequences (at most ``wanted``, at least one) whose passes and chunked calls fit one block budget.
+
+    The genomics blocks (ISM: ``3L + 1`` rows per sequence; DeepLIFT-SHAP: ``K + 1``) run their rows in
+    chunks of ``chunk`` (:func:`max_batch`), one call each, plus the last partial chunk.
+    """
+    calls = {"calls_per_unit": rows_per_sequence / max(chunk, 1), "fixed_calls": 1.0}
+    return fit_count(context, wanted, passes_per_sequence, minimum=1, **calls)
 
 
 def axiom_passes(name: str, inputs: Any, options: dict[str, Any], ratio: float) -> float:

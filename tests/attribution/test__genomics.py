@@ -148,3 +148,47 @@ def test_parts_on_an_untrained_basset_with_an_n_column():
     # without planted sites the seqlet window is TF-MoDISco's 21 bases (L // 5 = 24 > 21) with flank 10
     assert (parts[2].results["seqlets"]["window"], parts[2].results["seqlets"]["flank"]) == (21, 10)
     assert parts[3].cost["not_applicable"]
+
+
+def test_a_tiny_memory_budget_shrinks_the_genomics_chunks_and_leaves_the_values(monkeypatch):
+    # oracle: the same blocks under the default budget; the chunk size only splits the rows of each
+    # call, so ISM and DeepLIFT-SHAP values agree to float32 rounding of differently batched convolutions
+    import deepscope.attribution._genomics as genomics
+    from deepscope.attribution import _report_cost as cost_model
+    from deepscope.attribution._prepare import DEFAULT_MAX_BATCH
+    from deepscope.report.cost import PassCost
+
+    fixture = make_fixture("sequence")
+    calls = {"ism": [], "deep_lift_shap": []}
+    values = {"ism": [], "deep_lift_shap": []}
+
+    def spy(name, original, read):
+        def wrapped(*args, **kwargs):
+            calls[name].append(kwargs["max_batch"])
+            result = original(*args, **kwargs)
+            values[name].append(read(result))
+            return result
+
+        return wrapped
+
+    monkeypatch.setattr(genomics, "ism", spy("ism", genomics.ism, lambda r: r.values))
+    monkeypatch.setattr(genomics, "deep_lift_shap", spy("deep_lift_shap", genomics.deep_lift_shap, lambda r: r.values))
+
+    def run():
+        context = AuditContext(problem=fixture.problem())
+        context.cache["report.pass_cost"] = PassCost(1e-6, 0.5e-6, 10, 8)  # every sequence fits: same inputs
+        return _genomics_parts(context, None)
+
+    default = run()
+    saved = cost_model.example_bytes(fixture.model, fixture.problem().tensors("train", max_samples=1)[0])
+    default_batch = min(cost_model.CHUNK_BYTES // saved, DEFAULT_MAX_BATCH)  # 256 MB: the 4096-row cap
+    assert default_batch > 3
+    monkeypatch.setattr(cost_model, "CHUNK_BYTES", 3 * saved)  # room for three examples' saved activations
+    tiny = run()
+    assert calls["ism"] == calls["deep_lift_shap"] == [default_batch, 3]
+    assert tiny[0].results["genomics_ism"]["max_batch"] == tiny[1].results["genomics_deep_lift_shap"]["max_batch"] == 3
+    for name in ("ism", "deep_lift_shap"):
+        before, after = values[name]
+        assert before.shape == after.shape
+        torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)
+    assert default[0].results["genomics_ism"]["sequences"] == tiny[0].results["genomics_ism"]["sequences"]

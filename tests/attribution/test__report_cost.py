@@ -87,3 +87,14 @@ def test_timed_records_seconds_next_to_the_estimate_even_on_error():
     with pytest.raises(ValueError):
         cost_model.timed(costs, found, lambda: int("x"))
     assert [c["block"] for c in costs] == ["block", "block"] and all(c["seconds"] >= 0 for c in costs)
+
+
+def test_fitted_sequences_price_each_chunk_as_a_call():
+    # oracle, by hand: 20 s block; per sequence 61 rows x 0.25 (forward ratio) x 0.01 s = 0.1525 s plus
+    # 61/4 calls of 0.02 s = 0.305 s, and one call for the last partial chunk: (20 - 0.02) / 0.4575 = 43.67
+    context = _context(0.01)
+    context.cache["report.pass_cost"] = PassCost(0.01, 0.0025, 10, 8, call_seconds=0.02)
+    assert cost_model.fitted_sequences(context, 100, 61 * 0.25, 61, chunk=4) == 43
+    # without call overhead only the passes count: 20 / 0.1525 = 131.1, capped at the 100 wanted
+    assert cost_model.fitted_sequences(_context(0.01), 100, 61 * 0.25, 61, chunk=4) == 100
+    assert cost_model.fitted_sequences(context, 100, 1e6, 61, chunk=4) == 1  # at least one sequence
