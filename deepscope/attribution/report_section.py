@@ -248,15 +248,16 @@ def _genomics_parts(context: AuditContext, output_fn: Any) -> list[Part]:
     def ism_part() -> Part:
         unit = pass_cost(context)
         ratio = unit.forward_seconds / max(unit.seconds, 1e-12)  # ISM runs forward passes only
-        count = fit_count(context, len(x), (3 * x.shape[-1] + 1) * ratio, minimum=1)
-        found["ism"] = genomics.ism_block(model, x[:count], output_fn, budget["logos"])
+        rows, chunk = 3 * x.shape[-1] + 1, cost_model.max_batch(context, x, output_fn)  # activations < CHUNK_BYTES
+        count = cost_model.fitted_sequences(context, len(x), rows * ratio, rows, chunk)
+        found["ism"] = genomics.ism_block(model, x[:count], output_fn, budget["logos"], max_batch=chunk)
         return _genomics_part(found["ism"], passes=found["ism"].passes * ratio)
 
     def shap_part() -> Part:
-        k = budget["n_shuffles"]
-        count = fit_count(context, len(x), genomics.DEEPLIFT_PASS_FACTOR * (k + 1), minimum=1)
+        k, chunk = budget["n_shuffles"], cost_model.max_batch(context, x, output_fn)  # cached per audit
+        count = cost_model.fitted_sequences(context, len(x), genomics.DEEPLIFT_PASS_FACTOR * (k + 1), k + 1, chunk)
         try:
-            found["deep_lift_shap"] = genomics.shap_block(model, x[:count], output_fn, budget["logos"], k)
+            found["deep_lift_shap"] = genomics.shap_block(model, x[:count], output_fn, budget["logos"], k, chunk)
         except DeepscopeError as error:
             return _not_applicable("DeepLIFT-SHAP logos", str(error))
         return _genomics_part(found["deep_lift_shap"])
