@@ -6,6 +6,8 @@ two-input model (a conv branch and a dense branch concatenated), the same target
 """
 
 import json
+import pathlib
+import re
 import warnings
 
 import pytest
@@ -356,3 +358,22 @@ def test_model_and_inputs_are_untouched(method):
     result = check_model_untouched(method, model, model, (sequence, features), target=0, **options)
     assert isinstance(result, MultiInputAttribution)
     assert torch.equal(sequence, kept[0]) and torch.equal(features, kept[1])
+
+
+# ---------------------------------------------------------------------------------------------- the documentation
+
+DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "attribution.md"
+
+
+def test_the_documented_example_runs_as_written(capsys):
+    section = DOC.read_text(encoding="utf-8").split("## Several inputs", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    namespace: dict = {}
+    exec(compile(code, str(DOC), "exec"), namespace)  # noqa: S102 - our own documentation
+    assert "completeness error (all inputs together) at most" in capsys.readouterr().out
+    assert tuple(namespace["sequence_map"].shape) == (6, 4, 50) and tuple(namespace["track_map"].shape) == (6, 50)
+    # float32 model: DeepLIFT's summation-to-delta to float32 rounding, IG to its tolerance
+    assert float(namespace["dl"].diagnostics["completeness_error"].max()) < 1e-4
+    ig = namespace["ig"]
+    assert bool(ig.diagnostics["converged"].all()) and float(ig.diagnostics["completeness_error"].max()) < 1e-2
+    assert namespace["figure"].axes[0].patches  # the sequence part is drawn as a logo
