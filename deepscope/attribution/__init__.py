@@ -8,6 +8,7 @@ metrics and the leaderboard iterate) and :data:`CLAIMED_AXIOMS` are views of tha
 
 # ruff: noqa: I001 -- the import order below is the registration order, which is the order of METHODS
 from deepscope.attribution._base import Attribution
+from deepscope.attribution._multi_input import MultiInputAttribution
 from deepscope.attribution._registry import RegistryView
 from deepscope.attribution.saliency import saliency
 from deepscope.attribution.input_x_gradient import input_x_gradient
@@ -33,6 +34,7 @@ METHODS = RegistryView("function")
 
 __all__ = [
     "Attribution",
+    "MultiInputAttribution",
     "METHODS",
     "check_axioms",
     "AxiomReport",
