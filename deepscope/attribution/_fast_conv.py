@@ -9,13 +9,15 @@ Two rewrites of an ``nn.Conv1d`` (zero padding) that give the same values up to 
   padding: the discarded outputs are never computed nor differentiated. bpnet-lite's BPNet computes
   its 75-wide profile convolution at all 250 positions of a 250 bp input and keeps 96
   (``[..., trimming:-trimming]``).
-* **layout**: on CPU, a convolution with in_channels/groups · kernel_size ≥ 256 runs as a 2-D
-  convolution over (batch, channels, 1, length) in channels-last memory format. oneDNN's input
-  gradient (the backward pass DeepLIFT needs) is 2-3x faster there for wide kernels: the profile
-  convolution (34 → 2 channels, kernel 75, 160 rows of 250) takes 35 ms forward and backward against
-  105 ms as a 1-D convolution; Basset's 128 → 64, kernel 11 takes 133 ms against 168 ms (one thread,
-  ``time.process_time``). Below 256 (BPNet's 32 → 32, kernel 3 and 4 → 32, kernel 21) the 1-D
-  convolution is as fast or faster, and is kept.
+* **layout**: on CPU, a convolution with few output channels (≤ 16) and a wide fan-in
+  (in_channels/groups · kernel_size ≥ 256) runs as a 2-D convolution over (batch, channels, 1, length)
+  in channels-last memory format. oneDNN's input gradient (the backward pass DeepLIFT needs) is 2-3x
+  faster there: forward and backward over 160 rows of 250 positions, one thread,
+  ``time.process_time``: 34 → 2 channels, kernel 75 (the profile convolution) 35 ms against 105 ms;
+  32 → 2, kernel 21: 13 against 34 ms; 34 → 16, kernel 75: 62 against 123 ms. With more output
+  channels the gain shrinks (128 → 64, kernel 11: 133 against 168 ms, and none measurable over a whole
+  Basset DeepLIFT-SHAP run), and below a fan-in of 256 (BPNet's 32 → 32, kernel 3 and 4 → 32,
+  kernel 21) the 1-D convolution is as fast or faster: those keep it, and their exact float sums.
 
 Both leave the result equal to ``module(z)[..., a:b]`` up to the order of the float sums.
 
@@ -37,11 +39,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["CHANNELS_LAST_MIN_FAN_IN", "conv1d", "is_plain_conv1d", "output_window"]
+__all__ = ["CHANNELS_LAST_MAX_OUT", "CHANNELS_LAST_MIN_FAN_IN", "conv1d", "is_plain_conv1d", "output_window"]
 
-# in_channels/groups · kernel_size from which the channels-last 2-D convolution is used on CPU
-# (measured crossover, see the module docstring)
+# the channels-last 2-D convolution is used on CPU from this fan-in (in_channels/groups · kernel_size)
+# up to this many output channels (measured, see the module docstring)
 CHANNELS_LAST_MIN_FAN_IN = 256
+CHANNELS_LAST_MAX_OUT = 16
 
 
 def is_plain_conv1d(module: nn.Module) -> bool:
@@ -81,7 +84,8 @@ def output_window(index: Any, module: nn.Conv1d, z: torch.Tensor) -> tuple[int, 
 
 def _channels_last(module: nn.Conv1d, z: torch.Tensor) -> bool:
     fan_in = module.in_channels // module.groups * module.kernel_size[0]
-    return z.device.type == "cpu" and z.dim() == 3 and fan_in >= CHANNELS_LAST_MIN_FAN_IN
+    narrow = module.out_channels <= CHANNELS_LAST_MAX_OUT
+    return z.device.type == "cpu" and z.dim() == 3 and narrow and fan_in >= CHANNELS_LAST_MIN_FAN_IN
 
 
 def conv1d(module: nn.Conv1d, z: torch.Tensor, window: tuple[int, int] | None = None) -> torch.Tensor:

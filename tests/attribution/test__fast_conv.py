@@ -8,7 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from deepscope.attribution._fast_conv import CHANNELS_LAST_MIN_FAN_IN, conv1d, is_plain_conv1d, output_window
+from deepscope.attribution._fast_conv import (
+    CHANNELS_LAST_MAX_OUT,
+    CHANNELS_LAST_MIN_FAN_IN,
+    _channels_last,
+    conv1d,
+    is_plain_conv1d,
+    output_window,
+)
 
 # Tolerance: float64, the same products summed in another order (a window, a 2-D kernel); the values are
 # O(10) with ~40-2000 terms each, so rounding differences are ~1e-14; 1e-11 leaves room for nothing else.
@@ -52,6 +59,7 @@ def test_channels_last_keeps_values_gradients_groups_and_the_usual_layout():
     for groups, (stride, dilation, padding) in itertools.product((1, 2), ((1, 1, 0), (2, 3, 5))):
         module = _conv(8, 4, fan_in * groups // 8, stride=stride, dilation=dilation, padding=padding, groups=groups)
         z = torch.randn(3, 8, 300, dtype=torch.float64, requires_grad=True)
+        assert _channels_last(module, z)
         got = conv1d(module, z)
         assert got.is_contiguous()  # a later .view() works as on module(z)
         torch.testing.assert_close(got, module(z), **_CLOSE)
@@ -76,6 +84,14 @@ def test_channels_last_keeps_values_gradients_groups_and_the_usual_layout():
 def test_other_indices_are_not_windows(index):
     module = _conv(3, 2, 5)
     assert output_window(index, module, torch.zeros(2, 3, 20, dtype=torch.float64)) is None
+
+
+def test_the_layout_is_changed_only_for_few_outputs_and_a_wide_fan_in():
+    z = torch.zeros(2, 32, 50)
+    assert _channels_last(nn.Conv1d(32, 2, CHANNELS_LAST_MIN_FAN_IN // 32), z)
+    assert not _channels_last(nn.Conv1d(32, 2, CHANNELS_LAST_MIN_FAN_IN // 32 - 1), z)
+    assert not _channels_last(nn.Conv1d(32, CHANNELS_LAST_MAX_OUT + 1, 75), z)
+    assert not _channels_last(nn.Conv1d(32, 2, 75), z[0])  # unbatched
 
 
 def test_only_plain_zero_padded_convolutions_are_rewritten():
