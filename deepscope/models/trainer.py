@@ -37,7 +37,7 @@ from deepscope._finite import describe_nonfinite, nonfinite_tensors
 from deepscope._forward import first_forward
 from deepscope._outputs import OutputFn, check_output_fn, select_output
 from deepscope._validation import check_float, check_int, check_seed
-from deepscope.errors import DataError, DeepscopeError, UnsupportedModelError, invalid_parameter
+from deepscope.errors import DataError, DeepscopeError, invalid_parameter
 from deepscope.models._train_data import check_split, on_device, scores, unpack
 from deepscope.models.history import TrainingHistory, TrainingRun
 from deepscope.problem import resolve_loss
@@ -121,7 +121,9 @@ def train(
         seed: seeds the shuffling generator and Dropout; same seed => bit-identical result on CPU.
         loss: a loss name or callable; default "cross_entropy" for classification, "mse" for regression.
         monitor: an object with ``attach(model, loss_fn)``, ``step(loss=, lr=, inputs=, targets=)``
-            and ``result()`` (e.g. ``deepscope.dynamics.Monitor``), called around every optimizer step.
+            and ``result()`` (e.g. ``deepscope.dynamics.Monitor``), called around every optimizer step;
+            with ``output_fn`` it is attached as ``attach(model, loss_fn, output_fn)``, so its sharpness and
+            noise scale read the same scores as the training loss.
         progress: show a tqdm progress bar (on stderr).
         device: where to train; defaults to the model's device.
         stop_loss: the stop rule of Jiang et al. (2020): stop at the end of the first epoch whose
@@ -144,7 +146,6 @@ def train(
             statistics); "eval" runs them in eval semantics, as analyses under ``model_guard`` do.
         output_fn: picks the scores from a model that returns a tuple, dict or ``ModelOutput``
             (``lambda out: out["logits"]``), as :class:`deepscope.Problem` does; None: the output itself.
-            Not with ``monitor``, whose measurements read the model's own output.
 
     Returns:
         A :class:`TrainingRun` with the trained copy (eval mode), its initial ``state_dict`` and
@@ -181,11 +182,6 @@ def train(
     if mode not in MODES:
         raise invalid_parameter("mode", "train", "'train' or 'eval'", mode)
     check_output_fn(output_fn, "train")
-    if monitor is not None and output_fn is not None:  # its sharpness and noise scale read the raw output
-        raise UnsupportedModelError(
-            "train: a monitor measures the model's own output and takes no output_fn; with output_fn, wrap the "
-            "model so that it returns the scores (e.g. a module whose forward returns model(x).logits)."
-        )
 
     x_train, y_train, x_test, y_test, task = unpack(dataset)
     if loss in ("cross_entropy", "nll"):
@@ -223,8 +219,10 @@ def train(
         init_state = {k: v.detach().clone() for k, v in trained.state_dict().items()}
         _probe(trained, loss_fn, x_train, y_train, x_test, y_test, classify, target_device, dtype, output_fn)
         opt = _make_optimizer(optimizer, params, lr, weight_decay, momentum)
-        if monitor is not None:
+        if monitor is not None and output_fn is None:
             monitor.attach(trained, loss_fn)
+        elif monitor is not None:  # the monitor's sharpness and noise scale read the scores output_fn picks
+            monitor.attach(trained, loss_fn, output_fn)
         curves: dict[str, list[Any]] = {
             k: [] for k in ("epoch", "train_loss", "test_loss", "train_accuracy", "test_accuracy")
         }

@@ -371,11 +371,19 @@ def test_a_dict_output_without_output_fn_says_to_pass_it():
         train(fixture.model, data, epochs=1, output_fn="logits")
 
 
-def test_output_fn_with_a_monitor_is_refused_with_the_way_out():
+def test_a_monitor_reads_the_scores_output_fn_picks():
+    # oracle: the plain network trained and monitored with the same seed; the dict-output wrapper computes
+    # the same function, so the Monitor's records (sharpness, noise scale included) are bit-identical
     from deepscope.dynamics import Monitor
 
     fixture, data = fixture_data()
-    with pytest.raises(DeepscopeError, match="wrap the model"):
-        train(
-            _Wrapped(fixture.model, True, False), data, epochs=1, monitor=Monitor(), output_fn=lambda out: out["logits"]
-        )
+    plain = train(_Wrapped(fixture.model, False, False), data, epochs=1, batch_size=5, seed=3, monitor=Monitor(every=2))
+    pick = lambda out: out["logits"]  # noqa: E731
+    monitor = Monitor(every=2)
+    run = train(
+        _Wrapped(fixture.model, True, False), data, epochs=1, batch_size=5, seed=3, monitor=monitor, output_fn=pick
+    )
+    assert monitor.output_fn is pick
+    ours, expected = run.monitor.to_dict(), plain.monitor.to_dict()
+    assert ours["measured_step"] == expected["measured_step"] and len(ours["sharpness"]) >= 2
+    assert ours == expected
