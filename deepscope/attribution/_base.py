@@ -6,7 +6,11 @@ Every method has the call shape ``method(model, inputs, target=None, *, baseline
   caller's tensor is never modified (methods work on a copy, also with in-place layers). Token
   ids and dicts of tensors (``model(**inputs)``) go to the layer methods
   (``layer_integrated_gradients``, ``layer_gradient_x_activation``, ``attn_lrp``) and ``occlusion``;
-  their ``values`` are per token ``(batch, tokens)``. The others refuse them, naming these.
+  their ``values`` are per token ``(batch, tokens)``. The others refuse them, naming these. A
+  tuple of float tensors ``(x1, x2, ...)`` is a model with several inputs, ``model(x1, x2, ...)``:
+  saliency, input_x_gradient, integrated_gradients, deeplift and deep_lift_shap take it and return
+  a :class:`~deepscope.attribution._multi_input.MultiInputAttribution` (one tensor of values per
+  input, diagnostics over all inputs together); the others refuse it, naming these.
 * ``target`` (as in Captum): ``None`` (the predicted class of each example), an int (the same class
   for every example), or one class per example — a list of ``batch`` ints or a 1-D tensor of
   ``batch`` ints. Several targets per example need an explicit 2-D form: a tensor or nested list

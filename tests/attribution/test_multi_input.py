@@ -18,8 +18,10 @@ from torch import nn
 from deepscope.attribution import (
     deep_lift_shap,
     deeplift,
+    expected_gradients,
     input_x_gradient,
     integrated_gradients,
+    ism,
     lrp,
     occlusion,
     saliency,
@@ -269,6 +271,16 @@ def test_result_part_rows_summary_json_and_plot(two_inputs):
         result.part(2)
 
 
+@pytest.mark.parametrize("method", [integrated_gradients, deeplift, deep_lift_shap])
+def test_chunks_of_one_row_give_the_same_values(two_inputs, method):
+    model, inputs = two_inputs
+    options = {"steps": 8} if method is integrated_gradients else {}
+    whole = method(model, inputs, target=TARGETS, **options)
+    chunked = method(model, inputs, target=TARGETS, max_batch=1, **options)
+    for one, other in zip(whole.values, chunked.values, strict=True):
+        torch.testing.assert_close(one, other, rtol=1e-10, atol=1e-13)  # float64: batching order only
+
+
 def test_extra_fixed_arguments_follow_the_inputs(two_inputs):
     model, inputs = two_inputs
 
@@ -316,10 +328,10 @@ def test_mismatched_batch_lengths_are_refused(two_inputs):
 
 def test_methods_without_several_inputs_refuse_a_tuple_naming_those_that_take_it(two_inputs):
     model, inputs = two_inputs
-    for method in (occlusion, smoothgrad, lrp):
+    for method in (occlusion, smoothgrad, lrp, ism, expected_gradients):
         with pytest.raises(InvalidParameterError, match="taken as a tuple by saliency, input_x_gradient") as caught:
             method(model, inputs, target=0)
-        assert "\n" not in str(caught.value)
+        assert "\n" not in str(caught.value) and "a tuple of 2 (Tensor of shape (4, 4, 10)" in str(caught.value)
 
 
 def test_bad_elements_and_baselines_are_refused_by_name(two_inputs):
