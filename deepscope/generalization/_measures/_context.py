@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from deepscope._inputs import Inputs, batch_length, slice_rows
+from deepscope._inputs import Inputs, batch_length, rows, slice_rows
 from deepscope.errors import UnsupportedModelError
-from deepscope.generalization._measures._cost import chunk_size
+from deepscope.generalization._measures._cost import CACHE_BUDGET, balanced_bounds, chunk_size
 from deepscope.generalization._measures._folding import FoldedLayer, LayerStructure, discover_layers, fold_layers
 
 if TYPE_CHECKING:
@@ -76,6 +76,29 @@ class MeasureContext:
         for start in range(0, stop, size):
             end = min(stop, start + size)
             yield slice_rows(self.x, start, end), self.y[start:end]
+
+    def search_bounds(self, cap: int = 1024, size: int | None = None) -> list[tuple[int, int]]:
+        """Equal chunks ``[start, end)`` of the subset for the sharpness searches' passes.
+
+        At most ``size`` examples each, or (``None``) as many as keep a chunk's activations within
+        :data:`~deepscope.generalization._measures._cost.CACHE_BUDGET` (at most ``cap``).
+        """
+        if size is None:
+            size = chunk_size(self.structure.activation_bytes, budget=CACHE_BUDGET, cap=cap)
+        return balanced_bounds(self.n, size)
+
+    def margin_order(self) -> torch.Tensor:
+        """Example indices by increasing clean margin (cached): the examples noise flips first come first."""
+        if "margin_order" not in self.cache:
+            self.cache["margin_order"] = torch.argsort(self.margins(), stable=True)
+        return self.cache["margin_order"]
+
+    def correct(self, params: dict[str, torch.Tensor], index: torch.Tensor) -> torch.Tensor:
+        """Whether the model with ``params`` classifies the examples at ``index`` right (no grad; counted)."""
+        with torch.no_grad():
+            outputs = self.problem.forward(params, rows(self.x, index))
+        self.forward_passes += len(index)
+        return outputs.argmax(dim=-1) == self.y[index.to(self.y.device)]
 
     @property
     def depth(self) -> int:

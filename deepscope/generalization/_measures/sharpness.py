@@ -23,10 +23,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 
 import torch
 
+from deepscope._inputs import slice_rows
 from deepscope.generalization._measures._context import MeasureContext, MeasureValue
+from deepscope.generalization._measures._cost import MEMORY_BUDGET
 
 __all__ = ["SharpnessSearch", "pac_bayes_sigma", "worst_case_sharpness", "sharpness_measures"]
 
@@ -100,32 +103,89 @@ def _bisect(drop_at, low: float, high: float, steps: int) -> tuple[float, float,
     return (*best, False, high)
 
 
+def _drops(
+    ctx: MeasureContext,
+    base: float,
+    samples: int,
+    draw: Callable[[bool], dict[str, torch.Tensor]],
+    bounds: list[tuple[int, int]],
+    *,
+    early_rejection: bool = True,
+) -> list[float] | None:
+    """Accuracy drops ``base − acc_i`` of ``samples`` weight draws, or None once their mean surely exceeds 0.1.
+
+    ``draw(build)`` makes the next draw's parameters; ``draw(False)`` only consumes its random
+    numbers, so every evaluation consumes the generator in full and the draws of later
+    evaluations do not depend on where this one stopped. As many draws as the memory budget allows
+    are held at once and evaluated chunk by chunk (``bounds``), the examples in order of increasing
+    clean margin (those noise flips first come first). After each chunk of a draw with ``c_i``
+    of its ``s_i`` examples seen correct, ``drop_i ≥ base − (c_i + n − s_i)/n`` (the unseen
+    examples at best all right; a draw not begun: ``drop_i ≥ base − 1``), so the radius is rejected
+    as soon as ``Σ_i (base − (c_i + n − s_i)/n) > 0.1 · samples``: the same decision as the full
+    evaluation, whose mean is at least that bound. An accepted radius is always evaluated in full,
+    so its reported drops are those of every example of every draw.
+    """
+    n = ctx.n
+    order = ctx.margin_order()
+    param_bytes = sum(p.numel() * p.element_size() for p in ctx.params.values())
+    group = max(1, min(samples, MEMORY_BUDGET // max(param_bytes, 1)))
+    limit = samples * (_TARGET_DROP + 1e-12)  # the slack covers the rounding of the bound's float sum
+    hits: list[list[torch.Tensor]] = [[] for _ in range(samples)]
+    wrong = 0  # examples seen misclassified, over all draws
+    rejected = False
+    for first in range(0, samples, group):
+        held = [draw(not rejected) for _ in range(first, min(samples, first + group))]
+        if rejected:
+            continue
+        for start, end in bounds:
+            index = order[start:end]
+            for offset, params in enumerate(held):
+                hit = ctx.correct(params, index)
+                hits[first + offset].append(hit)
+                wrong += len(index) - int(hit.sum())
+                if early_rejection and samples * base - (samples * n - wrong) / n > limit:
+                    rejected = True
+                    break
+            if rejected:
+                break
+    if rejected:
+        return None
+    # the mean of the 0/1 hits is exact in float64 whatever their order (integer sum, one division)
+    return [base - float(torch.cat(pieces).double().mean()) for pieces in hits]
+
+
 def pac_bayes_sigma(
-    ctx: MeasureContext, *, magnitude_aware: bool = False, samples: int = 8, steps: int = 10
+    ctx: MeasureContext,
+    *,
+    magnitude_aware: bool = False,
+    samples: int = 8,
+    steps: int = 10,
+    chunk: int | None = None,
+    early_rejection: bool = True,
 ) -> SharpnessSearch:
-    """σ (or σ' when ``magnitude_aware``): largest Gaussian noise that costs <= 0.1 train accuracy."""
+    """σ (or σ' when ``magnitude_aware``): largest Gaussian noise that costs <= 0.1 train accuracy.
+
+    ``chunk``: examples per forward pass (None: a cache-sized chunk, see ``_cost``).
+    ``early_rejection=False`` evaluates every draw of every radius in full (the same search, more
+    passes: the reference of the tests).
+    """
     start = ctx.forward_passes
     base = ctx.accuracy()
     generator = torch.Generator(device="cpu").manual_seed(ctx.seed)
+    bounds = ctx.search_bounds(size=chunk)
 
     def drop_at(sigma: float) -> tuple[float, float]:
-        drops: list[float] = []
-        rejected = False
-        for _ in range(samples):
+        def draw(build: bool) -> dict[str, torch.Tensor]:
             noisy = {}
             for name, w in ctx.params.items():
                 z = torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device)
-                if not rejected:  # the draw is made anyway: later draws stay those of the full search
+                if build:  # the draw is made anyway: later draws stay those of the full search
                     scale = torch.sqrt(sigma**2 * w**2 + _EPSILON**2) if magnitude_aware else sigma
                     noisy[name] = w + scale * z
-            if rejected:
-                continue
-            drops.append(base - ctx.accuracy(noisy))
-            # the drops still to come are >= base - 1: once even that cannot bring the mean back to
-            # 0.1, the radius is rejected without evaluating them (same decision, fewer passes)
-            if (sum(drops) + (samples - len(drops)) * (base - 1.0)) / samples > _TARGET_DROP + 1e-12:
-                rejected = True
-        if rejected:
+            return noisy
+
+        drops = _drops(ctx, base, samples, draw, bounds, early_rejection=early_rejection)
+        if drops is None:
             return math.inf, math.nan  # a rejected radius: its drop is never reported
         values = torch.tensor(drops, dtype=torch.float64)
         return float(values.mean()), float(values.std() / math.sqrt(samples)) if samples > 1 else 0.0
@@ -135,32 +195,39 @@ def pac_bayes_sigma(
 
 
 def worst_case_sharpness(
-    ctx: MeasureContext, *, ascent_steps: int = 5, steps: int = 10, chunk: int | None = None
+    ctx: MeasureContext,
+    *,
+    ascent_steps: int = 5,
+    steps: int = 10,
+    chunk: int | None = None,
+    early_rejection: bool = True,
 ) -> SharpnessSearch:
     """α: largest box radius where projected sign-gradient ascent costs <= 0.1 train accuracy.
 
     Each ascent step needs the gradient of the mean training loss at ``w + u``; it is summed over
-    chunks of examples (``chunk`` defaults to what the memory budget allows for a backward pass,
-    about 3 × the activation bytes per example), weighted by their share of the subset, so the
-    memory does not grow with the number of examples.
+    equal chunks of at most ``chunk`` examples (None: a cache-sized chunk, see ``_cost``), weighted
+    by their share of the subset, so the memory does not grow with the number of examples. The
+    accuracy at the end of the ascent is evaluated chunk by chunk and stops once the drop surely
+    exceeds 0.1 (``early_rejection``; see :func:`_drops`).
     """
     start, start_backward = ctx.forward_passes, ctx.backward_passes
     base = ctx.accuracy()
     generator = torch.Generator(device="cpu").manual_seed(ctx.seed + 1)
     names = list(ctx.params)
-    size = chunk if chunk is not None else ctx.chunk(3 * ctx.structure.activation_bytes, cap=2048)
+    ascent_bounds = ctx.search_bounds(cap=2048, size=chunk)
+    bounds = ctx.search_bounds(size=chunk)
     n = ctx.n
 
     def loss_gradient(u: dict[str, torch.Tensor]) -> list[torch.Tensor | None]:
-        leaves = {k: u[k].clone().requires_grad_(True) for k in names}
+        leaves = [u[k].clone().requires_grad_(True) for k in names]
         total: list[torch.Tensor | None] = [None] * len(names)
-        for x, y in ctx.chunks(size):
+        for first, end in ascent_bounds:
+            x, y = slice_rows(ctx.x, first, end), ctx.y[first:end]
             with torch.enable_grad():
-                loss = ctx.problem.criterion(ctx.problem.forward({k: ctx.params[k] + leaves[k] for k in names}, x), y)
+                perturbed = {k: ctx.params[k] + leaf for k, leaf in zip(names, leaves, strict=True)}
+                loss = ctx.problem.criterion(ctx.problem.forward(perturbed, x), y)
                 weight = len(y) / n
-                grads = torch.autograd.grad(
-                    loss * weight if weight != 1 else loss, list(leaves.values()), allow_unused=True
-                )
+                grads = torch.autograd.grad(loss * weight if weight != 1 else loss, leaves, allow_unused=True)
             total = [g if t is None else (t if g is None else t + g) for t, g in zip(total, grads, strict=True)]
         ctx.forward_passes += n
         ctx.backward_passes += n
@@ -175,7 +242,9 @@ def worst_case_sharpness(
             for k, g in zip(names, loss_gradient(u), strict=True):
                 if g is not None:
                     u[k] = (u[k] + 0.5 * alpha * g.sign()).clamp(-alpha, alpha).detach()
-        return base - ctx.accuracy({k: ctx.params[k] + u[k] for k in names}), 0.0
+        perturbed = {k: ctx.params[k] + u[k] for k in names}
+        drops = _drops(ctx, base, 1, lambda build: perturbed, bounds, early_rejection=early_rejection)
+        return (math.inf, math.nan) if drops is None else (drops[0], 0.0)
 
     radius, drop, error, capped, upper = _bisect(drop_at, 0.0, 1e-3, steps)
     return SharpnessSearch(

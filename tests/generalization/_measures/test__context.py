@@ -101,3 +101,16 @@ class _Scale(nn.Module):
 def test_a_model_without_linear_or_conv_layers_is_refused():
     with pytest.raises(UnsupportedModelError, match="no Linear or Conv layer"):
         build_context(Problem(_Scale(), (X, torch.tensor([0, 1, 0, 1, 0]))), max_samples=None, seed=0)
+
+
+def test_margin_order_correct_and_search_bounds_by_hand():
+    ctx = build_context(Problem(_model(), (X, Y)), max_samples=None, seed=0)
+    # margins [1.5, 2.5, 2.5, -0.5, 0.5]: increasing, ties in index order (stable sort)
+    assert ctx.margin_order().tolist() == [3, 4, 0, 1, 2]
+    passes = ctx.forward_passes
+    hits = ctx.correct(ctx.params, torch.tensor([3, 0, 4]))
+    assert hits.tolist() == [False, True, True] and ctx.forward_passes == passes + 3  # example 3 is the miss
+    negated = {name: -value for name, value in ctx.params.items()}
+    assert not ctx.correct(negated, torch.arange(5)).any()  # as in the accuracy test: never the label
+    assert ctx.search_bounds(size=2) == [(0, 1), (1, 3), (3, 5)]  # 3 equal chunks, not 2 + 2 + 1
+    assert ctx.search_bounds() == [(0, 5)]  # a few bytes of activations per example: one chunk

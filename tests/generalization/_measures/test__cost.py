@@ -1,6 +1,12 @@
 """Oracles: the chunk size and the predicted pass counts by hand."""
 
-from deepscope.generalization._measures._cost import MEMORY_BUDGET, chunk_size, predicted_passes
+from deepscope.generalization._measures._cost import (
+    CACHE_BUDGET,
+    MEMORY_BUDGET,
+    balanced_bounds,
+    chunk_size,
+    predicted_passes,
+)
 
 
 def test_chunk_size_fits_the_budget():
@@ -23,3 +29,21 @@ def test_sharpness_predictions_grow_with_the_work():
     small = predicted_passes("sharpness", samples=2, steps=3, ascent_steps=5)
     large = predicted_passes("sharpness", samples=8, steps=10, ascent_steps=5)
     assert large > small > 0
+
+
+def test_balanced_bounds_cover_the_examples_in_equal_chunks():
+    assert balanced_bounds(10, 4) == [(0, 3), (3, 6), (6, 10)]  # ⌈10/4⌉ = 3 chunks of 3-4, not 4 + 4 + 2
+    assert balanced_bounds(1347, 286) == [(0, 269), (269, 538), (538, 808), (808, 1077), (1077, 1347)]
+    assert balanced_bounds(5, 100) == [(0, 5)] and balanced_bounds(0, 5) == []
+    for n, size in [(1, 1), (7, 3), (100, 7), (1000, 1000)]:
+        bounds = balanced_bounds(n, size)
+        assert bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))  # contiguous
+        lengths = [end - start for start, end in bounds]
+        assert max(lengths) <= size and max(lengths) - min(lengths) <= 1
+
+
+def test_the_cache_budget_sizes_the_typical_cnn_chunk():
+    # 58,624 activation bytes per example (the digits CNN): 16 MiB hold 286 examples
+    assert CACHE_BUDGET == 16 * 2**20
+    assert chunk_size(58_624, budget=CACHE_BUDGET) == 286

@@ -6,6 +6,7 @@ labelled 0 (all correct). Noise flips every prediction at once when ``u1 − u2 
 * worst case in the box |u_i| ≤ α: the adversary sets u1 = −α, u2 = +α ⇒ flips iff α > Δ/2.
 """
 
+import dataclasses
 import math
 
 import pytest
@@ -66,12 +67,15 @@ def test_bisection_finds_the_threshold_from_either_side(start):
 
 
 def _naive_pac_bayes_sigma(ctx, *, magnitude_aware=False, samples=8, steps=10):
-    """The search without early rejection: every draw of every radius is evaluated (the oracle)."""
+    """The search without early rejection: every draw of every radius is evaluated in one batch (the
+    oracle). Also returns the passes that rejection after each whole draw (the rule before chunked
+    rejection: stop once even perfect accuracy on the draws left cannot bring the mean back to 0.1)
+    would have spent."""
     from deepscope.generalization._measures.sharpness import _EPSILON, _bisect
 
     base = float((ctx.problem.forward(ctx.params, ctx.x).argmax(-1) == ctx.y).double().mean())
     generator = torch.Generator(device="cpu").manual_seed(ctx.seed)
-    passes = [len(ctx.x)]  # the base accuracy
+    passes = [len(ctx.x), len(ctx.x)]  # the base accuracy; [every draw, draw-level rejection]
 
     def drop_at(sigma):
         passes[0] += samples * len(ctx.x)
@@ -84,26 +88,83 @@ def _naive_pac_bayes_sigma(ctx, *, magnitude_aware=False, samples=8, steps=10):
                 noisy[name] = w + scale * z
             with torch.no_grad():
                 drops.append(base - float((ctx.problem.forward(noisy, ctx.x).argmax(-1) == ctx.y).double().mean()))
+        for done in range(1, samples + 1):
+            if (sum(drops[:done]) + (samples - done) * (base - 1.0)) / samples > 0.1 + 1e-12:
+                break
+        passes[1] += done * len(ctx.x)
         values = torch.tensor(drops, dtype=torch.float64)
         return float(values.mean()), float(values.std() / math.sqrt(samples))
 
-    return (*_bisect(drop_at, 0.0, 1e-3 if not magnitude_aware else 1e-2, steps), passes[0])
+    return (*_bisect(drop_at, 0.0, 1e-3 if not magnitude_aware else 1e-2, steps), *passes)
 
 
 @pytest.mark.parametrize("magnitude_aware", [False, True])
-def test_early_rejection_gives_the_same_search_with_fewer_passes(magnitude_aware):
-    # a tiny ReLU MLP on random labels-free data: the drop grows smoothly with σ
+@pytest.mark.parametrize("chunk", [None, 37])
+def test_early_rejection_gives_the_same_search_with_fewer_passes(magnitude_aware, chunk):
+    ctx = _relu_context()
+    search = pac_bayes_sigma(ctx, magnitude_aware=magnitude_aware, samples=8, steps=10, chunk=chunk)
+    radius, drop, error, capped, upper, naive_passes, _ = _naive_pac_bayes_sigma(ctx, magnitude_aware=magnitude_aware)
+    # bit-identical: same draws, same decisions, the reported drop evaluated on every draw (chunks of
+    # 37 examples in margin order, or one cache-sized chunk, against one batch in the data's order)
+    assert (search.radius, search.accuracy_drop, search.standard_error, search.capped, search.upper) == (
+        radius,
+        drop,
+        error,
+        capped,
+        upper,
+    )
+    assert search.forward_passes < naive_passes  # rejected radii stopped early
+
+
+@pytest.mark.parametrize("magnitude_aware", [False, True])
+def test_the_switch_off_evaluates_every_draw_in_full_and_finds_the_same_radius(magnitude_aware):
+    """early_rejection=False is the reference: the same search, and exactly the oracle's passes."""
+    on = pac_bayes_sigma(_relu_context(), magnitude_aware=magnitude_aware, steps=6, chunk=50)
+    ctx = _relu_context()
+    off = pac_bayes_sigma(ctx, magnitude_aware=magnitude_aware, steps=6, chunk=50, early_rejection=False)
+    assert dataclasses.replace(on, forward_passes=0) == dataclasses.replace(off, forward_passes=0)
+    *_, naive_passes, _ = _naive_pac_bayes_sigma(_relu_context(), magnitude_aware=magnitude_aware, steps=6)
+    assert off.forward_passes == naive_passes  # every draw of every radius, and the base pass once
+    assert on.forward_passes < off.forward_passes
+
+
+def _fragile_context(n=600):
+    """The ReLU MLP with its output layer scaled by 1e-3: noise of σ = 1e-3 (the search's start)
+    leaves its predictions near chance, and the search halves σ six times before a radius keeps
+    the drop under 0.1."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
-    x = torch.randn(300, 4)
+    with torch.no_grad():
+        model[2].weight.mul_(1e-3)
+        model[2].bias.zero_()
+    x = torch.randn(n, 4)
     with torch.no_grad():
         y = model(x).argmax(1)
-    ctx = build_context(Problem(model, (x, y)), max_samples=None, seed=3)
-    search = pac_bayes_sigma(ctx, magnitude_aware=magnitude_aware, samples=8, steps=10)
-    radius, drop, error, capped, _, naive_passes = _naive_pac_bayes_sigma(ctx, magnitude_aware=magnitude_aware)
-    # bit-identical: same draws, same decisions, the reported drop evaluated on every draw
-    assert (search.radius, search.accuracy_drop, search.standard_error, search.capped) == (radius, drop, error, capped)
-    assert search.forward_passes < naive_passes  # rejected radii stopped early
+    return build_context(Problem(model, (x, y)), max_samples=None, seed=3)
+
+
+def test_chunked_rejection_spends_fewer_passes_where_high_radii_collapse_accuracy():
+    """A draw at a collapsed radius drops accuracy by ~0.6, so the rule after whole draws evaluates
+    two draws in full per rejected radius; the chunked bound (draws interleaved, low-margin examples
+    first) rejects after ~1.3 passes' worth. The found radius is the oracle's, bit for bit."""
+    search = pac_bayes_sigma(_fragile_context(), samples=8, steps=4, chunk=40)
+    radius, drop, error, _, upper, every_draw, draw_level = _naive_pac_bayes_sigma(
+        _fragile_context(), samples=8, steps=4
+    )
+    assert (search.radius, search.accuracy_drop, search.standard_error, search.upper) == (radius, drop, error, upper)
+    assert search.forward_passes < draw_level < every_draw
+
+
+def test_worst_case_early_rejection_is_the_same_search_with_fewer_passes():
+    on = worst_case_sharpness(_relu_context(), steps=6, chunk=30)
+    off = worst_case_sharpness(_relu_context(), steps=6, chunk=30, early_rejection=False)
+    assert (on.radius, on.accuracy_drop, on.upper, on.backward_passes) == (
+        off.radius,
+        off.accuracy_drop,
+        off.upper,
+        off.backward_passes,
+    )
+    assert on.forward_passes < off.forward_passes  # the accuracy after the ascent of a rejected radius
 
 
 def test_rows_carry_the_cost_of_their_search():
@@ -115,10 +176,11 @@ def test_rows_carry_the_cost_of_their_search():
     assert all(row.backward_passes > 0 for row in rows if "sharpness" in row.name)  # the ascent steps
 
 
-def _relu_context(seed=3):
+def _relu_context(seed=3, n=300):
+    """A tiny ReLU MLP labelled by its own predictions: the drop grows smoothly with the radius."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
-    x = torch.randn(300, 4)
+    x = torch.randn(n, 4)
     with torch.no_grad():
         y = model(x).argmax(1)
     return build_context(Problem(model, (x, y)), max_samples=None, seed=seed)
