@@ -18,7 +18,6 @@ Run: ``python -m bench.multi_input_attribution`` (writes bench/results/multi_inp
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import torch
@@ -66,7 +65,6 @@ def main() -> None:
     baselines = (torch.zeros_like(inputs[0]), inputs[1].mean(0, keepdim=True).expand_as(inputs[1]).contiguous())
     targets = torch.arange(BATCH) % 10
     warnings.simplefilter("ignore")  # Captum warns that it sets requires_grad on the inputs
-    load = os.getloadavg()[0]
     rows = []
 
     def ours_ig():
@@ -130,7 +128,6 @@ def main() -> None:
         )
     )
     for row in rows:
-        row["notes"] = (row["notes"] + f"; load {load:.1f} at start").lstrip("; ")
         print(
             f"{row['task']}: ours {row['deepscope_median_s']:.4f} s, {row['reference']} "
             f"{row['reference_median_s']:.4f} s, x{row['speedup']:.2f}, {row['agreement']}"
