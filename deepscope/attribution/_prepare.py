@@ -119,17 +119,18 @@ def prepare_inputs(model: nn.Module, inputs: Any, owner: str, *, gradient: bool 
                 bad = int((~torch.isfinite(value)).sum())
                 raise DataError(f"The 'inputs' of {owner} contain {bad} NaN or infinite value(s); clean them first.")
         return move(inputs, device=device, dtype=dtype, copy=True)
-    if isinstance(inputs, (tuple, list)) and owner not in MULTI_INPUT_METHODS:
+    several = isinstance(inputs, (tuple, list)) and any(isinstance(value, torch.Tensor) for value in inputs)
+    if several and owner not in MULTI_INPUT_METHODS:
         raise invalid_parameter(
             "inputs",
             owner,
-            f"one tensor of shape (batch, *features) ({owner} attributes a single input; several inputs, "
+            f"a torch.Tensor of shape (batch, *features) ({owner} attributes a single input; several inputs, "
             f"model(x1, x2, ...), are taken as a tuple by {', '.join(MULTI_INPUT_METHODS)})",
             inputs,
         )
     if not isinstance(inputs, torch.Tensor):
         expected = "a torch.Tensor of shape (batch, *features)"
-        if owner in MULTI_INPUT_METHODS:  # e.g. a list: several inputs are a tuple, as in Captum
+        if owner in MULTI_INPUT_METHODS:  # e.g. a list of tensors: several inputs are a tuple, as in Captum
             expected += " or a tuple of such tensors (several inputs, model(x1, x2, ...))"
         raise invalid_parameter("inputs", owner, expected, inputs)
     if inputs.dim() < 2 or inputs.shape[0] == 0:
