@@ -9,6 +9,15 @@ extra positional arguments the caller passes (``model(x, *args)``): the argument
 Python defaults, so their branches are resolved while tracing, as ``concrete_args`` would do, and
 ``**kwargs`` stays an empty dict. The user's model is not changed: the wrapper only holds it.
 
+Two Python patterns of such wrappers are resolved while tracing (bpnet-lite's ``ControlWrapper``:
+``if X_ctl != None: ...`` and else ``torch.zeros(X.shape[0], n, X.shape[-1], dtype=X.dtype)``):
+
+* ``value != None`` / ``value == None`` on a traced value: a traced value stands for a tensor (or a number
+  computed from one), never for None, so the comparison is True / False as it is in eager PyTorch;
+* tensor factories (``torch.zeros``, ``ones``, ``full``, ``empty``, ``arange``) called with traced sizes:
+  recorded as calls in the graph, run with the actual sizes (``torch.fx`` otherwise fails in the factory's
+  argument parsing, before ``__torch_function__`` can see the traced sizes).
+
 Example:
     >>> import torch
     >>> class WithControl(torch.nn.Module):
@@ -22,8 +31,10 @@ Example:
 from __future__ import annotations
 
 import inspect
+import operator
 from collections.abc import Sequence
 
+import torch
 import torch.fx as fx
 from torch import nn
 
@@ -32,17 +43,33 @@ from deepscope.errors import UnsupportedModelError
 __all__ = ["trace_model"]
 
 
+# tensor factories whose size arguments may be traced values (``x.shape[0]``)
+_FACTORIES = (torch.zeros, torch.ones, torch.full, torch.empty, torch.arange)
+
+
 class _Tracer(fx.Tracer):
-    """torch.fx's tracer; modules of ``leaf_types`` are kept as single calls (not traced into)."""
+    """torch.fx's tracer; modules of ``leaf_types`` are kept as single calls (not traced into); comparisons of
+    a traced value with None are resolved and tensor factories are recorded (see the module docstring)."""
 
     def __init__(self, leaf_types: tuple[type, ...]) -> None:
-        super().__init__()
+        super().__init__(autowrap_functions=_FACTORIES)
+        # torch.fx patches the autowrapped functions where they are looked up: in the traced forwards' globals
+        # and in these modules; ``torch.zeros(...)`` is looked up in torch (only _FACTORIES are patched there)
+        self._autowrap_search.append(torch)
         self.leaf_types = leaf_types
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
         if self.leaf_types and isinstance(module, self.leaf_types):
             return True
         return super().is_leaf_module(module, qualified_name)
+
+    def to_bool(self, obj: fx.Proxy) -> bool:
+        node = obj.node
+        if node.op == "call_function" and node.target in (operator.ne, operator.eq) and len(node.args) == 2:
+            first, second = node.args
+            if (first is None) != (second is None) and isinstance(second if first is None else first, fx.Node):
+                return node.target is operator.ne  # a traced value is never None
+        return super().to_bool(obj)
 
 
 def _bound(model: nn.Module, n_args: int) -> nn.Module:
@@ -99,6 +126,9 @@ def trace_model(
             f"tracing model(x{', *args' if n_args else ''}) failed: {error}"
         ) from error
     for node in graph.nodes:  # the wrapper's "model." prefix off: steps are named as in the user's model
+        # an autowrapped factory's mark makes the generated code call torch.fx.wrap("torch.zeros"), which
+        # registers that name process-wide and breaks every later trace (a KeyError in fx's patcher)
+        node.meta.pop("is_wrapped", None)
         if node.op in ("call_module", "get_attr") and node.target.startswith("model."):
             node.target = node.target[len("model.") :]
         if node.name.startswith("model_"):
