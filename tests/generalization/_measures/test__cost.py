@@ -6,6 +6,7 @@ from deepscope.generalization._measures._cost import (
     balanced_bounds,
     chunk_size,
     predicted_passes,
+    search_chunk,
 )
 
 
@@ -43,7 +44,11 @@ def test_balanced_bounds_cover_the_examples_in_equal_chunks():
         assert max(lengths) <= size and max(lengths) - min(lengths) <= 1
 
 
-def test_the_cache_budget_sizes_the_typical_cnn_chunk():
+def test_the_cache_budget_sizes_the_searches_chunks_on_the_cpu_only():
     # 58,624 activation bytes per example (the digits CNN): 16 MiB hold 286 examples
     assert CACHE_BUDGET == 16 * 2**20
-    assert chunk_size(58_624, budget=CACHE_BUDGET) == 286
+    assert search_chunk(58_624, "cpu") == search_chunk(58_624, "cpu", backward=True) == 286
+    # an accelerator keeps the memory budget: 256 MiB / 58,624 B = 4578 -> cap 1024; backward 3x bytes -> 1526
+    assert search_chunk(58_624, "cuda") == 1024 and search_chunk(58_624, "cuda", backward=True) == 1526
+    assert search_chunk(10, "cpu") == 1024 and search_chunk(10, "cpu", backward=True) == 2048  # the caps
+    assert search_chunk(10**9, "cpu") == 1  # at least one example
