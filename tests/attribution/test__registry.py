@@ -31,8 +31,10 @@ def scratch_registry(monkeypatch):
 
 
 def _returns_attribution(function) -> bool:
+    """``-> Attribution``, or ``-> Attribution | MultiInputAttribution`` (the methods that take a tuple of inputs)."""
     annotation = inspect.signature(function).return_annotation
-    return getattr(annotation, "__name__", annotation) == "Attribution"
+    name = getattr(annotation, "__name__", annotation)
+    return isinstance(name, str) and "Attribution" in name.split(" | ")
 
 
 def test_every_attribution_analysis_is_registered_with_its_metadata():
