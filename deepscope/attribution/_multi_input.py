@@ -115,9 +115,9 @@ class PackedModel(nn.Module):
         except (RuntimeError, TypeError, ValueError, IndexError) as error:
             shapes = " and ".join(str(shape) for shape in self.packing.shapes)
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            call = ", ".join(f"x{i + 1}" for i in range(len(parts)))
             raise DataError(
-                f"The model cannot take the {len(parts)} inputs of shapes {shapes} per example, "
-                f"model(x1, ..., x{len(parts)}): {reason}"
+                f"The model cannot take the {len(parts)} inputs of shapes {shapes} per example, model({call}): {reason}"
             ) from error
         self.succeeded = True
         return output

@@ -344,6 +344,8 @@ def test_bad_elements_and_baselines_are_refused_by_name(two_inputs):
         saliency(model, [sequence, features], target=0)
     with pytest.raises(InvalidParameterError, match="a tuple of 2 baselines"):
         integrated_gradients(model, (sequence, features), target=0, baseline=(0.0,), steps=4)
+    with pytest.raises(InvalidParameterError, match="None, a number, or a tuple of 2 baselines"):
+        input_x_gradient(model, (sequence, features), target=0, baseline=torch.zeros_like(sequence))
     with pytest.raises(InvalidParameterError, match=r"'baseline\[1\]'.*\(4, 5\) or \(5,\)"):
         deeplift(model, (sequence, features), target=0, baseline=(0.0, torch.zeros(3)))
     with pytest.raises(DataError, match="NaN"):
@@ -352,7 +354,9 @@ def test_bad_elements_and_baselines_are_refused_by_name(two_inputs):
 
 def test_a_model_that_cannot_take_the_inputs_names_every_shape(two_inputs):
     model, (sequence, features) = two_inputs
-    with pytest.raises(DataError, match=r"cannot take the 2 inputs of shapes \(4, 10\) and \(6,\)"):
+    with pytest.raises(
+        DataError, match=r"cannot take the 2 inputs of shapes \(4, 10\) and \(6,\) per example, model\(x1, x2\): "
+    ):
         saliency(model, (sequence, torch.zeros(4, 6, dtype=torch.float64)), target=0)
 
 
