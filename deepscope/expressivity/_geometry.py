@@ -21,6 +21,7 @@ __all__ = [
     "initial_pieces",
     "signed_distances",
     "clip",
+    "clip_both",
     "split",
     "interior_points",
     "measures",
@@ -103,6 +104,17 @@ def clip(
     return _clip_polygons(pieces, distances, tol)
 
 
+def clip_both(pieces: Pieces, distances: np.ndarray, tol: float) -> tuple[tuple[Pieces, np.ndarray], ...]:
+    """``clip`` on both sides of each piece's line, ``f >= 0`` then ``f <= 0``, from the distances to it.
+
+    The same as ``clip(pieces, c, tol, distances)`` and ``clip(pieces, -c, tol, -distances)`` bit for bit:
+    the edges' crossings and intersection points do not depend on the side, so they are found once.
+    """
+    if pieces.dim == 1:
+        return _clip_segments(pieces, distances, tol), _clip_segments(pieces, -distances, tol)
+    return _clip_polygons(pieces, distances, tol, both=True)
+
+
 def split(pieces: Pieces, coefficients: np.ndarray, tol: float) -> tuple[Pieces, np.ndarray] | None:
     """Cut every piece that ``f = 0`` crosses into its two sides.
 
@@ -119,8 +131,7 @@ def split(pieces: Pieces, coefficients: np.ndarray, tol: float) -> tuple[Pieces,
     keep = np.flatnonzero(~(above & below))
     crossed = pieces.take(crossing)
     width = crossed.vertices.shape[1]
-    positive, positive_source = clip(crossed, coefficients[crossing], tol, distances[crossing, :width])
-    negative, negative_source = clip(crossed, -coefficients[crossing], tol, -distances[crossing, :width])
+    (positive, positive_source), (negative, negative_source) = clip_both(crossed, distances[crossing, :width], tol)
     parts = [pieces.take(keep), positive, negative]
     parent = np.concatenate([keep, crossing[positive_source], crossing[negative_source]])
     return Pieces.concatenate(parts), parent
@@ -128,7 +139,8 @@ def split(pieces: Pieces, coefficients: np.ndarray, tol: float) -> tuple[Pieces,
 
 def interior_points(pieces: Pieces) -> np.ndarray:
     """A point strictly inside each piece (the mean of its vertices): ``(P, k)``."""
-    return np.nanmean(pieces.vertices, axis=1)
+    valid = np.arange(pieces.vertices.shape[1])[None, :, None] < pieces.counts[:, None, None]
+    return np.where(valid, pieces.vertices, 0.0).sum(axis=1) / pieces.counts[:, None]  # as np.nanmean, faster
 
 
 def discs(pieces: Pieces) -> tuple[np.ndarray, np.ndarray]:
@@ -177,8 +189,12 @@ def _clip_segments(pieces: Pieces, distances: np.ndarray, tol: float) -> tuple[P
     return Pieces(vertices, np.full(len(source), 2)), source
 
 
-def _clip_polygons(pieces: Pieces, distances: np.ndarray, tol: float) -> tuple[Pieces, np.ndarray]:
-    """Sutherland-Hodgman against one half-plane, for a batch of convex polygons at once."""
+def _clip_polygons(pieces: Pieces, distances: np.ndarray, tol: float, both: bool = False):
+    """Sutherland-Hodgman against one half-plane, for a batch of convex polygons at once.
+
+    With ``both``, the parts on the two sides (``f >= 0``, then ``f <= 0``): an edge's crossing and its
+    intersection point are the same for both (IEEE arithmetic is symmetric under negation).
+    """
     vertices, counts = pieces.vertices, pieces.counts
     count, width = vertices.shape[0], vertices.shape[1]
     index = np.arange(width)[None, :]
@@ -186,13 +202,19 @@ def _clip_polygons(pieces: Pieces, distances: np.ndarray, tol: float) -> tuple[P
     following = (index + 1) % np.maximum(counts, 1)[:, None]
     next_distances = np.take_along_axis(distances, following, axis=1)
     next_vertices = np.take_along_axis(vertices, following[:, :, None], axis=1)
-    inside = valid & (distances >= -tol)
     crossing = valid & (((distances > tol) & (next_distances < -tol)) | ((distances < -tol) & (next_distances > tol)))
     with np.errstate(divide="ignore", invalid="ignore"):
         fraction = np.where(crossing, distances / (distances - next_distances), 0.0)
     intersections = vertices + fraction[:, :, None] * (next_vertices - vertices)
     candidates = np.stack([vertices, intersections], axis=2).reshape(count, 2 * width, 2)
-    keep = np.stack([inside, crossing], axis=2).reshape(count, 2 * width)
+    positive = _kept(candidates, valid & (distances >= -tol), crossing, tol)
+    return (positive, _kept(candidates, valid & (distances <= tol), crossing, tol)) if both else positive
+
+
+def _kept(candidates: np.ndarray, inside: np.ndarray, crossing: np.ndarray, tol: float) -> tuple[Pieces, np.ndarray]:
+    """The polygons of the kept candidates (vertices inside, then crossings, edge by edge), non-empty ones only."""
+    count = len(candidates)
+    keep = np.stack([inside, crossing], axis=2).reshape(count, -1)
     # the kept candidates of each polygon, in order, moved to the front (a stable compaction)
     new_counts = keep.sum(axis=1)
     new_width = max(int(new_counts.max()) if count else 0, 3)
@@ -317,16 +339,17 @@ class PieceBuffer:
         )
         if not crossing.any():
             return
-        index, rows, distances = slots[crossing], coefficients[crossing], distances[crossing]
+        index, distances = slots[crossing], distances[crossing]
         crossed = Pieces(self.vertices[index, :width], self.counts[index])
-        positive, positive_source = clip(crossed, rows, tol, distances)
-        negative, negative_source = clip(crossed, -rows, tol, -distances)
+        (positive, positive_source), (negative, negative_source) = clip_both(crossed, distances, tol)
         self._widen(max(positive.vertices.shape[1], negative.vertices.shape[1]))
         kept = index[positive_source]
         self.vertices[kept] = np.nan
         self.vertices[kept, : positive.vertices.shape[1]] = positive.vertices
         self.counts[kept] = positive.counts
-        lost = np.setdiff1d(index, kept)  # degenerate positive side (area below tol^2): rare
+        survived = np.zeros(len(index), dtype=bool)
+        survived[positive_source] = True
+        lost = index[~survived]  # degenerate positive side (area below tol^2): rare
         if len(lost):
             self.alive[lost] = False
             self.dead += len(lost)

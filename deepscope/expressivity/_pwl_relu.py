@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from deepscope.expressivity import _geometry as geometry
-from deepscope.expressivity._pwl_values import CHUNK, Affine, PartitionState, Rectified
+from deepscope.expressivity._pwl_values import Affine, PartitionState, Rectified
 
 __all__ = ["relu"]
 
@@ -28,7 +28,7 @@ def relu(value: Affine, slope: float, name: str, state: PartitionState):
     device = value.tensor.device
     maps = value.tensor.reshape(count, width, -1).detach().cpu()  # (P, k + 1, units)
     units = maps.shape[2]
-    crosses = _crossing_units(state.pieces, maps, state.tol)
+    crosses, unsure, positive = _crossing_units(state.pieces, maps, state.tol)
     coefficients = maps.numpy()
     # each piece is cut by the units crossing its parent, in increasing unit order; pieces of
     # different parents are independent, so round r applies every piece's next cut at once (a
@@ -51,38 +51,22 @@ def relu(value: Affine, slope: float, name: str, state: PartitionState):
     pieces, parent = buffer.finish()
     state.regroup(pieces, parent)
     index = torch.from_numpy(parent)
-    points = torch.from_numpy(geometry.interior_points(pieces))
-    active = torch.empty((len(index), units), dtype=torch.bool)
-    # (Σ_j x_j A_j) + b at each piece's interior point, read from its parent's maps in blocks of
-    # pieces through small reused buffers (a fresh float64 (P, units) temporary at ~40k pieces is
-    # ~80 MB of newly mapped pages, and such page faults were a third of the run's CPU time)
-    block = min(len(index), CHUNK)
-    gathered = torch.empty((block, width, units), dtype=maps.dtype)
-    pre_activation = torch.empty((block, units), dtype=maps.dtype)
-    term = torch.empty_like(pre_activation)
-    for start in range(0, len(index), CHUNK):
-        rows = slice(start, start + CHUNK)
-        size = len(index[rows])
-        mapped = torch.index_select(maps, 0, index[rows], out=gathered[:size])
-        pre, extra = pre_activation[:size], term[:size]
-        torch.mul(points[rows, 0, None], mapped[:, 0], out=pre)
-        for j in range(1, width - 1):
-            pre.add_(torch.mul(points[rows, j, None], mapped[:, j], out=extra))
-        pre.add_(mapped[:, width - 1])
-        torch.gt(pre, 0, out=active[rows])
-    state.patterns.append(active.numpy().astype(np.int8))
+    active = _signs(pieces, parent, maps, unsure, positive)
+    state.patterns.append(active.astype(np.int8))
     kind = "leaky_relu" if slope else "relu"
     state.layers.append({"layer": name, "kind": kind, "units": units, "regions": len(pieces)})
-    return Affine(rectified=Rectified(maps, index, active, float(slope), features, device)), parent
+    return Affine(rectified=Rectified(maps, index, torch.from_numpy(active), float(slope), features, device)), parent
 
 
-def _crossing_units(pieces: geometry.Pieces, maps: torch.Tensor, tol: float) -> np.ndarray:
+def _crossing_units(pieces: geometry.Pieces, maps: torch.Tensor, tol: float) -> tuple[np.ndarray, ...]:
     """``(P, units)``: whether unit ``u``'s zero line cuts piece ``p`` (vertex values beyond ±tol·|a| on both sides).
 
     The test is exact at the vertices, but most (piece, unit) pairs are settled first by a disc:
     with ``c`` the piece's interior point and ``R`` its largest vertex distance from ``c``, every
     vertex value lies in ``f(c) ± |a| R``, so ``|f(c)| > |a| R + tol |a|`` (with a margin far above
     rounding) means one sign throughout. Only the remaining pairs are evaluated at the vertices.
+    Returns ``(crosses, unsure, positive)``: the cuts, the pairs the disc did not settle, and
+    ``f(c) > 0`` (for the settled pairs, the sign of ``f`` everywhere on the piece).
     """
     count, width, units = maps.shape
     k = width - 1
@@ -96,6 +80,8 @@ def _crossing_units(pieces: geometry.Pieces, maps: torch.Tensor, tol: float) -> 
     padded_t, centre_t = torch.from_numpy(padded), torch.from_numpy(centre)
     radius_t, reach_t = torch.from_numpy(radius)[:, None], torch.from_numpy(reach)[:, None]
     crosses = np.zeros((count, units), dtype=bool)
+    unsure = np.zeros((count, units), dtype=bool)
+    positive = np.zeros((count, units), dtype=bool)
     for start in range(0, count, _BLOCK):
         rows = slice(start, start + _BLOCK)
         a = maps[rows]
@@ -107,7 +93,10 @@ def _crossing_units(pieces: geometry.Pieces, maps: torch.Tensor, tol: float) -> 
         at_centre += a[:, k]
         # rounding of f at any point of the piece is below 1e-15·(|a|·(|c| + R) + |b|); 1e-10 is far above
         bound = norm * radius_t[rows] + margin + 1e-10 * (norm * reach_t[rows] + a[:, k].abs())
-        piece, unit = torch.nonzero(at_centre.abs() <= bound, as_tuple=True)
+        torch.gt(at_centre, 0, out=torch.from_numpy(positive[rows]))
+        near = at_centre.abs() <= bound
+        unsure[rows] = near.numpy()
+        piece, unit = torch.nonzero(near, as_tuple=True)
         if len(piece) == 0:
             continue
         coefficients = a[piece, :, unit]  # (n, k + 1)
@@ -119,4 +108,32 @@ def _crossing_units(pieces: geometry.Pieces, maps: torch.Tensor, tol: float) -> 
         limit = margin[piece, unit][:, None]
         cut = (values > limit).any(dim=1) & (values < -limit).any(dim=1)
         crosses[start + piece[cut].numpy(), unit[cut].numpy()] = True
-    return crosses
+    return crosses, unsure, positive
+
+
+def _signs(pieces: geometry.Pieces, parent: np.ndarray, maps: torch.Tensor, unsure, positive) -> np.ndarray:
+    """``(P', units)``: whether each unit is positive at each new piece's interior point.
+
+    Where the disc settled a (parent, unit) pair the unit keeps one sign on the whole parent, with a
+    margin far above rounding, so every piece cut from it reads that sign. The other pairs are
+    evaluated at the piece's interior point, ``Σ_j x_j A_j + b`` in this order, as everywhere else.
+    """
+    active = positive[parent]
+    count, width = len(parent), maps.shape[1]
+    per_parent = unsure.sum(axis=1)
+    open_parent, open_unit = np.nonzero(unsure)  # sorted by parent, then unit
+    first = np.cumsum(per_parent) - per_parent
+    repeats = per_parent[parent]
+    piece = np.repeat(np.arange(count), repeats)
+    offset = np.arange(len(piece)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
+    unit = open_unit[np.repeat(first[parent], repeats) + offset]
+    if len(piece) == 0:
+        return active
+    points = torch.from_numpy(geometry.interior_points(pieces)[piece])
+    coefficients = maps[torch.from_numpy(parent[piece]), :, torch.from_numpy(unit)]  # (n, k + 1)
+    pre = torch.mul(points[:, 0], coefficients[:, 0])
+    for j in range(1, width - 1):
+        pre.add_(torch.mul(points[:, j], coefficients[:, j]))
+    pre.add_(coefficients[:, width - 1])
+    active[piece, unit] = (pre > 0).numpy()
+    return active

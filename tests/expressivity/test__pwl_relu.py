@@ -125,12 +125,38 @@ def test_the_crossing_test_agrees_with_every_vertex_evaluated():
         norm = np.linalg.norm(maps[:, :2, u], axis=1)
         maps[:, 2, u] = -(corner * maps[:, :2, u]).sum(axis=1) + nudge * norm
     tol = 1e-9
-    got = _crossing_units(pieces, torch.from_numpy(maps), tol)
+    got, unsure, positive = _crossing_units(pieces, torch.from_numpy(maps), tol)
     expected = np.zeros_like(got)
     for p in range(len(pieces)):
         corners = pieces.vertices[p, : pieces.counts[p]]
         values = corners @ maps[p, :2] + maps[p, 2]  # (corners, units)
         margin = tol * np.linalg.norm(maps[p, :2], axis=0)
         expected[p] = (values > margin).any(axis=0) & (values < -margin).any(axis=0)
+        settled = ~unsure[p]  # the disc's sign holds at every vertex, hence on the whole piece
+        assert ((values[:, settled] > 0) == positive[p, settled][None]).all()
     assert np.array_equal(got, expected)
     assert 0 < expected.sum() < expected.size
+    assert not unsure[expected == 0].all() and unsure[expected].all()  # every cut was checked at the vertices
+
+
+def test_the_signs_of_new_pieces_equal_the_pre_activations_at_their_interior_points():
+    # oracle: Σ_j x_j A_j + b at each piece's interior point, from its parent's maps, for every unit
+    from deepscope.expressivity._pwl_relu import _crossing_units, _signs
+
+    rng = np.random.default_rng(5)
+    parents = geometry.initial_pieces((-1.0, 1.0, -1.0, 1.0))
+    for _ in range(4):
+        result = geometry.split(parents, rng.normal(size=(len(parents), 3)), 1e-9)
+        parents = parents if result is None else result[0]
+    maps = torch.from_numpy(rng.normal(size=(len(parents), 3, 30)))
+    _, unsure, positive = _crossing_units(parents, maps, 1e-9)
+    pieces, parent = parents, np.arange(len(parents))
+    for _ in range(3):  # cut the parents further by random lines, keeping track of each piece's parent
+        result = geometry.split(pieces, rng.normal(size=(len(pieces), 3)), 1e-9)
+        if result is not None:
+            pieces, parent = result[0], parent[result[1]]
+    got = _signs(pieces, parent, maps, unsure, positive)
+    points = geometry.interior_points(pieces)
+    expected = np.einsum("pk,pku->pu", points, maps.numpy()[parent, :2]) + maps.numpy()[parent, 2] > 0
+    assert np.array_equal(got, expected)
+    assert 0 < unsure.sum() < unsure.size  # both paths are taken

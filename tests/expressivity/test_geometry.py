@@ -120,3 +120,20 @@ def test_argmax_settled_agrees_with_every_vertex_checked():
         expected.append(all((m >= -TOL).all() for m in margins))
     assert settled.tolist() == expected
     assert 0 < settled.sum() < len(pieces)  # both kinds occur
+
+
+def test_clip_both_is_clip_on_each_side_bit_for_bit_and_interior_points_are_nanmeans():
+    # oracle: the one-sided clip with the coefficients and distances negated (what split did before)
+    rng = np.random.default_rng(1)
+    pieces = geometry.initial_pieces((-1.0, 1.0, -1.0, 1.0))
+    for _ in range(5):
+        result = geometry.split(pieces, rng.normal(size=(len(pieces), 3)), TOL)
+        pieces = pieces if result is None else result[0]
+    lines = rng.normal(size=(len(pieces), 3))
+    distances = geometry.signed_distances(pieces, lines)
+    both = geometry.clip_both(pieces, distances, TOL)
+    one_by_one = geometry.clip(pieces, lines, TOL, distances), geometry.clip(pieces, -lines, TOL, -distances)
+    for (got, got_source), (expected, expected_source) in zip(both, one_by_one):
+        assert np.array_equal(got.vertices, expected.vertices, equal_nan=True)
+        assert np.array_equal(got.counts, expected.counts) and np.array_equal(got_source, expected_source)
+    assert np.array_equal(geometry.interior_points(pieces), np.nanmean(pieces.vertices, axis=1))
