@@ -29,7 +29,7 @@ from deepscope.attribution import (
 )
 from deepscope.attribution._base import Attribution
 from deepscope.attribution._multi_input import MultiInputAttribution, PackedModel, Packing
-from deepscope.errors import DataError, InvalidParameterError
+from deepscope.errors import DataError, InvalidParameterError, UnsupportedModelError
 from deepscope.testing import check_model_untouched
 
 
@@ -252,6 +252,16 @@ def test_several_targets_get_a_leading_dimension_in_every_input(two_inputs):
     assert result.part(1).values.shape == (2, 4, 5) and len(result.rows()) == 8
 
 
+def test_packing_round_trips_with_leading_dimensions():
+    packing = Packing(((2, 3), (4,)))
+    assert packing.sizes == (6, 4)
+    a, b = torch.randn(7, 5, 2, 3), torch.randn(7, 5, 4)  # (targets, rows, *features)
+    packed = packing.pack((a, b))
+    assert packed.shape == (7, 5, 10) and torch.equal(packed[1, 2, :6], a[1, 2].flatten())
+    unpacked_a, unpacked_b = packing.unpack(packed)
+    assert torch.equal(unpacked_a, a) and torch.equal(unpacked_b, b)
+
+
 def test_result_part_rows_summary_json_and_plot(two_inputs):
     model, inputs = two_inputs
     result = integrated_gradients(model, inputs, target=TARGETS, steps=8)
@@ -269,6 +279,9 @@ def test_result_part_rows_summary_json_and_plot(two_inputs):
     assert len(figure.axes) >= 2
     with pytest.raises(InvalidParameterError, match="index"):
         result.part(2)
+    with pytest.raises(InvalidParameterError, match="a sequence of 2 Axes"):
+        result.plot(ax=[figure.axes[0]])
+    assert part.plot(example=0).axes  # one input's map draws as any Attribution
 
 
 @pytest.mark.parametrize("method", [integrated_gradients, deeplift, deep_lift_shap])
@@ -298,6 +311,32 @@ def test_extra_fixed_arguments_follow_the_inputs(two_inputs):
     for with_args, without in zip(scaled.values, plain.values, strict=True):
         view = (-1,) + (1,) * (with_args.dim() - 1)
         torch.testing.assert_close(with_args, without * scale.view(view), rtol=1e-10, atol=1e-13)  # linear in scale
+
+
+def test_deeplift_follows_a_product_of_the_two_inputs_and_refuses_a_division_by_one():
+    """Both inputs are attributed: a product of the two gets the product rule (summation-to-delta
+    holds over the sum), and a division by the second input is refused, where it is allowed while
+    that input is only a fixed extra argument."""
+    torch.manual_seed(8)
+    first, second = nn.Linear(6, 4).double(), nn.Linear(4, 2).double()
+
+    class Gated(nn.Module):
+        def __init__(self, divide: bool):
+            super().__init__()
+            self.first, self.second, self.divide = first, second, divide
+
+        def forward(self, a, b):
+            hidden = torch.relu(self.first(a))
+            return self.second(hidden / (1.0 + b * b) if self.divide else hidden * b)
+
+    a, b = torch.randn(5, 6, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+    product = deeplift(Gated(divide=False), (a, b), target=1, baseline=(0.0, 0.5))
+    assert product.values[1].abs().sum() > 0  # the gate gets its share
+    assert float(product.diagnostics["completeness_error"].max()) < 1e-9
+    with pytest.raises(UnsupportedModelError, match="truediv|div"):
+        deeplift(Gated(divide=True), (a, b), target=1)
+    fixed = deeplift(Gated(divide=True), a, target=1, args=(b,))  # b held fixed: the division is affine in a
+    assert float(fixed.diagnostics["completeness_error"].max()) < 1e-9
 
 
 def test_an_input_the_selected_output_does_not_use_gets_zeros(two_inputs):
