@@ -406,7 +406,8 @@ def test_a_model_that_cannot_take_the_inputs_names_every_shape(two_inputs):
 def test_model_and_inputs_are_untouched(method):
     torch.manual_seed(4)
     model = TwoBranches(inplace=True).double().train()  # in place, in train mode
-    model.dense[0].weight.grad = torch.ones_like(model.dense[0].weight)
+    model.dense = nn.Sequential(nn.ReLU(inplace=True), *model.dense)  # overwrites its input, the features
+    model.dense[1].weight.grad = torch.ones_like(model.dense[1].weight)
     sequence, features = torch.randn(3, 4, 10, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
     kept = (sequence.clone(), features.clone())
     options = {"steps": 4} if method is integrated_gradients else {}
