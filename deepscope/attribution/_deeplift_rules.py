@@ -58,6 +58,11 @@ def _pair(reference: torch.Tensor, at_input: torch.Tensor) -> tuple[torch.Tensor
     return reference.unflatten(0, (batch, reference.shape[0] // batch)), at_input.unsqueeze(1)
 
 
+def _smallest(delta: torch.Tensor) -> float:
+    """min |delta| (``abs().amin()``: several times faster on CPU than ``vector_norm(delta, -inf)``)."""
+    return float(delta.abs().amin()) if delta.numel() else float("inf")
+
+
 def _small_mask(delta: torch.Tensor, eps: float) -> torch.Tensor:
     """1.0 where |delta| < eps, else 0.0, in delta's dtype (a float mask: cheaper than bool where on CPU)."""
     return torch.relu(torch.sign(eps - delta.abs()))
@@ -98,13 +103,16 @@ class Rescale(torch.autograd.Function):
         # a whole module is not element-wise: Δy_j/Δz_j grows without bound as Δz_j → 0 while the other
         # inputs still differ, so its threshold is at least tangermeme's 1e-6
         eps = ctx.eps if ctx.elementwise else max(ctx.eps, _RATIO_GUARD)
+        smallest = _smallest(delta_in)
         if eps <= EXACT and ctx.elementwise:  # piecewise linear: f'(z_x) only where Δz = 0 (there Δy/Δz is NaN)
-            with torch.enable_grad():
-                leaf = z_x.detach().requires_grad_(True)
-                (local,) = torch.autograd.grad(ctx.function(leaf.clone()).sum(), leaf)
-            secant = torch.where(delta_in == 0, local.unsqueeze(1), torch.sub(y_in, y_ref).div_(delta_in))
+            secant = torch.sub(y_in, y_ref).div_(delta_in)
+            if smallest == 0:
+                with torch.enable_grad():
+                    leaf = z_x.detach().requires_grad_(True)
+                    (local,) = torch.autograd.grad(ctx.function(leaf.clone()).sum(), leaf)
+                secant = torch.where(delta_in == 0, local.unsqueeze(1), secant)
             return secant.mul_(grad).flatten(0, 1), None, None, None, None, None
-        if not bool(torch.linalg.vector_norm(delta_in, float("-inf")) < eps):  # min |Δz|: the common case
+        if not smallest < eps:  # the common case
             secant = torch.sub(y_in, y_ref).div_(delta_in)  # in place: no more full-size allocations
             return secant.mul_(grad).flatten(0, 1), None, None, None, None, None
         small = torch.relu(torch.sign(eps - delta_in.abs()))  # 1.0 where |Δz| < eps (float mask)

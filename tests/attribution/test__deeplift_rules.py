@@ -128,3 +128,25 @@ def test_matmul_of_two_activations_sums_to_delta(mlp_and_rows):
 
     got = deeplift(Outer(), rows, target=[[0], [4], [8]], baseline=torch.randn_like(rows))
     assert got.diagnostics["completeness_error"].max() < 1e-10  # the midpoint rule is exact for bilinear maps
+
+
+@pytest.mark.parametrize("coincide", [False, True])
+def test_piecewise_linear_rescale_takes_the_secant_and_the_derivative_where_the_input_and_reference_coincide(
+    coincide,
+):
+    from deepscope.attribution._deeplift_rules import EXACT, Rescale
+
+    z_x = torch.tensor([[-2.0, -1.0, 0.5, 3.0, 1.0, -0.5]], dtype=torch.float64)  # one input
+    z_r = torch.tensor([[-1.0, 2.0, 1.5, -1.0, 1.0, -0.5]], dtype=torch.float64).repeat(2, 1)  # two references
+    if not coincide:
+        z_r[:, 4:] = torch.tensor([-3.0, -2.0], dtype=torch.float64)
+    z_r[1, 0] = 4.0
+    leaf = z_r.clone().requires_grad_(True)
+    output = Rescale.apply(leaf, z_x, torch.relu(z_x), torch.relu, EXACT, True)
+    (multiplier,) = torch.autograd.grad(output, leaf, torch.full_like(z_r, 2.0))
+    # by hand: (relu(z_x) − relu(z_r)) / (z_x − z_r) times the upstream 2; where z_x = z_r, relu'(z_x) times 2
+    secant = (torch.relu(z_x) - torch.relu(z_r)) / (z_x - z_r)
+    expected = 2.0 * torch.where(z_x == z_r, (z_x > 0).double(), secant)
+    assert not expected.isnan().any()
+    torch.testing.assert_close(multiplier, expected, rtol=0, atol=1e-15)
+    assert bool((multiplier[:, 4] == 2.0).all()) == coincide  # relu'(1) where they coincide, else (1 − 0)/(1 + 3)·2
