@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepscope.attribution._base import Attribution, draw_attribution
+from deepscope.attribution._base import Attribution
 from deepscope.attribution._prepare import MULTI_INPUT_METHODS, prepare_baseline, prepare_inputs
 from deepscope.errors import DataError, DeepscopeError, invalid_parameter
 from deepscope.results import Result, format_value
@@ -248,34 +248,35 @@ class MultiInputAttribution(Result):
             text += f"; completeness error (all inputs together) at most {format_value(float(error.max()))}"
         return text + "."
 
-    def plot(self, ax=None, example: int = 0):  # -> matplotlib.figure.Figure
-        """One panel per input for one example (heat map, per-position bars or ranked bars, as ``Attribution.plot``).
+    def plot(self, ax=None, example: int = 0, *, inputs: tuple | None = None):  # -> matplotlib.figure.Figure
+        """One panel per input for one example, each drawn as :meth:`Attribution.plot` draws it
+        (heat map for images, logo for one-hot DNA, bars for other sequences and tabular).
 
         Args:
             ax: None (a new figure) or a sequence of one matplotlib Axes per input.
             example: which row of the batch.
+            inputs: None, or the explained inputs as a tuple (an entry may be None): a one-hot
+                sequence among them is drawn as a logo on its observed letters.
         """
         from deepscope._figures import new_figure
 
-        values = [v[0] if self.multi_target else v for v in self.values]
-        if not isinstance(example, int) or isinstance(example, bool) or not 0 <= example < values[0].shape[0]:
-            raise invalid_parameter(
-                "example", "MultiInputAttribution.plot", f"an int in [0, {values[0].shape[0]})", example
-            )
+        owner = "MultiInputAttribution.plot"
+        batch = self.target.shape[-1]
+        if not isinstance(example, int) or isinstance(example, bool) or not 0 <= example < batch:
+            raise invalid_parameter("example", owner, f"an int in [0, {batch})", example)
+        if inputs is not None and (not isinstance(inputs, tuple) or len(inputs) != self.n_inputs):
+            raise invalid_parameter("inputs", owner, f"None or a tuple of {self.n_inputs} tensors (or None)", inputs)
         if ax is None:
             figure, axes = new_figure(4.0 * self.n_inputs, 3.0, ncols=self.n_inputs)
             axes = [axes] if self.n_inputs == 1 else list(axes)
         else:
             axes = list(ax) if isinstance(ax, (list, tuple)) else [ax]
             if len(axes) != self.n_inputs:
-                raise invalid_parameter(
-                    "ax", "MultiInputAttribution.plot", f"None or a sequence of {self.n_inputs} Axes", ax
-                )
+                raise invalid_parameter("ax", owner, f"None or a sequence of {self.n_inputs} Axes", ax)
             figure = axes[0].figure
-        target = int(self.target.reshape(-1)[example])
-        for k, (panel, value) in enumerate(zip(axes, values)):
-            draw_attribution(panel, value[example].detach().cpu())
-            panel.set_title(f"{self.method}, input {k}, example {example}, target {target}")
+        for k, panel in enumerate(axes):
+            self.part(k).plot(panel, example, inputs=None if inputs is None else inputs[k])
+            panel.set_title(f"input {k}: {panel.get_title()}", fontsize=9)
         return figure
 
 

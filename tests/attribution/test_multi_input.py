@@ -282,6 +282,18 @@ def test_result_part_rows_summary_json_and_plot(two_inputs):
     with pytest.raises(InvalidParameterError, match="a sequence of 2 Axes"):
         result.plot(ax=[figure.axes[0]])
     assert part.plot(example=0).axes  # one input's map draws as any Attribution
+    with pytest.raises(InvalidParameterError, match="a tuple of 2 tensors"):
+        result.plot(inputs=inputs[0])
+
+
+def test_plot_draws_a_one_hot_input_as_a_logo(two_inputs):
+    model, (_, features) = two_inputs
+    sequence = nn.functional.one_hot(torch.randint(0, 4, (4, 10)), 4).permute(0, 2, 1).double()
+    result = deeplift(model, (sequence, features), target=0)
+    figure = result.plot(example=1, inputs=(sequence, None))
+    logo, bars = figure.axes[0], figure.axes[1]
+    assert len(logo.patches) == 10  # one glyph per position (the observed letter), as Attribution.plot draws DNA
+    assert len(bars.patches) == 5 and bars.get_title().startswith("input 1: deeplift, example 1")
 
 
 @pytest.mark.parametrize("method", [integrated_gradients, deeplift, deep_lift_shap])
