@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from deepscope.expressivity import _geometry as geometry
-from deepscope.expressivity._pwl_values import Affine, PartitionState, Rectified
+from deepscope.expressivity._pwl_values import CHUNK, Affine, PartitionState, Rectified
 
 __all__ = ["relu"]
 
@@ -76,23 +76,22 @@ def _crossing_units(pieces: geometry.Pieces, maps: torch.Tensor, tol: float) -> 
     invalid = np.arange(padded.shape[1])[None, :] >= counts[:, None]
     padded[invalid] = np.broadcast_to(padded[:, :1], padded.shape)[invalid]
     centre, radius = geometry.discs(pieces)
-    reach = np.linalg.norm(centre, axis=1) + radius
     padded_t, centre_t = torch.from_numpy(padded), torch.from_numpy(centre)
-    radius_t, reach_t = torch.from_numpy(radius)[:, None], torch.from_numpy(reach)[:, None]
+    # |f(v) - f(c)| <= |a| R at every vertex v; the 1e-10 terms exceed the rounding of f anywhere on the
+    # piece (below 1e-15 (|a| (|c| + R) + |b|)) by far, so a pair outside the bound is settled exactly
+    reach = torch.from_numpy(radius + tol + 1e-10 * (np.linalg.norm(centre, axis=1) + radius))[:, None]
     crosses = np.zeros((count, units), dtype=bool)
     unsure = np.zeros((count, units), dtype=bool)
     positive = np.zeros((count, units), dtype=bool)
     for start in range(0, count, _BLOCK):
         rows = slice(start, start + _BLOCK)
         a = maps[rows]
-        norm = a[:, :k].square().sum(dim=1).sqrt()
-        margin = tol * norm
+        norm = torch.hypot(a[:, 0], a[:, 1]) if k == 2 else a[:, :k].square().sum(dim=1).sqrt()
         at_centre = centre_t[rows, 0, None] * a[:, 0]
         for j in range(1, k):
             at_centre += centre_t[rows, j, None] * a[:, j]
         at_centre += a[:, k]
-        # rounding of f at any point of the piece is below 1e-15·(|a|·(|c| + R) + |b|); 1e-10 is far above
-        bound = norm * radius_t[rows] + margin + 1e-10 * (norm * reach_t[rows] + a[:, k].abs())
+        bound = norm.mul_(reach[rows]).add_(a[:, k].abs().mul_(1e-10))
         torch.gt(at_centre, 0, out=torch.from_numpy(positive[rows]))
         near = at_centre.abs() <= bound
         unsure[rows] = near.numpy()
@@ -100,12 +99,13 @@ def _crossing_units(pieces: geometry.Pieces, maps: torch.Tensor, tol: float) -> 
         if len(piece) == 0:
             continue
         coefficients = a[piece, :, unit]  # (n, k + 1)
+        margin = tol * coefficients[:, :k].square().sum(dim=1).sqrt()  # tol |a|, as in the exact test's definition
         corners = padded_t[start + piece]  # (n, M, k)
         values = corners[:, :, 0] * coefficients[:, 0, None]
         for j in range(1, k):
             values += corners[:, :, j] * coefficients[:, j, None]
         values += coefficients[:, k, None]
-        limit = margin[piece, unit][:, None]
+        limit = margin[:, None]
         cut = (values > limit).any(dim=1) & (values < -limit).any(dim=1)
         crosses[start + piece[cut].numpy(), unit[cut].numpy()] = True
     return crosses, unsure, positive
@@ -118,22 +118,46 @@ def _signs(pieces: geometry.Pieces, parent: np.ndarray, maps: torch.Tensor, unsu
     margin far above rounding, so every piece cut from it reads that sign. The other pairs are
     evaluated at the piece's interior point, ``Σ_j x_j A_j + b`` in this order, as everywhere else.
     """
-    active = positive[parent]
     count, width = len(parent), maps.shape[1]
     per_parent = unsure.sum(axis=1)
+    repeats = per_parent[parent]
+    points = torch.from_numpy(geometry.interior_points(pieces))
+    if repeats.sum() > count * maps.shape[2] / 4:  # most pairs open (a parent cut by many lines): every pair
+        return _all_signs(points, torch.from_numpy(parent), maps)
+    active = positive[parent]
     open_parent, open_unit = np.nonzero(unsure)  # sorted by parent, then unit
     first = np.cumsum(per_parent) - per_parent
-    repeats = per_parent[parent]
     piece = np.repeat(np.arange(count), repeats)
     offset = np.arange(len(piece)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
     unit = open_unit[np.repeat(first[parent], repeats) + offset]
     if len(piece) == 0:
         return active
-    points = torch.from_numpy(geometry.interior_points(pieces)[piece])
+    at = points[torch.from_numpy(piece)]
     coefficients = maps[torch.from_numpy(parent[piece]), :, torch.from_numpy(unit)]  # (n, k + 1)
-    pre = torch.mul(points[:, 0], coefficients[:, 0])
+    pre = torch.mul(at[:, 0], coefficients[:, 0])
     for j in range(1, width - 1):
-        pre.add_(torch.mul(points[:, j], coefficients[:, j]))
+        pre.add_(torch.mul(at[:, j], coefficients[:, j]))
     pre.add_(coefficients[:, width - 1])
     active[piece, unit] = (pre > 0).numpy()
     return active
+
+
+def _all_signs(points: torch.Tensor, parent: torch.Tensor, maps: torch.Tensor) -> np.ndarray:
+    """Every unit's sign at every piece's interior point, in blocks of pieces through reused buffers."""
+    count, (_, width, units) = len(parent), maps.shape
+    active = torch.empty((count, units), dtype=torch.bool)
+    block = min(count, CHUNK)
+    gathered = torch.empty((block, width, units), dtype=maps.dtype)
+    pre_activation = torch.empty((block, units), dtype=maps.dtype)
+    term = torch.empty_like(pre_activation)
+    for start in range(0, count, CHUNK):
+        rows = slice(start, start + CHUNK)
+        size = len(parent[rows])
+        mapped = torch.index_select(maps, 0, parent[rows], out=gathered[:size])
+        pre, extra = pre_activation[:size], term[:size]
+        torch.mul(points[rows, 0, None], mapped[:, 0], out=pre)
+        for j in range(1, width - 1):
+            pre.add_(torch.mul(points[rows, j, None], mapped[:, j], out=extra))
+        pre.add_(mapped[:, width - 1])
+        torch.gt(pre, 0, out=active[rows])
+    return active.numpy()

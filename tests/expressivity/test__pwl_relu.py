@@ -139,7 +139,8 @@ def test_the_crossing_test_agrees_with_every_vertex_evaluated():
     assert not unsure[expected == 0].all() and unsure[expected].all()  # every cut was checked at the vertices
 
 
-def test_the_signs_of_new_pieces_equal_the_pre_activations_at_their_interior_points():
+@pytest.mark.parametrize("offset", [0.05, 20.0])  # most lines through the pieces (every pair evaluated), or few
+def test_the_signs_of_new_pieces_equal_the_pre_activations_at_their_interior_points(offset):
     # oracle: Σ_j x_j A_j + b at each piece's interior point, from its parent's maps, for every unit
     from deepscope.expressivity._pwl_relu import _crossing_units, _signs
 
@@ -148,7 +149,9 @@ def test_the_signs_of_new_pieces_equal_the_pre_activations_at_their_interior_poi
     for _ in range(4):
         result = geometry.split(parents, rng.normal(size=(len(parents), 3)), 1e-9)
         parents = parents if result is None else result[0]
-    maps = torch.from_numpy(rng.normal(size=(len(parents), 3, 30)))
+    maps = rng.normal(size=(len(parents), 3, 30))
+    maps[:, 2] *= offset
+    maps = torch.from_numpy(maps)
     _, unsure, positive = _crossing_units(parents, maps, 1e-9)
     pieces, parent = parents, np.arange(len(parents))
     for _ in range(3):  # cut the parents further by random lines, keeping track of each piece's parent
@@ -159,4 +162,4 @@ def test_the_signs_of_new_pieces_equal_the_pre_activations_at_their_interior_poi
     points = geometry.interior_points(pieces)
     expected = np.einsum("pk,pku->pu", points, maps.numpy()[parent, :2]) + maps.numpy()[parent, 2] > 0
     assert np.array_equal(got, expected)
-    assert 0 < unsure.sum() < unsure.size  # both paths are taken
+    assert 0 < unsure.sum() < unsure.size
