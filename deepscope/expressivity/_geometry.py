@@ -165,12 +165,14 @@ def measures(pieces: Pieces) -> np.ndarray:
 
 def signed_areas(pieces: Pieces) -> np.ndarray:
     """Shoelace area of each polygon, positive when its vertices run counter-clockwise."""
-    vertices = pieces.vertices
+    vertices, counts = pieces.vertices, pieces.counts
     index = np.arange(vertices.shape[1])[None, :]
-    following = (index + 1) % pieces.counts[:, None]
-    nxt = np.take_along_axis(vertices, following[:, :, None], axis=1)
+    nxt = np.empty_like(vertices)  # each vertex's successor: the next column, the first for the last vertex
+    nxt[:, :-1], nxt[:, -1] = vertices[:, 1:], vertices[:, 0]
+    rows = np.arange(len(vertices))
+    nxt[rows, np.maximum(counts, 1) - 1] = vertices[:, 0]
     cross = vertices[:, :, 0] * nxt[:, :, 1] - nxt[:, :, 0] * vertices[:, :, 1]
-    cross = np.where(index < pieces.counts[:, None], cross, 0.0)
+    cross = np.where(index < counts[:, None], cross, 0.0)
     return 0.5 * cross.sum(axis=1)
 
 

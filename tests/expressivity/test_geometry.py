@@ -137,3 +137,18 @@ def test_clip_both_is_clip_on_each_side_bit_for_bit_and_interior_points_are_nanm
         assert np.array_equal(got.vertices, expected.vertices, equal_nan=True)
         assert np.array_equal(got.counts, expected.counts) and np.array_equal(got_source, expected_source)
     assert np.array_equal(geometry.interior_points(pieces), np.nanmean(pieces.vertices, axis=1))
+
+
+def test_signed_areas_match_the_shoelace_formula_vertex_by_vertex():
+    # oracle: Σ_m (x_m y_{m+1} - x_{m+1} y_m) / 2 with m + 1 taken modulo each polygon's vertex count
+    rng = np.random.default_rng(2)
+    pieces = geometry.initial_pieces((-1.0, 1.0, -1.0, 1.0))
+    for _ in range(5):
+        result = geometry.split(pieces, rng.normal(size=(len(pieces), 3)), TOL)
+        pieces = pieces if result is None else result[0]
+    expected = []
+    for vertices, count in zip(pieces.vertices, pieces.counts):
+        x, y = vertices[:count, 0], vertices[:count, 1]
+        expected.append(0.5 * np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+    np.testing.assert_allclose(geometry.signed_areas(pieces), expected, rtol=1e-13, atol=1e-15)
+    assert len(set(pieces.counts.tolist())) > 1  # polygons of several sizes
