@@ -1,8 +1,8 @@
 """Subprocess workers for bench/bench_generalization.py's measures rows (cost, memory, before/after).
 
 ``python -m bench._measures_cost typical`` prints, as one JSON line, the whole measures table on the
-typical digits CNN (bench/typical.py, 1 thread): wall and CPU seconds, per-family seconds and every
-row's value and note. Run with ``PYTHONPATH`` pointing at an older checkout it measures that
+typical digits CNN (bench/typical.py, 1 thread; ``typical default`` keeps torch's default thread
+count): wall and CPU seconds, per-family seconds and every row's value and note. Run with ``PYTHONPATH`` pointing at an older checkout it measures that
 version (the "before" arm). ``python -m bench._measures_cost resnet18 FAMILY[,FAMILY...]`` does
 the same for an untrained CIFAR ResNet-18 (11.2M parameters) on 256 random 3×32×32 inputs with
 the library defaults, and adds this process's peak resident memory (``ru_maxrss``).
@@ -35,11 +35,13 @@ def _table(problem, families=None) -> dict:
         "rows": {row["name"]: [row["value"], row["note"], row["seconds"]] for row in table.rows()},
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "load": os.getloadavg()[0],
+        "threads": torch.get_num_threads(),
     }
 
 
 def main() -> None:
-    torch.set_num_threads(1)
+    if sys.argv[1:3] != ["typical", "default"]:
+        torch.set_num_threads(1)
     from deepscope import Problem
 
     if sys.argv[1] == "typical":

@@ -19,7 +19,10 @@ small-N variant on layers with few eigenvalues).
 
 4. Before/after of the measures table on the typical digits CNN (issue 14 item 9): the table of
    commit ``BEFORE`` (extracted with ``git archive``) and of the working tree, each in its own
-   single-threaded subprocess, alternating; the agreement column compares every value.
+   single-threaded subprocess, alternating; the agreement column compares every value. A second
+   row compares with commit ``BEFORE_EXACT`` (before the chunked early rejection and cache-sized
+   chunks of the sharpness searches, which change no value): every row must be identical; it
+   also times both at torch's default thread count.
 5. The measures table on an untrained CIFAR ResNet-18 (11.2M parameters, 256 random 3×32×32
    inputs, defaults): each family in its own subprocess (seconds, peak resident memory), and the
    whole table once (issue 12 item 6: under 4 GB).
@@ -323,12 +326,14 @@ def _run(only: str | None) -> tuple[list[dict], str]:
         rows.append(_certificate_row())
     if only in (None, "measures-speed"):
         rows.append(_before_after_row())
+        rows.append(_exact_before_after_row())
     if only in (None, "resnet18"):
         rows += _resnet18_rows()
     return rows, extra
 
 
 BEFORE = "18e5b47"  # the measures as they were before issue 12/14's cost work (default 10 bisection steps)
+BEFORE_EXACT = "52d3b89"  # before the searches' chunked early rejection and cache-sized chunks (same values)
 
 
 def _worker(arguments: list[str], pythonpath: str | None = None) -> dict:
@@ -338,6 +343,8 @@ def _worker(arguments: list[str], pythonpath: str | None = None) -> dict:
     import sys
 
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if "default" in arguments:  # torch's default thread count
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     root = str(RESULTS.parent.parent)
     env["PYTHONPATH"] = root  # bench/ from here; deepscope from the working folder, first on sys.path
     done = subprocess.run(
@@ -386,18 +393,78 @@ def _agreement(before: dict, after: dict) -> str:
     )
 
 
-def _before_after_row(repeats: int = 2) -> dict:
+def _alternate(commit: str, repeats: int, arguments: tuple[str, ...] = ("typical",)) -> tuple[list[dict], list[dict]]:
+    """The worker on ``commit``'s deepscope (``git archive``) and on the working tree, alternating."""
     import subprocess
     import tempfile
 
     root = RESULTS.parent.parent
     with tempfile.TemporaryDirectory() as folder:
-        archive = subprocess.run(["git", "archive", BEFORE, "deepscope"], cwd=root, capture_output=True, check=True)
+        archive = subprocess.run(["git", "archive", commit, "deepscope"], cwd=root, capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
         befores, afters = [], []
         for _ in range(repeats):  # alternating, so both arms see the same load
-            befores.append(_worker(["typical"], pythonpath=folder))
-            afters.append(_worker(["typical"]))
+            befores.append(_worker(list(arguments), pythonpath=folder))
+            afters.append(_worker(list(arguments)))
+    return befores, afters
+
+
+def _identical(before: dict, after: dict, names) -> str:
+    """How many of ``names`` have bit-identical values (NaN equals NaN), the largest relative
+    difference, and the first rows that differ."""
+    names = [name for name in before["rows"] if name in set(names)]
+    values = [(before["rows"][name][0], after["rows"][name][0]) for name in names]
+    differing = [n for n, (a, b) in zip(names, values, strict=True) if a != b and not (math.isnan(a) and math.isnan(b))]
+    largest = max((abs(b - a) / abs(a) for a, b in values if math.isfinite(a) and a != 0), default=0.0)
+    listed = f" ({', '.join(differing[:3])}{' ...' if len(differing) > 3 else ''} differ)" if differing else ""
+    return f"{len(names) - len(differing)} of {len(names)} identical, max relative difference {largest:.1e}{listed}"
+
+
+def _passes(result: dict) -> str:
+    import re
+
+    counts = []
+    for name in _SEARCH_ROWS:
+        found = re.search(r"(\d+) forward passes", result["rows"][name][1])
+        counts.append(found.group(1) if found else "?")
+    return "/".join(counts)
+
+
+def _exact_before_after_row(repeats: int = 3) -> dict:
+    befores, afters = _alternate(BEFORE_EXACT, repeats)
+    threaded_before, threaded_after = _alternate(BEFORE_EXACT, 1, ("typical", "default"))
+    before, after = befores[0], afters[0]
+    searched = {row for rows in _SEARCH_ROWS.values() for row in rows} | set(_SEARCH_ROWS)
+    others = set(before["rows"]) - searched  # other families: changed only by work outside the searches
+    agreement = (
+        "sharpness rows (σ, σ', α and the 9 measures from them), every run: "
+        + "; ".join(_identical(b, a, searched) for b, a in zip(befores, afters, strict=True))
+        + f"; the other rows: {_identical(before, after, others)}"
+    )
+    cpu_before = statistics.median(r["cpu_seconds"] for r in befores)
+    cpu_after = statistics.median(r["cpu_seconds"] for r in afters)
+    loads = [r["load"] for r in befores + afters + threaded_before + threaded_after]
+    return {
+        "task": "whole measures table (defaults), TYPICAL MODEL, before/after the searches' chunked early rejection",
+        "reference": f"the same table at commit {BEFORE_EXACT}",
+        "deepscope_median_s": statistics.median(r["seconds"] for r in afters),
+        "reference_median_s": statistics.median(r["seconds"] for r in befores),
+        "speedup": statistics.median(r["seconds"] for r in befores) / statistics.median(r["seconds"] for r in afters),
+        "repeats": repeats,
+        "agreement": agreement,
+        "notes": (
+            f"1 thread each, alternating subprocesses, medians; CPU seconds before {cpu_before:.1f}, after "
+            f"{cpu_after:.1f} ({cpu_before / cpu_after:.2f}x); torch's default {threaded_after[0]['threads']} threads "
+            f"(wall, one run each): before {threaded_before[0]['seconds']:.1f} s, after {threaded_after[0]['seconds']:.1f} s; "
+            f"example-forward passes of σ/σ'/α {_passes(before)} -> {_passes(after)}; load average "
+            f"{min(loads):.1f}-{max(loads):.1f}; after per family: "
+            + ", ".join(f"{family} {seconds:.1f} s" for family, seconds in afters[0]["family_seconds"].items())
+        ),
+    }
+
+
+def _before_after_row(repeats: int = 2) -> dict:
+    befores, afters = _alternate(BEFORE, repeats)
     before = sorted(befores, key=lambda r: r["seconds"])[len(befores) // 2]
     after = sorted(afters, key=lambda r: r["seconds"])[len(afters) // 2]
     costs = ", ".join(f"{family} {seconds:.1f} s" for family, seconds in after["family_seconds"].items())
