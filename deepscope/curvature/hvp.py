@@ -14,8 +14,10 @@ Jacobian of the outputs and ``H_ℓ`` the Hessian of the loss in the outputs, is
 semi-definite for convex losses; ``Gv`` is one jvp, one output-space Hessian product and one vjp.
 
 Over several batches the products are summed with weights ``n_b / N`` (the loss is the mean over
-all samples); batches are streamed, never all held at once. A list of parameter names restricts
-the operator to that block (the other parameters stay fixed).
+all samples); batches are streamed, never all held at once, and split into chunks of rows (same
+weights) whose gradient graph fits :data:`~deepscope.curvature._memory.GRAPH_BYTES` (a BERT-small
+encoder's 64 sequences held 7.1 GB at once). A list of parameter names restricts the operator to
+that block (the other parameters stay fixed).
 
 Inputs may be a tensor or a dict of tensors (``model(**x)``, token ids stay integers), and
 ``output_fn`` picks the scores from a tuple/dict/``ModelOutput``. Parameters tied between modules
@@ -44,10 +46,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from deepscope._inputs import Inputs
+from deepscope._inputs import Inputs, slice_rows
 from deepscope._outputs import OutputFn
 from deepscope._validation import check_choice, check_int
 from deepscope.curvature._base import Batches, ParameterSpace, SecondOrder, fixed_batches, functional_outputs
+from deepscope.curvature._memory import measured_rows
 from deepscope.errors import DataError, DeepscopeError, UnsupportedModelError, invalid_parameter
 from deepscope.registry import analysis
 
@@ -82,6 +85,8 @@ class HessianOperator:
             gradient graph kept when all samples fit in one batch).
         n_samples: total number of samples ``batches`` yields, when known (saves a pass over the data).
         output_fn: picks the scores the loss reads from a model output that is not one tensor.
+        max_batch: rows per chunk of a product (default: as many as keep one chunk's gradient graph
+            under :data:`~deepscope.curvature._memory.GRAPH_BYTES`, measured on the first product).
 
     Attributes:
         n_params: dimension of the operator; n_products: products applied so far (one product is
@@ -103,8 +108,12 @@ class HessianOperator:
         owner: str = "HessianOperator",
         n_samples: int | None = None,
         output_fn: OutputFn | None = None,
+        max_batch: int | None = None,
     ) -> None:
         check_choice(kind, "kind", owner, _KINDS)
+        if max_batch is not None:
+            check_int(max_batch, "max_batch", owner, minimum=1)
+        self._rows = max_batch
         check_choice(method, "method", owner, _METHODS)
         self.model, self.loss_fn, self.kind, self.owner = model, loss_fn, kind, owner
         self.output_fn = output_fn
@@ -148,6 +157,7 @@ class HessianOperator:
         kind: str = "hessian",
         method: str = "auto",
         owner: str = "HessianOperator",
+        max_batch: int | None = None,
     ) -> HessianOperator:
         """The operator of ``problem``'s mean loss over the first ``max_samples`` samples of ``split``.
 
@@ -172,6 +182,7 @@ class HessianOperator:
             owner=owner,
             n_samples=total,
             output_fn=problem.output_fn,
+            max_batch=max_batch,
         )
 
     def _check_names(self, names: list[str]) -> None:
@@ -263,19 +274,37 @@ class HessianOperator:
         _, pullback = torch.func.vjp(outputs, primal)
         return self.space.flatten(pullback(curvature_tangent.detach().clone())[0])  # Jᵀ H_ℓ J v
 
-    def _batch_product(self, x: Inputs, y: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-        """Products with each column of ``vectors`` (n_params, m) for one batch."""
+    def _chunk_product(
+        self, x: Inputs, y: torch.Tensor, vectors: torch.Tensor, out: torch.Tensor, weight: float, whole: bool
+    ) -> None:
+        """Adds ``weight ×`` the products with each column of ``vectors`` (n_params, m) on one chunk to ``out``."""
         if self.kind == "gauss_newton":
-            return torch.stack([self._gauss_newton(x, y, v) for v in vectors.T], dim=1)
-        if self.method == "forward_over_reverse":
-            return torch.stack([self._forward_over_reverse(x, y, v) for v in vectors.T], dim=1)
-        if self._single_batch is not None:
-            if self._cached is None:
-                self._cached = [(1.0, *self._gradient_graph(x, y))]
-            _, leaves, grads = self._cached[0]
+            products = (self._gauss_newton(x, y, v) for v in vectors.T)
+        elif self.method == "forward_over_reverse":
+            products = (self._forward_over_reverse(x, y, v) for v in vectors.T)
         else:
-            leaves, grads = self._gradient_graph(x, y)
-        return torch.stack([self._double_backward(leaves, grads, v) for v in vectors.T], dim=1)
+            if self._single_batch is not None and whole:  # the one batch in one chunk: its graph is kept
+                if self._cached is None:
+                    self._cached = [(1.0, *self._gradient_graph(x, y))]
+                _, leaves, grads = self._cached[0]
+            else:
+                leaves, grads = self._gradient_graph(x, y)
+            products = (self._double_backward(leaves, grads, v) for v in vectors.T)
+        for column, product in zip(out.T, products):  # one product held at a time
+            column.add_(product.detach(), alpha=weight)
+
+    def _rows_per_chunk(self, x: Inputs, y: torch.Tensor) -> int:
+        """Rows per chunk: ``max_batch``, else measured once from the gradient graphs of one and two rows."""
+        if self._rows is None and len(y) <= 1:
+            return 1
+        if self._rows is None:
+            leaves = [self.base[n].detach().requires_grad_(True) for n in self.space.names]
+
+            def loss(rows: int) -> torch.Tensor:
+                return self._loss(dict(zip(self.space.names, leaves)), slice_rows(x, 0, rows), y[:rows])
+
+            self._rows = measured_rows(loss, leaves, leaves + list(self.buffers.values()), cap=len(y))
+        return self._rows
 
     def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
         """``H @ vectors`` for ``vectors`` of shape (n_params, m); counts ``m`` products."""
@@ -288,7 +317,10 @@ class HessianOperator:
         batches = [self._single_batch] if self._single_batch is not None else self._batches()
         with self.second_order():
             for x, y in batches:
-                result += self._batch_product(x, y, vectors).detach() * (len(y) / self.n_samples)
+                rows = self._rows_per_chunk(x, y)
+                for start in range(0, len(y), rows):
+                    chunk = (x, y) if rows >= len(y) else (slice_rows(x, start, start + rows), y[start : start + rows])
+                    self._chunk_product(*chunk, vectors, result, len(chunk[1]) / self.n_samples, rows >= len(y))
         self.n_products += vectors.shape[1]
         return result
 
@@ -345,14 +377,8 @@ def hessian_vector_product(
     Example:
         >>> hv = hessian_vector_product(problem, torch.ones(n_params))  # doctest: +SKIP
     """
-    operator = _operator(
-        problem,
-        "hessian_vector_product",
-        max_samples=max_samples,
-        parameter_names=parameter_names,
-        method=method,
-        split=split,
-    )
+    options = {"max_samples": max_samples, "parameter_names": parameter_names, "split": split}
+    operator = _operator(problem, "hessian_vector_product", method=method, **options)
     vector = torch.ones(operator.n_params, dtype=operator.dtype, device=operator.device) if vector is None else vector
     return operator.matvec(vector)
 
@@ -373,14 +399,8 @@ def gauss_newton_vector_product(
     Example:
         >>> gv = gauss_newton_vector_product(problem, torch.ones(n_params))  # doctest: +SKIP
     """
-    operator = _operator(
-        problem,
-        "gauss_newton_vector_product",
-        max_samples=max_samples,
-        parameter_names=parameter_names,
-        kind="gauss_newton",
-        split=split,
-    )
+    options = {"max_samples": max_samples, "parameter_names": parameter_names, "split": split}
+    operator = _operator(problem, "gauss_newton_vector_product", kind="gauss_newton", **options)
     vector = torch.ones(operator.n_params, dtype=operator.dtype, device=operator.device) if vector is None else vector
     return operator.matvec(vector)
 

@@ -96,11 +96,10 @@ def lanczos_eigenpairs(
     products, converged = len(run.values), run.converged
     count = len(run.wanted)
     high = min(k, count) if which != "smallest" else 0  # the first ``high`` wanted pairs are the largest
-    pairs = [
-        (float(run.values[run.wanted[i]]), float(run.residuals[i]), run.ritz_vectors([i])[:, 0]) for i in range(count)
-    ]
+    vectors = run.ritz_vectors(list(range(count)))  # the pairs' vectors are its columns: held once
+    pairs = [(float(run.values[run.wanted[i]]), float(run.residuals[i]), vectors[:, i]) for i in range(count)]
     tops, bottoms = pairs[:high], pairs[high:]
-    locked = torch.stack([vector for _, _, vector in pairs], dim=1) if pairs else locked
+    locked = vectors if pairs else locked
     checks = 0
     exact = run.exhausted  # the first run spanned the whole space: its Ritz values are the eigenvalues
     while converged and k >= 2 and not exact and locked.shape[1] < n:
@@ -113,6 +112,7 @@ def lanczos_eigenpairs(
         margin = max(tol * max(abs(top if top is not None else bottom), 1e-3 * scale), 0.0)
 
         fresh = orthogonalise(random_unit_vector(n, seed + 7919 * checks, dtype=dtype, device=device), locked)
+        del run  # its basis (max_iter x n numbers) is not held while the next run builds its own
         run = lanczos_run(
             matvec,
             n,

@@ -12,6 +12,11 @@ Both stop when ``SE ≤ rel_tol · |trace|`` (after at least ``min_samples`` sam
 low-rank part is exact), so ``trace ± 3·SE`` is an honest interval. PyHessian instead stops when
 the running mean moves by less than 1e-3, which says nothing about the error.
 
+Memory: probes are drawn and applied in blocks of at most
+:data:`~deepscope.curvature._memory.BLOCK_BYTES` (each probe is its own draws, so the estimate does
+not depend on the block); blocks of ten int64-drawn float64 probes took 5.6 GB on a BERT-small
+encoder's 29M parameters.
+
 Example:
     >>> result = hessian_trace(problem, rel_tol=0.01)        # doctest: +SKIP
     >>> result.trace, result.standard_error, result.n_hvps     # doctest: +SKIP
@@ -29,6 +34,7 @@ import torch
 
 from deepscope._validation import check_choice, check_float, check_int
 from deepscope.curvature._base import result_note
+from deepscope.curvature._memory import vectors_per_block
 from deepscope.curvature.hvp import HessianOperator
 from deepscope.registry import analysis
 from deepscope.results import Result
@@ -89,8 +95,21 @@ class TraceResult(Result):
 
 
 def _rademacher(n: int, m: int, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    signs = torch.randint(0, 2, (n, m), generator=generator).to(torch.float64) * 2 - 1
-    return signs.to(dtype=like.dtype, device=like.device)
+    """``m`` Rademacher columns of length ``n``, drawn column after column on the CPU in ``like``'s dtype.
+
+    Each column is its own ``n`` draws of the stream, so a probe does not depend on how many are
+    drawn at once (the block size that memory allows); ±1 is exact in every float dtype.
+    """
+    signs = torch.empty(n, m, dtype=like.dtype)
+    for column in signs.T:
+        column.copy_(torch.randint(0, 2, (n,), generator=generator, dtype=like.dtype).mul_(2).sub_(1))
+    return signs.to(device=like.device)
+
+
+def _quadratic_forms(operator: HessianOperator, probes: torch.Tensor) -> list[float]:
+    """``zᵀHz`` for each column ``z`` of ``probes``, without a second (n, m) temporary."""
+    products = operator.matmat(probes)
+    return [float(torch.dot(z, hz)) for z, hz in zip(probes.T, products.T)]
 
 
 def trace_of_operator(
@@ -112,7 +131,9 @@ def trace_of_operator(
     exact_part, basis, sketch = 0.0, None, 0
     start = operator.n_products
     if method == "hutch++":
-        sketch = min(n, sketch_size if sketch_size is not None else min(max(10, max_hvps // 20), 50))
+        # the default sketch also fits memory: S (then Q), HS and HQ each hold sketch x n numbers
+        default = min(max(10, max_hvps // 20), 50, vectors_per_block(n, itemsize=like.element_size()))
+        sketch = min(n, sketch_size if sketch_size is not None else default)
         if 2 * sketch >= n or sketch == n:
             # cheaper to take the exact trace from n products with the unit vectors
             exact = _exact_trace(operator, like)
@@ -132,7 +153,7 @@ def trace_of_operator(
                 operator,
             )
         basis, _ = torch.linalg.qr(operator.matmat(_rademacher(n, sketch, generator, like)))
-        exact_part = float(torch.sum(basis * operator.matmat(basis)))
+        exact_part = sum(_quadratic_forms(operator, basis))
     samples: list[float] = []
     running_trace, running_error, running_hvps = [], [], []
     bar = None
@@ -143,11 +164,12 @@ def trace_of_operator(
     converged = False
     while operator.n_products - start < max_hvps:
         count = min(block, max_hvps - (operator.n_products - start))
-        probes = _rademacher(n, count, generator, like)
-        if basis is not None:
-            probes = probes - basis @ (basis.T @ probes)
-        values = torch.sum(probes * operator.matmat(probes), dim=0)
-        samples.extend(float(v) for v in values)
+        for size in _sizes(count, vectors_per_block(n, itemsize=like.element_size())):  # probes within BLOCK_BYTES
+            probes = _rademacher(n, size, generator, like)
+            if basis is not None:
+                probes -= basis @ (basis.T @ probes)
+            samples.extend(_quadratic_forms(operator, probes))
+            del probes
         estimate, error = _mean_and_error(samples, exact_part)
         running_trace.append(estimate)
         running_error.append(error)
@@ -175,6 +197,11 @@ def trace_of_operator(
         running_hvps,
         operator,
     )
+
+
+def _sizes(count: int, most: int) -> list[int]:
+    """``count`` split into parts of at most ``most``."""
+    return [min(most, count - done) for done in range(0, count, most)]
 
 
 def _exact_trace(operator: HessianOperator, like: torch.Tensor, chunk: int = 256) -> float:
@@ -241,7 +268,8 @@ def hessian_trace(
         max_hvps: product budget (the result says ``converged=False`` when it ran out).
         seed: seed of the random probes.
         min_samples: at least this many Hutchinson samples before the standard error is trusted.
-        sketch_size: Hutch++ sketch width ``s`` (costs ``2s`` products; default ``clip(max_hvps/20, 10, 50)``).
+        sketch_size: Hutch++ sketch width ``s`` (costs ``2s`` products; default ``clip(max_hvps/20, 10, 50)``,
+            at most the vectors that fit :data:`~deepscope.curvature._memory.BLOCK_BYTES`).
         max_samples: samples in the mean loss (default: the whole training split, streamed).
         parameter_names: restrict to a block of parameters.
         kind: "hessian" or "gauss_newton".

@@ -146,3 +146,15 @@ def test_tridiagonal_stops_at_an_invariant_subspace():
 
 def test_progress_bar_is_none_when_off():
     assert _krylov.progress_bar(False, 10) is None
+
+
+def test_orthogonalise_against_several_bases_equals_against_their_concatenation():
+    from deepscope.curvature._krylov import orthogonalise
+
+    generator = torch.Generator().manual_seed(0)
+    together, _ = torch.linalg.qr(torch.randn(50, 7, dtype=torch.float64, generator=generator))
+    w = torch.randn(50, dtype=torch.float64, generator=generator)
+    split = orthogonalise(w, together[:, :3], together[:, 3:], together[:, :0])  # an empty basis is skipped
+    # classical Gram-Schmidt: the same coefficients, summed in another order (float64, 7 terms)
+    torch.testing.assert_close(split, orthogonalise(w, together), atol=1e-14, rtol=1e-12)
+    assert float((together.T @ split).abs().max()) < 1e-14

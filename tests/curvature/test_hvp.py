@@ -218,3 +218,83 @@ def test_a_loader_that_drops_its_last_batch_still_gives_the_mean_over_every_samp
     # drop_last skipped 8 of the 40 samples (another 8 on every pass when shuffling) while the mean
     # divided by 40: 28% (or a random) error. Now the data set is read whole: float64 rounding only
     torch.testing.assert_close(dense_hessian(Problem(problem.model, loader, loss="mse")), exact, rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- chunks of rows
+# A mean loss over N rows is Σ_c (n_c/N) L_c over chunks c, so Σ_c (n_c/N) H_c v = H v: the chunked
+# product equals the whole batch's up to the order of the float sums.
+
+
+@pytest.mark.parametrize("kind,method", [("hessian", "double_backward"), ("hessian", "forward_over_reverse"),
+                                         ("gauss_newton", "auto")])  # fmt: skip
+@pytest.mark.parametrize("max_batch", [1, 5, 48])
+def test_chunked_products_equal_the_whole_batch_product(kind, method, max_batch):
+    problem = tiny_classifier()  # one batch of 48 rows, float64
+    x, y = problem.tensors()
+    options = {"kind": kind, "method": method}
+    whole = HessianOperator.from_problem(problem, **options)
+    chunked = HessianOperator(problem.model, problem.criterion, problem.parameters(), lambda: [(x, y)],
+                              max_batch=max_batch, **options)  # fmt: skip
+    vectors = torch.randn(whole.n_params, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    # float64: the chunk sums reorder ~50 terms of size ~1, so 1e-12 relative is ~1e4 ulp of slack
+    torch.testing.assert_close(chunked.matmat(vectors), whole.matmat(vectors), atol=1e-12, rtol=1e-12)
+    if kind == "hessian":  # and both equal the reference Hessian
+        torch.testing.assert_close(chunked.matmat(vectors), autograd_hessian(problem) @ vectors, atol=1e-12, rtol=1e-10)
+    assert (chunked._cached is None) == (max_batch < 48 or method != "double_backward")
+
+
+def test_chunked_products_in_float32_agree_to_float32_summation():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 3))
+    x, y = torch.randn(64, 5), torch.randint(0, 3, (64,))
+    problem = Problem(model, (x, y))
+    whole = HessianOperator.from_problem(problem, max_batch=64)
+    chunked = HessianOperator.from_problem(problem, max_batch=7)
+    vector = torch.randn(whole.n_params)
+    expected = whole.matvec(vector)
+    # float32 (eps 1.2e-7): each entry sums 64 row terms in another grouping (10 chunks of 7 and one of 1);
+    # the summation-order error is below ~64 eps relative to the terms' magnitudes, so 1e-5 of the
+    # largest entry bounds it
+    scale = float(expected.abs().max())
+    torch.testing.assert_close(chunked.matvec(vector), expected, atol=1e-5 * scale, rtol=1e-5)
+
+
+def test_rows_per_chunk_follow_the_graph_budget(monkeypatch):
+    from deepscope.curvature import _memory
+
+    problem = tiny_classifier()
+    whole = HessianOperator.from_problem(problem)
+    vector = torch.randn(whole.n_params, dtype=torch.float64)
+    expected = whole.matvec(vector)
+    assert whole._rows == 48 and whole._cached is not None  # the default budget holds this graph
+    monkeypatch.setattr(_memory, "GRAPH_BYTES", 8_000)  # a few rows' graphs of this 5-7-3 network
+    small = HessianOperator.from_problem(problem)
+    torch.testing.assert_close(small.matvec(vector), expected, atol=1e-12, rtol=1e-12)
+    assert 1 <= small._rows < 48 and small._cached is None
+    assert small.matvec(vector).shape == vector.shape and small.n_products == 2
+
+
+def test_one_sample_operator_keeps_its_graph():
+    problem = tiny_classifier()
+    operator = HessianOperator.from_problem(problem, max_samples=1)
+    vector = torch.randn(operator.n_params, dtype=torch.float64)
+    x, y = problem.tensors(max_samples=1)
+    one = Problem(problem.model, (x, y))
+    torch.testing.assert_close(operator.matvec(vector), autograd_hessian(one) @ vector, atol=1e-12, rtol=1e-10)
+    assert operator._cached is not None
+
+
+def test_chunks_of_token_dict_inputs_equal_the_whole_batch():
+    hf_models = pytest.importorskip("hf_models")
+    model = hf_models.tiny_bert(dtype=torch.float64, hidden=16, layers=1, init_range=0.3)
+    problem = Problem(model, hf_models.token_batch(6, seq_len=6, seed=1), output_fn=lambda out: out.logits)
+    whole = HessianOperator.from_problem(problem, max_batch=6)
+    chunked = HessianOperator.from_problem(problem, max_batch=4)  # chunks of 4 and 2 sequences
+    vector = torch.randn(whole.n_params, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    # float64 through attention (math kernel): 1e-10 relative is far above the reordering error
+    torch.testing.assert_close(chunked.matvec(vector), whole.matvec(vector), atol=1e-10, rtol=1e-10)
+
+
+def test_max_batch_is_validated():
+    with pytest.raises(InvalidParameterError, match="max_batch"):
+        HessianOperator.from_problem(tiny_classifier(), max_batch=0)

@@ -64,3 +64,42 @@ def test_invalid_parameters():
         hessian_trace(medium_problem(), rel_tol=0)
     with pytest.raises(InvalidParameterError, match="'method' parameter"):
         hessian_trace(medium_problem(), method="exact")
+
+
+def test_probes_are_drawn_column_by_column():
+    from deepscope.curvature.trace import _rademacher
+
+    like = torch.empty(0, dtype=torch.float32)
+    three = _rademacher(1000, 3, torch.Generator().manual_seed(5), like)
+    generator = torch.Generator().manual_seed(5)
+    ones = [_rademacher(1000, 1, generator, like) for _ in range(3)]
+    # the same stream whatever the block: three single draws are the three columns
+    assert torch.equal(three, torch.cat(ones, dim=1))
+    assert set(three.unique().tolist()) == {-1.0, 1.0} and three.dtype == torch.float32
+    assert abs(float(three.mean())) < 0.1  # 3000 fair signs: |mean| > 0.1 is a 5-sigma event
+
+
+@pytest.mark.parametrize("method", ["hutch++", "hutchinson"])
+def test_the_estimate_does_not_depend_on_the_memory_block(method, monkeypatch):
+    from deepscope.curvature import _memory
+
+    problem = medium_problem()
+    options = {"rel_tol": 0.05, "method": method, "seed": 2, "sketch_size": 10, "max_hvps": 300}
+    default = hessian_trace(problem, **options)
+    monkeypatch.setattr(_memory, "BLOCK_BYTES", 246 * 8)  # one float64 probe of 246 parameters per block
+    small = hessian_trace(problem, **options)
+    # same probes and products; only the deflation's matrix products are grouped differently
+    # (float64, ~250 terms): 1e-10 relative
+    assert small.n_hvps == default.n_hvps and small.n_probe_samples == default.n_probe_samples
+    assert small.trace == pytest.approx(default.trace, rel=1e-10)
+    assert small.standard_error == pytest.approx(default.standard_error, rel=1e-8)
+
+
+def test_default_sketch_fits_the_memory_block(monkeypatch):
+    from deepscope.curvature import _memory
+
+    monkeypatch.setattr(_memory, "BLOCK_BYTES", 3 * 246 * 8)  # three float64 vectors of 246 parameters
+    result = hessian_trace(medium_problem(), rel_tol=0.05, max_hvps=200)
+    assert result.sketch_size == 3 and result.n_hvps == result.n_probe_samples + 2 * 3
+    explicit = hessian_trace(medium_problem(), rel_tol=0.05, max_hvps=200, sketch_size=12)
+    assert explicit.sketch_size == 12  # an explicit sketch is the caller's choice
