@@ -298,7 +298,8 @@ def _classic_part(problem: Problem, budget: dict[str, Any], context: AuditContex
             reason += (
                 f", and each of the {counts['conv_layers']} convolutions up to {_POWER_ITERATIONS} power iterations"
             )
-        return declined(found, reason + ".")
+        part = declined(found, reason + ".")
+        return Part(part.blocks, cost={**part.cost, **counts})
     classic = classic_bounds(problem, max_samples=budget["bound_samples"])
     blocks = [
         Text(classic.summary() + " Classic bounds hold for every network of the class, which is why they are loose."),
