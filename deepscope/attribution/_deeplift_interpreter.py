@@ -37,7 +37,7 @@ from deepscope.attribution._deeplift_graph import (
     refusal,
 )
 from deepscope.attribution._deeplift_rules import EXACT, MaxRule, Normaliser, PoolRule, Product, Rescale
-from deepscope.attribution._fast_conv import conv1d, is_plain_conv1d, output_window
+from deepscope.attribution._fast_conv import conv1d, is_plain_conv1d, max_pool1d_with_indices, output_window
 from deepscope.errors import UnsupportedModelError
 
 __all__ = ["PairedInterpreter"]
@@ -76,13 +76,19 @@ def _with_indices(n: fx.Node, root: nn.Module, args: tuple, kwargs: dict) -> Cal
         if "adaptive" in pool.__name__:
             return lambda z: pool(z, module.output_size, return_indices=True)
         options = (module.kernel_size, module.stride, module.padding, module.dilation)
+        if pool is F.max_pool1d:
+            return lambda z: max_pool1d_with_indices(z, *options, ceil_mode=module.ceil_mode)
         return lambda z: pool(z, *options, ceil_mode=module.ceil_mode, return_indices=True)
     if (
         n.op == "call_function"
         and n.target in _POOLS.values()
         and len(args) <= 2 + 3 * ("adaptive" not in n.target.__name__)
     ):
-        rest, options = args[1:], {**kwargs, "return_indices": True}
+        rest = args[1:]
+        if n.target is F.max_pool1d:
+            options = {k: v for k, v in kwargs.items() if k != "return_indices"}
+            return lambda z: max_pool1d_with_indices(z, *rest, **options)
+        options = {**kwargs, "return_indices": True}
         return lambda z: n.target(z, *rest, **options)
     return None
 

@@ -100,3 +100,36 @@ def test_a_trimmed_wide_convolution_runs_on_its_window_with_captums_multipliers(
     # the same rules in float64 (Captum's tanh threshold 1e-10 is ours); the window and the channels-last
     # kernel only change the summation order: ~1e-16
     torch.testing.assert_close((x - baseline) * multipliers[0], reference, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [(3, 3, 0), (3, 2, 1)])
+def test_functional_and_module_max_pooling_give_tangermemes_routing(kernel, stride, padding):
+    import warnings
+
+    from tangermeme.deep_lift_shap import deep_lift_shap as theirs
+
+    from deepscope.attribution.deep_lift_shap import deep_lift_shap
+
+    class Pooled(nn.Module):
+        def __init__(self, functional: bool):
+            super().__init__()
+            torch.manual_seed(6)
+            self.conv, self.act = nn.Conv1d(4, 3, 3), nn.ReLU()
+            self.pool, self.functional = nn.MaxPool1d(kernel, stride, padding=padding), functional
+            self.linear = nn.Linear(3 * ((18 + 2 * padding - kernel) // stride + 1), 2)
+            self.double()
+
+        def forward(self, x):
+            h = self.act(self.conv(x))
+            h = F.max_pool1d(h, kernel, stride, padding) if self.functional else self.pool(h)
+            return self.linear(h.flatten(1))
+
+    x = _one_hot(4, 20, 12)
+    references = torch.stack([_one_hot(4, 20, seed) for seed in (13, 14, 15)], 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = theirs(Pooled(False), x, target=1, references=references, device="cpu")
+    for functional in (False, True):
+        ours = deep_lift_shap(Pooled(functional), x, target=1, references=references)
+        # tangermeme's max-pool routing in float64: rounding only (values ~0.1)
+        torch.testing.assert_close(ours.values, expected, rtol=0, atol=1e-12)

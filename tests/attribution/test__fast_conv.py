@@ -7,6 +7,7 @@ import itertools
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from deepscope.attribution._fast_conv import (
     CHANNELS_LAST_MAX_OUT,
@@ -14,6 +15,7 @@ from deepscope.attribution._fast_conv import (
     _channels_last,
     conv1d,
     is_plain_conv1d,
+    max_pool1d_with_indices,
     output_window,
 )
 
@@ -104,3 +106,24 @@ def test_only_plain_zero_padded_convolutions_are_rewritten():
     assert not is_plain_conv1d(nn.Conv1d(2, 2, 3, padding="same"))
     assert not is_plain_conv1d(Shifted(2, 2, 3))
     assert not is_plain_conv1d(nn.Conv2d(2, 2, 3))
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "dilation", "ceil_mode"),
+    [
+        (3, None, 0, 1, False),
+        (4, 4, 0, 1, False),
+        (3, 2, 1, 1, True),
+        (5, 1, 2, 2, False),
+        ((3,), (2,), (1,), (1,), False),
+    ],
+)
+def test_max_pooling_with_indices_equals_torchs_ties_and_nan_included(kernel, stride, padding, dilation, ceil_mode):
+    z = torch.randn(6, 5, 61, generator=torch.Generator().manual_seed(0)).relu()  # ReLU zeros: tied windows
+    z[0, 0] = 0.0
+    z[1, 1, ::3] = float("nan")
+    expected = F.max_pool1d(z, kernel, stride, padding, dilation, ceil_mode=ceil_mode, return_indices=True)
+    values, indices = max_pool1d_with_indices(z, kernel, stride, padding, dilation, ceil_mode)
+    assert torch.equal(indices, expected[1])  # the same winner (the first maximum) in every window
+    torch.testing.assert_close(values, expected[0], rtol=0, atol=0, equal_nan=True)
+    assert values.is_contiguous()
