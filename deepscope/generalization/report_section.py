@@ -54,7 +54,7 @@ _MEMO_SHARE = 1.0  # block budgets of the memorisation probe (a side diagnostic,
 # (layer_spectral_norm's default; a random or trained ResNet-18 uses all of them at tolerance 1e-6)
 _POWER_ITERATIONS = 100
 # one iteration through every convolution (a convolution and its transpose on one example each), in example
-# passes: ResNet-18, 20 convolutions x 100 iterations = 3.95 s CPU at 0.039 s per measured example pass
+# passes: ResNet-18, 20 convolutions x 100 iterations took 3.95 s CPU at 0.039 s per example pass (101 passes)
 _PASSES_PER_SWEEP = 1.0
 _LAYER_PROBE = 8  # examples of the forward pass that discovers the layers (build_context)
 
@@ -334,13 +334,9 @@ def _classic_counts(model: nn.Module, examples: int) -> dict[str, int]:
 def _classic_passes(counts: dict[str, int], context: AuditContext) -> tuple[float, float]:
     """``(example passes, calls)`` of :func:`_classic_counts`, priced by the measured pass.
 
-    A forward pass of one example costs the measured forward ratio of an example pass. One power
-    iteration through every convolution (a convolution and its transpose on one example each) is priced
-    as one example pass (forward and backward through every convolution): on a ResNet-18 (20 convolutions
-    x 100 iterations) it took 3.95 s of CPU time against a measured example pass of 0.039 s, i.e. 101
-    passes, the half of the block the old estimate (forward passes only: 2.7 s for 6.1 s) left out; that
-    measured time holds the iterations' call overheads too. Calls: three forward calls (layer discovery,
-    margins, path norm; more when the margins are chunked).
+    A forward example costs the measured forward ratio of an example pass; one iteration through every
+    convolution costs ``_PASSES_PER_SWEEP`` example passes (its call overheads included). The old
+    estimate (forward passes only) said 2.7 s for a 6.1 s block on ResNet-18. Calls: three forward calls.
     """
     unit = pass_cost(context)
     ratio = unit.forward_seconds / unit.seconds
