@@ -254,8 +254,12 @@ def main() -> None:
         extra_markdown=(
             "Both sides explain every sequence against the same 20 references, one thread, float32; deepscope runs "
             "each sequence once and all its references in one forward and one backward pass (the multipliers are the "
-            f"same for a sequence and its reference, so only the reference rows are differentiated). Load average at "
-            f"the end: {load:.1f}."
+            "same for a sequence and its reference, so only the reference rows are differentiated). A convolution "
+            "whose output is only sliced (BPNet's 75-wide profile convolution, 96 of 250 positions kept) runs on the "
+            "input window those outputs read; on CPU, convolutions with few outputs and a wide fan-in and 1-D max "
+            "pooling with indices run in channels-last layout (deepscope/attribution/_fast_conv.py). The speedup "
+            "column is wall time; each row's notes give the CPU-time ratio and the float64 agreement. Load average "
+            f"at the end: {load:.1f}."
         ),
     )
 
