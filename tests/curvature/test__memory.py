@@ -50,8 +50,12 @@ def test_measured_rows_is_the_largest_chunk_whose_graph_fits(rows):
 
     # every saved tensor of this network is per row or fixed, so the graph is affine in the rows and
     # the two-point fit predicts the exact bytes of any chunk
-    exact = measured(rows)
-    assert measured_rows(loss, leaves, leaves, cap=20, budget=exact) == rows
+    exact, fixed = measured(rows), 2 * measured(1) - measured(2)
+    assert measured_rows(loss, leaves, leaves, cap=20, budget=exact, peak_factor=1.0) == rows
     if rows > 1:
-        assert measured_rows(loss, leaves, leaves, cap=20, budget=exact - 1) == rows - 1
-    assert measured_rows(loss, leaves, leaves, cap=3, budget=10 * exact) <= 3
+        assert measured_rows(loss, leaves, leaves, cap=20, budget=exact - 1, peak_factor=1.0) == rows - 1
+    assert measured_rows(loss, leaves, leaves, cap=3, budget=10 * exact, peak_factor=1.0) <= 3
+    # by default a row counts PEAK_FACTOR times its saved bytes (its double backward's gradients)
+    per_row = measured(2) - measured(1)
+    budget = fixed + _memory.PEAK_FACTOR * per_row * rows
+    assert measured_rows(loss, leaves, leaves, cap=20, budget=budget) == rows
