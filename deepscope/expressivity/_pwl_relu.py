@@ -52,7 +52,7 @@ def relu(value: Affine, slope: float, name: str, state: PartitionState):
     state.regroup(pieces, parent)
     index = torch.from_numpy(parent)
     active = _signs(pieces, parent, maps, unsure, positive)
-    state.patterns.append(active.astype(np.int8))
+    state.patterns.append(active.view(np.int8))  # 0/1, one byte each
     kind = "leaky_relu" if slope else "relu"
     state.layers.append({"layer": name, "kind": kind, "units": units, "regions": len(pieces)})
     return Affine(rectified=Rectified(maps, index, torch.from_numpy(active), float(slope), features, device)), parent
@@ -86,7 +86,10 @@ def _crossing_units(pieces: geometry.Pieces, maps: torch.Tensor, tol: float) -> 
     for start in range(0, count, _BLOCK):
         rows = slice(start, start + _BLOCK)
         a = maps[rows]
-        norm = torch.hypot(a[:, 0], a[:, 1]) if k == 2 else a[:, :k].square().sum(dim=1).sqrt()
+        norm = a[:, 0].square()
+        for j in range(1, k):
+            norm.add_(a[:, j].square())
+        norm.sqrt_()  # |a| (only bounds the pairs to check: any rounding is covered by the 1e-10 terms)
         at_centre = centre_t[rows, 0, None] * a[:, 0]
         for j in range(1, k):
             at_centre += centre_t[rows, j, None] * a[:, j]

@@ -90,7 +90,9 @@ class Rectified:
         parent = self.parent[start:stop]
         gathered = torch.index_select(self.source, 0, parent, out=None if out is None else out[: len(parent)])
         scale = torch.empty(gathered.shape[0], gathered.shape[2], dtype=gathered.dtype) if factor is None else factor
-        scale = scale[: len(parent)].copy_(self.active[start:stop]).mul_(1.0 - self.slope).add_(self.slope)
+        scale = scale[: len(parent)].copy_(self.active[start:stop])
+        if self.slope:  # 1 or the slope (for a ReLU the 0/1 copy is that already)
+            scale.mul_(1.0 - self.slope).add_(self.slope)
         return gathered.mul_(scale[:, None])
 
     def materialize(self) -> torch.Tensor:
