@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.modules import module as module_hooks
 
 __all__ = [
     "CHANNELS_LAST_MAX_OUT",
@@ -60,14 +61,27 @@ CHANNELS_LAST_MIN_FAN_IN = 256
 CHANNELS_LAST_MAX_OUT = 16
 
 
+def _hooked(module: nn.Module) -> bool:
+    """Forward or backward hooks on the module or on every module: calling the module runs them, we would not."""
+    hooks = (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks, module._backward_pre_hooks)
+    everywhere = (
+        module_hooks._global_forward_hooks,
+        module_hooks._global_forward_pre_hooks,
+        module_hooks._global_backward_hooks,
+        module_hooks._global_backward_pre_hooks,
+    )
+    return any(len(h) for h in hooks + everywhere)
+
+
 def is_plain_conv1d(module: nn.Module) -> bool:
-    """An ``nn.Conv1d`` (or subclass with the same forward) with zero padding given as a number."""
+    """An ``nn.Conv1d`` (or subclass with the same forward) with zero padding given as a number and no hooks."""
     return (
         isinstance(module, nn.Conv1d)
         and type(module).forward is nn.Conv1d.forward
         and type(module)._conv_forward is nn.Conv1d._conv_forward
         and module.padding_mode == "zeros"
         and not isinstance(module.padding, str)
+        and not _hooked(module)
     )
 
 

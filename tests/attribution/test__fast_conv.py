@@ -106,6 +106,16 @@ def test_only_plain_zero_padded_convolutions_are_rewritten():
     assert not is_plain_conv1d(nn.Conv1d(2, 2, 3, padding="same"))
     assert not is_plain_conv1d(Shifted(2, 2, 3))
     assert not is_plain_conv1d(nn.Conv2d(2, 2, 3))
+    hooked = nn.Conv1d(2, 2, 3)
+    handle = hooked.register_forward_pre_hook(lambda module, inputs: None)  # e.g. the old weight_norm
+    assert not is_plain_conv1d(hooked)
+    handle.remove()
+    assert is_plain_conv1d(hooked)
+    handle = nn.modules.module.register_module_forward_hook(lambda module, inputs, output: None)
+    try:
+        assert not is_plain_conv1d(hooked)
+    finally:
+        handle.remove()
 
 
 @pytest.mark.parametrize(
