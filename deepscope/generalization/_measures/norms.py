@@ -21,6 +21,7 @@ Spectral norms of convolutions are those of the convolution operator (see ``_lay
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -36,13 +37,25 @@ _JIANG = "Jiang et al. 2020"
 
 def _spectral_norms(ctx: MeasureContext, key: str, layers) -> list[float]:
     if key not in ctx.cache:
-        ctx.cache[key] = [layer_spectral_norm(layer)[0] for layer in layers]
-    return ctx.cache[key]
+        ctx.cache[key] = [layer_spectral_norm(layer) for layer in layers]
+    return [norm.sigma for norm in ctx.cache[key]]
+
+
+def _spectral_note(ctx: MeasureContext) -> str:
+    """The convolutions whose operator norm stopped at the Lanczos cap unconverged ("" when all converged).
+
+    The weights and their distances from initialisation have the layers of ``ctx.folded``, in order.
+    """
+    missed = [
+        f"{layer.spec.name}{' − init' if key == 'spectral_difference' else ''} (within {norm.error_bound:.1e})"
+        for key in ("spectral", "spectral_difference")
+        for layer, norm in zip(ctx.folded, ctx.cache.get(key, []), strict=False)
+        if not norm.converged
+    ]
+    return "conv spectral norm not converged: " + ", ".join(missed) if missed else ""
 
 
 def _difference_layers(ctx: MeasureContext):
-    import dataclasses
-
     return [
         dataclasses.replace(now, weight=now.weight - then.weight)
         for now, then in zip(ctx.folded, ctx.folded_init or [], strict=True)
@@ -134,6 +147,14 @@ def norm_measures(ctx: MeasureContext) -> list[MeasureValue]:
     ]
     out += _spectral_margin_measures(ctx, spec, log_gamma_sq, margin_note, reference="orig")
     out += _distance_measures(ctx, spec, log_gamma_sq, margin_note)
+    spectral_note = _spectral_note(ctx)
+    if spectral_note:  # every value built from a spectral norm says which ones are unconverged lower bounds
+        out = [
+            dataclasses.replace(m, note="; ".join(n for n in (m.note, spectral_note) if n))
+            if "spectral" in m.name and math.isfinite(m.value)
+            else m
+            for m in out
+        ]
     note = _path_norm_note(ctx)
     value = path_norm(ctx) if not note else math.nan
     out.append(MeasureValue("path_norm", value, "norm", "Neyshabur et al. 2015", "Σ f_{w²}(1)", False, note))

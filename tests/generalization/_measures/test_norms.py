@@ -72,3 +72,28 @@ def test_norm_products_and_distances_by_hand():
 def test_distances_are_nan_without_init():
     values, _ = _values(_problem(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))))
     assert math.isnan(values["frobenius_distance"]) and math.isfinite(values["log_product_spectral"])
+
+
+def test_conv_spectral_norms_are_the_operators_and_an_unconverged_one_is_noted(monkeypatch):
+    import deepscope.generalization._measures.norms as norms
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 5 * 5, 2))
+    x = torch.randn(20, 1, 5, 5)
+    with torch.no_grad():
+        problem = Problem(model, (x, model(x).argmax(1)))
+    ctx = build_context(problem, max_samples=None, seed=0)
+    measures = {m.name: m for m in norm_measures(ctx)}
+    basis = torch.eye(25, dtype=torch.float64).reshape(25, 1, 5, 5)  # the conv's dense matrix, column by column
+    with torch.no_grad():
+        dense = model[0]._conv_forward(basis, model[0].weight.double(), None).reshape(25, -1).T
+    spec = [float(torch.linalg.matrix_norm(dense, ord=2)), float(torch.linalg.matrix_norm(model[3].weight, ord=2))]
+    # σ of the conv within 5e-7 (Lanczos at tolerance 1e-6); the Linear's SVD in float32
+    assert measures["log_product_spectral"].value == pytest.approx(sum(math.log(s**2) for s in spec), abs=1e-5)
+    assert all("not converged" not in m.note for m in measures.values())
+    original = norms.layer_spectral_norm
+    monkeypatch.setattr(norms, "layer_spectral_norm", lambda layer: original(layer, iterations=2))
+    capped = {m.name: m for m in norm_measures(build_context(problem, max_samples=None, seed=0))}
+    assert "conv spectral norm not converged: 0 (within" in capped["log_product_spectral"].note
+    assert "not converged" in capped["spectral_margin_orig"].note
+    assert "not converged" not in capped["log_product_frobenius"].note
