@@ -37,7 +37,14 @@ from deepscope.attribution._deeplift_graph import (
     refusal,
 )
 from deepscope.attribution._deeplift_rules import EXACT, MaxRule, Normaliser, PoolRule, Product, Rescale
-from deepscope.attribution._fast_conv import conv1d, is_plain_conv1d, max_pool1d_with_indices, output_window
+from deepscope.attribution._fast_conv import (
+    batch_norm_affine,
+    conv1d,
+    is_foldable_batch_norm,
+    is_plain_conv1d,
+    max_pool1d_with_indices,
+    output_window,
+)
 from deepscope.errors import UnsupportedModelError
 
 __all__ = ["PairedInterpreter"]
@@ -136,10 +143,12 @@ class PairedInterpreter(fx.Interpreter):
                     self.rules[node] = kind
         self.saved: dict[fx.Node, Any] = {}
         self.reference_run = False
-        # 1-D convolutions (affine: no rule) run by deepscope.attribution._fast_conv, the ones whose only use
-        # is a slice of their positions on the kept window (that slice then passes the value through)
+        # 1-D convolutions (affine: no rule) run by deepscope.attribution._fast_conv: the ones whose only use is
+        # a slice of their positions on the kept window, the ones whose only use is an eval-mode BatchNorm1d
+        # with it folded in (that slice or normalisation then passes the value through)
         self.convolutions: dict[fx.Node, nn.Module] = {}
         self.sliced_by: dict[fx.Node, fx.Node] = {}
+        self.normalised_by: dict[fx.Node, tuple[fx.Node, nn.Module]] = {}
         for node in graph_module.graph.nodes:
             if node.op != "call_module" or node in self.rules or node in refused:
                 continue
@@ -148,10 +157,16 @@ class PairedInterpreter(fx.Interpreter):
                 continue
             self.convolutions[node] = module
             users = list(node.users)
-            if len(users) == 1 and users[0].op == "call_function" and users[0].target is operator.getitem:
-                if users[0].args[0] is node and node not in users[0].args[1:] and users[0] not in refused:
-                    self.sliced_by[node] = users[0]
-        self.presliced: set[fx.Node] = set()
+            user = users[0] if len(users) == 1 and users[0] not in refused and users[0] not in self.rules else None
+            if user is None or user.args[:1] != (node,) or node in user.args[1:] or user.kwargs:
+                continue
+            if user.op == "call_function" and user.target is operator.getitem:
+                self.sliced_by[node] = user
+            elif user.op == "call_module" and len(user.args) == 1:
+                normalisation = graph_module.get_submodule(user.target)
+                if is_foldable_batch_norm(normalisation):
+                    self.normalised_by[node] = (user, normalisation)
+        self.passed: set[fx.Node] = set()
 
     def _kind(self, node: fx.Node, dependent: set[fx.Node]) -> str | None:
         target = node.target
@@ -199,11 +214,11 @@ class PairedInterpreter(fx.Interpreter):
         return self.run(references, *args)
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
-        self.presliced = set()
+        self.passed = set()
         return super().run(*args, **kwargs)
 
     def run_node(self, n: fx.Node) -> Any:
-        if n in self.convolutions or n in self.presliced:
+        if n in self.convolutions or n in self.passed:
             value = self._convolution(n)
         elif n not in self.rules:
             value = super().run_node(n)
@@ -223,22 +238,28 @@ class PairedInterpreter(fx.Interpreter):
         return value
 
     def _convolution(self, n: fx.Node) -> Any:
-        """A 1-D convolution on the window its slice keeps (see :mod:`._fast_conv`), or that slice: the value."""
+        """A 1-D convolution on the window its slice keeps or with its normalisation folded in (see
+        :mod:`._fast_conv`), or that slice or normalisation: the value."""
         with self._set_current_node(n):
             args, kwargs = self.fetch_args_kwargs_from_env(n)
-        if n in self.presliced:
+        if n in self.passed:
             return args[0]
         module = self.convolutions[n]
         if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor):
             return module(*args, **kwargs)
-        window, user = None, self.sliced_by.get(n)
+        z, window, user = args[0], None, self.sliced_by.get(n)
         if user is not None:
             index = fx.node.map_arg(user.args[1], lambda node: self.env.get(node, _UNKNOWN))
             if not _mentions(index, _UNKNOWN):  # the slice bounds known already (computed before the convolution)
-                window = output_window(index, module, args[0])
+                window = output_window(index, module, z)
         if window is not None:
-            self.presliced.add(user)
-        return conv1d(module, args[0], window)
+            self.passed.add(user)
+        affine = None
+        if n in self.normalised_by and z.dim() == 3:  # batched: BatchNorm1d normalises the channels
+            user, normalisation = self.normalised_by[n]
+            affine = batch_norm_affine(normalisation)
+            self.passed.add(user)
+        return conv1d(module, z, window, affine)
 
     def _rule(self, n: fx.Node) -> Any:
         args, kwargs = self.fetch_args_kwargs_from_env(n)

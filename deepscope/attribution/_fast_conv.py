@@ -20,7 +20,12 @@ Two rewrites of an ``nn.Conv1d`` (zero padding) that give the same values up to 
   Basset DeepLIFT-SHAP run), and below a fan-in of 256 (BPNet's 32 → 32, kernel 3 and 4 → 32,
   kernel 21) the 1-D convolution is as fast or faster: those keep it, and their exact float sums.
 
-Both leave the result equal to ``module(z)[..., a:b]`` up to the order of the float sums.
+And a third: an eval-mode ``BatchNorm1d`` that is the convolution's only use is folded into it,
+W' = W · s, b' = (b − μ) · s + β with s = γ / √(σ² + ε) (running statistics): one pass over the
+activations instead of three (the convolution, the normalisation and its backward pass): 16% of a
+Basset DeepLIFT-SHAP run.
+
+All leave the result equal to ``module(z)[..., a:b]`` (``bn(module(z))``) up to the order of the float sums.
 
 And one for 1-D max pooling with indices (the routing rule needs the winners of every reference):
 ``F.max_pool1d(..., return_indices=True)`` runs on CPU as a channels-last ``max_pool2d``, which gives the
@@ -49,7 +54,9 @@ from torch.nn.modules import module as module_hooks
 __all__ = [
     "CHANNELS_LAST_MAX_OUT",
     "CHANNELS_LAST_MIN_FAN_IN",
+    "batch_norm_affine",
     "conv1d",
+    "is_foldable_batch_norm",
     "is_plain_conv1d",
     "max_pool1d_with_indices",
     "output_window",
@@ -115,28 +122,60 @@ def _channels_last(module: nn.Conv1d, z: torch.Tensor) -> bool:
     return z.device.type == "cpu" and z.dim() == 3 and narrow and fan_in >= CHANNELS_LAST_MIN_FAN_IN
 
 
-def conv1d(module: nn.Conv1d, z: torch.Tensor, window: tuple[int, int] | None = None) -> torch.Tensor:
+def is_foldable_batch_norm(module: nn.Module) -> bool:
+    """An eval-mode ``nn.BatchNorm1d`` normalising with its running statistics, without hooks."""
+    return (
+        isinstance(module, nn.BatchNorm1d)
+        and type(module).forward is nn.BatchNorm1d.forward
+        and not module.training
+        and module.running_mean is not None
+        and module.running_var is not None
+        and not _hooked(module)
+    )
+
+
+def batch_norm_affine(module: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s, t) with ``module(h) = h · s + t`` per channel: s = γ / √(σ² + ε), t = β − μ · s."""
+    scale = torch.rsqrt(module.running_var + module.eps)
+    if module.weight is not None:
+        scale = scale * module.weight
+    shift = -module.running_mean * scale
+    return scale, shift if module.bias is None else shift + module.bias
+
+
+def conv1d(
+    module: nn.Conv1d,
+    z: torch.Tensor,
+    window: tuple[int, int] | None = None,
+    affine: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """``module(z)[..., a:b]`` for ``window = (a, b)`` (``module(z)`` for None), computed on the input
-    window the kept outputs read and, where faster, as a channels-last 2-D convolution.
+    window the kept outputs read and, where faster, as a channels-last 2-D convolution; with
+    ``affine = (s, t)`` (per output channel), ``module(z) · s + t`` by scaling the weights and bias.
 
     ``module`` must satisfy :func:`is_plain_conv1d`; z: (batch, in_channels, length).
     """
+    weight, bias = module.weight, module.bias
+    if affine is not None:
+        scale, shift = affine
+        weight = weight * scale[:, None, None]
+        bias = shift if bias is None else bias * scale + shift
     kernel, stride, dilation, padding = _geometry(module)
     if window is not None:
         length, (start, stop) = z.shape[-1], window
         low = start * stride - padding
         high = (stop - 1) * stride - padding + dilation * (kernel - 1) + 1
         if max(low, 0) >= min(high, length):  # the kept outputs read padding only
-            return conv1d(module, z)[..., start:stop]
+            return conv1d(module, z, None, affine)[..., start:stop]
         z = z[..., max(low, 0) : min(high, length)]
         if low < 0 or high > length:
             z = F.pad(z, (max(-low, 0), max(high - length, 0)))
         padding = 0
     if not _channels_last(module, z):
-        return F.conv1d(z, module.weight, module.bias, stride, padding, dilation, module.groups)
+        return F.conv1d(z, weight, bias, stride, padding, dilation, module.groups)
     planes = z.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-    weight = module.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-    output = F.conv2d(planes, weight, module.bias, (1, stride), (0, padding), (1, dilation), module.groups)
+    weight = weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    output = F.conv2d(planes, weight, bias, (1, stride), (0, padding), (1, dilation), module.groups)
     return output.squeeze(2).contiguous()  # the usual layout: a later .view() must work as on module(z)
 
 

@@ -95,7 +95,7 @@ def test_a_trimmed_wide_convolution_runs_on_its_window_with_captums_multipliers(
     model, x, baseline = Trimmed(), _one_hot(3, 50, 10), _one_hot(3, 50, 11)
     interpreter = PairedInterpreter(trace_model(model, owner="test"), 1e-10, {})
     multipliers, _, _ = paired_multipliers(interpreter, x, baseline, (), torch.tensor([[1, 0, 1]]), None, "test")
-    assert [node.name for node in interpreter.presliced] == ["getitem_1"]  # the slice took the window's value
+    assert [node.name for node in interpreter.passed] == ["getitem_1"]  # the slice took the window's value
     reference = DeepLift(model).attribute(x, baselines=baseline, target=torch.tensor([1, 0, 1]))
     # the same rules in float64 (Captum's tanh threshold 1e-10 is ours); the window and the channels-last
     # kernel only change the summation order: ~1e-16
@@ -133,3 +133,20 @@ def test_functional_and_module_max_pooling_give_tangermemes_routing(kernel, stri
         ours = deep_lift_shap(Pooled(functional), x, target=1, references=references)
         # tangermeme's max-pool routing in float64: rounding only (values ~0.1)
         torch.testing.assert_close(ours.values, expected, rtol=0, atol=1e-12)
+
+
+def test_a_normalised_convolution_is_folded_with_captums_multipliers():
+    from captum.attr import DeepLift
+
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Conv1d(4, 6, 5), nn.BatchNorm1d(6), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 16, 2))
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1), model[1].running_var.uniform_(0.5, 2), model[1].weight.uniform_(-2, 2)
+    model = model.double().eval()
+    x, baseline = _one_hot(3, 20, 14), _one_hot(3, 20, 15)
+    interpreter = PairedInterpreter(trace_model(model, owner="test"), 1e-10, {})
+    multipliers, _, _ = paired_multipliers(interpreter, x, baseline, (), torch.tensor([[0, 1, 1]]), None, "test")
+    assert [node.name for node in interpreter.passed] == ["_1"]  # the normalisation took the folded value
+    reference = DeepLift(model).attribute(x, baselines=baseline, target=torch.tensor([0, 1, 1]))
+    # Captum propagates through the normalisation as affine: the same multipliers, float64 rounding only
+    torch.testing.assert_close((x - baseline) * multipliers[0], reference, rtol=1e-10, atol=1e-12)

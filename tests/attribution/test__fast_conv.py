@@ -13,7 +13,9 @@ from deepscope.attribution._fast_conv import (
     CHANNELS_LAST_MAX_OUT,
     CHANNELS_LAST_MIN_FAN_IN,
     _channels_last,
+    batch_norm_affine,
     conv1d,
+    is_foldable_batch_norm,
     is_plain_conv1d,
     max_pool1d_with_indices,
     output_window,
@@ -137,3 +139,28 @@ def test_max_pooling_with_indices_equals_torchs_ties_and_nan_included(kernel, st
     assert torch.equal(indices, expected[1])  # the same winner (the first maximum) in every window
     torch.testing.assert_close(values, expected[0], rtol=0, atol=0, equal_nan=True)
     assert values.is_contiguous()
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_a_folded_batch_norm_equals_the_normalised_convolution(affine):
+    module, normalisation = _conv(40, 3, 9, padding=4), nn.BatchNorm1d(3, affine=affine).double()
+    with torch.no_grad():  # statistics and parameters away from their initial 0 / 1
+        normalisation.running_mean.uniform_(-1, 1), normalisation.running_var.uniform_(0.5, 2)
+        if affine:
+            normalisation.weight.uniform_(-2, 2), normalisation.bias.uniform_(-1, 1)
+    normalisation.eval()
+    assert is_foldable_batch_norm(normalisation)
+    z = torch.randn(4, 40, 60, dtype=torch.float64, requires_grad=True)
+    folded = batch_norm_affine(normalisation)
+    for window in (None, (5, 50)):
+        got = conv1d(module, z, window, folded)
+        expected = normalisation(module(z))[..., slice(*window) if window else slice(None)]
+        torch.testing.assert_close(got, expected, **_CLOSE)
+        upstream = torch.randn_like(got)
+        torch.testing.assert_close(
+            torch.autograd.grad(got, z, upstream)[0], torch.autograd.grad(expected, z, upstream)[0], **_CLOSE
+        )
+    normalisation.train()
+    assert not is_foldable_batch_norm(normalisation)  # batch statistics
+    assert not is_foldable_batch_norm(nn.BatchNorm1d(3, track_running_stats=False).eval())
+    assert not is_foldable_batch_norm(nn.BatchNorm2d(3).eval())
