@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from deepscope.expressivity import _geometry as geometry
+from deepscope.expressivity._piece_buffer import PieceBuffer
 from deepscope.expressivity._pwl_values import CHUNK, Affine, PartitionState, Rectified
 
 __all__ = ["relu"]
@@ -36,7 +37,7 @@ def relu(value: Affine, slope: float, name: str, state: PartitionState):
     cut_parent, cut_unit = np.nonzero(crosses)  # sorted by parent, then by unit
     first_cut = np.searchsorted(cut_parent, np.arange(count))
     cuts = np.bincount(cut_parent, minlength=count)
-    buffer = geometry.PieceBuffer(state.pieces)
+    buffer = PieceBuffer(state.pieces, track_discs=len(cut_unit) > 8 * count)  # many cuts per parent
     while True:
         size = buffer.size
         parent, cursor = buffer.parent[:size], buffer.cursor[:size]

@@ -48,18 +48,6 @@ def test_identical_functions_tie_to_the_lowest_index():
     assert len(cells) == 1 and winner.tolist() == [0]
 
 
-def test_buffer_cuts_in_place_and_keeps_parents():
-    squares = geometry.Pieces.concatenate(
-        [geometry.initial_pieces((0.0, 1.0, 0.0, 1.0)), geometry.initial_pieces((2.0, 3.0, 0.0, 1.0))]
-    )
-    buffer = geometry.PieceBuffer(squares)
-    buffer.split(np.array([0, 1]), np.array([[1.0, 0.0, -0.5], [1.0, 0.0, -0.5]]), TOL)  # crosses square 0 only
-    buffer.split(np.array([0, 1, 2]), np.array([[0.0, 1.0, -0.5]] * 3), TOL)  # y = 1/2 crosses all three
-    pieces, parent = buffer.finish()
-    assert len(pieces) == 6 and sorted(parent.tolist()) == [0, 0, 0, 0, 1, 1]
-    assert geometry.measures(pieces).sum() == pytest.approx(2.0)
-
-
 def test_clip_with_given_distances_and_their_negation_is_the_same_as_computing_them():
     # random convex polygons (regular 3- to 8-gons) cut by random lines: passing the distances (and
     # their negation for the other side) must give the very same polygons, bit for bit
