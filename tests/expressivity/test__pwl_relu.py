@@ -54,7 +54,7 @@ def test_a_plane_through_a_random_mlp_is_partitioned_and_affine_on_every_piece()
     _assert_maps_match_the_model(model, basis, state, maps)
 
 
-def _cut_piece_by_piece(model: nn.Sequential, bounds, tol):
+def _cut_piece_by_piece(model: nn.Sequential, bounds, tol, slope=0.0):
     """Reference partition: every piece cut by every unit's zero line in turn, one piece at a time.
 
     This is the definition the vectorised walk implements (and what it did unit by unit before the
@@ -82,20 +82,23 @@ def _cut_piece_by_piece(model: nn.Sequential, bounds, tol):
             for part in parts:
                 point = geometry.interior_points(part)[0]
                 active = (point @ pre[:2] + pre[2]) > 0
-                next_pieces.append((part, pre * active[None]))
+                next_pieces.append((part, pre * np.where(active, 1.0, slope)[None]))
                 next_patterns.append(np.concatenate([pattern, active.astype(np.int8)]))
         pieces, patterns = next_pieces, next_patterns
     return [p.vertices[0, : p.counts[0]] for p, _ in pieces], np.array(patterns)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_the_partition_is_every_piece_cut_by_every_unit_in_turn(seed):
+@pytest.mark.parametrize(("seed", "slope", "depth"), [(0, 0.0, 2), (1, 0.0, 2), (2, 0.0, 2), (3, 0.0, 3), (4, 0.1, 3)])
+def test_the_partition_is_every_piece_cut_by_every_unit_in_turn(seed, slope, depth):
     # the same polygons, vertex for vertex: both sides cut the same pieces by the same lines, so the
     # only difference allowed is the last bit of a coefficient (1e-12 of the unit square's size)
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(2, 12), nn.ReLU(), nn.Linear(12, 12), nn.ReLU(), nn.Linear(12, 3)).double()
+    hidden = [nn.Linear(2, 12), nn.LeakyReLU(slope) if slope else nn.ReLU()]
+    for _ in range(depth - 1):  # each ReLU's output feeds a Linear: the lazy path from the parents' maps
+        hidden += [nn.Linear(12, 12), nn.LeakyReLU(slope) if slope else nn.ReLU()]
+    model = nn.Sequential(*hidden, nn.Linear(12, 3)).double()
     bounds, tol = (-2.0, 2.0, -2.0, 2.0), 1e-9  # _partition's absolute tolerance
-    expected_vertices, expected_patterns = _cut_piece_by_piece(model, bounds, tol)
+    expected_vertices, expected_patterns = _cut_piece_by_piece(model, bounds, tol, slope)
     _, _, state, _ = _partition(model, bounds=bounds)
     got = np.concatenate(state.patterns, axis=1)
     assert len(got) == len(expected_patterns) > 50
