@@ -183,22 +183,25 @@ class PoolRule(torch.autograd.Function):
     def backward(ctx, grad_output):
         z, output, indices, z_x, y_x = ctx.saved_tensors
         batch, n = z_x.shape[0], z.shape[0] // z_x.shape[0]
-        # everything in the (B, n, C, positions) layout; x's tensors broadcast over the n references (views)
+        # everything in the (B, n, C, positions) layout; x's tensors broadcast over the n references (views).
+        # Few fresh full-size tensors, the rest in place: on CPU a fresh large tensor costs its page faults.
         y_ref, y_in = _pair(output.flatten(2), y_x.flatten(2))
         grad = grad_output.flatten(2).unflatten(0, (batch, n))
-        upper = torch.maximum(y_in, y_ref)
         flat_ref = z.flatten(2).unflatten(0, (batch, n))
         flat_in = z_x.flatten(2).unsqueeze(1).expand(batch, n, -1, -1)
         indices_ref = indices.flatten(2).unflatten(0, (batch, n))
         indices_in = ctx.pool(z_x)[1].flatten(2).unsqueeze(1).expand(batch, n, -1, -1)  # x's winners
         # Δz at the winners: y_x − z_r at x's winner, z_x − y_r at the reference's
-        at_x = y_in - flat_ref.gather(3, indices_in)
-        at_ref = flat_in.gather(3, indices_ref) - y_ref
-        share_x, share_ref = grad * (upper - y_ref), grad * (y_in - upper)
+        at_x = flat_ref.gather(3, indices_in).neg_().add_(y_in)
+        at_ref = flat_in.gather(3, indices_ref).sub_(y_ref)
+        # the shares max(y_x, y_r) − y_r = relu(Δy) and y_x − max(y_x, y_r) = min(Δy, 0) of the upstream gradient
+        share_ref = torch.sub(y_in, y_ref)
+        share_x = share_ref.clamp_min(0.0).mul_(grad)
+        share_ref.clamp_max_(0.0).mul_(grad)
         # Δz = 0 at a winner (the only case needing care: a share is at most its winner's own |Δz|):
         # the derivative at x there, i.e. the upstream gradient at x's winners and nothing at the reference's
-        from_x = torch.where(at_x == 0, grad, share_x / at_x)
-        from_ref = torch.where(at_ref == 0, 0.0, share_ref / at_ref)
+        from_x = torch.where(at_x == 0, grad, share_x.div_(at_x), out=share_x)
+        from_ref = share_ref.div_(at_ref).masked_fill_(at_ref == 0, 0.0)
         multiplier = torch.zeros_like(flat_ref)
         multiplier.scatter_add_(3, indices_in, from_x)
         multiplier.scatter_add_(3, indices_ref, from_ref)
