@@ -200,4 +200,4 @@ def max_pool1d_with_indices(
     values, indices = F.max_pool2d(
         planes, (1, kernel), (1, step), (0, _first(padding)), (1, _first(dilation)), ceil_mode, return_indices=True
     )
-    return values.squeeze(2).contiguous(), indices.squeeze(2).contiguous()
+    return values.squeeze(2).contiguous(), indices.squeeze(2)  # the indices are only gathered and scattered
