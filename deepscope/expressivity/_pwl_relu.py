@@ -19,7 +19,7 @@ from deepscope.expressivity._pwl_values import CHUNK, Affine, PartitionState, Re
 
 __all__ = ["relu"]
 
-_BLOCK = 1024  # parent pieces per block of the crossing test: (1024, units) float64 arrays stay in cache
+_BLOCK = 512  # parent pieces per block of the crossing test: (512, units) float64 arrays stay in cache
 
 
 def relu(value: Affine, slope: float, name: str, state: PartitionState):
@@ -29,12 +29,11 @@ def relu(value: Affine, slope: float, name: str, state: PartitionState):
     device = value.tensor.device
     maps = value.tensor.reshape(count, width, -1).detach().cpu()  # (P, k + 1, units)
     units = maps.shape[2]
-    crosses, unsure, positive = _crossing_units(state.pieces, maps, state.tol)
+    cut_parent, cut_unit, open_parent, open_unit, positive = _crossing_units(state.pieces, maps, state.tol)
     coefficients = maps.numpy()
     # each piece is cut by the units crossing its parent, in increasing unit order; pieces of
     # different parents are independent, so round r applies every piece's next cut at once (a
     # piece's cursor counts its cuts; a cut's two parts both go on with the next unit)
-    cut_parent, cut_unit = np.nonzero(crosses)  # sorted by parent, then by unit
     first_cut = np.searchsorted(cut_parent, np.arange(count))
     cuts = np.bincount(cut_parent, minlength=count)
     buffer = PieceBuffer(state.pieces, track_discs=len(cut_unit) > 8 * count)  # many cuts per parent
@@ -52,7 +51,7 @@ def relu(value: Affine, slope: float, name: str, state: PartitionState):
     pieces, parent = buffer.finish()
     state.regroup(pieces, parent)
     index = torch.from_numpy(parent)
-    active = _signs(pieces, parent, maps, unsure, positive)
+    active = _signs(pieces, parent, maps, (open_parent, open_unit), positive)
     state.patterns.append(active.view(np.int8))  # 0/1, one byte each
     kind = "leaky_relu" if slope else "relu"
     state.layers.append({"layer": name, "kind": kind, "units": units, "regions": len(pieces)})
@@ -66,8 +65,9 @@ def _crossing_units(pieces: geometry.Pieces, maps: torch.Tensor, tol: float) -> 
     with ``c`` the piece's interior point and ``R`` its largest vertex distance from ``c``, every
     vertex value lies in ``f(c) ± |a| R``, so ``|f(c)| > |a| R + tol |a|`` (with a margin far above
     rounding) means one sign throughout. Only the remaining pairs are evaluated at the vertices.
-    Returns ``(crosses, unsure, positive)``: the cuts, the pairs the disc did not settle, and
-    ``f(c) > 0`` (for the settled pairs, the sign of ``f`` everywhere on the piece).
+    Returns ``(cut_piece, cut_unit, open_piece, open_unit, positive)``: the cuts and the pairs the
+    disc did not settle (both sorted by piece, then unit), and ``f(c) > 0`` ``(P, units)`` (for the
+    settled pairs, the sign of ``f`` everywhere on the piece).
     """
     count, width, units = maps.shape
     k = width - 1
@@ -81,8 +81,7 @@ def _crossing_units(pieces: geometry.Pieces, maps: torch.Tensor, tol: float) -> 
     # |f(v) - f(c)| <= |a| R at every vertex v; the 1e-10 terms exceed the rounding of f anywhere on the
     # piece (below 1e-15 (|a| (|c| + R) + |b|)) by far, so a pair outside the bound is settled exactly
     reach = torch.from_numpy(radius + tol + 1e-10 * (np.linalg.norm(centre, axis=1) + radius))[:, None]
-    crosses = np.zeros((count, units), dtype=bool)
-    unsure = np.zeros((count, units), dtype=bool)
+    cuts, opens = [], []
     positive = np.zeros((count, units), dtype=bool)
     for start in range(0, count, _BLOCK):
         rows = slice(start, start + _BLOCK)
@@ -98,10 +97,10 @@ def _crossing_units(pieces: geometry.Pieces, maps: torch.Tensor, tol: float) -> 
         bound = norm.mul_(reach[rows]).add_(a[:, k].abs().mul_(1e-10))
         torch.gt(at_centre, 0, out=torch.from_numpy(positive[rows]))
         near = at_centre.abs() <= bound
-        unsure[rows] = near.numpy()
         piece, unit = torch.nonzero(near, as_tuple=True)
         if len(piece) == 0:
             continue
+        opens.append((start + piece.numpy(), unit.numpy()))
         coefficients = a[piece, :, unit]  # (n, k + 1)
         margin = tol * coefficients[:, :k].square().sum(dim=1).sqrt()  # tol |a|, as in the exact test's definition
         corners = padded_t[start + piece]  # (n, M, k)
@@ -111,11 +110,14 @@ def _crossing_units(pieces: geometry.Pieces, maps: torch.Tensor, tol: float) -> 
         values += coefficients[:, k, None]
         limit = margin[:, None]
         cut = (values > limit).any(dim=1) & (values < -limit).any(dim=1)
-        crosses[start + piece[cut].numpy(), unit[cut].numpy()] = True
-    return crosses, unsure, positive
+        cuts.append((start + piece[cut].numpy(), unit[cut].numpy()))
+    empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    cut_piece, cut_unit = (np.concatenate(column) for column in zip(empty, *cuts))
+    open_piece, open_unit = (np.concatenate(column) for column in zip(empty, *opens))
+    return cut_piece, cut_unit, open_piece, open_unit, positive
 
 
-def _signs(pieces: geometry.Pieces, parent: np.ndarray, maps: torch.Tensor, unsure, positive) -> np.ndarray:
+def _signs(pieces: geometry.Pieces, parent: np.ndarray, maps: torch.Tensor, open_pairs, positive) -> np.ndarray:
     """``(P', units)``: whether each unit is positive at each new piece's interior point.
 
     Where the disc settled a (parent, unit) pair the unit keeps one sign on the whole parent, with a
@@ -123,13 +125,13 @@ def _signs(pieces: geometry.Pieces, parent: np.ndarray, maps: torch.Tensor, unsu
     evaluated at the piece's interior point, ``Σ_j x_j A_j + b`` in this order, as everywhere else.
     """
     count, width = len(parent), maps.shape[1]
-    per_parent = unsure.sum(axis=1)
+    open_parent, open_unit = open_pairs  # sorted by parent, then unit
+    per_parent = np.bincount(open_parent, minlength=maps.shape[0])
     repeats = per_parent[parent]
     points = torch.from_numpy(geometry.interior_points(pieces))
     if repeats.sum() > count * maps.shape[2] / 4:  # most pairs open (a parent cut by many lines): every pair
         return _all_signs(points, torch.from_numpy(parent), maps)
     active = positive[parent]
-    open_parent, open_unit = np.nonzero(unsure)  # sorted by parent, then unit
     first = np.cumsum(per_parent) - per_parent
     piece = np.repeat(np.arange(count), repeats)
     offset = np.arange(len(piece)) - np.repeat(np.cumsum(repeats) - repeats, repeats)

@@ -110,6 +110,16 @@ def test_the_partition_is_every_piece_cut_by_every_unit_in_turn(seed, slope, dep
         assert np.allclose(state.pieces.vertices[i, :count], expected_vertices[j], rtol=0, atol=1e-12)
 
 
+def _dense(count, units, cut_piece, cut_unit, open_piece, open_unit, positive):
+    """``(crosses, unsure, positive)`` as ``(P, units)`` arrays, checking the pairs' order on the way."""
+    crosses, unsure = np.zeros((count, units), dtype=bool), np.zeros((count, units), dtype=bool)
+    for piece, unit, dense in ((cut_piece, cut_unit, crosses), (open_piece, open_unit, unsure)):
+        order = piece * units + unit
+        assert (np.diff(order) > 0).all()  # sorted by piece, then unit, each pair once
+        dense[piece, unit] = True
+    return crosses, unsure, positive
+
+
 def test_the_crossing_test_agrees_with_every_vertex_evaluated():
     # oracle: the definition (values at every vertex beyond ±tol·|a| on both sides), on pieces of a
     # random arrangement and on lines through their vertices and just beside them, where the disc
@@ -128,7 +138,7 @@ def test_the_crossing_test_agrees_with_every_vertex_evaluated():
         norm = np.linalg.norm(maps[:, :2, u], axis=1)
         maps[:, 2, u] = -(corner * maps[:, :2, u]).sum(axis=1) + nudge * norm
     tol = 1e-9
-    got, unsure, positive = _crossing_units(pieces, torch.from_numpy(maps), tol)
+    got, unsure, positive = _dense(len(pieces), 40, *_crossing_units(pieces, torch.from_numpy(maps), tol))
     expected = np.zeros_like(got)
     for p in range(len(pieces)):
         corners = pieces.vertices[p, : pieces.counts[p]]
@@ -155,13 +165,14 @@ def test_the_signs_of_new_pieces_equal_the_pre_activations_at_their_interior_poi
     maps = rng.normal(size=(len(parents), 3, 30))
     maps[:, 2] *= offset
     maps = torch.from_numpy(maps)
-    _, unsure, positive = _crossing_units(parents, maps, 1e-9)
+    cut_piece, cut_unit, open_piece, open_unit, positive = _crossing_units(parents, maps, 1e-9)
+    unsure = _dense(len(parents), 30, cut_piece, cut_unit, open_piece, open_unit, positive)[1]
     pieces, parent = parents, np.arange(len(parents))
     for _ in range(3):  # cut the parents further by random lines, keeping track of each piece's parent
         result = geometry.split(pieces, rng.normal(size=(len(pieces), 3)), 1e-9)
         if result is not None:
             pieces, parent = result[0], parent[result[1]]
-    got = _signs(pieces, parent, maps, unsure, positive)
+    got = _signs(pieces, parent, maps, (open_piece, open_unit), positive)
     points = geometry.interior_points(pieces)
     expected = np.einsum("pk,pku->pu", points, maps.numpy()[parent, :2]) + maps.numpy()[parent, 2] > 0
     assert np.array_equal(got, expected)
