@@ -100,10 +100,10 @@ def _rademacher(n: int, m: int, generator: torch.Generator, like: torch.Tensor) 
     Each column is its own ``n`` draws of the stream, so a probe does not depend on how many are
     drawn at once (the block size that memory allows); ±1 is exact in every float dtype.
     """
-    signs = torch.empty(n, m, dtype=like.dtype)
-    for column in signs.T:
-        column.copy_(torch.randint(0, 2, (n,), generator=generator, dtype=like.dtype).mul_(2).sub_(1))
-    return signs.to(device=like.device)
+    signs = torch.empty(m, n, dtype=like.dtype)  # row j is column j of the result: drawn in place
+    for row in signs:
+        torch.randint(0, 2, (n,), generator=generator, out=row)
+    return signs.mul_(2).sub_(1).T.to(device=like.device)
 
 
 def _quadratic_forms(operator: HessianOperator, probes: torch.Tensor) -> list[float]:
