@@ -88,13 +88,13 @@ def _crossing_units(pieces: geometry.Pieces, maps: torch.Tensor, tol: float) -> 
         a = maps[rows]
         norm = a[:, 0].square()
         for j in range(1, k):
-            norm.add_(a[:, j].square())
+            norm.addcmul_(a[:, j], a[:, j])
         norm.sqrt_()  # |a| (only bounds the pairs to check: any rounding is covered by the 1e-10 terms)
-        at_centre = centre_t[rows, 0, None] * a[:, 0]
+        at_centre = torch.mul(a[:, 0], centre_t[rows, 0, None])
         for j in range(1, k):
-            at_centre += centre_t[rows, j, None] * a[:, j]
+            at_centre.addcmul_(a[:, j], centre_t[rows, j, None])
         at_centre += a[:, k]
-        bound = norm.mul_(reach[rows]).add_(a[:, k].abs().mul_(1e-10))
+        bound = torch.abs(a[:, k]).mul_(1e-10).addcmul_(norm, reach[rows])
         torch.gt(at_centre, 0, out=torch.from_numpy(positive[rows]))
         near = at_centre.abs() <= bound
         piece, unit = torch.nonzero(near, as_tuple=True)
