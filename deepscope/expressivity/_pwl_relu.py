@@ -6,6 +6,13 @@ by the zero line of each unit whose values at the piece's vertices take both sig
 ``tol``), in increasing unit order (the arrangement construction of SplineCam, Humayun et al.,
 2023); on each final piece the layer is diagonal, ``σ(z)_u = s_u z_u`` with ``s_u`` 1 or the
 negative slope according to the sign of ``z_u`` at the piece's interior point.
+
+Most (piece, unit) pairs never need their vertices: a disc around the piece settles them
+(:func:`_crossing_units`), and a new piece reads the sign of a settled unit from its parent
+(:func:`_signs`). The output stays lazy (:class:`._pwl_values.Rectified`): the parents' maps, each
+new piece's parent and its signs, multiplied into the next Linear block by block. On the 3x256 MLP
+of ``bench/bench_expressivity.py`` the result is the same bit for bit as evaluating every pair and
+materialising every piece's map.
 """
 
 from __future__ import annotations
