@@ -150,3 +150,26 @@ def test_a_normalised_convolution_is_folded_with_captums_multipliers():
     reference = DeepLift(model).attribute(x, baselines=baseline, target=torch.tensor([0, 1, 1]))
     # Captum propagates through the normalisation as affine: the same multipliers, float64 rounding only
     torch.testing.assert_close((x - baseline) * multipliers[0], reference, rtol=1e-10, atol=1e-12)
+
+
+def test_a_slice_whose_bounds_come_after_the_convolution_takes_the_whole_output():
+    class Late(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(8)
+            self.conv, self.linear = nn.Conv1d(4, 2, 5, padding=2), nn.Linear(2 * 10, 2)
+            self.double()
+
+        def forward(self, x):
+            h = self.conv(x)
+            end = x.shape[2] - 5  # computed after the convolution: unknown when it runs
+            return self.linear(torch.tanh(h[:, :, 5:end]).flatten(1))
+
+    model, x, baseline = Late(), _one_hot(2, 20, 16), _one_hot(2, 20, 17)
+    interpreter = PairedInterpreter(trace_model(model, owner="test"), 1e-10, {})
+    multipliers, at_input, _ = paired_multipliers(interpreter, x, baseline, (), torch.tensor([[0, 1]]), None, "test")
+    assert not interpreter.passed
+    torch.testing.assert_close(at_input[0], model(x).gather(1, torch.tensor([[0], [1]])).squeeze(1))
+    ours = deeplift(model, x, target=torch.tensor([0, 1]), baseline=baseline)
+    assert ours.diagnostics["completeness_error"].max() < 1e-10
+    torch.testing.assert_close((x - baseline) * multipliers[0], ours.values, rtol=0, atol=1e-14)
