@@ -38,8 +38,9 @@ class PieceBuffer:
         self.cursor = np.zeros(capacity, dtype=np.int64)
         self.alive = np.zeros(capacity, dtype=bool)
         self.alive[:count] = True
-        self.centre, self.radius = None, None
+        self.centre, self.radius, self.born, self.source = None, None, None, None
         if track_discs:
+            self.born, self.source = np.full(capacity, -1, dtype=np.int64), np.arange(capacity)
             self.centre, self.radius = np.zeros((capacity, pieces.dim)), np.zeros(capacity)
             self.centre[:count], self.radius[:count] = discs(pieces)
         self.size = count
@@ -89,27 +90,60 @@ class PieceBuffer:
             self.centre[new], self.radius[new] = discs(negative)
         self.parent[new] = self.parent[index[negative_source]]
         self.cursor[new] = self.cursor[index[negative_source]]
+        if self.born is not None:  # appended at the cursor's position, from this slot (see finish)
+            self.born[new], self.source[new] = self.cursor[index[negative_source]], index[negative_source]
         self.alive[new] = True
         self.size += added
 
     def _near(self, slots: np.ndarray, coefficients: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
-        """The slots (and their rows) whose disc comes within ``tol`` of the line: the others are not crossed.
-
-        The 1e-10 terms are far above the rounding of ``f`` anywhere on the piece.
-        """
-        k = self.vertices.shape[2]
-        centre, slopes, constant = self.centre[slots], coefficients[:, :k], coefficients[:, k]
-        norm = np.sqrt(np.square(slopes).sum(axis=1))
-        at_centre = (centre * slopes).sum(axis=1) + constant
-        reach = np.sqrt(np.square(centre).sum(axis=1)) + self.radius[slots]
-        near = np.abs(at_centre) <= norm * (self.radius[slots] + tol) + 1e-10 * (norm * reach + np.abs(constant))
+        """The slots (and their rows) whose disc comes within ``tol`` of the line: the others are not crossed."""
+        near = self.near(slots, coefficients[:, None], tol)[:, 0]
         return slots[near], coefficients[near]
 
+    def near(self, slots: np.ndarray, coefficients: np.ndarray, tol: float) -> np.ndarray:
+        """``(n, L)``: whether each of ``L`` lines per slot (``coefficients (n, L, k + 1)``) comes within ``tol`` of its disc.
+
+        A line that does not cannot cross the piece. The 1e-10 terms are far above the rounding of
+        ``f`` anywhere on the piece. Needs ``track_discs``.
+        """
+        k = self.vertices.shape[2]
+        centre, radius = self.centre[slots][:, None], self.radius[slots][:, None]
+        slopes, constant = coefficients[..., :k], coefficients[..., k]
+        norm = np.sqrt(np.square(slopes).sum(axis=-1))
+        at_centre = (centre * slopes).sum(axis=-1) + constant
+        reach = np.sqrt(np.square(centre).sum(axis=-1)) + radius
+        return np.abs(at_centre) <= norm * (radius + tol) + 1e-10 * (norm * reach + np.abs(constant))
+
     def finish(self) -> tuple[Pieces, np.ndarray]:
-        """The live pieces (trimmed) and their parents."""
+        """The live pieces (trimmed) and their parents, in the order of their creation by rounds of cuts.
+
+        When every slot applies its ``c``-th cut in round ``c`` (cursors never skip), slots are
+        appended round by round, each round in slot order. With discs a slot may skip cuts that
+        cannot cross it and reach its ``c``-th cut early; the pieces are then put back in that
+        order (appended at cursor ``c`` from slot ``s``: by ``c``, then by the rank of ``s``), so the
+        result does not depend on the skipping, down to the last bit of the next layer's matmul.
+        """
         keep = np.flatnonzero(self.alive[: self.size])
+        if self.born is not None:
+            keep = keep[np.argsort(self._creation_rank()[keep])]
         width = int(self.counts[keep].max()) if len(keep) else 1
         return Pieces(self.vertices[keep, :width].copy(), self.counts[keep].copy()), self.parent[keep].copy()
+
+    def _creation_rank(self) -> np.ndarray:
+        """Each slot's position in the order the rounds would have created it (initial slots first)."""
+        born, source = self.born[: self.size], self.source[: self.size]
+        rank = np.empty(self.size, dtype=np.int64)
+        initial = np.flatnonzero(born < 0)
+        rank[initial] = np.arange(len(initial))
+        appended = np.flatnonzero(born >= 0)
+        appended = appended[np.argsort(born[appended], kind="stable")]
+        starts = np.unique(born[appended], return_index=True)[1]
+        next_rank = len(initial)
+        for group in np.split(appended, starts[1:]) if len(appended) else []:
+            group = group[np.argsort(rank[source[group]], kind="stable")]  # one cut per slot and round
+            rank[group] = np.arange(next_rank, next_rank + len(group))
+            next_rank += len(group)
+        return rank
 
     def _widen(self, width: int) -> None:
         if width > self.vertices.shape[1]:
@@ -129,3 +163,5 @@ class PieceBuffer:
         if self.centre is not None:
             self.centre = np.concatenate([self.centre, np.zeros((grow, self.centre.shape[1]))])
             self.radius = np.concatenate([self.radius, np.zeros(grow)])
+            self.born = np.concatenate([self.born, np.full(grow, -1, dtype=np.int64)])
+            self.source = np.concatenate([self.source, np.zeros(grow, dtype=np.int64)])

@@ -26,6 +26,7 @@ from deepscope.expressivity._pwl_values import CHUNK, Affine, PartitionState, Re
 
 __all__ = ["relu"]
 
+_DISCS_FROM = 8  # cuts per parent from which the buffer keeps discs and skips lines that miss a piece
 _BLOCK = 512  # parent pieces per block of the crossing test: (512, units) float64 arrays stay in cache
 
 
@@ -43,13 +44,17 @@ def relu(value: Affine, slope: float, name: str, state: PartitionState):
     # piece's cursor counts its cuts; a cut's two parts both go on with the next unit)
     first_cut = np.searchsorted(cut_parent, np.arange(count))
     cuts = np.bincount(cut_parent, minlength=count)
-    buffer = PieceBuffer(state.pieces, track_discs=len(cut_unit) > 8 * count)  # many cuts per parent
+    buffer = PieceBuffer(state.pieces, track_discs=len(cut_unit) > _DISCS_FROM * count)
     while True:
         size = buffer.size
         parent, cursor = buffer.parent[:size], buffer.cursor[:size]
         slots = np.flatnonzero(buffer.alive[:size] & (cursor < cuts[parent]))
         if len(slots) == 0:
             break
+        if buffer.centre is not None:  # skip the next units whose lines miss a piece's disc: no-op rounds
+            slots = _skip_far_units(buffer, slots, first_cut, cuts, cut_unit, coefficients, state.tol)
+            if len(slots) == 0:
+                continue
         unit = cut_unit[first_cut[parent[slots]] + cursor[slots]]
         buffer.cursor[slots] += 1
         buffer.split(slots, coefficients[parent[slots], :, unit], state.tol)
@@ -63,6 +68,23 @@ def relu(value: Affine, slope: float, name: str, state: PartitionState):
     kind = "leaky_relu" if slope else "relu"
     state.layers.append({"layer": name, "kind": kind, "units": units, "regions": len(pieces)})
     return Affine(rectified=Rectified(maps, index, torch.from_numpy(active), float(slope), features, device)), parent
+
+
+def _skip_far_units(buffer, slots, first_cut, cuts, cut_unit, coefficients, tol, lookahead: int = 16) -> np.ndarray:
+    """Advance each slot's cursor past its next units (up to ``lookahead``) whose lines miss its disc.
+
+    A round that applies such a unit leaves the piece unchanged, so skipping it changes nothing but
+    the number of rounds (the first ReLU cuts one square by ~150 lines: most pieces meet few of them).
+    Returns the slots that still have a unit to apply.
+    """
+    owner = buffer.parent[slots]
+    position = first_cut[owner] + buffer.cursor[slots]
+    ahead = position[:, None] + np.arange(lookahead)[None, :]
+    inside = ahead < (first_cut[owner] + cuts[owner])[:, None]
+    units = cut_unit[np.minimum(ahead, len(cut_unit) - 1)]
+    near = buffer.near(slots, coefficients[owner[:, None], :, units], tol) | ~inside  # past the end: stop there
+    buffer.cursor[slots] += np.where(near.any(axis=1), near.argmax(axis=1), lookahead)
+    return slots[buffer.cursor[slots] < cuts[owner]]
 
 
 def _crossing_units(pieces: geometry.Pieces, maps: torch.Tensor, tol: float) -> tuple[np.ndarray, ...]:

@@ -44,7 +44,7 @@ def test_a_round_of_cuts_equals_split_piece_by_piece_whatever_the_discs_skip(tra
     assert got == expected
     if not track_discs:
         return
-    centre, radius = geometry.discs(pieces)
-    live = np.flatnonzero(buffer.alive[: buffer.size])
+    live = np.flatnonzero(buffer.alive[: buffer.size])  # the discs kept slot by slot are the pieces' discs
+    centre, radius = geometry.discs(geometry.Pieces(buffer.vertices[live], buffer.counts[live]))
     np.testing.assert_allclose(buffer.centre[live], centre, rtol=0, atol=1e-15)
     np.testing.assert_allclose(buffer.radius[live], radius, rtol=0, atol=1e-15)

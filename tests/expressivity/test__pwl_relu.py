@@ -177,3 +177,21 @@ def test_the_signs_of_new_pieces_equal_the_pre_activations_at_their_interior_poi
     expected = np.einsum("pk,pku->pu", points, maps.numpy()[parent, :2]) + maps.numpy()[parent, 2] > 0
     assert np.array_equal(got, expected)
     assert 0 < unsure.sum() < unsure.size
+
+
+def test_skipping_lines_that_miss_a_piece_changes_nothing_not_even_the_order(monkeypatch):
+    # oracle: the same walk with every piece tested against every line of its parent in every round
+    # (no discs): same pieces in the same order, same patterns, maps equal bit for bit
+    from deepscope.expressivity import _pwl_relu
+
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(2, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(), nn.Linear(40, 3)).double()
+    runs = []
+    for threshold in (0, 10**9):  # discs for every layer, then for none
+        monkeypatch.setattr(_pwl_relu, "_DISCS_FROM", threshold)
+        _, _, state, maps = _partition(model, bounds=(-3.0, 3.0, -3.0, 3.0))
+        runs.append((state.pieces.vertices, np.concatenate(state.patterns, axis=1), maps))
+    (vertices, patterns, maps), (vertices_0, patterns_0, maps_0) = runs
+    assert len(patterns) > 200
+    assert np.array_equal(vertices, vertices_0, equal_nan=True) and np.array_equal(patterns, patterns_0)
+    assert np.array_equal(maps, maps_0)
