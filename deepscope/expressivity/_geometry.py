@@ -263,7 +263,12 @@ def partition_by_argmax(pieces: Pieces, functions: np.ndarray, tol: float) -> tu
         parts.append(cells)
         sources.append(source)
         winners.append(np.full(len(source), i))
-    return Pieces.concatenate(parts), np.concatenate(sources), np.concatenate(winners)
+    cells = Pieces.concatenate(parts)
+    if "radius" in pieces.cache:  # a settled piece is its own cell: its disc is known
+        known = [(pieces.cache["interior"][done], pieces.cache["radius"][done])]
+        known += [discs(part) for part in parts[1:] if len(part)]
+        cells.cache.update(interior=np.concatenate([c for c, _ in known]), radius=np.concatenate([r for _, r in known]))
+    return cells, np.concatenate(sources), np.concatenate(winners)
 
 
 def argmax_settled(pieces: Pieces, functions: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
@@ -285,7 +290,10 @@ def argmax_settled(pieces: Pieces, functions: np.ndarray, tol: float) -> tuple[n
         # every vertex's distance to the difference's zero line is at least (its value at the centre)/|a| - R:
         # those pieces are settled for j without their vertices (the 1e-9 margin is far above rounding)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            norm = np.maximum(np.linalg.norm(difference[:, :k], axis=1), 1e-300)
+            slopes = difference[:, :k]
+            norm = np.maximum(
+                np.sqrt(np.einsum("pk,pk->p", slopes, slopes)), 1e-300
+            )  # only bounds: rounding is covered
             at_centre = np.einsum("pk,pk->p", difference[:, :k], points) + difference[:, k]
             sure = at_centre / norm - radius >= -tol + 1e-9 * (reach + np.abs(difference[:, k]) / norm)
         open_ = np.flatnonzero(settled & ~sure)

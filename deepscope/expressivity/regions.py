@@ -369,7 +369,7 @@ def _decision_boundary(pieces: geometry.Pieces, maps: np.ndarray, tol: float) ->
     # corner, and the scale is at most 1e-7 (1 + max_o |f_o(c)| + |∇f_o| R): the other cells are skipped
     centre, radius = geometry.discs(cells)
     at_centre = np.einsum("ck,cok->co", centre, f[:, :, :k]) + f[:, :, k]
-    slopes = np.linalg.norm(f[:, :, :k], axis=2)
+    slopes = np.sqrt(np.einsum("cok,cok->co", f[:, :, :k], f[:, :, :k]))
     rows = np.arange(len(f))
     spread = (slopes + slopes[rows, winner][:, None]) * radius[:, None]
     gap = np.abs(at_centre[rows, winner][:, None] - at_centre) - spread

@@ -140,3 +140,17 @@ def test_signed_areas_match_the_shoelace_formula_vertex_by_vertex():
         expected.append(0.5 * np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
     np.testing.assert_allclose(geometry.signed_areas(pieces), expected, rtol=1e-13, atol=1e-15)
     assert len(set(pieces.counts.tolist())) > 1  # polygons of several sizes
+
+
+def test_argmax_cells_carry_the_discs_of_their_pieces():
+    # oracle: the discs computed afresh from the cells' vertices (a settled piece is its own cell)
+    rng = np.random.default_rng(3)
+    pieces = geometry.initial_pieces((-1.0, 1.0, -1.0, 1.0))
+    for _ in range(5):
+        result = geometry.split(pieces, rng.normal(size=(len(pieces), 3)), TOL)
+        pieces = pieces if result is None else result[0]
+    cells, _, _ = geometry.partition_by_argmax(pieces, rng.normal(size=(len(pieces), 3, 3)), TOL)
+    assert len(cells) > len(pieces)  # some pieces were cut into cells
+    fresh = geometry.discs(geometry.Pieces(cells.vertices, cells.counts))
+    np.testing.assert_array_equal(cells.cache["interior"], fresh[0])
+    np.testing.assert_array_equal(cells.cache["radius"], fresh[1])
