@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.harness import compare, record
+from bench.harness import compare_alternating, record
 from deepscope.datasets import load
 from deepscope.expressivity import linear_regions
 from deepscope.models import build, train
@@ -51,7 +51,7 @@ def grid_patterns(model: nn.Module, result, side: int = 256) -> int:
     return len({row.tobytes() for row in packed})
 
 
-def cpu_seconds(function, repeats: int = 3) -> float:
+def cpu_seconds(function, repeats: int = 5) -> float:
     """Median CPU time of ``function`` (this process only: less sensitive than wall time to other jobs)."""
     times = []
     for _ in range(repeats):
@@ -75,7 +75,7 @@ def main() -> None:
         found = grid_patterns(model, result)
         cpu = cpu_seconds(lambda model=model: linear_regions(model, plane=plane, max_regions=200_000))
         rows.append(
-            compare(
+            compare_alternating(
                 f"exact 2-D partition, 3x256 ReLU MLP {label}, plane through 3 digits ({result.count} regions)",
                 ours=lambda model=model: linear_regions(model, plane=plane, max_regions=200_000),
                 reference=lambda model=model, result=result: grid_patterns(model, result),
@@ -83,7 +83,7 @@ def main() -> None:
                 repeats=3,
                 agreement=f"grid finds {found} of {result.count} regions; max |net - affine| {result.max_abs_error:.1e}",
                 notes="the grid only gives a lower bound on the count and no polygons; "
-                f"one exact partition takes {cpu:.2f} s of CPU time (median of 3; wall time inflates with the "
+                f"one exact partition takes {cpu:.2f} s of CPU time (median of 5, one torch thread; wall time inflates with the "
                 f"load); load average {os.getloadavg()[0]:.1f} on the shared machine during the run",
             )
         )
