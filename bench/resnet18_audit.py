@@ -10,7 +10,8 @@ values, only the verdicts do):
   attention) on 64 train and 64 test sequences of 128 random token ids.
 
 Each section runs in its own subprocess (``--one``), so its peak RSS (``ru_maxrss``) is its own;
-the parent writes ``bench/results/resnet18_audit.json``. One thread (the machine is shared); the
+each block's peak is sampled too (a thread reads ``VmRSS`` every 10 ms while the block runs: a
+spike shorter than that can be missed); the parent writes ``bench/results/resnet18_audit.json``. One thread (the machine is shared); the
 load average is recorded with each row.
 
     python -m bench.resnet18_audit              # both models, every section
@@ -26,6 +27,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -73,17 +75,59 @@ def _bert_small() -> tuple[Any, Any, dict[str, Any]]:
 MODELS = {"resnet18": _resnet18, "bert_small": _bert_small}
 
 
+def _resident_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _watch_blocks(peaks: dict[str, float]) -> threading.Event:
+    """Record each report block's peak resident MB into ``peaks`` (by block label); set the event to stop.
+
+    Wraps ``run_block`` where the section modules imported it; a daemon thread samples ``VmRSS``.
+    """
+    import deepscope.report.sections as sections
+
+    original, current, done = sections.run_block, [""], threading.Event()
+
+    def run_block(label: str, build: Any) -> Any:
+        current[0] = label
+        try:
+            return original(label, build)
+        finally:
+            current[0] = ""
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("deepscope.") and getattr(module, "run_block", None) is original:
+            module.run_block = run_block
+
+    def sample() -> None:
+        while not done.is_set():
+            label, resident = current[0], _resident_mb()
+            if label:
+                peaks[label] = max(peaks.get(label, 0.0), resident)
+            done.wait(0.01)
+
+    threading.Thread(target=sample, daemon=True).start()
+    return done
+
+
 def run_one(model_name: str, section: str) -> dict[str, Any]:
     """Audit ``model_name`` with one section in this process; seconds, peak RSS, status and block costs."""
     from deepscope.report.audit import audit
 
     torch.set_num_threads(1)
     model, data, options = MODELS[model_name]()
+    peaks: dict[str, float] = {}
+    done = _watch_blocks(peaks)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         paths = audit(model, data, out=out, sections=[section], overwrite=True, **options)
         payload = json.loads(paths.json.read_text())
     seconds = time.perf_counter() - started
+    done.set()
     entry = payload["sections"][section]
     return {
         "model": model_name,
@@ -94,7 +138,7 @@ def run_one(model_name: str, section: str) -> dict[str, Any]:
         "seconds": seconds,
         "section_seconds": entry.get("seconds"),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "costs": entry.get("costs", []),
+        "costs": [{**cost, "peak_rss_mb": peaks.get(cost.get("block", ""))} for cost in entry.get("costs", [])],
         "parameters": payload.get("model", {}).get("parameters"),
     }
 
@@ -107,9 +151,10 @@ def _row(result: dict[str, Any], load: float) -> dict[str, Any]:
         elif cost.get("declined"):
             blocks.append(f"{cost['block']}: declined (est. {cost.get('estimated_seconds', 0):.0f} s)")
         else:
-            estimate = cost.get("estimated_seconds")
+            estimate, peak = cost.get("estimated_seconds"), cost.get("peak_rss_mb")
             text = f"{cost['block']}: {cost.get('seconds', 0):.1f} s"
-            blocks.append(text + (f" (est. {estimate:.1f} s)" if estimate is not None else ""))
+            text += f" (est. {estimate:.1f} s)" if estimate is not None else ""
+            blocks.append(text + (f", peak {peak:.0f} MB" if peak is not None else ""))
     status = result["status"] if not result["block_errors"] else f"{len(result['block_errors'])} block error(s)"
     return {
         "task": f"quick audit, {result['model']}: {result['section']} section",
