@@ -86,7 +86,8 @@ class HessianOperator:
         n_samples: total number of samples ``batches`` yields, when known (saves a pass over the data).
         output_fn: picks the scores the loss reads from a model output that is not one tensor.
         max_batch: rows per chunk of a product (default: as many as keep one chunk's gradient graph
-            under :data:`~deepscope.curvature._memory.GRAPH_BYTES`, measured on the first product).
+            under :data:`~deepscope.curvature._memory.GRAPH_BYTES`, measured on the first product;
+            the whole batch under a train-mode BatchNorm, whose batch statistics couple the rows).
 
     Attributes:
         n_params: dimension of the operator; n_products: products applied so far (one product is
@@ -111,10 +112,8 @@ class HessianOperator:
         max_batch: int | None = None,
     ) -> None:
         check_choice(kind, "kind", owner, _KINDS)
-        if max_batch is not None:
-            check_int(max_batch, "max_batch", owner, minimum=1)
-        self._rows = max_batch
         check_choice(method, "method", owner, _METHODS)
+        self._rows = max_batch if max_batch is None else check_int(max_batch, "max_batch", owner, minimum=1)
         self.model, self.loss_fn, self.kind, self.owner = model, loss_fn, kind, owner
         self.output_fn = output_fn
         self.second_order = SecondOrder()  # fused attention on the math kernel during products
@@ -295,15 +294,17 @@ class HessianOperator:
 
     def _rows_per_chunk(self, x: Inputs, y: torch.Tensor) -> int:
         """Rows per chunk: ``max_batch``, else measured once from the gradient graphs of one and two rows."""
-        if self._rows is None and len(y) <= 1:
-            return 1
-        if self._rows is None:
-            leaves = [self.base[n].detach().requires_grad_(True) for n in self.space.names]
+        if self._rows is not None:
+            return self._rows
+        coupled = any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in self.model.modules())
+        if len(y) <= 1 or coupled:  # a train-mode BatchNorm's batch statistics couple the rows
+            return max(len(y), 1)
+        leaves = [self.base[n].detach().requires_grad_(True) for n in self.space.names]
 
-            def loss(rows: int) -> torch.Tensor:
-                return self._loss(dict(zip(self.space.names, leaves)), slice_rows(x, 0, rows), y[:rows])
+        def loss(rows: int) -> torch.Tensor:
+            return self._loss(dict(zip(self.space.names, leaves)), slice_rows(x, 0, rows), y[:rows])
 
-            self._rows = measured_rows(loss, leaves, leaves + list(self.buffers.values()), cap=len(y))
+        self._rows = measured_rows(loss, leaves, leaves + list(self.buffers.values()), cap=len(y))
         return self._rows
 
     def matmat(self, vectors: torch.Tensor) -> torch.Tensor:

@@ -298,3 +298,17 @@ def test_chunks_of_token_dict_inputs_equal_the_whole_batch():
 def test_max_batch_is_validated():
     with pytest.raises(InvalidParameterError, match="max_batch"):
         HessianOperator.from_problem(tiny_classifier(), max_batch=0)
+
+
+def test_a_train_mode_batchnorm_batch_is_not_split(monkeypatch):
+    from deepscope.curvature import _memory
+
+    monkeypatch.setattr(_memory, "GRAPH_BYTES", 1)  # would split any batch into single rows
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 2)).double().train()
+    x, y = torch.randn(20, 4, dtype=torch.float64), torch.randint(0, 2, (20,))
+    problem = Problem(model, (x, y))
+    operator = HessianOperator.from_problem(problem)  # used directly: no guard, batch statistics
+    vector = torch.randn(operator.n_params, dtype=torch.float64)
+    # the loss with batch statistics couples the rows, so the oracle is the whole batch's Hessian
+    torch.testing.assert_close(operator.matvec(vector), autograd_hessian(problem) @ vector, atol=1e-10, rtol=1e-8)
