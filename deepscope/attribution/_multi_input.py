@@ -37,12 +37,11 @@ import torch
 from torch import nn
 
 from deepscope.attribution._base import Attribution
-from deepscope.attribution._prepare import MULTI_INPUT_METHODS, prepare_baseline, prepare_inputs
+from deepscope.attribution._prepare import prepare_baseline, prepare_inputs
 from deepscope.errors import DataError, DeepscopeError, invalid_parameter
 from deepscope.results import Result, format_value
 
 __all__ = [
-    "MULTI_INPUT_METHODS",
     "MultiInputAttribution",
     "Packing",
     "PackedModel",

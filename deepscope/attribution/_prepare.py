@@ -7,10 +7,11 @@ The call shape ``method(model, inputs, target=None, *, ...)`` is described in
   model's device and dtype, so a model that works in place (``ReLU(inplace=True)`` as its first
   layer) never changes the caller's tensor; every forward pass also gets its own copy. Integer
   token ids and dicts of named tensors (``{"input_ids": ..., "attention_mask": ...}``, passed as
-  ``model(**inputs)``) are accepted by the methods that attribute at a layer (``tokens=True``);
-  the input-space methods refuse them with a message naming those (:data:`LAYER_METHODS`).
+  ``model(**inputs)``) are accepted by the methods that attribute at a layer and by occlusion;
+  the input-space methods refuse them with a message naming the methods registered to take them
+  (``takes={"tensor", "tokens"}`` in :func:`~deepscope.attribution._registry.attribution_method`).
   Integer tensors are never cast (:func:`deepscope._inputs.move`). A tuple of float tensors
-  (several inputs, ``model(x1, x2, ...)``) is packed by the methods of :data:`MULTI_INPUT_METHODS`
+  (several inputs, ``model(x1, x2, ...)``) is packed by the methods registered with ``"tuple"``
   before it gets here (:mod:`deepscope.attribution._multi_input`); the others refuse it, naming those.
 * the model's weights must be finite (a NaN weight would make every attribution NaN).
 * ``target`` follows Captum: ``None`` (the predicted class), an int (the same class for every
@@ -39,8 +40,6 @@ from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
-    "LAYER_METHODS",
-    "MULTI_INPUT_METHODS",
     "is_token_inputs",
     "OutputFn",
     "Prepared",
@@ -56,11 +55,13 @@ __all__ = [
 
 DEFAULT_MAX_BATCH = 4096
 
-LAYER_METHODS = ("layer_integrated_gradients", "layer_gradient_x_activation", "attn_lrp")
-"""The methods that take token ids or dicts of tensors: they attribute at a layer (the embedding)."""
 
-MULTI_INPUT_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "deeplift", "deep_lift_shap")
-"""The methods that take a tuple of input tensors, ``model(x1, x2, ...)`` (:mod:`._multi_input`)."""
+def _methods_taking(kind: str) -> tuple[str, ...]:
+    """The registered methods taking ``inputs`` of this kind (the registry imports this module: read it late)."""
+    from deepscope.attribution._registry import methods_taking
+
+    return methods_taking(kind)
+
 
 OutputFn = Callable[[Any], torch.Tensor]
 
@@ -85,14 +86,19 @@ def is_token_inputs(inputs: Any) -> bool:
     return isinstance(inputs, torch.Tensor) and not (inputs.is_floating_point() or inputs.is_complex())
 
 
-def prepare_inputs(model: nn.Module, inputs: Any, owner: str, *, gradient: bool = True, tokens: bool = False) -> Inputs:
+def prepare_inputs(
+    model: nn.Module, inputs: Any, owner: str, *, gradient: bool = True, tokens: bool | None = None
+) -> Inputs:
     """Validate ``inputs``; return a COPY on the model's device (floats cast to its dtype).
 
     A float tensor ``(batch, *features)`` is what every method takes. Integer token ids and dicts
-    of named tensors are taken only with ``tokens=True`` (the layer methods); other methods refuse
-    them, naming :data:`LAYER_METHODS`. The copy keeps the caller's tensors unchanged when the
+    of named tensors are taken only with ``tokens=True`` (default: whether ``owner`` is registered with
+    ``takes`` holding ``"tokens"``: the layer methods and occlusion); other methods refuse
+    them, naming the methods registered to take them. The copy keeps the caller's tensors unchanged when the
     model works in place.
     """
+    if tokens is None:
+        tokens = owner in _methods_taking("tokens")
     device, dtype = model_device_dtype(model)
     integer_tensor = isinstance(inputs, torch.Tensor) and not is_mapping(inputs)
     if is_token_inputs(inputs) and (tokens or not (integer_tensor and not gradient)):
@@ -108,7 +114,7 @@ def prepare_inputs(model: nn.Module, inputs: Any, owner: str, *, gradient: bool 
                 "inputs",
                 owner,
                 f"a floating-point tensor of shape (batch, *features) ({why}); for {kind}, attribute at the "
-                f"embedding layer with {', '.join(LAYER_METHODS)}, or occlude tokens with occlusion(baseline=<pad id>)",
+                f"embedding layer or occlude tokens (baseline=<pad id>) with {', '.join(_methods_taking('tokens'))}",
                 inputs,
             )
         batch_length(inputs)  # one batch length for every named tensor (DataError otherwise)
@@ -120,17 +126,18 @@ def prepare_inputs(model: nn.Module, inputs: Any, owner: str, *, gradient: bool 
                 raise DataError(f"The 'inputs' of {owner} contain {bad} NaN or infinite value(s); clean them first.")
         return move(inputs, device=device, dtype=dtype, copy=True)
     several = isinstance(inputs, (tuple, list)) and any(isinstance(value, torch.Tensor) for value in inputs)
-    if several and owner not in MULTI_INPUT_METHODS:
+    takers = _methods_taking("tuple")
+    if several and owner not in takers:
         raise invalid_parameter(
             "inputs",
             owner,
             f"a torch.Tensor of shape (batch, *features) ({owner} attributes a single input; several inputs, "
-            f"model(x1, x2, ...), are taken as a tuple by {', '.join(MULTI_INPUT_METHODS)})",
+            f"model(x1, x2, ...), are taken as a tuple by {', '.join(takers)})",
             inputs,
         )
     if not isinstance(inputs, torch.Tensor):
         expected = "a torch.Tensor of shape (batch, *features)"
-        if owner in MULTI_INPUT_METHODS:  # e.g. a list of tensors: several inputs are a tuple, as in Captum
+        if owner in takers:  # e.g. a list of tensors: several inputs are a tuple, as in Captum
             expected += " or a tuple of such tensors (several inputs, model(x1, x2, ...))"
         raise invalid_parameter("inputs", owner, expected, inputs)
     if inputs.dim() < 2 or inputs.shape[0] == 0:
@@ -310,7 +317,7 @@ def check_max_batch(max_batch: Any, owner: str) -> int:
 class Prepared:
     """What every method needs after validation: inputs on the model's device, forward, targets."""
 
-    inputs: Any  # a tensor; integer ids or a dict of tensors for the layer methods (tokens=True)
+    inputs: Any  # a tensor; integer ids or a dict of tensors for the methods registered to take tokens
     forward: Callable[[Any], torch.Tensor]
     targets: torch.Tensor
     multi: bool
@@ -327,11 +334,12 @@ def prepare(
     output_fn: OutputFn | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
     gradient: bool = True,
-    tokens: bool = False,
+    tokens: bool | None = None,
 ) -> Prepared:
     """Validate the common arguments and resolve the targets (one forward pass when target is None).
 
-    ``tokens=True`` lets integer token ids and dicts of tensors through (see :func:`prepare_inputs`).
+    ``tokens=True`` lets integer token ids and dicts of tensors through (default: what the registry
+    says of ``owner``; see :func:`prepare_inputs`).
     """
     if not isinstance(model, nn.Module):
         raise invalid_parameter("model", owner, "a torch.nn.Module", model)

@@ -38,8 +38,10 @@ __all__ = [
     "ReportDefaults",
     "attribution_method",
     "is_tokens",
+    "INPUT_KINDS",
     "method_aliases",
     "method_named",
+    "methods_taking",
     "report_axiom_methods",
     "report_methods",
 ]
@@ -56,6 +58,11 @@ AXIOMS = (
     "conservation",
 )
 """Every axiom :func:`deepscope.attribution.check_axioms` can check (Sundararajan et al., 2017)."""
+
+INPUT_KINDS = ("tensor", "tuple", "tokens")
+"""What a method's ``inputs`` may be: a float tensor (every method), a tuple of float tensors for a
+model of several inputs ``model(x1, x2, ...)`` (packed by :mod:`._multi_input`), or integer token
+ids / a dict of named tensors (the layer methods, which attribute at the embedding, and occlusion)."""
 
 PATH_AXIOMS = frozenset(AXIOMS) - {"conservation"}
 """The axioms of the path methods (integrated gradients, exact Shapley values); conservation is LRP's."""
@@ -122,6 +129,7 @@ class MethodSpec:
     aliases: tuple[str, ...]
     claimed_axioms: frozenset[str]
     report: ReportDefaults | None
+    takes: frozenset[str] = frozenset({"tensor"})
 
 
 REGISTRY: dict[str, MethodSpec] = {}
@@ -162,6 +170,7 @@ def attribution_method(
     aliases: Iterable[str],
     claimed_axioms: Iterable[str],
     report: ReportDefaults | None,
+    takes: Iterable[str] = ("tensor",),
 ) -> Callable[[F], F]:
     """Register an attribution method with its metadata (all required; say ``()``/``None`` explicitly).
 
@@ -170,6 +179,8 @@ def attribution_method(
         aliases: short names the CLI accepts (``"ig"``); unique across the registry.
         claimed_axioms: the axioms the method promises, a subset of :data:`AXIOMS`.
         report: how the audit report uses it, or None when the report does not show it.
+        takes: the kinds of ``inputs`` it accepts, a subset of :data:`INPUT_KINDS` holding ``"tensor"``
+            (the input validation refuses the others, naming the methods that take them).
 
     Returns:
         A decorator that records the function in :data:`REGISTRY` and returns it unchanged.
@@ -183,6 +194,9 @@ def attribution_method(
     unknown = sorted(claims - set(AXIOMS))
     if isinstance(claimed_axioms, str) or unknown:
         raise invalid_parameter("claimed_axioms", owner, f"a set of {', '.join(map(repr, AXIOMS))}", claimed_axioms)
+    kinds = frozenset(takes)
+    if isinstance(takes, str) or "tensor" not in kinds or kinds - set(INPUT_KINDS):
+        raise invalid_parameter("takes", owner, f"a set of {', '.join(map(repr, INPUT_KINDS))} holding 'tensor'", takes)
     if report is not None and not isinstance(report, ReportDefaults):
         raise invalid_parameter("report", owner, "a ReportDefaults or None", report)
     if report is not None and report.axiom_budget not in (None, "quick", "full"):
@@ -196,10 +210,15 @@ def attribution_method(
             taken = _alias_owner(alias)
             if taken is not None and taken != spec_name:
                 raise invalid_parameter("aliases", owner, f"names no other method uses ({taken} has it)", alias)
-        REGISTRY[spec_name] = MethodSpec(spec_name, function, aliases, claims, report)
+        REGISTRY[spec_name] = MethodSpec(spec_name, function, aliases, claims, report, kinds)
         return function
 
     return register
+
+
+def methods_taking(kind: str) -> tuple[str, ...]:
+    """The registered methods whose ``inputs`` may be of this kind (one of :data:`INPUT_KINDS`), in registry order."""
+    return tuple(spec.name for spec in REGISTRY.values() if kind in spec.takes)
 
 
 def method_named(

@@ -38,6 +38,7 @@ __all__ = ["attn_lrp"]
     aliases=("attnlrp",),
     claimed_axioms=(),  # conservation is measured at the layer (diagnostics), not in input space
     report=ReportDefaults(order=22, shown_when=is_tokens),
+    takes=("tensor", "tokens"),
 )
 @analysis(takes="model_inputs", family="attribution", fixture="cnn", example_kwargs={"layer": "0"})
 def attn_lrp(
@@ -100,7 +101,7 @@ def attn_lrp(
     epsilon = check_float(epsilon, "epsilon", owner, minimum=0.0)
     name, module = find_layer(model, layer, owner)
     check_token_ids(module, name, inputs, owner)  # before any forward pass (a GPU would abort)
-    prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch, tokens=True)
+    prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch)
     x, targets = prepared.inputs, prepared.targets
     n, n_targets = batch_length(x), targets.shape[0]
     plain = evaluate_outputs(prepared.forward, x, prepared.max_batch)

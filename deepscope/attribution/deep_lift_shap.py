@@ -81,7 +81,9 @@ def _all_references(
     return refs
 
 
-@attribution_method(aliases=("deepshap", "dls"), claimed_axioms={"dummy", "linearity"}, report=None)
+@attribution_method(
+    aliases=("deepshap", "dls"), claimed_axioms={"dummy", "linearity"}, report=None, takes=("tensor", "tuple")
+)
 @analysis(takes="model_inputs", family="attribution", fixture="sequence", example_kwargs={"n_shuffles": 3})
 def deep_lift_shap(
     model: nn.Module,

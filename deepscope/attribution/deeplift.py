@@ -200,6 +200,7 @@ def prepare_graph(
     aliases=("dl",),
     claimed_axioms={"completeness", "sensitivity", "dummy", "linearity"},
     report=ReportDefaults(order=2, axiom_budget="quick", axiom_order=1),
+    takes=("tensor", "tuple"),
 )
 @analysis(takes="model_inputs", family="attribution", fixture="cnn")
 def deeplift(

@@ -28,6 +28,7 @@ __all__ = ["input_x_gradient"]
     aliases=("ixg",),
     claimed_axioms={"dummy", "symmetry", "implementation_invariance", "linearity"},
     report=ReportDefaults(order=8, full_only=True, axiom_budget="full", axiom_order=2),
+    takes=("tensor", "tuple"),
 )
 @analysis(takes="model_inputs", family="attribution", fixture="cnn")
 def input_x_gradient(

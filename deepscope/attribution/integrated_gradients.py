@@ -115,6 +115,7 @@ def path_gradients(
         # show up as a quadrature-sized linearity violation that is not the method's
         axiom_options=lambda max_steps: {"steps": max_steps},
     ),
+    takes=("tensor", "tuple"),
 )
 @analysis(takes="model_inputs", family="attribution", fixture="cnn", example_kwargs={"steps": 8})
 def integrated_gradients(

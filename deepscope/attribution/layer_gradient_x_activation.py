@@ -20,6 +20,7 @@ __all__ = ["layer_gradient_x_activation"]
     aliases=("lgxa",),
     claimed_axioms=(),
     report=ReportDefaults(order=21, shown_when=is_tokens, full_only=True),
+    takes=("tensor", "tokens"),
 )
 @analysis(takes="model_inputs", family="attribution", fixture="cnn", example_kwargs={"layer": "0"})
 def layer_gradient_x_activation(
@@ -60,7 +61,7 @@ def layer_gradient_x_activation(
     owner = "layer_gradient_x_activation"
     name, module = find_layer(model, layer, owner)
     check_token_ids(module, name, inputs, owner)  # before any forward pass (a GPU would abort)
-    prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch, tokens=True)
+    prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch)
     x, forward, targets = prepared.inputs, prepared.forward, prepared.targets
     n, n_targets = batch_length(x), targets.shape[0]
     chunks, selected_chunks = [], []

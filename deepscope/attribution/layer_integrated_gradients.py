@@ -146,6 +146,7 @@ def _outputs_at(
     aliases=("lig",),
     claimed_axioms=(),  # completeness holds in the layer's output space, which check_axioms does not perturb
     report=ReportDefaults(order=20, shown_when=is_tokens, options=lambda inputs, max_steps: {"steps": 32}),
+    takes=("tensor", "tokens"),
 )
 @analysis(takes="model_inputs", family="attribution", fixture="cnn", example_kwargs={"layer": "0", "steps": 4})
 def layer_integrated_gradients(
@@ -239,7 +240,7 @@ def layer_integrated_gradients(
         )
     name, module = find_layer(model, layer, owner)
     check_token_ids(module, name, inputs, owner, input_key=input_key)  # before any forward pass (a GPU would abort)
-    prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch, tokens=True)
+    prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch)
     x, forward, targets = prepared.inputs, prepared.forward, prepared.targets
     reference = (
         None

@@ -77,6 +77,7 @@ def _report_options(inputs: torch.Tensor, max_steps: int) -> dict[str, Any]:
     report=ReportDefaults(
         order=5, shown_when=is_image_like, options=_report_options, axiom_budget="full", axiom_order=3
     ),
+    takes=("tensor", "tokens"),
 )
 @analysis(takes="model_inputs", family="attribution", fixture="cnn", example_kwargs={"window": (1, 4, 4)})
 def occlusion(
@@ -120,7 +121,7 @@ def occlusion(
         True
     """
     owner = "occlusion"
-    prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch, tokens=True)
+    prepared = prepare(model, inputs, target, owner=owner, output_fn=output_fn, max_batch=max_batch)
     x, targets = prepared.inputs, prepared.targets
     named = is_mapping(x)
     if is_token_inputs(x):

@@ -19,6 +19,7 @@ __all__ = ["saliency"]
     aliases=(),
     claimed_axioms={"implementation_invariance"},
     report=ReportDefaults(order=0, axiom_budget="full", axiom_order=4),
+    takes=("tensor", "tuple"),
 )
 @analysis(takes="model_inputs", family="attribution", fixture="cnn")
 def saliency(

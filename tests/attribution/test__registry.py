@@ -155,3 +155,98 @@ def test_is_one_hot_accepts_n_columns():
     assert not is_one_hot(torch.zeros(1, 4, 3))  # all N is no sequence
     x[0, :, 1] = 1  # two letters at once
     assert not is_one_hot(x)
+
+
+# ------------------------------------------------------------------------------ the inputs each method takes
+
+
+class _TwoInputs(torch.nn.Module):
+    """``forward(sequence (B, 4, 6), features (B, 3))`` with a conv layer (grad_cam) and a ReLU (lrp)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv1d(4, 2, 3)
+        self.head = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8, 2))
+        self.dense = torch.nn.Linear(3, 2)
+
+    def forward(self, sequence: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(sequence)) + self.dense(features)
+
+
+def _one_hot_pair() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    sequence = torch.nn.functional.one_hot(torch.randint(0, 4, (2, 6), generator=generator), 4).transpose(1, 2)
+    return sequence.double(), torch.randn(2, 3, generator=generator, dtype=torch.float64)
+
+
+_LAYER = {"layer": "conv"}  # the methods that attribute at a layer find it before reading the inputs
+_NEEDS = {"attn_lrp": _LAYER, "layer_integrated_gradients": _LAYER, "layer_gradient_x_activation": _LAYER}
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_a_tuple_of_inputs_is_taken_exactly_by_the_methods_registered_to_take_it(name):
+    """The registry's ``takes`` is the one home of "which methods take several inputs": every method it
+    names returns a MultiInputAttribution for a tuple, every other refuses the tuple naming exactly those."""
+    torch.manual_seed(0)
+    model = _TwoInputs().double()
+    inputs = _one_hot_pair()
+    spec = REGISTRY[name]
+    if "tuple" in spec.takes:
+        result = spec.function(model, inputs, target=0)
+        assert isinstance(result, attribution.MultiInputAttribution)
+        assert [tuple(v.shape) for v in result.values] == [(2, 4, 6), (2, 3)]
+        return
+    takers = ", ".join(_registry.methods_taking("tuple"))
+    with pytest.raises(InvalidParameterError, match=f"taken as a tuple by {takers}\\)"):
+        spec.function(model, inputs, target=0, **_NEEDS.get(name, {}))
+
+
+def test_the_methods_taking_tuples_and_tokens_are_the_documented_ones():
+    # docs/attribution.md's 'Several inputs' section and the token-model section name these
+    assert set(_registry.methods_taking("tuple")) == {
+        "saliency",
+        "input_x_gradient",
+        "integrated_gradients",
+        "deeplift",
+        "deep_lift_shap",
+    }
+    assert set(_registry.methods_taking("tokens")) == {
+        "layer_integrated_gradients",
+        "layer_gradient_x_activation",
+        "attn_lrp",
+        "occlusion",
+    }
+    assert set(_registry.methods_taking("tensor")) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("takes", ["tuple", ("tuple",), ("tensor", "dicts")])
+def test_input_kinds_must_be_known_and_hold_tensor(scratch_registry, takes):
+    with pytest.raises(InvalidParameterError, match="'takes'"):
+        attribution_method(aliases=(), claimed_axioms=(), report=None, takes=takes)(lambda model, inputs: inputs)
+
+
+class _TokenModel(torch.nn.Module):
+    """``forward(input_ids)``: embedding, a conv (grad_cam's layer), ReLU, linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = torch.nn.Embedding(10, 4)
+        self.conv = torch.nn.Conv1d(4, 2, 2)
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.conv(self.embedding(input_ids).transpose(1, 2)).relu()
+        return self.head(hidden.flatten(1))
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_token_inputs_are_refused_by_the_methods_not_registered_to_take_them(name):
+    # a dict of named tensors is token input for every method (an integer tensor alone is also read as
+    # numbers by the perturbation methods, e.g. integer one-hot DNA in ism)
+    spec = REGISTRY[name]
+    if "tokens" in spec.takes:
+        return  # each is run on token models in its own tests (tests/attribution/test__layer.py, test_occlusion.py)
+    torch.manual_seed(0)
+    takers = ", ".join(_registry.methods_taking("tokens"))
+    with pytest.raises(InvalidParameterError, match=f"with {takers}"):
+        spec.function(_TokenModel().double(), {"input_ids": torch.tensor([[1, 2, 3], [4, 5, 6]])}, target=0)
