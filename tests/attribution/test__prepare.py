@@ -38,9 +38,8 @@ def test_inputs_become_a_checked_copy_in_the_models_dtype():
     ):
         with pytest.raises(InvalidParameterError, match=words):
             prepare_inputs(_model(), bad, "saliency")
-    assert prepare_inputs(
-        _model(), x.long(), "ism", gradient=False
-    )  # integers as numbers (int one-hot DNA).dtype == torch.float32
+    # a perturbation method that does not take tokens reads an integer tensor as numbers (int one-hot DNA)
+    assert prepare_inputs(_model(), x.long(), "ism", gradient=False).dtype == torch.float32
     with pytest.raises(DataError, match="contain 1 NaN or infinite value"):
         prepare_inputs(_model(), torch.tensor([[0.0, float("nan"), 1.0, 2.0]]), "saliency")
 
