@@ -23,13 +23,17 @@ MatVec = Callable[[torch.Tensor], torch.Tensor]
 def random_unit_vector(
     n: int, seed: int, *, dtype: torch.dtype, device: Any = None, rademacher: bool = False
 ) -> torch.Tensor:
-    """A reproducible random unit vector (drawn on the CPU, then moved, so every device agrees)."""
+    """A reproducible random unit vector (drawn on the CPU, then moved, so every device agrees).
+
+    Drawn and normalised in place in float64 (one vector of ``n`` numbers, not the three an int64
+    draw, its float64 copy and the quotient took: 0.7 GB for 29M parameters).
+    """
     generator = torch.Generator().manual_seed(seed)
     if rademacher:
-        vector = torch.randint(0, 2, (n,), generator=generator).to(torch.float64) * 2 - 1
+        vector = torch.randint(0, 2, (n,), generator=generator, dtype=torch.float64).mul_(2).sub_(1)
     else:
         vector = torch.randn(n, generator=generator, dtype=torch.float64)
-    return (vector / vector.norm()).to(device=device, dtype=dtype)
+    return vector.div_(vector.norm()).to(device=device, dtype=dtype)
 
 
 def orthogonalise(w: torch.Tensor, *bases: torch.Tensor) -> torch.Tensor:

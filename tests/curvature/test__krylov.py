@@ -158,3 +158,15 @@ def test_orthogonalise_against_several_bases_equals_against_their_concatenation(
     # classical Gram-Schmidt: the same coefficients, summed in another order (float64, 7 terms)
     torch.testing.assert_close(split, orthogonalise(w, together), atol=1e-14, rtol=1e-12)
     assert float((together.T @ split).abs().max()) < 1e-14
+
+
+@pytest.mark.parametrize("rademacher", [True, False])
+def test_random_unit_vector_drawn_in_place_keeps_its_values(rademacher):
+    generator = torch.Generator().manual_seed(11)
+    if rademacher:  # the earlier formula: an int64 draw, its float64 copy, then the quotient
+        old = torch.randint(0, 2, (1001,), generator=generator).to(torch.float64) * 2 - 1
+    else:
+        old = torch.randn(1001, generator=generator, dtype=torch.float64)
+    old = old / old.norm()
+    new = _krylov.random_unit_vector(1001, 11, dtype=torch.float64, rademacher=rademacher)
+    assert torch.equal(new, old)  # the same draws and the same float operations: bit for bit
