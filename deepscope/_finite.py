@@ -2,8 +2,8 @@
 
 A model whose training diverged (or whose checkpoint was corrupted) holds NaN or infinite
 parameters; every forward pass then returns NaN and every analysis a column of NaN that looks
-like a result. :func:`check_finite_model` is the one check that Problem and the attribution
-methods run before any work; :func:`nonfinite_tensors` lists the culprits for the model card.
+like a result. :func:`check_finite_model` is the one check that Problem and the ``@analysis`` wrapper (every
+analysis that runs the model, attribution methods included) make, once, before any work; :func:`nonfinite_tensors` lists the culprits for the model card.
 
 Parameters must be finite. Buffers must not be NaN, but may hold ``±inf`` on purpose (e.g. an
 additive attention mask of ``-inf``), so infinite buffer entries are allowed.

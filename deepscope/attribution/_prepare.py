@@ -13,7 +13,8 @@ The call shape ``method(model, inputs, target=None, *, ...)`` is described in
   Integer tensors are never cast (:func:`deepscope._inputs.move`). A tuple of float tensors
   (several inputs, ``model(x1, x2, ...)``) is packed by the methods registered with ``"tuple"``
   before it gets here (:mod:`deepscope.attribution._multi_input`); the others refuse it, naming those.
-* the model's weights must be finite (a NaN weight would make every attribution NaN).
+* the model's weights must be finite (a NaN weight would make every attribution NaN): checked once,
+  by the ``@analysis`` wrapper (:mod:`deepscope.registry`) every method and metric is called through.
 * ``target`` follows Captum: ``None`` (the predicted class), an int (the same class for every
   example), or one target per example — a list of ``batch`` ints, or a 1-D tensor of ``batch`` ints.
   Several targets per example need an explicit 2-D form: a tensor (or nested list) of shape
@@ -33,7 +34,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepscope._finite import check_finite_model
 from deepscope._forward import first_forward
 from deepscope._inputs import Inputs, batch_length, call_model, floating, is_mapping, move, slice_rows
 from deepscope.errors import DataError, UnsupportedModelError, invalid_parameter
@@ -345,7 +345,7 @@ def prepare(
         raise invalid_parameter("model", owner, "a torch.nn.Module", model)
     max_batch = check_max_batch(max_batch, owner)
     x = prepare_inputs(model, inputs, owner, gradient=gradient, tokens=tokens)
-    check_finite_model(model, owner)
+    # (the model's weights were checked finite by the @analysis wrapper every method is called through)
     forward = make_forward(model, output_fn, owner)
     targets, multi, evaluations = resolve_targets(forward, x, target, owner, max_batch)
     return Prepared(x, forward, targets, multi, evaluations, max_batch)

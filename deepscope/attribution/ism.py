@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepscope._finite import check_finite_model
 from deepscope._outputs import check_output_fn, select_output
 from deepscope.attribution._base import (
     DEFAULT_MAX_BATCH,
@@ -109,7 +108,6 @@ def ism(
     n, letters, length = x.shape
     extra = _check_args(args, n, x)
     first, last = _check_span(start, end, length)
-    check_finite_model(model, _OWNER)
 
     def outputs(points: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return _scores(model(points, *[a[rows] for a in extra]), output_fn, points.shape[0])
