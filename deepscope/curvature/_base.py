@@ -24,6 +24,7 @@ __all__ = [
     "Batches",
     "SecondOrder",
     "batches_of",
+    "check_names",
     "fixed_batches",
     "functional_outputs",
     "reads_in_order",
@@ -61,6 +62,23 @@ class ParameterSpace:
         """The positions of parameter ``name`` in the flat vector."""
         index = self.names.index(name)
         return slice(self.offsets[index], self.offsets[index + 1])
+
+
+def check_names(base: Mapping[str, torch.Tensor], names: list[str], owner: str) -> None:
+    """Refuse an operator without trainable parameters, unknown ``names`` and non-float parameters."""
+    from deepscope.errors import UnsupportedModelError, invalid_parameter
+
+    if not base:
+        raise UnsupportedModelError(f"{owner} found no trainable parameters: every parameter has requires_grad=False.")
+    unknown = [n for n in names if n not in base]
+    if unknown or not names:
+        expected = f"a non-empty list of trainable parameter names from {list(base)[:6]}"
+        raise invalid_parameter("parameter_names", owner, expected, unknown or names)
+    floating = [n for n in names if not base[n].is_floating_point()]
+    if floating:
+        raise UnsupportedModelError(
+            f"{owner} needs floating-point parameters; {floating[:3]} are {base[floating[0]].dtype}."
+        )
 
 
 def batches_of(inputs: Inputs, targets: torch.Tensor, batch_size: int | None = None) -> Batches:

@@ -49,9 +49,16 @@ from torch import nn
 from deepscope._inputs import Inputs, slice_rows
 from deepscope._outputs import OutputFn
 from deepscope._validation import check_choice, check_int
-from deepscope.curvature._base import Batches, ParameterSpace, SecondOrder, fixed_batches, functional_outputs
+from deepscope.curvature._base import (
+    Batches,
+    ParameterSpace,
+    SecondOrder,
+    check_names,
+    fixed_batches,
+    functional_outputs,
+)
 from deepscope.curvature._memory import measured_rows
-from deepscope.errors import DataError, DeepscopeError, UnsupportedModelError, invalid_parameter
+from deepscope.errors import DataError, DeepscopeError, invalid_parameter
 from deepscope.registry import analysis
 
 if TYPE_CHECKING:
@@ -121,7 +128,7 @@ class HessianOperator:
         self.base = {n: p.detach() for n, p in params.items()}
         self.buffers = {n: b.detach().clone() for n, b in (buffers or {}).items()}
         names = list(self.base) if parameter_names is None else list(parameter_names)
-        self._check_names(names)
+        check_names(self.base, names, owner)
         self.space = ParameterSpace({n: self.base[n] for n in names})
         self.n_params = self.space.numel
         self.dtype, self.device = self.base[names[0]].dtype, self.base[names[0]].device
@@ -183,25 +190,6 @@ class HessianOperator:
             output_fn=problem.output_fn,
             max_batch=max_batch,
         )
-
-    def _check_names(self, names: list[str]) -> None:
-        if not self.base:
-            raise UnsupportedModelError(
-                f"{self.owner} found no trainable parameters: every parameter has requires_grad=False."
-            )
-        unknown = [n for n in names if n not in self.base]
-        if unknown or not names:
-            raise invalid_parameter(
-                "parameter_names",
-                self.owner,
-                f"a non-empty list of trainable parameter names from {list(self.base)[:6]}",
-                unknown or names,
-            )
-        floating = [n for n in names if not self.base[n].is_floating_point()]
-        if floating:
-            raise UnsupportedModelError(
-                f"{self.owner} needs floating-point parameters; {floating[:3]} are {self.base[floating[0]].dtype}."
-            )
 
     # --------------------------------------------------------------------------- evaluation
     def _loss(self, varied: Mapping[str, torch.Tensor], x: Inputs, y: torch.Tensor) -> torch.Tensor:

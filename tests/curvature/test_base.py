@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from deepscope.curvature._base import ParameterSpace, batches_of
@@ -74,3 +75,19 @@ def test_functional_outputs_calls_with_keywords_for_a_dict_and_applies_output_fn
     x = {"features": torch.randn(3, 2), "scale": torch.full((3, 1), 2.0)}
     out = functional_outputs(model, (zero, {}), x, lambda o: o["logits"], "test")
     assert torch.equal(out, torch.full((3, 1), 2.0))
+
+
+def test_check_names_refuses_empty_unknown_and_integer_parameters():
+    from deepscope.curvature._base import check_names
+    from deepscope.errors import InvalidParameterError, UnsupportedModelError
+
+    base = {"w": torch.zeros(3), "steps": torch.zeros(2, dtype=torch.long)}
+    check_names(base, ["w"], "owner")  # a float parameter that exists: accepted
+    with pytest.raises(UnsupportedModelError, match="owner found no trainable parameters"):
+        check_names({}, [], "owner")
+    with pytest.raises(InvalidParameterError, match="'parameter_names' parameter of owner"):
+        check_names(base, ["v"], "owner")
+    with pytest.raises(InvalidParameterError, match="non-empty list"):
+        check_names(base, [], "owner")
+    with pytest.raises(UnsupportedModelError, match=r"floating-point parameters; \['steps'\] are torch.int64"):
+        check_names(base, ["w", "steps"], "owner")
