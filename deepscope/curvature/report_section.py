@@ -36,7 +36,11 @@ __all__ = ["build_curvature_section", "HVP_PASSES", "NTK_ROW_PASSES"]
 
 # example passes (one forward + backward of one example) per Hessian-vector product and example:
 # 3.8 measured alone on a ResNet-18 (double backward through every layer), but the whole block ran
-# at 4x its estimate with 4 in bench/resnet18_audit.py (1.3x on BERT-small): 8 keeps it near budget
+# at 4x its estimate with 4 in bench/resnet18_audit.py (1.3x on BERT-small): 8 keeps it near budget.
+# The other half is vector work in P that does not grow with the examples: Lanczos's float64
+# reorthogonalisation and Hutch++'s probe draws and projections. On BERT-small (29M parameters, one
+# example) the 25 products took 15.0 s of CPU and that work 12.7 s (0.5 s per product; 37 s before
+# the probes were drawn and applied in bounded blocks), so at many examples 8 over-prices the block.
 HVP_PASSES = 8.0
 # per (example, output) row of the NTK: a backward pass kept by retain_graph, plus the sketch's
 # scatter of P numbers (measured 2.5 on a ResNet-18)
