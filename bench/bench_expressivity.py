@@ -61,6 +61,24 @@ def cpu_seconds(function, repeats: int = 5) -> float:
     return float(np.median(times))
 
 
+def wall_seconds_at_default_threads(function, repeats: int = 5) -> float:
+    """Median wall time with torch's default thread count (what a user gets; the machine's cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(DEFAULT_THREADS)
+    try:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+    finally:
+        torch.set_num_threads(threads)
+
+
+DEFAULT_THREADS = torch.get_num_threads()  # read before main() pins one thread
+
+
 def main() -> None:
     torch.set_num_threads(1)
     dataset = load("digits", seed=0)
@@ -74,6 +92,9 @@ def main() -> None:
         result = linear_regions(model, plane=plane, max_regions=200_000)
         found = grid_patterns(model, result)
         cpu = cpu_seconds(lambda model=model: linear_regions(model, plane=plane, max_regions=200_000))
+        default = wall_seconds_at_default_threads(
+            lambda model=model: linear_regions(model, plane=plane, max_regions=200_000)
+        )
         rows.append(
             compare_alternating(
                 f"exact 2-D partition, 3x256 ReLU MLP {label}, plane through 3 digits ({result.count} regions)",
@@ -84,7 +105,8 @@ def main() -> None:
                 agreement=f"grid finds {found} of {result.count} regions; max |net - affine| {result.max_abs_error:.1e}",
                 notes="the grid only gives a lower bound on the count and no polygons; "
                 f"one exact partition takes {cpu:.2f} s of CPU time (median of 5, one torch thread; wall time inflates with the "
-                f"load); load average {os.getloadavg()[0]:.1f} on the shared machine during the run",
+                f"load), {default:.2f} s of wall time at torch's default {DEFAULT_THREADS} threads (median of 5); "
+                f"load average {os.getloadavg()[0]:.1f} on the shared machine during the run",
             )
         )
     full = linear_regions(flat, plane=plane, max_regions=200_000)
