@@ -2,7 +2,7 @@
 
 The generalization section's Classic bounds block is priced in example passes of the measured probe
 (:func:`deepscope.report.cost.pass_cost`): the forward passes of the layer discovery, the margins and
-the path norm, plus one example pass per sweep of power iterations over the convolutions (up to 100,
+the path norm, plus one example pass per sweep of Lanczos steps over the convolutions (up to 100,
 the spectral norms' cap). The old estimate counted the margins' forward pass only (BENCHMARKS.md:
 "Classic bounds: 6.1 s (est. 2.7 s)"). Each repeat measures the probe afresh, then runs the block;
 the block runs under the "full" budget's time (a loaded machine would make it decline under the quick
@@ -77,7 +77,7 @@ def classic_bounds_row(repeats: int = 3) -> dict:
         "notes": (
             f"CPU seconds: measured {statistics.median(cpu):.2f}, estimated {statistics.median(cpu_estimated):.2f}; "
             f"{cost['forward_examples']} forward "
-            f"examples + {cost['conv_layers']} convolutions x {cost['power_iterations']} power iterations "
+            f"examples + {cost['conv_layers']} convolutions x {cost['lanczos_steps']} Lanczos steps "
             f"= {cost['estimated_passes']:.0f} example passes; 1 thread"
         ),
         "load_average": load,

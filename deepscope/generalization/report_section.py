@@ -50,11 +50,12 @@ _NOISY_PASSES = 1.5  # one PAC-Bayes step per example: a forward+backward throug
 _MIN_BATCH = 16
 _MIN_MEMO = 16
 _MEMO_SHARE = 1.0  # block budgets of the memorisation probe (a side diagnostic, not the point of the section)
-# classic_bounds' convolution spectral norms: at most this many power iterations per conv layer
-# (layer_spectral_norm's default; a random or trained ResNet-18 uses all of them at tolerance 1e-6)
-_POWER_ITERATIONS = 100
-# one iteration through every convolution (a convolution and its transpose on one example each), in example
-# passes: ResNet-18, 20 convolutions x 100 iterations took 3.95 s CPU at 0.039 s per example pass (101 passes)
+# classic_bounds' convolution spectral norms: at most this many Lanczos steps on AᵀA per conv layer
+# (conv_operator_spectral_norm's cap; a random ResNet-18 stops after ~77 on average, so this is an upper bound)
+_LANCZOS_STEPS = 100
+# one step through every convolution (a convolution and its transpose on one example each), in example
+# passes: ResNet-18, 20 convolutions x 100 steps took 3.95 s CPU at 0.039 s per example pass (101 passes);
+# bench/report_estimates.py measures the block against this estimate (1.00 on a quiet machine)
 _PASSES_PER_SWEEP = 1.0
 _LAYER_PROBE = 8  # examples of the forward pass that discovers the layers (build_context)
 
@@ -298,9 +299,7 @@ def _classic_part(problem: Problem, budget: dict[str, Any], context: AuditContex
     if not found.fits:
         reason = "Their margins need a forward pass over the bound's examples"
         if counts["conv_layers"]:
-            reason += (
-                f", and each of the {counts['conv_layers']} convolutions up to {_POWER_ITERATIONS} power iterations"
-            )
+            reason += f", and each of the {counts['conv_layers']} convolutions up to {_LANCZOS_STEPS} Lanczos steps"
         part = declined(found, reason + ".")
         return Part(part.blocks, cost={**part.cost, **counts})
     classic = classic_bounds(problem, max_samples=budget["bound_samples"])
@@ -319,7 +318,7 @@ def _classic_counts(model: nn.Module, examples: int) -> dict[str, int]:
     * forward passes of ``forward_examples`` examples: the layer discovery on the first
       ``min(examples, 8)``, the margins on all of them, and the path norm's one all-ones input (run
       when the margin bounds apply: counted always, an upper bound by one example);
-    * ``conv_layers`` x at most ``power_iterations`` power iterations, each one convolution and its
+    * ``conv_layers`` x at most ``lanczos_steps`` Lanczos steps on AᵀA, each one convolution and its
       transpose on one example (:func:`deepscope.generalization._measures._layers.conv_operator_spectral_norm`;
       Linear layers take an exact SVD, not counted).
     """
@@ -327,7 +326,7 @@ def _classic_counts(model: nn.Module, examples: int) -> dict[str, int]:
     return {
         "forward_examples": examples + min(examples, _LAYER_PROBE) + 1,
         "conv_layers": convs,
-        "power_iterations": _POWER_ITERATIONS if convs else 0,
+        "lanczos_steps": _LANCZOS_STEPS if convs else 0,
     }
 
 
@@ -335,13 +334,13 @@ def _classic_passes(counts: dict[str, int], context: AuditContext) -> tuple[floa
     """``(example passes, calls)`` of :func:`_classic_counts`, priced by the measured pass.
 
     A forward example costs the measured forward ratio of an example pass; one iteration through every
-    convolution costs ``_PASSES_PER_SWEEP`` example passes (its call overheads included). The old
+    convolution (one Lanczos step each) costs ``_PASSES_PER_SWEEP`` example passes (its call overheads included). The old
     estimate (forward passes only) said 2.7 s for a 6.1 s block on ResNet-18. Calls: three forward calls.
     """
     unit = pass_cost(context)
     ratio = unit.forward_seconds / unit.seconds
     call_ratio = unit.forward_call_seconds / unit.call_seconds if unit.call_seconds > 0 else 1.0
-    passes = counts["forward_examples"] * ratio + counts["power_iterations"] * _PASSES_PER_SWEEP
+    passes = counts["forward_examples"] * ratio + counts["lanczos_steps"] * _PASSES_PER_SWEEP
     return passes, 3 * call_ratio
 
 

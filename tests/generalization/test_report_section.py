@@ -113,7 +113,7 @@ def test_a_fitted_memorisation_probe_does_not_decline_on_its_call_overhead():
 
 def test_the_classic_bounds_estimate_counts_the_passes_the_block_makes(monkeypatch):
     # oracle: the block's own work, counted while it runs (not timed): examples through the model's forward
-    # (a pre-hook sees the layer discovery, the margins and the path norm) and power iterations per
+    # (a pre-hook sees the layer discovery, the margins and the path norm) and Lanczos steps per
     # convolution (forced to their cap with tolerance 0, the case a ResNet-18 meets at 1e-6)
     import deepscope.generalization._measures._layers as layers
     import deepscope.generalization.report_section as module
@@ -148,8 +148,8 @@ def test_the_classic_bounds_estimate_counts_the_passes_the_block_makes(monkeypat
     assert part.cost["conv_layers"] == len(iterations) == 2
     # at tolerance 0 the iterations run to the cap: Lanczos would stop earlier only once its Krylov space is
     # invariant, and both operators have rank 144 > 100 here (inputs 3x8x8 and 4x6x6, outputs 4x6x6)
-    assert iterations == [part.cost["power_iterations"]] * 2 == [100, 100]
-    # priced: a forward example at the measured ratio 1/4, one sweep of power iterations as one example pass
+    assert iterations == [part.cost["lanczos_steps"]] * 2 == [100, 100]
+    # priced: a forward example at the measured ratio 1/4, one sweep of Lanczos steps as one example pass
     assert part.cost["estimated_passes"] == pytest.approx(49 / 4 + 100, rel=1e-12)
     assert part.cost["estimated_calls"] == pytest.approx(3 * 0.5, rel=1e-12)
 
@@ -158,4 +158,4 @@ def test_the_classic_bounds_estimate_of_a_network_without_convolutions():
     import deepscope.generalization.report_section as module
 
     counts = module._classic_counts(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), 5)
-    assert counts == {"forward_examples": 5 + 5 + 1, "conv_layers": 0, "power_iterations": 0}  # SVD, no iterations
+    assert counts == {"forward_examples": 5 + 5 + 1, "conv_layers": 0, "lanczos_steps": 0}  # SVD, no iterations
