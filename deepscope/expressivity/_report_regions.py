@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from deepscope.errors import DeepscopeError
-from deepscope.expressivity.regions import _domain, linear_regions
+from deepscope.expressivity.regions import linear_regions, region_domain
 from deepscope.report.sections import Figure, Table, Text
 from deepscope.report.svg import figure_to_svg
 
@@ -116,4 +116,4 @@ def zoomed_partition(
 
 def plane_square(plane: torch.Tensor) -> tuple[float, ...]:
     """The default domain of ``linear_regions`` for this plane (the bounding square with its margin)."""
-    return _domain(None, None, plane.to(torch.float64), 0.25)[2]
+    return region_domain(None, None, plane.to(torch.float64), 0.25)[2]

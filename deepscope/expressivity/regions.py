@@ -19,7 +19,7 @@ from deepscope.guard import current_guard_report
 from deepscope.registry import analysis
 from deepscope.results import Result, to_jsonable
 
-__all__ = ["LinearRegions", "linear_regions"]
+__all__ = ["LinearRegions", "linear_regions", "region_domain"]
 
 _NAME = "linear_regions"
 
@@ -223,7 +223,7 @@ def linear_regions(
     reference = next(iter(model.parameters()), None)
     device = reference.device if reference is not None else torch.device("cpu")
     inputs = None if inputs is None else torch.as_tensor(inputs).detach().to(device, torch.float64)
-    origin, basis, default_bounds = _domain(inputs, line, plane, margin)
+    origin, basis, default_bounds = region_domain(inputs, line, plane, margin)
     bounds = _check_bounds(bounds, default_bounds, basis.shape[0])
     dimension = basis.shape[0]
     diameter = math.dist(bounds[0::2], bounds[1::2])
@@ -283,8 +283,10 @@ def _classes(outputs: np.ndarray) -> np.ndarray:
     return (outputs[:, 0] > 0).astype(np.int64) if outputs.shape[1] == 1 else outputs.argmax(axis=1)
 
 
-def _domain(inputs, line, plane, margin):
-    """Origin, orthonormal basis ``(k, *features)`` and default bounds of the domain."""
+def region_domain(
+    inputs: torch.Tensor | None, line: Any, plane: Any, margin: float
+) -> tuple[torch.Tensor, torch.Tensor, tuple[float, ...]]:
+    """Origin, orthonormal basis ``(k, *features)`` and default bounds of the domain ``linear_regions`` partitions."""
     if line is not None:
         points = _points(line, 2, "line", inputs)
         direction = points[1] - points[0]
