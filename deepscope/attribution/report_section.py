@@ -28,14 +28,13 @@ from deepscope.attribution import _genomics as genomics
 from deepscope.attribution import _report_cost as cost_model
 from deepscope.attribution._base import Attribution, draw_attribution
 from deepscope.attribution._registry import is_one_hot, is_tokens, report_axiom_methods, report_methods
+from deepscope.attribution._report_tokens import token_section
 from deepscope.attribution.axioms import check_axioms
-from deepscope.attribution.token_figure import token_html, token_rows
 from deepscope.errors import DeepscopeError
 from deepscope.report.cost import declined, fit_count, pass_cost
 from deepscope.report.sections import (
     AuditContext,
     Figure,
-    Html,
     Part,
     Section,
     Table,
@@ -100,7 +99,7 @@ def build_attribution_section(context: AuditContext) -> Section:
     model = context.problem.model
     inputs, mask, names = _inputs(context, budget["examples"])
     if is_tokens(inputs):
-        return _token_section(context, inputs, budget)
+        return token_section(context, inputs, budget)
     targets = None  # each method explains the predicted class
     output_fn = getattr(context.problem, "output_fn", None)  # e.g. out.logits of a HuggingFace ViT
     maps: dict[str, Attribution] = {}
@@ -373,70 +372,3 @@ def _sanity_check(context, model, inputs, results, chunk, costs, blocks) -> str:
         return ""
     results["sanity_check"] = check.rows()
     return f"for saliency {check.verdict}" + (f" (on {count} of {len(inputs)} inputs)" if count < len(inputs) else "")
-
-
-def _token_section(context: AuditContext, inputs: Any, budget: dict[str, Any]) -> Section:
-    """Token models: the layer methods at the input embedding, shown as coloured text."""
-    model = context.problem.model
-    output_fn = getattr(context.problem, "output_fn", None)
-    tokenizer = getattr(context.dataset, "tokenizer", None) or getattr(context.problem, "tokenizer", None)
-    pad = getattr(getattr(model, "config", None), "pad_token_id", None)
-    maps: dict[str, Attribution] = {}
-    skipped: list[str] = []
-    for name, (function, options) in report_methods(inputs, context.budget, budget["max_steps"]).items():
-        if name == "layer_integrated_gradients" and isinstance(pad, int):
-            options = {**options, "baseline": pad}  # the pad-token sequence (Captum's tutorials' choice)
-        try:
-            maps[name] = function(model, inputs, None, output_fn=output_fn, **options)
-        except DeepscopeError as error:
-            skipped.append(f"{name}: {error}")
-    blocks: list[Any] = []
-    rows = []
-    shown = min(4, batch_length(inputs))
-    for i in range(shown):
-        for name, result in maps.items():
-            tokens, scores = token_rows(inputs, result.values, i, tokenizer)
-            rows.append((f"example {i} (class {int(result.target[i])}), {name}", tokens, scores))
-    if rows:
-        blocks.append(
-            Text(
-                "Token attributions at the input embedding: red tokens push the predicted class up, blue push it "
-                "down (each line scaled to its largest score; hover for the value)."
-                + ("" if tokenizer is not None else " Tokens are shown as their ids (no tokenizer was given).")
-            )
-        )
-        blocks.append(Html(token_html(rows)))
-    errors = []
-    for name, result in maps.items():
-        d = result.diagnostics
-        for key in ("completeness_error", "conservation_error"):
-            if key in d:
-                errors.append({"method": name, "check": key.replace("_", " "), "worst": float(d[key].max())})
-        if "explained" in d:  # LRP: where the rest of F(x) went, as shares of |F(x)|
-            scale = d["explained"].abs().clamp_min(1e-12)
-            for key in [k for k in d if k.startswith("kept_")] + ["untracked"]:
-                share = float((d[key].abs() / scale).max())
-                if share > 1e-6 or key == "untracked":
-                    what = f"share kept by {key.removeprefix('kept_')}" if key != "untracked" else "share untracked"
-                    errors.append({"method": name, "check": what, "worst": share})
-    if errors:
-        blocks.append(
-            Table(
-                errors,
-                columns=["method", "check", "worst"],
-                caption="Relative error of Σ token scores against the explained score change (completeness) or "
-                "the explained score (LRP conservation). For LRP the rest of the score is kept by biases, the "
-                "softmax rule and constants added after the embedding (position embeddings), each shown as a "
-                "share of |F(x)|; 'untracked' is what no rule accounts for (≈ 0).",
-            )
-        )
-    if skipped:
-        blocks.append(Text("Not shown: " + "; ".join(skipped)))
-    results = {
-        "methods": list(maps),
-        "skipped": skipped,
-        "errors": errors,
-        "token_scores": {name: result.values[:shown].tolist() for name, result in maps.items()},
-    }
-    summary = f"{len(maps)} token attribution methods explain {shown} inputs at the input embedding."
-    return Section(summary=summary, blocks=blocks, results=results)
