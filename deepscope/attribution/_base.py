@@ -55,7 +55,28 @@ from deepscope.errors import NonFiniteError, invalid_parameter
 from deepscope.guard import current_guard_report
 from deepscope.results import Result
 
-__all__ = ["Attribution"]
+__all__ = ["Attribution", "example_rows"]
+
+
+def example_rows(
+    target: torch.Tensor, diagnostics: dict[str, Any], sums: Callable[[int, int], dict[str, float]]
+) -> list[dict[str, Any]]:
+    """One row per (target t, example i): the class, ``sums(t, i)`` and each per-example diagnostic.
+
+    ``target`` is ``(batch,)`` or ``(n_targets, batch)``; a diagnostic is per example when it is a
+    tensor shaped like ``target``. Shared by :class:`Attribution` and the multi-input result.
+    """
+    multi = target.dim() == 2
+    targets = target if multi else target.unsqueeze(0)
+    rows = []
+    for t in range(targets.shape[0]):
+        for i in range(targets.shape[1]):
+            row: dict[str, Any] = {"example": i, "target": int(targets[t, i]), **sums(t, i)}
+            for key, value in diagnostics.items():
+                if isinstance(value, torch.Tensor) and value.shape == target.shape:
+                    row[key] = float((value if multi else value.unsqueeze(0))[t, i])
+            rows.append(row)
+    return rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,18 +110,8 @@ class Attribution(Result):
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per (target, example): the class, the attribution sum and each diagnostic."""
-        targets = self.target if self.multi_target else self.target.unsqueeze(0)
         values = self.values if self.multi_target else self.values.unsqueeze(0)
-        rows = []
-        for t in range(targets.shape[0]):
-            for i in range(targets.shape[1]):
-                row: dict[str, Any] = {"example": i, "target": int(targets[t, i]), "sum": float(values[t, i].sum())}
-                for key, value in self.diagnostics.items():
-                    if isinstance(value, torch.Tensor) and value.shape == self.target.shape:
-                        entry = value if self.multi_target else value.unsqueeze(0)
-                        row[key] = float(entry[t, i])
-                rows.append(row)
-        return rows
+        return example_rows(self.target, self.diagnostics, lambda t, i: {"sum": float(values[t, i].sum())})
 
     def plot(
         self,

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepscope.attribution._base import Attribution
+from deepscope.attribution._base import Attribution, example_rows
 from deepscope.attribution._prepare import prepare_baseline, prepare_inputs
 from deepscope.errors import DataError, DeepscopeError, invalid_parameter
 from deepscope.results import Result, format_value
@@ -221,21 +221,13 @@ class MultiInputAttribution(Result):
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per (target, example): the class, each input's sum (``sum_0``, ...), their total and each diagnostic."""
-        targets = self.target if self.multi_target else self.target.unsqueeze(0)
         values = [v if self.multi_target else v.unsqueeze(0) for v in self.values]
-        rows = []
-        for t in range(targets.shape[0]):
-            for i in range(targets.shape[1]):
-                sums = [float(v[t, i].sum()) for v in values]
-                row: dict[str, Any] = {"example": i, "target": int(targets[t, i])}
-                row.update({f"sum_{k}": s for k, s in enumerate(sums)})
-                row["sum"] = float(sum(sums))
-                for key, value in self.diagnostics.items():
-                    if isinstance(value, torch.Tensor) and value.shape == self.target.shape:
-                        entry = value if self.multi_target else value.unsqueeze(0)
-                        row[key] = float(entry[t, i])
-                rows.append(row)
-        return rows
+
+        def sums(t: int, i: int) -> dict[str, float]:
+            parts = [float(v[t, i].sum()) for v in values]
+            return {**{f"sum_{k}": part for k, part in enumerate(parts)}, "sum": float(sum(parts))}
+
+        return example_rows(self.target, self.diagnostics, sums)
 
     def summary(self) -> str:
         """``"deeplift over 2 inputs (3, 8, 8) and (5,), 4 examples; completeness error at most 2e-07."``"""
