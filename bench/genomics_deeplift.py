@@ -29,21 +29,13 @@ import warnings
 
 import torch
 
+from bench.genomics_ism import LENGTH, SEQUENCES, one_hot_sequences
 from bench.harness import compare_alternating, record
 from deepscope.attribution.deep_lift_shap import deep_lift_shap
 from deepscope.data.shuffle import dinucleotide_shuffle
 from deepscope.models import Basset
 
-SEQUENCES, LENGTH, SHUFFLES = 8, 250, 20
-
-
-def _inputs(seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.nn.functional.one_hot(torch.randint(0, 4, (SEQUENCES, LENGTH), generator=generator), 4)
-    x = x.transpose(1, 2).float()
-    x[2, :, 10] = 0  # two N positions
-    x[5, :, 200] = 0
-    return x
+SHUFFLES = 20
 
 
 def _tangermeme(model, x, references, args, batch_size, extra):
@@ -154,7 +146,7 @@ def bpnet_count_row() -> dict:
         f"{LENGTH} bp with 2 N, {SHUFFLES} shuffles each, count head",
         model,
         CountWrapper(model),
-        _inputs(),
+        one_hot_sequences(),
         (control,),
         lambda out: out[1],
         {},
@@ -168,7 +160,7 @@ def bpnet_profile_row() -> dict:
 
     model = ProfileWrapper(_bpnet())
     control = torch.rand(SEQUENCES, 2, LENGTH, generator=torch.Generator().manual_seed(1))
-    x = _inputs()
+    x = one_hot_sequences()
 
     def explain(got, ours64, per_sequence, references) -> str:
         small = _small_logit_differences(model, x, references, control)
@@ -235,7 +227,7 @@ def basset_row() -> dict:
         f"bp with 2 N, {SHUFFLES} shuffles each",
         model,
         model,
-        _inputs(),
+        one_hot_sequences(),
         (),
         None,
         {},

@@ -29,7 +29,8 @@ from deepscope.models import Basset
 SEQUENCES, LENGTH = 8, 250
 
 
-def _inputs(seed: int = 0) -> torch.Tensor:
+def one_hot_sequences(seed: int = 0) -> torch.Tensor:
+    """SEQUENCES random one-hot DNA sequences of LENGTH bp with two N columns (all zero); the genomics benches' inputs."""
     generator = torch.Generator().manual_seed(seed)
     x = torch.nn.functional.one_hot(torch.randint(0, 4, (SEQUENCES, LENGTH), generator=generator), 4)
     x = x.transpose(1, 2).float()
@@ -106,7 +107,7 @@ def bpnet_row(repeats: int = 5) -> dict:
 
     torch.manual_seed(0)
     model = BPNet(n_filters=32, n_layers=4, n_control_tracks=2, verbose=False).eval()
-    x = _inputs()
+    x = one_hot_sequences()
     control = torch.rand(SEQUENCES, 2, LENGTH, generator=torch.Generator().manual_seed(1))
     return _row(
         f"ISM, bpnet-lite BPNet (32 filters, 4 dilated layers, 2 control tracks as args), {SEQUENCES} x {LENGTH} bp "
@@ -125,7 +126,7 @@ def basset_row(repeats: int = 5) -> dict:
     return _row(
         f"ISM, Basset-style CNN (conv 128x19, 64x11, 64x7, dense 256x2, 8 targets), {SEQUENCES} x {LENGTH} bp with 2 N",
         model,
-        _inputs(),
+        one_hot_sequences(),
         (),
         None,
         repeats,
