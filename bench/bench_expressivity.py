@@ -51,13 +51,14 @@ def grid_patterns(model: nn.Module, result, side: int = 256) -> int:
     return len({row.tobytes() for row in packed})
 
 
-def cpu_seconds(function, repeats: int = 5) -> float:
-    """Median CPU time of ``function`` (this process only: less sensitive than wall time to other jobs)."""
+def median_seconds(function, repeats: int = 5, clock=time.process_time) -> float:
+    """Median time of ``function`` on ``clock`` (default: this process's CPU time, less sensitive than
+    wall time to other jobs)."""
     times = []
     for _ in range(repeats):
-        start = time.process_time()
+        start = clock()
         function()
-        times.append(time.process_time() - start)
+        times.append(clock() - start)
     return float(np.median(times))
 
 
@@ -66,12 +67,7 @@ def wall_seconds_at_default_threads(function, repeats: int = 5) -> float:
     threads = torch.get_num_threads()
     torch.set_num_threads(DEFAULT_THREADS)
     try:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            function()
-            times.append(time.perf_counter() - start)
-        return float(np.median(times))
+        return median_seconds(function, repeats, clock=time.perf_counter)
     finally:
         torch.set_num_threads(threads)
 
@@ -91,7 +87,7 @@ def main() -> None:
         model = model.eval()
         result = linear_regions(model, plane=plane, max_regions=200_000)
         found = grid_patterns(model, result)
-        cpu = cpu_seconds(lambda model=model: linear_regions(model, plane=plane, max_regions=200_000))
+        cpu = median_seconds(lambda model=model: linear_regions(model, plane=plane, max_regions=200_000))
         default = wall_seconds_at_default_threads(
             lambda model=model: linear_regions(model, plane=plane, max_regions=200_000)
         )
